@@ -1,0 +1,40 @@
+# The two commands a newcomer needs: `make run` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: run test lint test-jax venv bench clean proto
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	rm -f $(VENV)/.installed-*; touch $@
+
+venv: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/reuse quickstart
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+
+# The same suite on the JAX backend (CI runs TensorFlow; keep this green too).
+test-jax: $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[test,jax]'
+	KERAS_BACKEND=jax $(BIN)/python -m pytest
+
+proto: $(STAMP)
+	$(BIN)/python scripts/gen_proto.py
+
+bench: $(STAMP)
+	mkdir -p bench/out
+	for b in bench/*.py; do $(BIN)/python $$b --out bench/out/$$(basename $$b .py).json || exit 1; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache bench/out

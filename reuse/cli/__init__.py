@@ -1,0 +1,42 @@
+"""The ``reuse`` command line. It talks only to :mod:`reuse.service`."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from reuse.errors import ReuseError
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+class ReuseGroup(click.Group):
+    """Turns every :class:`ReuseError` into a one-line ``Error: ...`` and exit code 1, in one place."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except ReuseError as exc:
+            raise click.ClickException(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
+
+
+@click.group(cls=ReuseGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="reuse")
+def cli() -> None:
+    """Build new Keras networks from the lower layers of ones you already trained."""
+
+
+def _register_commands() -> None:
+    from reuse.cli import store_cmds
+
+    for cmd in store_cmds.COMMANDS:
+        cli.add_command(cmd)
+
+
+_register_commands()
+
+
+def main() -> None:
+    sys.exit(cli.main(prog_name="reuse"))

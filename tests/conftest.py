@@ -1,0 +1,41 @@
+"""Shared fixtures: a tiny real Keras model and a store in a temporary folder."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from reuse.store import ModelStore  # noqa: E402
+
+
+def make_mlp(n_in: int = 8, hidden: tuple[int, ...] = (16, 12, 10), n_out: int = 3, seed: int = 0,
+             batchnorm: bool = False) -> keras.Model:
+    """A small Sequential MLP whose hidden layers are named hidden1, hidden2, ..."""
+    keras.utils.set_random_seed(seed)
+    layers: list = [keras.Input((n_in,), name="features")]
+    for i, units in enumerate(hidden, start=1):
+        layers.append(keras.layers.Dense(units, activation="relu", name=f"hidden{i}"))
+        if batchnorm:
+            layers.append(keras.layers.BatchNormalization(name=f"bn{i}"))
+    layers.append(keras.layers.Dense(n_out, activation="softmax", name="output"))
+    return keras.Sequential(layers, name="mlp")
+
+
+@pytest.fixture
+def tiny_model() -> keras.Model:
+    return make_mlp()
+
+
+@pytest.fixture
+def store(tmp_path) -> ModelStore:
+    return ModelStore(tmp_path / "store")
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
