@@ -1,0 +1,3 @@
+from reuse.cli import main
+
+main()
