@@ -29,9 +29,9 @@ def cli() -> None:
 
 
 def _register_commands() -> None:
-    from reuse.cli import store_cmds
+    from reuse.cli import store_cmds, train_cmds
 
-    for cmd in store_cmds.COMMANDS:
+    for cmd in store_cmds.COMMANDS + train_cmds.COMMANDS:
         cli.add_command(cmd)
 
 

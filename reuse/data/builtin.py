@@ -44,6 +44,13 @@ def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
     return name, params
 
 
+def with_split(spec: str, split: str) -> str:
+    """``spec`` with its ``split`` option set to ``split`` (other options kept, in order)."""
+    name, params = parse_spec(spec)
+    params = {**params, "split": split}
+    return f"{PREFIX}{name}?" + "&".join(f"{k}={v}" for k, v in params.items())
+
+
 def parse_classes(text: str, spec: str) -> list[int]:
     """``5-9`` or ``0,2,4`` or ``0-2,7`` as a sorted list of ints."""
     out: set[int] = set()

@@ -8,6 +8,7 @@ loops are explicit ``tf.while_loop``s), which keeps tracing cheap.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -15,6 +16,16 @@ import numpy as np
 import tensorflow as tf
 
 from reuse.train.loopspec import ChunkResult, LoopSpec, eval_batches
+
+
+class _NoRetraceWarning(logging.Filter):
+    """Each run compiles its own loop on purpose; TensorFlow's "excessive retracing" hint is noise."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+tf.get_logger().addFilter(_NoRetraceWarning())
 
 
 def _sum_losses(losses: list[Any]) -> Any:

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from reuse.data import Dataset, check_for_model, output_kind, split_validation
+from reuse.data.checks import OutputKind
 from reuse.errors import InvalidInput
 from reuse.select import select_layers
 from reuse.train.config import DEFAULT_LR, TrainConfig, make_optimizer
@@ -65,9 +66,10 @@ class _Prepared:
     class_names: tuple[str, ...] | None = field(default=None)
 
 
-def prepare_data(model: Any, data: Dataset, val: Dataset | None, config: TrainConfig) -> _Prepared:
+def prepare_data(model: Any, data: Dataset, val: Dataset | None, config: TrainConfig,
+                 kind: OutputKind | None = None) -> _Prepared:
     """Check training and validation data against ``model`` (and split off validation if asked)."""
-    kind = output_kind(model)
+    kind = kind or output_kind(model)
     if val is not None and config.val_split:
         raise InvalidInput("give validation data or a validation split, not both")
     train_ds = check_for_model(data, model, kind=kind)
@@ -82,7 +84,8 @@ def prepare_data(model: Any, data: Dataset, val: Dataset | None, config: TrainCo
 
 def train(model: Any, data: Dataset, config: TrainConfig | None = None, *, val: Dataset | None = None,
           progress: ProgressCallback | None = None, cancel: threading.Event | None = None,
-          phase: Phase | None = None, extra_trainable: list[Any] | None = None) -> TrainResult:
+          phase: Phase | None = None, extra_trainable: list[Any] | None = None,
+          kind: OutputKind | None = None) -> TrainResult:
     """Train ``model``'s trainable weights on ``data`` in place; nothing else changes.
 
     Args:
@@ -95,6 +98,8 @@ def train(model: Any, data: Dataset, config: TrainConfig | None = None, *, val: 
         phase: labels the events of a run that is part of a larger job.
         extra_trainable: variables trained although their layer is frozen (fine-tuning uses it for the
             scale and offset of batch-normalisation layers kept in inference mode).
+        kind: what the output means; default read from the last layer (see
+            :func:`reuse.data.output_kind`); autoencoders pass ``OutputKind("regression", n)``.
 
     Returns:
         a :class:`TrainResult`.
@@ -110,7 +115,7 @@ def train(model: Any, data: Dataset, config: TrainConfig | None = None, *, val: 
     if not train_vars:
         raise InvalidInput(f"model {model.name!r} has no trainable weights: every layer is frozen "
                            "(fine-tune with --unfreeze to train some)")
-    prep = prepare_data(model, data, val, config)
+    prep = prepare_data(model, data, val, config, kind)
     reseed(model, config.seed)
     split = cache_split(model, train_vars) if config.cache else None
     x, xv = prep.train.x, prep.val.x if prep.val is not None else None
