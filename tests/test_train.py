@@ -180,3 +180,24 @@ def test_seeds_report_mean_and_std():
     assert len(acc["values"]) == 2 and acc["mean"] == pytest.approx(np.mean(acc["values"]))
     assert acc["std"] == pytest.approx(np.std(acc["values"]))
     assert res.runs[1].config.seed == 1
+
+
+@pytest.mark.parametrize("opt", [
+    {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": True, "clipvalue": 0.05},
+    {"optimizer": "rmsprop", "lr": 0.01, "momentum": 0.5, "clipnorm": 0.5},
+    {"optimizer": "adam", "lr": 0.01},
+])
+def test_loop_takes_the_same_steps_as_keras_fit(opt):
+    """Without shuffling, the compiled loop and Keras fit visit the same batches (the last one short):
+    the weights must agree, whatever the optimizer's update is made of."""
+    model = make_mlp()
+    reference = copy_model(model)
+    data = toy_data()
+    cfg = TrainConfig(epochs=2, batch_size=16, shuffle=False, **opt)
+    train(model, data, cfg)
+    from reuse.train import make_optimizer
+
+    reference.compile(make_optimizer(cfg), "sparse_categorical_crossentropy")
+    reference.fit(data.x, data.y, batch_size=16, epochs=2, shuffle=False, verbose=0)
+    for ours, theirs in zip(model.get_weights(), reference.get_weights(), strict=True):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-5)

@@ -120,7 +120,7 @@ def train(model: Any, data: Dataset, config: TrainConfig | None = None, *, val: 
     split = cache_split(model, train_vars) if config.cache else None
     x, xv = prep.train.x, prep.val.x if prep.val is not None else None
     if split is not None:
-        features = Predictor(model, layers=split.prefix)
+        features = Predictor(model, layers=split.prefix, compiled=False)
         x = features(x)
         xv = features(xv) if xv is not None else None
         forward = Forward(model, split.rest)
@@ -136,7 +136,7 @@ def train(model: Any, data: Dataset, config: TrainConfig | None = None, *, val: 
     cached = split.prefix_names if split is not None else ()
     outcome = run_loop(spec, metric=prep.task.metric, phase=phase, cached=cached, progress=progress,
                        cancel=cancel)
-    predict_rest = Predictor(model, layers=forward.layers)
+    predict_rest = Predictor(model, layers=forward.layers, compiled=False)
     metrics = score(prep.task, predict_rest(x), prep.train.y)
     if xv is not None:
         metrics.update(score(prep.task, predict_rest(xv), prep.val.y, prefix="val_"))

@@ -24,13 +24,16 @@ class Predictor:
     """A compiled inference function for a network part, applied in fixed-size, padded batches.
 
     Build once and reuse (the compiled function and its traces are kept); it reads the current
-    weights on every call, so it stays valid while the model trains.
+    weights on every call, so it stays valid while the model trains. ``compiled=False`` runs the
+    layers eagerly instead: cheaper for a single pass over data (no tracing), e.g. caching features.
     """
 
-    def __init__(self, model: Any, *, layers: list[Any] | None = None, batch_size: int = BATCH) -> None:
+    def __init__(self, model: Any, *, layers: list[Any] | None = None, batch_size: int = BATCH,
+                 compiled: bool = True) -> None:
         self.forward = Forward(model, layers)
         self.batch_size = int(batch_size)
-        self._fn = compile_forward(self.forward)
+        self.compiled = compiled
+        self._fn = compile_forward(self.forward) if compiled else (lambda x: self.forward(x, False))
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """Outputs for every row of ``x`` (float32), computed in compiled batches."""
@@ -39,7 +42,7 @@ class Predictor:
         parts = []
         for lo in range(0, n, b):
             xb = x[lo:lo + b]
-            size = _bucket(len(xb), b)
+            size = _bucket(len(xb), b) if self.compiled else len(xb)
             if size != len(xb):
                 xb = np.concatenate([xb, np.zeros((size - len(xb), *x.shape[1:]), np.float32)])
             parts.append(np.asarray(self._fn(xb))[: min(b, n - lo)])
