@@ -169,11 +169,10 @@ def _where(token: str) -> str:
 
 
 def _positive_int(value: Any, what: str, token: str) -> int:
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value)
-    if not _is_int(value) or value < 1:
+    number = int(value) if isinstance(value, str) and value.strip().isdigit() else value
+    if not _is_int(number) or number < 1:
         raise InvalidInput(f"invalid {what} {value!r}{_where(token)}: expected a positive integer")
-    return int(value)
+    return int(number)
 
 
 def _float(value: Any, what: str, token: str, *, low: float = 0.0, high: float = math.inf,
