@@ -7,10 +7,13 @@ no gRPC, no printing here. Sections are grouped by area so they grow independent
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reuse.config import store_root
 from reuse.store import ModelInfo, ModelStore
+
+if TYPE_CHECKING:
+    from reuse.layer_table import LayerTable
 
 
 class Service:
@@ -34,7 +37,7 @@ class Service:
     # ---------------------------------------------------------------------------------------
     # Selection and building (issue 3)
     # ---------------------------------------------------------------------------------------
-    def layer_table(self, ref: str, scope: str | None = None, match: str = "full") -> Any:
+    def layer_table(self, ref: str, scope: str | None = None, match: str = "full") -> LayerTable:
         """The layers of ``ref``; with ``scope``, a dry run of the selection (see reuse.layer_table)."""
         from reuse.layer_table import layer_table
 
