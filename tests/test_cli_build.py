@@ -127,6 +127,8 @@ def test_lineage_json_through_two_generations(store_dir):
      "Error: give either a head spec or a head file, not both"),
     (["--reuse", "hidden1", "--classes", "3", "--regression"], "Error: give either classes or regression, not both"),
     (["--reuse", "hidden1", "--outputs", "2"], "Error: --outputs needs --regression"),
+    (["--reuse", "hidden1", "--regression", "--outputs", "0"],
+     "Error: invalid regression targets 0: expected True or an integer >= 1"),
     (["--reuse", "hidden1"], "Error: nothing to put on top of the reused layers: give a head, classes or regression"),
     (["--reuse", "hidden1", "--classes", "3", "--input-shape", "8,x"],
      "Error: invalid input shape '8,x': expected positive integers separated by commas, e.g. 64 or 28,28,1"),
