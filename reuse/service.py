@@ -7,10 +7,13 @@ no gRPC, no printing here. Sections are grouped by area so they grow independent
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reuse.config import store_root
 from reuse.store import ModelInfo, ModelStore
+
+if TYPE_CHECKING:
+    from reuse.layer_table import LayerTable
 
 
 class Service:
@@ -34,6 +37,48 @@ class Service:
     # ---------------------------------------------------------------------------------------
     # Selection and building (issue 3)
     # ---------------------------------------------------------------------------------------
+    def layer_table(self, ref: str, scope: str | None = None, match: str = "full") -> LayerTable:
+        """The layers of ``ref``; with ``scope``, a dry run of the selection (see reuse.layer_table)."""
+        from reuse.layer_table import layer_table
+
+        return layer_table(self.store, ref, scope, match)
+
+    def build(
+        self,
+        new_name: str,
+        base_ref: str,
+        reuse: str,
+        *,
+        head: str | None = None,
+        head_file: str | os.PathLike[str] | None = None,
+        classes: int | None = None,
+        regression: bool | int = False,
+        trainable: str | None = None,
+        match: str = "full",
+        input_shape: tuple[int | None, ...] | None = None,
+        description: str = "",
+        seed: int | None = None,
+    ) -> ModelInfo:
+        """Build a network from the layers of ``base_ref`` that ``reuse`` selects, plus a head, and
+        register it as the next version of ``new_name`` with its lineage (see reuse.build)."""
+        from reuse.build import build_network
+        from reuse.errors import InvalidInput
+        from reuse.heads import load_head_file, parse_head
+        from reuse.store import check_name
+
+        check_name(new_name)
+        if head is not None and head_file is not None:
+            raise InvalidInput("give either a head spec or a head file, not both")
+        spec = load_head_file(head_file) if head_file is not None else parse_head(head or "")
+        built = build_network(self.store, base_ref, reuse, head=spec, classes=classes, regression=regression,
+                              trainable=trainable, match=match, input_shape=input_shape, name=new_name, seed=seed)
+        return self.store.register(built.model, new_name, description=description, lineage=built.lineage)
+
+    def lineage(self, ref: str) -> list[dict[str, Any]]:
+        """Ancestry of ``ref``, newest first (see reuse.lineage.ancestry)."""
+        from reuse.lineage import ancestry
+
+        return ancestry(self.store, ref)
 
     # ---------------------------------------------------------------------------------------
     # Training, fine-tuning, evaluation, prediction, pretraining (issue 4)
