@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import uuid
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +18,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from reuse.errors import InvalidInput, NotFound, StoreCorrupt, UnsafeModel
+from reuse.errors import AlreadyExists, InvalidInput, NotFound, StoreCorrupt, UnsafeModel
 from reuse.store import h5file
 
 # Errors Keras raises for a file or config it cannot turn into a model.
@@ -249,3 +251,38 @@ def load_model_file(mf: ModelFile, *, unsafe: bool) -> Any:
             return keras.models.load_model(str(mf.path), compile=False, safe_mode=not unsafe)
     except KERAS_LOAD_ERRORS as exc:
         raise InvalidInput(f"{mf.path}: Keras cannot load it as a model: {exc}") from exc
+
+
+# -- writing .keras files -------------------------------------------------------------------------
+def write_keras_file(model: Any, out: Path, *, overwrite: bool) -> None:
+    """Save ``model`` as ``out`` (a .keras path) atomically: a temp file beside it, fsync, then rename.
+
+    Raises:
+        AlreadyExists: ``out`` exists (or appears meanwhile) and not ``overwrite``.
+    """
+    import keras
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.stem}.tmp-{os.getpid()}-{uuid.uuid4().hex}.keras"
+    try:
+        keras.saving.save_model(model, str(tmp))
+        h5file.fsync_path(tmp)
+        if overwrite:
+            os.replace(tmp, out)
+        else:
+            _link_no_clobber(tmp, out)
+        h5file.fsync_path(out.parent)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _link_no_clobber(tmp: Path, out: Path) -> None:
+    """Put ``tmp`` at ``out`` only if ``out`` does not exist, atomically where the filesystem allows."""
+    try:
+        os.link(tmp, out)
+    except FileExistsError as exc:
+        raise AlreadyExists(f"{out} exists; pass overwrite (--force) to replace it") from exc
+    except OSError:  # no hard links here (some network and FAT filesystems): check, then rename
+        if out.exists():
+            raise AlreadyExists(f"{out} exists; pass overwrite (--force) to replace it") from None
+        os.replace(tmp, out)

@@ -10,8 +10,6 @@ rename; readers reconcile it with a directory scan, so a crash between the two i
 
 from __future__ import annotations
 
-import datetime as _dt
-import importlib.metadata
 import json
 import logging
 import os
@@ -29,6 +27,7 @@ from filelock import FileLock, Timeout
 from reuse.errors import AlreadyExists, InvalidInput, NotFound, ResourceExhausted, StoreCorrupt
 from reuse.store import h5file, keras_io
 from reuse.store.index import IndexRow, IndexUnreadable, Key, StoreIndex
+from reuse.store.meta import build_meta, check_tags
 from reuse.store.names import ModelRef, check_name
 from reuse.store.records import (
     CheckReport,
@@ -45,28 +44,6 @@ TOMBSTONE_RE = re.compile(r"v([1-9][0-9]{0,17})\.deleted")
 TEMP_PREFIX = ".tmp-"
 STATE_DIR = ".reuse"
 INDEX_FILE = "index.sqlite"
-
-
-def _pkg_version(name: str) -> str | None:
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-def _json_ready(label: str, value: Any) -> Any:
-    try:
-        return json.loads(json.dumps(value))
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput(f"{label} must be JSON-serialisable: {exc}") from exc
-
-
-def _check_tags(tags: dict[str, str] | None) -> dict[str, str]:
-    tags = dict(tags or {})
-    for k, v in tags.items():
-        if not isinstance(k, str) or not k or not isinstance(v, str):
-            raise InvalidInput(f"invalid tag {k!r}={v!r}: expected a non-empty string key and a string value")
-    return tags
 
 
 class ModelStore:
@@ -253,25 +230,9 @@ class ModelStore:
         Raises:
             InvalidName: a bad name. InvalidInput: not a built model, or metadata that is not JSON.
         """
-        import keras
-
         check_name(name)
-        described = keras_io.describe_model(model)
-        meta = {
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds"),
-            "description": str(description or ""),
-            "tags": _check_tags(tags),
-            "class_names": [str(c) for c in class_names] if class_names is not None else None,
-            "metrics": _json_ready("metrics", dict(metrics or {})),
-            "history": _json_ready("history", {k: [float(x) for x in v] for k, v in (history or {}).items()}),
-            "lineage": _json_ready("lineage", dict(lineage or {})),
-            "settings": _json_ready("settings", dict(settings or {})),
-            "source": _json_ready("source", source) if source is not None else None,
-            "keras_version": keras.__version__,
-            "backend": keras.backend.backend(),
-            "tensorflow_version": _pkg_version("tensorflow"),
-            **described,
-        }
+        meta = build_meta(model, description=description, tags=tags, class_names=class_names, metrics=metrics,
+                          history=history, lineage=lineage, settings=settings, source=source)
         d = self._model_dir(name)
         d.mkdir(parents=True, exist_ok=True)
         tmp = d / f"{TEMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex}.h5"
@@ -314,7 +275,7 @@ class ModelStore:
             InvalidInput: not a model file Keras can load, or an unsafe HDF5 layout.
         """
         check_name(name)
-        tags = _check_tags(tags)
+        tags = check_tags(tags)
         mf = keras_io.inspect_model_file(Path(path))
         model = keras_io.load_model_file(mf, unsafe=unsafe)
         return self.register(model, name, description=description, tags=tags, source=mf.source())
@@ -346,26 +307,12 @@ class ModelStore:
         Raises:
             InvalidInput: ``out_path`` does not end in .keras. AlreadyExists: it exists and not ``overwrite``.
         """
-        import keras
-
         out = Path(out_path)
         if out.suffix != ".keras":
             raise InvalidInput(f"export path must end in .keras; received {str(out)!r}")
         if out.exists() and not overwrite:
             raise AlreadyExists(f"{out} exists; pass overwrite (--force) to replace it")
-        model = self.load(ref, safe_mode=safe_mode)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.parent / f".{out.stem}{TEMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex}.keras"
-        try:
-            keras.saving.save_model(model, str(tmp))
-            h5file.fsync_path(tmp)
-            if overwrite:
-                os.replace(tmp, out)
-            else:
-                _link_no_clobber(tmp, out)
-            h5file.fsync_path(out.parent)
-        finally:
-            tmp.unlink(missing_ok=True)
+        keras_io.write_keras_file(self.load(ref, safe_mode=safe_mode), out, overwrite=overwrite)
         return out
 
     # -- reading -----------------------------------------------------------------------------
@@ -455,15 +402,3 @@ def _agrees(disk: dict[Key, os.stat_result], rows: dict[Key, IndexRow]) -> bool:
 
 def _ranges(versions: list[int]) -> str:
     return ", ".join(str(v) for v in versions[:20]) + (" ..." if len(versions) > 20 else "")
-
-
-def _link_no_clobber(tmp: Path, out: Path) -> None:
-    """Put ``tmp`` at ``out`` only if ``out`` does not exist, atomically where the filesystem allows."""
-    try:
-        os.link(tmp, out)
-    except FileExistsError as exc:
-        raise AlreadyExists(f"{out} exists; pass overwrite (--force) to replace it") from exc
-    except OSError:  # no hard links here (some network and FAT filesystems): check, then rename
-        if out.exists():
-            raise AlreadyExists(f"{out} exists; pass overwrite (--force) to replace it") from None
-        os.replace(tmp, out)
