@@ -91,17 +91,18 @@ def check_dataset(ds: h5py.Dataset, path: Path) -> None:
 
 def check_links(group: h5py.Group, path: Path) -> list[h5py.Dataset]:
     """Refuse soft and external links anywhere below ``group``; return its datasets, each checked."""
+    links: list[tuple[str, Any]] = []
+    # Collect first: an exception raised inside h5py's visitor callback surfaces as a SystemError.
+    group.visititems_links(lambda name, link: links.append((name, link)))
     found: list[h5py.Dataset] = []
-
-    def visit(name: str, link: Any) -> None:
-        if isinstance(link, (h5py.SoftLink, h5py.ExternalLink)):
+    for name, link in links:
+        if not isinstance(link, h5py.HardLink):
             raise StoreCorrupt(f"{path}: {type(link).__name__} {group.name.rstrip('/')}/{name} refused")
+    for name, _ in links:
         obj = group.get(name)
         if isinstance(obj, h5py.Dataset):
             check_dataset(obj, path)
             found.append(obj)
-
-    group.visititems_links(visit)
     return found
 
 
