@@ -12,8 +12,7 @@ from conftest import make_mlp
 from store_helpers import legacy_dir
 
 from reuse.errors import AlreadyExists, InvalidInput, InvalidName, NotFound, UnsafeModel
-from reuse.store import LayerInfo, ModelRef, ModelStore, check_name
-from reuse.store import h5file
+from reuse.store import LayerInfo, ModelRef, ModelStore, check_name, h5file
 
 
 def predict(model, x):
