@@ -26,13 +26,13 @@ def x(rng):
 
 @pytest.fixture
 def bn_model():
-    """An MLP with BatchNormalization (non-trainable weights) and one frozen layer, trained a little so
-    moving statistics differ from their initial values."""
+    """An MLP with BatchNormalization (non-trainable weights) and one frozen layer, every weight set to
+    distinct random values so a swapped or default-initialised weight would show."""
     model = make_mlp(batchnorm=True, seed=1)
     model.get_layer("hidden2").trainable = False
-    model.compile("adam", "sparse_categorical_crossentropy")
     rng = np.random.default_rng(1)
-    model.fit(rng.normal(size=(64, 8)).astype("float32"), rng.integers(0, 3, 64), epochs=1, verbose=0)
+    for w in model.weights:
+        w.assign(rng.uniform(0.5, 1.5, size=w.shape).astype("float32"))
     return model
 
 
@@ -241,3 +241,11 @@ def test_store_in_new_process_sees_same_models(tmp_path, tiny_model):
     a.register(tiny_model, "m")
     b = ModelStore(tmp_path / "s")
     assert [i.ref for i in b.list()] == ["m:1"]
+
+
+def test_reading_a_missing_store_creates_nothing(tmp_path):
+    store = ModelStore(tmp_path / "typo")
+    assert store.list() == [] and store.check().ok
+    with pytest.raises(NotFound):
+        store.versions("a")
+    assert not (tmp_path / "typo").exists()

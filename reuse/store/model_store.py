@@ -147,6 +147,8 @@ class ModelStore:
             rows = None
         if rows is not None and _agrees(disk, rows):
             return rows
+        if rows is None and not disk:
+            return {}  # nothing to index: don't create a store folder just by looking at it
         with self._locked():
             return self._reconcile_locked(names)
 
