@@ -1,9 +1,9 @@
 """Store commands: register, list, versions, show, delete, export, store check.
 
-``--json`` output is an API with stable keys: a model version is an object with ``ref``, ``name``,
-``version``, ``path``, ``created``, ``description``, ``tags``, ``input_shape``, ``output_shape``,
-``class_names``, ``metrics``, ``history``, ``lineage``, ``settings``, ``keras_version``, ``backend``,
-``tensorflow_version``, ``params``, ``source``, ``unsafe_layers`` and ``size_bytes``.
+--json output is an API with stable keys: a model version is an object with ref, name,
+version, path, created, description, tags, input_shape, output_shape,
+class_names, metrics, history, lineage, settings, keras_version, backend,
+tensorflow_version, params, source, unsafe_layers and size_bytes.
 """
 
 from __future__ import annotations
@@ -145,8 +145,8 @@ def _show_lines(info: ModelInfo) -> list[tuple[str, Any]]:
 def show_cmd(ref: str, store: str | None, as_json: bool) -> None:
     """Show a version's metadata and its layers (latest version unless NAME:VERSION).
 
-    --json: the version object plus ``layers``, a list of objects with ``name``, ``class_name``,
-    ``output_shape``, ``params`` and ``trainable``.
+    --json: the version object plus layers, a list of objects with name, class_name,
+    output_shape, params and trainable.
     """
     svc = get_service(store)
     info = svc.model_info(ref)
@@ -227,10 +227,10 @@ def store_group() -> None:
 def check_cmd(repair: bool, store: str | None, as_json: bool) -> None:
     """Verify every version's checksums and the index; exit 1 while problems remain.
 
-    --json: an object with ``ok``, ``root``, ``files`` (``ref``, ``path``, ``ok``, ``problem``,
-    ``bytes_verified``), ``damaged``, ``missing_from_index``, ``stale_in_index``,
-    ``mismatched_in_index``, ``index_unreadable``, ``temp_files``, ``stray_files``, ``repaired`` and
-    ``removed_temp_files``.
+    --json: an object with ok, root, files (ref, path, ok, problem,
+    bytes_verified), damaged, missing_from_index, stale_in_index,
+    mismatched_in_index, index_unreadable, temp_files, stray_files, repaired and
+    removed_temp_files.
     """
     report = get_service(store).check_store(repair=repair)
     if as_json:
