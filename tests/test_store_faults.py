@@ -43,7 +43,7 @@ def test_flipped_weight_byte_is_detected_by_load_check_and_layer_reads(store, ti
 def test_damaged_model_config_is_detected(store, tiny_model):
     info = store.register(tiny_model, "base")
     with h5py.File(info.path, "r+") as f:
-        f.attrs["model_config"] = h5file._text(f.attrs["model_config"]).replace('"units": 16', '"units": 17')
+        f.attrs["model_config"] = h5file.as_text(f.attrs["model_config"]).replace('"units": 16', '"units": 17')
     with pytest.raises(StoreCorrupt, match="checksum mismatch in model_config"):
         store.load("base")
     with pytest.raises(StoreCorrupt, match="model_config"):

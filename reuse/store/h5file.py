@@ -69,12 +69,13 @@ def save_keras_h5(model: Any, path: Path) -> None:
         keras.saving.save_model(model, str(path), overwrite=True, include_optimizer=False)
 
 
-def _text(value: Any) -> str:
+def as_text(value: Any) -> str:
+    """An HDF5 string attribute or scalar (bytes or str) as str."""
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _decode(values: Any) -> list[str]:
-    return [_text(v) for v in values]
+    return [as_text(v) for v in values]
 
 
 # -- safety checks on files we did not write ---------------------------------------------------------
@@ -124,7 +125,7 @@ def raw_model_config(f: h5py.File, path: Path) -> str:
     raw = f.attrs.get("model_config")
     if raw is None:
         raise StoreCorrupt(f"{path}: no model_config attribute; not a Keras HDF5 model file")
-    text = _text(raw)
+    text = as_text(raw)
     if len(text) > MAX_TEXT_BYTES:
         raise StoreCorrupt(f"{path}: model_config is {len(text)} bytes; refused")
     return text
@@ -156,14 +157,14 @@ def read_meta(f: h5py.File, path: Path) -> dict[str, Any]:
     ds = g.get(META_DATASET)
     if not isinstance(ds, h5py.Dataset) or ds.shape != ():
         raise StoreCorrupt(f"{path}: no '{META_GROUP}/{META_DATASET}' dataset")
-    text = _text(ds[()])
-    if sha256_bytes(text.encode()) != _text(ds.attrs.get("sha256", "")):
+    text = as_text(ds[()])
+    if sha256_bytes(text.encode()) != as_text(ds.attrs.get("sha256", "")):
         raise StoreCorrupt(f"{path}: checksum mismatch in the metadata; the file is damaged")
     try:
         meta = json.loads(text)
     except ValueError as exc:
         raise StoreCorrupt(f"{path}: unreadable metadata: {exc}") from exc
-    meta["name"] = _text(g.attrs.get("name", ""))
+    meta["name"] = as_text(g.attrs.get("name", ""))
     version = g.attrs.get("version")
     meta["version"] = int(version) if version is not None else None
     return meta
@@ -173,7 +174,7 @@ def model_config_text(f: h5py.File, path: Path) -> str:
     """The ``model_config`` JSON text, verified against the checksum in our group."""
     text = raw_model_config(f, path)
     want = f[META_GROUP].attrs.get("model_config_sha256") if META_GROUP in f else None
-    if want is None or sha256_bytes(text.encode()) != _text(want):
+    if want is None or sha256_bytes(text.encode()) != as_text(want):
         raise StoreCorrupt(f"{path}: checksum mismatch in model_config; the file is damaged")
     return text
 
@@ -196,7 +197,7 @@ def verified_array(ds: h5py.Dataset, path: Path) -> np.ndarray:
         arr = ds[()]
     except OSError as exc:
         raise StoreCorrupt(f"{path}: weight {ds.name} cannot be read: {exc}") from exc
-    if array_sha256(arr) != _text(want):
+    if array_sha256(arr) != as_text(want):
         raise StoreCorrupt(f"{path}: checksum mismatch in weight {ds.name}; the file is damaged")
     return arr
 

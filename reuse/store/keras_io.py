@@ -128,7 +128,7 @@ def load_verified(path: Path, *, safe_mode: bool) -> Any:
         if safe_mode:
             refuse_unsafe(lambdas, str(path))
         expected = {
-            layer: [(ds.name, h5file._text(ds.attrs.get("sha256", "")), ds.shape, ds.dtype) for ds in dss]
+            layer: [(ds.name, h5file.as_text(ds.attrs.get("sha256", "")), ds.shape, ds.dtype) for ds in dss]
             for layer, dss in _expected_weights(f, path).items()
         }
         top = f[h5file.WEIGHTS_GROUP].get(h5file.TOP_LEVEL_WEIGHTS)
@@ -207,7 +207,7 @@ def _inspect_h5(path: Path) -> tuple[Any, str | None]:
             raise InvalidInput(f"{path}: no '{h5file.WEIGHTS_GROUP}' group; not a whole-model Keras .h5 file")
         version = f.attrs.get("keras_version")
     try:
-        return json.loads(text), h5file._text(version) if version is not None else None
+        return json.loads(text), h5file.as_text(version) if version is not None else None
     except ValueError as exc:
         raise InvalidInput(f"{path}: model_config is not JSON: {exc}") from exc
 
