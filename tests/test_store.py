@@ -249,3 +249,22 @@ def test_reading_a_missing_store_creates_nothing(tmp_path):
     with pytest.raises(NotFound):
         store.versions("a")
     assert not (tmp_path / "typo").exists()
+
+
+def test_model_with_our_custom_layer_loads_in_a_fresh_process(store, tmp_path):
+    """A built head may hold our registered Maxout layer; a new process (e.g. `reuse serve`) must load it."""
+    import subprocess
+    import sys
+
+    import keras
+
+    from reuse.layers import Maxout
+
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, name="hidden1"), Maxout(4, name="mx")])
+    store.register(model, "maxed")
+    code = ("import sys; from reuse.store import ModelStore; "
+            "m = ModelStore(sys.argv[1]).load('maxed'); print(type(m.layers[-1]).__name__)")
+    out = subprocess.run([sys.executable, "-c", code, str(store.root)], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().endswith("Maxout")

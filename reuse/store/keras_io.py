@@ -114,13 +114,22 @@ def _expected_weights(f: h5py.File, path: Path) -> dict[str, list[h5py.Dataset]]
     return {name: h5file.layer_weight_datasets(f, name, path) for name in h5file.layer_names(f)}
 
 
+def _keras_with_our_layers() -> Any:
+    """Keras, with our registered layers (e.g. Maxout heads) known to the deserialiser."""
+    import keras
+
+    import reuse.layers  # noqa: F401  (registration is the side effect we need)
+
+    return keras
+
+
 def load_verified(path: Path, *, safe_mode: bool) -> Any:
     """Load a store file with Keras and check every weight Keras set against the file's checksums.
 
     Keras reads the weights from disk once; we hash the values it put into the model, so the check
     covers exactly what the caller gets. Raises StoreCorrupt naming the file on any mismatch.
     """
-    import keras
+    keras = _keras_with_our_layers()
 
     with h5file.open_read(path) as f:
         h5file.read_meta(f, path)
@@ -242,7 +251,7 @@ def inspect_model_file(path: Path) -> ModelFile:
 
 def load_model_file(mf: ModelFile, *, unsafe: bool) -> Any:
     """Load an inspected file with Keras (safe mode unless ``unsafe``), uncompiled."""
-    import keras
+    keras = _keras_with_our_layers()
 
     if not unsafe:
         refuse_unsafe(list(mf.lambda_layers), str(mf.path))
