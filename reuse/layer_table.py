@@ -45,19 +45,12 @@ class LayerTable:
 
 
 def _param_counts(store: ModelStore, ref: Any, names: list[str]) -> dict[str, int]:
+    """Parameter counts from the weight datasets' shapes; no weight is read."""
     path = store.path(ref)
-    counts: dict[str, int] = {}
     with h5file.open_read(path) as f:
-        group = f[h5file.WEIGHTS_GROUP]
-        for name in names:
-            layer_group = group.get(name)
-            total = 0
-            for wname in h5file.layer_weight_names(f, name) if layer_group is not None else []:
-                ds = group.get(f"{name}/{wname}")
-                if ds is not None:
-                    total += math.prod(ds.shape)
-            counts[name] = total
-    return counts
+        present = set(h5file.layer_names(f))
+        return {name: sum(math.prod(ds.shape) for ds in h5file.layer_weight_datasets(f, name, path))
+                if name in present else 0 for name in names}
 
 
 def output_shapes(arch: Architecture) -> dict[str, tuple | None]:
