@@ -29,10 +29,11 @@ def cli() -> None:
 
 
 def _register_commands() -> None:
-    from reuse.cli import store_cmds, train_cmds
+    from reuse.cli import build_cmds, quickstart_cmds, store_cmds, train_cmds
 
-    for cmd in store_cmds.COMMANDS + train_cmds.COMMANDS:
-        cli.add_command(cmd)
+    for module in (store_cmds, build_cmds, train_cmds, quickstart_cmds):
+        for cmd in module.COMMANDS:
+            cli.add_command(cmd)
 
 
 _register_commands()

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from reuse.store.model_store import ModelInfo, ModelStore
+from reuse.store.model_store import ModelStore
 from reuse.store.names import ModelRef, check_name
+from reuse.store.records import CheckReport, FileCheck, LayerInfo, ModelInfo
 
-__all__ = ["ModelInfo", "ModelRef", "ModelStore", "check_name"]
+__all__ = ["CheckReport", "FileCheck", "LayerInfo", "ModelInfo", "ModelRef", "ModelStore", "check_name"]

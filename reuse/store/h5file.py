@@ -2,10 +2,13 @@
 
 Keras writes and reads the model itself (``model_config`` attribute, ``model_weights/<layer>/...``
 datasets grouped per layer), so ``keras.models.load_model(path, compile=False)`` opens a store file
-directly. We add, in the same file:
+directly. We add, in the same file (see docs/store-format.md):
 
 - a ``sha256`` attribute on every weight dataset, verified on every read;
-- a group ``reuse`` whose attributes hold our metadata as JSON strings (see docs/store-format.md).
+- a group ``reuse`` with ``format_version``, ``name``, ``version`` and ``model_config_sha256``
+  attributes and a ``meta`` dataset (JSON text, with its own ``sha256`` attribute). Metadata lives in a
+  dataset, not in attributes, because HDF5 caps an object's attributes at 64 KiB and a long training
+  history or a big layer table would not fit.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -21,21 +25,32 @@ from typing import Any
 import h5py
 import numpy as np
 
-from reuse.errors import StoreCorrupt
+from reuse.errors import NotFound, StoreCorrupt
 
 META_GROUP = "reuse"
+META_DATASET = "meta"
 WEIGHTS_GROUP = "model_weights"
+TOP_LEVEL_WEIGHTS = "top_level_model_weights"
 FORMAT_VERSION = 1
-# Refuse datasets larger than this when reading files users hand us ("shape bombs").
+# Refuse datasets that declare more than this ("shape bombs"), or that declare far more bytes than they
+# store once past a floor (a compressed or never-written dataset that would expand on read).
 MAX_DATASET_BYTES = 8 * 1024**3
+BOMB_FLOOR_BYTES = 64 * 1024**2
+MAX_EXPANSION = 1000
+MAX_TEXT_BYTES = 64 * 1024**2
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def array_sha256(arr: np.ndarray) -> str:
+    """The checksum of an array's values in C order (shape and dtype are checked separately)."""
     return hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()
 
 
 @contextmanager
-def quiet_legacy_h5_warning():
+def quiet_legacy_h5_warning() -> Iterator[None]:
     """Keras logs a 'legacy format' warning on every .h5 save; the format is our choice, not an accident."""
     log = logging.getLogger("absl")
     old = log.level
@@ -47,120 +62,177 @@ def quiet_legacy_h5_warning():
 
 
 def save_keras_h5(model: Any, path: Path) -> None:
-    """Let Keras write its legacy HDF5 layout to ``path`` (which must end in .h5)."""
+    """Let Keras write its legacy HDF5 layout to ``path`` (which must end in .h5), without optimizer."""
     import keras
 
     with quiet_legacy_h5_warning():
-        keras.saving.save_model(model, str(path), overwrite=True)
+        keras.saving.save_model(model, str(path), overwrite=True, include_optimizer=False)
 
 
-def _check_dataset(ds: h5py.Dataset, path: Path) -> None:
-    if ds.is_virtual or ds.external:
-        raise StoreCorrupt(f"{path}: dataset {ds.name} points outside the file; refused")
-    nbytes = int(np.prod(ds.shape, dtype=np.int64)) * ds.dtype.itemsize
-    if nbytes > MAX_DATASET_BYTES:
-        raise StoreCorrupt(f"{path}: dataset {ds.name} declares {nbytes} bytes; refused")
-
-
-def iter_weight_datasets(group: h5py.Group):
-    """Yield (name, dataset) for every dataset below ``group``, refusing soft and external links."""
-    out: list[tuple[str, h5py.Dataset]] = []
-
-    def visit(name: str, link: Any) -> None:
-        if isinstance(link, (h5py.SoftLink, h5py.ExternalLink)):
-            raise StoreCorrupt(f"{group.file.filename}: link {group.name}/{name} refused")
-        obj = group.get(name)
-        if isinstance(obj, h5py.Dataset):
-            out.append((name, obj))
-
-    group.visititems_links(visit)
-    return out
-
-
-def add_checksums(f: h5py.File) -> None:
-    for _, ds in iter_weight_datasets(f[WEIGHTS_GROUP]):
-        ds.attrs["sha256"] = array_sha256(ds[()])
-
-
-def write_meta(f: h5py.File, meta: dict[str, Any]) -> None:
-    g = f.require_group(META_GROUP)
-    g.attrs["format_version"] = FORMAT_VERSION
-    for key, value in meta.items():
-        g.attrs[key] = json.dumps(value)
-
-
-def read_meta(f: h5py.File, path: Path) -> dict[str, Any]:
-    g = f.get(META_GROUP)
-    if not isinstance(g, h5py.Group):
-        raise StoreCorrupt(f"{path}: no '{META_GROUP}' group; not a reuse store file")
-    try:
-        return {k: json.loads(v) for k, v in g.attrs.items() if k != "format_version"}
-    except (TypeError, ValueError) as exc:
-        raise StoreCorrupt(f"{path}: unreadable metadata: {exc}") from exc
-
-
-def verified_array(ds: h5py.Dataset, path: Path) -> np.ndarray:
-    """Read a weight dataset and check it against its stored sha256."""
-    _check_dataset(ds, path)
-    arr = ds[()]
-    want = ds.attrs.get("sha256")
-    if want is None:
-        raise StoreCorrupt(f"{path}: weight {ds.name} has no checksum")
-    if isinstance(want, bytes):
-        want = want.decode()
-    if array_sha256(arr) != want:
-        raise StoreCorrupt(f"{path}: checksum mismatch in weight {ds.name}; the file is damaged")
-    return arr
+def as_text(value: Any) -> str:
+    """An HDF5 string attribute or scalar (bytes or str) as str."""
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _decode(values: Any) -> list[str]:
-    return [v.decode() if isinstance(v, bytes) else str(v) for v in values]
+    return [as_text(v) for v in values]
 
 
-def layer_weight_names(f: h5py.File, layer: str) -> list[str]:
-    g = f[WEIGHTS_GROUP].get(layer)
+# -- safety checks on files we did not write ---------------------------------------------------------
+def check_dataset(ds: h5py.Dataset, path: Path) -> None:
+    """Refuse datasets stored outside the file or declaring absurd sizes, before reading them."""
+    if ds.is_virtual or ds.external:
+        raise StoreCorrupt(f"{path}: dataset {ds.name} points outside the file; refused")
+    nbytes = int(np.prod(ds.shape, dtype=np.int64)) * ds.dtype.itemsize if ds.shape else ds.dtype.itemsize
+    if nbytes > MAX_DATASET_BYTES:
+        raise StoreCorrupt(f"{path}: dataset {ds.name} declares {nbytes} bytes (limit {MAX_DATASET_BYTES}); refused")
+    if nbytes > BOMB_FLOOR_BYTES and nbytes > MAX_EXPANSION * max(ds.id.get_storage_size(), 1):
+        raise StoreCorrupt(f"{path}: dataset {ds.name} declares {nbytes} bytes but stores far fewer; refused")
+
+
+def check_links(group: h5py.Group, path: Path) -> list[h5py.Dataset]:
+    """Refuse soft and external links anywhere below ``group``; return its datasets, each checked."""
+    links: list[tuple[str, Any]] = []
+    # Collect first: an exception raised inside h5py's visitor callback surfaces as a SystemError.
+    group.visititems_links(lambda name, link: links.append((name, link)))
+    found: list[h5py.Dataset] = []
+    for name, link in links:
+        if not isinstance(link, h5py.HardLink):
+            raise StoreCorrupt(f"{path}: {type(link).__name__} {group.name.rstrip('/')}/{name} refused")
+    for name, _ in links:
+        obj = group.get(name)
+        if isinstance(obj, h5py.Dataset):
+            check_dataset(obj, path)
+            found.append(obj)
+    return found
+
+
+def iter_weight_datasets(f: h5py.File, path: Path) -> list[h5py.Dataset]:
+    """Every weight dataset of a store file, links refused and sizes checked."""
+    g = f.get(WEIGHTS_GROUP)
     if not isinstance(g, h5py.Group):
-        return []
-    return _decode(g.attrs.get("weight_names", []))
+        raise StoreCorrupt(f"{path}: no '{WEIGHTS_GROUP}' group")
+    return check_links(g, path)
 
 
-def read_layer_weights(f: h5py.File, layer: str, path: Path) -> list[np.ndarray]:
-    """The verified weights of one layer, in the order Keras lists them."""
-    g = f[WEIGHTS_GROUP].get(layer)
+# -- checksums and metadata -----------------------------------------------------------------------
+def add_checksums(f: h5py.File, path: Path) -> None:
+    for ds in iter_weight_datasets(f, path):
+        ds.attrs["sha256"] = array_sha256(ds[()])
+
+
+def raw_model_config(f: h5py.File, path: Path) -> str:
+    raw = f.attrs.get("model_config")
+    if raw is None:
+        raise StoreCorrupt(f"{path}: no model_config attribute; not a Keras HDF5 model file")
+    text = as_text(raw)
+    if len(text) > MAX_TEXT_BYTES:
+        raise StoreCorrupt(f"{path}: model_config is {len(text)} bytes; refused")
+    return text
+
+
+def write_meta(f: h5py.File, path: Path, name: str, meta: dict[str, Any]) -> None:
+    """Write our group: identity attributes, the model config's checksum and the metadata JSON."""
+    g = f.require_group(META_GROUP)
+    g.attrs["format_version"] = FORMAT_VERSION
+    g.attrs["name"] = name
+    g.attrs["model_config_sha256"] = sha256_bytes(raw_model_config(f, path).encode())
+    text = json.dumps(meta, sort_keys=True)
+    ds = g.create_dataset(META_DATASET, data=text, dtype=h5py.string_dtype("utf-8"))
+    ds.attrs["sha256"] = sha256_bytes(text.encode())
+
+
+def set_version(f: h5py.File, version: int) -> None:
+    f[META_GROUP].attrs["version"] = int(version)
+
+
+def read_meta(f: h5py.File, path: Path) -> dict[str, Any]:
+    """Our metadata, checksum verified, plus ``name`` and ``version`` from the group's attributes."""
+    g = f.get(META_GROUP)
     if not isinstance(g, h5py.Group):
-        raise StoreCorrupt(f"{path}: no weights group for layer {layer!r}")
-    return [verified_array(g[name], path) for name in layer_weight_names(f, layer)]
+        raise StoreCorrupt(f"{path}: no '{META_GROUP}' group; not a reuse store file")
+    fmt = g.attrs.get("format_version")
+    if fmt is None or int(fmt) > FORMAT_VERSION:
+        raise StoreCorrupt(f"{path}: store format version {fmt!r}, this reuse reads up to {FORMAT_VERSION}")
+    ds = g.get(META_DATASET)
+    if not isinstance(ds, h5py.Dataset) or ds.shape != ():
+        raise StoreCorrupt(f"{path}: no '{META_GROUP}/{META_DATASET}' dataset")
+    text = as_text(ds[()])
+    if sha256_bytes(text.encode()) != as_text(ds.attrs.get("sha256", "")):
+        raise StoreCorrupt(f"{path}: checksum mismatch in the metadata; the file is damaged")
+    try:
+        meta = json.loads(text)
+    except ValueError as exc:
+        raise StoreCorrupt(f"{path}: unreadable metadata: {exc}") from exc
+    meta["name"] = as_text(g.attrs.get("name", ""))
+    version = g.attrs.get("version")
+    meta["version"] = int(version) if version is not None else None
+    return meta
 
 
-def verify_all(f: h5py.File, path: Path) -> int:
-    """Check every weight dataset's checksum; return the number of bytes read."""
-    total = 0
-    for _, ds in iter_weight_datasets(f[WEIGHTS_GROUP]):
-        total += verified_array(ds, path).nbytes
-    return total
+def model_config_text(f: h5py.File, path: Path) -> str:
+    """The ``model_config`` JSON text, verified against the checksum in our group."""
+    text = raw_model_config(f, path)
+    want = f[META_GROUP].attrs.get("model_config_sha256") if META_GROUP in f else None
+    if want is None or sha256_bytes(text.encode()) != as_text(want):
+        raise StoreCorrupt(f"{path}: checksum mismatch in model_config; the file is damaged")
+    return text
 
 
 def model_config(f: h5py.File, path: Path) -> dict[str, Any]:
-    raw = f.attrs.get("model_config")
-    if raw is None:
-        raise StoreCorrupt(f"{path}: no model_config attribute")
-    if isinstance(raw, bytes):
-        raw = raw.decode()
     try:
-        return json.loads(raw)
+        return json.loads(model_config_text(f, path))
     except ValueError as exc:
         raise StoreCorrupt(f"{path}: model_config is not JSON: {exc}") from exc
 
 
-def fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
+# -- weights ----------------------------------------------------------------------------------------
+def verified_array(ds: h5py.Dataset, path: Path) -> np.ndarray:
+    """Read a weight dataset and check it against its stored sha256."""
+    check_dataset(ds, path)
+    want = ds.attrs.get("sha256")
+    if want is None:
+        raise StoreCorrupt(f"{path}: weight {ds.name} has no checksum")
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        arr = ds[()]
+    except OSError as exc:
+        raise StoreCorrupt(f"{path}: weight {ds.name} cannot be read: {exc}") from exc
+    if array_sha256(arr) != as_text(want):
+        raise StoreCorrupt(f"{path}: checksum mismatch in weight {ds.name}; the file is damaged")
+    return arr
 
 
-def fsync_dir(path: Path) -> None:
+def layer_names(f: h5py.File) -> list[str]:
+    return _decode(f[WEIGHTS_GROUP].attrs.get("layer_names", []))
+
+
+def layer_weight_datasets(f: h5py.File, layer: str, path: Path) -> list[h5py.Dataset]:
+    """A layer's weight datasets in the order Keras saved them (trainable, then non-trainable)."""
+    g = f[WEIGHTS_GROUP].get(layer)
+    if not isinstance(g, h5py.Group):
+        raise NotFound(f"{path}: no layer named {layer!r} (layers: {', '.join(layer_names(f))})")
+    out = []
+    for name in _decode(g.attrs.get("weight_names", [])):
+        ds = g.get(name)
+        if not isinstance(ds, h5py.Dataset):
+            raise StoreCorrupt(f"{path}: weight {g.name}/{name} is listed but missing")
+        out.append(ds)
+    return out
+
+
+def read_layer_weights(f: h5py.File, layer: str, path: Path) -> list[np.ndarray]:
+    """The verified weights of one layer, in the order Keras lists them."""
+    return [verified_array(ds, path) for ds in layer_weight_datasets(f, layer, path)]
+
+
+def verify_all(f: h5py.File, path: Path) -> int:
+    """Check every weight dataset's checksum; return the number of bytes read."""
+    return sum(verified_array(ds, path).nbytes for ds in iter_weight_datasets(f, path))
+
+
+# -- files ------------------------------------------------------------------------------------------
+def fsync_path(path: Path) -> None:
+    """fsync a file or a folder (a folder's fsync makes a rename in it durable)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -171,5 +243,7 @@ def fsync_dir(path: Path) -> None:
 def open_read(path: Path) -> h5py.File:
     try:
         return h5py.File(path, "r")
+    except FileNotFoundError as exc:
+        raise NotFound(f"{path}: no such file") from exc
     except OSError as exc:
         raise StoreCorrupt(f"{path}: cannot be opened as HDF5: {exc}") from exc

@@ -1,0 +1,171 @@
+"""Selection and building commands: layers, build, lineage."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from reuse.cli.common import emit_json, get_service, json_option, store_option
+from reuse.errors import InvalidInput
+
+match_option = click.option(
+    "--match", type=click.Choice(["full", "prefix"]), default="full", show_default=True,
+    help="full: the whole layer name must match the pattern; prefix: a match from the start of the name "
+         "(TensorFlow 1 scope behaviour).",
+)
+
+
+def parse_shape(text: str) -> tuple[int | None, ...]:
+    """``64`` -> (64,); ``28,28,1`` -> (28, 28, 1); ``None`` stands for a variable dimension."""
+    dims: list[int | None] = []
+    for part in text.split(","):
+        part = part.strip()
+        if part.lower() == "none":
+            dims.append(None)
+        elif part.isdigit() and int(part) > 0:
+            dims.append(int(part))
+        else:
+            raise InvalidInput(f"invalid input shape {text!r}: expected positive integers separated by commas, "
+                               "e.g. 64 or 28,28,1")
+    return tuple(dims)
+
+
+def _shape(shape: Any) -> str:
+    if shape is None:
+        return "?"
+    dims = ["None" if d is None else str(d) for d in shape]
+    return f"({dims[0]},)" if len(dims) == 1 else "(" + ", ".join(dims) + ")"
+
+
+@click.command("layers")
+@click.argument("ref", metavar="NAME[:V]")
+@click.option("--scope", default=None, metavar="PAT", help="Dry run: mark the layers this pattern selects.")
+@match_option
+@store_option
+@json_option
+def layers_cmd(ref: str, scope: str | None, match: str, store: str | None, as_json: bool) -> None:
+    """Show the layers of a stored model; with --scope, which of them a pattern selects.
+
+    --json prints {"model", "scope", "match", "layers": [{"index", "name", "class_name", "output_shape",
+    "params", "trainable", "matched"}], "matched", "unmatched"} (scope, match, matched, unmatched and each
+    "matched" are null without --scope).
+    """
+    table = get_service(store).layer_table(ref, scope, match)
+    if as_json:
+        emit_json(table.to_dict())
+        return
+    header = ["#", "name", "class", "output shape", "params", "trainable"] + (["matched"] if scope else [])
+    rows = [[str(r.index), r.name, r.class_name, _shape(r.output_shape), f"{r.params:,}",
+             "yes" if r.trainable else "no"] + (["yes" if r.matched else "-"] if scope else [])
+            for r in table.rows]
+    widths = [max(len(x) for x in col) for col in zip(header, *rows, strict=False)]
+    click.echo(f"{table.model}")
+    for line in [header, *rows]:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
+    if table.selection is not None:
+        n = len(table.selection.matched)
+        click.echo(f"{n} of {len(table.rows)} layers match {scope!r} ({match} match)"
+                   + ("" if n else "; a build with this scope would fail"))
+
+
+@click.command("build")
+@click.argument("new_name", metavar="NEW")
+@click.option("--from", "base", required=True, metavar="NAME[:V]", help="The model to reuse layers from.")
+@click.option("--reuse", "reuse_pat", required=True, metavar="PAT", help="Scope pattern of the layers to copy.")
+@match_option
+@click.option("--trainable", default=None, metavar="PAT",
+              help="Scope pattern of reused layers to leave trainable (default: all frozen).")
+@click.option("--head", default=None, metavar="SPEC",
+              help="Head spec, e.g. dense:64:relu:he_normal,batchnorm,dropout:0.2 (see docs/building.md).")
+@click.option("--head-file", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+              help="Head spec as a .json/.yaml file: {layers: [{type: dense, units: 64, ...}, ...]}.")
+@click.option("--classes", type=int, default=None, metavar="N", help="Append a softmax output layer of N classes.")
+@click.option("--regression", is_flag=True, help="Append a linear output layer (see --outputs).")
+@click.option("--outputs", type=int, default=None, metavar="N", help="Regression targets (with --regression; default 1).")
+@click.option("--input-shape", default=None, metavar="SHAPE",
+              help="Input shape without batch dimension, e.g. 64 or 28,28,1 (default: the base's).")
+@click.option("--description", default="", help="Description stored with the new model.")
+@click.option("--seed", type=int, default=None, help="Seed for the head's initial weights and dropout.")
+@store_option
+@json_option
+def build_cmd(new_name: str, base: str, reuse_pat: str, match: str, trainable: str | None, head: str | None,
+              head_file: str | None, classes: int | None, regression: bool, outputs: int | None,
+              input_shape: str | None, description: str, seed: int | None, store: str | None,
+              as_json: bool) -> None:
+    """Build NEW from copies of the layers of a stored model that --reuse selects, plus a new head.
+
+    The selected layers must form a chain. Unselected dropout/noise layers between selected ones are
+    skipped; any other unselected layer between them is an error. Reused layers are frozen unless
+    --trainable selects them. --json prints the registered model's info; its "lineage" key holds the
+    build record (base, scope, match, trainable, head, output, layers, skipped, head_layers).
+    """
+    if outputs is not None and not regression:
+        raise InvalidInput("--outputs needs --regression")
+    targets: bool | int = (outputs if outputs is not None else True) if regression else False
+    info = get_service(store).build(
+        new_name, base, reuse_pat, head=head, head_file=head_file, classes=classes,
+        regression=targets, trainable=trainable, match=match,
+        input_shape=parse_shape(input_shape) if input_shape is not None else None,
+        description=description, seed=seed,
+    )
+    if as_json:
+        emit_json(info.to_dict())
+        return
+    lin = info.lineage
+    frozen = [x["name"] for x in lin["layers"] if not x["trainable"]]
+    open_ = [x["name"] for x in lin["layers"] if x["trainable"]]
+    click.echo(f"Built {info.ref} from {lin['base']['name']}:{lin['base']['version']}")
+    click.echo(f"  reused (frozen):    {', '.join(frozen) or '-'}")
+    click.echo(f"  reused (trainable): {', '.join(open_) or '-'}")
+    if lin["skipped"]:
+        click.echo(f"  skipped:            {', '.join(x['name'] for x in lin['skipped'])}")
+    click.echo(f"  head:               {', '.join(lin['head_layers'])}")
+    click.echo(f"  input shape {_shape(lin['input_shape'])}, output shape {_shape(info.output_shape[1:])}")
+
+
+def _output(out: dict[str, int] | None) -> str:
+    if not out:
+        return ""
+    if "classes" in out:
+        return f", output {out['classes']} classes (softmax)"
+    return f", output {out.get('regression')} regression target(s) (linear)"
+
+
+@click.command("lineage")
+@click.argument("ref", metavar="NAME[:V]")
+@store_option
+@json_option
+def lineage_cmd(ref: str, store: str | None, as_json: bool) -> None:
+    """Show where a model came from: its bases back to the first, and where each reused layer came from.
+
+    --json prints {"model", "ancestry": [{"model", "name", "version", "created", "description", "operation",
+    "base", "lineage", "missing"}, ...] (newest first), "layer_origins": {layer: ["model/layer", ...]}}.
+    """
+    from reuse.lineage import layer_origins
+
+    entries = get_service(store).lineage(ref)
+    origins = layer_origins(entries)
+    if as_json:
+        emit_json({"model": entries[0]["model"], "ancestry": entries, "layer_origins": origins})
+        return
+    for depth, e in enumerate(entries):
+        pad = "  " * depth
+        if e["missing"]:
+            click.echo(f"{pad}{e['model']}  (missing from the store)")
+            continue
+        lin = e["lineage"]
+        if e["operation"] == "build":
+            click.echo(f"{pad}{e['model']}  built from {e['base']}: reuse {lin['scope']!r} ({lin['match']} match), "
+                       f"trainable {lin['trainable'] or '-'}, head {lin['head'] or '-'}{_output(lin.get('output'))}")
+        elif e["base"]:
+            click.echo(f"{pad}{e['model']}  {e['operation'] or 'derived'} from {e['base']}")
+        else:
+            click.echo(f"{pad}{e['model']}  registered {e['created'] or ''}".rstrip())
+    if origins:
+        click.echo("layers:")
+        for layer, chain in origins.items():
+            click.echo(f"  {layer} <- {' <- '.join(chain)}")
+
+
+COMMANDS = [layers_cmd, build_cmd, lineage_cmd]

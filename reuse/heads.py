@@ -1,0 +1,384 @@
+"""Head specs: the new layers put on top of reused ones, from a short string or a JSON/YAML file.
+
+String grammar (see docs/building.md)::
+
+    head     := layer ("," layer)*
+    layer    := "dense:" UNITS (":" dense_field)*
+              | "batchnorm" (":" ("momentum=" F | "epsilon=" F))*
+              | "dropout:" RATE
+              | "maxout:" UNITS
+              | ACTIVATION                         (a standalone activation layer)
+    dense_field := ACTIVATION | INITIALIZER | "l2=" F | "maxnorm=" F
+    ACTIVATION  := relu | leaky_relu["=" SLOPE] | prelu | elu | selu | tanh | sigmoid
+                 | hard_sigmoid | softmax | linear
+
+File: a mapping ``{"layers": [{"type": "dense", "units": 64, "activation": "relu", ...}, ...]}`` whose
+entries carry the same fields by name (``slope``, ``initializer``, ``l2``, ``max_norm``, ``momentum``,
+``epsilon``, ``rate``). Both forms parse to the same :class:`HeadSpec`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import MISSING, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from reuse.errors import InvalidInput
+
+ACTIVATIONS = ("relu", "leaky_relu", "prelu", "elu", "selu", "tanh", "sigmoid", "hard_sigmoid", "softmax",
+               "linear")
+INITIALIZERS = ("glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "lecun_normal")
+DEFAULT_SLOPE = 0.2
+MAX_HEAD_LAYERS = 64
+MAX_HEAD_FILE_BYTES = 1024 * 1024
+_OUTPUT_ACTIVATIONS = ("softmax", "sigmoid")
+
+
+@dataclass(frozen=True)
+class DenseSpec:
+    units: int
+    activation: str = "linear"
+    slope: float | None = None  # leaky_relu only
+    initializer: str = "glorot_uniform"
+    l2: float | None = None
+    max_norm: float | None = None
+
+
+@dataclass(frozen=True)
+class BatchNormSpec:
+    momentum: float = 0.99
+    epsilon: float = 0.001
+
+
+@dataclass(frozen=True)
+class DropoutSpec:
+    rate: float
+
+
+@dataclass(frozen=True)
+class MaxoutSpec:
+    units: int
+
+
+@dataclass(frozen=True)
+class ActivationSpec:
+    activation: str
+    slope: float | None = None  # leaky_relu only
+
+
+LayerSpec = DenseSpec | BatchNormSpec | DropoutSpec | MaxoutSpec | ActivationSpec
+_TYPES: dict[str, type] = {"dense": DenseSpec, "batchnorm": BatchNormSpec, "dropout": DropoutSpec,
+                           "maxout": MaxoutSpec, "activation": ActivationSpec}
+_TYPE_OF = {cls: name for name, cls in _TYPES.items()}
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    """The head's layers, bottom to top; the last one is the output unless an output layer is appended."""
+
+    layers: tuple[LayerSpec, ...] = ()
+
+    def to_string(self) -> str:
+        """The canonical short string (parses back to an equal spec)."""
+        return ",".join(layer_token(layer) for layer in self.layers)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The file form: ``{"layers": [{"type": ..., field: value}, ...]}`` with default fields left out."""
+        out = []
+        for layer in self.layers:
+            entry: dict[str, Any] = {"type": _TYPE_OF[type(layer)]}
+            for f in fields(layer):
+                value = getattr(layer, f.name)
+                if f.default is MISSING or (value is not None and value != f.default):
+                    entry[f.name] = value
+            out.append(entry)
+        return {"layers": out}
+
+    def with_output(self, *, classes: int | None = None, regression: bool | int = False) -> HeadSpec:
+        """This head plus the output layer for ``classes`` (softmax) or ``regression`` (linear).
+
+        ``regression=True`` means one target; an integer asks for that many.
+
+        Raises:
+            InvalidInput: both or a bad count were given, or the head already ends in an output layer.
+        """
+        if classes is None and regression is False:
+            return self
+        if classes is not None and regression is not False:
+            raise InvalidInput("give either classes or regression, not both")
+        if classes is not None:
+            if not _is_int(classes) or classes < 2:
+                raise InvalidInput(f"invalid classes {classes!r}: expected an integer >= 2")
+            out = DenseSpec(int(classes), "softmax")
+        else:
+            targets = 1 if regression is True else regression
+            if not _is_int(targets) or targets < 1:
+                raise InvalidInput(f"invalid regression targets {regression!r}: expected True or an integer >= 1")
+            out = DenseSpec(int(targets), "linear")
+        last = self.layers[-1] if self.layers else None
+        if isinstance(last, (DenseSpec, ActivationSpec)) and last.activation in _OUTPUT_ACTIVATIONS:
+            raise InvalidInput(
+                f"the head already ends in an output layer ({layer_token(last)!r}); drop it or drop "
+                f"{'classes' if classes is not None else 'regression'}"
+            )
+        return HeadSpec((*self.layers, out))
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _num(v: float) -> str:
+    """Shortest text that reads back as the same float ("3" rather than "3.0")."""
+    f = float(v)
+    return str(int(f)) if f.is_integer() and abs(f) < 1e15 else repr(f)
+
+
+def _act_token(activation: str, slope: float | None) -> str:
+    return f"{activation}={_num(slope)}" if activation == "leaky_relu" and slope is not None else activation
+
+
+def layer_token(layer: LayerSpec) -> str:
+    """The canonical short-string token of one head layer."""
+    if isinstance(layer, DenseSpec):
+        parts = ["dense", str(layer.units), _act_token(layer.activation, layer.slope), layer.initializer]
+        if layer.l2 is not None:
+            parts.append(f"l2={_num(layer.l2)}")
+        if layer.max_norm is not None:
+            parts.append(f"maxnorm={_num(layer.max_norm)}")
+        return ":".join(parts)
+    if isinstance(layer, BatchNormSpec):
+        extra = [f"{f.name}={_num(getattr(layer, f.name))}" for f in fields(layer)
+                 if getattr(layer, f.name) != f.default]
+        return ":".join(["batchnorm", *extra])
+    if isinstance(layer, DropoutSpec):
+        return f"dropout:{_num(layer.rate)}"
+    if isinstance(layer, MaxoutSpec):
+        return f"maxout:{layer.units}"
+    return _act_token(layer.activation, layer.slope)
+
+
+# -- validation shared by both forms -----------------------------------------------------------
+def _where(token: str) -> str:
+    return f" in head layer {token!r}"
+
+
+def _positive_int(value: Any, what: str, token: str) -> int:
+    number = int(value) if isinstance(value, str) and value.strip().isdigit() else value
+    if not _is_int(number) or number < 1:
+        raise InvalidInput(f"invalid {what} {value!r}{_where(token)}: expected a positive integer")
+    return int(number)
+
+
+def _float(value: Any, what: str, token: str, *, low: float = 0.0, high: float = math.inf,
+           high_open: bool = False, low_open: bool = True) -> float:
+    try:
+        f = float(value) if not isinstance(value, bool) else math.nan
+    except (TypeError, ValueError):
+        f = math.nan
+    ok = math.isfinite(f) and (f > low if low_open else f >= low) and (f < high if high_open else f <= high)
+    if not ok:
+        lo = "(" if low_open else "["
+        hi = ")" if high_open or high == math.inf else "]"
+        raise InvalidInput(f"invalid {what} {value!r}{_where(token)}: expected a number in {lo}{low}, {high}{hi}")
+    return f
+
+
+def _activation(value: Any, slope: Any, token: str) -> tuple[str, float | None]:
+    if value not in ACTIVATIONS:
+        raise InvalidInput(f"unknown activation {value!r}{_where(token)}: expected one of {', '.join(ACTIVATIONS)}")
+    if value == "leaky_relu":
+        return value, _float(DEFAULT_SLOPE if slope is None else slope, "leaky_relu slope", token,
+                             low=0.0, high=1.0, high_open=True, low_open=False)
+    if slope is not None:
+        raise InvalidInput(f"a slope is only allowed with leaky_relu{_where(token)}")
+    return value, None
+
+
+def _initializer(value: Any, token: str) -> str:
+    if value not in INITIALIZERS:
+        raise InvalidInput(f"unknown initializer {value!r}{_where(token)}: expected one of {', '.join(INITIALIZERS)}")
+    return value
+
+
+def _make(kind: str, values: dict[str, Any], token: str) -> LayerSpec:
+    """Validate the named fields of one layer (both input forms end here)."""
+    cls = _TYPES.get(kind)
+    if cls is None:
+        raise InvalidInput(f"unknown head layer {kind!r}{_where(token)}: expected dense, batchnorm, dropout, "
+                           f"maxout or an activation ({', '.join(ACTIVATIONS)})")
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise InvalidInput(f"unknown field(s) {', '.join(unknown)}{_where(token)}: "
+                           f"{kind} takes {', '.join(sorted(known))}")
+    v = dict(values)
+    if cls is DenseSpec:
+        if "units" not in v:
+            raise InvalidInput(f"missing units{_where(token)}: expected e.g. dense:64")
+        v["units"] = _positive_int(v["units"], "units", token)
+        v["activation"], v["slope"] = _activation(v.get("activation", "linear"), v.get("slope"), token)
+        v["initializer"] = _initializer(v.get("initializer", "glorot_uniform"), token)
+        if v.get("l2") is not None:
+            v["l2"] = _float(v["l2"], "l2 factor", token, low_open=False)
+        if v.get("max_norm") is not None:
+            v["max_norm"] = _float(v["max_norm"], "max-norm", token)
+    elif cls is BatchNormSpec:
+        if "momentum" in v:
+            v["momentum"] = _float(v["momentum"], "momentum", token, low_open=False, high=1.0, high_open=True)
+        if "epsilon" in v:
+            v["epsilon"] = _float(v["epsilon"], "epsilon", token)
+    elif cls is DropoutSpec:
+        if "rate" not in v:
+            raise InvalidInput(f"missing rate{_where(token)}: expected e.g. dropout:0.2")
+        v["rate"] = _float(v["rate"], "dropout rate", token, low_open=False, high=1.0, high_open=True)
+    elif cls is MaxoutSpec:
+        if "units" not in v:
+            raise InvalidInput(f"missing units{_where(token)}: expected e.g. maxout:32")
+        v["units"] = _positive_int(v["units"], "units", token)
+    else:
+        if "activation" not in v:
+            raise InvalidInput(f"missing activation{_where(token)}")
+        v["activation"], v["slope"] = _activation(v["activation"], v.get("slope"), token)
+    return cls(**v)
+
+
+def _finish(layers: list[LayerSpec]) -> HeadSpec:
+    if len(layers) > MAX_HEAD_LAYERS:
+        raise InvalidInput(f"head has {len(layers)} layers; at most {MAX_HEAD_LAYERS} are allowed")
+    return HeadSpec(tuple(layers))
+
+
+# -- the short string --------------------------------------------------------------------------
+def _split_activation(field: str) -> tuple[str, str | None]:
+    name, sep, slope = field.partition("=")
+    return name, (slope if sep else None)
+
+
+def _parse_token(token: str) -> LayerSpec:
+    parts = [p.strip() for p in token.split(":")]
+    kind = parts[0].lower()
+    rest = parts[1:]
+    if kind == "dense":
+        if not rest or not rest[0]:
+            raise InvalidInput(f"missing units{_where(token)}: expected e.g. dense:64")
+        values: dict[str, Any] = {"units": rest[0]}
+        for field in rest[1:]:
+            key, sep, val = field.partition("=")
+            key = key.lower()
+            if key in ACTIVATIONS:
+                if "activation" in values:
+                    raise InvalidInput(f"two activations{_where(token)}")
+                values["activation"] = key
+                if sep:
+                    values["slope"] = val
+            elif key in INITIALIZERS and not sep:
+                if "initializer" in values:
+                    raise InvalidInput(f"two initializers{_where(token)}")
+                values["initializer"] = key
+            elif sep and key in ("l2", "maxnorm", "max_norm"):
+                values["l2" if key == "l2" else "max_norm"] = val
+            elif key == "maxout":
+                raise InvalidInput(f"maxout is a layer, not a dense activation{_where(token)}: "
+                                   "write e.g. dense:128,maxout:32")
+            else:
+                raise InvalidInput(
+                    f"unknown field {field!r}{_where(token)}: expected an activation ({', '.join(ACTIVATIONS)}), "
+                    f"an initializer ({', '.join(INITIALIZERS)}), l2=F or maxnorm=F"
+                )
+        return _make("dense", values, token)
+    if kind == "batchnorm":
+        values = {}
+        for field in rest:
+            key, sep, val = field.partition("=")
+            if not sep:
+                raise InvalidInput(f"unknown field {field!r}{_where(token)}: expected momentum=F or epsilon=F")
+            values[key.lower()] = val
+        return _make("batchnorm", values, token)
+    if kind in ("dropout", "maxout"):
+        if len(rest) != 1 or not rest[0]:
+            example = "dropout:0.2" if kind == "dropout" else "maxout:32"
+            raise InvalidInput(f"{kind} takes exactly one value{_where(token)}: expected e.g. {example}")
+        return _make(kind, {"rate" if kind == "dropout" else "units": rest[0]}, token)
+    name, slope = _split_activation(kind)
+    if name in ACTIVATIONS:
+        if rest:
+            raise InvalidInput(f"an activation layer takes no ':' fields{_where(token)} "
+                               "(a leaky_relu slope is written leaky_relu=0.1)")
+        return _make("activation", {"activation": name, "slope": slope}, token)
+    return _make(kind, {}, token)
+
+
+def parse_head(text: str) -> HeadSpec:
+    """Parse the short form, e.g. ``dense:64:relu:he_normal,batchnorm,dropout:0.2,dense:5:softmax``.
+
+    An empty string is an empty head (useful with an appended output layer).
+
+    Raises:
+        InvalidInput: naming the bad token and what was expected.
+    """
+    if not isinstance(text, str):
+        raise InvalidInput(f"invalid head spec {text!r}: expected a string")
+    if not text.strip():
+        return HeadSpec()
+    tokens = [t.strip() for t in text.split(",")]
+    layers = []
+    for i, token in enumerate(tokens, start=1):
+        if not token:
+            raise InvalidInput(f"empty layer at position {i} in head spec {text!r}")
+        layers.append(_parse_token(token))
+    return _finish(layers)
+
+
+# -- the file form -----------------------------------------------------------------------------
+def head_from_dict(data: Any) -> HeadSpec:
+    """Parse the file form (already decoded from JSON or YAML).
+
+    Raises:
+        InvalidInput: the document is not ``{"layers": [...]}`` or an entry is invalid (named by position).
+    """
+    if not isinstance(data, dict) or set(data) != {"layers"} or not isinstance(data["layers"], list):
+        raise InvalidInput('invalid head file: expected a mapping with exactly one key, "layers", holding a list')
+    layers = []
+    for i, entry in enumerate(data["layers"], start=1):
+        where = f"layer {i}"
+        if not isinstance(entry, dict) or "type" not in entry:
+            raise InvalidInput(f'invalid head {where} {entry!r}: expected a mapping with a "type"')
+        values = {k: v for k, v in entry.items() if k != "type"}
+        kind = str(entry["type"]).lower()
+        token = f"{where} ({kind})"
+        layers.append(_make(kind, values, token))
+    return _finish(layers)
+
+
+def load_head_file(path: str | os.PathLike[str]) -> HeadSpec:
+    """Read a head spec from a ``.json``, ``.yaml`` or ``.yml`` file.
+
+    Raises:
+        InvalidInput: the file is missing, too large, not parseable, or holds an invalid spec.
+    """
+    p = Path(path)
+    try:
+        if p.stat().st_size > MAX_HEAD_FILE_BYTES:
+            raise InvalidInput(f"head file {p} is larger than {MAX_HEAD_FILE_BYTES} bytes")
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"cannot read head file {p}: {exc}") from exc
+    suffix = p.suffix.lower()
+    try:
+        if suffix == ".json":
+            data = json.loads(text)
+        elif suffix in (".yaml", ".yml"):
+            data = yaml.safe_load(text)
+        else:
+            raise InvalidInput(f"head file {p}: expected a .json, .yaml or .yml file")
+    except (ValueError, yaml.YAMLError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InvalidInput(f"head file {p} is not valid {suffix[1:].upper()}: {first}") from exc
+    return head_from_dict(data)
+

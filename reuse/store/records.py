@@ -1,0 +1,127 @@
+"""Plain records the store hands out: a version's info, a layer's summary, a check report."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One top-level layer of a stored model, as ``reuse show`` lists it."""
+
+    name: str
+    class_name: str
+    output_shape: Any
+    params: int
+    trainable: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the store knows of one version, without loading its weights."""
+
+    name: str
+    version: int
+    path: Path
+    created: str
+    description: str = ""
+    tags: dict[str, str] = field(default_factory=dict)
+    input_shape: Any = None
+    output_shape: Any = None
+    class_names: list[str] | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    history: dict[str, list[float]] = field(default_factory=dict)
+    lineage: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+    keras_version: str | None = None
+    backend: str | None = None
+    tensorflow_version: str | None = None
+    params: int | None = None
+    source: str | None = None
+    unsafe_layers: list[str] = field(default_factory=list)
+    size_bytes: int | None = None
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}:{self.version}"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        d["path"] = str(self.path)
+        d["ref"] = self.ref
+        return d
+
+
+# Keys of the stored metadata that become ModelInfo fields (the rest: name, version, path, size).
+META_KEYS = tuple(k for k in ModelInfo.__dataclass_fields__ if k not in ("name", "version", "path", "size_bytes"))
+
+
+def info_from_meta(name: str, version: int, path: Path, meta: dict[str, Any], size: int | None) -> ModelInfo:
+    return ModelInfo(name=name, version=version, path=path, size_bytes=size,
+                     **{k: meta[k] for k in META_KEYS if meta.get(k) is not None})
+
+
+def layers_from_meta(meta: dict[str, Any]) -> list[LayerInfo]:
+    return [LayerInfo(**row) for row in meta.get("layers", [])]
+
+
+@dataclass(frozen=True)
+class FileCheck:
+    """The verdict on one version file: every checksum verified, or what is wrong with it."""
+
+    ref: str
+    path: str
+    ok: bool
+    problem: str | None = None
+    bytes_verified: int = 0
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """What ``ModelStore.check`` found (and, with ``repair``, what it fixed).
+
+    ``missing_from_index``, ``stale_in_index`` and ``mismatched_in_index`` describe the index as it was
+    before any repair; ``temp_files`` lists leftovers of writers that are gone. With ``repair``, the
+    index is rebuilt and those temp files removed; damaged files are never removed, only reported.
+    """
+
+    root: str
+    files: tuple[FileCheck, ...] = ()
+    missing_from_index: tuple[str, ...] = ()
+    stale_in_index: tuple[str, ...] = ()
+    mismatched_in_index: tuple[str, ...] = ()
+    index_unreadable: str | None = None
+    temp_files: tuple[str, ...] = ()
+    stray_files: tuple[str, ...] = ()
+    repaired: bool = False
+    removed_temp_files: tuple[str, ...] = ()
+
+    @property
+    def damaged(self) -> tuple[FileCheck, ...]:
+        return tuple(f for f in self.files if not f.ok)
+
+    @property
+    def index_problems(self) -> bool:
+        return bool(self.missing_from_index or self.stale_in_index or self.mismatched_in_index
+                    or self.index_unreadable)
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing is wrong now (after the repair, if one was asked for)."""
+        if self.damaged:
+            return False
+        if self.repaired:
+            return set(self.temp_files) <= set(self.removed_temp_files)
+        return not (self.index_problems or self.temp_files)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["files"] = [asdict(f) for f in self.files]
+        d["damaged"] = [f.ref for f in self.damaged]
+        d["ok"] = self.ok
+        return d
