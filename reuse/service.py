@@ -14,6 +14,9 @@ from reuse.config import store_root
 from reuse.store import CheckReport, LayerInfo, ModelInfo, ModelStore, check_name
 from reuse.train.output import Prediction, PretrainOutcome, Report, TrainOutcome
 
+if TYPE_CHECKING:
+    from reuse.advise import Advice
+
 
 def _train_config(options: dict[str, Any], parent: dict[str, Any], *, finetune: bool) -> Any:
     """A TrainConfig from plain option values; fine-tuning inherits the parent's optimizer settings."""
@@ -259,3 +262,60 @@ class Service:
     # ---------------------------------------------------------------------------------------
     # Advisor (issue 7)
     # ---------------------------------------------------------------------------------------
+    def advise(self, base: str, data: str, *, val: str | None = None, val_split: float | None = None,
+               label: str | int | None = None, relabel: bool = False, head: str | None = None,
+               head_file: str | None = None, classes: int | None = None, regression: bool | int = False,
+               depths: str | list[int] | None = None, scopes: list[str] | None = None, match: str = "full",
+               seeds: int = 3, seed: int = 0, epochs: int = 100, patience: int = 10, batch_size: int = 32,
+               optimizer: str = "adam", lr: float | None = None, finetune_lr: float | None = None,
+               finetune: bool = True, budget_minutes: float | None = None, jobs: int = 1,
+               min_margin: float | None = None, register: str | None = None, description: str | None = None,
+               plot: str | None = None, progress: Any = None, cancel: Any = None) -> Advice:
+        """Measure how many layers of ``base`` to reuse for the task of ``data``, and whether to reuse.
+
+        Every argument but ``progress`` and ``cancel`` is a plain JSON value. ``progress`` receives
+        :mod:`reuse.advise.events`; setting ``cancel`` (a ``threading.Event``) stops the run: the runs that
+        finished are kept and the result comes back normally with ``stopped == "cancelled"`` (and nothing
+        is registered). ``register``: register the recommended network (the trained run of its first
+        seed) as the next version of that name. ``plot``: write the metric-vs-depth plot there (.png,
+        .pdf, .svg). The result's ``to_dict()`` is the ``--json`` document.
+        """
+        from reuse.advise import AdviseConfig
+        from reuse.advise import advise as run_advice
+        from reuse.advise.plan import split_scopes
+        from reuse.advise.plot import check_plot_path, plot_advice
+        from reuse.advise.register import register_choice
+        from reuse.errors import InvalidInput
+        from reuse.heads import load_head_file, parse_head
+
+        if register is not None:
+            check_name(register)
+        if plot is not None:
+            check_plot_path(plot)
+        if head is not None and head_file is not None:
+            raise InvalidInput("give either a head spec or a head file, not both")
+        if val is not None and val_split is not None:
+            raise InvalidInput("give validation data or a validation split, not both")
+        if isinstance(scopes, str):
+            scopes = split_scopes(scopes)
+        spec = load_head_file(head_file) if head_file is not None else parse_head(head or "")
+        given = {"val_split": val_split, "lr": lr, "finetune_lr": finetune_lr, "budget_minutes": budget_minutes,
+                 "min_margin": min_margin}
+        config = AdviseConfig(seeds=seeds, seed=seed, epochs=epochs, patience=patience, batch_size=batch_size,
+                              optimizer=optimizer, finetune=finetune, jobs=jobs,
+                              **{k: v for k, v in given.items() if v is not None})
+        self.store.resolve(base)
+        ds = self._load_data(data, label=label, relabel=relabel)
+        vds = self._load_data(val, label=label, relabel=relabel,
+                              class_names=list(ds.class_names) if ds.class_names else None) if val else None
+        advice = run_advice(self.store, base, ds, val=vds, head=spec, classes=classes, regression=regression,
+                            depths=depths, scopes=scopes, match=match, config=config,
+                            keep_weights=register is not None, progress=progress, cancel=cancel)
+        advice.data, advice.val = data, val or advice.val
+        if plot is not None and any(r.scores for r in advice.rows):
+            advice.plot = str(plot_advice(advice, plot))
+        if register is not None and advice.recommendation is not None and advice.stopped != "cancelled":
+            info = register_choice(self.store, advice, register, data=data, val=val, description=description,
+                                   class_names=list(ds.class_names) if ds.class_names else None)
+            advice.registered = info.ref
+        return advice

@@ -8,6 +8,6 @@ any work starts (:mod:`reuse.data.checks`).
 from __future__ import annotations
 
 from reuse.data.checks import check_for_model, output_kind
-from reuse.data.dataset import Dataset, load_data, split_validation
+from reuse.data.dataset import Dataset, load_data, split_stratified, split_validation
 
-__all__ = ["Dataset", "check_for_model", "load_data", "output_kind", "split_validation"]
+__all__ = ["Dataset", "check_for_model", "load_data", "output_kind", "split_stratified", "split_validation"]

@@ -149,3 +149,34 @@ def split_validation(ds: Dataset, fraction: float, seed: int = 0) -> tuple[Datas
     order = np.random.default_rng(seed).permutation(len(ds))
     return (ds.take(np.sort(order[n_val:]), f"{ds.source} (train part)"),
             ds.take(np.sort(order[:n_val]), f"{ds.source} (validation split {fraction})"))
+
+
+def split_stratified(ds: Dataset, fraction: float, seed: int = 0) -> tuple[Dataset, Dataset]:
+    """Hold out ``fraction`` of each class of ``ds`` (seeded) as validation data.
+
+    Every class with at least two samples keeps at least one in each part; a class with a single sample
+    stays in the training part. Rows keep their original order within each part.
+
+    Raises:
+        InvalidInput: no labels, labels that are not class numbers, a fraction outside (0, 1), or a
+            split that leaves a part empty.
+    """
+    if not 0.0 < fraction < 1.0:
+        raise InvalidInput(f"validation split {fraction} is out of range: expected a fraction in (0, 1)")
+    if ds.y is None or ds.y.ndim != 1 or ds.y.dtype.kind not in "iu":
+        raise InvalidInput(f"{ds.source}: a stratified split needs one integer class label per sample")
+    rng = np.random.default_rng(seed)
+    held: list[np.ndarray] = []
+    for c in np.unique(ds.y):
+        idx = np.flatnonzero(ds.y == c)
+        if len(idx) < 2:
+            continue
+        k = min(max(int(round(len(idx) * fraction)), 1), len(idx) - 1)
+        held.append(rng.permutation(idx)[:k])
+    val_idx = np.sort(np.concatenate(held)) if held else np.zeros(0, np.int64)
+    if len(val_idx) == 0:
+        raise InvalidInput(f"{ds.source}: validation split {fraction} of {len(ds)} samples leaves none for "
+                           "validation (every class has a single sample)")
+    train_idx = np.setdiff1d(np.arange(len(ds)), val_idx)
+    return (ds.take(train_idx, f"{ds.source} (train part)"),
+            ds.take(val_idx, f"{ds.source} (stratified validation split {fraction})"))

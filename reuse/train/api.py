@@ -15,6 +15,7 @@ from reuse.select import select_layers
 from reuse.train.config import DEFAULT_LR, TrainConfig, make_optimizer
 from reuse.train.engine import Phase, finished_event, run_loop
 from reuse.train.events import ProgressCallback
+from reuse.train.features import FeatureCache
 from reuse.train.infer import Predictor, score
 from reuse.train.loopspec import LoopSpec
 from reuse.train.network import Forward, cache_split, reseed
@@ -85,7 +86,7 @@ def prepare_data(model: Any, data: Dataset, val: Dataset | None, config: TrainCo
 def train(model: Any, data: Dataset, config: TrainConfig | None = None, *, val: Dataset | None = None,
           progress: ProgressCallback | None = None, cancel: threading.Event | None = None,
           phase: Phase | None = None, extra_trainable: list[Any] | None = None,
-          kind: OutputKind | None = None) -> TrainResult:
+          kind: OutputKind | None = None, features: FeatureCache | None = None) -> TrainResult:
     """Train ``model``'s trainable weights on ``data`` in place; nothing else changes.
 
     Args:
@@ -100,6 +101,8 @@ def train(model: Any, data: Dataset, config: TrainConfig | None = None, *, val: 
             scale and offset of batch-normalisation layers kept in inference mode).
         kind: what the output means; default read from the last layer (see
             :func:`reuse.data.output_kind`); autoencoders pass ``OutputKind("regression", n)``.
+        features: share the cached output of the frozen prefix with other runs on the same ``data``
+            and ``val`` objects (see :class:`reuse.train.features.FeatureCache`).
 
     Returns:
         a :class:`TrainResult`.
@@ -120,9 +123,16 @@ def train(model: Any, data: Dataset, config: TrainConfig | None = None, *, val: 
     split = cache_split(model, train_vars) if config.cache else None
     x, xv = prep.train.x, prep.val.x if prep.val is not None else None
     if split is not None:
-        features = Predictor(model, layers=split.prefix, compiled=False)
-        x = features(x)
-        xv = features(xv) if xv is not None else None
+        prefix = Predictor(model, layers=split.prefix, compiled=False)
+
+        def compute(x: Any = x, xv: Any = xv) -> tuple[Any, Any]:
+            return prefix(x), (prefix(xv) if xv is not None else None)
+
+        if features is not None:
+            rows = (config.val_split, config.seed) if config.val_split else ()
+            x, xv = features.features(split.prefix, data, val, rows, compute)
+        else:
+            x, xv = compute()
         forward = Forward(model, split.rest)
     else:
         forward = Forward(model)
@@ -159,7 +169,7 @@ def layer_names(model: Any) -> list[str]:
 def finetune(model: Any, unfreeze: str, data: Dataset, config: TrainConfig | None = None, *,
              match: str = "full", base_lr: float | None = None, val: Dataset | None = None,
              progress: ProgressCallback | None = None, cancel: threading.Event | None = None,
-             phase: Phase | None = None) -> TrainResult:
+             phase: Phase | None = None, features: FeatureCache | None = None) -> TrainResult:
     """Unfreeze the layers the scope ``unfreeze`` selects, then train.
 
     Batch-normalisation layers among them keep normalising with their moving statistics (inference
@@ -182,7 +192,7 @@ def finetune(model: Any, unfreeze: str, data: Dataset, config: TrainConfig | Non
     sel = select_layers(names, unfreeze, match=match)
     extra, bn = unfreeze_layers(model, sel.matched)
     result = train(model, data, config, val=val, progress=progress, cancel=cancel,
-                   phase=phase or Phase(task="finetune"), extra_trainable=extra)
+                   phase=phase or Phase(task="finetune"), extra_trainable=extra, features=features)
     result.unfrozen = sel.matched
     result.bn_inference = tuple(bn)
     return result

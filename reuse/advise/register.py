@@ -1,0 +1,77 @@
+"""Registering the recommended network: the model trained in the advice run, with its lineage and the
+advice table in its metadata."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from reuse.advise.advice import Advice
+from reuse.advise.runner import Unit, UnitContext, build_candidate
+from reuse.errors import FailedPrecondition
+from reuse.store import ModelInfo, ModelStore
+from reuse.train.api import unfreeze_layers
+from reuse.train.records import now
+
+
+def rebuild_choice(store: ModelStore, advice: Advice) -> tuple[Any, dict[str, Any], Any]:
+    """The recommended candidate's network with the weights of its first finished seed.
+
+    Returns:
+        (model, build lineage, the run's record).
+
+    Raises:
+        FailedPrecondition: no recommendation, or its weights were not kept (``keep_weights``).
+    """
+    rec = advice.recommendation
+    if rec is None or advice.plan is None or advice.job is None:
+        raise FailedPrecondition("no candidate finished, so there is nothing to register")
+    cand = rec.choice.candidate
+    run = advice.kept.get(cand)
+    if run is None or run.weights is None:
+        raise FailedPrecondition(f"the weights of {cand.label} were not kept; run the advice with keep_weights")
+    plan = advice.plan.plans[cand.depth]
+    ctx = UnitContext(store, None, None)  # type: ignore[arg-type]  # building reads only the store
+    model, lineage = build_candidate(ctx, advice.job, Unit(cand.depth, plan.scope, run.seed, False))
+    if run.unfrozen:
+        unfreeze_layers(model, run.unfrozen)
+    model.set_weights(run.weights)
+    return model, lineage, run
+
+
+def register_choice(store: ModelStore, advice: Advice, name: str, *, data: str, val: str | None,
+                    description: str | None = None, class_names: list[str] | None = None) -> ModelInfo:
+    """Register the recommended network as the next version of ``name``.
+
+    Lineage: for a reuse candidate, the build's (base, scope, copied layers, head) with ``operation``
+    ``advise``; for training from scratch, no ``base`` (no weight was copied) but ``architecture_from``.
+    Both carry ``advice`` (the chosen candidate and seed) and ``steps`` (build, train, finetune).
+    Metrics: the run's final metrics plus ``advice`` (the whole table, as ``Advice.to_dict``).
+
+    Raises:
+        FailedPrecondition: as :func:`rebuild_choice`. InvalidName: a bad ``name``.
+    """
+    model, built, run = rebuild_choice(store, advice)
+    cand = run.candidate
+    choice = {"candidate": cand.label, "depth": cand.depth, "finetune": cand.finetune, "seed": run.seed,
+              "metric": advice.metric, "score": run.score}
+    steps = [{"op": "build", "at": now(), "from": advice.base, "scope": built["scope"]},
+             {"op": "train", "at": now(), "data": data, "frozen": [x["name"] for x in built["layers"]]
+              if cand.depth else []}]
+    if cand.finetune:
+        steps.append({"op": "finetune", "at": now(), "data": data, "unfrozen": list(run.unfrozen)})
+    if cand.depth > 0:
+        lineage = {**built, "operation": "advise", "advice": choice, "steps": steps}
+    else:
+        lineage = {k: v for k, v in built.items() if k != "base"}
+        lineage["layers"] = [{k: v for k, v in x.items() if k != "from"} | {"trainable": True}
+                             for x in built["layers"]]
+        lineage.update(operation="advise", architecture_from=built["base"], advice=choice, steps=steps)
+    assert advice.job is not None
+    settings = {**advice.job.config.to_dict(), "seed": run.seed, "data": data, "val": val,
+                "finetune_lr": advice.job.finetune_lr if cand.finetune else None, "advice": advice.settings}
+    summary = advice.to_dict()
+    summary.pop("settings", None)
+    text = description or f"advisor's choice for {data}: {cand.label} of {advice.base}"
+    return store.register(model, name, description=text, class_names=class_names,
+                          metrics={**run.metrics, "advice": summary}, history=run.history or {},
+                          lineage=lineage, settings=settings)

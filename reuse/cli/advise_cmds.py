@@ -1,0 +1,178 @@
+"""``reuse advise``: measure how many layers to reuse, frozen or fine-tuned, or whether to reuse at all."""
+
+from __future__ import annotations
+
+import math
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import click
+
+from reuse.cli.advise_progress import AdviceProgressBar
+from reuse.cli.common import emit_json, get_service, json_option, store_option
+
+OPTIMIZERS = ("sgd", "adam", "rmsprop", "adamw", "nadam")
+INTERRUPTED = 130  # the shell's code for a run ended by Ctrl-C
+
+_JSON_HELP = (
+    "JSON keys: base, data, val, metric (val_accuracy, or val_loss for regression), higher_is_better, "
+    "samples, val_samples, seeds, jobs, rows (one per candidate, simplest first: candidate, depth, finetune, "
+    "scope, layers, mean, std, scores, seeds, seconds (mean per run), trainable_params, epochs_run, "
+    "recommended), recommendation (candidate, depth, finetune, reuse_helps, reason, mean, std; null if no "
+    "run finished), not_run (candidate, depth, finetune, seeds), stopped (null, budget or cancelled), "
+    "seconds, output (head, classes, regression), settings, warnings, registered (NAME:VERSION or null), "
+    "plot (path or null). Ctrl-C keeps the finished runs, prints them and exits with code 130."
+)
+
+
+@contextmanager
+def _ctrl_c_cancels(cancel: threading.Event) -> Iterator[None]:
+    """The first Ctrl-C sets ``cancel`` (finished runs are kept); a second one aborts at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if cancel.is_set():
+            raise KeyboardInterrupt
+        cancel.set()
+        click.echo("Interrupted: stopping after the current runs (Ctrl-C again to abort)", err=True)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _fmt_score(mean: float | None, std: float | None) -> str:
+    if mean is None:
+        return "-"
+    return f"{mean:.4f} ± {std or 0.0:.4f}"
+
+
+def _seeds(seeds: list[int]) -> str:
+    return ", ".join(str(s) for s in seeds)
+
+
+def _print_advice(d: dict[str, Any]) -> None:
+    seeds = d["seeds"]
+    click.echo(f"Advice for {d['base']} on {d['data']}: {d['samples']} training / {d['val_samples']} validation "
+               f"samples; {d['metric']} over seed(s) {_seeds(seeds)}")
+    head = ("", "candidate", "reuses", d["metric"], "time/run", "trainable", "seeds")
+    lines = []
+    for r in d["rows"]:
+        reuses = ",".join(r["layers"]) if len(r["layers"]) <= 2 else f"{r['layers'][0]}..{r['layers'][-1]}"
+        if r["depth"] == 0:
+            reuses = f"none ({reuses} fresh)" if reuses else "none"
+        elif r["scope"] and r["scope"] != "|".join(r["layers"]):
+            reuses = f"{reuses} [{r['scope']}]"
+        params = "-" if r["trainable_params"] is None else f"{r['trainable_params']:,}"
+        time_s = "-" if not r["scores"] else f"{r['seconds']:.2f} s"
+        lines.append(("*" if r["recommended"] else "", r["candidate"], reuses, _fmt_score(r["mean"], r["std"]),
+                      time_s, params, f"{len(r['scores'])}/{len(seeds)}"))
+    widths = [max(len(str(x[i])) for x in [head, *lines]) for i in range(len(head))]
+    right = {3, 4, 5, 6}
+    for row in [head, *lines]:
+        cells = [str(c).rjust(w) if i in right else str(c).ljust(w) for i, (c, w) in enumerate(zip(row, widths,
+                                                                                                  strict=True))]
+        click.echo("  ".join(cells).rstrip())
+    if d["not_run"]:
+        why = {"budget": "over the time budget", "cancelled": "interrupted"}.get(d["stopped"] or "", "not run")
+        missing = "; ".join(f"{x['candidate']} (seed {_seeds(x['seeds'])})" for x in d["not_run"])
+        click.echo(f"Not run ({why}): {missing}")
+    rec = d["recommendation"]
+    if rec is None:
+        click.echo("No recommendation: no run finished.")
+    else:
+        partial = " (from the runs that finished)" if d["stopped"] else ""
+        click.echo(f"Recommendation{partial}: {rec['candidate']}")
+        click.echo(f"  {rec['reason']}")
+    for w in d["warnings"]:
+        click.echo(f"Note: {w}")
+    if d["registered"]:
+        click.echo(f"Registered {d['registered']}: the advice run's {rec['candidate'] if rec else ''} network")
+    if d["plot"]:
+        click.echo(f"Plot written to {d['plot']}")
+
+
+def _positive(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise click.BadParameter(f"{value} is not a positive number")
+    return value
+
+
+@click.command("advise", epilog=_JSON_HELP)
+@click.option("--from", "base", required=True, metavar="NAME[:VERSION]", help="The base network.")
+@click.option("--data", required=True, metavar="DATA",
+              help="Labelled training data: .npz, .csv, .h5 or builtin:digits / builtin:blobs[?options].")
+@click.option("--val", default=None, metavar="DATA", help="Validation data (default: a stratified split).")
+@click.option("--val-split", "val_split", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
+              help="Fraction of --data held out for validation, stratified by class (default 0.25).")
+@click.option("--label", default=None, metavar="COLUMN", help="CSV: label column by name or 0-based index.")
+@click.option("--relabel", is_flag=True, help="Map labels to 0..k-1 (sorted) and record the originals.")
+@click.option("--head", default=None, metavar="SPEC", help="Head on top of the reused layers, e.g. 'dense:64:relu'.")
+@click.option("--head-file", "head_file", type=click.Path(dir_okay=False), default=None,
+              help="Head as a JSON/YAML file.")
+@click.option("--classes", type=click.IntRange(min=2), default=None,
+              help="Append a softmax output with N classes (default: read from the labels).")
+@click.option("--regression", is_flag=True, help="Append a linear output (one unit per target column).")
+@click.option("--depths", default=None, metavar="0..N|0,1,3",
+              help="Reuse depths to try; 0 trains the same architecture from scratch. N is the deepest "
+              "(layers with weights below the base's output). Default: all, 0..N.")
+@click.option("--scopes", default=None, metavar="P1,P2,...",
+              help="Candidates as scope patterns instead of depths (depth i = the i-th pattern, simplest "
+              "first), e.g. 'hidden1,hidden[12],hidden[123]'. Commas inside (), [] and {} belong to a pattern.")
+@click.option("--match", type=click.Choice(["full", "prefix"]), default="full", show_default=True,
+              help="How --scopes patterns match layer names.")
+@click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True, help="Seeds per candidate.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="First seed (also seeds the validation split).")
+@click.option("--epochs", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Most epochs per phase (frozen, fine-tuning).")
+@click.option("--patience", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Early stopping: epochs without a lower validation loss (best weights kept).")
+@click.option("--batch-size", "batch_size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--optimizer", type=click.Choice(OPTIMIZERS), default="adam", show_default=True)
+@click.option("--lr", type=float, default=None, callback=_positive, help="Learning rate (default: the optimizer's).")
+@click.option("--finetune-lr", "finetune_lr", type=float, default=None, callback=_positive,
+              help="Fine-tuning learning rate (default: a tenth of --lr).")
+@click.option("--no-finetune", "no_finetune", is_flag=True, help="Try each depth frozen only.")
+@click.option("--budget", type=float, default=None, metavar="MINUTES", callback=_positive,
+              help="Start no run that would end after MINUTES (runs not started are listed).")
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Worker processes training candidates in parallel.")
+@click.option("--min-margin", "min_margin", type=click.FloatRange(min=0), default=None,
+              help="Smallest difference that counts (default 0.005 accuracy, or one validation sample's "
+              "worth if more; 1% of the best loss for regression).")
+@click.option("--register", default=None, metavar="NAME",
+              help="Register the recommended network (the run with the first seed) as the next version "
+              "of NAME, with its lineage and the advice table in its metadata.")
+@click.option("--description", default=None, help="Description of the registered version.")
+@click.option("--plot", type=click.Path(dir_okay=False), default=None,
+              help="Write the metric against depth (error bars: std over seeds) to FILE.png (.pdf, .svg).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+@store_option
+@json_option
+def advise_cmd(base: str, no_finetune: bool, budget: float | None, regression: bool, quiet: bool,
+               store: str | None, as_json: bool, **kw: Any) -> None:
+    """Train the new task's network from scratch and reusing 1..N lower layers of a base (frozen, and
+    frozen then fine-tuned), each over several seeds; print the table and a recommendation.
+
+    The recommendation is the simplest candidate that no other beats by more than the seed-to-seed
+    noise; "reuse does not help here" when nothing beats training from scratch.
+    """
+    cancel = threading.Event()
+    with AdviceProgressBar(False if quiet else None) as bar, _ctrl_c_cancels(cancel):
+        advice = get_service(store).advise(base, finetune=not no_finetune, budget_minutes=budget,
+                                           regression=regression, progress=bar, cancel=cancel, **kw)
+    d = advice.to_dict()
+    emit_json(d) if as_json else _print_advice(d)
+    if advice.stopped == "cancelled":
+        click.get_current_context().exit(INTERRUPTED)
+
+
+COMMANDS = [advise_cmd]
