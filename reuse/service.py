@@ -266,7 +266,7 @@ class Service:
                label: str | int | None = None, relabel: bool = False, head: str | None = None,
                head_file: str | None = None, classes: int | None = None, regression: bool | int = False,
                depths: str | list[int] | None = None, scopes: list[str] | None = None, match: str = "full",
-               seeds: int = 3, seed: int = 0, epochs: int = 100, patience: int = 10, batch_size: int = 32,
+               seeds: int = 3, seed: int = 0, epochs: int = 200, patience: int = 10, batch_size: int = 32,
                optimizer: str = "adam", lr: float | None = None, finetune_lr: float | None = None,
                finetune: bool = True, budget_minutes: float | None = None, jobs: int = 1,
                min_margin: float | None = None, register: str | None = None, description: str | None = None,

@@ -22,7 +22,7 @@ import numpy as np
 from reuse.advise.events import AdviceFinished, AdviceProgress, AdviceStarted, RunFinished
 from reuse.advise.plan import CandidatePlan, DepthPlan, plan_candidates
 from reuse.advise.recommend import Candidate, CandidateResult, Recommendation, recommend
-from reuse.advise.runner import Job, RunRecord, Unit, UnitContext, UnitResult, build_candidate
+from reuse.advise.runner import Job, RunRecord, RunRecorded, Unit, UnitContext, UnitResult, build_candidate
 from reuse.advise.schedule import Budget, run_units
 from reuse.data import Dataset, check_for_model, output_kind, split_stratified, split_validation
 from reuse.errors import InvalidInput
@@ -57,7 +57,7 @@ class AdviseConfig:
 
     seeds: int = 3
     seed: int = 0
-    epochs: int = 100
+    epochs: int = 200
     patience: int = 10
     batch_size: int = 32
     optimizer: str = "adam"
@@ -238,17 +238,22 @@ def advise(store: ModelStore, base_ref: str, data: Dataset, *, val: Dataset | No
     candidates = sorted({c for c, _ in planned}, key=lambda c: c.complexity)
     emit(AdviceStarted(len(planned), tuple(c.label for c in candidates), seeds, config.jobs, metric))
     records: list[RunRecord] = []
+    counted = [0]
+
+    def on_event(ev: Any) -> None:
+        if isinstance(ev, RunRecorded):
+            counted[0] += 1
+            c = ev.candidate
+            emit(RunFinished(c.label, c.depth, c.finetune, ev.seed, ev.score, ev.seconds, counted[0], len(planned)))
+        else:
+            emit(ev)
 
     def on_result(result: UnitResult) -> None:
-        for rec in result.records:
-            records.append(rec)
-            c = rec.candidate
-            emit(RunFinished(c.label, c.depth, c.finetune, rec.seed, rec.score, rec.seconds, len(records),
-                             len(planned)))
+        records.extend(result.records)
 
     budget = Budget(config.budget_minutes * 60.0 if config.budget_minutes else None)
     with tempfile.TemporaryDirectory(prefix="reuse-advise-") as tmp:
-        sched = run_units(units, job, ctx, jobs=config.jobs, budget=budget, on_event=emit, on_result=on_result,
+        sched = run_units(units, job, ctx, jobs=config.jobs, budget=budget, on_event=on_event, on_result=on_result,
                           cancel=cancel, workdir=Path(tmp))
     finished = {(r.candidate, r.seed) for r in records}
     missing: dict[Candidate, list[int]] = {}
@@ -264,7 +269,7 @@ def advise(store: ModelStore, base_ref: str, data: Dataset, *, val: Dataset | No
         if r.weights is not None:
             kept.setdefault(r.candidate, r)
     seconds = time.perf_counter() - t0
-    not_run = [(c, tuple(s)) for c, s in missing.items()]
+    not_run = [(c, tuple(missing[c])) for c in sorted(missing, key=lambda c: c.complexity)]
     emit(AdviceFinished(len(records), len(planned), sched.stopped, seconds,
                         tuple(f"{c.label}, seed {s}" for c, ss in not_run for s in ss)))
     settings = {**config.__dict__, "depths": list(plan.depths), "scopes": list(scopes) if scopes else None,
@@ -315,4 +320,9 @@ def _warnings(records: list[RunRecord], n_val: int, higher: bool) -> list[str]:
     diverged = sum(r.diverged for r in records)
     if diverged:
         out.append(f"{diverged} run(s) diverged (non-finite loss); try a lower learning rate")
+    capped = [r for r in records if r.capped]
+    if capped:
+        names = [c.label for c in sorted({r.candidate for r in capped}, key=lambda c: c.complexity)]
+        out.append(f"{len(capped)} of {len(records)} run(s) used every epoch without early stopping and may be "
+                   f"undertrained ({', '.join(names)}): raise --epochs or --lr")
     return out

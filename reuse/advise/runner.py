@@ -74,6 +74,17 @@ class RunRecord:
     weights: list[np.ndarray] | None = None
     layers: tuple[str, ...] = ()
     unfrozen: tuple[str, ...] = ()
+    capped: bool = False  # its last phase ran every epoch without stopping early
+
+
+@dataclass(frozen=True)
+class RunRecorded:
+    """Internal progress event: a run of the unit finished (the record itself comes with the unit)."""
+
+    candidate: Candidate
+    seed: int
+    score: float
+    seconds: float
 
 
 @dataclass
@@ -142,7 +153,7 @@ def _record(job: Job, cand: Candidate, seed: int, result: Any, model: Any, secon
     return RunRecord(cand, seed, metrics.get(job.metric, float("nan")), metrics, seconds, epochs, params,
                      bool(result.diverged), history if job.keep_weights else None,
                      [np.array(w) for w in model.get_weights()] if job.keep_weights else None, layers,
-                     tuple(result.unfrozen))
+                     tuple(result.unfrozen), result.epochs_run >= result.config.epochs and not result.diverged)
 
 
 def _joined(a: dict[str, list[float]], b: dict[str, list[float]]) -> dict[str, list[float]]:
@@ -170,6 +181,11 @@ def run_unit(ctx: UnitContext, job: Job, unit: Unit, *, progress: Progress | Non
             return None
         return lambda ev: progress(RunProgress(cand.label, cand.depth, cand.finetune, unit.seed, ev))
 
+    def done(record: RunRecord) -> None:
+        out.records.append(record)
+        if progress is not None:
+            progress(RunRecorded(record.candidate, record.seed, record.score, record.seconds))
+
     try:
         model, lineage = build_candidate(ctx, job, unit)
         reused = tuple(x["name"] for x in lineage["layers"])
@@ -178,16 +194,15 @@ def run_unit(ctx: UnitContext, job: Job, unit: Unit, *, progress: Progress | Non
         r1 = train(model, ctx.train, cfg, val=ctx.val, progress=relay(first), cancel=cancel,
                    phase=Phase(label=f"{first.label}, seed {unit.seed}"), features=ctx.cache)
         t1 = time.perf_counter() - t0
-        out.records.append(_record(job, first, unit.seed, r1, model, t1, r1.epochs_run, params, r1.history,
-                                   reused if unit.depth else ()))
+        done(_record(job, first, unit.seed, r1, model, t1, r1.epochs_run, params, r1.history,
+                     reused if unit.depth else ()))
         for cand in rest:
             r2 = finetune(model, exact_scope(reused), ctx.train, cfg.with_(lr=job.finetune_lr), val=ctx.val,
                           progress=relay(cand), cancel=cancel,
                           phase=Phase("finetune", label=f"{cand.label}, seed {unit.seed}"), features=ctx.cache)
             params = count_trainable(model, _bn_extra(model, r2.bn_inference))
-            out.records.append(_record(job, cand, unit.seed, r2, model, time.perf_counter() - t0,
-                                       r1.epochs_run + r2.epochs_run, params, _joined(r1.history, r2.history),
-                                       reused))
+            done(_record(job, cand, unit.seed, r2, model, time.perf_counter() - t0, r1.epochs_run + r2.epochs_run,
+                         params, _joined(r1.history, r2.history), reused))
     except Cancelled:
         out.cancelled = True
     out.seconds = time.perf_counter() - t0

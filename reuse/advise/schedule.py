@@ -198,7 +198,8 @@ def _run_pool(units: Sequence[Unit], job: Job, ctx: UnitContext, jobs: int, budg
     finally:
         stop.set()
         pool.shutdown(wait=True, cancel_futures=True)
-        _drain(events, lambda ev: None)
+        # Workers have exited, so everything they sent is here (a result can overtake its events).
+        _drain(events, on_event)
         events.close()
         events.join_thread()
     out.not_run = list(pending)

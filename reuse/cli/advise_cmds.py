@@ -131,7 +131,7 @@ def _positive(ctx: click.Context, param: click.Parameter, value: float | None) -
 @click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True, help="Seeds per candidate.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="First seed (also seeds the validation split).")
-@click.option("--epochs", type=click.IntRange(min=1), default=100, show_default=True,
+@click.option("--epochs", type=click.IntRange(min=1), default=200, show_default=True,
               help="Most epochs per phase (frozen, fine-tuning).")
 @click.option("--patience", type=click.IntRange(min=1), default=10, show_default=True,
               help="Early stopping: epochs without a lower validation loss (best weights kept).")
