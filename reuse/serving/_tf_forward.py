@@ -1,0 +1,29 @@
+"""TensorFlow compile of the serving forward pass: one trace for every batch size."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+
+def compile_forward(model: Any, on_trace: Callable[[], None]) -> tuple[Callable, bool]:
+    """A ``tf.function`` over the model whose batch dimension is None in the input signature.
+
+    Returns:
+        (fn, polymorphic=True): fn maps a list of numpy arrays to a list of tensors.
+    """
+    signature = [tf.TensorSpec((None, *t.shape[1:]), t.dtype) for t in model.inputs]
+
+    @tf.function(input_signature=signature, autograph=False)
+    def forward(*xs):
+        on_trace()  # Python side effect: runs only while tracing
+        out = model(list(xs) if len(xs) > 1 else xs[0], training=False)
+        return list(out) if isinstance(out, (list, tuple)) else [out]
+
+    def run(arrays: list[np.ndarray]) -> list[Any]:
+        return [t.numpy() for t in forward(*arrays)]
+
+    return run, True
