@@ -203,12 +203,28 @@ class Service:
         return self.jobs.start("advise", params)
 
     def list_jobs(self, *, state: str = "", kind: str = "") -> list[JobRecord]:
-        return self.jobs.list(state=state, kind=kind)
+        """Jobs oldest first. Without a running manager (local CLI), read the records without touching them."""
+        if self._jobs is not None:
+            return self.jobs.list(state=state, kind=kind)
+        from reuse.jobs import read_records
+
+        return sorted((r for r in read_records(self.store.state_dir / "jobs")
+                       if (not state or r.state == state) and (not kind or r.kind == kind)),
+                      key=lambda r: (r.created, r.id))
 
     def get_job(self, job_id: str) -> JobRecord:
-        return self.jobs.get(job_id)
+        if self._jobs is not None:
+            return self.jobs.get(job_id)
+        from reuse.errors import NotFound
+
+        for r in self.list_jobs():
+            if r.id == job_id:
+                return r
+        raise NotFound(f"no job {job_id!r} in store {self.store.root}")
 
     def cancel_job(self, job_id: str) -> JobRecord:
+        if self._jobs is None:
+            raise FailedPrecondition("jobs run inside a server; cancel them with --server HOST:PORT")
         return self.jobs.cancel(job_id)
 
     def job_events(self, job_id: str, *, after_seq: int = 0, timeout: float | None = None
@@ -216,7 +232,11 @@ class Service:
         return self.jobs.events(job_id, after_seq, timeout)
 
     def watch_job(self, job_id: str, *, after_seq: int = 0) -> Iterator[JobEvent]:
-        """Yield the job's events until it finishes."""
+        """Yield the job's events until it finishes (locally without a server: its last event)."""
+        if self._jobs is None:
+            last = self.get_job(job_id).last_event
+            yield from ([last] if last is not None else [])
+            return
         while True:
             events, done = self.jobs.events(job_id, after_seq, timeout=1.0)
             yield from events

@@ -29,10 +29,11 @@ def cli() -> None:
 
 
 def _register_commands() -> None:
-    from reuse.cli import store_cmds
+    from reuse.cli import serve_cmds, store_cmds
 
-    for cmd in store_cmds.COMMANDS:
-        cli.add_command(cmd)
+    for module in (store_cmds, serve_cmds):
+        for cmd in module.COMMANDS:
+            cli.add_command(cmd)
 
 
 _register_commands()

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import click
 
-from reuse.cli.common import emit_json, get_service, json_option, store_option
+from reuse.cli.common import emit_json, get_service, json_option, server_option, store_option
 
 
 @click.command("list")
 @store_option
+@server_option
 @json_option
 def list_cmd(store: str | None, as_json: bool) -> None:
     """List the models in the store (latest version of each)."""

@@ -166,7 +166,7 @@ class RunningServer:
         self._thread.join(timeout)
 
     def __enter__(self) -> RunningServer:
-        return self.start()
+        return self if self._thread.ident is not None else self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()

@@ -24,10 +24,11 @@ from reuse.jobs.records import (
     JobRecord,
     Progress,
     job_kinds,
+    read_records,
     register_job_kind,
     unregister_job_kind,
     write_json_atomic,
 )
 
 __all__ = ["FINISHED", "STATES", "JobEvent", "JobFn", "JobManager", "JobRecord", "Progress",
-           "job_kinds", "register_job_kind", "unregister_job_kind", "write_json_atomic"]
+           "job_kinds", "read_records", "register_job_kind", "unregister_job_kind", "write_json_atomic"]

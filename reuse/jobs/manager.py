@@ -12,6 +12,8 @@ from pathlib import Path
 from queue import SimpleQueue
 from typing import Any
 
+from filelock import FileLock, Timeout
+
 from reuse.errors import Cancelled, FailedPrecondition, InvalidInput, NotFound, ReuseError
 from reuse.jobs.records import (
     JOB_ID_RE,
@@ -19,6 +21,7 @@ from reuse.jobs.records import (
     JobRecord,
     _now,
     get_job_kind,
+    read_records,
     write_json_atomic,
 )
 
@@ -49,6 +52,12 @@ class JobManager:
         self.dir = Path(jobs_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.store_root = Path(store_root)
+        # One manager per store: a second one would mark the first one's running jobs interrupted.
+        self._owner = FileLock(str(self.dir / ".manager.lock"))
+        try:
+            self._owner.acquire(timeout=0)
+        except Timeout as exc:
+            raise FailedPrecondition(f"another server is running the jobs of store {self.store_root}") from exc
         self._jobs: dict[str, _Job] = {}
         self._cond = threading.Condition()
         self._queue: SimpleQueue[_Job | None] = SimpleQueue()
@@ -144,6 +153,7 @@ class JobManager:
         end = time.monotonic() + timeout
         for t in self._threads:
             t.join(max(0.0, end - time.monotonic()))
+        self._owner.release()
         return [j.record.id for j in hit]
 
     # -- internals (call with self._cond held where noted) ---------------------------------------
@@ -231,14 +241,7 @@ class JobManager:
             self._finish(job, state, result=result, error=error)
 
     def _recover(self) -> None:
-        for path in sorted(self.dir.glob("*.json")):
-            if not JOB_ID_RE.fullmatch(path.stem):
-                continue
-            try:
-                record = JobRecord.from_dict(json.loads(path.read_text(encoding="utf-8")))
-            except (OSError, ValueError, TypeError, KeyError):
-                log.warning("skipping unreadable job record %s", path)
-                continue
+        for record in read_records(self.dir):
             job = _Job(record)
             with self._cond:
                 self._jobs[record.id] = job

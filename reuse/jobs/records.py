@@ -137,3 +137,15 @@ def get_job_kind(kind: str) -> JobFn:
     if fn is None:
         raise FailedPrecondition(f"job kind {kind!r} is not available on this server; kinds: {known}")
     return fn
+
+
+def read_records(jobs_dir: Path) -> list[JobRecord]:
+    """The job records in a folder, read-only (no recovery); unreadable files are skipped."""
+    out = []
+    for path in sorted(Path(jobs_dir).glob("*.json")) if Path(jobs_dir).is_dir() else ():
+        if JOB_ID_RE.fullmatch(path.stem):
+            try:
+                out.append(JobRecord.from_dict(json.loads(path.read_text(encoding="utf-8"))))
+            except (OSError, ValueError, TypeError, KeyError):
+                continue
+    return out

@@ -1,10 +1,11 @@
 """Dynamic batching: concurrent requests for one model merged into one forward pass and split back.
 
 One worker thread per served model takes whatever requests are queued (up to ``max_batch_size`` rows),
-runs them as one batch and answers each request with its own rows. A request that arrives while the
-worker is idle runs at once; only when the previous batch merged several requests (the model is under
-concurrent load) does the worker wait up to ``max_delay_s`` for more, which is what lets batches fill.
-A request larger than ``max_batch_size`` rows runs alone; a request is never split.
+runs them as one batch and answers each request with its own rows. The worker waits up to
+``max_delay_s`` for more requests only under concurrent load: several requests are queued, or the last
+batch merged several and requests arrive faster than ``max_delay_s`` apart (a moving average). A lone
+client's request therefore runs at once, while under load batches fill. A request larger than ``max_batch_size`` rows runs alone; a
+request is never split.
 """
 
 from __future__ import annotations
@@ -67,7 +68,9 @@ class DynamicBatcher:
         self._queue: deque[_Pending] = deque()
         self._cond = threading.Condition()
         self._closed = False
-        self._busy_recently = False
+        self._last_arrival = 0.0
+        self._gap_s = float("inf")  # moving average of the time between arrivals
+        self._last_batch = 0
         self._stats = BatchStats()
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
@@ -78,6 +81,10 @@ class DynamicBatcher:
         with self._cond:
             if self._closed:
                 raise FailedPrecondition("the model is being unloaded; retry the request")
+            now = time.monotonic()
+            gap = now - self._last_arrival
+            self._gap_s = gap if self._gap_s == float("inf") else 0.8 * self._gap_s + 0.2 * gap
+            self._last_arrival = now
             self._queue.append(p)
             self._cond.notify()
         return p.future
@@ -115,7 +122,7 @@ class DynamicBatcher:
                 self._cond.wait()
             batch: list[_Pending] = []
             rows = self._take(batch, 0)
-            if self._busy_recently or len(batch) > 1:
+            if len(batch) > 1 or (self._last_batch > 1 and self._gap_s < self.max_delay_s):
                 deadline = time.monotonic() + self.max_delay_s
                 while rows < self.max_batch_size and not self._closed and (
                         not self._queue or rows + self._queue[0].rows <= self.max_batch_size):
@@ -123,7 +130,7 @@ class DynamicBatcher:
                     if left <= 0 or (not self._queue and not self._cond.wait(left)):
                         break
                     rows = self._take(batch, rows)
-            self._busy_recently = len(batch) > 1
+            self._last_batch = len(batch)
             return batch
 
     def _loop(self) -> None:
