@@ -9,7 +9,8 @@ import grpc
 import numpy as np
 
 from reuse.errors import Cancelled
-from reuse.grpc._proto import inference_pb2 as ipb, inference_pb2_grpc as igrpc
+from reuse.grpc._proto import inference_pb2 as ipb
+from reuse.grpc._proto import inference_pb2_grpc as igrpc
 from reuse.grpc._proto import reuse_v1_pb2_grpc as rgrpc
 from reuse.store import ModelStore
 

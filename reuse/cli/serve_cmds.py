@@ -130,7 +130,12 @@ def infer_cmd(ref: str, input_path: str, out_path: str | None, store: str | None
     """
     import numpy as np
 
-    data = np.load(input_path, allow_pickle=False)
+    from reuse.errors import InvalidInput
+
+    try:
+        data = np.load(input_path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise InvalidInput(f"{input_path}: expected a .npy or .npz array file ({exc})") from exc
     inputs = dict(data) if isinstance(data, np.lib.npyio.NpzFile) else data
     result = get_service(store).infer(ref, inputs)
     outputs = {s.name: o for s, o in zip(result.signature.outputs, result.outputs, strict=True)}
