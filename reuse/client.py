@@ -109,7 +109,7 @@ class ReuseClient:
                                     outputs=[{"name": n} for n in outputs])
         for name, arr in inputs.items():
             arr = np.asarray(arr)
-            dt = v2_datatype(str(arr.dtype))
+            dt = v2_datatype(arr.dtype)
             tensor = req.inputs.add(name=name, datatype=dt, shape=arr.shape)
             if raw:
                 req.raw_input_contents.append(np.ascontiguousarray(arr, NP_OF[dt]).tobytes())

@@ -289,50 +289,38 @@ def test_stop_marks_running_jobs_interrupted(tmp_path):
     with channel:
         job = api.StartJob(pb.StartJobRequest(kind="slow", params_json='{"epochs": 100000, "name": "partial"}'))
         wait_until(lambda: api.GetJob(pb.GetJobRequest(id=job.id)).state == "running")
-    server.stop()
-    assert server.interrupted == [job.id]
+    assert server.stop() == [job.id]
     restarted = Service(tmp_path / "store")
     assert restarted.get_job(job.id).state == "interrupted"
     assert "partial" not in restarted.store.names()
 
 
 def test_unexpected_errors_are_internal_and_logged(caplog):
-    """The interceptor on a real aio server: our errors by MRO, anything else INTERNAL and logged."""
-    import asyncio
+    """The interceptor on a real server: our errors by MRO, anything else INTERNAL and logged."""
+    from concurrent.futures import ThreadPoolExecutor
 
     from reuse.errors import InvalidName
     from reuse.grpc.interceptor import ServerInterceptor
 
-    async def boom(request, context):
+    def boom(request, context):
         raise RuntimeError("secret internals")
 
-    async def bad_name(request, context):
+    def bad_name(request, context):
         raise InvalidName("invalid model name 'X'")
 
-    handlers = {"Boom": grpc.unary_unary_rpc_method_handler(boom), "BadName": grpc.unary_unary_rpc_method_handler(bad_name)}
-    ready, stop = threading.Event(), threading.Event()
-    port = []
-
-    async def main():
-        server = grpc.aio.server(interceptors=[ServerInterceptor()])
-        server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("t.T", handlers)])
-        port.append(server.add_insecure_port("127.0.0.1:0"))
-        await server.start()
-        ready.set()
-        await asyncio.to_thread(stop.wait)
-        await server.stop(0)
-
-    t = threading.Thread(target=asyncio.run, args=(main(),))
-    t.start()
-    ready.wait()
+    handlers = {"Boom": grpc.unary_unary_rpc_method_handler(boom),
+                "BadName": grpc.unary_unary_rpc_method_handler(bad_name)}
+    server = grpc.server(ThreadPoolExecutor(2), interceptors=[ServerInterceptor()])
+    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("t.T", handlers)])
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
     try:
         with caplog.at_level(logging.ERROR, logger="reuse.grpc.interceptor"), \
-                grpc.insecure_channel(f"127.0.0.1:{port[0]}") as ch:
+                grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
             err = rpc_error(ch.unary_unary("/t.T/Boom"), b"")
             assert err.code() == CODE.INTERNAL and "secret" not in err.details()
             err = rpc_error(ch.unary_unary("/t.T/BadName"), b"")
             assert err.code() == CODE.INVALID_ARGUMENT and err.details() == "invalid model name 'X'"
         assert "secret internals" in caplog.text and "Traceback" in caplog.text
     finally:
-        stop.set()
-        t.join()
+        server.stop(0)

@@ -7,6 +7,7 @@ received and what was expected. Raw requests get raw answers (stock clients read
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -20,7 +21,8 @@ NP_OF: dict[str, np.dtype] = {
     "UINT64": np.dtype("<u8"), "INT8": np.dtype("<i1"), "INT16": np.dtype("<i2"), "INT32": np.dtype("<i4"),
     "INT64": np.dtype("<i8"), "FP16": np.dtype("<f2"), "FP32": np.dtype("<f4"), "FP64": np.dtype("<f8"),
 }
-V2_OF: dict[str, str] = {dt.name: v2 for v2, dt in NP_OF.items()}
+V2_OF: dict[np.dtype, str] = {dt: v2 for v2, dt in NP_OF.items()}
+V2_OF.update({dt.newbyteorder("="): v2 for v2, dt in NP_OF.items()})
 # The typed-contents field of each datatype; FP16 travels only as raw bytes.
 FIELD_OF: dict[str, str] = {
     "BOOL": "bool_contents", "UINT8": "uint_contents", "UINT16": "uint_contents", "UINT32": "uint_contents",
@@ -29,11 +31,18 @@ FIELD_OF: dict[str, str] = {
 }
 
 
-def v2_datatype(dtype: str) -> str:
+@functools.lru_cache(maxsize=64)
+def _v2_of_name(dtype: str) -> str:
     try:
-        return V2_OF[np.dtype(dtype).name]
+        return V2_OF[np.dtype(dtype)]
     except (KeyError, TypeError) as exc:
         raise InvalidInput(f"dtype {dtype} has no KServe v2 datatype") from exc
+
+
+def v2_datatype(dtype: str | np.dtype) -> str:
+    """The v2 datatype name of a numpy dtype (or its name)."""
+    v2 = V2_OF.get(dtype) if isinstance(dtype, np.dtype) else None
+    return v2 or _v2_of_name(str(dtype))
 
 
 def model_ref(name: str, version: str) -> str:
@@ -121,11 +130,10 @@ def encode_response(request: pb.ModelInferRequest, sig: ModelSignature, outputs:
                     picked: list[int]) -> pb.ModelInferResponse:
     """The v2 response: raw bytes when the request was raw, typed contents otherwise."""
     resp = pb.ModelInferResponse(model_name=sig.name, model_version=str(sig.version), id=request.id)
-    raw = bool(request.raw_input_contents) or any(
-        v2_datatype(str(outputs[i].dtype)) not in FIELD_OF for i in picked)
-    for i in picked:
+    dts = [v2_datatype(outputs[i].dtype) for i in picked]
+    raw = bool(request.raw_input_contents) or any(dt not in FIELD_OF for dt in dts)
+    for i, dt in zip(picked, dts, strict=True):
         spec, arr = sig.outputs[i], outputs[i]
-        dt = v2_datatype(str(arr.dtype))
         tensor = resp.outputs.add(name=spec.name, datatype=dt, shape=arr.shape)
         if raw:
             resp.raw_output_contents.append(np.ascontiguousarray(arr, dtype=NP_OF[dt]).tobytes())

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -20,19 +20,20 @@ log = logging.getLogger(__name__)
 OPEN_PREFIXES = ("/grpc.health.v1.Health/",)
 
 
-class ServerInterceptor(grpc.aio.ServerInterceptor):
+class ServerInterceptor(grpc.ServerInterceptor):
     """Checks ``authorization: Bearer <token>`` (when a token is set) and maps errors to status codes.
 
-    Health checks stay open so that probes work without the token.
+    Health checks stay open so that probes work without the token. Each method's handler is wrapped
+    once and reused.
     """
 
     def __init__(self, token: str | None = None) -> None:
         self._token = token.encode() if token else None
         self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
-    async def intercept_service(self, continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
-                                details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
-        handler = await continuation(details)
+    def intercept_service(self, continuation: Callable[[grpc.HandlerCallDetails], Any],
+                          details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+        handler = continuation(details)
         method = details.method
         if handler is None or method.startswith(OPEN_PREFIXES):
             return handler
@@ -41,7 +42,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             cached = self._wrapped[method] = (handler, self._wrap(handler, method))
         return cached[1]
 
-    def _check(self, context: grpc.aio.ServicerContext) -> None:
+    def _check(self, context: grpc.ServicerContext) -> None:
         if self._token is None:
             return
         for key, value in context.invocation_metadata() or ():
@@ -52,44 +53,43 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
                 raise Unauthenticated("invalid bearer token")
         raise Unauthenticated("missing bearer token: send metadata 'authorization: Bearer <token>'")
 
-    async def _abort(self, context: grpc.aio.ServicerContext, exc: Exception, method: str) -> None:
+    @staticmethod
+    def _abort(context: grpc.ServicerContext, exc: Exception, method: str) -> None:
         code = status_of(exc)
         if code is None:
             log.error("unexpected error in %s", method, exc_info=exc)
-            await context.abort(grpc.StatusCode.INTERNAL, "internal error; the server log has the details")
-        await context.abort(code, str(exc) or type(exc).__name__)
+            context.abort(grpc.StatusCode.INTERNAL, "internal error; the server log has the details")
+        context.abort(code, str(exc) or type(exc).__name__)
 
     def _wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
         check, abort = self._check, self._abort
-        streaming_response = handler.response_streaming
         behavior = (handler.unary_unary or handler.unary_stream or handler.stream_unary
                     or handler.stream_stream)
 
-        if streaming_response:
-            async def wrapped(request_or_iterator: Any, context: grpc.aio.ServicerContext) -> Any:
+        if handler.response_streaming:
+            def wrapped(request_or_iterator: Any, context: grpc.ServicerContext) -> Any:
                 try:
                     check(context)
-                    async for item in behavior(request_or_iterator, context):
-                        yield item
-                except grpc.aio.AbortError:
-                    raise
+                    yield from behavior(request_or_iterator, context)
                 except Exception as exc:  # noqa: BLE001 - this is the one place errors become statuses
-                    await abort(context, exc, method)
+                    if context.code() is None:  # not already aborted by grpc itself
+                        abort(context, exc, method)
+                    raise
         else:
-            async def wrapped(request_or_iterator: Any, context: grpc.aio.ServicerContext) -> Any:
+            def wrapped(request_or_iterator: Any, context: grpc.ServicerContext) -> Any:
                 try:
                     check(context)
-                    return await behavior(request_or_iterator, context)
-                except grpc.aio.AbortError:
-                    raise
+                    return behavior(request_or_iterator, context)
                 except Exception as exc:  # noqa: BLE001 - this is the one place errors become statuses
-                    await abort(context, exc, method)
+                    if context.code() is None:
+                        abort(context, exc, method)
+                    raise
 
         make = {
             (False, False): grpc.unary_unary_rpc_method_handler,
             (False, True): grpc.unary_stream_rpc_method_handler,
             (True, False): grpc.stream_unary_rpc_method_handler,
             (True, True): grpc.stream_stream_rpc_method_handler,
-        }[(handler.request_streaming, streaming_response)]
+        }[(handler.request_streaming, handler.response_streaming)]
         return make(wrapped, request_deserializer=handler.request_deserializer,
                     response_serializer=handler.response_serializer)

@@ -2,9 +2,11 @@
 
 One worker thread per served model takes whatever requests are queued (up to ``max_batch_size`` rows),
 runs them as one batch and answers each request with its own rows. The worker waits up to
-``max_delay_s`` for more requests only under concurrent load: several requests are queued, or the last
-batch merged several and requests arrive faster than ``max_delay_s`` apart (a moving average). A lone
-client's request therefore runs at once, while under load batches fill. A request larger than ``max_batch_size`` rows runs alone; a
+``max_delay_s`` for more requests only under concurrent load: several requests are already queued, or
+requests arrive faster than ``max_delay_s`` apart and either the last batch merged several or more than
+one request arrives per forward pass (moving averages of the gaps and of the forward time). A lone
+client cannot send its next request before it has its answer, so its gaps exceed the forward time and
+its requests run at once; under load, batches fill. A request larger than ``max_batch_size`` rows runs alone; a
 request is never split.
 """
 
@@ -71,6 +73,7 @@ class DynamicBatcher:
         self._last_arrival = 0.0
         self._gap_s = float("inf")  # moving average of the time between arrivals
         self._last_batch = 0
+        self._forward_s = 0.0  # moving average of the forward pass's duration
         self._stats = BatchStats()
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
@@ -122,7 +125,8 @@ class DynamicBatcher:
                 self._cond.wait()
             batch: list[_Pending] = []
             rows = self._take(batch, 0)
-            if len(batch) > 1 or (self._last_batch > 1 and self._gap_s < self.max_delay_s):
+            gap = self._gap_s
+            if len(batch) > 1 or (gap < self.max_delay_s and (self._last_batch > 1 or gap < self._forward_s)):
                 deadline = time.monotonic() + self.max_delay_s
                 while rows < self.max_batch_size and not self._closed and (
                         not self._queue or rows + self._queue[0].rows <= self.max_batch_size):
@@ -141,6 +145,7 @@ class DynamicBatcher:
         live = [p for p in batch if p.future.set_running_or_notify_cancel()]
         if not live:
             return
+        t0 = time.perf_counter()
         try:
             if len(live) == 1:
                 outs = self._forward(live[0].arrays)
@@ -151,7 +156,9 @@ class DynamicBatcher:
             for p in live:
                 p.future.set_exception(exc)
             return
+        took = time.perf_counter() - t0
         with self._cond:
+            self._forward_s = took if not self._forward_s else 0.8 * self._forward_s + 0.2 * took
             self._stats.add(len(live), sum(p.rows for p in live))
         start = 0
         for p in live:

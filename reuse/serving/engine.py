@@ -6,8 +6,12 @@ served as the latest at once; ``NAME:VERSION`` keeps serving that version while 
 
 from __future__ import annotations
 
+import os
+import threading
+import time
 from concurrent.futures import Future
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,6 +22,8 @@ from reuse.serving.cache import ModelCache
 from reuse.serving.forward import CompiledForward
 from reuse.serving.signature import ModelSignature, check_arrays, signature_of
 from reuse.store import ModelRef, ModelStore
+
+SETTLE_NS = 50_000_000
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,8 @@ class InferenceEngine:
         self.store = store
         self.options = options or ServingOptions()
         self.cache: ModelCache[ServedModel] = ModelCache(self._load, self.options.cache_bytes)
+        self._latest: dict[str, tuple[Path, int, str]] = {}  # name -> (folder, its mtime, "name:version")
+        self._latest_lock = threading.Lock()
 
     def _load(self, key: str) -> ServedModel:
         ref = ModelRef.parse(key)
@@ -64,8 +72,28 @@ class InferenceEngine:
         return ServedModel(model, signature_of(model, ref.name, ref.version or 0), self.options)
 
     def resolve(self, ref: str) -> str:
-        """``NAME`` or ``NAME:VERSION`` to ``NAME:VERSION``; raises NotFound."""
-        return str(self.store.resolve(ref))
+        """``NAME`` or ``NAME:VERSION`` to ``NAME:VERSION``; raises NotFound.
+
+        The answer for a bare name is reused while the model's folder is unchanged (same mtime); a folder
+        modified in the last ``SETTLE_NS`` is always listed again, so that two changes within one tick
+        of the file system's clock cannot leave a stale answer.
+        """
+        cached = self._latest.get(ref)
+        if cached is not None:
+            folder, mtime, resolved = cached
+            try:
+                now_mtime = os.stat(folder).st_mtime_ns
+            except OSError:
+                now_mtime = -1
+            if now_mtime == mtime and time.time_ns() - mtime > SETTLE_NS:
+                return resolved
+        r = self.store.resolve(ref)
+        resolved = str(r)
+        if r.version is not None and ":" not in ref:
+            folder = self.store.path(r).parent
+            with self._latest_lock:
+                self._latest[ref] = (folder, os.stat(folder).st_mtime_ns, resolved)
+        return resolved
 
     def served(self, ref: str) -> ServedModel:
         return self.cache.get(self.resolve(ref))
@@ -81,7 +109,8 @@ class InferenceEngine:
                ) -> tuple[ModelSignature, Future[list[np.ndarray]]]:
         """Queue one request (arrays in the model's input order).
 
-        ``ref`` may be a signature this engine just returned, which skips resolving the reference again.
+        ``ref`` may be a signature this engine just returned, whose caller has checked ``arrays`` against
+        it (the wire conversion does): that skips resolving and checking again.
 
         Returns:
             The signature of the version that serves it, and a future of its outputs.
@@ -92,7 +121,8 @@ class InferenceEngine:
         key = ref.ref if isinstance(ref, ModelSignature) else self.resolve(ref)
         for _ in range(3):
             served = self.cache.get(key)
-            check_arrays(served.signature, arrays)
+            if not isinstance(ref, ModelSignature):  # a signature's caller has checked its arrays
+                check_arrays(served.signature, arrays)
             try:
                 return served.signature, served.batcher.submit(arrays)
             except FailedPrecondition:
