@@ -324,3 +324,24 @@ def test_unexpected_errors_are_internal_and_logged(caplog):
         assert "secret internals" in caplog.text and "Traceback" in caplog.text
     finally:
         server.stop(0)
+
+
+def test_tls(served, tmp_path):
+    import shutil
+    import subprocess
+
+    from reuse.client import ReuseClient
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed: cannot make a test certificate")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+                   check=True, capture_output=True)
+    with start_in_thread(served["service"], ServerConfig(port=0, tls_cert=cert, tls_key=key)) as secure:
+        with ReuseClient(secure.target, tls_ca=cert) as c:
+            assert c.server_live() and "mlp" in [m["name"] for m in c.list_models()]
+        channel, inference, _ = stubs(secure.target)  # plaintext to a TLS port fails
+        with channel:
+            assert rpc_error(inference.ServerLive, ipb.ServerLiveRequest(), timeout=5).code() in (
+                CODE.UNAVAILABLE, CODE.DEADLINE_EXCEEDED)
