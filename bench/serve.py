@@ -75,8 +75,11 @@ def _client(port: int, slots: int, rows: int, seconds: float, out: mp.Queue) -> 
     asyncio.run(main())
 
 
+CLIENT_PROCESSES = 2
+
+
 def load(port: int, concurrency: int, rows: int, seconds: float) -> dict:
-    procs = 1 if concurrency == 1 else 2
+    procs = 1 if concurrency == 1 else min(CLIENT_PROCESSES, concurrency)
     q: mp.Queue = mp.get_context("spawn").Queue()
     ctx = mp.get_context("spawn")
     ps = [ctx.Process(target=_client, args=(port, concurrency // procs, rows, seconds, q)) for _ in range(procs)]
@@ -90,7 +93,7 @@ def load(port: int, concurrency: int, rows: int, seconds: float) -> dict:
     return {"concurrency": concurrency, "rows_per_request": rows, "requests": int(lat.size),
             "inferences_per_s": round(lat.size / wall, 1), "rows_per_s": round(lat.size * rows / wall, 1),
             "p50_ms": round(float(np.percentile(lat, 50)), 3), "p99_ms": round(float(np.percentile(lat, 99)), 3),
-            "client_processes": procs}
+            "client_processes": procs, "loadavg_1min_after": round(os.getloadavg()[0], 2)}
 
 
 # -- the naive server --------------------------------------------------------------------------------
@@ -133,7 +136,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path)
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--row-concurrency", type=int, default=4)
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved repetitions; figures are medians")
+    ap.add_argument("--client-processes", type=int, default=2, help="client processes at concurrency > 1")
     args = ap.parse_args(argv)
+    global CLIENT_PROCESSES
+    CLIENT_PROCESSES = args.client_processes
 
     from reuse.grpc.server import ServerConfig, start_in_thread
     from reuse.service import Service
@@ -148,20 +155,29 @@ def main(argv: list[str] | None = None) -> int:
     forward = CompiledForward(service.store.load("mlp"))
     s = args.seconds
     report: dict = {"model": "MLP 784-300-100-10", "seconds_per_point": s, "cpus": os.cpu_count(),
+                    "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
+                    "server": "grpc thread pool (64) + dynamic batcher (max 64 rows, 1 ms)",
                     "python": platform.python_version(), "limit": {}, "naive": {}, "batched": {}}
 
-    for rows in (1, 8, 32, 64, 256):
-        report["limit"][str(rows)] = limit(forward, rows, min(s, 2.0))
-    naive, port = naive_server(forward)
-    for c in (1, 8, 32):
-        report["naive"][f"c{c}"] = load(port, c, 1, s)
-    report["naive"]["rows256"] = load(port, args.row_concurrency, 256, s)
+    naive, naive_port = naive_server(forward)
+    server = start_in_thread(service, ServerConfig(port=0))
+    points = [(f"c{c}", c, 1) for c in (1, 8, 32)] + [("rows256", args.row_concurrency, 256)]
+    runs: dict[tuple[str, str], list[dict]] = {}
+    # Rounds interleave the limit, the naive server and ours, so that load from other processes on a
+    # shared machine falls on all three alike; each figure is the median over the rounds.
+    for _ in range(args.rounds):
+        for rows in (1, 8, 32, 64, 256):
+            runs.setdefault(("limit", str(rows)), []).append(limit(forward, rows, min(s, 2.0)))
+        for key, c, rows in points:
+            runs.setdefault(("naive", key), []).append(load(naive_port, c, rows, s))
+            runs.setdefault(("batched", key), []).append(load(server.port, c, rows, s))
+    for (section, key), results in runs.items():
+        by = "rows_per_s"
+        ordered = sorted(results, key=lambda r: r[by])
+        report[section][key] = {**ordered[len(ordered) // 2], "all_" + by: [r[by] for r in results]}
+    report["batch_stats"] = service.serving_stats()["models"]
+    server.stop()
     naive.stop(0)
-    with start_in_thread(service, ServerConfig(port=0)) as server:
-        for c in (1, 8, 32):
-            report["batched"][f"c{c}"] = load(server.port, c, 1, s)
-        report["batched"]["rows256"] = load(server.port, args.row_concurrency, 256, s)
-        report["batch_stats"] = service.serving_stats()["models"]
 
     b32, n32 = report["batched"]["c32"], report["naive"]["c32"]
     rows = report["batched"]["rows256"]
