@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from reuse.cli.common import emit_json, get_service, json_option, store_option
+from reuse.cli.common import emit_json, get_service, json_option, server_option, store_option
 from reuse.errors import InvalidInput
 from reuse.store import CheckReport, ModelInfo, ModelRef
 from reuse.text import human_bytes, shape, short_time, table
@@ -81,6 +81,7 @@ def _version_rows(infos: list[ModelInfo], *, with_name: bool) -> str:
 
 @click.command("list")
 @store_option
+@server_option
 @json_option
 def list_cmd(store: str | None, as_json: bool) -> None:
     """List the models in the store, with their latest version. --json: a list of version objects."""
