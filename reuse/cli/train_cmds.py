@@ -63,7 +63,7 @@ def _train_options(f: Any) -> Any:
 def _options(kw: dict[str, Any]) -> dict[str, Any]:
     keys = ("epochs", "batch_size", "optimizer", "lr", "momentum", "nesterov", "clipnorm", "clipvalue",
             "early_stopping", "seed")
-    out = {k: kw[k] for k in keys if kw.get(k) is not None}
+    out = {k: kw[k] for k in keys if kw.get(k) is not None and kw.get(k) is not False}
     if kw.get("val_split") is not None:
         out["val_split"] = kw["val_split"]
     if kw.get("no_cache"):
