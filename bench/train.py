@@ -18,6 +18,9 @@ direction plus Gaussian noise (sigma 0.05), clipped to [0, 1]; seed 0.
 Each path runs --repeats times per case (default 3), each time on a fresh copy of the model so every
 run pays its own compilation; the fastest run of each path counts (all times are in the JSON).
 
+The optimizer is the same for both paths: SGD (lr 0.01, momentum 0.9) unless --optimizer says
+otherwise.
+
 Usage: python bench/train.py --out bench/out/train.json [--cases a,b,c] [--optimizer adam]
 """
 
@@ -134,7 +137,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True, help="JSON results file")
     ap.add_argument("--cases", default="a,b,c")
-    ap.add_argument("--optimizer", default="adam", choices=["sgd", "adam", "rmsprop", "adamw", "nadam"])
+    ap.add_argument("--optimizer", default="sgd", choices=["sgd", "adam", "rmsprop", "adamw", "nadam"])
+    ap.add_argument("--lr", type=float, default=None, help="default: the optimizer's (sgd 0.01)")
+    ap.add_argument("--momentum", type=float, default=0.9, help="for sgd and rmsprop (default 0.9)")
     ap.add_argument("--rows", type=int, default=20_000, help="rows of digits784 for b/c")
     ap.add_argument("--repeats", type=int, default=3,
                     help="runs of each path per case; the fastest counts (each compiles afresh)")
@@ -144,17 +149,19 @@ def main() -> None:
                      "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
                      "optimizer": args.optimizer, "repeats": args.repeats, "cases": {}}
     cases = args.cases.split(",")
+    opt = {"optimizer": args.optimizer, "lr": args.lr,
+           "momentum": args.momentum if args.optimizer in ("sgd", "rmsprop") else 0.0}
     if "a" in cases:
         data = load_data("builtin:digits?classes=0-4&per_class=50")
         test = load_data("builtin:digits?classes=0-4&split=test")
-        cfg = TrainConfig(epochs=200, batch_size=16, optimizer=args.optimizer)
+        cfg = TrainConfig(epochs=200, batch_size=16, **opt)
         results["cases"]["a"] = case("a", mlp([64, 100, 100, 100, 100, 100, 5], 3, 0), data, test, cfg,
                                      args.repeats)
         _show("a", results["cases"]["a"])
     if "b" in cases or "c" in cases:
         data = digits784(args.rows)
         results["data_bc"] = "digits784: sklearn digits upscaled to 28x28, shifted, noisy (see --help)"
-        cfg = TrainConfig(epochs=10, batch_size=32, optimizer=args.optimizer)
+        cfg = TrainConfig(epochs=10, batch_size=32, **opt)
         for name, frozen in (("b", 3), ("c", 0)):
             if name in cases:
                 results["cases"][name] = case(name, mlp([784, 300, 100, 50, 10], frozen, 0), data, None, cfg,

@@ -185,7 +185,7 @@ def test_seeds_report_mean_and_std():
 @pytest.mark.parametrize("opt", [
     {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": True, "clipvalue": 0.05},
     {"optimizer": "rmsprop", "lr": 0.01, "momentum": 0.5, "clipnorm": 0.5},
-    {"optimizer": "adam", "lr": 0.01},
+    {"optimizer": "adam", "lr": 0.01, "clipnorm": 1.0},
 ])
 def test_loop_takes_the_same_steps_as_keras_fit(opt):
     """Without shuffling, the compiled loop and Keras fit visit the same batches (the last one short):
