@@ -21,6 +21,7 @@ from reuse.jobs.records import (
     JobRecord,
     _now,
     get_job_kind,
+    job_validator,
     read_records,
     write_json_atomic,
 )
@@ -70,7 +71,8 @@ class JobManager:
 
     # -- public ----------------------------------------------------------------------------------
     def start(self, kind: str, params: dict[str, Any]) -> JobRecord:
-        """Queue a job. Raises FailedPrecondition (unknown kind, stopping) or InvalidInput (params)."""
+        """Queue a job. Raises FailedPrecondition (unknown kind, stopping), or what the kind's validator
+        raises for bad parameters (InvalidInput, NotFound)."""
         get_job_kind(kind)
         try:
             params = json.loads(json.dumps(params))
@@ -78,6 +80,10 @@ class JobManager:
             raise InvalidInput(f"job parameters must be JSON values: {exc}") from exc
         if not isinstance(params, dict):
             raise InvalidInput(f"job parameters must be a JSON object, got {type(params).__name__}")
+        params.pop("store", None)  # the manager sets it; a client cannot point a job at another folder
+        validate = job_validator(kind)
+        if validate is not None:
+            validate({**params, "store": str(self.store_root)})
         record = JobRecord(id=uuid.uuid4().hex[:12], kind=kind, params=params, created=_now())
         job = _Job(record)
         with self._cond:
@@ -229,7 +235,8 @@ class JobManager:
         except Cancelled as exc:
             state, error = "cancelled", str(exc) or "cancelled"
         except ReuseError as exc:
-            state, error = "failed", str(exc)
+            # The class travels in the result, so a remote client can raise the same one.
+            state, error, result = "failed", str(exc), {"error_type": type(exc).__name__}
         except Exception:  # noqa: BLE001 - a job's crash must not kill its worker thread
             log.exception("job %s (%s) crashed", job.record.id, job.record.kind)
             state, error = "failed", "internal error (see the server log)"
