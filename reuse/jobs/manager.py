@@ -54,7 +54,8 @@ class JobManager:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.store_root = Path(store_root)
         # One manager per store: a second one would mark the first one's running jobs interrupted.
-        self._owner = FileLock(str(self.dir / ".manager.lock"))
+        # Not thread-local: a server takes it on a request thread and gives it back on the one stopping it.
+        self._owner = FileLock(str(self.dir / ".manager.lock"), thread_local=False)
         try:
             self._owner.acquire(timeout=0)
         except Timeout as exc:
