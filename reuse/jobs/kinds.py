@@ -121,7 +121,7 @@ def job_progress(progress: Progress, cancel: threading.Event) -> Callable[[Any],
         if isinstance(ev, Mapping):  # already a job event (e.g. an advisor's own progress)
             progress(dict(ev))
         elif isinstance(ev, TrainStarted):
-            label = (ev.label or ev.task) + (f" {ev.phase}/{ev.phases}" if ev.phases > 1 else "")
+            label = ev.task if ev.phases == 1 else f"{ev.label or ev.task} {ev.phase}/{ev.phases}"
             cached = f"; cached {', '.join(ev.cached_layers)}" if ev.cached_layers else ""
             progress({"epoch": 0, "epochs": ev.epochs, "message": f"started {label}: {ev.samples} samples, "
                       f"{ev.steps_per_epoch} steps per epoch{cached}"})
