@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from reuse.config import store_root
 from reuse.errors import FailedPrecondition, InvalidInput
-from reuse.store import CheckReport, LayerInfo, ModelInfo, ModelStore
+from reuse.store import CheckReport, LayerInfo, ModelInfo, ModelStore, check_name
+from reuse.train.output import Prediction, PretrainOutcome, Report, TrainOutcome
 
 if TYPE_CHECKING:
     import numpy as np
@@ -26,6 +27,21 @@ if TYPE_CHECKING:
     from reuse.serving.engine import InferenceEngine, InferResult, ServingOptions
     from reuse.serving.signature import ModelSignature
     from reuse.uploads import DatasetInfo, Upload
+
+
+def _train_config(options: dict[str, Any], parent: dict[str, Any], *, finetune: bool) -> Any:
+    """A TrainConfig from plain option values; fine-tuning inherits the parent's optimizer settings."""
+    from reuse.train import TrainConfig
+
+    given = {k: v for k, v in options.items() if v is not None}
+    if finetune and "optimizer" not in given and parent.get("optimizer"):
+        for key in ("optimizer", "momentum", "nesterov", "batch_size"):
+            if key not in given and key in parent:
+                given[key] = parent[key]
+    unknown = sorted(set(given) - set(TrainConfig.__dataclass_fields__))
+    if unknown:
+        raise InvalidInput(f"unknown training options {unknown}; expected TrainConfig fields")
+    return TrainConfig(**given)
 
 
 class Service:
@@ -133,6 +149,132 @@ class Service:
     # ---------------------------------------------------------------------------------------
     # Training, fine-tuning, evaluation, prediction, pretraining (issue 4)
     # ---------------------------------------------------------------------------------------
+    def _load_data(self, spec: str, *, label: str | int | None = None, relabel: bool = False,
+                   class_names: list[str] | None = None, require_labels: bool = True) -> Any:
+        from reuse.data import load_data
+
+        return load_data(spec, label=label, relabel_labels=relabel, require_labels=require_labels,
+                         class_names=class_names)
+
+    def _fit(self, ref: str, data: str, *, unfreeze: str | None, match: str, val: str | None,
+             label: str | int | None, relabel: bool, config: Any, options: dict[str, Any] | None,
+             seeds: int, progress: Any, cancel: Any, description: str | None) -> TrainOutcome:
+        from reuse.train import train_seeds
+        from reuse.train.records import train_record
+
+        parent = self.store.info(ref)
+        names = parent.class_names
+        ds = self._load_data(data, label=label, relabel=relabel, class_names=names)
+        vds = self._load_data(val, label=label, relabel=relabel,
+                              class_names=list(ds.class_names) if ds.class_names else names) if val else None
+        config = config or _train_config(options or {}, parent.settings or {}, finetune=bool(unfreeze))
+        base_lr = parent.settings.get("lr") if parent.settings else None
+        model = self.store.load(parent.ref)
+        res = train_seeds(model, ds, config, seeds, val=vds, finetune_scope=unfreeze, match=match,
+                          base_lr=base_lr, progress=progress, cancel=cancel)
+        first = res.first
+        op = "finetune" if unfreeze else "train"
+        extra = {"unfreeze": unfreeze, "match": match} if unfreeze else {}
+        record = train_record(first, op=op, data=data, val=val, parent_ref=parent.ref,
+                              parent_lineage=parent.lineage, seeds=res.summary if seeds > 1 else None,
+                              extra_settings={"seeds": seeds, **extra})
+        class_names = list(first.class_names) if first.class_names else names
+        info = self.store.register(first.model, parent.name, description=description or parent.description,
+                                   tags=parent.tags, class_names=class_names, **record)
+        return TrainOutcome(info=info, parent=parent.ref, result=first,
+                            seeds=res.summary if seeds > 1 else None)
+
+    def train_model(self, ref: str, data: str, *, val: str | None = None, label: str | int | None = None,
+                    relabel: bool = False, config: Any = None, options: dict[str, Any] | None = None,
+                    seeds: int = 1, progress: Any = None, cancel: Any = None,
+                    description: str | None = None) -> TrainOutcome:
+        """Train version ``ref`` on ``data`` and register the result as the next version of its name.
+
+        Settings: a ``TrainConfig`` as ``config``, or ``options`` (plain ``TrainConfig`` field values;
+        the rest default). ``progress`` receives :mod:`reuse.train.events`; setting ``cancel`` (a
+        ``threading.Event``) stops the run with ``Cancelled`` and registers nothing.
+        """
+        return self._fit(ref, data, unfreeze=None, match="full", val=val, label=label, relabel=relabel,
+                         config=config, options=options, seeds=seeds, progress=progress, cancel=cancel,
+                         description=description)
+
+    def finetune_model(self, ref: str, unfreeze: str, data: str, *, match: str = "full",
+                       val: str | None = None, label: str | int | None = None, relabel: bool = False,
+                       config: Any = None, options: dict[str, Any] | None = None, seeds: int = 1,
+                       progress: Any = None, cancel: Any = None, description: str | None = None) -> TrainOutcome:
+        """Unfreeze the layers ``unfreeze`` selects in ``ref``, train, register the next version.
+
+        Options not given are inherited from how ``ref`` was trained (optimizer, momentum, batch
+        size); the learning rate defaults to a tenth of ``ref``'s.
+        """
+        return self._fit(ref, data, unfreeze=unfreeze, match=match, val=val, label=label, relabel=relabel,
+                         config=config, options=options, seeds=seeds, progress=progress, cancel=cancel,
+                         description=description)
+
+    def evaluate_model(self, ref: str, data: str, *, label: str | int | None = None,
+                       relabel: bool = False) -> dict[str, Any]:
+        """Loss and metric of ``ref`` on ``data``: ``{"model", "data", "samples", "loss", "accuracy"}``."""
+        from reuse.train import evaluate
+
+        info = self.store.info(ref)
+        ds = self._load_data(data, label=label, relabel=relabel, class_names=info.class_names)
+        result = evaluate(self.store.load(info.ref), ds)
+        return {"model": info.ref, "data": data, **result}
+
+    def predict_model(self, ref: str, data: str, *, label: str | int | None = None,
+                      out: str | os.PathLike[str] | None = None) -> Prediction:
+        """Outputs of ``ref`` for every sample of ``data`` (labels, if any, are ignored); written to
+        ``out`` (.npz or .csv) when given."""
+        from reuse.train import predict
+        from reuse.train.output import prediction_from_outputs, write_prediction
+
+        info = self.store.info(ref)
+        ds = self._load_data(data, label=label, require_labels=False)
+        outputs = predict(self.store.load(info.ref), ds)
+        pred = prediction_from_outputs(info.ref, data, outputs, info.class_names)
+        if out is not None:
+            write_prediction(pred, out)
+        return pred
+
+    def report_model(self, ref: str, *, plot: str | os.PathLike[str] | None = None) -> Report:
+        """Learning curves (as a PNG at ``plot``) and a diagnosis of how ``ref`` was trained."""
+        from reuse.train.diagnosis import diagnose
+        from reuse.train.output import Report
+
+        info = self.store.info(ref)
+        units = info.output_shape[-1] if info.output_shape else None
+        findings = diagnose(info.history or {}, info.metrics or {}, n_outputs=units)
+        if plot is not None:
+            from reuse.train.curves import plot_curves
+
+            plot_curves(info.history or {}, plot, title=info.ref)
+        return Report(info=info, findings=findings, plot=str(plot) if plot is not None else None)
+
+    def pretrain_model(self, name: str, data: str, *, config: Any, test: str | None = None,
+                       label: str | int | None = None, relabel: bool = False, progress: Any = None,
+                       cancel: Any = None, description: str | None = None) -> PretrainOutcome:
+        """Greedy layer-wise pretraining on ``data``; registers the final network as the next version
+        of ``name``. ``test`` defaults to the test split of a built-in set."""
+        from reuse.data.builtin import PREFIX, with_split
+        from reuse.train.pretrain import pretrain
+        from reuse.train.records import lineage
+
+        check_name(name)
+        ds = self._load_data(data, label=label, relabel=relabel)
+        if test is None and data.startswith(PREFIX):
+            test = with_split(data, "test")
+        tds = self._load_data(test, label=label, relabel=relabel,
+                              class_names=list(ds.class_names) if ds.class_names else None) if test else None
+        res = pretrain(ds, config, test=tds, progress=progress, cancel=cancel, name=name)
+        settings = {**config.to_dict(), "data": data, "test": test}
+        step = {"op": "pretrain", "mode": config.mode, "layers": config.layers, "units": config.units,
+                "data": data}
+        info = self.store.register(
+            res.model, name, description=description or f"greedy layer-wise {config.mode} pretraining",
+            class_names=list(ds.class_names) if ds.class_names else None,
+            metrics={**res.metrics, "depths": [r.to_dict() for r in res.table]}, history=res.history,
+            settings=settings, lineage=lineage(None, None, step))
+        return PretrainOutcome(info=info, result=res, test=test)
 
     # ---------------------------------------------------------------------------------------
     # Advisor (issue 7)

@@ -29,9 +29,9 @@ def cli() -> None:
 
 
 def _register_commands() -> None:
-    from reuse.cli import build_cmds, quickstart_cmds, serve_cmds, store_cmds
+    from reuse.cli import build_cmds, quickstart_cmds, serve_cmds, store_cmds, train_cmds
 
-    for module in (store_cmds, build_cmds, serve_cmds, quickstart_cmds):
+    for module in (store_cmds, build_cmds, train_cmds, serve_cmds, quickstart_cmds):
         for cmd in module.COMMANDS:
             cli.add_command(cmd)
 

@@ -1,0 +1,251 @@
+"""Training commands: train, finetune, evaluate, predict, report, pretrain.
+
+DATA is a file (.npz with arrays x, y; .csv with the label in the last column or --label; .h5 with
+datasets x, y) or a built-in set: builtin:digits, builtin:blobs, with options such as
+builtin:digits?classes=5-9&per_class=10&relabel=1&split=test (see reuse.data.builtin).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from reuse.cli.common import emit_json, get_service, json_option, store_option
+from reuse.cli.train_progress import ProgressBar
+
+OPTIMIZERS = ("sgd", "adam", "rmsprop", "adamw", "nadam")
+
+
+def _data_options(f: Any) -> Any:
+    for opt in reversed([
+        click.option("--data", "data", required=True, metavar="DATA",
+                     help="Data file (.npz, .csv, .h5) or builtin:digits / builtin:blobs[?options]."),
+        click.option("--label", "label", default=None, metavar="COLUMN",
+                     help="CSV: label column by name or 0-based index (default: the last)."),
+        click.option("--relabel", is_flag=True,
+                     help="Map labels to 0..k-1 (sorted) and record the originals as class names."),
+    ]):
+        f = opt(f)
+    return f
+
+
+def _train_options(f: Any) -> Any:
+    for opt in reversed([
+        click.option("--val", "val", default=None, metavar="DATA", help="Validation data."),
+        click.option("--val-split", "val_split", type=float, default=None,
+                     help="Hold out this fraction of the training data for validation."),
+        click.option("--epochs", type=click.IntRange(min=1), default=None, help="Epochs (default 20)."),
+        click.option("--batch-size", "batch_size", type=click.IntRange(min=1), default=None,
+                     help="Batch size (default 32)."),
+        click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=None, help="Optimizer (default adam)."),
+        click.option("--lr", type=float, default=None, help="Learning rate (default: the optimizer's)."),
+        click.option("--momentum", type=float, default=None, help="Momentum (sgd, rmsprop)."),
+        click.option("--nesterov", is_flag=True, default=None, help="Nesterov momentum (sgd)."),
+        click.option("--clipnorm", type=float, default=None, help="Clip gradient norms to this value."),
+        click.option("--clipvalue", type=float, default=None, help="Clip gradient values to +-this."),
+        click.option("--early-stopping", "early_stopping", type=click.IntRange(min=1), default=None,
+                     metavar="PATIENCE", help="Stop after PATIENCE epochs without improvement of the "
+                     "validation loss (training loss without validation data); keeps the best weights."),
+        click.option("--seed", type=click.IntRange(min=0), default=None, help="Seed (default 0)."),
+        click.option("--seeds", type=click.IntRange(min=1), default=1,
+                     help="Train N times (seeds SEED..SEED+N-1) and report mean ± std of each metric; "
+                     "the run with SEED is registered."),
+        click.option("--no-cache", "no_cache", is_flag=True,
+                     help="Do not cache the output of frozen leading layers (same results, slower)."),
+        click.option("--description", default=None, help="Description of the new version."),
+        click.option("--quiet", "-q", is_flag=True, help="No progress bar."),
+    ]):
+        f = opt(f)
+    return f
+
+
+def _options(kw: dict[str, Any]) -> dict[str, Any]:
+    keys = ("epochs", "batch_size", "optimizer", "lr", "momentum", "nesterov", "clipnorm", "clipvalue",
+            "early_stopping", "seed")
+    out = {k: kw[k] for k in keys if kw.get(k) is not None and kw.get(k) is not False}
+    if kw.get("val_split") is not None:
+        out["val_split"] = kw["val_split"]
+    if kw.get("no_cache"):
+        out["cache"] = False
+    return out
+
+
+def _print_training(o: Any, verb: str) -> None:
+    r = o.result
+    cached = f"; cached frozen features of {', '.join(r.cached_layers)}" if r.cached_layers else ""
+    stop = f", stopped early (best epoch {r.best_epoch})" if r.stopped_early else ""
+    click.echo(f"{verb} {o.parent} -> {o.info.ref}: {r.epochs_run} epochs in {r.seconds:.2f} s{stop}{cached}")
+    if r.unfrozen:
+        click.echo(f"  unfrozen: {', '.join(r.unfrozen)}")
+    if r.bn_inference:
+        click.echo(f"  batch normalisation kept in inference mode: {', '.join(r.bn_inference)}")
+    click.echo("  " + "  ".join(f"{k} {v:.4f}" for k, v in r.metrics.items()))
+    if r.diverged:
+        click.echo("  warning: the training loss diverged (NaN/inf); see `reuse report`")
+    if o.seeds:
+        n = len(next(iter(o.seeds.values()))["values"])
+        click.echo(f"  over {n} seeds: " + "  ".join(f"{k} {s['mean']:.4f} ± {s['std']:.4f}"
+                                                      for k, s in o.seeds.items()))
+
+
+_TRAIN_JSON = ("JSON keys: model, parent, metrics, history, epochs_run, best_epoch, stopped_early, diverged, "
+               "seconds, cached_layers, unfrozen, bn_inference, seeds (metric -> mean/std/values, or null), "
+               "settings, class_names.")
+
+
+@click.command("train", epilog=_TRAIN_JSON)
+@click.argument("ref", metavar="NAME[:VERSION]")
+@_data_options
+@_train_options
+@store_option
+@json_option
+def train_cmd(ref: str, data: str, label: str | None, relabel: bool, store: str | None, as_json: bool,
+              seeds: int, description: str | None, quiet: bool, **kw: Any) -> None:
+    """Train a model's trainable layers; register the result as the next version of NAME."""
+    with ProgressBar(False if quiet else None) as bar:
+        o = get_service(store).train_model(ref, data, val=kw.get("val"), label=label, relabel=relabel,
+                                           options=_options(kw), seeds=seeds, progress=bar,
+                                           description=description)
+    emit_json(o.to_dict()) if as_json else _print_training(o, "Trained")
+
+
+@click.command("finetune", epilog=_TRAIN_JSON)
+@click.argument("ref", metavar="NAME[:VERSION]")
+@click.option("--unfreeze", required=True, metavar="PATTERN",
+              help="Regular expression (RE2) selecting the layers to unfreeze.")
+@click.option("--match", type=click.Choice(["full", "prefix"]), default="full", show_default=True,
+              help="The pattern must match the whole layer name, or a prefix of it.")
+@_data_options
+@_train_options
+@store_option
+@json_option
+def finetune_cmd(ref: str, unfreeze: str, match: str, data: str, label: str | None, relabel: bool,
+                 store: str | None, as_json: bool, seeds: int, description: str | None, quiet: bool,
+                 **kw: Any) -> None:
+    """Unfreeze the layers PATTERN selects and train (default --lr: a tenth of the model's training
+    rate; batch normalisation stays in inference mode); register the next version of NAME."""
+    with ProgressBar(False if quiet else None) as bar:
+        o = get_service(store).finetune_model(ref, unfreeze, data, match=match, val=kw.get("val"), label=label,
+                                              relabel=relabel, options=_options(kw), seeds=seeds,
+                                              progress=bar, description=description)
+    emit_json(o.to_dict()) if as_json else _print_training(o, "Fine-tuned")
+
+
+@click.command("evaluate", epilog="JSON keys: model, data, samples, loss, accuracy (mae for regression).")
+@click.argument("ref", metavar="NAME[:VERSION]")
+@_data_options
+@store_option
+@json_option
+def evaluate_cmd(ref: str, data: str, label: str | None, relabel: bool, store: str | None, as_json: bool) -> None:
+    """Loss and accuracy of a model on labelled data."""
+    r = get_service(store).evaluate_model(ref, data, label=label, relabel=relabel)
+    if as_json:
+        emit_json(r)
+        return
+    metrics = "  ".join(f"{k} {v:.4f}" for k, v in r.items() if k not in ("model", "data", "samples"))
+    click.echo(f"{r['model']} on {r['data']} ({r['samples']} samples): {metrics}")
+
+
+@click.command("predict", epilog="JSON keys: model, data, samples, outputs, classes, labels.")
+@click.argument("ref", metavar="NAME[:VERSION]")
+@click.option("--data", "data", required=True, metavar="DATA", help="Samples to predict (labels ignored).")
+@click.option("--label", "label", default=None, metavar="COLUMN", help="CSV: a label column to skip.")
+@click.option("--out", "out", type=click.Path(dir_okay=False), default=None,
+              help="Write predictions to FILE.npz (outputs, classes, labels) or FILE.csv.")
+@store_option
+@json_option
+def predict_cmd(ref: str, data: str, label: str | None, out: str | None, store: str | None, as_json: bool) -> None:
+    """Predict with a model: class and label per sample (and outputs with --out or --json)."""
+    p = get_service(store).predict_model(ref, data, label=label, out=out)
+    if as_json:
+        emit_json(p.to_dict())
+        return
+    if out:
+        click.echo(f"Wrote {len(p.outputs)} predictions of {p.model} to {out}")
+        return
+    if p.classes is None:
+        for row in p.outputs:
+            click.echo(" ".join(f"{v:.6g}" for v in row.reshape(-1)))
+        return
+    for i, (c, name) in enumerate(zip(p.classes.tolist(), p.labels or [], strict=True)):
+        click.echo(f"{i}\t{c}\t{name}\t{float(p.outputs[i].max()):.4f}")
+
+
+@click.command("report", epilog="JSON keys: model, history, metrics, findings (problem, summary, evidence, "
+               "remedies), plot.")
+@click.argument("ref", metavar="NAME[:VERSION]")
+@click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Write learning curves to FILE.png.")
+@store_option
+@json_option
+def report_cmd(ref: str, plot: str | None, store: str | None, as_json: bool) -> None:
+    """Learning curves and a diagnosis: learning, generalization or prediction problem."""
+    r = get_service(store).report_model(ref, plot=plot)
+    if as_json:
+        emit_json(r.to_dict())
+        return
+    h = r.info.history or {}
+    click.echo(f"{r.info.ref}: {len(h.get('loss', []))} epochs recorded")
+    metrics = {k: v for k, v in (r.info.metrics or {}).items() if isinstance(v, (int, float))}
+    if metrics:
+        click.echo("  " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+    if not r.findings:
+        click.echo("Diagnosis: no learning, generalization or prediction problem found.")
+    for f in r.findings:
+        click.echo(f"Diagnosis: {f.problem} problem: {f.summary}")
+        click.echo(f"  evidence: {f.evidence}")
+        for remedy in f.remedies:
+            click.echo(f"  try: {remedy}")
+    if r.plot:
+        click.echo(f"Learning curves written to {r.plot}")
+
+
+@click.command("pretrain", epilog="JSON keys: model, mode, depths (depth, train_accuracy, test_accuracy, "
+               "train_loss, test_loss, reconstruction), metrics, test, seconds.")
+@click.argument("name")
+@_data_options
+@click.option("--test", "test", default=None, metavar="DATA",
+              help="Test data for the table (default: the test split of a builtin set).")
+@click.option("--layers", type=click.IntRange(1, 64), required=True, help="Hidden layers to grow.")
+@click.option("--units", type=click.IntRange(min=1), default=10, show_default=True, help="Units per layer.")
+@click.option("--mode", type=click.Choice(["supervised", "unsupervised"]), required=True)
+@click.option("--finetune", is_flag=True, help="Finally train all layers at a tenth of the rate.")
+@click.option("--epochs", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--batch-size", "batch_size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--optimizer", type=click.Choice(OPTIMIZERS), default="sgd", show_default=True)
+@click.option("--lr", type=float, default=0.01, show_default=True)
+@click.option("--momentum", type=float, default=0.9, show_default=True)
+@click.option("--activation", default="relu", show_default=True)
+@click.option("--init", "init", default="he_uniform", show_default=True, help="Hidden-layer initialiser.")
+@click.option("--no-scale", "no_scale", is_flag=True, help="Do not standardise the inputs.")
+@click.option("--ae-clipnorm", "ae_clipnorm", type=float, default=1.0, show_default=True,
+              help="Gradient-norm clip in autoencoder phases (0: none).")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--no-cache", "no_cache", is_flag=True)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@store_option
+@json_option
+def pretrain_cmd(name: str, data: str, label: str | None, relabel: bool, test: str | None, store: str | None,
+                 as_json: bool, quiet: bool, no_scale: bool, no_cache: bool, ae_clipnorm: float,
+                 momentum: float, optimizer: str, **kw: Any) -> None:
+    """Greedy layer-wise pretraining; prints train/test accuracy per depth and registers the network."""
+    from reuse.train.pretrain import PretrainConfig
+
+    config = PretrainConfig(scale=not no_scale, cache=not no_cache, ae_clipnorm=ae_clipnorm or None,
+                            optimizer=optimizer, momentum=momentum if optimizer in ("sgd", "rmsprop") else 0.0,
+                            **kw)
+    with ProgressBar(False if quiet else None) as bar:
+        o = get_service(store).pretrain_model(name, data, config=config, test=test, label=label,
+                                              relabel=relabel, progress=bar)
+    if as_json:
+        emit_json(o.to_dict())
+        return
+    click.echo(f"{'depth':>5}  {'train_acc':>9}  {'test_acc':>8}")
+    for row in o.result.table:
+        te = f"{row.test_accuracy:.3f}" if row.test_accuracy is not None else "-"
+        click.echo(f"{row.depth:>5}  {row.train_accuracy:>9.3f}  {te:>8}")
+    click.echo(f"Registered {o.info.ref} ({config.mode}, {config.layers} x {config.units} units, "
+               f"{o.result.seconds:.1f} s)")
+
+
+COMMANDS = [train_cmd, finetune_cmd, evaluate_cmd, predict_cmd, report_cmd, pretrain_cmd]

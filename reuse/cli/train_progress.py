@@ -1,0 +1,59 @@
+"""A per-epoch progress bar on stderr, driven by the training events (the same stream gRPC forwards)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from reuse.train.events import EpochEnd, TrainEvent, TrainFinished, TrainStarted
+
+
+def _fmt(values: dict[str, float]) -> str:
+    return "  ".join(f"{k} {v:.4f}" for k, v in values.items())
+
+
+class ProgressBar:
+    """Callable for ``progress=``: one bar per training phase; silent unless stderr is a terminal."""
+
+    def __init__(self, enabled: bool | None = None) -> None:
+        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self._progress: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> ProgressBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _start(self) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        self._progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"), TextColumn("ETA {task.fields[eta]}"),
+            console=Console(stderr=True), transient=False)
+        self._progress.start()
+
+    def __call__(self, event: TrainEvent) -> None:
+        if not self.enabled:
+            return
+        if self._progress is None:
+            self._start()
+        p = self._progress
+        if isinstance(event, TrainStarted):
+            name = event.label or event.task
+            if event.phases > 1 and not event.label:
+                name = f"{name} {event.phase}/{event.phases}"
+            self._task = p.add_task(name, total=event.epochs, info="", eta="?")
+        elif isinstance(event, EpochEnd) and self._task is not None:
+            p.update(self._task, completed=event.epoch, info=_fmt({**event.losses, **event.metrics}),
+                     eta=f"{event.eta:.1f}s")
+        elif isinstance(event, TrainFinished) and self._task is not None:
+            p.update(self._task, total=event.epochs_run, completed=event.epochs_run, eta="done")
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None

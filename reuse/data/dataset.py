@@ -1,0 +1,151 @@
+"""The in-memory data set and the one entry point that turns a data spec into one."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from reuse.errors import InvalidInput
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """Features ``x`` (one row per sample), optional labels ``y`` and where they came from.
+
+    ``class_names`` is set when labels were remapped to 0..k-1 (``class_names[i]`` is the original
+    label of class ``i``); it is recorded with every model trained on the set.
+    """
+
+    x: np.ndarray
+    y: np.ndarray | None
+    source: str
+    class_names: tuple[str, ...] | None = None
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    @property
+    def n_features(self) -> tuple[int, ...]:
+        return tuple(int(d) for d in self.x.shape[1:])
+
+    def take(self, index: np.ndarray, source: str | None = None) -> Dataset:
+        """The rows at ``index`` (a NumPy index array), as a new data set."""
+        return replace(self, x=self.x[index], y=None if self.y is None else self.y[index],
+                       source=source or self.source)
+
+
+def relabel(ds: Dataset, class_names: tuple[str, ...] | list[str] | None = None) -> Dataset:
+    """Map labels to 0..k-1 explicitly and record the original labels as ``class_names``.
+
+    Args:
+        ds: a labelled data set.
+        class_names: the order to use (e.g. a model's recorded class names); default: sorted labels.
+
+    Raises:
+        InvalidInput: the set has no labels, or a label is not among ``class_names``.
+    """
+    if ds.y is None:
+        raise InvalidInput(f"{ds.source}: has no labels to remap")
+    if ds.class_names is not None:
+        originals = np.asarray(ds.class_names, dtype=object)[ds.y.astype(np.int64)].astype(str)
+    else:
+        originals = np.array([_label_text(v) for v in ds.y.tolist()], dtype=object).astype(str)
+    if class_names is None:
+        uniq = sorted(set(originals.tolist()), key=_natural_key)
+        names = tuple(uniq)
+    else:
+        names = tuple(str(c) for c in class_names)
+    lookup = {n: i for i, n in enumerate(names)}
+    unknown = sorted(set(originals.tolist()) - set(lookup), key=_natural_key)
+    if unknown:
+        raise InvalidInput(
+            f"{ds.source}: labels {unknown[:10]} are not among the classes {list(names)[:20]}")
+    y = np.fromiter((lookup[v] for v in originals.tolist()), dtype=np.int64, count=len(originals))
+    return replace(ds, y=y, class_names=names)
+
+
+def _label_text(v: object) -> str:
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)
+
+
+def _natural_key(s: str) -> tuple:
+    try:
+        return (0, float(s), s)
+    except ValueError:
+        return (1, 0.0, s)
+
+
+def load_data(spec: str | os.PathLike[str], *, label: str | int | None = None, relabel_labels: bool = False,
+              class_names: tuple[str, ...] | list[str] | None = None, require_labels: bool = True) -> Dataset:
+    """Load a data set from a file or a built-in spec.
+
+    Args:
+        spec: ``x.npz`` (arrays ``x``, ``y``), ``x.csv`` (one sample per row), ``x.h5`` (datasets ``x``,
+            ``y``), or ``builtin:digits`` / ``builtin:blobs`` with ``?key=value&...`` filters.
+        label: CSV only: the label column, by header name or 0-based index (negative counts from the
+            end); default the last column.
+        relabel_labels: map the labels to 0..k-1 (sorted) and record the originals as class names.
+        class_names: map labels through these names (a model's recorded classes) instead.
+        require_labels: raise if the set has no labels (False for prediction).
+
+    Raises:
+        InvalidInput: the file is missing, empty, unreadable or malformed; the message names it.
+    """
+    from reuse.data import builtin, readers
+
+    text = os.fspath(spec)
+    if text.startswith(builtin.PREFIX):
+        ds = builtin.load(text)
+    else:
+        path = Path(text)
+        if not path.exists():
+            raise InvalidInput(f"{path}: no such data file")
+        if not path.is_file():
+            raise InvalidInput(f"{path}: not a file")
+        suffix = path.suffix.lower()
+        if suffix == ".npz":
+            ds = readers.read_npz(path)
+        elif suffix == ".csv":
+            ds = readers.read_csv(path, label=label, require_labels=require_labels)
+        elif suffix in (".h5", ".hdf5"):
+            ds = readers.read_h5(path)
+        else:
+            raise InvalidInput(
+                f"{path}: unknown data format {suffix or '(no suffix)'!r}; expected .npz, .csv, .h5 or "
+                "builtin:digits / builtin:blobs")
+    if len(ds) == 0:
+        raise InvalidInput(f"{ds.source}: contains no samples")
+    if ds.y is None:
+        if require_labels:
+            raise InvalidInput(f"{ds.source}: has no labels (expected an array 'y' or a label column)")
+        return ds
+    if len(ds.y) != len(ds):
+        raise InvalidInput(f"{ds.source}: {len(ds)} samples but {len(ds.y)} labels")
+    if class_names is not None and (relabel_labels or ds.class_names is not None or ds.y.dtype.kind in "USO"):
+        return relabel(ds, class_names)
+    if relabel_labels or ds.y.dtype.kind in "USO":
+        return relabel(ds)
+    return ds
+
+
+def split_validation(ds: Dataset, fraction: float, seed: int = 0) -> tuple[Dataset, Dataset]:
+    """Hold out ``fraction`` of ``ds`` (a seeded random choice of rows) as validation data.
+
+    Raises:
+        InvalidInput: the fraction is not in (0, 1) or leaves either part empty.
+    """
+    if not 0.0 < fraction < 1.0:
+        raise InvalidInput(f"validation split {fraction} is out of range: expected a fraction in (0, 1)")
+    n_val = int(round(len(ds) * fraction))
+    if n_val < 1 or n_val >= len(ds):
+        raise InvalidInput(
+            f"{ds.source}: validation split {fraction} of {len(ds)} samples leaves {n_val} for validation "
+            f"and {len(ds) - n_val} for training; both need at least one")
+    order = np.random.default_rng(seed).permutation(len(ds))
+    return (ds.take(np.sort(order[n_val:]), f"{ds.source} (train part)"),
+            ds.take(np.sort(order[:n_val]), f"{ds.source} (validation split {fraction})"))

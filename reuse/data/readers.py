@@ -1,0 +1,151 @@
+"""Readers for user files: .npz, .csv and .h5. Every failure names the file and the problem."""
+
+from __future__ import annotations
+
+import csv
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from reuse.data.dataset import Dataset
+from reuse.errors import InvalidInput
+
+# Refuse arrays larger than this from user files ("shape bombs").
+MAX_ARRAY_BYTES = 8 * 1024**3
+
+
+def _check_array(path: Path, name: str, arr: np.ndarray) -> np.ndarray:
+    if arr.dtype.kind == "O":
+        raise InvalidInput(f"{path}: array {name!r} holds Python objects; expected numbers")
+    if arr.ndim == 0:
+        raise InvalidInput(f"{path}: array {name!r} is a scalar; expected one row per sample")
+    return arr
+
+
+def read_npz(path: Path) -> Dataset:
+    """Arrays ``x`` and (optionally) ``y`` from a NumPy .npz archive; pickled objects are refused."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            names = list(f.files)
+            if "x" not in names:
+                raise InvalidInput(f"{path}: no array 'x' (arrays found: {names or 'none'})")
+            x = _check_array(path, "x", f["x"])
+            y = _check_array(path, "y", f["y"]) if "y" in names else None
+    except InvalidInput:
+        raise
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise InvalidInput(f"{path}: cannot be read as .npz: {exc}") from exc
+    return Dataset(x=x, y=y, source=str(path))
+
+
+def read_h5(path: Path) -> Dataset:
+    """Datasets ``x`` and (optionally) ``y`` from an HDF5 file; links and huge datasets are refused."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            arrays = {}
+            for name in ("x", "y"):
+                link = f.get(name, getlink=True)
+                if link is None:
+                    continue
+                if not isinstance(link, h5py.HardLink):
+                    raise InvalidInput(f"{path}: {name!r} is a link; expected a dataset in the file")
+                ds = f[name]
+                if not isinstance(ds, h5py.Dataset):
+                    raise InvalidInput(f"{path}: {name!r} is a group; expected a dataset")
+                if ds.is_virtual or ds.external:
+                    raise InvalidInput(f"{path}: dataset {name!r} points outside the file; refused")
+                nbytes = int(np.prod(ds.shape, dtype=np.int64)) * ds.dtype.itemsize
+                if nbytes > MAX_ARRAY_BYTES:
+                    raise InvalidInput(f"{path}: dataset {name!r} declares {nbytes} bytes; refused")
+                arr = ds[()]
+                if isinstance(arr, bytes) or (isinstance(arr, np.ndarray) and arr.dtype.kind == "S"):
+                    arr = np.char.decode(np.asarray(arr), "utf-8")
+                arrays[name] = _check_array(path, name, np.asarray(arr))
+            if "x" not in arrays:
+                raise InvalidInput(f"{path}: no dataset 'x' (found: {sorted(f.keys()) or 'none'})")
+    except InvalidInput:
+        raise
+    except (OSError, ValueError, KeyError) as exc:
+        raise InvalidInput(f"{path}: cannot be read as HDF5: {exc}") from exc
+    return Dataset(x=arrays["x"], y=arrays.get("y"), source=str(path))
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def read_csv(path: Path, *, label: str | int | None = None, require_labels: bool = True) -> Dataset:
+    """One sample per row; the label column is ``label`` (name or index), default the last.
+
+    A first row with any non-numeric feature cell is taken as a header. For prediction
+    (``require_labels=False``) without ``label``, every column is a feature.
+    """
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            rows = [r for r in csv.reader(fh) if r and any(c.strip() for c in r)]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise InvalidInput(f"{path}: cannot be read as CSV: {exc}") from exc
+    if not rows:
+        raise InvalidInput(f"{path}: is empty")
+    width = len(rows[0])
+    header: list[str] | None = None
+    # A header has non-numeric cells where data rows have numbers; a string label column alone does not
+    # make a header, so judge by the second row when there is one.
+    first_numbers = sum(_is_number(c) for c in rows[0])
+    if first_numbers < width and (len(rows) == 1 or sum(_is_number(c) for c in rows[1]) > first_numbers):
+        header = [c.strip() for c in rows[0]]
+        rows = rows[1:]
+    if not rows:
+        raise InvalidInput(f"{path}: has a header but no data rows")
+    for i, r in enumerate(rows):
+        if len(r) != width:
+            line = i + (2 if header else 1)
+            raise InvalidInput(f"{path}: line {line} has {len(r)} columns; expected {width}")
+    col = _label_column(path, label, header, width, require_labels)
+    table = np.array(rows, dtype=object)
+    feature_cols = [j for j in range(width) if j != col]
+    if not feature_cols:
+        raise InvalidInput(f"{path}: has only a label column; expected feature columns too")
+    try:
+        x = table[:, feature_cols].astype(np.float64).astype(np.float32)
+    except ValueError:
+        for i, r in enumerate(rows):
+            for j in feature_cols:
+                if not _is_number(r[j]):
+                    line = i + (2 if header else 1)
+                    raise InvalidInput(
+                        f"{path}: line {line}, column {j + 1}: {r[j]!r} is not a number") from None
+        raise
+    y = None
+    if col is not None:
+        raw = [c.strip() for c in table[:, col].tolist()]
+        if all(_is_number(c) for c in raw):
+            vals = np.array([float(c) for c in raw])
+            y = vals.astype(np.int64) if np.all(np.isfinite(vals)) and np.all(vals == np.round(vals)) else vals
+        else:
+            y = np.array(raw, dtype=str)
+    return Dataset(x=x, y=y, source=str(path))
+
+
+def _label_column(path: Path, label: str | int | None, header: list[str] | None, width: int,
+                  require_labels: bool) -> int | None:
+    if label is None:
+        return width - 1 if require_labels else None
+    if isinstance(label, str) and not label.lstrip("-").isdigit():
+        if header is None:
+            raise InvalidInput(f"{path}: has no header row, so label column {label!r} cannot be found; "
+                               "give its 0-based index instead")
+        if label not in header:
+            raise InvalidInput(f"{path}: no column named {label!r} (columns: {', '.join(header)})")
+        return header.index(label)
+    idx = int(label)
+    if not -width <= idx < width:
+        raise InvalidInput(f"{path}: label column {idx} is out of range for {width} columns")
+    return idx % width

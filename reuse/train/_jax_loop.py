@@ -1,0 +1,186 @@
+"""JAX: a whole run of epochs and steps in one ``jax.jit`` call, written with Keras's stateless API.
+
+Weights, optimizer slots and loop bookkeeping are one pytree carried through ``lax.while_loop``
+(epochs) and ``lax.fori_loop`` (steps); the forward pass runs in a ``keras.StatelessScope`` and the
+update is ``optimizer.stateless_apply``. Data stay on the device as arguments of the compiled call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import keras
+import numpy as np
+from jax import lax
+
+from reuse.train.loopspec import ChunkResult, LoopSpec, eval_batches
+from reuse.train.network import Forward
+
+# Eager JAX compiles every primitive per shape, so even a single pass over data is faster jitted.
+EAGER_ONE_SHOT = False
+
+
+def stateless_forward(forward: Forward, variables: list[Any], values: list[Any], x: Any,
+                      training: bool) -> tuple[Any, list[Any], list[Any]]:
+    """Call ``forward`` with ``variables`` read as ``values``; return outputs, updated values, losses."""
+    with keras.StatelessScope(state_mapping=list(zip(variables, values, strict=True)), collect_losses=True) as scope:
+        out = forward(x, training)
+        losses = forward.losses()
+    return out, [scope.get_current_value(v) for v in variables], losses
+
+
+def _total(losses: list[Any]) -> Any:
+    return sum((jnp.asarray(x, jnp.float32) for x in losses), jnp.float32(0.0))
+
+
+class Runner:
+    """Runs epochs up to ``stop`` per call; the state pytree stays on the device between calls."""
+
+    def __init__(self, spec: LoopSpec) -> None:
+        self.s = spec
+        opt = spec.optimizer
+        opt.build(spec.train_vars)
+        self.nt = len(spec.train_vars)
+        self.mixes_rows = any(type(v).__name__ == "BatchNormalization" and v.trainable
+                              for layer in (spec.forward.layers or [spec.forward.model])
+                              for v in layer._flatten_layers(include_self=True, recursive=True))
+        self.all_vars = spec.train_vars + spec.state_vars
+        t = [v.value for v in spec.train_vars]
+        st = [v.value for v in spec.state_vars]
+        self.carry: dict[str, Any] = {
+            "t": t, "s": st, "o": [v.value for v in opt.variables],
+            "bt": list(t) if spec.keep_best else [], "bs": list(st) if spec.keep_best else [],
+            "hist": jnp.full((spec.epochs, 4), jnp.nan, jnp.float32),
+            "epoch": jnp.int32(0), "stopped": jnp.bool_(False),
+            "best": jnp.float32(jnp.inf), "best_epoch": jnp.int32(-1), "wait": jnp.int32(0),
+        }
+        self.data = [jnp.asarray(spec.x), jnp.asarray(spec.y)]
+        if spec.has_val:
+            self.data += [jnp.asarray(spec.xv), jnp.asarray(spec.yv)]
+        self._fn = jax.jit(self._run)
+
+    # -- the compiled body ---------------------------------------------------------------------
+    def _loss(self, t: list[Any], st: list[Any], xb: Any, yb: Any, w: Any) -> tuple[Any, tuple[list[Any], Any]]:
+        s = self.s
+        p, new, losses = stateless_forward(s.forward, self.all_vars, t + st, xb, True)
+        # ``w`` marks real rows (1) and padding (0) of the last batch: the mean over real rows.
+        loss = jnp.sum(w * s.task.loss(yb, p)) / jnp.sum(w) + _total(losses)
+        return loss, (new[self.nt:], jnp.sum(w * s.task.score(yb, p)))
+
+    def _step(self, c: dict[str, Any], xb: Any, yb: Any, w: Any) -> tuple[dict[str, Any], Any, Any]:
+        (loss, (st, hits)), grads = jax.value_and_grad(self._loss, has_aux=True)(c["t"], c["s"], xb, yb, w)
+        t, o = self.s.optimizer.stateless_apply(c["o"], grads, c["t"])
+        return {**c, "t": t, "s": st, "o": o}, loss, hits
+
+    def _epoch(self, c: dict[str, Any], x: Any, y: Any) -> tuple[dict[str, Any], Any]:
+        s = self.s
+        n, b = s.n, s.batch
+        if s.shuffle:
+            perm = jax.random.permutation(jax.random.fold_in(jax.random.key(s.seed), c["epoch"]), n)
+        else:
+            perm = jnp.arange(n)
+        # XLA needs static shapes. The short last batch is padded and masked, so one step body is
+        # compiled, unless a layer mixes rows of a batch (batch normalisation in training), where
+        # padding would change the result: then it gets its own step.
+        masked = bool(s.remainder) and not self.mixes_rows
+        steps = s.steps_per_epoch if masked else s.steps
+        if masked:
+            perm = jnp.concatenate([perm, jnp.zeros(steps * b - n, perm.dtype)])
+        real = (jnp.arange(steps * b) < n).astype(jnp.float32)
+
+        def body(i: Any, acc: tuple[Any, Any, Any]) -> tuple[Any, Any, Any]:
+            cc, tot, score = acc
+            idx = lax.dynamic_slice(perm, (i * b,), (b,))
+            w = lax.dynamic_slice(real, (i * b,), (b,))
+            cc, loss, hits = self._step(cc, x[idx], y[idx], w)
+            return cc, tot + loss * jnp.sum(w), score + hits
+
+        c, tot, score = lax.fori_loop(0, steps, body, (c, jnp.float32(0.0), jnp.float32(0.0)))
+        if s.remainder and not masked:
+            idx = perm[s.steps * b:]
+            c, loss, hits = self._step(c, x[idx], y[idx], jnp.ones((s.remainder,), jnp.float32))
+            tot, score = tot + loss * s.remainder, score + hits
+        return c, jnp.stack([tot / n, score / n])
+
+    def _evaluate(self, c: dict[str, Any], x: Any, y: Any) -> Any:
+        s = self.s
+        n = int(x.shape[0])
+        b, full, rem = eval_batches(n)
+        values = c["t"] + c["s"]
+
+        def part(xb: Any, yb: Any) -> tuple[Any, Any, Any]:
+            p, _, losses = stateless_forward(s.forward, self.all_vars, values, xb, False)
+            return jnp.sum(s.task.loss(yb, p)), jnp.sum(s.task.score(yb, p)), _total(losses)
+
+        def body(i: Any, acc: tuple[Any, Any, Any]) -> tuple[Any, Any, Any]:
+            xb = lax.dynamic_slice_in_dim(x, i * b, b)
+            yb = lax.dynamic_slice_in_dim(y, i * b, b)
+            lo, hi, reg = part(xb, yb)
+            return acc[0] + lo, acc[1] + hi, reg
+
+        tot, score, reg = lax.fori_loop(0, full, body, (jnp.float32(0.0), jnp.float32(0.0), jnp.float32(0.0)))
+        if rem:
+            lo, hi, reg = part(x[full * b:], y[full * b:])
+            tot, score = tot + lo, score + hi
+        return jnp.stack([tot / n + reg, score / n])
+
+    def _run(self, c: dict[str, Any], stop: Any, data: list[Any]) -> dict[str, Any]:
+        s = self.s
+
+        def cond(cc: dict[str, Any]) -> Any:
+            return (cc["epoch"] < stop) & ~cc["stopped"]
+
+        def body(cc: dict[str, Any]) -> dict[str, Any]:
+            e = cc["epoch"]
+            cc, train = self._epoch(cc, data[0], data[1])
+            val = self._evaluate(cc, data[2], data[3]) if s.has_val else jnp.full((2,), jnp.nan, jnp.float32)
+            halt = ~jnp.isfinite(train[0])
+            if s.patience is not None:
+                monitor = val[0] if s.has_val else train[0]
+                better = monitor < cc["best"]
+                wait = jnp.where(better, 0, cc["wait"] + 1)
+                cc = {**cc, "best": jnp.where(better, monitor, cc["best"]),
+                      "best_epoch": jnp.where(better, e, cc["best_epoch"]), "wait": wait}
+                if s.keep_best:
+                    keep = lambda new, old: jnp.where(better, new, old)  # noqa: E731
+                    cc = {**cc, "bt": jax.tree.map(keep, cc["t"], cc["bt"]),
+                          "bs": jax.tree.map(keep, cc["s"], cc["bs"])}
+                halt = halt | (wait >= s.patience)
+            hist = cc["hist"].at[e].set(jnp.concatenate([train, val]))
+            return {**cc, "hist": hist, "epoch": e + 1, "stopped": halt}
+
+        return lax.while_loop(cond, body, c)
+
+    # -- host side -------------------------------------------------------------------------------
+    def run(self, stop: int) -> ChunkResult:
+        """Run from the current epoch up to ``stop`` (exclusive) or until stopped."""
+        self.carry = self._fn(self.carry, jnp.int32(stop), self.data)
+        c = self.carry
+        return ChunkResult(np.asarray(c["hist"]), int(c["epoch"]), bool(c["stopped"]))
+
+    def finish(self) -> int | None:
+        """Write the trained (or best) values back into the Keras variables; return the best epoch."""
+        c, s = self.carry, self.s
+        best = int(c["best_epoch"]) if s.patience is not None else -1
+        use_best = s.keep_best and best >= 0
+        for v, val in zip(s.train_vars, c["bt"] if use_best else c["t"], strict=True):
+            v.assign(val)
+        for v, val in zip(s.state_vars, c["bs"] if use_best else c["s"], strict=True):
+            v.assign(val)
+        for v, val in zip(s.optimizer.variables, c["o"], strict=True):
+            v.assign(val)
+        return best if best >= 0 else None
+
+
+def compile_forward(forward: Forward) -> Callable[[np.ndarray], np.ndarray]:
+    """A compiled inference function of ``forward``; reads the variables' current values per call."""
+    variables = forward.variables
+    fn = jax.jit(lambda values, x: stateless_forward(forward, variables, values, x, False)[0])
+
+    def call(x: np.ndarray) -> np.ndarray:
+        return np.asarray(fn([v.value for v in variables], jnp.asarray(x)))
+
+    return call

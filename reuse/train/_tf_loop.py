@@ -1,0 +1,183 @@
+"""TensorFlow: a whole run of epochs and steps in one ``tf.function`` over in-memory tensors.
+
+The TensorFlow backend of Keras 3 has no ``optimizer.stateless_apply``, so this loop updates the Keras
+variables in place; the per-epoch shuffle is a stateless, seeded permutation, and early stopping,
+validation and the best-weights copy all run inside the compiled loop. Traced without autograph (the
+loops are explicit ``tf.while_loop``s), which keeps tracing cheap.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from reuse.train._tf_updates import FusedUpdate
+from reuse.train.loopspec import ChunkResult, LoopSpec, eval_batches
+
+
+class _NoRetraceWarning(logging.Filter):
+    """Each run compiles its own loop on purpose; TensorFlow's "excessive retracing" hint is noise."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+tf.get_logger().addFilter(_NoRetraceWarning())
+
+
+# A single pass over data (caching features, final metrics) runs eagerly: cheaper than tracing.
+EAGER_ONE_SHOT = True
+
+
+def _sum_losses(losses: list[Any]) -> Any:
+    return tf.add_n([tf.cast(x, tf.float32) for x in losses]) if losses else 0.0
+
+
+class Runner:
+    """Runs epochs ``[start, stop)`` of ``spec`` per call; state lives in TF variables between calls."""
+
+    def __init__(self, spec: LoopSpec) -> None:
+        self.s = spec
+        self.x = tf.convert_to_tensor(spec.x)
+        self.y = tf.convert_to_tensor(spec.y)
+        self.xv = tf.convert_to_tensor(spec.xv) if spec.has_val else None
+        self.yv = tf.convert_to_tensor(spec.yv) if spec.has_val else None
+        spec.optimizer.build(spec.train_vars)
+        self.fused = FusedUpdate.for_optimizer(spec.optimizer, spec.train_vars)
+        self.hist = tf.Variable(tf.fill([spec.epochs, 4], float("nan")), trainable=False)
+        self.epoch = tf.Variable(0, dtype=tf.int32, trainable=False)
+        self.stopped = tf.Variable(False, trainable=False)
+        self.best = tf.Variable(float("inf"), trainable=False)
+        self.best_epoch = tf.Variable(-1, dtype=tf.int32, trainable=False)
+        self.wait = tf.Variable(0, dtype=tf.int32, trainable=False)
+        # The tape watches trainable variables itself; frozen-flagged ones we train (batch-norm scale
+        # and offset during fine-tuning) must be watched explicitly.
+        self.unwatched = [v.value for v in spec.train_vars if not v.trainable]
+        self.kept = spec.train_vars + spec.state_vars if spec.keep_best else []
+        self.copies = [tf.Variable(v.value, trainable=False) for v in self.kept]
+        self._fn = tf.function(self._run, autograph=False, jit_compile=False)
+
+    # -- the compiled body ---------------------------------------------------------------------
+    def _step(self, xb: Any, yb: Any) -> tuple[Any, Any]:
+        s = self.s
+        with tf.GradientTape() as tape:
+            if self.unwatched:
+                tape.watch(self.unwatched)
+            p = s.forward(xb, True)
+            loss = tf.reduce_mean(s.task.loss(yb, p)) + _sum_losses(s.forward.losses())
+        grads = tape.gradient(loss, s.train_vars)
+        if self.fused is not None:
+            with tf.control_dependencies([self.fused.apply(grads)]):
+                return tf.identity(loss), tf.reduce_sum(s.task.score(yb, p))
+        s.optimizer.apply(grads, s.train_vars)
+        return loss, tf.reduce_sum(s.task.score(yb, p))
+
+    def _epoch(self, e: Any) -> Any:
+        s = self.s
+        n, b = s.n, s.batch
+        if s.shuffle:
+            key = tf.stack([tf.constant(s.seed, tf.int32), e])
+            perm = tf.argsort(tf.random.stateless_uniform([n], seed=key))
+        else:
+            perm = tf.range(n)
+
+        # One traced step serves every batch, the shorter last one too: the batch dimension is
+        # dynamic (a graph without XLA does not need static shapes), which halves tracing time.
+        def body(i: Any, tot: Any, score: Any) -> tuple[Any, Any, Any]:
+            start = i * b
+            size = tf.minimum(b, n - start)
+            idx = tf.slice(perm, [start], [size])
+            loss, hits = self._step(tf.gather(self.x, idx), tf.gather(self.y, idx))
+            return i + 1, tot + loss * tf.cast(size, tf.float32), score + hits
+
+        _, tot, score = tf.while_loop(lambda i, *_: i < s.steps_per_epoch, body,
+                                      (tf.constant(0), tf.constant(0.0), tf.constant(0.0)))
+        return tf.stack([tot / n, score / n])
+
+    def _evaluate(self, x: Any, y: Any, n: int) -> Any:
+        s = self.s
+        b, full, rem = eval_batches(n)
+
+        def part(xb: Any, yb: Any) -> tuple[Any, Any]:
+            p = s.forward(xb, False)
+            return tf.reduce_sum(s.task.loss(yb, p)), tf.reduce_sum(s.task.score(yb, p))
+
+        def body(i: Any, tot: Any, score: Any) -> tuple[Any, Any, Any]:
+            rows = tf.range(i * b, i * b + b)
+            lo, hi = part(tf.gather(x, rows), tf.gather(y, rows))
+            return i + 1, tot + lo, score + hi
+
+        _, tot, score = tf.while_loop(lambda i, *_: i < full, body,
+                                      (tf.constant(0), tf.constant(0.0), tf.constant(0.0)))
+        if rem:
+            lo, hi = part(x[full * b:], y[full * b:])
+            tot, score = tot + lo, score + hi
+        reg = _sum_losses(s.forward.losses())
+        return tf.stack([tot / n + reg, score / n])
+
+    def _early_stopping(self, e: Any, monitor: Any) -> Any:
+        s = self.s
+
+        def improved() -> Any:
+            ops = [self.best.assign(monitor), self.best_epoch.assign(e), self.wait.assign(0)]
+            ops += [c.assign(v.value) for c, v in zip(self.copies, self.kept, strict=True)]
+            with tf.control_dependencies(ops):
+                return tf.constant(False)
+
+        def worse() -> Any:
+            with tf.control_dependencies([self.wait.assign_add(1)]):
+                return self.wait.read_value() >= s.patience
+
+        return tf.cond(monitor < self.best, improved, worse)
+
+    def _run(self, stop: Any) -> Any:
+        s = self.s
+
+        def cond(e: Any) -> Any:
+            return tf.logical_and(e < stop, tf.logical_not(self.stopped.read_value()))
+
+        def body(e: Any) -> Any:
+            train = self._epoch(e)
+            val = (self._evaluate(self.xv, self.yv, len(s.xv)) if s.has_val
+                   else tf.constant([float("nan")] * 2))
+            row = tf.concat([train, val], 0)
+            halt = tf.logical_not(tf.math.is_finite(train[0]))
+            if s.patience is not None:
+                monitor = val[0] if s.has_val else train[0]
+                halt = tf.logical_or(halt, self._early_stopping(e, monitor))
+            ops = [self.hist.scatter_nd_update([[e]], [row]), self.epoch.assign(e + 1),
+                   self.stopped.assign(halt)]
+            with tf.control_dependencies(ops):
+                return e + 1
+
+        return tf.while_loop(cond, body, (self.epoch.read_value(),))
+
+    # -- host side -------------------------------------------------------------------------------
+    def run(self, stop: int) -> ChunkResult:
+        """Run from the current epoch up to ``stop`` (exclusive) or until stopped."""
+        self._fn(tf.constant(stop, tf.int32))
+        return ChunkResult(self.hist.numpy(), int(self.epoch.numpy()), bool(self.stopped.numpy()))
+
+    def finish(self) -> int | None:
+        """Restore the best epoch's weights when asked; return its 0-based index (None: not tracked)."""
+        if self.s.patience is None:
+            return None
+        best = int(self.best_epoch.numpy())
+        if self.s.keep_best and best >= 0:
+            for c, v in zip(self.copies, self.kept, strict=True):
+                v.assign(c.value())
+        return best if best >= 0 else None
+
+
+def compile_forward(forward: Callable[[Any, bool], Any]) -> Callable[[np.ndarray], np.ndarray]:
+    """A compiled inference function of ``forward`` (one trace per input shape)."""
+    fn = tf.function(lambda x: forward(x, False), autograph=False)
+
+    def call(x: np.ndarray) -> np.ndarray:
+        return np.asarray(fn(tf.convert_to_tensor(x)))
+
+    return call

@@ -1,0 +1,245 @@
+"""Training and fine-tuning: check the data, pick the variables, cache frozen features, run the loop."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from reuse.data import Dataset, check_for_model, output_kind, split_validation
+from reuse.data.checks import OutputKind
+from reuse.errors import InvalidInput
+from reuse.select import select_layers
+from reuse.train.config import DEFAULT_LR, TrainConfig, make_optimizer
+from reuse.train.engine import Phase, backend_loop, finished_event, run_loop
+from reuse.train.events import ProgressCallback
+from reuse.train.infer import Predictor, score
+from reuse.train.loopspec import LoopSpec
+from reuse.train.network import Forward, cache_split, reseed
+from reuse.train.task import Task
+
+
+@dataclass
+class TrainResult:
+    """The outcome of one training run. ``model`` is the whole network, trained in place.
+
+    ``history`` holds per-epoch ``loss``, ``accuracy`` (``mae`` for regression) and, with validation
+    data, ``val_loss``/``val_accuracy``: running means over each epoch's steps, as Keras ``fit``
+    reports them. ``metrics`` are the final network's, measured after training (data loss, no
+    regularisation terms): ``loss``, ``accuracy`` and ``val_*``.
+    """
+
+    model: Any
+    history: dict[str, list[float]]
+    metrics: dict[str, float]
+    config: TrainConfig
+    epochs_run: int
+    best_epoch: int | None
+    stopped_early: bool
+    diverged: bool
+    cached_layers: tuple[str, ...]
+    seconds: float
+    samples: int
+    val_samples: int
+    class_names: tuple[str, ...] | None = None
+    unfrozen: tuple[str, ...] = ()
+    bn_inference: tuple[str, ...] = ()
+    compiled_calls: int = 1
+
+    def settings(self) -> dict[str, Any]:
+        """The settings to record with the registered model."""
+        out = self.config.to_dict()
+        out.update(epochs_run=self.epochs_run, best_epoch=self.best_epoch, stopped_early=self.stopped_early,
+                   cached_layers=list(self.cached_layers), samples=self.samples, val_samples=self.val_samples)
+        if self.unfrozen:
+            out.update(unfrozen=list(self.unfrozen), bn_inference=list(self.bn_inference))
+        return out
+
+
+@dataclass
+class _Prepared:
+    task: Task
+    train: Dataset
+    val: Dataset | None
+    class_names: tuple[str, ...] | None = field(default=None)
+
+
+def prepare_data(model: Any, data: Dataset, val: Dataset | None, config: TrainConfig,
+                 kind: OutputKind | None = None) -> _Prepared:
+    """Check training and validation data against ``model`` (and split off validation if asked)."""
+    kind = kind or output_kind(model)
+    if val is not None and config.val_split:
+        raise InvalidInput("give validation data or a validation split, not both")
+    train_ds = check_for_model(data, model, kind=kind)
+    if val is None and config.val_split:
+        train_ds, val = split_validation(train_ds, config.val_split, config.seed)
+    val_ds = check_for_model(val, model, kind=kind) if val is not None else None
+    if val_ds is not None and data.class_names != val.class_names:
+        raise InvalidInput(f"{val.source}: classes {val.class_names} differ from the training data's "
+                           f"{data.class_names}")
+    return _Prepared(Task.for_output(kind), train_ds, val_ds, data.class_names)
+
+
+def train(model: Any, data: Dataset, config: TrainConfig | None = None, *, val: Dataset | None = None,
+          progress: ProgressCallback | None = None, cancel: threading.Event | None = None,
+          phase: Phase | None = None, extra_trainable: list[Any] | None = None,
+          kind: OutputKind | None = None) -> TrainResult:
+    """Train ``model``'s trainable weights on ``data`` in place; nothing else changes.
+
+    Args:
+        model: a built Keras model with one input and one output.
+        data: training data (checked against the model first).
+        config: settings; default ``TrainConfig()``.
+        val: validation data (or use ``config.val_split``).
+        progress: called with each :mod:`reuse.train.events` event.
+        cancel: when set, training stops at the next check (between compiled calls) and raises.
+        phase: labels the events of a run that is part of a larger job.
+        extra_trainable: variables trained although their layer is frozen (fine-tuning uses it for the
+            scale and offset of batch-normalisation layers kept in inference mode).
+        kind: what the output means; default read from the last layer (see
+            :func:`reuse.data.output_kind`); autoencoders pass ``OutputKind("regression", n)``.
+
+    Returns:
+        a :class:`TrainResult`.
+
+    Raises:
+        InvalidInput: data that does not fit the model, or a model with nothing to train.
+        Cancelled: ``cancel`` was set.
+    """
+    config = config or TrainConfig()
+    phase = phase or Phase()
+    train_vars = list(model.trainable_variables) + [v for v in (extra_trainable or [])
+                                                    if all(v is not t for t in model.trainable_variables)]
+    if not train_vars:
+        raise InvalidInput(f"model {model.name!r} has no trainable weights: every layer is frozen "
+                           "(fine-tune with --unfreeze to train some)")
+    prep = prepare_data(model, data, val, config, kind)
+    reseed(model, config.seed)
+    split = cache_split(model, train_vars) if config.cache else None
+    one_shot_compiled = not backend_loop().EAGER_ONE_SHOT
+    x, xv = prep.train.x, prep.val.x if prep.val is not None else None
+    if split is not None:
+        features = Predictor(model, layers=split.prefix, compiled=one_shot_compiled)
+        x = features(x)
+        xv = features(xv) if xv is not None else None
+        forward = Forward(model, split.rest)
+    else:
+        forward = Forward(model)
+    trained = {id(v) for v in train_vars}
+    state_vars = [v for v in forward.variables if id(v) not in trained]
+    spec = LoopSpec(forward=forward, train_vars=train_vars, state_vars=state_vars,
+                    optimizer=make_optimizer(config), task=prep.task, x=x, y=prep.train.y, xv=xv,
+                    yv=prep.val.y if prep.val is not None else None, batch_size=config.batch_size,
+                    epochs=config.epochs, seed=config.seed, shuffle=config.shuffle,
+                    patience=config.early_stopping, restore_best=config.restore_best)
+    cached = split.prefix_names if split is not None else ()
+    outcome = run_loop(spec, metric=prep.task.metric, phase=phase, cached=cached, progress=progress,
+                       cancel=cancel)
+    predict_rest = Predictor(model, layers=forward.layers, compiled=one_shot_compiled)
+    metrics = score(prep.task, predict_rest(x), prep.train.y)
+    if xv is not None:
+        metrics.update(score(prep.task, predict_rest(xv), prep.val.y, prefix="val_"))
+    if progress:
+        progress(finished_event(outcome, metrics, phase))
+    return TrainResult(model=model, history=outcome.history, metrics=metrics, config=config,
+                       epochs_run=outcome.epochs_run, best_epoch=outcome.best_epoch,
+                       stopped_early=outcome.stopped_early, diverged=outcome.diverged, cached_layers=cached,
+                       seconds=outcome.seconds, samples=len(prep.train),
+                       val_samples=0 if prep.val is None else len(prep.val), class_names=prep.class_names,
+                       compiled_calls=outcome.calls)
+
+
+def layer_names(model: Any) -> list[str]:
+    """Every layer below ``model`` (nested models' layers too), in order, without input layers."""
+    return [x.name for x in model._flatten_layers(include_self=False, recursive=True)
+            if type(x).__name__ != "InputLayer"]
+
+
+def finetune(model: Any, unfreeze: str, data: Dataset, config: TrainConfig | None = None, *,
+             match: str = "full", base_lr: float | None = None, val: Dataset | None = None,
+             progress: ProgressCallback | None = None, cancel: threading.Event | None = None,
+             phase: Phase | None = None) -> TrainResult:
+    """Unfreeze the layers the scope ``unfreeze`` selects, then train.
+
+    Batch-normalisation layers among them keep normalising with their moving statistics (inference
+    mode; the statistics do not change) while their scale and offset train.
+
+    Args:
+        unfreeze: a scope pattern over layer names (see :func:`reuse.select.select_layers`).
+        match: ``full`` or ``prefix``.
+        base_lr: the learning rate the model was trained with; when ``config.lr`` is ``None`` the
+            rate is a tenth of it (default: a tenth of the optimizer's default rate).
+        Other arguments as :func:`train`.
+
+    Raises:
+        NoLayersMatched, InvalidPattern: the scope selects nothing or is invalid.
+    """
+    config = config or TrainConfig()
+    if config.lr is None:
+        config = config.with_(lr=(base_lr if base_lr else DEFAULT_LR[config.optimizer]) / 10.0)
+    names = layer_names(model)
+    sel = select_layers(names, unfreeze, match=match)
+    extra, bn = unfreeze_layers(model, sel.matched)
+    result = train(model, data, config, val=val, progress=progress, cancel=cancel,
+                   phase=phase or Phase(task="finetune"), extra_trainable=extra)
+    result.unfrozen = sel.matched
+    result.bn_inference = tuple(bn)
+    return result
+
+
+def _is_container(layer: Any) -> bool:
+    return getattr(layer, "layers", None) is not None
+
+
+def unfreeze_layers(model: Any, names: tuple[str, ...]) -> tuple[list[Any], list[str]]:
+    """Make the named layers (all layers inside a named nested model) trainable, others unchanged.
+
+    Batch-normalisation layers stay frozen, so Keras keeps them in inference mode; their scale and
+    offset are returned to be trained as extra variables. Returns (extra variables, their BN layers).
+    """
+    everything = model._flatten_layers(include_self=True, recursive=True)
+    leaves = [x for x in everything if not _is_container(x)]
+    by_name = {x.name: x for x in everything}
+    targets: dict[int, Any] = {}
+    for name in names:
+        layer = by_name[name]
+        for leaf in ([layer] if not _is_container(layer)
+                     else [x for x in layer._flatten_layers(include_self=False) if not _is_container(x)]):
+            targets[id(leaf)] = leaf
+    prior = {id(x): x.trainable for x in leaves}
+    # Keras propagates a container's flag to everything inside it: open the containers on the way to
+    # a target, then put every other layer's flag back.
+    for container in (x for x in everything if _is_container(x)):
+        inside = container._flatten_layers(include_self=False, recursive=True)
+        if any(id(x) in targets for x in inside):
+            container.trainable = True
+    for leaf in leaves:
+        leaf.trainable = prior[id(leaf)]
+    extra, bn = [], []
+    for leaf in targets.values():
+        if type(leaf).__name__ == "BatchNormalization":
+            leaf.trainable = False
+            extra += [v for v in (leaf.gamma, leaf.beta) if v is not None]
+            bn.append(leaf.name)
+        elif type(leaf).__name__ != "InputLayer":
+            leaf.trainable = True
+    return extra, bn
+
+
+def copy_model(model: Any) -> Any:
+    """An independent copy of ``model`` with the same weights and frozen layers."""
+    import keras
+
+    clone = keras.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    for src, dst in zip(model._flatten_layers(include_self=False), clone._flatten_layers(include_self=False), strict=True):
+        dst.trainable = src.trainable
+    return clone
+
+
+def summarize(values: dict[str, list[float]]) -> dict[str, dict[str, Any]]:
+    """Mean, standard deviation (population) and values of each metric over runs."""
+    return {k: {"mean": float(np.mean(v)), "std": float(np.std(v)), "values": [float(x) for x in v]}
+            for k, v in values.items()}

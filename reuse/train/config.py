@@ -1,0 +1,131 @@
+"""Training settings: one frozen dataclass, checked on creation, and the optimizer it describes."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from reuse.errors import InvalidInput
+
+OPTIMIZERS: tuple[str, ...] = ("sgd", "adam", "rmsprop", "adamw", "nadam")
+DEFAULT_LR = {"sgd": 0.01, "adam": 0.001, "rmsprop": 0.001, "adamw": 0.001, "nadam": 0.001}
+MOMENTUM_OPTIMIZERS = ("sgd", "rmsprop")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train.
+
+    Attributes:
+        epochs: passes over the training data (>= 1).
+        batch_size: samples per step (>= 1); the last, smaller batch of an epoch is kept.
+        optimizer: one of ``OPTIMIZERS``.
+        lr: learning rate; ``None`` means the optimizer's default (``DEFAULT_LR``).
+        momentum: for ``sgd`` and ``rmsprop``.
+        nesterov: Nesterov momentum (``sgd``).
+        clipnorm: clip each gradient to this norm (not together with ``clipvalue``).
+        clipvalue: clip each gradient element to [-clipvalue, clipvalue].
+        early_stopping: patience in epochs, or ``None``: stop when the monitored loss (validation loss
+            when there is validation data, else training loss) has not improved for this many epochs.
+        restore_best: with early stopping, keep the weights of the best epoch.
+        val_split: hold out this fraction of the training data for validation (0 = none).
+        seed: seeds the per-epoch shuffle and any dropout in the trained layers.
+        cache: compute the output of a frozen, deterministic prefix of the network once and train the
+            rest on it (same results, faster).
+        shuffle: reshuffle the training data every epoch.
+        weight_decay: for ``adamw`` (default 0.004, Keras's).
+    """
+
+    epochs: int = 20
+    batch_size: int = 32
+    optimizer: str = "adam"
+    lr: float | None = None
+    momentum: float = 0.0
+    nesterov: bool = False
+    clipnorm: float | None = None
+    clipvalue: float | None = None
+    early_stopping: int | None = None
+    restore_best: bool = True
+    val_split: float = 0.0
+    seed: int = 0
+    cache: bool = True
+    shuffle: bool = True
+    weight_decay: float | None = None
+
+    def __post_init__(self) -> None:
+        def bad(field: str, value: Any, expected: str) -> InvalidInput:
+            return InvalidInput(f"invalid {field} {value!r}: expected {expected}")
+
+        if not isinstance(self.epochs, int) or self.epochs < 1:
+            raise bad("epochs", self.epochs, "an integer >= 1")
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise bad("batch size", self.batch_size, "an integer >= 1")
+        if self.optimizer not in OPTIMIZERS:
+            raise bad("optimizer", self.optimizer, f"one of {', '.join(OPTIMIZERS)}")
+        if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
+            raise bad("learning rate", self.lr, "a positive number")
+        if not (math.isfinite(self.momentum) and 0.0 <= self.momentum < 1.0):
+            raise bad("momentum", self.momentum, "a number in [0, 1)")
+        if (self.momentum or self.nesterov) and self.optimizer not in MOMENTUM_OPTIMIZERS:
+            raise InvalidInput(f"momentum applies to {' and '.join(MOMENTUM_OPTIMIZERS)}, not {self.optimizer}")
+        if self.nesterov and self.optimizer != "sgd":
+            raise InvalidInput(f"nesterov applies to sgd, not {self.optimizer}")
+        if self.clipnorm is not None and self.clipvalue is not None:
+            raise InvalidInput("give clipnorm or clipvalue, not both")
+        for name in ("clipnorm", "clipvalue"):
+            v = getattr(self, name)
+            if v is not None and not (math.isfinite(v) and v > 0):
+                raise bad(name, v, "a positive number")
+        if self.early_stopping is not None and (not isinstance(self.early_stopping, int)
+                                                or self.early_stopping < 1):
+            raise bad("early-stopping patience", self.early_stopping, "an integer >= 1")
+        if not 0.0 <= self.val_split < 1.0:
+            raise bad("validation split", self.val_split, "a fraction in [0, 1)")
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise bad("seed", self.seed, "an integer >= 0")
+        if self.weight_decay is not None:
+            if self.optimizer != "adamw":
+                raise InvalidInput(f"weight_decay applies to adamw, not {self.optimizer}")
+            if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+                raise bad("weight decay", self.weight_decay, "a number >= 0")
+
+    @property
+    def learning_rate(self) -> float:
+        """The learning rate in effect: ``lr`` or the optimizer's default."""
+        return float(self.lr) if self.lr is not None else DEFAULT_LR[self.optimizer]
+
+    def with_(self, **changes: Any) -> TrainConfig:
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["lr"] = self.learning_rate
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+def make_optimizer(config: TrainConfig) -> Any:
+    """A fresh Keras optimizer for ``config``."""
+    import keras
+
+    clip: dict[str, float] = {}
+    if config.clipnorm is not None:
+        clip["clipnorm"] = config.clipnorm
+    if config.clipvalue is not None:
+        clip["clipvalue"] = config.clipvalue
+    lr = config.learning_rate
+    if config.optimizer == "sgd":
+        return keras.optimizers.SGD(lr, momentum=config.momentum, nesterov=config.nesterov, **clip)
+    if config.optimizer == "adam":
+        return keras.optimizers.Adam(lr, **clip)
+    if config.optimizer == "rmsprop":
+        return keras.optimizers.RMSprop(lr, momentum=config.momentum, **clip)
+    if config.optimizer == "adamw":
+        wd = 0.004 if config.weight_decay is None else config.weight_decay
+        return keras.optimizers.AdamW(lr, weight_decay=wd, **clip)
+    return keras.optimizers.Nadam(lr, **clip)

@@ -1,0 +1,86 @@
+"""What a compiled training loop needs, shared by the backend loops (``_tf_loop``, ``_jax_loop``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from reuse.train.network import Forward
+from reuse.train.task import Task
+
+# History columns, in this order, in the arrays the loops return.
+COLUMNS = ("loss", "metric", "val_loss", "val_metric")
+EVAL_BATCH = 2048
+
+
+@dataclass
+class LoopSpec:
+    """A training run as the loop sees it: arrays in memory, variables to train, and the rules.
+
+    ``train_vars`` are updated by the optimizer; ``state_vars`` are every other variable the forward
+    pass reads or updates (frozen weights, moving statistics, random seed states). ``patience`` ``None``
+    disables early stopping; training always stops when the training loss stops being finite.
+    """
+
+    forward: Forward
+    train_vars: list[Any]
+    state_vars: list[Any]
+    optimizer: Any
+    task: Task
+    x: np.ndarray
+    y: np.ndarray
+    xv: np.ndarray | None
+    yv: np.ndarray | None
+    batch_size: int
+    epochs: int
+    seed: int
+    shuffle: bool = True
+    patience: int | None = None
+    restore_best: bool = True
+
+    @property
+    def n(self) -> int:
+        return int(self.x.shape[0])
+
+    @property
+    def batch(self) -> int:
+        return min(self.batch_size, self.n)
+
+    @property
+    def steps(self) -> int:
+        """Full batches per epoch; a smaller last batch of ``remainder`` rows follows when non-zero."""
+        return self.n // self.batch
+
+    @property
+    def remainder(self) -> int:
+        return self.n - self.steps * self.batch
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.steps + (1 if self.remainder else 0)
+
+    @property
+    def has_val(self) -> bool:
+        return self.xv is not None and len(self.xv) > 0
+
+    @property
+    def keep_best(self) -> bool:
+        return self.patience is not None and self.restore_best
+
+
+@dataclass
+class ChunkResult:
+    """After a compiled call: the history so far (``epochs`` x 4, NaN where not run), epochs done,
+    and whether the run has stopped (early stopping or a non-finite loss)."""
+
+    history: np.ndarray
+    epochs_done: int
+    stopped: bool
+
+
+def eval_batches(n: int) -> tuple[int, int, int]:
+    """(batch, full batches, remainder) for evaluating ``n`` rows inside a compiled loop."""
+    b = max(1, min(n, EVAL_BATCH))
+    return b, n // b, n - (n // b) * b

@@ -1,0 +1,61 @@
+"""Diagnosis names the right problem on constructed cases; learning curves are drawn."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from conftest import make_mlp
+from train_helpers import toy_data
+
+from reuse.data import Dataset
+from reuse.errors import InvalidInput
+from reuse.train import TrainConfig, train
+from reuse.train.curves import plot_curves
+from reuse.train.diagnosis import diagnose
+
+
+def test_a_network_that_cannot_learn_is_a_learning_problem():
+    model = make_mlp()
+    result = train(model, toy_data(), TrainConfig(epochs=5, batch_size=16, optimizer="sgd", lr=1e-7))
+    findings = diagnose(result.history, result.metrics, n_outputs=3)
+    assert [f.problem for f in findings] == ["learning"]
+    assert "not improving" in findings[0].summary or "chance" in findings[0].summary
+    assert "epoch" in findings[0].evidence and any("learning rate" in r for r in findings[0].remedies)
+
+
+def test_a_big_network_on_a_tiny_training_set_is_a_generalization_problem():
+    rng = np.random.default_rng(0)
+    tiny = Dataset(rng.normal(size=(12, 8)).astype(np.float32), np.arange(12) % 3, "tiny")
+    val = Dataset(rng.normal(size=(60, 8)).astype(np.float32), np.arange(60) % 3, "val")
+    model = make_mlp(hidden=(256, 256))
+    result = train(model, tiny, TrainConfig(epochs=60, batch_size=12, optimizer="adam", lr=0.01), val=val)
+    findings = diagnose(result.history, result.metrics, n_outputs=3)
+    assert [f.problem for f in findings] == ["generalization"]
+    assert "validation loss was lowest at epoch" in findings[0].evidence
+    assert any("stop early" in r for r in findings[0].remedies)
+
+
+def test_divergence_and_spread_across_seeds():
+    nan_history = {"loss": [1.0, 3.0, math.nan], "accuracy": [0.3, 0.3, 0.3]}
+    (f,) = diagnose(nan_history, n_outputs=3)
+    assert f.problem == "learning" and f.evidence == "training loss became nan at epoch 3 of 3"
+    healthy = {"loss": [1.0, 0.5, 0.2], "accuracy": [0.5, 0.8, 0.95],
+               "val_loss": [1.0, 0.6, 0.3], "val_accuracy": [0.5, 0.8, 0.9]}
+    assert diagnose(healthy, n_outputs=3) == []
+    seeds = {"val_accuracy": {"mean": 0.8, "std": 0.08, "values": [0.7, 0.82, 0.88]}}
+    (f,) = diagnose(healthy, {"seeds": seeds}, n_outputs=3)
+    assert f.problem == "prediction"
+    assert f.evidence == "val_accuracy 0.800 ± 0.080 over 3 seeds (min 0.700, max 0.880)"
+    assert any("ensemble" in r for r in f.remedies)
+
+
+def test_learning_curves_png(tmp_path):
+    history = {"loss": [1.0, 0.5], "accuracy": [0.5, 0.9], "val_loss": [1.1, 0.7], "val_accuracy": [0.4, 0.8]}
+    out = plot_curves(history, tmp_path / "c.png", title="m:1")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(InvalidInput, match="expected a .png file name"):
+        plot_curves(history, tmp_path / "c.jpg")
+    with pytest.raises(InvalidInput, match="has no training history"):
+        plot_curves({}, tmp_path / "d.png", title="m:1")
