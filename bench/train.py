@@ -15,6 +15,12 @@ Data for b/c ("digits784", synthetic, offline): scikit-learn's 8x8 digits upscal
 bilinear interpolation, each of the 20,000 rows a random digit shifted by -2..2 pixels in each
 direction plus Gaussian noise (sigma 0.05), clipped to [0, 1]; seed 0.
 
+Each path runs --repeats times per case (default 3), each time on a fresh copy of the model so every
+run pays its own compilation; the fastest run of each path counts (all times are in the JSON).
+
+The optimizer is the same for both paths: SGD (lr 0.01, momentum 0.9) unless --optimizer says
+otherwise.
+
 Usage: python bench/train.py --out bench/out/train.json [--cases a,b,c] [--optimizer adam]
 """
 
@@ -91,17 +97,31 @@ def run_ours(model: keras.Model, data: Dataset, config: TrainConfig) -> dict:
             "cached_layers": list(r.cached_layers), "compiled_calls": r.compiled_calls}
 
 
-def case(name: str, model: keras.Model, data: Dataset, test: Dataset | None, config: TrainConfig) -> dict:
-    a, b = clone(model), clone(model)
-    fit = run_fit(a, data, config)
-    ours = run_ours(b, data, config)
+def best_of(fn, model: keras.Model, data: Dataset, config: TrainConfig, repeats: int) -> tuple[dict, keras.Model]:
+    """The fastest of ``repeats`` runs, each on a fresh copy of ``model`` (so each pays its compile)."""
+    runs = []
+    for _ in range(repeats):
+        m = clone(model)
+        runs.append((fn(m, data, config), m))
+    best = min(runs, key=lambda r: r[0]["seconds"])
+    best[0]["all_seconds"] = [r[0]["seconds"] for r in runs]
+    return best
+
+
+def case(name: str, model: keras.Model, data: Dataset, test: Dataset | None, config: TrainConfig,
+         repeats: int) -> dict:
+    fit, a = best_of(run_fit, model, data, config, repeats)
+    ours, b = best_of(run_ours, model, data, config, repeats)
     for res, m in ((fit, a), (ours, b)):
         res["train_eval"] = evaluate(m, data)
         if test is not None:
             res["test_eval"] = evaluate(m, test)
         res["samples_per_s"] = config.epochs * len(data) / res["seconds"]
     speedup = fit["seconds"] / ours["seconds"]
-    la, lb = fit["train_eval"]["loss"], ours["train_eval"]["loss"]
+    # "Final loss" as fit reports it: the mean training loss of the last epoch. (The loss of the final
+    # weights on the training set, train_eval, is also recorded; with Adam at a fixed rate it jumps
+    # from seed to seed, for either path.)
+    la, lb = fit["final_loss"], ours["final_loss"]
     equal = abs(la - lb) <= max(0.25 * max(la, lb), 0.02)
     return {"fit": fit, "ours": ours, "speedup": speedup, "target": TARGETS[name],
             "meets_target": speedup >= TARGETS[name], "equal_final_loss": equal,
@@ -120,27 +140,35 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True, help="JSON results file")
     ap.add_argument("--cases", default="a,b,c")
-    ap.add_argument("--optimizer", default="adam", choices=["sgd", "adam", "rmsprop", "adamw", "nadam"])
+    ap.add_argument("--optimizer", default="sgd", choices=["sgd", "adam", "rmsprop", "adamw", "nadam"])
+    ap.add_argument("--lr", type=float, default=None, help="default: the optimizer's (sgd 0.01)")
+    ap.add_argument("--momentum", type=float, default=0.9, help="for sgd and rmsprop (default 0.9)")
     ap.add_argument("--rows", type=int, default=20_000, help="rows of digits784 for b/c")
+    ap.add_argument("--repeats", type=int, default=3,
+                    help="runs of each path per case; the fastest counts (each compiles afresh)")
     args = ap.parse_args()
     warm_up()
     results: dict = {"backend": keras.backend.backend(), "keras": keras.__version__,
                      "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-                     "optimizer": args.optimizer, "cases": {}}
+                     "optimizer": args.optimizer, "repeats": args.repeats, "cases": {}}
     cases = args.cases.split(",")
+    opt = {"optimizer": args.optimizer, "lr": args.lr,
+           "momentum": args.momentum if args.optimizer in ("sgd", "rmsprop") else 0.0}
     if "a" in cases:
         data = load_data("builtin:digits?classes=0-4&per_class=50")
         test = load_data("builtin:digits?classes=0-4&split=test")
-        cfg = TrainConfig(epochs=200, batch_size=16, optimizer=args.optimizer)
-        results["cases"]["a"] = case("a", mlp([64, 100, 100, 100, 100, 100, 5], 3, 0), data, test, cfg)
+        cfg = TrainConfig(epochs=200, batch_size=16, **opt)
+        results["cases"]["a"] = case("a", mlp([64, 100, 100, 100, 100, 100, 5], 3, 0), data, test, cfg,
+                                     args.repeats)
         _show("a", results["cases"]["a"])
     if "b" in cases or "c" in cases:
         data = digits784(args.rows)
         results["data_bc"] = "digits784: sklearn digits upscaled to 28x28, shifted, noisy (see --help)"
-        cfg = TrainConfig(epochs=10, batch_size=32, optimizer=args.optimizer)
+        cfg = TrainConfig(epochs=10, batch_size=32, **opt)
         for name, frozen in (("b", 3), ("c", 0)):
             if name in cases:
-                results["cases"][name] = case(name, mlp([784, 300, 100, 50, 10], frozen, 0), data, None, cfg)
+                results["cases"][name] = case(name, mlp([784, 300, 100, 50, 10], frozen, 0), data, None, cfg,
+                                              args.repeats)
                 _show(name, results["cases"][name])
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2, default=float))

@@ -9,6 +9,7 @@ from pathlib import Path
 DEFAULT_STORE = Path("models")
 ENV_STORE = "REUSE_STORE"
 ENV_TOKEN = "REUSE_TOKEN"
+ENV_SERVER = "REUSE_SERVER"
 
 
 def store_root(explicit: str | os.PathLike[str] | None = None) -> Path:
@@ -27,3 +28,5 @@ class ServerSettings:
     max_batch_size: int = 64
     max_batch_delay_ms: float = 1.0
     workers: int = 2
+    cache_mb: int = 1024
+    max_upload_mb: int = 2048

@@ -7,15 +7,28 @@ no gRPC, no printing here. Sections are grouped by area so they grow independent
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reuse.config import store_root
+from reuse.errors import FailedPrecondition, InvalidInput
 from reuse.store import CheckReport, LayerInfo, ModelInfo, ModelStore, check_name
 from reuse.train.output import Prediction, PretrainOutcome, Report, TrainOutcome
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from reuse.advise import Advice
+    from reuse.describe import ModelDescription
+    from reuse.heads import HeadSpec
+    from reuse.jobs import JobEvent, JobManager, JobRecord
+    from reuse.layer_table import LayerTable
+    from reuse.serving.engine import InferenceEngine, InferResult, ServingOptions
+    from reuse.serving.signature import ModelSignature
+    from reuse.uploads import DatasetInfo, Upload
 
 
 def _train_config(options: dict[str, Any], parent: dict[str, Any], *, finetune: bool) -> Any:
@@ -29,13 +42,8 @@ def _train_config(options: dict[str, Any], parent: dict[str, Any], *, finetune: 
                 given[key] = parent[key]
     unknown = sorted(set(given) - set(TrainConfig.__dataclass_fields__))
     if unknown:
-        from reuse.errors import InvalidInput
-
         raise InvalidInput(f"unknown training options {unknown}; expected TrainConfig fields")
     return TrainConfig(**given)
-
-if TYPE_CHECKING:
-    from reuse.layer_table import LayerTable
 
 
 class Service:
@@ -43,6 +51,13 @@ class Service:
 
     def __init__(self, store: str | os.PathLike[str] | None = None) -> None:
         self.store = ModelStore(store_root(store))
+        self._engine: InferenceEngine | None = None
+        self._jobs: JobManager | None = None
+        self._serving_lock = threading.Lock()
+        self._serving_options: ServingOptions | None = None
+        self._job_workers = 2
+        self.max_upload_bytes = 2 * 1024**3
+        self.allow_unsafe_uploads = False
 
     # ---------------------------------------------------------------------------------------
     # Store (issue 2)
@@ -74,7 +89,11 @@ class Service:
         return self.store.load(ref, safe_mode=not unsafe)
 
     def delete_version(self, ref: str) -> ModelInfo:
-        return self.store.delete(ref)
+        """Delete one version (``NAME:VERSION``), and drop it from the serving cache if loaded."""
+        info = self.store.delete(ref)
+        if self._engine is not None:
+            self._engine.forget(info.ref)
+        return info
 
     def export_model(self, ref: str, out: str | os.PathLike[str], *, overwrite: bool = False,
                      unsafe: bool = False) -> Path:
@@ -98,7 +117,7 @@ class Service:
         base_ref: str,
         reuse: str,
         *,
-        head: str | None = None,
+        head: str | HeadSpec | None = None,
         head_file: str | os.PathLike[str] | None = None,
         classes: int | None = None,
         regression: bool | int = False,
@@ -107,21 +126,28 @@ class Service:
         input_shape: tuple[int | None, ...] | None = None,
         description: str = "",
         seed: int | None = None,
+        tags: dict[str, str] | None = None,
     ) -> ModelInfo:
         """Build a network from the layers of ``base_ref`` that ``reuse`` selects, plus a head, and
-        register it as the next version of ``new_name`` with its lineage (see reuse.build)."""
+        register it as the next version of ``new_name`` with its lineage (see reuse.build).
+
+        ``head`` is a spec string or a parsed HeadSpec (the build job parses a head file's text)."""
         from reuse.build import build_network
         from reuse.errors import InvalidInput
-        from reuse.heads import load_head_file, parse_head
+        from reuse.heads import HeadSpec, load_head_file, parse_head
         from reuse.store import check_name
 
         check_name(new_name)
         if head is not None and head_file is not None:
             raise InvalidInput("give either a head spec or a head file, not both")
-        spec = load_head_file(head_file) if head_file is not None else parse_head(head or "")
+        if head_file is not None:
+            spec = load_head_file(head_file)
+        else:
+            spec = head if isinstance(head, HeadSpec) else parse_head(head or "")
         built = build_network(self.store, base_ref, reuse, head=spec, classes=classes, regression=regression,
                               trainable=trainable, match=match, input_shape=input_shape, name=new_name, seed=seed)
-        return self.store.register(built.model, new_name, description=description, lineage=built.lineage)
+        return self.store.register(built.model, new_name, description=description, tags=tags,
+                                   lineage=built.lineage)
 
     def lineage(self, ref: str) -> list[dict[str, Any]]:
         """Ancestry of ``ref``, newest first (see reuse.lineage.ancestry)."""
@@ -285,7 +311,6 @@ class Service:
         from reuse.advise.plan import split_scopes
         from reuse.advise.plot import check_plot_path, plot_advice
         from reuse.advise.register import register_choice
-        from reuse.errors import InvalidInput
         from reuse.heads import load_head_file, parse_head
 
         if register is not None:
@@ -319,3 +344,182 @@ class Service:
                                    class_names=list(ds.class_names) if ds.class_names else None)
             advice.registered = info.ref
         return advice
+
+    # ---------------------------------------------------------------------------------------
+    # Serving and jobs (issue 5)
+    # ---------------------------------------------------------------------------------------
+    def configure_serving(self, options: ServingOptions | None = None, *, job_workers: int = 2,
+                          max_upload_bytes: int = 2 * 1024**3, allow_unsafe_uploads: bool = False) -> None:
+        """Settings of the server this service backs; call before the first request."""
+        self._serving_options = options
+        self._job_workers = job_workers
+        self.max_upload_bytes = max_upload_bytes
+        self.allow_unsafe_uploads = allow_unsafe_uploads
+
+    @property
+    def engine(self) -> InferenceEngine:
+        with self._serving_lock:
+            if self._engine is None:
+                from reuse.serving.engine import InferenceEngine
+
+                self._engine = InferenceEngine(self.store, self._serving_options)
+            return self._engine
+
+    @property
+    def jobs(self) -> JobManager:
+        with self._serving_lock:
+            if self._jobs is None:
+                from reuse.jobs import JobManager
+
+                self._jobs = JobManager(self.store.state_dir / "jobs", self.store.root, workers=self._job_workers)
+            return self._jobs
+
+    def model_signature(self, ref: str) -> ModelSignature:
+        """Inputs and outputs of ``ref`` (loading it into the serving cache)."""
+        return self.engine.signature(ref)
+
+    def cached_signature(self, ref: str) -> ModelSignature | None:
+        """The signature of ``ref`` if it is loaded already, else None (never loads; cheap)."""
+        return self.engine.cached_signature(ref)
+
+    def submit_infer(self, ref: str | ModelSignature, arrays: list[np.ndarray]) -> tuple[ModelSignature, Future]:
+        """Queue one inference (arrays in the model's input order) on the dynamic batcher."""
+        return self.engine.submit(ref, arrays)
+
+    def infer(self, ref: str, inputs: np.ndarray | Sequence[np.ndarray] | Mapping[str, np.ndarray]) -> InferResult:
+        """Run ``ref`` on one array, a list in input order, or a dict by input name."""
+        import numpy as np
+
+        if isinstance(inputs, Mapping):
+            sig = self.model_signature(ref)
+            missing = [s.name for s in sig.inputs if s.name not in inputs]
+            if missing or len(inputs) != len(sig.inputs):
+                raise InvalidInput(f"inputs {sorted(inputs)}; model {sig.ref} takes {[s.name for s in sig.inputs]}")
+            arrays = [np.asarray(inputs[s.name]) for s in sig.inputs]
+        else:
+            arrays = [np.asarray(inputs)] if isinstance(inputs, np.ndarray) else [np.asarray(a) for a in inputs]
+        return self.engine.infer(ref, arrays)
+
+    def describe_model(self, ref: str, *, scope: str = "", match: str = "full") -> ModelDescription:
+        from reuse.describe import describe
+
+        return describe(self.store, ref, scope=scope, match=match)
+
+    def open_upload(self) -> Upload:
+        """A staging file in the store for a model or dataset being received."""
+        from reuse.uploads import Upload
+
+        return Upload(self.store.state_dir / "uploads", self.max_upload_bytes)
+
+    def register_upload(self, upload: Upload, name: str, *, format: str = "h5", description: str = "",
+                        tags: dict[str, str] | None = None, unsafe: bool = False) -> ModelInfo:
+        """Validate a received model file and register it as the next version of ``name``."""
+        from reuse.uploads import register_model_file
+
+        if unsafe and not self.allow_unsafe_uploads:
+            raise FailedPrecondition("this server refuses unsafe models (they run code when loaded); "
+                                     "start it with --allow-unsafe-uploads to accept them")
+        return register_model_file(self.store, upload.finish(), name, fmt=format or "h5", unsafe=unsafe,
+                                   description=description, tags=tags)
+
+    def store_dataset_upload(self, upload: Upload, name: str, *, format: str, description: str = "",
+                             tags: dict[str, str] | None = None, overwrite: bool = False) -> DatasetInfo:
+        from reuse.uploads import DatasetStore
+
+        return DatasetStore(self.store).put(upload, name, fmt=format, description=description, tags=tags,
+                                            overwrite=overwrite)
+
+    def upload_model(self, chunks: Iterable[bytes], name: str, **header: Any) -> ModelInfo:
+        with self.open_upload() as up:
+            for chunk in chunks:
+                up.write(chunk)
+            return self.register_upload(up, name, **header)
+
+    def upload_dataset(self, chunks: Iterable[bytes], name: str, **header: Any) -> DatasetInfo:
+        with self.open_upload() as up:
+            for chunk in chunks:
+                up.write(chunk)
+            return self.store_dataset_upload(up, name, **header)
+
+    def list_datasets(self) -> list[DatasetInfo]:
+        from reuse.uploads import DatasetStore
+
+        return DatasetStore(self.store).list()
+
+    def dataset_path(self, name: str) -> Path:
+        from reuse.uploads import DatasetStore
+
+        return DatasetStore(self.store).path(name)
+
+    def start_job(self, kind: str, params: dict[str, Any]) -> JobRecord:
+        return self.jobs.start(kind, params)
+
+    def build_job(self, params: dict[str, Any], *, wait: bool = True, timeout: float | None = None) -> JobRecord:
+        """Run the ``build`` job kind; by default wait for it and return the finished record."""
+        record = self.jobs.start("build", params)
+        return self.jobs.wait(record.id, timeout) if wait else record
+
+    def start_train(self, params: dict[str, Any]) -> JobRecord:
+        return self.jobs.start("train", params)
+
+    def start_finetune(self, params: dict[str, Any]) -> JobRecord:
+        return self.jobs.start("finetune", params)
+
+    def start_advise(self, params: dict[str, Any]) -> JobRecord:
+        return self.jobs.start("advise", params)
+
+    def list_jobs(self, *, state: str = "", kind: str = "") -> list[JobRecord]:
+        """Jobs oldest first. Without a running manager (local CLI), read the records without touching them."""
+        if self._jobs is not None:
+            return self.jobs.list(state=state, kind=kind)
+        from reuse.jobs import read_records
+
+        return sorted((r for r in read_records(self.store.state_dir / "jobs")
+                       if (not state or r.state == state) and (not kind or r.kind == kind)),
+                      key=lambda r: (r.created, r.id))
+
+    def get_job(self, job_id: str) -> JobRecord:
+        if self._jobs is not None:
+            return self.jobs.get(job_id)
+        from reuse.errors import NotFound
+
+        for r in self.list_jobs():
+            if r.id == job_id:
+                return r
+        raise NotFound(f"no job {job_id!r} in store {self.store.root}")
+
+    def cancel_job(self, job_id: str) -> JobRecord:
+        if self._jobs is None:
+            raise FailedPrecondition("jobs run inside a server; cancel them with --server HOST:PORT")
+        return self.jobs.cancel(job_id)
+
+    def job_events(self, job_id: str, *, after_seq: int = 0, timeout: float | None = None
+                   ) -> tuple[list[JobEvent], bool]:
+        return self.jobs.events(job_id, after_seq, timeout)
+
+    def watch_job(self, job_id: str, *, after_seq: int = 0) -> Iterator[JobEvent]:
+        """Yield the job's events until it finishes (locally without a server: its last event)."""
+        if self._jobs is None:
+            last = self.get_job(job_id).last_event
+            yield from ([last] if last is not None else [])
+            return
+        while True:
+            events, done = self.jobs.events(job_id, after_seq, timeout=1.0)
+            yield from events
+            after_seq = events[-1].seq if events else after_seq
+            if done and not events:
+                return
+
+    def serving_stats(self) -> dict[str, Any]:
+        engine = self._engine
+        if engine is None:
+            return {"models": {}, "cache_bytes": 0, "cache_limit_bytes": 0}
+        return {"models": {k: vars(v) for k, v in engine.stats().items()}, "cache_bytes": engine.cache.nbytes,
+                "cache_limit_bytes": engine.cache.limit_bytes}
+
+    def close(self, *, job_timeout: float = 5.0) -> list[str]:
+        """Stop serving: mark running jobs interrupted, unload models. Returns the interrupted job ids."""
+        interrupted = self._jobs.shutdown(job_timeout) if self._jobs is not None else []
+        if self._engine is not None:
+            self._engine.close()
+        return interrupted

@@ -55,3 +55,13 @@ def test_registration_stores_the_table(tmp_path):
 def test_bad_settings(kwargs, message):
     with pytest.raises(InvalidInput, match=message):
         PretrainConfig(**kwargs)
+
+
+@pytest.mark.parametrize("seed", [5, 7])
+def test_default_unsupervised_recipe_stays_healthy(seed):
+    """Seeds where the published recipe diverged (bench/pretrain_blobs.py); short run here."""
+    cfg = PretrainConfig(layers=2, units=10, mode="unsupervised", epochs=30, seed=seed)
+    res = pretrain(load_data("builtin:blobs"), cfg, test=load_data("builtin:blobs?split=test"))
+    for row in res.table:
+        assert row.reconstruction is not None and row.reconstruction < 1.0
+        assert row.test_accuracy > 0.7

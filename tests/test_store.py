@@ -268,3 +268,18 @@ def test_model_with_our_custom_layer_loads_in_a_fresh_process(store, tmp_path):
                          timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().endswith("Maxout")
+
+
+def test_store_lock_is_released_after_each_write(store, tiny_model):
+    """A second writer (another thread with its own store object) must not wait for the first one's lock."""
+    import threading
+
+    from reuse.store import ModelStore
+
+    store.register(tiny_model, "locked")
+    other = ModelStore(store.root, lock_timeout=3)
+    result: dict = {}
+    t = threading.Thread(target=lambda: result.setdefault("info", other.register(tiny_model, "locked")))
+    t.start()
+    t.join(timeout=30)
+    assert result["info"].version == 2

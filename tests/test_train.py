@@ -185,7 +185,7 @@ def test_seeds_report_mean_and_std():
 @pytest.mark.parametrize("opt", [
     {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": True, "clipvalue": 0.05},
     {"optimizer": "rmsprop", "lr": 0.01, "momentum": 0.5, "clipnorm": 0.5},
-    {"optimizer": "adam", "lr": 0.01},
+    {"optimizer": "adam", "lr": 0.01, "clipnorm": 1.0},
 ])
 def test_loop_takes_the_same_steps_as_keras_fit(opt):
     """Without shuffling, the compiled loop and Keras fit visit the same batches (the last one short):
@@ -199,5 +199,20 @@ def test_loop_takes_the_same_steps_as_keras_fit(opt):
 
     reference.compile(make_optimizer(cfg), "sparse_categorical_crossentropy")
     reference.fit(data.x, data.y, batch_size=16, epochs=2, shuffle=False, verbose=0)
+    for ours, theirs in zip(model.get_weights(), reference.get_weights(), strict=True):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-5)
+
+
+def test_adam_on_large_and_small_weights_matches_keras_fit():
+    """Adam updates large tensors with a fused kernel and small ones as one flat vector."""
+    model = make_mlp(n_in=8, hidden=(2100, 4))  # hidden1's kernel has 16,800 weights
+    reference = copy_model(model)
+    data = toy_data()
+    cfg = TrainConfig(epochs=1, batch_size=16, shuffle=False, optimizer="adam", lr=0.001)
+    train(model, data, cfg)
+    from reuse.train import make_optimizer
+
+    reference.compile(make_optimizer(cfg), "sparse_categorical_crossentropy")
+    reference.fit(data.x, data.y, batch_size=16, epochs=1, shuffle=False, verbose=0)
     for ours, theirs in zip(model.get_weights(), reference.get_weights(), strict=True):
         np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-5)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import click
 
-from reuse.config import ENV_STORE
+from reuse.config import ENV_SERVER, ENV_STORE, ENV_TOKEN
 
 store_option = click.option(
     "--store",
@@ -20,12 +21,50 @@ store_option = click.option(
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 
+_REMOTE_KEY = "reuse.remote"
+
+
+def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    ctx.meta.setdefault(_REMOTE_KEY, {})[param.name] = value
+    return value
+
+
+def server_option(f: Any) -> Any:
+    """Add --server/--token-file/--tls-ca: with --server, ``get_service`` talks to a running server.
+
+    The values go to the click context, not to the command's parameters, so adopting remote mode in a
+    command is this one decorator.
+    """
+    f = click.option("--tls-ca", "tls_ca", type=click.Path(dir_okay=False, exists=True), default=None,
+                     expose_value=False, callback=_remember, help="CA certificate of a TLS server (with --server).")(f)
+    f = click.option("--token-file", "token_file", type=click.Path(dir_okay=False, exists=True), default=None,
+                     expose_value=False, callback=_remember,
+                     help=f"File holding the server's bearer token (default: ${ENV_TOKEN}).")(f)
+    return click.option("--server", "server", envvar=ENV_SERVER, show_envvar=True, default=None, metavar="HOST:PORT",
+                        expose_value=False, callback=_remember,
+                        help="Act on a running `reuse serve` instead of the local store.")(f)
+
+
+def read_token(token_file: str | None) -> str | None:
+    """The bearer token: the file's first line, else $REUSE_TOKEN, else None."""
+    if token_file:
+        with open(token_file, encoding="utf-8") as fh:
+            return fh.readline().strip() or None
+    return os.environ.get(ENV_TOKEN) or None
+
 
 def emit_json(obj: Any) -> None:
     click.echo(json.dumps(obj, indent=2, sort_keys=True, default=str))
 
 
 def get_service(store: str | None):
+    """The facade: a local Service on ``store``, or a RemoteService when the command got --server."""
+    ctx = click.get_current_context(silent=True)
+    remote = ctx.meta.get(_REMOTE_KEY, {}) if ctx is not None else {}
+    if remote.get("server"):
+        from reuse.remote import RemoteService
+
+        return RemoteService(remote["server"], token=read_token(remote.get("token_file")), tls_ca=remote.get("tls_ca"))
     from reuse.service import Service
 
     return Service(store)

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from reuse.cli.common import emit_json, get_service, json_option, store_option
+from reuse.cli.common import emit_json, get_service, json_option, server_option, store_option
 from reuse.errors import InvalidInput
 from reuse.store import CheckReport, ModelInfo, ModelRef
 from reuse.text import human_bytes, shape, short_time, table
@@ -56,6 +56,7 @@ def _tags_text(tags: dict[str, str]) -> str:
               help="A tag to keep with the version (repeatable).")
 @unsafe_option
 @store_option
+@server_option
 @json_option
 def register_cmd(file: str, name: str, description: str, tags: dict[str, str], unsafe: bool,
                  store: str | None, as_json: bool) -> None:
@@ -81,6 +82,7 @@ def _version_rows(infos: list[ModelInfo], *, with_name: bool) -> str:
 
 @click.command("list")
 @store_option
+@server_option
 @json_option
 def list_cmd(store: str | None, as_json: bool) -> None:
     """List the models in the store, with their latest version. --json: a list of version objects."""
@@ -98,6 +100,7 @@ def list_cmd(store: str | None, as_json: bool) -> None:
 @click.command("versions")
 @click.argument("name")
 @store_option
+@server_option
 @json_option
 def versions_cmd(name: str, store: str | None, as_json: bool) -> None:
     """List every version of NAME, oldest first. --json: a list of version objects."""
@@ -141,6 +144,7 @@ def _show_lines(info: ModelInfo) -> list[tuple[str, Any]]:
 @click.command("show")
 @click.argument("ref", metavar="NAME[:VERSION]")
 @store_option
+@server_option
 @json_option
 def show_cmd(ref: str, store: str | None, as_json: bool) -> None:
     """Show a version's metadata and its layers (latest version unless NAME:VERSION).
@@ -169,6 +173,7 @@ def show_cmd(ref: str, store: str | None, as_json: bool) -> None:
 @click.command("delete")
 @click.argument("ref", metavar="NAME:VERSION", callback=_explicit_version)
 @store_option
+@server_option
 def delete_cmd(ref: str, store: str | None) -> None:
     """Delete one version, NAME:VERSION (always explicit). Its number is never reused."""
     info = get_service(store).delete_version(ref)

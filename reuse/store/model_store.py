@@ -16,7 +16,8 @@ import os
 import re
 import sqlite3
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -65,8 +66,9 @@ class ModelStore:
     def state_dir(self) -> Path:
         return self.root / STATE_DIR
 
-    def _locked(self) -> FileLock:
-        """The store lock, acquired (use it in ``with``). Re-entrant within one thread of one process."""
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Hold the store lock for the ``with`` block. Re-entrant within one thread of one process."""
         if self._file_lock is None:
             self.state_dir.mkdir(parents=True, exist_ok=True)
             self._file_lock = FileLock(str(self.state_dir / "lock"), timeout=self.lock_timeout)
@@ -75,7 +77,10 @@ class ModelStore:
             lock.acquire()
         except Timeout as exc:
             raise ResourceExhausted(f"store {self.root} stayed locked for {self.lock_timeout:.0f} s") from exc
-        return lock
+        try:
+            yield
+        finally:
+            lock.release()
 
     def _model_dir(self, name: str) -> Path:
         return self.root / check_name(name)

@@ -7,19 +7,27 @@ Public API (what the CLI, the service and the gRPC server call)::
              progress=None, cancel=None) -> TrainResult
     train_seeds(model, data, config, n, *, finetune_scope=None, ...) -> SeedsResult
     evaluate(model, data) -> dict;  predict(model, data) -> np.ndarray;  Predictor(model)
+    pretrain(data, PretrainConfig(...), *, test=None, progress=None, cancel=None) -> PretrainResult
+    diagnose(history, metrics, *, n_outputs=None) -> list[Finding]
+
+Modules import Keras lazily where they can; the backend loop (``_tf_loop``/``_jax_loop``) is chosen
+by ``keras.backend.backend()``.
 """
 
 from __future__ import annotations
 
 from reuse.train.api import TrainResult, copy_model, finetune, train, unfreeze_layers
 from reuse.train.config import DEFAULT_LR, OPTIMIZERS, TrainConfig, make_optimizer
+from reuse.train.diagnosis import Finding, diagnose
 from reuse.train.engine import Phase
 from reuse.train.events import EpochEnd, ProgressCallback, TrainEvent, TrainFinished, TrainStarted
 from reuse.train.infer import Predictor, evaluate, predict
+from reuse.train.pretrain import DepthRow, PretrainConfig, PretrainResult, pretrain
 from reuse.train.seeds import SeedsResult, train_seeds
 
 __all__ = [
-    "DEFAULT_LR", "OPTIMIZERS", "EpochEnd", "Phase", "Predictor", "ProgressCallback", "SeedsResult",
+    "DEFAULT_LR", "OPTIMIZERS", "DepthRow", "EpochEnd", "Finding", "Phase", "Predictor", "PretrainConfig",
+    "PretrainResult", "ProgressCallback", "SeedsResult",
     "TrainConfig", "TrainEvent", "TrainFinished", "TrainResult", "TrainStarted", "copy_model", "evaluate",
-    "finetune", "make_optimizer", "predict", "train", "train_seeds", "unfreeze_layers",
+    "diagnose", "finetune", "make_optimizer", "predict", "pretrain", "train", "train_seeds", "unfreeze_layers",
 ]

@@ -19,6 +19,9 @@ from jax import lax
 from reuse.train.loopspec import ChunkResult, LoopSpec, eval_batches
 from reuse.train.network import Forward
 
+# Eager JAX compiles every primitive per shape, so even a single pass over data is faster jitted.
+EAGER_ONE_SHOT = False
+
 
 def stateless_forward(forward: Forward, variables: list[Any], values: list[Any], x: Any,
                       training: bool) -> tuple[Any, list[Any], list[Any]]:
@@ -41,6 +44,9 @@ class Runner:
         opt = spec.optimizer
         opt.build(spec.train_vars)
         self.nt = len(spec.train_vars)
+        self.mixes_rows = any(type(v).__name__ == "BatchNormalization" and v.trainable
+                              for layer in (spec.forward.layers or [spec.forward.model])
+                              for v in layer._flatten_layers(include_self=True, recursive=True))
         self.all_vars = spec.train_vars + spec.state_vars
         t = [v.value for v in spec.train_vars]
         st = [v.value for v in spec.state_vars]
@@ -57,14 +63,15 @@ class Runner:
         self._fn = jax.jit(self._run)
 
     # -- the compiled body ---------------------------------------------------------------------
-    def _loss(self, t: list[Any], st: list[Any], xb: Any, yb: Any) -> tuple[Any, tuple[list[Any], Any]]:
+    def _loss(self, t: list[Any], st: list[Any], xb: Any, yb: Any, w: Any) -> tuple[Any, tuple[list[Any], Any]]:
         s = self.s
         p, new, losses = stateless_forward(s.forward, self.all_vars, t + st, xb, True)
-        loss = jnp.mean(s.task.loss(yb, p)) + _total(losses)
-        return loss, (new[self.nt:], jnp.sum(s.task.score(yb, p)))
+        # ``w`` marks real rows (1) and padding (0) of the last batch: the mean over real rows.
+        loss = jnp.sum(w * s.task.loss(yb, p)) / jnp.sum(w) + _total(losses)
+        return loss, (new[self.nt:], jnp.sum(w * s.task.score(yb, p)))
 
-    def _step(self, c: dict[str, Any], xb: Any, yb: Any) -> tuple[dict[str, Any], Any, Any]:
-        (loss, (st, hits)), grads = jax.value_and_grad(self._loss, has_aux=True)(c["t"], c["s"], xb, yb)
+    def _step(self, c: dict[str, Any], xb: Any, yb: Any, w: Any) -> tuple[dict[str, Any], Any, Any]:
+        (loss, (st, hits)), grads = jax.value_and_grad(self._loss, has_aux=True)(c["t"], c["s"], xb, yb, w)
         t, o = self.s.optimizer.stateless_apply(c["o"], grads, c["t"])
         return {**c, "t": t, "s": st, "o": o}, loss, hits
 
@@ -75,17 +82,26 @@ class Runner:
             perm = jax.random.permutation(jax.random.fold_in(jax.random.key(s.seed), c["epoch"]), n)
         else:
             perm = jnp.arange(n)
+        # XLA needs static shapes. The short last batch is padded and masked, so one step body is
+        # compiled, unless a layer mixes rows of a batch (batch normalisation in training), where
+        # padding would change the result: then it gets its own step.
+        masked = bool(s.remainder) and not self.mixes_rows
+        steps = s.steps_per_epoch if masked else s.steps
+        if masked:
+            perm = jnp.concatenate([perm, jnp.zeros(steps * b - n, perm.dtype)])
+        real = (jnp.arange(steps * b) < n).astype(jnp.float32)
 
         def body(i: Any, acc: tuple[Any, Any, Any]) -> tuple[Any, Any, Any]:
             cc, tot, score = acc
             idx = lax.dynamic_slice(perm, (i * b,), (b,))
-            cc, loss, hits = self._step(cc, x[idx], y[idx])
-            return cc, tot + loss * b, score + hits
+            w = lax.dynamic_slice(real, (i * b,), (b,))
+            cc, loss, hits = self._step(cc, x[idx], y[idx], w)
+            return cc, tot + loss * jnp.sum(w), score + hits
 
-        c, tot, score = lax.fori_loop(0, s.steps, body, (c, jnp.float32(0.0), jnp.float32(0.0)))
-        if s.remainder:
+        c, tot, score = lax.fori_loop(0, steps, body, (c, jnp.float32(0.0), jnp.float32(0.0)))
+        if s.remainder and not masked:
             idx = perm[s.steps * b:]
-            c, loss, hits = self._step(c, x[idx], y[idx])
+            c, loss, hits = self._step(c, x[idx], y[idx], jnp.ones((s.remainder,), jnp.float32))
             tot, score = tot + loss * s.remainder, score + hits
         return c, jnp.stack([tot / n, score / n])
 

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from reuse.train._tf_updates import FusedUpdate
 from reuse.train.loopspec import ChunkResult, LoopSpec, eval_batches
 
 
@@ -28,71 +29,12 @@ class _NoRetraceWarning(logging.Filter):
 tf.get_logger().addFilter(_NoRetraceWarning())
 
 
+# A single pass over data (caching features, final metrics) runs eagerly: cheaper than tracing.
+EAGER_ONE_SHOT = True
+
+
 def _sum_losses(losses: list[Any]) -> Any:
     return tf.add_n([tf.cast(x, tf.float32) for x in losses]) if losses else 0.0
-
-
-class _FusedUpdate:
-    """The update of Keras's SGD and RMSprop with TensorFlow's fused training kernels.
-
-    Keras's optimizers build each variable's update from many small ops; per training step on small
-    data that op dispatch is much of the time. TensorFlow's ``ResourceApply*`` kernels do the same
-    arithmetic in one op per variable (the formulas of Keras: momentum ``m = mu*m - lr*g``, RMSprop
-    ``lr*g/sqrt(ms+eps)``). Slots live here: the model file stores no optimizer state.
-    ``for_optimizer`` returns ``None`` for anything else (Adam, whose fused CPU kernel measured no
-    faster than Keras's update; AdamW, Nadam, centered RMSprop, EMA, gradient accumulation): those
-    use ``optimizer.apply``.
-    """
-
-    def __init__(self, kind: str, cfg: dict[str, Any], opt: Any, variables: list[Any]) -> None:
-        self.kind, self.cfg, self.opt, self.vars = kind, cfg, opt, variables
-        self.step = tf.Variable(0, dtype=tf.int64, trainable=False)
-        zeros = lambda: [tf.Variable(tf.zeros_like(v.value), trainable=False) for v in variables]  # noqa: E731
-        self.slot1 = zeros() if kind == "rmsprop" or cfg["momentum"] else []
-        self.slot2 = zeros() if kind == "rmsprop" else []
-
-    @classmethod
-    def for_optimizer(cls, opt: Any, variables: list[Any]) -> _FusedUpdate | None:
-        kind = {"SGD": "sgd", "RMSprop": "rmsprop"}.get(type(opt).__name__)
-        if kind is None:
-            return None
-        cfg = opt.get_config()
-        if (cfg.get("use_ema") or cfg.get("gradient_accumulation_steps") or cfg.get("global_clipnorm")
-                or cfg.get("weight_decay") or cfg.get("amsgrad") or cfg.get("centered")
-                or cfg.get("loss_scale_factor") or any(v.dtype != tf.float32 for v in variables)):
-            return None
-        return cls(kind, cfg, opt, variables)
-
-    def _clip(self, grads: list[Any]) -> list[Any]:
-        if self.cfg.get("clipnorm"):
-            return [tf.clip_by_norm(g, self.cfg["clipnorm"]) for g in grads]
-        if self.cfg.get("clipvalue"):
-            v = self.cfg["clipvalue"]
-            return [tf.clip_by_value(g, -v, v) for g in grads]
-        return grads
-
-    def apply(self, grads: list[Any]) -> Any:
-        c = self.cfg
-        grads = self._clip(grads)
-        lr = tf.cast(self.opt.learning_rate, tf.float32)
-        handles = [v.value.handle for v in self.vars]
-        ops = []
-        if self.kind == "sgd" and not c["momentum"]:
-            ops = [tf.raw_ops.ResourceApplyGradientDescent(var=h, alpha=lr, delta=g)
-                   for h, g in zip(handles, grads, strict=True)]
-        elif self.kind == "sgd":
-            mu = tf.constant(c["momentum"], tf.float32)
-            ops = [tf.raw_ops.ResourceApplyKerasMomentum(var=h, accum=m.handle, lr=lr, grad=g, momentum=mu,
-                                                         use_nesterov=bool(c["nesterov"]))
-                   for h, m, g in zip(handles, self.slot1, grads, strict=True)]
-        else:
-            rho, mu = tf.constant(c["rho"], tf.float32), tf.constant(c["momentum"], tf.float32)
-            eps = tf.constant(c["epsilon"], tf.float32)
-            ops = [tf.raw_ops.ResourceApplyRMSProp(var=h, ms=ms.handle, mom=mom.handle, lr=lr, rho=rho,
-                                                   momentum=mu, epsilon=eps, grad=g)
-                   for h, ms, mom, g in zip(handles, self.slot2, self.slot1, grads, strict=True)]
-        with tf.control_dependencies(ops):
-            return self.step.assign_add(1)
 
 
 class Runner:
@@ -105,7 +47,7 @@ class Runner:
         self.xv = tf.convert_to_tensor(spec.xv) if spec.has_val else None
         self.yv = tf.convert_to_tensor(spec.yv) if spec.has_val else None
         spec.optimizer.build(spec.train_vars)
-        self.fused = _FusedUpdate.for_optimizer(spec.optimizer, spec.train_vars)
+        self.fused = FusedUpdate.for_optimizer(spec.optimizer, spec.train_vars)
         self.hist = tf.Variable(tf.fill([spec.epochs, 4], float("nan")), trainable=False)
         self.epoch = tf.Variable(0, dtype=tf.int32, trainable=False)
         self.stopped = tf.Variable(False, trainable=False)

@@ -6,7 +6,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from reuse.data import Dataset
+from reuse.data import Dataset, split_validation
 from reuse.errors import InvalidInput
 from reuse.train.api import TrainResult, copy_model, finetune, summarize, train
 from reuse.train.config import TrainConfig
@@ -41,6 +41,10 @@ def train_seeds(model: Any, data: Dataset, config: TrainConfig, n: int, *, val: 
     if not isinstance(n, int) or n < 1:
         raise InvalidInput(f"invalid number of seeds {n!r}: expected an integer >= 1")
     task = "finetune" if finetune_scope else "train"
+    if config.val_split and val is None and n > 1:
+        # One validation split for every run, so the spread measures training, not the split.
+        data, val = split_validation(data, config.val_split, config.seed)
+        config = config.with_(val_split=0.0)
     start = copy_model(model) if n > 1 else None
     runs: list[TrainResult] = []
     for i in range(n):

@@ -1,0 +1,152 @@
+"""Serving commands: serve, jobs, job, infer."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from reuse.cli.common import emit_json, get_service, json_option, read_token, server_option, store_option
+from reuse.config import ENV_TOKEN, ServerSettings
+
+_D = ServerSettings()
+
+
+@click.command("serve")
+@store_option
+@click.option("--host", default=_D.host, show_default=True, help="Address to bind (0.0.0.0 exposes it).")
+@click.option("--port", default=_D.port, show_default=True, type=int, help="Port (0: any free port).")
+@click.option("--max-batch-size", default=_D.max_batch_size, show_default=True, type=click.IntRange(1),
+              help="Most rows merged into one forward pass.")
+@click.option("--max-batch-delay-ms", default=_D.max_batch_delay_ms, show_default=True,
+              type=click.FloatRange(0), help="Longest wait for a batch to fill, under concurrent load.")
+@click.option("--max-message-mb", default=_D.max_message_bytes // 2**20, show_default=True, type=click.IntRange(1),
+              help="Largest gRPC message, each way (larger: RESOURCE_EXHAUSTED).")
+@click.option("--max-upload-mb", default=_D.max_upload_mb, show_default=True, type=click.IntRange(1),
+              help="Largest model or dataset upload.")
+@click.option("--cache-mb", default=_D.cache_mb, show_default=True, type=click.IntRange(1),
+              help="Memory cap of the loaded-model cache (least recently used evicted).")
+@click.option("--workers", default=_D.workers, show_default=True, type=click.IntRange(1),
+              help="Jobs (build, train, ...) running at once.")
+@click.option("--token-file", type=click.Path(dir_okay=False, exists=True), default=None,
+              help=f"Require this bearer token on every RPC but health (default: ${ENV_TOKEN}).")
+@click.option("--tls-cert", type=click.Path(dir_okay=False, exists=True), default=None, help="TLS certificate (PEM).")
+@click.option("--tls-key", type=click.Path(dir_okay=False, exists=True), default=None, help="TLS private key (PEM).")
+@click.option("--allow-unsafe-uploads", is_flag=True, help="Accept uploaded models that run code when loaded.")
+def serve_cmd(store: str | None, host: str, port: int, max_batch_size: int, max_batch_delay_ms: float,
+              max_message_mb: int, max_upload_mb: int, cache_mb: int, workers: int, token_file: str | None,
+              tls_cert: str | None, tls_key: str | None, allow_unsafe_uploads: bool) -> None:
+    """Serve the store over gRPC: KServe v2 inference, the reuse.v1 management API, health, reflection.
+
+    Prints `listening on HOST:PORT` when ready. SIGTERM or Ctrl-C: stops accepting calls, finishes those
+    in flight, marks running jobs interrupted, exits 0.
+    """
+    from reuse.grpc.server import ServerConfig, run_server
+    from reuse.service import Service
+    from reuse.serving.engine import ServingOptions
+
+    service = Service(store)
+    service.configure_serving(ServingOptions(max_batch_size, max_batch_delay_ms, cache_mb * 2**20),
+                              job_workers=workers, max_upload_bytes=max_upload_mb * 2**20,
+                              allow_unsafe_uploads=allow_unsafe_uploads)
+    service.jobs  # noqa: B018 - take over the store's job records (marks stale ones interrupted) before serving
+    config = ServerConfig(host=host, port=port, max_message_bytes=max_message_mb * 2**20, token=read_token(token_file),
+                          tls_cert=Path(tls_cert) if tls_cert else None, tls_key=Path(tls_key) if tls_key else None)
+
+    def ready(bound: int) -> None:
+        click.echo(f"listening on {host}:{bound} (store {service.store.root}"
+                   f"{', token required' if config.token else ''}{', TLS' if tls_cert else ''})")
+        sys.stdout.flush()
+
+    sys.exit(run_server(service, config, ready))
+
+
+def _job_line(r) -> str:
+    ev = r.last_event
+    progress = f"epoch {ev.epoch}/{ev.epochs}" if ev is not None and ev.epochs else ""
+    return "\t".join(x for x in (r.id, r.kind, r.state, r.model or progress, r.error) if x)
+
+
+@click.command("jobs")
+@store_option
+@server_option
+@click.option("--state", default="", help="Only jobs in this state (queued, running, succeeded, ...).")
+@click.option("--kind", default="", help="Only jobs of this kind (build, train, verify, ...).")
+@json_option
+def jobs_cmd(store: str | None, state: str, kind: str, as_json: bool) -> None:
+    """List jobs, oldest first. JSON: a list of job records (id, kind, state, params, created, started,
+    finished, model, result, error, last_event)."""
+    records = get_service(store).list_jobs(state=state, kind=kind)
+    if as_json:
+        emit_json([r.to_dict() for r in records])
+        return
+    for r in records:
+        click.echo(_job_line(r))
+
+
+@click.command("job")
+@click.argument("job_id")
+@store_option
+@server_option
+@click.option("--watch", is_flag=True, help="Follow the job's progress until it finishes.")
+@click.option("--cancel", is_flag=True, help="Cancel the job (needs --server).")
+@json_option
+def job_cmd(job_id: str, store: str | None, watch: bool, cancel: bool, as_json: bool) -> None:
+    """Show, follow or cancel one job. JSON: the job record; with --watch, one event object per line."""
+    svc = get_service(store)
+    if cancel:
+        svc.cancel_job(job_id)
+    if watch:
+        for ev in svc.watch_job(job_id):
+            if as_json:
+                click.echo(__import__("json").dumps(ev.to_dict(), sort_keys=True))
+            else:
+                step = f"{ev.epoch}/{ev.epochs}" if ev.epochs else ""
+                values = " ".join(f"{k}={v:.4g}" for k, v in {**ev.losses, **ev.metrics}.items())
+                eta = f"eta {ev.eta_s:.0f}s" if ev.eta_s >= 0 and ev.epochs and ev.state == "running" else ""
+                click.echo(" ".join(x for x in (f"[{ev.state}]", step, values, eta, ev.message) if x))
+        if as_json:
+            return
+    record = svc.get_job(job_id)
+    if as_json:
+        emit_json(record.to_dict())
+    else:
+        click.echo(_job_line(record))
+
+
+@click.command("infer")
+@click.argument("ref")
+@click.option("--input", "input_path", required=True, type=click.Path(dir_okay=False, exists=True),
+              help="A .npy array, or a .npz with one array per model input (by input name).")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False), default=None,
+              help="Write the outputs to this .npz (by output name) instead of printing them.")
+@store_option
+@server_option
+@json_option
+def infer_cmd(ref: str, input_path: str, out_path: str | None, store: str | None, as_json: bool) -> None:
+    """Run NAME[:VERSION] on an array through the serving path (batched engine, or the server's v2 API).
+
+    JSON: {"model": "NAME:VERSION", "outputs": {"NAME": nested lists}}.
+    """
+    import numpy as np
+
+    from reuse.errors import InvalidInput
+
+    try:
+        data = np.load(input_path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise InvalidInput(f"{input_path}: expected a .npy or .npz array file ({exc})") from exc
+    inputs = dict(data) if isinstance(data, np.lib.npyio.NpzFile) else data
+    result = get_service(store).infer(ref, inputs)
+    outputs = {s.name: o for s, o in zip(result.signature.outputs, result.outputs, strict=True)}
+    if out_path:
+        np.savez(out_path, **outputs)
+    if as_json:
+        emit_json({"model": result.signature.ref, "outputs": {k: v.tolist() for k, v in outputs.items()}})
+    elif not out_path:
+        for name, arr in outputs.items():
+            click.echo(f"{name} {list(arr.shape)}:\n{arr}")
+
+
+COMMANDS = [serve_cmd, jobs_cmd, job_cmd, infer_cmd]

@@ -1,0 +1,151 @@
+"""Wire <-> core conversion for the KServe v2 messages, with every wire-level check.
+
+Requests are checked against the model's signature before any work: input names, datatypes, shapes,
+typed-content counts and raw byte lengths, each refused with :class:`InvalidInput` naming what was
+received and what was expected. Raw requests get raw answers (stock clients read only those).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+
+import numpy as np
+
+from reuse.errors import InvalidInput
+from reuse.grpc._proto import inference_pb2 as pb
+from reuse.serving.signature import ModelSignature, TensorSpec
+
+NP_OF: dict[str, np.dtype] = {
+    "BOOL": np.dtype(bool), "UINT8": np.dtype("<u1"), "UINT16": np.dtype("<u2"), "UINT32": np.dtype("<u4"),
+    "UINT64": np.dtype("<u8"), "INT8": np.dtype("<i1"), "INT16": np.dtype("<i2"), "INT32": np.dtype("<i4"),
+    "INT64": np.dtype("<i8"), "FP16": np.dtype("<f2"), "FP32": np.dtype("<f4"), "FP64": np.dtype("<f8"),
+}
+V2_OF: dict[np.dtype, str] = {dt: v2 for v2, dt in NP_OF.items()}
+V2_OF.update({dt.newbyteorder("="): v2 for v2, dt in NP_OF.items()})
+# The typed-contents field of each datatype; FP16 travels only as raw bytes.
+FIELD_OF: dict[str, str] = {
+    "BOOL": "bool_contents", "UINT8": "uint_contents", "UINT16": "uint_contents", "UINT32": "uint_contents",
+    "UINT64": "uint64_contents", "INT8": "int_contents", "INT16": "int_contents", "INT32": "int_contents",
+    "INT64": "int64_contents", "FP32": "fp32_contents", "FP64": "fp64_contents",
+}
+
+
+@functools.lru_cache(maxsize=64)
+def _v2_of_name(dtype: str) -> str:
+    try:
+        return V2_OF[np.dtype(dtype)]
+    except (KeyError, TypeError) as exc:
+        raise InvalidInput(f"dtype {dtype} has no KServe v2 datatype") from exc
+
+
+def v2_datatype(dtype: str | np.dtype) -> str:
+    """The v2 datatype name of a numpy dtype (or its name)."""
+    v2 = V2_OF.get(dtype) if isinstance(dtype, np.dtype) else None
+    return v2 or _v2_of_name(str(dtype))
+
+
+def model_ref(name: str, version: str) -> str:
+    """``name`` and the v2 version string (empty: latest) as ``NAME`` or ``NAME:VERSION``."""
+    if not name:
+        raise InvalidInput("model name is empty; expected the name of a model in the store")
+    if not version:
+        return name
+    if not version.isdigit() or int(version) < 1:
+        raise InvalidInput(f"model version {version!r}: expected a positive integer, or empty for the latest")
+    return f"{name}:{int(version)}"
+
+
+def _wire_shape(spec: TensorSpec) -> list[int]:
+    return [-1 if d is None else d for d in spec.shape]
+
+
+def _check_shape(spec: TensorSpec, shape: Sequence[int]) -> tuple[int, ...]:
+    want = spec.shape
+    ok = len(shape) == len(want) and shape[0] >= 1 and all(
+        d >= 0 and (w is None or w == d) for w, d in zip(want, shape, strict=True))
+    if not ok:
+        raise InvalidInput(f"input {spec.name!r}: shape {list(shape)}, expected {_wire_shape(spec)} "
+                           "(-1: any size, at least 1 row)")
+    return tuple(int(d) for d in shape)
+
+
+def decode_request(request: pb.ModelInferRequest, sig: ModelSignature) -> tuple[list[np.ndarray], list[int]]:
+    """The input arrays in the model's order, and the indices of the outputs to return.
+
+    Raises:
+        InvalidInput: anything about the request that does not fit the model.
+    """
+    by_name = {t.name: i for i, t in enumerate(request.inputs)}
+    expected = [s.name for s in sig.inputs]
+    if len(by_name) != len(request.inputs) or set(by_name) != set(expected):
+        raise InvalidInput(f"model {sig.ref} takes inputs {expected}; got {[t.name for t in request.inputs]}")
+    raw = request.raw_input_contents
+    if raw and len(raw) != len(request.inputs):
+        raise InvalidInput(f"raw_input_contents has {len(raw)} entries; expected one per input ({len(request.inputs)})")
+    arrays = []
+    for spec in sig.inputs:
+        i = by_name[spec.name]
+        tensor = request.inputs[i]
+        want_dt = v2_datatype(spec.dtype)
+        if tensor.datatype != want_dt:
+            raise InvalidInput(f"input {spec.name!r}: datatype {tensor.datatype or '(empty)'}, expected {want_dt}")
+        shape = _check_shape(spec, tensor.shape)
+        dtype = NP_OF[want_dt]
+        count = int(np.prod(shape, dtype=np.int64))
+        if raw:
+            if tensor.HasField("contents"):
+                raise InvalidInput(f"input {spec.name!r}: has contents although raw_input_contents is used; "
+                                   "expected one or the other")
+            data = raw[i]
+            if len(data) != count * dtype.itemsize:
+                raise InvalidInput(f"input {spec.name!r}: raw content has {len(data)} bytes, expected "
+                                   f"{count * dtype.itemsize} (shape {list(shape)} of {want_dt})")
+            arr = np.frombuffer(data, dtype=dtype).reshape(shape)
+        else:
+            field = FIELD_OF.get(want_dt)
+            values = getattr(tensor.contents, field) if field else ()
+            if field is None or len(values) != count:
+                where = field or "raw_input_contents (FP16 has no typed field)"
+                raise InvalidInput(f"input {spec.name!r}: {len(values)} values in contents.{field or '?'}, "
+                                   f"expected {count} in {where} (shape {list(shape)} of {want_dt})")
+            arr = np.asarray(values, dtype=dtype).reshape(shape)
+        arrays.append(arr)
+    return arrays, select_outputs(request, sig)
+
+
+def select_outputs(request: pb.ModelInferRequest, sig: ModelSignature) -> list[int]:
+    names = [s.name for s in sig.outputs]
+    if not request.outputs:
+        return list(range(len(names)))
+    picked = []
+    for out in request.outputs:
+        if out.name not in names:
+            raise InvalidInput(f"unknown output {out.name!r}; model {sig.ref} has outputs {names}")
+        picked.append(names.index(out.name))
+    return picked
+
+
+def encode_response(request: pb.ModelInferRequest, sig: ModelSignature, outputs: list[np.ndarray],
+                    picked: list[int]) -> pb.ModelInferResponse:
+    """The v2 response: raw bytes when the request was raw, typed contents otherwise."""
+    resp = pb.ModelInferResponse(model_name=sig.name, model_version=str(sig.version), id=request.id)
+    dts = [v2_datatype(outputs[i].dtype) for i in picked]
+    raw = bool(request.raw_input_contents) or any(dt not in FIELD_OF for dt in dts)
+    for i, dt in zip(picked, dts, strict=True):
+        spec, arr = sig.outputs[i], outputs[i]
+        tensor = resp.outputs.add(name=spec.name, datatype=dt, shape=arr.shape)
+        if raw:
+            resp.raw_output_contents.append(np.ascontiguousarray(arr, dtype=NP_OF[dt]).tobytes())
+        else:
+            getattr(tensor.contents, FIELD_OF[dt]).extend(arr.ravel().tolist())
+    return resp
+
+
+def metadata_response(sig: ModelSignature, versions: Sequence[int], platform: str) -> pb.ModelMetadataResponse:
+    def meta(spec: TensorSpec) -> pb.ModelMetadataResponse.TensorMetadata:
+        return pb.ModelMetadataResponse.TensorMetadata(name=spec.name, datatype=v2_datatype(spec.dtype),
+                                                       shape=_wire_shape(spec))
+
+    return pb.ModelMetadataResponse(name=sig.name, versions=[str(v) for v in versions], platform=platform,
+                                    inputs=[meta(s) for s in sig.inputs], outputs=[meta(s) for s in sig.outputs])

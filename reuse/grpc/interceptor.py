@@ -1,0 +1,95 @@
+"""The one server interceptor: bearer-token auth and the error-to-status mapping, for every RPC.
+
+Servicers raise our exceptions; this maps them along the exception's MRO (reuse.grpc.status). Anything
+else becomes INTERNAL with a generic message, and its traceback goes to the server log.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+
+from reuse.errors import Unauthenticated
+from reuse.grpc.status import status_of
+
+log = logging.getLogger(__name__)
+OPEN_PREFIXES = ("/grpc.health.v1.Health/",)
+
+
+class ServerInterceptor(grpc.ServerInterceptor):
+    """Checks ``authorization: Bearer <token>`` (when a token is set) and maps errors to status codes.
+
+    Health checks stay open so that probes work without the token. Each method's handler is wrapped
+    once and reused.
+    """
+
+    def __init__(self, token: str | None = None) -> None:
+        self._token = token.encode() if token else None
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+
+    def intercept_service(self, continuation: Callable[[grpc.HandlerCallDetails], Any],
+                          details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+        handler = continuation(details)
+        method = details.method
+        if handler is None or method.startswith(OPEN_PREFIXES):
+            return handler
+        cached = self._wrapped.get(method)
+        if cached is None or cached[0] is not handler:
+            cached = self._wrapped[method] = (handler, self._wrap(handler, method))
+        return cached[1]
+
+    def _check(self, context: grpc.ServicerContext) -> None:
+        if self._token is None:
+            return
+        for key, value in context.invocation_metadata() or ():
+            if key == "authorization":
+                scheme, _, given = str(value).partition(" ")
+                if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self._token):
+                    return
+                raise Unauthenticated("invalid bearer token")
+        raise Unauthenticated("missing bearer token: send metadata 'authorization: Bearer <token>'")
+
+    @staticmethod
+    def _abort(context: grpc.ServicerContext, exc: Exception, method: str) -> None:
+        code = status_of(exc)
+        if code is None:
+            log.error("unexpected error in %s", method, exc_info=exc)
+            context.abort(grpc.StatusCode.INTERNAL, "internal error; the server log has the details")
+        context.abort(code, str(exc) or type(exc).__name__)
+
+    def _wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        check, abort = self._check, self._abort
+        behavior = (handler.unary_unary or handler.unary_stream or handler.stream_unary
+                    or handler.stream_stream)
+
+        if handler.response_streaming:
+            def wrapped(request_or_iterator: Any, context: grpc.ServicerContext) -> Any:
+                try:
+                    check(context)
+                    yield from behavior(request_or_iterator, context)
+                except Exception as exc:  # noqa: BLE001 - this is the one place errors become statuses
+                    if context.code() is None:  # not already aborted by grpc itself
+                        abort(context, exc, method)
+                    raise
+        else:
+            def wrapped(request_or_iterator: Any, context: grpc.ServicerContext) -> Any:
+                try:
+                    check(context)
+                    return behavior(request_or_iterator, context)
+                except Exception as exc:  # noqa: BLE001 - this is the one place errors become statuses
+                    if context.code() is None:
+                        abort(context, exc, method)
+                    raise
+
+        make = {
+            (False, False): grpc.unary_unary_rpc_method_handler,
+            (False, True): grpc.unary_stream_rpc_method_handler,
+            (True, False): grpc.stream_unary_rpc_method_handler,
+            (True, True): grpc.stream_stream_rpc_method_handler,
+        }[(handler.request_streaming, handler.response_streaming)]
+        return make(wrapped, request_deserializer=handler.request_deserializer,
+                    response_serializer=handler.response_serializer)

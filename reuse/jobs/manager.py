@@ -1,0 +1,259 @@
+"""The job manager: a bounded pool of worker threads running registered job kinds."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from dataclasses import replace
+from pathlib import Path
+from queue import SimpleQueue
+from typing import Any
+
+from filelock import FileLock, Timeout
+
+from reuse.errors import Cancelled, FailedPrecondition, InvalidInput, NotFound, ReuseError
+from reuse.jobs.records import (
+    JOB_ID_RE,
+    JobEvent,
+    JobRecord,
+    _now,
+    get_job_kind,
+    job_validator,
+    read_records,
+    write_json_atomic,
+)
+
+log = logging.getLogger(__name__)
+PERSIST_EVERY_S = 0.5
+EVENT_KEYS = frozenset({"epoch", "epochs", "losses", "metrics", "eta_s", "message"})
+
+
+class _Job:
+    def __init__(self, record: JobRecord) -> None:
+        self.record = record
+        self.cancel = threading.Event()
+        self.events: list[JobEvent] = [record.last_event] if record.last_event else []
+        self.t0 = time.monotonic()
+        self.last_write = 0.0
+
+
+class JobManager:
+    """Run jobs on ``workers`` threads; keep their records in ``jobs_dir``.
+
+    Args:
+        jobs_dir: folder of the JSON records (``<store>/.reuse/jobs``); created if missing.
+        store_root: passed to every job kind as ``params["store"]``.
+        workers: most jobs running at once; more wait in state ``queued``.
+    """
+
+    def __init__(self, jobs_dir: Path, store_root: Path, *, workers: int = 2) -> None:
+        self.dir = Path(jobs_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.store_root = Path(store_root)
+        # One manager per store: a second one would mark the first one's running jobs interrupted.
+        # Not thread-local: a server takes it on a request thread and gives it back on the one stopping it.
+        self._owner = FileLock(str(self.dir / ".manager.lock"), thread_local=False)
+        try:
+            self._owner.acquire(timeout=0)
+        except Timeout as exc:
+            raise FailedPrecondition(f"another server is running the jobs of store {self.store_root}") from exc
+        self._jobs: dict[str, _Job] = {}
+        self._cond = threading.Condition()
+        self._queue: SimpleQueue[_Job | None] = SimpleQueue()
+        self._stopping = False
+        self._recover()
+        self._threads = [threading.Thread(target=self._work, name=f"job-worker-{i}", daemon=True)
+                         for i in range(max(1, int(workers)))]
+        for t in self._threads:
+            t.start()
+
+    # -- public ----------------------------------------------------------------------------------
+    def start(self, kind: str, params: dict[str, Any]) -> JobRecord:
+        """Queue a job. Raises FailedPrecondition (unknown kind, stopping), or what the kind's validator
+        raises for bad parameters (InvalidInput, NotFound)."""
+        get_job_kind(kind)
+        try:
+            params = json.loads(json.dumps(params))
+        except (TypeError, ValueError) as exc:
+            raise InvalidInput(f"job parameters must be JSON values: {exc}") from exc
+        if not isinstance(params, dict):
+            raise InvalidInput(f"job parameters must be a JSON object, got {type(params).__name__}")
+        params.pop("store", None)  # the manager sets it; a client cannot point a job at another folder
+        validate = job_validator(kind)
+        if validate is not None:
+            validate({**params, "store": str(self.store_root)})
+        record = JobRecord(id=uuid.uuid4().hex[:12], kind=kind, params=params, created=_now())
+        job = _Job(record)
+        with self._cond:
+            if self._stopping:
+                raise FailedPrecondition("the server is shutting down; no new jobs")
+            self._jobs[record.id] = job
+            self._event(job, "queued")
+        self._queue.put(job)
+        return job.record
+
+    def get(self, job_id: str) -> JobRecord:
+        with self._cond:
+            return self._job(job_id).record
+
+    def list(self, *, state: str = "", kind: str = "") -> list[JobRecord]:
+        with self._cond:
+            recs = [j.record for j in self._jobs.values()]
+        return sorted((r for r in recs if (not state or r.state == state) and (not kind or r.kind == kind)),
+                      key=lambda r: (r.created, r.id))
+
+    def cancel(self, job_id: str) -> JobRecord:
+        """Cancel a queued or running job. Raises FailedPrecondition if it already finished."""
+        with self._cond:
+            job = self._job(job_id)
+            if job.record.done:
+                raise FailedPrecondition(f"job {job_id} already finished ({job.record.state}); nothing to cancel")
+            job.cancel.set()
+            if job.record.state == "queued":
+                self._finish(job, "cancelled", error="cancelled before it started")
+            return job.record
+
+    def events(self, job_id: str, after_seq: int = 0, timeout: float | None = None) -> tuple[list[JobEvent], bool]:
+        """Events with ``seq > after_seq``, waiting up to ``timeout`` for one; and whether the job is done."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            job = self._job(job_id)
+            while True:
+                new = [e for e in job.events if e.seq > after_seq]
+                if new or job.record.done:
+                    return new, job.record.done
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return [], False
+                self._cond.wait(left)
+
+    def wait(self, job_id: str, timeout: float | None = None) -> JobRecord:
+        """Block until the job finishes (or ``timeout``); return its record."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            job = self._job(job_id)
+            while not job.record.done:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    break
+                self._cond.wait(left)
+            return job.record
+
+    def shutdown(self, timeout: float = 5.0) -> list[str]:
+        """Stop taking jobs, mark queued and running ones interrupted, signal them to stop.
+
+        Returns the ids marked interrupted. Worker threads are daemons: a kind that ignores its cancel
+        event does not keep the process alive.
+        """
+        with self._cond:
+            self._stopping = True
+            hit = [j for j in self._jobs.values() if not j.record.done]
+            for job in hit:
+                job.cancel.set()
+                self._finish(job, "interrupted", error="the server stopped while the job was "
+                             f"{job.record.state}")
+        for _ in self._threads:
+            self._queue.put(None)
+        end = time.monotonic() + timeout
+        for t in self._threads:
+            t.join(max(0.0, end - time.monotonic()))
+        self._owner.release()
+        return [j.record.id for j in hit]
+
+    # -- internals (call with self._cond held where noted) ---------------------------------------
+    def _job(self, job_id: str) -> _Job:
+        job = self._jobs.get(job_id) if isinstance(job_id, str) and JOB_ID_RE.fullmatch(job_id) else None
+        if job is None:
+            raise NotFound(f"no job {job_id!r}")
+        return job
+
+    def _persist(self, job: _Job) -> None:
+        job.last_write = time.monotonic()
+        try:
+            write_json_atomic(self.dir / f"{job.record.id}.json", job.record.to_dict())
+        except OSError:
+            log.exception("could not write the record of job %s", job.record.id)
+
+    def _event(self, job: _Job, state: str, **fields: Any) -> None:
+        """Append an event, update the record, wake watchers; persist state changes. Holds _cond."""
+        seq = job.events[-1].seq + 1 if job.events else 1
+        ev = JobEvent(job_id=job.record.id, seq=seq, state=state, time=_now(), **fields)
+        job.events.append(ev)
+        changed = job.record.state != state or state == "queued"
+        job.record = replace(job.record, state=state, last_event=ev)
+        if changed or time.monotonic() - job.last_write >= PERSIST_EVERY_S:
+            self._persist(job)
+        self._cond.notify_all()
+
+    def _finish(self, job: _Job, state: str, *, result: dict[str, Any] | None = None, error: str = "") -> None:
+        job.record = replace(job.record, finished=_now(), result=dict(result or job.record.result),
+                             error=error)
+        model = str((result or {}).get("model", "") or "")
+        self._event(job, state, model=model, error=error,
+                    message=error or (f"registered {model}" if model else state))
+
+    def _progress(self, job: _Job, event: dict[str, Any]) -> None:
+        unknown = set(event) - EVENT_KEYS
+        if unknown:
+            log.debug("job %s: ignoring progress keys %s", job.record.id, sorted(unknown))
+        fields: dict[str, Any] = {
+            "epoch": int(event.get("epoch", 0) or 0), "epochs": int(event.get("epochs", 0) or 0),
+            "losses": {str(k): float(v) for k, v in (event.get("losses") or {}).items()},
+            "metrics": {str(k): float(v) for k, v in (event.get("metrics") or {}).items()},
+            "message": str(event.get("message", "") or ""),
+        }
+        eta = event.get("eta_s")
+        if eta is None and fields["epoch"] > 0 and fields["epochs"] >= fields["epoch"]:
+            per_epoch = (time.monotonic() - job.t0) / fields["epoch"]
+            eta = per_epoch * (fields["epochs"] - fields["epoch"])
+        fields["eta_s"] = float(eta) if eta is not None else -1.0
+        with self._cond:
+            if job.record.state == "running":
+                self._event(job, "running", **fields)
+
+    def _work(self) -> None:
+        while (job := self._queue.get()) is not None:
+            with self._cond:
+                if job.record.state != "queued":
+                    continue  # cancelled or interrupted while waiting
+                job.record = replace(job.record, started=_now())
+                job.t0 = time.monotonic()
+                self._event(job, "running", message="started")
+            self._run(job)
+
+    def _run(self, job: _Job) -> None:
+        params = {**job.record.params, "store": str(self.store_root)}
+        state, result, error = "succeeded", None, ""
+        try:
+            fn = get_job_kind(job.record.kind)
+            result = fn(params, lambda ev: self._progress(job, ev), job.cancel)
+            if not isinstance(result, dict):
+                raise TypeError(f"job kind {job.record.kind!r} returned {type(result).__name__}, not a dict")
+            result = json.loads(json.dumps(result, default=str))
+        except Cancelled as exc:
+            state, error = "cancelled", str(exc) or "cancelled"
+        except ReuseError as exc:
+            # The class travels in the result, so a remote client can raise the same one.
+            state, error, result = "failed", str(exc), {"error_type": type(exc).__name__}
+        except Exception:  # noqa: BLE001 - a job's crash must not kill its worker thread
+            log.exception("job %s (%s) crashed", job.record.id, job.record.kind)
+            state, error = "failed", "internal error (see the server log)"
+        with self._cond:
+            if job.record.done and state != "succeeded":
+                return  # already cancelled or interrupted; keep that state
+            if job.record.done:
+                error = ""  # finished its work before it saw the stop: the truth is success
+            self._finish(job, state, result=result, error=error)
+
+    def _recover(self) -> None:
+        for record in read_records(self.dir):
+            job = _Job(record)
+            with self._cond:
+                self._jobs[record.id] = job
+                if not record.done:
+                    job.cancel.set()
+                    self._finish(job, "interrupted",
+                                 error=f"the server stopped while the job was {record.state}")

@@ -1,0 +1,168 @@
+"""Job kinds, job records and events (the data of :mod:`reuse.jobs`)."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import re
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from reuse.errors import FailedPrecondition, InvalidInput
+
+Progress = Callable[[dict[str, Any]], None]
+JobFn = Callable[[dict[str, Any], Progress, threading.Event], dict[str, Any]]
+Validator = Callable[[dict[str, Any]], None]
+
+STATES = ("queued", "running", "succeeded", "failed", "cancelled", "interrupted")
+FINISHED = frozenset({"succeeded", "failed", "cancelled", "interrupted"})
+JOB_ID_RE = re.compile(r"[0-9a-f]{12}")
+_KINDS: dict[str, JobFn] = {}
+_VALIDATORS: dict[str, Validator] = {}
+_KINDS_LOCK = threading.Lock()
+
+
+def register_job_kind(kind: str, fn: JobFn, *, replace: bool = False, validate: Validator | None = None) -> None:
+    """Make ``kind`` startable. Raises InvalidInput if it exists (unless ``replace``) or is malformed.
+
+    ``validate(params)`` (params with ``"store"``) runs when a job is started, before it is queued, so
+    a bad parameter is refused at once (InvalidInput, NotFound) instead of failing the job later.
+    """
+    if not re.fullmatch(r"[a-z][a-z0-9_-]{0,31}", kind or ""):
+        raise InvalidInput(f"invalid job kind {kind!r}: expected 1-32 of a-z, 0-9, '_', '-'")
+    with _KINDS_LOCK:
+        if kind in _KINDS and not replace and _KINDS[kind] is not fn:
+            raise InvalidInput(f"job kind {kind!r} is already registered")
+        _KINDS[kind] = fn
+        if validate is not None:
+            _VALIDATORS[kind] = validate
+        else:
+            _VALIDATORS.pop(kind, None)
+
+
+def unregister_job_kind(kind: str) -> None:
+    with _KINDS_LOCK:
+        _KINDS.pop(kind, None)
+        _VALIDATORS.pop(kind, None)
+
+
+def job_kinds() -> list[str]:
+    _load_builtin_kinds()
+    with _KINDS_LOCK:
+        return sorted(_KINDS)
+
+
+def _load_builtin_kinds() -> None:
+    import reuse.jobs.kinds  # noqa: F401  (registers the built-in kinds on import)
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+@dataclass(frozen=True)
+class JobEvent:
+    """One progress or state event of a job; ``seq`` counts from 1."""
+
+    job_id: str
+    seq: int
+    state: str
+    epoch: int = 0
+    epochs: int = 0
+    losses: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    eta_s: float = -1.0
+    message: str = ""
+    model: str = ""
+    error: str = ""
+    time: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> JobEvent:
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """What is known of one job; persisted as JSON."""
+
+    id: str
+    kind: str
+    params: dict[str, Any]
+    state: str = "queued"
+    created: str = ""
+    started: str = ""
+    finished: str = ""
+    result: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+    last_event: JobEvent | None = None
+
+    @property
+    def model(self) -> str:
+        return str(self.result.get("model", "") or "")
+
+    @property
+    def done(self) -> bool:
+        return self.state in FINISHED
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["model"] = self.model
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> JobRecord:
+        fields = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        if fields.get("last_event"):
+            fields["last_event"] = JobEvent.from_dict(fields["last_event"])
+        return cls(**fields)
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write JSON to a temporary file beside ``path``, fsync it, then rename it into place."""
+    tmp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(obj, f, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def get_job_kind(kind: str) -> JobFn:
+    """The function of a registered kind; raises FailedPrecondition naming the kinds there are."""
+    _load_builtin_kinds()
+    with _KINDS_LOCK:
+        fn = _KINDS.get(kind)
+        known = ", ".join(sorted(_KINDS)) or "(none)"
+    if fn is None:
+        raise FailedPrecondition(f"job kind {kind!r} is not available on this server; kinds: {known}")
+    return fn
+
+
+def job_validator(kind: str) -> Validator | None:
+    """The start-time check of a registered kind, if it has one."""
+    with _KINDS_LOCK:
+        return _VALIDATORS.get(kind)
+
+
+def read_records(jobs_dir: Path) -> list[JobRecord]:
+    """The job records in a folder, read-only (no recovery); unreadable files are skipped."""
+    out = []
+    for path in sorted(Path(jobs_dir).glob("*.json")) if Path(jobs_dir).is_dir() else ():
+        if JOB_ID_RE.fullmatch(path.stem):
+            try:
+                out.append(JobRecord.from_dict(json.loads(path.read_text(encoding="utf-8"))))
+            except (OSError, ValueError, TypeError, KeyError):
+                continue
+    return out

@@ -1,0 +1,149 @@
+"""The inference engine: resolve a reference, serve it from the cache, batch, and answer.
+
+``NAME`` (no version) is resolved against the store on every request, so a newly registered version is
+served as the latest at once; ``NAME:VERSION`` keeps serving that version while it exists.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from reuse.errors import FailedPrecondition
+from reuse.serving.batcher import BatchStats, DynamicBatcher
+from reuse.serving.cache import ModelCache
+from reuse.serving.forward import CompiledForward
+from reuse.serving.signature import ModelSignature, check_arrays, signature_of
+from reuse.store import ModelRef, ModelStore
+
+SETTLE_NS = 50_000_000
+
+
+@dataclass(frozen=True)
+class ServingOptions:
+    """Batching and cache settings of one engine."""
+
+    max_batch_size: int = 64
+    max_batch_delay_ms: float = 1.0
+    cache_bytes: int = 1024 * 2**20
+
+
+@dataclass(frozen=True)
+class InferResult:
+    signature: ModelSignature
+    outputs: list[np.ndarray]
+
+
+class ServedModel:
+    """One loaded version: its signature, compiled forward pass and batcher."""
+
+    def __init__(self, model: Any, sig: ModelSignature, options: ServingOptions) -> None:
+        self.signature = sig
+        self.forward = CompiledForward(model)
+        self.batcher = DynamicBatcher(self.forward, max_batch_size=options.max_batch_size,
+                                      max_delay_s=options.max_batch_delay_ms / 1000.0, name=f"batch-{sig.ref}")
+        self.nbytes = int(sum(np.prod(w.shape, dtype=np.int64) * np.dtype(w.dtype).itemsize
+                              for w in model.weights))
+
+    def close(self) -> None:
+        self.batcher.close(timeout=None)
+
+
+class InferenceEngine:
+    """Serve the models of one store with dynamic batching and a byte-capped cache."""
+
+    def __init__(self, store: ModelStore, options: ServingOptions | None = None) -> None:
+        self.store = store
+        self.options = options or ServingOptions()
+        self.cache: ModelCache[ServedModel] = ModelCache(self._load, self.options.cache_bytes)
+        self._latest: dict[str, tuple[Path, int, str]] = {}  # name -> (folder, its mtime, "name:version")
+        self._latest_lock = threading.Lock()
+
+    def _load(self, key: str) -> ServedModel:
+        ref = ModelRef.parse(key)
+        model = self.store.load(ref)
+        return ServedModel(model, signature_of(model, ref.name, ref.version or 0), self.options)
+
+    def resolve(self, ref: str) -> str:
+        """``NAME`` or ``NAME:VERSION`` to ``NAME:VERSION``; raises NotFound.
+
+        The answer for a bare name is reused while the model's folder is unchanged (same mtime); a folder
+        modified in the last ``SETTLE_NS`` is always listed again, so that two changes within one tick
+        of the file system's clock cannot leave a stale answer.
+        """
+        cached = self._latest.get(ref)
+        if cached is not None:
+            folder, mtime, resolved = cached
+            try:
+                now_mtime = os.stat(folder).st_mtime_ns
+            except OSError:
+                now_mtime = -1
+            if now_mtime == mtime and time.time_ns() - mtime > SETTLE_NS:
+                return resolved
+        r = self.store.resolve(ref)
+        resolved = str(r)
+        if r.version is not None and ":" not in ref:
+            folder = self.store.path(r).parent
+            with self._latest_lock:
+                self._latest[ref] = (folder, os.stat(folder).st_mtime_ns, resolved)
+        return resolved
+
+    def served(self, ref: str) -> ServedModel:
+        return self.cache.get(self.resolve(ref))
+
+    def cached_signature(self, ref: str) -> ModelSignature | None:
+        served = self.cache.peek(self.resolve(ref))
+        return served.signature if served is not None else None
+
+    def signature(self, ref: str) -> ModelSignature:
+        return self.served(ref).signature
+
+    def submit(self, ref: str | ModelSignature, arrays: list[np.ndarray]
+               ) -> tuple[ModelSignature, Future[list[np.ndarray]]]:
+        """Queue one request (arrays in the model's input order).
+
+        ``ref`` may be a signature this engine just returned, whose caller has checked ``arrays`` against
+        it (the wire conversion does): that skips resolving and checking again.
+
+        Returns:
+            The signature of the version that serves it, and a future of its outputs.
+
+        Raises:
+            NotFound: no such model or version. InvalidInput: arrays that do not fit the model.
+        """
+        key = ref.ref if isinstance(ref, ModelSignature) else self.resolve(ref)
+        for _ in range(3):
+            served = self.cache.get(key)
+            if not isinstance(ref, ModelSignature):  # a signature's caller has checked its arrays
+                check_arrays(served.signature, arrays)
+            try:
+                return served.signature, served.batcher.submit(arrays)
+            except FailedPrecondition:
+                continue  # evicted between lookup and submit: load again
+        raise FailedPrecondition(f"model {key} keeps being evicted from the cache; raise --cache-mb")
+
+    def infer(self, ref: str, arrays: list[np.ndarray]) -> InferResult:
+        sig, future = self.submit(ref, arrays)
+        return InferResult(sig, future.result())
+
+    def forget(self, ref: str) -> None:
+        """Drop a version from the cache (after it was deleted from the store)."""
+        self.cache.discard(str(ModelRef.parse(ref)))
+
+    def stats(self) -> dict[str, BatchStats]:
+        out = {}
+        for key in self.cache.loaded():
+            served = self.cache.peek(key)
+            if served is not None:
+                out[key] = served.batcher.stats()
+        return out
+
+    def close(self) -> None:
+        self.cache.clear()

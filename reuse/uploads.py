@@ -1,0 +1,212 @@
+"""Files that clients send: staged in the store, validated, then registered or stored atomically.
+
+Staging files live in ``<store>/.reuse/uploads`` (same file system as the store, so the final move is
+a rename). Nothing reaches the store before validation passes; a failed upload leaves no trace.
+Datasets are kept as ``<store>/.reuse/datasets/<name>.<format>`` with a ``<name>.json`` description.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import hashlib
+import io
+import json
+import os
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from reuse.errors import AlreadyExists, InvalidInput, NotFound, ResourceExhausted
+from reuse.jobs import write_json_atomic
+from reuse.store import ModelInfo, ModelStore, check_name
+
+MODEL_FORMATS = {"h5": (".h5", b"\x89HDF\r\n\x1a\n"), "keras": (".keras", b"PK\x03\x04")}
+DATASET_FORMATS = {"npz": b"PK\x03\x04", "csv": None, "h5": b"\x89HDF\r\n\x1a\n"}
+DEFAULT_MAX_UPLOAD_BYTES = 2 * 1024**3
+
+
+class Upload:
+    """A file being received: ``write`` chunks, then hand ``path`` on; ``discard`` removes it."""
+
+    def __init__(self, folder: Path, max_bytes: int) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.path = folder / f".upload-{uuid.uuid4().hex}"
+        self.max_bytes = int(max_bytes)
+        self.size = 0
+        self._sha = hashlib.sha256()
+        self._file = open(self.path, "wb")  # noqa: SIM115 - closed in finish()/discard()
+
+    def write(self, data: bytes) -> None:
+        self.size += len(data)
+        if self.size > self.max_bytes:
+            raise ResourceExhausted(f"upload exceeds {self.max_bytes} bytes (the server's upload limit)")
+        self._sha.update(data)
+        self._file.write(data)
+
+    def finish(self) -> Path:
+        """Flush and fsync; returns the staged file."""
+        if not self._file.closed:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+        if self.size == 0:
+            raise InvalidInput("upload is empty; expected a header message followed by data chunks")
+        return self.path
+
+    @property
+    def sha256(self) -> str:
+        return self._sha.hexdigest()
+
+    def discard(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+        self.path.unlink(missing_ok=True)
+
+    def __enter__(self) -> Upload:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.discard()
+
+
+def _check_magic(path: Path, fmt: str, magic: bytes | None, what: str) -> None:
+    if magic is None:
+        return
+    with open(path, "rb") as f:
+        head = f.read(len(magic))
+    if head != magic:
+        raise InvalidInput(f"uploaded {what} is not a {fmt} file (its first bytes are {head[:8]!r})")
+
+
+def register_model_file(store: ModelStore, path: Path, name: str, *, fmt: str = "h5", unsafe: bool = False,
+                        description: str = "", tags: dict[str, str] | None = None) -> ModelInfo:
+    """Validate a Keras model file and register it as the next version of ``name``.
+
+    Uses ``ModelStore.register_file`` when the store has it; otherwise loads the file with Keras
+    (safe mode unless ``unsafe``) and registers the model.
+
+    Raises:
+        InvalidName, InvalidInput: bad name, format or file. UnsafeModel: needs ``unsafe``.
+    """
+    check_name(name)
+    if fmt not in MODEL_FORMATS:
+        raise InvalidInput(f"model format {fmt!r}: expected one of {', '.join(MODEL_FORMATS)}")
+    suffix, magic = MODEL_FORMATS[fmt]
+    _check_magic(path, fmt, magic, "model")
+    named = path.with_name(path.name + suffix)  # Keras picks its reader by suffix
+    os.replace(path, named)
+    try:
+        try:
+            return store.register_file(named, name, unsafe=unsafe, description=description, tags=tags)
+        except InvalidInput as exc:
+            # The staging path means nothing to the client (and should not leak): name the upload instead.
+            raise type(exc)(str(exc).replace(str(named), "uploaded model")) from exc
+    finally:
+        named.unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    format: str
+    size_bytes: int
+    sha256: str
+    created: str
+    description: str = ""
+    tags: dict[str, str] = field(default_factory=dict)
+    path: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _check_dataset(path: Path, fmt: str) -> None:
+    if fmt == "npz":
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                if "x" not in z.files:
+                    raise InvalidInput(f"npz dataset has arrays {z.files}; expected at least 'x' (and 'y')")
+                for k in z.files:
+                    z[k]  # noqa: B018 - reads each array: refuses pickled objects and truncated data
+        except (OSError, ValueError, EOFError) as exc:
+            raise InvalidInput(f"uploaded dataset is not a readable npz file: {exc}") from exc
+    elif fmt == "h5":
+        import h5py
+
+        try:
+            with h5py.File(path, "r") as f:
+                for key in f:
+                    link = f.get(key, getlink=True)
+                    if isinstance(link, (h5py.SoftLink, h5py.ExternalLink)):
+                        raise InvalidInput(f"h5 dataset has a link {key!r}; links are refused")
+                if not isinstance(f.get("x"), h5py.Dataset):
+                    raise InvalidInput(f"h5 dataset has {sorted(f)}; expected a dataset 'x' (and 'y')")
+        except OSError as exc:
+            raise InvalidInput(f"uploaded dataset is not a readable HDF5 file: {exc}") from exc
+    else:
+        try:
+            with open(path, encoding="utf-8", newline="") as f:
+                rows = list(csv.reader(io.StringIO(f.read())))
+        except (UnicodeDecodeError, csv.Error) as exc:
+            raise InvalidInput(f"uploaded dataset is not UTF-8 CSV text: {exc}") from exc
+        widths = {len(r) for r in rows if r}
+        if len(rows) < 2 or len(widths) != 1:
+            raise InvalidInput(f"csv dataset needs a header and at least one row, all with the same number of "
+                               f"columns; got {len(rows)} rows with widths {sorted(widths)}")
+
+
+class DatasetStore:
+    """Named datasets under ``<store>/.reuse/datasets``."""
+
+    def __init__(self, store: ModelStore) -> None:
+        self.dir = store.state_dir / "datasets"
+
+    def put(self, upload: Upload, name: str, *, fmt: str, description: str = "",
+            tags: dict[str, str] | None = None, overwrite: bool = False) -> DatasetInfo:
+        """Validate the staged upload and move it into place as dataset ``name``."""
+        check_name(name)
+        if fmt not in DATASET_FORMATS:
+            raise InvalidInput(f"dataset format {fmt!r}: expected one of {', '.join(DATASET_FORMATS)}")
+        staged = upload.finish()
+        _check_magic(staged, fmt, DATASET_FORMATS[fmt], "dataset")
+        _check_dataset(staged, fmt)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        existing = self._data_files(name)
+        if existing and not overwrite:
+            raise AlreadyExists(f"dataset {name!r} exists; send overwrite=true to replace it")
+        info = DatasetInfo(name=name, format=fmt, size_bytes=upload.size, sha256=upload.sha256,
+                           created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                           description=description, tags=dict(tags or {}))
+        final = self.dir / f"{name}.{fmt}"
+        os.replace(staged, final)
+        for old in existing:
+            if old != final:
+                old.unlink(missing_ok=True)
+        write_json_atomic(self.dir / f"{name}.json", {k: v for k, v in info.to_dict().items() if k != "path"})
+        return DatasetInfo(**{**info.to_dict(), "path": str(final)})
+
+    def _data_files(self, name: str) -> list[Path]:
+        return [p for fmt in DATASET_FORMATS if (p := self.dir / f"{name}.{fmt}").exists()]
+
+    def path(self, name: str) -> Path:
+        """The file of dataset ``name``; raises NotFound."""
+        files = self._data_files(check_name(name))
+        if not files:
+            raise NotFound(f"no dataset named {name!r} (upload it first)")
+        return files[0]
+
+    def list(self) -> list[DatasetInfo]:
+        if not self.dir.is_dir():
+            return []
+        out = []
+        for meta in sorted(self.dir.glob("*.json")):
+            try:
+                d = json.loads(meta.read_text(encoding="utf-8"))
+                out.append(DatasetInfo(**{**d, "path": str(self.path(meta.stem))}))
+            except (OSError, ValueError, TypeError, NotFound):
+                continue
+        return out
