@@ -235,8 +235,8 @@ def test_job_cancel_registers_nothing(served):
 
 def test_job_kinds_not_installed_and_unknown_jobs(served):
     api = served["api"]
-    err = rpc_error(api.StartAdvise, pb.AdviseRequest(model="mlp", data="digits"))
-    assert err.code() == CODE.FAILED_PRECONDITION and "job kind 'advise' is not available" in err.details()
+    err = rpc_error(api.StartJob, pb.StartJobRequest(kind="nope", params_json="{}"))
+    assert err.code() == CODE.FAILED_PRECONDITION and "job kind 'nope' is not available" in err.details()
     err = rpc_error(api.GetJob, pb.GetJobRequest(id="ffffffffffff"))
     assert err.code() == CODE.NOT_FOUND
     err = rpc_error(api.StartJob, pb.StartJobRequest(kind="slow", params_json="[1"))

@@ -271,33 +271,70 @@ def verify_store(params: dict[str, Any], progress: Progress, cancel: threading.E
 
 
 # -- advise (issue 7) ----------------------------------------------------------------------------
-ADVISE_PARAMS_TAKEN = ("store", "model", "data", "val")
+# Every Service.advise option a client may set; not ``plot`` or ``head_file``, which name server files.
+ADVISE_PARAMS = {"model": _STR, "data": _STR, "val": _STR, "val_split": _FLOAT, "label": _STR, "relabel": _BOOL,
+                 "head": _STR, "classes": _INT, "regression": _BOOL, "depths": _STR, "scopes": _STR, "match": _STR,
+                 "seeds": _INT, "seed": _INT, "epochs": _INT, "patience": _INT, "batch_size": _INT,
+                 "optimizer": _STR, "lr": _FLOAT, "finetune_lr": _FLOAT, "finetune": _BOOL,
+                 "budget_minutes": _FLOAT, "jobs": _INT, "min_margin": _FLOAT, "register": _STR,
+                 "description": _STR}
+
+
+def _advise_args(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Keyword arguments of ``Service.advise`` from the job parameters (data resolved, head parsed)."""
+    args = {k: v for k, v in params.items() if k in ADVISE_PARAMS and k not in ("model", "data")}
+    if params.get("val"):
+        args["val"] = resolve_data(params["store"], params["val"], "val")
+    if params.get("head"):
+        args["head"] = _head(params["head"]).to_string()
+    return args
+
+
+def _validate_advise(params: dict[str, Any]) -> None:
+    from reuse.advise import AdviseConfig
+    from reuse.store import check_name
+
+    depths = params.get("depths")
+    if isinstance(depths, list) and all(_is(d, _INT) for d in depths):
+        params = {k: v for k, v in params.items() if k != "depths"}
+    check_params("advise", params, ADVISE_PARAMS, ("model", "data"))
+    resolve_data(params["store"], params["data"])
+    args = _advise_args(params)
+    if args.get("register"):
+        check_name(args["register"])
+    config_keys = set(AdviseConfig.__dataclass_fields__) - {"val_split"}
+    AdviseConfig(**{k: v for k, v in args.items() if k in config_keys})
+    _service(params).model_info(params["model"])
 
 
 def advise_job(params: dict[str, Any], progress: Progress, cancel: threading.Event) -> dict[str, Any]:
-    """``Service.advise`` as a job: ``model`` and ``data`` (and ``val``) from the request, every other
-    key of ``options_json`` as ``options``. Result: ``result.to_dict()``.
-
-    LEAD, TO CHECK when the advisor is merged: written against the agreed facade signature
-    ``Service.advise(base_ref, data, *, val=None, options: dict, progress, cancel)`` returning an
-    object with ``to_dict()``; it is registered only when ``Service`` has ``advise``.
+    """``Service.advise`` as a job: ``model`` and ``data`` from the request, the other keys of
+    ``options_json`` as its keyword arguments. Progress: one event per finished run (``epoch``/``epochs``
+    count runs; ``metrics`` holds its score). Result: ``Advice.to_dict()`` (``registered`` is also given
+    as ``model``). A cancelled job raises Cancelled and registers nothing.
     """
-    for key in ("model", "data"):
-        if not isinstance(params.get(key), str) or not params[key]:
-            raise InvalidInput(f"advise job: parameter {key!r} is required (a string)")
-    val = params.get("val")
-    options = {k: v for k, v in params.items() if k not in ADVISE_PARAMS_TAKEN}
-    result = _service(params).advise(
-        params["model"], resolve_data(params["store"], params["data"]),
-        val=resolve_data(params["store"], val, "val") if val else None, options=options,
-        progress=job_progress(progress, cancel), cancel=cancel)
-    return result.to_dict()
+    from reuse.advise.events import AdviceFinished, AdviceStarted, RunFinished
 
+    metric = ""
 
-def _advisor_available() -> bool:
-    from reuse.service import Service
+    def relay(ev: Any) -> None:
+        nonlocal metric
+        if isinstance(ev, AdviceStarted):
+            metric = ev.metric
+            progress({"epoch": 0, "epochs": ev.runs, "message": f"advise: {ev.runs} runs ({len(ev.candidates)} "
+                      f"candidates x {len(ev.seeds)} seeds) on {ev.jobs} job(s)"})
+        elif isinstance(ev, RunFinished):
+            progress({"epoch": ev.done, "epochs": ev.total, "metrics": {metric: ev.score},
+                      "message": f"{ev.candidate}, seed {ev.seed}: {metric} {ev.score:.4f} ({ev.seconds:.2f} s)"})
+        elif isinstance(ev, AdviceFinished) and ev.stopped:
+            progress({"message": f"advise stopped ({ev.stopped}) after {ev.done} of {ev.total} runs"})
 
-    return callable(getattr(Service, "advise", None))
+    advice = _service(params).advise(params["model"], resolve_data(params["store"], params["data"]),
+                                     **_advise_args(params), progress=relay, cancel=cancel)
+    if advice.stopped == "cancelled":
+        done = sum(len(r.scores) for r in advice.rows)
+        raise Cancelled(f"advise cancelled after {done} finished runs; nothing was registered")
+    return {"model": advice.registered, **advice.to_dict()}
 
 
 register_job_kind("verify", verify_store)
@@ -306,5 +343,4 @@ register_job_kind("finetune", finetune_job,
                   validate=_validate_fit("finetune", FINETUNE_PARAMS, ("model", "data", "unfreeze")))
 register_job_kind("build", build_job, validate=_validate_build)
 register_job_kind("evaluate", evaluate_job, validate=_validate_evaluate)
-if _advisor_available():
-    register_job_kind("advise", advise_job)
+register_job_kind("advise", advise_job, validate=_validate_advise)
