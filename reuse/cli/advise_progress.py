@@ -32,9 +32,11 @@ class AdviceProgressBar:
     def _start(self, total: int) -> None:
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        from rich.table import Column
 
-        self._progress = Progress(TextColumn("advise"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                                  TextColumn("{task.fields[info]}"), console=Console(stderr=True))
+        info = TextColumn("{task.fields[info]}", table_column=Column(no_wrap=True, overflow="ellipsis"))
+        self._progress = Progress(TextColumn("advise"), BarColumn(bar_width=24), MofNCompleteColumn(),
+                                  TimeRemainingColumn(), info, console=Console(stderr=True))
         self._progress.start()
         self._task = self._progress.add_task("advise", total=total, info="")
 
@@ -51,13 +53,13 @@ class AdviceProgressBar:
         elif isinstance(event, RunProgress) and self._progress is not None and isinstance(event.event, EpochEnd):
             e = event.event
             loss = e.losses.get("val_loss", e.losses.get("loss", float("nan")))
-            self._progress.update(self._task, info=f"{event.candidate}, seed {event.seed}: epoch {e.epoch} "
-                                  f"val_loss {loss:.4f}")
+            self._progress.update(self._task, info=f"{event.candidate} s{event.seed} epoch {e.epoch} loss {loss:.3f}")
         elif isinstance(event, RunFinished):
             text = (f"[{event.done}/{event.total}] {event.candidate}, seed {event.seed}: {self.metric} "
                     f"{event.score:.4f} ({event.seconds:.2f} s)")
             if self._progress is not None:
-                self._progress.update(self._task, completed=event.done, info=text)
+                self._progress.update(self._task, completed=event.done,
+                                      info=f"{event.candidate} s{event.seed}: {event.score:.4f}")
             else:
                 click.echo(text, err=True)
         elif isinstance(event, AdviceFinished) and self._progress is None and event.stopped:
