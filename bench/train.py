@@ -118,7 +118,10 @@ def case(name: str, model: keras.Model, data: Dataset, test: Dataset | None, con
             res["test_eval"] = evaluate(m, test)
         res["samples_per_s"] = config.epochs * len(data) / res["seconds"]
     speedup = fit["seconds"] / ours["seconds"]
-    la, lb = fit["train_eval"]["loss"], ours["train_eval"]["loss"]
+    # "Final loss" as fit reports it: the mean training loss of the last epoch. (The loss of the final
+    # weights on the training set, train_eval, is also recorded; with Adam at a fixed rate it jumps
+    # from seed to seed, for either path.)
+    la, lb = fit["final_loss"], ours["final_loss"]
     equal = abs(la - lb) <= max(0.25 * max(la, lb), 0.02)
     return {"fit": fit, "ours": ours, "speedup": speedup, "target": TARGETS[name],
             "meets_target": speedup >= TARGETS[name], "equal_final_loss": equal,

@@ -154,6 +154,8 @@ def test_subprocess_layers_json(store_dir):
                           store_dir], cwd=root, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["matched"] == ["bn1", "bn2", "bn3"]
+    # TensorFlow's C++ start-up lines (oneDNN, CUDA probe) stay off the terminal (reuse.cli._quiet_backend)
+    assert "oneDNN" not in out.stderr and "cuInit" not in out.stderr and "InitializeLog" not in out.stderr
     bad = subprocess.run([sys.executable, "cli.py", "lineage", "missing", "--store", store_dir], cwd=root,
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 1 and bad.stderr.strip().splitlines()[-1] == (

@@ -15,6 +15,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 class ReuseGroup(click.Group):
     """Turns every :class:`ReuseError` into a one-line ``Error: ...`` and exit code 1, in one place."""
 
+    # Commands that only read the store's index or talk to a server: no deep-learning backend needed.
+    LIGHT_COMMANDS = frozenset({"list", "versions", "show", "delete", "store", "jobs", "job", "lineage"})
+
+    def resolve_command(self, ctx: click.Context, args: list[str]):
+        name, cmd, rest = super().resolve_command(ctx, args)
+        if cmd is not None and name not in self.LIGHT_COMMANDS and not {"--help", "-h"} & set(rest):
+            from reuse.cli._quiet_backend import import_backend_quietly
+
+            import_backend_quietly()
+        return name, cmd, rest
+
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)

@@ -19,6 +19,9 @@ from jax import lax
 from reuse.train.loopspec import ChunkResult, LoopSpec, eval_batches
 from reuse.train.network import Forward
 
+# Eager JAX compiles every primitive per shape, so even a single pass over data is faster jitted.
+EAGER_ONE_SHOT = False
+
 
 def stateless_forward(forward: Forward, variables: list[Any], values: list[Any], x: Any,
                       training: bool) -> tuple[Any, list[Any], list[Any]]:

@@ -29,6 +29,10 @@ class _NoRetraceWarning(logging.Filter):
 tf.get_logger().addFilter(_NoRetraceWarning())
 
 
+# A single pass over data (caching features, final metrics) runs eagerly: cheaper than tracing.
+EAGER_ONE_SHOT = True
+
+
 def _sum_losses(losses: list[Any]) -> Any:
     return tf.add_n([tf.cast(x, tf.float32) for x in losses]) if losses else 0.0
 

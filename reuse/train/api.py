@@ -13,7 +13,7 @@ from reuse.data.checks import OutputKind
 from reuse.errors import InvalidInput
 from reuse.select import select_layers
 from reuse.train.config import DEFAULT_LR, TrainConfig, make_optimizer
-from reuse.train.engine import Phase, finished_event, run_loop
+from reuse.train.engine import Phase, backend_loop, finished_event, run_loop
 from reuse.train.events import ProgressCallback
 from reuse.train.infer import Predictor, score
 from reuse.train.loopspec import LoopSpec
@@ -118,9 +118,10 @@ def train(model: Any, data: Dataset, config: TrainConfig | None = None, *, val: 
     prep = prepare_data(model, data, val, config, kind)
     reseed(model, config.seed)
     split = cache_split(model, train_vars) if config.cache else None
+    one_shot_compiled = not backend_loop().EAGER_ONE_SHOT
     x, xv = prep.train.x, prep.val.x if prep.val is not None else None
     if split is not None:
-        features = Predictor(model, layers=split.prefix, compiled=False)
+        features = Predictor(model, layers=split.prefix, compiled=one_shot_compiled)
         x = features(x)
         xv = features(xv) if xv is not None else None
         forward = Forward(model, split.rest)
@@ -136,7 +137,7 @@ def train(model: Any, data: Dataset, config: TrainConfig | None = None, *, val: 
     cached = split.prefix_names if split is not None else ()
     outcome = run_loop(spec, metric=prep.task.metric, phase=phase, cached=cached, progress=progress,
                        cancel=cancel)
-    predict_rest = Predictor(model, layers=forward.layers, compiled=False)
+    predict_rest = Predictor(model, layers=forward.layers, compiled=one_shot_compiled)
     metrics = score(prep.task, predict_rest(x), prep.train.y)
     if xv is not None:
         metrics.update(score(prep.task, predict_rest(xv), prep.val.y, prefix="val_"))
