@@ -71,8 +71,11 @@ def serve_and_call(store: Path, out: Out, ref: str) -> ServeResult:
                           f"{float(np.abs(probs - local).max()):.3g}")
     predicted = probs.argmax(axis=1)
     truth = np.asarray(test.y)
+    # The first few answers, plus the first two mistakes (if any), so both kinds show.
+    wrong = [int(i) for i in np.flatnonzero(predicted != truth)[:2]]
+    shown = sorted(set(range(min(SHOW - len(wrong), len(truth)))) | set(wrong))
     rows = [(i, names[int(truth[i])], names[int(predicted[i])], f"{probs[i, predicted[i]]:.3f}",
-             "ok" if predicted[i] == truth[i] else "WRONG") for i in range(min(SHOW, len(truth)))]
+             "ok" if predicted[i] == truth[i] else "WRONG") for i in shown]
     out.table(("#", "TRUE", "PREDICTED", "P", ""), rows, right=(0, 3))
     accuracy = float(np.mean(predicted == truth))
     batches = int(stats.get("batches", 0))
