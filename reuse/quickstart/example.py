@@ -97,7 +97,7 @@ def make_example_model(out_root: str | os.PathLike[str], *, epochs: int = EPOCHS
     settings = {**res.settings(), "data": TRAIN_DATA, "test": TEST_DATA}
     final = Path(out_root) / "models" / NAME / f"v{VERSION}.h5"
     final.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="reuse-example-", dir=final.parent) as tmp:
+    with tempfile.TemporaryDirectory(prefix="reuse-example-") as tmp:
         info = ModelStore(Path(tmp) / "store").register(
             model, NAME, description=DESCRIPTION, tags=TAGS, class_names=[str(c) for c in range(5)],
             metrics=metrics, history=res.history, settings=settings)
