@@ -164,9 +164,10 @@ class ReuseClient:
     def start_train(self, **params: Any) -> dict[str, Any]:
         return _job(self._call(self.api.StartTrain, pb.TrainRequest(**params)))
 
-    def start_finetune(self, unfreeze: str, **train: Any) -> dict[str, Any]:
+    def start_finetune(self, unfreeze: str, *, match: str = "", **train: Any) -> dict[str, Any]:
+        """Fields of ``TrainRequest`` as keywords, plus the scope to unfreeze and its match mode."""
         return _job(self._call(self.api.StartFinetune,
-                               pb.FinetuneRequest(unfreeze=unfreeze, train=pb.TrainRequest(**train))))
+                               pb.FinetuneRequest(unfreeze=unfreeze, match=match, train=pb.TrainRequest(**train))))
 
     def start_advise(self, model: str, data: str, **options: Any) -> dict[str, Any]:
         req = pb.AdviseRequest(model=model, data=data, options_json=json.dumps(options))

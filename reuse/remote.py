@@ -1,8 +1,15 @@
 """RemoteService: the facade's methods, answered by a running ``reuse serve`` over gRPC.
 
 The CLI gets a :class:`reuse.service.Service` or a :class:`RemoteService` from ``get_service`` and calls
-the same methods either way; both return the same types (ModelInfo, ModelDescription, JobRecord, ...).
-Methods not offered remotely raise FailedPrecondition naming the command.
+the same methods either way, with the same signatures; both return the same types (ModelInfo,
+ModelDescription, LayerTable, TrainOutcome, Prediction, JobRecord, ...). Methods not offered remotely
+raise FailedPrecondition naming the command.
+
+Data: a ``builtin:`` spec is passed through; a local file is uploaded first as a dataset named for its
+content (``upload-<sha256 prefix>``, skipped when the server has it already) and referenced by name.
+Training, fine-tuning, evaluation and builds run as server jobs; training progress arrives as job
+events and is turned back into the training events the CLI's progress bar reads
+(:mod:`reuse.remote_jobs`). Prediction runs through KServe ``ModelInfer``.
 """
 
 from __future__ import annotations
@@ -10,21 +17,36 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from reuse.client import ReuseClient
-from reuse.describe import LayerInfo, ModelDescription
-from reuse.errors import FailedPrecondition
+from reuse.describe import ModelDescription
+from reuse.errors import FailedPrecondition, InvalidInput, NotFound
 from reuse.jobs import JobEvent, JobRecord
+from reuse.remote_jobs import (
+    TrainEvents,
+    follow_job,
+    job_error,
+    outcome_from_result,
+    remote_data,
+    request_options,
+)
 from reuse.select import Selection
 from reuse.serving.engine import InferResult
 from reuse.serving.signature import ModelSignature, TensorSpec
-from reuse.store import ModelInfo
+from reuse.store import LayerInfo, ModelInfo, ModelRef
 from reuse.uploads import DatasetInfo
+
+if TYPE_CHECKING:
+    from reuse.layer_table import LayerTable
+    from reuse.train.output import Prediction, TrainOutcome
+
+INFER_CHUNK_BYTES = 4 * 1024 * 1024  # rows per ModelInfer call in predict: well under the message limit
 
 
 def _info(d: Mapping[str, Any]) -> ModelInfo:
@@ -73,6 +95,145 @@ class RemoteService:
         selection = (Selection(d.scope, d.match, tuple(d.matched), tuple(d.unmatched)) if d.scope else None)
         return ModelDescription(info=_info(json.loads(d.model.metadata_json)), versions=tuple(d.versions),
                                 layers=layers, selection=selection)
+
+    @property
+    def store_root(self) -> str:
+        """Where the models are, for messages ("No models in ...")."""
+        return f"server {self.target}"
+
+    def register_file(self, path: str | os.PathLike[str], name: str, *, unsafe: bool = False,
+                      description: str = "", tags: dict[str, str] | None = None) -> ModelInfo:
+        """Upload a model file (.keras or .h5); the server validates and registers it like the store does."""
+        p = Path(path)
+        if not p.is_file():
+            raise NotFound(f"{p}: no such file")
+        fmt = "keras" if p.suffix.lower() == ".keras" else "h5"
+        return _info(self.client.upload_model(p, name, description=description, tags=tags, format=fmt,
+                                              unsafe=unsafe))
+
+    def model_versions(self, name: str) -> list[ModelInfo]:
+        ModelRef.parse(name)
+        latest = self.describe_model(name)
+        return [latest.info if v == latest.info.version else self.model_info(f"{name}:{v}")
+                for v in latest.versions]
+
+    def model_layers(self, ref: str) -> list[LayerInfo]:
+        return list(self.describe_model(ref).layers)
+
+    # -- selection and building --------------------------------------------------------------------
+    def layer_table(self, ref: str, scope: str | None = None, match: str = "full") -> LayerTable:
+        """As the local one: the non-input layers, with the scope's dry run when given."""
+        from reuse.layer_table import LayerRow, LayerTable
+
+        d = self.describe_model(ref, scope=scope or "", match=match)
+        if scope is not None and d.selection is None:  # an empty scope: the server previews nothing
+            d = ModelDescription(d.info, d.versions, d.layers, Selection(scope, match, (), tuple(
+                x.name for x in d.layers if x.class_name != "InputLayer")))
+        chosen = set(d.selection.matched) if d.selection else set()
+        rows = tuple(LayerRow(index=i, name=x.name, class_name=x.class_name,
+                              output_shape=list(x.output_shape) if x.output_shape is not None else None,
+                              params=x.params, trainable=x.trainable,
+                              matched=(x.name in chosen) if d.selection else None)
+                     for i, x in enumerate(x for x in d.layers if x.class_name != "InputLayer"))
+        return LayerTable(d.info.ref, rows, d.selection)
+
+    def build(self, new_name: str, base_ref: str, reuse: str, *, head: str | None = None,
+              head_file: str | os.PathLike[str] | None = None, classes: int | None = None,
+              regression: bool | int = False, trainable: str | None = None, match: str = "full",
+              input_shape: tuple[int | None, ...] | None = None, description: str = "", seed: int | None = None,
+              tags: dict[str, str] | None = None) -> ModelInfo:
+        """Build on the server (the Build RPC, waiting for its job); a head file is sent as its text."""
+        from reuse.heads import load_head_file
+
+        if head is not None and head_file is not None:
+            raise InvalidInput("give either a head spec or a head file, not both")
+        if head_file is not None:
+            load_head_file(head_file)  # refuse a bad file here, naming the local path
+            head = Path(head_file).read_text(encoding="utf-8")
+        req: dict[str, Any] = {"name": new_name, "base": base_ref, "reuse": reuse, "head": head or "",
+                               "trainable": trainable or "", "match": match, "description": description,
+                               "tags": dict(tags or {}), "regression": bool(regression)}
+        if regression is not True and regression:
+            req["outputs"] = int(regression)
+        if input_shape is not None:
+            req["input_shape"] = [-1 if d is None else d for d in input_shape]
+        req.update({k: v for k, v in (("classes", classes), ("seed", seed)) if v is not None})
+        record = _record(self.client.build(**req, wait=True))
+        if record.state != "succeeded":
+            raise job_error(record)
+        return self.model_info(record.model)
+
+    def lineage(self, ref: str) -> list[dict[str, Any]]:
+        """Ancestry of ``ref`` (reuse.lineage.ancestry, reading each version's metadata from the server)."""
+        from reuse.lineage import ancestry
+
+        return ancestry(_InfoSource(self), ref)
+
+    # -- training, evaluation, prediction ----------------------------------------------------------
+    def _run_job(self, record: JobRecord, progress: Any = None, cancel: threading.Event | None = None) -> JobRecord:
+        return follow_job(record.id, lambda: self.watch_job(record.id), lambda: self.get_job(record.id),
+                          lambda: self.client.cancel_job(record.id), TrainEvents(progress), cancel)
+
+    def _fit_request(self, ref: str, data: str, val: str | None, label: str | int | None, relabel: bool,
+                     config: Any, options: dict[str, Any] | None, seeds: int, description: str | None) -> dict:
+        req = {"model": ref, "data": remote_data(self.client, data), "relabel": relabel,
+               "description": description or "", **request_options(options, config)}
+        if val:
+            req["val"] = remote_data(self.client, val)
+        if label is not None:
+            req["label"] = str(label)
+        if seeds != 1:
+            req["seeds"] = seeds
+        return req
+
+    def train_model(self, ref: str, data: str, *, val: str | None = None, label: str | int | None = None,
+                    relabel: bool = False, config: Any = None, options: dict[str, Any] | None = None,
+                    seeds: int = 1, progress: Any = None, cancel: threading.Event | None = None,
+                    description: str | None = None) -> TrainOutcome:
+        """Train on the server (a ``train`` job), following its progress; Ctrl-C or ``cancel`` cancels it.
+
+        Returns a TrainOutcome whose ``result`` holds the reported fields (no model object)."""
+        req = self._fit_request(ref, data, val, label, relabel, config, options, seeds, description)
+        record = self._run_job(_record(self.client.start_train(**req)), progress, cancel)
+        return outcome_from_result(record.result, self.model_info(record.model))
+
+    def finetune_model(self, ref: str, unfreeze: str, data: str, *, match: str = "full", val: str | None = None,
+                       label: str | int | None = None, relabel: bool = False, config: Any = None,
+                       options: dict[str, Any] | None = None, seeds: int = 1, progress: Any = None,
+                       cancel: threading.Event | None = None, description: str | None = None) -> TrainOutcome:
+        """Fine-tune on the server (a ``finetune`` job); as :meth:`train_model`."""
+        req = self._fit_request(ref, data, val, label, relabel, config, options, seeds, description)
+        record = self._run_job(_record(self.client.start_finetune(unfreeze, match=match, **req)), progress, cancel)
+        return outcome_from_result(record.result, self.model_info(record.model))
+
+    def evaluate_model(self, ref: str, data: str, *, label: str | int | None = None,
+                       relabel: bool = False) -> dict[str, Any]:
+        """Evaluate on the server (an ``evaluate`` job); ``data`` in the result is the spec given here."""
+        params: dict[str, Any] = {"model": ref, "data": remote_data(self.client, data), "relabel": relabel}
+        if label is not None:
+            params["label"] = str(label)
+        record = self._run_job(self.start_job("evaluate", params))
+        return {**record.result, "data": data}
+
+    def predict_model(self, ref: str, data: str, *, label: str | int | None = None,
+                      out: str | os.PathLike[str] | None = None) -> Prediction:
+        """Predict through KServe ModelInfer: the data is read here and sent in chunks of rows."""
+        from reuse.data import load_data
+        from reuse.train.output import prediction_from_outputs, write_prediction
+
+        info = self.model_info(ref)
+        sig = self.model_signature(info.ref)
+        if len(sig.inputs) != 1 or len(sig.outputs) != 1:
+            raise InvalidInput(f"model {info.ref} has {len(sig.inputs)} inputs and {len(sig.outputs)} outputs; "
+                               "predict expects one of each")
+        x = np.ascontiguousarray(load_data(data, label=label, require_labels=False).x, dtype=sig.inputs[0].dtype)
+        rows = max(1, INFER_CHUNK_BYTES // max(1, x[:1].nbytes))
+        parts = [self.client.infer(info.name, x[lo:lo + rows], version=str(info.version))[sig.outputs[0].name]
+                 for lo in range(0, len(x), rows)]
+        pred = prediction_from_outputs(info.ref, data, np.concatenate(parts), info.class_names)
+        if out is not None:
+            write_prediction(pred, out)
+        return pred
 
     # -- serving and jobs --------------------------------------------------------------------------
     def model_signature(self, ref: str) -> ModelSignature:
@@ -132,7 +293,8 @@ class RemoteService:
 
     def start_finetune(self, params: dict[str, Any]) -> JobRecord:
         params = dict(params)
-        return _record(self.client.start_finetune(params.pop("unfreeze", ""), **params))
+        return _record(self.client.start_finetune(params.pop("unfreeze", ""), match=params.pop("match", ""),
+                                                  **params))
 
     def start_advise(self, params: dict[str, Any]) -> JobRecord:
         params = dict(params)
@@ -159,6 +321,19 @@ class RemoteService:
             raise AttributeError(name)
         raise FailedPrecondition(f"{name.replace('_', ' ')} is not available with --server yet; "
                                  "run it against a local --store")
+
+
+class _InfoSource:
+    """What reuse.lineage.ancestry reads from a store (resolve, info), answered by the server."""
+
+    def __init__(self, remote: RemoteService) -> None:
+        self.remote = remote
+
+    def resolve(self, ref: str | ModelRef) -> ModelRef:
+        return ModelRef.parse(self.remote.model_info(str(ref)).ref)
+
+    def info(self, ref: str | ModelRef) -> ModelInfo:
+        return self.remote.model_info(str(ref))
 
 
 def _read_chunks(path: Path, size: int = 1024 * 1024) -> Iterator[bytes]:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from reuse.describe import ModelDescription
+    from reuse.heads import HeadSpec
     from reuse.jobs import JobEvent, JobManager, JobRecord
     from reuse.layer_table import LayerTable
     from reuse.serving.engine import InferenceEngine, InferResult, ServingOptions
@@ -115,7 +116,7 @@ class Service:
         base_ref: str,
         reuse: str,
         *,
-        head: str | None = None,
+        head: str | HeadSpec | None = None,
         head_file: str | os.PathLike[str] | None = None,
         classes: int | None = None,
         regression: bool | int = False,
@@ -124,21 +125,28 @@ class Service:
         input_shape: tuple[int | None, ...] | None = None,
         description: str = "",
         seed: int | None = None,
+        tags: dict[str, str] | None = None,
     ) -> ModelInfo:
         """Build a network from the layers of ``base_ref`` that ``reuse`` selects, plus a head, and
-        register it as the next version of ``new_name`` with its lineage (see reuse.build)."""
+        register it as the next version of ``new_name`` with its lineage (see reuse.build).
+
+        ``head`` is a spec string or a parsed HeadSpec (the build job parses a head file's text)."""
         from reuse.build import build_network
         from reuse.errors import InvalidInput
-        from reuse.heads import load_head_file, parse_head
+        from reuse.heads import HeadSpec, load_head_file, parse_head
         from reuse.store import check_name
 
         check_name(new_name)
         if head is not None and head_file is not None:
             raise InvalidInput("give either a head spec or a head file, not both")
-        spec = load_head_file(head_file) if head_file is not None else parse_head(head or "")
+        if head_file is not None:
+            spec = load_head_file(head_file)
+        else:
+            spec = head if isinstance(head, HeadSpec) else parse_head(head or "")
         built = build_network(self.store, base_ref, reuse, head=spec, classes=classes, regression=regression,
                               trainable=trainable, match=match, input_shape=input_shape, name=new_name, seed=seed)
-        return self.store.register(built.model, new_name, description=description, lineage=built.lineage)
+        return self.store.register(built.model, new_name, description=description, tags=tags,
+                                   lineage=built.lineage)
 
     def lineage(self, ref: str) -> list[dict[str, Any]]:
         """Ancestry of ``ref``, newest first (see reuse.lineage.ancestry)."""

@@ -51,6 +51,10 @@ def test_train_registers_next_version_with_history_and_settings(env):
     assert info.class_names == ["5", "6", "7", "8", "9"] and len(info.history["val_loss"]) == 3
     assert info.settings["optimizer"] == "sgd" and info.settings["lr"] == 0.05 and info.settings["data"] == DIGITS
     assert [s["op"] for s in info.lineage["steps"]] == ["build", "train"] and info.lineage["parent"] == "digits:1"
+    # `reuse lineage` follows the trained version back to the version it was trained from
+    chain = json.loads(run(env, "lineage", "digits:2", "--json").output)
+    entries = chain["ancestry"] if isinstance(chain, dict) else chain
+    assert [(e["model"], e["operation"]) for e in entries] == [("digits:2", "train"), ("digits:1", None)]
 
 
 def test_text_output_seeds_and_finetune(env):

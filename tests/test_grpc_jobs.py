@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 
+import h5py
 import pytest
 from grpc_support import slow_kind
+from store_helpers import flip_byte
 
 from reuse.errors import FailedPrecondition, InvalidInput, NotFound
 from reuse.jobs import JobManager, job_kinds, register_job_kind, unregister_job_kind, write_json_atomic
+from reuse.store import h5file
 
 
 @pytest.fixture
@@ -88,8 +91,8 @@ def test_restart_marks_running_jobs_interrupted_and_lists_finished(store):
 
 
 def test_errors(manager):
-    with pytest.raises(FailedPrecondition, match="job kind 'train' is not available.*verify"):
-        manager.start("train", {})
+    with pytest.raises(FailedPrecondition, match="job kind 'nope' is not available.*build.*train.*verify"):
+        manager.start("nope", {})
     with pytest.raises(InvalidInput, match="JSON"):
         manager.start("slow", {"x": object()})
     with pytest.raises(NotFound):
@@ -102,4 +105,11 @@ def test_verify_kind(manager, store):
     store.register(make_mlp(), "a")
     store.register(make_mlp(), "a")
     rec = manager.wait(manager.start("verify", {}).id, timeout=30)
-    assert rec.state == "succeeded" and rec.result == {"checked": 2, "corrupt": {}}
+    assert rec.state == "succeeded"
+    assert rec.result == {"checked": 2, "corrupt": {}, "ok": True, "index_problems": False}
+    path = store.path("a:2")
+    with h5py.File(path) as f:
+        kernel = h5file.layer_weight_datasets(f, "hidden1", path)[0].name
+    flip_byte(path, kernel)  # the store's check (the one implementation) names the damaged version
+    rec = manager.wait(manager.start("verify", {"models": ["a"]}).id, timeout=30)
+    assert rec.state == "succeeded" and list(rec.result["corrupt"]) == ["a:2"] and not rec.result["ok"]

@@ -233,10 +233,10 @@ def test_job_cancel_registers_nothing(served):
     assert err.code() == CODE.FAILED_PRECONDITION
 
 
-def test_job_kinds_not_wired_yet_and_unknown_jobs(served):
+def test_job_kinds_not_installed_and_unknown_jobs(served):
     api = served["api"]
-    err = rpc_error(api.StartTrain, pb.TrainRequest(model="mlp", data="digits", epochs=3))
-    assert err.code() == CODE.FAILED_PRECONDITION and "job kind 'train' is not available" in err.details()
+    err = rpc_error(api.StartAdvise, pb.AdviseRequest(model="mlp", data="digits"))
+    assert err.code() == CODE.FAILED_PRECONDITION and "job kind 'advise' is not available" in err.details()
     err = rpc_error(api.GetJob, pb.GetJobRequest(id="ffffffffffff"))
     assert err.code() == CODE.NOT_FOUND
     err = rpc_error(api.StartJob, pb.StartJobRequest(kind="slow", params_json="[1"))

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from reuse.cli.common import emit_json, get_service, json_option, store_option
+from reuse.cli.common import emit_json, get_service, json_option, server_option, store_option
 from reuse.errors import InvalidInput
 
 match_option = click.option(
@@ -43,6 +43,7 @@ def _shape(shape: Any) -> str:
 @click.option("--scope", default=None, metavar="PAT", help="Dry run: mark the layers this pattern selects.")
 @match_option
 @store_option
+@server_option
 @json_option
 def layers_cmd(ref: str, scope: str | None, match: str, store: str | None, as_json: bool) -> None:
     """Show the layers of a stored model; with --scope, which of them a pattern selects.
@@ -88,6 +89,7 @@ def layers_cmd(ref: str, scope: str | None, match: str, store: str | None, as_js
 @click.option("--description", default="", help="Description stored with the new model.")
 @click.option("--seed", type=int, default=None, help="Seed for the head's initial weights and dropout.")
 @store_option
+@server_option
 @json_option
 def build_cmd(new_name: str, base: str, reuse_pat: str, match: str, trainable: str | None, head: str | None,
               head_file: str | None, classes: int | None, regression: bool, outputs: int | None,
@@ -135,6 +137,7 @@ def _output(out: dict[str, int] | None) -> str:
 @click.command("lineage")
 @click.argument("ref", metavar="NAME[:V]")
 @store_option
+@server_option
 @json_option
 def lineage_cmd(ref: str, store: str | None, as_json: bool) -> None:
     """Show where a model came from: its bases back to the first, and where each reused layer came from.

@@ -102,9 +102,10 @@ def job_cmd(job_id: str, store: str | None, watch: bool, cancel: bool, as_json: 
             if as_json:
                 click.echo(__import__("json").dumps(ev.to_dict(), sort_keys=True))
             else:
-                eta = f" eta {ev.eta_s:.0f}s" if ev.eta_s >= 0 else ""
-                losses = " ".join(f"{k}={v:.4g}" for k, v in {**ev.losses, **ev.metrics}.items())
-                click.echo(f"[{ev.state}] {ev.epoch}/{ev.epochs} {losses}{eta} {ev.message}".replace("  ", " "))
+                step = f"{ev.epoch}/{ev.epochs}" if ev.epochs else ""
+                values = " ".join(f"{k}={v:.4g}" for k, v in {**ev.losses, **ev.metrics}.items())
+                eta = f"eta {ev.eta_s:.0f}s" if ev.eta_s >= 0 and ev.epochs and ev.state == "running" else ""
+                click.echo(" ".join(x for x in (f"[{ev.state}]", step, values, eta, ev.message) if x))
         if as_json:
             return
     record = svc.get_job(job_id)

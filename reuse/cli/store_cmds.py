@@ -56,6 +56,7 @@ def _tags_text(tags: dict[str, str]) -> str:
               help="A tag to keep with the version (repeatable).")
 @unsafe_option
 @store_option
+@server_option
 @json_option
 def register_cmd(file: str, name: str, description: str, tags: dict[str, str], unsafe: bool,
                  store: str | None, as_json: bool) -> None:
@@ -99,6 +100,7 @@ def list_cmd(store: str | None, as_json: bool) -> None:
 @click.command("versions")
 @click.argument("name")
 @store_option
+@server_option
 @json_option
 def versions_cmd(name: str, store: str | None, as_json: bool) -> None:
     """List every version of NAME, oldest first. --json: a list of version objects."""
@@ -142,6 +144,7 @@ def _show_lines(info: ModelInfo) -> list[tuple[str, Any]]:
 @click.command("show")
 @click.argument("ref", metavar="NAME[:VERSION]")
 @store_option
+@server_option
 @json_option
 def show_cmd(ref: str, store: str | None, as_json: bool) -> None:
     """Show a version's metadata and its layers (latest version unless NAME:VERSION).
@@ -170,6 +173,7 @@ def show_cmd(ref: str, store: str | None, as_json: bool) -> None:
 @click.command("delete")
 @click.argument("ref", metavar="NAME:VERSION", callback=_explicit_version)
 @store_option
+@server_option
 def delete_cmd(ref: str, store: str | None) -> None:
     """Delete one version, NAME:VERSION (always explicit). Its number is never reused."""
     info = get_service(store).delete_version(ref)

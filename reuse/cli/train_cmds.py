@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from reuse.cli.common import emit_json, get_service, json_option, store_option
+from reuse.cli.common import emit_json, get_service, json_option, server_option, store_option
 from reuse.cli.train_progress import ProgressBar
 
 OPTIMIZERS = ("sgd", "adam", "rmsprop", "adamw", "nadam")
@@ -99,6 +99,7 @@ _TRAIN_JSON = ("JSON keys: model, parent, metrics, history, epochs_run, best_epo
 @_data_options
 @_train_options
 @store_option
+@server_option
 @json_option
 def train_cmd(ref: str, data: str, label: str | None, relabel: bool, store: str | None, as_json: bool,
               seeds: int, description: str | None, quiet: bool, **kw: Any) -> None:
@@ -119,6 +120,7 @@ def train_cmd(ref: str, data: str, label: str | None, relabel: bool, store: str 
 @_data_options
 @_train_options
 @store_option
+@server_option
 @json_option
 def finetune_cmd(ref: str, unfreeze: str, match: str, data: str, label: str | None, relabel: bool,
                  store: str | None, as_json: bool, seeds: int, description: str | None, quiet: bool,
@@ -136,6 +138,7 @@ def finetune_cmd(ref: str, unfreeze: str, match: str, data: str, label: str | No
 @click.argument("ref", metavar="NAME[:VERSION]")
 @_data_options
 @store_option
+@server_option
 @json_option
 def evaluate_cmd(ref: str, data: str, label: str | None, relabel: bool, store: str | None, as_json: bool) -> None:
     """Loss and accuracy of a model on labelled data."""
@@ -154,6 +157,7 @@ def evaluate_cmd(ref: str, data: str, label: str | None, relabel: bool, store: s
 @click.option("--out", "out", type=click.Path(dir_okay=False), default=None,
               help="Write predictions to FILE.npz (outputs, classes, labels) or FILE.csv.")
 @store_option
+@server_option
 @json_option
 def predict_cmd(ref: str, data: str, label: str | None, out: str | None, store: str | None, as_json: bool) -> None:
     """Predict with a model: class and label per sample (and outputs with --out or --json)."""

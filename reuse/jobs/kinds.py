@@ -1,46 +1,310 @@
 """The job kinds this package ships, registered when :mod:`reuse.jobs` first needs them.
 
-Wiring a new kind is one function and one line here (see docs/grpc-api.md, "Job kinds"):
+Each kind calls the same :class:`reuse.service.Service` method the CLI calls; this module only turns
+job parameters into that call, training events into job progress, and the outcome into a JSON result.
+Parameters are checked when the job is started (``validate``), so a bad one is INVALID_ARGUMENT (or
+NOT_FOUND) at once rather than a failed job later.
 
-    def _train(params, progress, cancel):
-        ...  # call the training core with progress and cancel; it raises Cancelled when cancel is set
-        return {"model": info.ref, "metrics": info.metrics}
-
-    register_job_kind("train", _train)
+Data: a job names an uploaded dataset (:class:`reuse.uploads.DatasetStore`) or a ``builtin:`` spec.
+Any other path is refused unless it lies inside the store's datasets folder: a client must not make
+the server read a file of its choosing.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
-from reuse.errors import Cancelled, ReuseError
+from reuse.errors import Cancelled, InvalidInput
 from reuse.jobs.records import Progress, register_job_kind
 
+_STR, _INT, _FLOAT, _BOOL, _DICT, _INTS = "a string", "an integer", "a number", "true or false", "a mapping", \
+    "a list of integers"
+_TRAIN_OPTIONS = {"epochs": _INT, "batch_size": _INT, "optimizer": _STR, "lr": _FLOAT, "momentum": _FLOAT,
+                  "nesterov": _BOOL, "clipnorm": _FLOAT, "clipvalue": _FLOAT, "early_stopping": _INT,
+                  "seed": _INT, "val_split": _FLOAT}
+TRAIN_PARAMS = {"model": _STR, "data": _STR, "val": _STR, "label": _STR, "relabel": _BOOL, "seeds": _INT,
+                "no_cache": _BOOL, "description": _STR, **_TRAIN_OPTIONS}
+FINETUNE_PARAMS = {**TRAIN_PARAMS, "unfreeze": _STR, "match": _STR}
+BUILD_PARAMS = {"name": _STR, "base": _STR, "reuse": _STR, "trainable": _STR, "match": _STR, "head": _STR,
+                "classes": _INT, "regression": _BOOL, "outputs": _INT, "input_shape": _INTS, "description": _STR,
+                "tags": _DICT, "seed": _INT}
+EVALUATE_PARAMS = {"model": _STR, "data": _STR, "label": _STR, "relabel": _BOOL}
 
-def verify_store(params: dict[str, Any], progress: Progress, cancel: threading.Event) -> dict[str, Any]:
-    """Check the weight checksums of every version in the store (or of ``params["models"]``).
 
-    Returns ``{"checked": N, "corrupt": {"name:version": "why", ...}}``.
+def _is(value: Any, expected: str) -> bool:
+    if expected == _STR:
+        return isinstance(value, str)
+    if expected == _BOOL:
+        return isinstance(value, bool)
+    if expected == _INT:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if expected == _FLOAT:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if expected == _DICT:
+        return isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+    return isinstance(value, list) and all(_is(v, _INT) for v in value)
+
+
+def check_params(kind: str, params: Mapping[str, Any], spec: Mapping[str, str], required: tuple[str, ...]) -> None:
+    """Refuse unknown, missing or mistyped parameters, naming the field.
+
+    Raises:
+        InvalidInput: ``<kind> job: parameter 'epochs' is 'ten'; expected an integer``.
     """
-    from reuse.store import ModelStore, h5file
+    for key, value in params.items():
+        if key == "store":
+            continue
+        if key not in spec:
+            raise InvalidInput(f"{kind} job: unknown parameter {key!r}; expected some of {', '.join(sorted(spec))}")
+        if not _is(value, spec[key]):
+            raise InvalidInput(f"{kind} job: parameter {key!r} is {value!r}; expected {spec[key]}")
+    for key in required:
+        if params.get(key) in (None, ""):
+            raise InvalidInput(f"{kind} job: parameter {key!r} is required")
+    for key in ("epochs", "batch_size", "seeds", "classes", "outputs"):
+        if key in params and params[key] < 1:
+            raise InvalidInput(f"{kind} job: parameter {key!r} is {params[key]}; expected an integer >= 1")
 
-    store = ModelStore(params["store"])
-    names = params.get("models") or store.names()
-    refs = [info.ref for name in names for info in store.versions(name)]
-    corrupt: dict[str, str] = {}
-    for i, ref in enumerate(refs, start=1):
+
+def resolve_data(store_root: str | Path, spec: str, field: str = "data") -> str:
+    """The data spec a job may load: ``builtin:...`` as given, an uploaded dataset's name as its file.
+
+    Raises:
+        NotFound: no uploaded dataset of that name.
+        InvalidInput: any other path (unless inside the store's datasets folder).
+    """
+    from reuse.data.builtin import PREFIX
+    from reuse.store import ModelStore
+    from reuse.store.names import NAME_RE
+    from reuse.uploads import DatasetStore
+
+    if spec.startswith(PREFIX):
+        return spec
+    datasets = DatasetStore(ModelStore(store_root))
+    if NAME_RE.fullmatch(spec) and ".." not in spec:
+        return str(datasets.path(spec))
+    folder = datasets.dir.resolve()
+    path = Path(spec).resolve()
+    if path.is_relative_to(folder) and path.is_file():
+        return str(path)
+    raise InvalidInput(f"parameter {field!r} is {spec!r}: expected the name of an uploaded dataset or "
+                       "builtin:NAME; the server reads no other files")
+
+
+def _train_options(params: Mapping[str, Any]) -> dict[str, Any]:
+    """TrainConfig field values, as the CLI's options give them."""
+    out = {k: params[k] for k in _TRAIN_OPTIONS if params.get(k) is not None}
+    if params.get("no_cache"):
+        out["cache"] = False
+    return out
+
+
+def job_progress(progress: Progress, cancel: threading.Event) -> Callable[[Any], None]:
+    """A training ``progress`` callback that forwards events to a job and stops once ``cancel`` is set.
+
+    Raising Cancelled from the callback also covers the moment after the last epoch: the final
+    ``TrainFinished`` comes before the facade registers the model, so a cancel seen then registers
+    nothing. Messages: ``started LABEL`` (epoch 0), ``finished LABEL: N epochs``; the remote client
+    rebuilds the CLI's progress events from them (reuse.remote).
+    """
+    from reuse.train.events import EpochEnd, TrainFinished, TrainStarted
+
+    label = ""
+
+    def on_event(ev: Any) -> None:
+        nonlocal label
         if cancel.is_set():
-            raise Cancelled(f"verify stopped after {i - 1} of {len(refs)} versions")
-        path = store.path(ref)
-        try:
-            with h5file.open_read(path) as f:
-                h5file.verify_all(f, path)
-        except ReuseError as exc:
-            corrupt[ref] = str(exc)
-        progress({"epoch": i, "epochs": len(refs), "message": f"checked {ref}",
-                  "metrics": {"corrupt": float(len(corrupt))}})
-    return {"checked": len(refs), "corrupt": corrupt}
+            raise Cancelled("cancelled during training; nothing was registered")
+        if isinstance(ev, Mapping):  # already a job event (e.g. an advisor's own progress)
+            progress(dict(ev))
+        elif isinstance(ev, TrainStarted):
+            label = ev.task if ev.phases == 1 else f"{ev.label or ev.task} {ev.phase}/{ev.phases}"
+            cached = f"; cached {', '.join(ev.cached_layers)}" if ev.cached_layers else ""
+            progress({"epoch": 0, "epochs": ev.epochs, "message": f"started {label}: {ev.samples} samples, "
+                      f"{ev.steps_per_epoch} steps per epoch{cached}"})
+        elif isinstance(ev, EpochEnd):
+            progress({"epoch": ev.epoch, "epochs": ev.epochs, "losses": ev.losses, "metrics": ev.metrics,
+                      "eta_s": ev.eta, "message": label})
+        elif isinstance(ev, TrainFinished):
+            early = f", stopped early (best epoch {ev.best_epoch})" if ev.stopped_early else ""
+            progress({"epoch": ev.epochs_run, "epochs": ev.epochs_run, "metrics": ev.metrics, "eta_s": 0.0,
+                      "message": f"finished {label}: {ev.epochs_run} epochs{early}"})
+
+    return on_event
+
+
+def _service(params: Mapping[str, Any]) -> Any:
+    from reuse.service import Service
+
+    return Service(params["store"])
+
+
+# -- train and fine-tune -------------------------------------------------------------------------
+def _validate_fit(kind: str, spec: Mapping[str, str], required: tuple[str, ...]) -> Callable[[dict[str, Any]], None]:
+    def validate(params: dict[str, Any]) -> None:
+        from reuse.service import _train_config
+
+        check_params(kind, params, spec, required)
+        resolve_data(params["store"], params["data"])
+        if params.get("val"):
+            resolve_data(params["store"], params["val"], "val")
+        parent = _service(params).model_info(params["model"])
+        if kind == "finetune" and params.get("match", "full") not in ("full", "prefix"):
+            raise InvalidInput(f"finetune job: parameter 'match' is {params['match']!r}; expected full or prefix")
+        _train_config(_train_options(params), parent.settings or {}, finetune=kind == "finetune")
+
+    return validate
+
+
+def _fit(params: dict[str, Any], progress: Progress, cancel: threading.Event, *, unfreeze: bool) -> dict[str, Any]:
+    svc = _service(params)
+    common = {"val": resolve_data(params["store"], params["val"], "val") if params.get("val") else None,
+              "label": params.get("label") or None, "relabel": bool(params.get("relabel")),
+              "options": _train_options(params), "seeds": int(params.get("seeds") or 1),
+              "progress": job_progress(progress, cancel), "cancel": cancel,
+              "description": params.get("description") or None}
+    data = resolve_data(params["store"], params["data"])
+    if unfreeze:
+        outcome = svc.finetune_model(params["model"], params["unfreeze"], data,
+                                     match=params.get("match") or "full", **common)
+    else:
+        outcome = svc.train_model(params["model"], data, **common)
+    return outcome.to_dict()  # has "model" and "metrics"; reuse.remote rebuilds a TrainOutcome from it
+
+
+def train_job(params: dict[str, Any], progress: Progress, cancel: threading.Event) -> dict[str, Any]:
+    """``Service.train_model`` as a job. Result: ``TrainOutcome.to_dict()`` (model, metrics, history, ...)."""
+    return _fit(params, progress, cancel, unfreeze=False)
+
+
+def finetune_job(params: dict[str, Any], progress: Progress, cancel: threading.Event) -> dict[str, Any]:
+    """``Service.finetune_model`` as a job; the same result as ``train``."""
+    return _fit(params, progress, cancel, unfreeze=True)
+
+
+# -- build ---------------------------------------------------------------------------------------
+def _head(text: str) -> Any:
+    """A head from the request: the short spec, or the JSON/YAML text of a head file."""
+    from reuse.heads import MAX_HEAD_FILE_BYTES, head_from_dict, parse_head
+
+    stripped = text.strip()
+    if not stripped.startswith("{") and "layers:" not in stripped:
+        return parse_head(text)
+    if len(text.encode()) > MAX_HEAD_FILE_BYTES:
+        raise InvalidInput(f"build job: parameter 'head' is larger than {MAX_HEAD_FILE_BYTES} bytes")
+    import yaml
+
+    try:
+        data = yaml.safe_load(stripped)  # JSON is YAML
+    except yaml.YAMLError as exc:
+        raise InvalidInput(f"build job: parameter 'head' is neither a head spec nor valid JSON/YAML: "
+                           f"{str(exc).splitlines()[0]}") from exc
+    return head_from_dict(data)
+
+
+def _build_args(params: Mapping[str, Any]) -> dict[str, Any]:
+    regression: bool | int = (params.get("outputs") or True) if params.get("regression") else False
+    if params.get("outputs") is not None and not params.get("regression"):
+        raise InvalidInput("build job: parameter 'outputs' needs 'regression'")
+    shape = params.get("input_shape")
+    return {"head": _head(params.get("head") or ""), "classes": params.get("classes"), "regression": regression,
+            "trainable": params.get("trainable") or None, "match": params.get("match") or "full",
+            "input_shape": tuple(None if d == -1 else d for d in shape) if shape else None, "description": params.get("description") or "",
+            "seed": params.get("seed"), "tags": params.get("tags") or None}
+
+
+def _validate_build(params: dict[str, Any]) -> None:
+    from reuse.store import check_name
+
+    check_params("build", params, BUILD_PARAMS, ("name", "base", "reuse"))
+    check_name(params["name"])
+    _build_args(params)
+    _service(params).model_info(params["base"])
+
+
+def build_job(params: dict[str, Any], progress: Progress, cancel: threading.Event) -> dict[str, Any]:
+    """``Service.build`` as a job. Result: ``{"model": "NAME:V", "metrics": {}, "lineage": {...}}``."""
+    if cancel.is_set():
+        raise Cancelled("build cancelled before it started")
+    progress({"message": f"building {params['name']} from {params['base']}"})
+    info = _service(params).build(params["name"], params["base"], params["reuse"], **_build_args(params))
+    return {"model": info.ref, "metrics": dict(info.metrics or {}), "lineage": info.lineage}
+
+
+# -- evaluate ------------------------------------------------------------------------------------
+def _validate_evaluate(params: dict[str, Any]) -> None:
+    check_params("evaluate", params, EVALUATE_PARAMS, ("model", "data"))
+    resolve_data(params["store"], params["data"])
+    _service(params).model_info(params["model"])
+
+
+def evaluate_job(params: dict[str, Any], progress: Progress, cancel: threading.Event) -> dict[str, Any]:
+    """``Service.evaluate_model`` as a job. Result: its dict, with ``data`` as the client gave it."""
+    result = _service(params).evaluate_model(params["model"], resolve_data(params["store"], params["data"]),
+                                             label=params.get("label") or None, relabel=bool(params.get("relabel")))
+    return {**result, "data": params["data"]}
+
+
+# -- verify --------------------------------------------------------------------------------------
+def verify_store(params: dict[str, Any], progress: Progress, cancel: threading.Event) -> dict[str, Any]:
+    """The store's own check (``ModelStore.check``: every checksum, and the index), as a job.
+
+    ``params["models"]`` limits the verdict to those names. Returns ``{"checked": N, "corrupt":
+    {"name:version": "why"}, "ok": bool, "index_problems": bool}``.
+    """
+    from reuse.store import ModelStore
+
+    if cancel.is_set():
+        raise Cancelled("verify cancelled before it started")
+    names = params.get("models")
+    if names is not None and (not isinstance(names, list) or not all(isinstance(n, str) for n in names)):
+        raise InvalidInput(f"verify job: parameter 'models' is {names!r}; expected a list of model names")
+    report = ModelStore(params["store"]).check()
+    files = [f for f in report.files if names is None or f.ref.partition(":")[0] in names]
+    corrupt = {f.ref: f.problem or "damaged" for f in files if not f.ok}
+    progress({"epoch": 1, "epochs": 1, "message": f"checked {len(files)} version(s)",
+              "metrics": {"corrupt": float(len(corrupt))}})
+    return {"checked": len(files), "corrupt": corrupt, "ok": report.ok, "index_problems": report.index_problems}
+
+
+# -- advise (issue 7) ----------------------------------------------------------------------------
+ADVISE_PARAMS_TAKEN = ("store", "model", "data", "val")
+
+
+def advise_job(params: dict[str, Any], progress: Progress, cancel: threading.Event) -> dict[str, Any]:
+    """``Service.advise`` as a job: ``model`` and ``data`` (and ``val``) from the request, every other
+    key of ``options_json`` as ``options``. Result: ``result.to_dict()``.
+
+    LEAD, TO CHECK when the advisor is merged: written against the agreed facade signature
+    ``Service.advise(base_ref, data, *, val=None, options: dict, progress, cancel)`` returning an
+    object with ``to_dict()``; it is registered only when ``Service`` has ``advise``.
+    """
+    for key in ("model", "data"):
+        if not isinstance(params.get(key), str) or not params[key]:
+            raise InvalidInput(f"advise job: parameter {key!r} is required (a string)")
+    val = params.get("val")
+    options = {k: v for k, v in params.items() if k not in ADVISE_PARAMS_TAKEN}
+    result = _service(params).advise(
+        params["model"], resolve_data(params["store"], params["data"]),
+        val=resolve_data(params["store"], val, "val") if val else None, options=options,
+        progress=job_progress(progress, cancel), cancel=cancel)
+    return result.to_dict()
+
+
+def _advisor_available() -> bool:
+    from reuse.service import Service
+
+    return callable(getattr(Service, "advise", None))
 
 
 register_job_kind("verify", verify_store)
+register_job_kind("train", train_job, validate=_validate_fit("train", TRAIN_PARAMS, ("model", "data")))
+register_job_kind("finetune", finetune_job,
+                  validate=_validate_fit("finetune", FINETUNE_PARAMS, ("model", "data", "unfreeze")))
+register_job_kind("build", build_job, validate=_validate_build)
+register_job_kind("evaluate", evaluate_job, validate=_validate_evaluate)
+if _advisor_available():
+    register_job_kind("advise", advise_job)

@@ -21,6 +21,7 @@ from reuse.jobs.records import (
     JobRecord,
     _now,
     get_job_kind,
+    job_validator,
     read_records,
     write_json_atomic,
 )
@@ -53,7 +54,8 @@ class JobManager:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.store_root = Path(store_root)
         # One manager per store: a second one would mark the first one's running jobs interrupted.
-        self._owner = FileLock(str(self.dir / ".manager.lock"))
+        # Not thread-local: a server takes it on a request thread and gives it back on the one stopping it.
+        self._owner = FileLock(str(self.dir / ".manager.lock"), thread_local=False)
         try:
             self._owner.acquire(timeout=0)
         except Timeout as exc:
@@ -70,7 +72,8 @@ class JobManager:
 
     # -- public ----------------------------------------------------------------------------------
     def start(self, kind: str, params: dict[str, Any]) -> JobRecord:
-        """Queue a job. Raises FailedPrecondition (unknown kind, stopping) or InvalidInput (params)."""
+        """Queue a job. Raises FailedPrecondition (unknown kind, stopping), or what the kind's validator
+        raises for bad parameters (InvalidInput, NotFound)."""
         get_job_kind(kind)
         try:
             params = json.loads(json.dumps(params))
@@ -78,6 +81,10 @@ class JobManager:
             raise InvalidInput(f"job parameters must be JSON values: {exc}") from exc
         if not isinstance(params, dict):
             raise InvalidInput(f"job parameters must be a JSON object, got {type(params).__name__}")
+        params.pop("store", None)  # the manager sets it; a client cannot point a job at another folder
+        validate = job_validator(kind)
+        if validate is not None:
+            validate({**params, "store": str(self.store_root)})
         record = JobRecord(id=uuid.uuid4().hex[:12], kind=kind, params=params, created=_now())
         job = _Job(record)
         with self._cond:
@@ -229,7 +236,8 @@ class JobManager:
         except Cancelled as exc:
             state, error = "cancelled", str(exc) or "cancelled"
         except ReuseError as exc:
-            state, error = "failed", str(exc)
+            # The class travels in the result, so a remote client can raise the same one.
+            state, error, result = "failed", str(exc), {"error_type": type(exc).__name__}
         except Exception:  # noqa: BLE001 - a job's crash must not kill its worker thread
             log.exception("job %s (%s) crashed", job.record.id, job.record.kind)
             state, error = "failed", "internal error (see the server log)"

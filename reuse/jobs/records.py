@@ -17,27 +17,38 @@ from reuse.errors import FailedPrecondition, InvalidInput
 
 Progress = Callable[[dict[str, Any]], None]
 JobFn = Callable[[dict[str, Any], Progress, threading.Event], dict[str, Any]]
+Validator = Callable[[dict[str, Any]], None]
 
 STATES = ("queued", "running", "succeeded", "failed", "cancelled", "interrupted")
 FINISHED = frozenset({"succeeded", "failed", "cancelled", "interrupted"})
 JOB_ID_RE = re.compile(r"[0-9a-f]{12}")
 _KINDS: dict[str, JobFn] = {}
+_VALIDATORS: dict[str, Validator] = {}
 _KINDS_LOCK = threading.Lock()
 
 
-def register_job_kind(kind: str, fn: JobFn, *, replace: bool = False) -> None:
-    """Make ``kind`` startable. Raises InvalidInput if it exists (unless ``replace``) or is malformed."""
+def register_job_kind(kind: str, fn: JobFn, *, replace: bool = False, validate: Validator | None = None) -> None:
+    """Make ``kind`` startable. Raises InvalidInput if it exists (unless ``replace``) or is malformed.
+
+    ``validate(params)`` (params with ``"store"``) runs when a job is started, before it is queued, so
+    a bad parameter is refused at once (InvalidInput, NotFound) instead of failing the job later.
+    """
     if not re.fullmatch(r"[a-z][a-z0-9_-]{0,31}", kind or ""):
         raise InvalidInput(f"invalid job kind {kind!r}: expected 1-32 of a-z, 0-9, '_', '-'")
     with _KINDS_LOCK:
         if kind in _KINDS and not replace and _KINDS[kind] is not fn:
             raise InvalidInput(f"job kind {kind!r} is already registered")
         _KINDS[kind] = fn
+        if validate is not None:
+            _VALIDATORS[kind] = validate
+        else:
+            _VALIDATORS.pop(kind, None)
 
 
 def unregister_job_kind(kind: str) -> None:
     with _KINDS_LOCK:
         _KINDS.pop(kind, None)
+        _VALIDATORS.pop(kind, None)
 
 
 def job_kinds() -> list[str]:
@@ -137,6 +148,12 @@ def get_job_kind(kind: str) -> JobFn:
     if fn is None:
         raise FailedPrecondition(f"job kind {kind!r} is not available on this server; kinds: {known}")
     return fn
+
+
+def job_validator(kind: str) -> Validator | None:
+    """The start-time check of a registered kind, if it has one."""
+    with _KINDS_LOCK:
+        return _VALIDATORS.get(kind)
 
 
 def read_records(jobs_dir: Path) -> list[JobRecord]:

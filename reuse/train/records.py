@@ -15,6 +15,9 @@ def now() -> str:
 def lineage(parent_lineage: dict[str, Any] | None, parent_ref: str | None, step: dict[str, Any]) -> dict[str, Any]:
     """The parent's lineage carried forward, with ``parent`` set and ``step`` appended to ``steps``.
 
+    Like every operation that makes a model from another (docs/building.md), it also records
+    ``operation`` and ``base`` ({"name", "version"} of the parent), which ``reuse lineage`` follows.
+
     ``steps`` is the ordered list of what produced this version (``build``, ``train``, ``finetune``,
     ``pretrain`` ...), each a dict with at least ``op`` and ``at``.
     """
@@ -22,8 +25,11 @@ def lineage(parent_lineage: dict[str, Any] | None, parent_ref: str | None, step:
     steps = list(out.get("steps") or [])
     steps.append({"at": now(), **step})
     out["steps"] = steps
+    out["operation"] = step["op"]
     if parent_ref is not None:
         out["parent"] = parent_ref
+        name, _, version = parent_ref.partition(":")
+        out["base"] = {"name": name, "version": int(version)}
     return out
 
 

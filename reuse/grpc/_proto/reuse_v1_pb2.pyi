@@ -162,7 +162,7 @@ class DeleteVersionResponse(_message.Message):
     def __init__(self, deleted: _Optional[str] = ...) -> None: ...
 
 class BuildRequest(_message.Message):
-    __slots__ = ("name", "base", "reuse", "trainable", "match", "head", "classes", "regression", "input_shape", "description", "tags", "wait")
+    __slots__ = ("name", "base", "reuse", "trainable", "match", "head", "classes", "regression", "input_shape", "description", "tags", "wait", "seed", "outputs")
     class TagsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -182,6 +182,8 @@ class BuildRequest(_message.Message):
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     TAGS_FIELD_NUMBER: _ClassVar[int]
     WAIT_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    OUTPUTS_FIELD_NUMBER: _ClassVar[int]
     name: str
     base: str
     reuse: str
@@ -194,10 +196,12 @@ class BuildRequest(_message.Message):
     description: str
     tags: _containers.ScalarMap[str, str]
     wait: bool
-    def __init__(self, name: _Optional[str] = ..., base: _Optional[str] = ..., reuse: _Optional[str] = ..., trainable: _Optional[str] = ..., match: _Optional[str] = ..., head: _Optional[str] = ..., classes: _Optional[int] = ..., regression: _Optional[bool] = ..., input_shape: _Optional[_Iterable[int]] = ..., description: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., wait: _Optional[bool] = ...) -> None: ...
+    seed: int
+    outputs: int
+    def __init__(self, name: _Optional[str] = ..., base: _Optional[str] = ..., reuse: _Optional[str] = ..., trainable: _Optional[str] = ..., match: _Optional[str] = ..., head: _Optional[str] = ..., classes: _Optional[int] = ..., regression: _Optional[bool] = ..., input_shape: _Optional[_Iterable[int]] = ..., description: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., wait: _Optional[bool] = ..., seed: _Optional[int] = ..., outputs: _Optional[int] = ...) -> None: ...
 
 class TrainRequest(_message.Message):
-    __slots__ = ("model", "data", "val", "val_split", "label", "epochs", "batch_size", "optimizer", "lr", "momentum", "clipnorm", "clipvalue", "early_stopping", "seed", "no_cache", "description")
+    __slots__ = ("model", "data", "val", "val_split", "label", "epochs", "batch_size", "optimizer", "lr", "momentum", "clipnorm", "clipvalue", "early_stopping", "seed", "no_cache", "description", "relabel", "nesterov", "seeds")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
     VAL_FIELD_NUMBER: _ClassVar[int]
@@ -214,6 +218,9 @@ class TrainRequest(_message.Message):
     SEED_FIELD_NUMBER: _ClassVar[int]
     NO_CACHE_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    RELABEL_FIELD_NUMBER: _ClassVar[int]
+    NESTEROV_FIELD_NUMBER: _ClassVar[int]
+    SEEDS_FIELD_NUMBER: _ClassVar[int]
     model: str
     data: str
     val: str
@@ -230,15 +237,20 @@ class TrainRequest(_message.Message):
     seed: int
     no_cache: bool
     description: str
-    def __init__(self, model: _Optional[str] = ..., data: _Optional[str] = ..., val: _Optional[str] = ..., val_split: _Optional[float] = ..., label: _Optional[str] = ..., epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., optimizer: _Optional[str] = ..., lr: _Optional[float] = ..., momentum: _Optional[float] = ..., clipnorm: _Optional[float] = ..., clipvalue: _Optional[float] = ..., early_stopping: _Optional[int] = ..., seed: _Optional[int] = ..., no_cache: _Optional[bool] = ..., description: _Optional[str] = ...) -> None: ...
+    relabel: bool
+    nesterov: bool
+    seeds: int
+    def __init__(self, model: _Optional[str] = ..., data: _Optional[str] = ..., val: _Optional[str] = ..., val_split: _Optional[float] = ..., label: _Optional[str] = ..., epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., optimizer: _Optional[str] = ..., lr: _Optional[float] = ..., momentum: _Optional[float] = ..., clipnorm: _Optional[float] = ..., clipvalue: _Optional[float] = ..., early_stopping: _Optional[int] = ..., seed: _Optional[int] = ..., no_cache: _Optional[bool] = ..., description: _Optional[str] = ..., relabel: _Optional[bool] = ..., nesterov: _Optional[bool] = ..., seeds: _Optional[int] = ...) -> None: ...
 
 class FinetuneRequest(_message.Message):
-    __slots__ = ("train", "unfreeze")
+    __slots__ = ("train", "unfreeze", "match")
     TRAIN_FIELD_NUMBER: _ClassVar[int]
     UNFREEZE_FIELD_NUMBER: _ClassVar[int]
+    MATCH_FIELD_NUMBER: _ClassVar[int]
     train: TrainRequest
     unfreeze: str
-    def __init__(self, train: _Optional[_Union[TrainRequest, _Mapping]] = ..., unfreeze: _Optional[str] = ...) -> None: ...
+    match: str
+    def __init__(self, train: _Optional[_Union[TrainRequest, _Mapping]] = ..., unfreeze: _Optional[str] = ..., match: _Optional[str] = ...) -> None: ...
 
 class AdviseRequest(_message.Message):
     __slots__ = ("model", "data", "options_json")

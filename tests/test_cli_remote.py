@@ -1,0 +1,112 @@
+"""The CLI's commands with --server give what they give on the local store with the same content."""
+
+from __future__ import annotations
+
+import json
+
+import keras
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from conftest import make_mlp
+from test_grpc_jobs_wired import blobs
+
+from reuse.cli import cli
+from reuse.grpc.server import ServerConfig, start_in_thread
+from reuse.service import Service
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cli-remote")
+    root = tmp / "store"
+    service = Service(root)
+    service.register_model(make_mlp(), "mlp", description="base", tags={"k": "v"})
+    with start_in_thread(service, ServerConfig(port=0, token="tok")) as server:
+        token = tmp / "token"
+        token.write_text("tok\n")
+        yield {"remote": ["--server", server.target, "--token-file", str(token)], "local": ["--store", str(root)],
+               "data": str(blobs(tmp / "blobs.npz")), "tmp": tmp, "service": service}
+
+
+def run(*args):
+    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def both(env, *args):
+    return run(*args, *env["remote"]), run(*args, *env["local"])
+
+
+@pytest.mark.parametrize("args", [
+    ["list"], ["list", "--json"], ["versions", "mlp"], ["versions", "mlp", "--json"], ["show", "mlp"],
+    ["show", "mlp:1", "--json"], ["layers", "mlp"], ["layers", "mlp", "--scope", "hidden[12]"],
+    ["layers", "mlp", "--scope", "hid", "--match", "prefix", "--json"],
+])
+def test_read_commands_print_the_same(env, args):
+    remote, local = both(env, *args)
+    assert remote == local
+
+
+def test_build_remote_records_the_same_lineage(env):
+    args = ["--from", "mlp:1", "--reuse", "hidden[12]", "--head", "dense:4:relu", "--classes", "3", "--seed", "1",
+            "--json"]
+    remote = json.loads(run("build", "built-r", *args, *env["remote"]))
+    local = json.loads(run("build", "built-l", *args, *env["local"]))
+    assert remote["ref"] == "built-r:1" and local["ref"] == "built-l:1"
+    assert remote["lineage"] == local["lineage"]
+    r, lo = both(env, "layers", "built-r")
+    assert r == lo and "hidden1" in r and "hidden3" not in r
+    assert run("lineage", "built-r", "--json", *env["remote"]) == run("lineage", "built-r", "--json", *env["local"])
+
+
+def test_train_finetune_evaluate_predict_remote_match_local(env):
+    opts = ["--data", env["data"], "--epochs", "2", "--batch-size", "20", "--optimizer", "sgd", "--lr", "0.05",
+            "--seed", "0", "--json"]
+    remote = json.loads(run("train", "mlp:1", *opts, *env["remote"]))
+    local = json.loads(run("train", "mlp:1", *opts, *env["local"]))
+    assert set(remote) == set(local) and remote["parent"] == local["parent"] == "mlp:1"
+    assert (remote["model"], local["model"]) == ("mlp:2", "mlp:3")
+    assert remote["metrics"] == pytest.approx(local["metrics"], rel=1e-4, abs=1e-5)
+    assert remote["epochs_run"] == local["epochs_run"] == 2
+    text = run("train", "mlp:1", *opts[:-1], "--quiet", *env["remote"])
+    assert text.startswith("Trained mlp:1 -> mlp:4: 2 epochs in ")
+
+    ft = json.loads(run("finetune", "mlp:1", "--unfreeze", "hidden1", "--data", env["data"], "--epochs", "1",
+                        "--json", *env["remote"]))
+    assert ft["parent"] == "mlp:1" and ft["unfrozen"] == ["hidden1"] and ft["model"] == "mlp:5"
+
+    r, lo = both(env, "evaluate", "mlp:2", "--data", env["data"], "--json")
+    assert json.loads(r) == pytest.approx(json.loads(lo))
+    r, lo = (json.loads(x) for x in both(env, "predict", "mlp:2", "--data", env["data"], "--json"))
+    assert {k: v for k, v in r.items() if k != "outputs"} == {k: v for k, v in lo.items() if k != "outputs"}
+    np.testing.assert_allclose(r["outputs"], lo["outputs"], atol=1e-5)
+    out = env["tmp"] / "p.csv"
+    assert run("predict", "mlp:2", "--data", env["data"], "--out", out, *env["remote"]).startswith("Wrote 60")
+    assert out.read_text().splitlines()[0] == "class,label,p0,p1,p2"
+
+    lines = run("jobs", *env["remote"]).splitlines()  # the jobs these commands ran on the server
+    assert {line.split("\t")[1] for line in lines} >= {"train", "finetune", "evaluate"}
+    trained = [line.split("\t") for line in lines if "\ttrain\tsucceeded\t" in line]
+    assert [t[3] for t in trained] == ["mlp:2", "mlp:4"]
+
+
+def test_register_and_delete_remote(env):
+    path = env["tmp"] / "m.h5"
+    keras.saving.save_model(make_mlp(seed=3), str(path))
+    info = json.loads(run("register", path, "--name", "uploaded", "--tag", "a=b", "--json", *env["remote"]))
+    assert info["ref"] == "uploaded:1" and info["tags"] == {"a": "b"}
+    assert run("delete", "uploaded:1", *env["remote"]) == "Deleted uploaded:1\n"
+    r = CliRunner().invoke(cli, ["show", "uploaded", *env["remote"]])
+    assert r.exit_code == 1 and r.output.splitlines()[-1].startswith("Error: no model named 'uploaded'")
+
+
+def test_remote_errors_name_the_problem(env, tmp_path):
+    r = CliRunner().invoke(cli, ["train", "mlp", "--data", str(tmp_path / "none.npz"), *env["remote"]])
+    assert r.exit_code == 1 and r.output.splitlines()[-1] == f"Error: {tmp_path / 'none.npz'}: no such data file"
+    r = CliRunner().invoke(cli, ["train", "mlp", "--data", env["data"], "--epochs", "1", "--momentum", "0.5",
+                                 *env["remote"]])
+    assert r.exit_code == 1 and r.output.splitlines()[-1] == "Error: momentum applies to sgd and rmsprop, not adam"
+    r = CliRunner().invoke(cli, ["build", "x", "--from", "mlp", "--reuse", "zzz", "--classes", "2", *env["remote"]])
+    assert r.exit_code == 1 and "zzz" in r.output.splitlines()[-1]
