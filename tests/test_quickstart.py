@@ -53,8 +53,11 @@ def test_models_are_registered_with_lineage(walk):
     assert [(s["op"], s["from"]) for s in tuned.lineage["steps"]] == [("train", "digits-5to9:1"),
                                                                       ("finetune", "digits-5to9:2")]
     assert tuned.lineage["steps"][1]["unfrozen"] == [plan.UNFREEZE]
+    assert [e["model"] for e in svc.lineage(tuned.ref)] == ["digits-5to9:3", "digits-5to9:2", "digits-5to9:1",
+                                                           "digits-base:1"]
     scratch = svc.model_info("digits-scratch:1")
-    assert scratch.lineage["steps"][0] == {"op": "scratch", "architecture_of": "digits-5to9:1", "seed": 0}
+    assert scratch.lineage == {"operation": "scratch",
+                               "steps": [{"op": "scratch", "architecture_of": "digits-5to9:1", "seed": 0}]}
     assert all(la.trainable for la in svc.model_layers(scratch.ref))
 
 

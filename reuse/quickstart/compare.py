@@ -62,7 +62,8 @@ def scratch_network(service: Service, architecture_of: ModelInfo, name: str, see
         layer.trainable = True
     step = {"op": "scratch", "architecture_of": architecture_of.ref, "seed": seed}
     return service.register_model(fresh, name, description=f"the architecture of {architecture_of.ref}, "
-                                  "fresh random weights (trained from scratch)", lineage={"steps": [step]})
+                                  "fresh random weights (trained from scratch)",
+                                  lineage={"operation": "scratch", "steps": [step]})
 
 
 def run_scratch(service: Service, architecture_of: ModelInfo, name: str, options: plan.QuickstartOptions,

@@ -141,17 +141,12 @@ def train_and_finetune(service: Service, out: Out, built: ModelInfo, options: pl
 
 
 def lineage_text(service: Service, ref: str) -> str:
-    """``base -build-> v1 -train-> v2 -finetune hidden3-> v3`` from the recorded lineage."""
-    info = service.model_info(ref)
-    lin = info.lineage or {}
-    base = lin.get("base") or {}
-    parts = [f"{base.get('name')}:{base.get('version')}"] if base else []
-    steps = lin.get("steps") or []
-    first = steps[0].get("from") if steps else info.ref
-    if lin.get("operation") == "build":
-        parts.append(f"-build-> {first}")
-    for i, st in enumerate(steps):
-        made = steps[i + 1].get("from") if i + 1 < len(steps) else info.ref
-        what = " ".join([str(st.get("op"))] + list(st.get("unfrozen") or []))
-        parts.append(f"-{what}-> {made}")
-    return " ".join(parts) or info.ref
+    """``base -build-> v1 -train-> v2 -finetune hidden3-> v3``, from the recorded ancestry."""
+    entries = list(reversed(service.lineage(ref)))
+    parts = [entries[0]["model"]]
+    for e in entries[1:]:
+        steps = (e["lineage"] or {}).get("steps") or []
+        # A built version's lineage has no steps of its own; a trained one's last step is its own.
+        unfrozen = (steps[-1].get("unfrozen") or []) if steps and e["operation"] != "build" else []
+        parts.append(f"-{' '.join([str(e['operation'] or 'derived'), *unfrozen])}-> {e['model']}")
+    return " ".join(parts)
