@@ -62,3 +62,7 @@ class FailedPrecondition(ReuseError):
 
 class Unauthenticated(ReuseError):
     """A missing or wrong credential."""
+
+
+class CheckFailed(ReuseError):
+    """A self-check found results that should agree but do not (e.g. served and local predictions)."""

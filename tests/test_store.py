@@ -283,3 +283,18 @@ def test_store_lock_is_released_after_each_write(store, tiny_model):
     t.start()
     t.join(timeout=30)
     assert result["info"].version == 2
+
+
+def test_register_file_from_another_store_keeps_its_metadata(store, tiny_model, tmp_path):
+    from reuse.store import ModelStore
+
+    other = ModelStore(tmp_path / "other")
+    src = other.register(tiny_model, "src", description="trained elsewhere", tags={"team": "a"},
+                         class_names=["x", "y", "z"], metrics={"accuracy": 0.9}, history={"loss": [1.0, 0.5]},
+                         lineage={"operation": "build", "base": {"name": "b", "version": 1}})
+    info = store.register_file(src.path, "copy", tags={"env": "test"})
+    assert info.class_names == ["x", "y", "z"] and info.metrics == {"accuracy": 0.9}
+    assert info.history == {"loss": [1.0, 0.5]} and info.description == "trained elsewhere"
+    assert info.tags == {"team": "a", "env": "test"}
+    assert info.lineage == {} and info.source["lineage"]["base"] == {"name": "b", "version": 1}
+    assert store.info("copy").class_names == ["x", "y", "z"]

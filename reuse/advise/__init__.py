@@ -5,9 +5,12 @@ Public API::
     advise(store, base_ref, data, *, val=None, head=None, classes=None, regression=False, depths=None,
            scopes=None, match="full", config=AdviseConfig(), keep_weights=False, progress=None,
            cancel=None) -> Advice
-    register_choice(store, advice, name, *, data, val, description=None, class_names=None) -> ModelInfo
-    plot_advice(advice, path) -> Path
     recommend(results, *, higher_is_better=True, min_margin=0.005) -> Recommendation
+    reuse.advise.register.register_choice(store, advice, name, *, data, val, description=None,
+                                          class_names=None) -> ModelInfo
+    reuse.advise.plot.plot_advice(advice, path) -> Path   (imports matplotlib)
+
+The CLI, the service (``Service.advise``) and the ``advise`` job kind call these.
 """
 
 from __future__ import annotations

@@ -275,7 +275,9 @@ class ModelStore:
         """Register a ``.keras``, Keras 3 ``.h5`` or tf.keras 2 ``.h5`` file as the next version of ``name``.
 
         The file is loaded in Keras safe mode, uncompiled; one with Lambda layers is refused unless
-        ``unsafe`` is true.
+        ``unsafe`` is true. A file from another reuse store keeps its class names, metrics, history,
+        training settings and (unless given here) description and tags; its lineage names models of
+        that other store, so it is kept under ``source`` rather than as this version's lineage.
 
         Raises:
             NotFound: no such file. UnsafeModel: Lambda layers without ``unsafe``.
@@ -285,7 +287,16 @@ class ModelStore:
         tags = check_tags(tags)
         mf = keras_io.inspect_model_file(Path(path))
         model = keras_io.load_model_file(mf, unsafe=unsafe)
-        return self.register(model, name, description=description, tags=tags, source=mf.source())
+        carried = _store_file_meta(mf.path) if mf.format == "h5-keras3" else {}
+        source = mf.source()
+        if carried.get("lineage"):
+            source["lineage"] = carried["lineage"]
+        return self.register(
+            model, name, description=description or carried.get("description", ""),
+            tags={**carried.get("tags", {}), **tags}, class_names=carried.get("class_names"),
+            metrics=carried.get("metrics"), history=carried.get("history"), settings=carried.get("settings"),
+            source=source,
+        )
 
     def delete(self, ref: str | ModelRef) -> ModelInfo:
         """Delete one version (``name:version``, never implicitly the latest); its number is not reused."""
@@ -409,3 +420,12 @@ def _agrees(disk: dict[Key, os.stat_result], rows: dict[Key, IndexRow]) -> bool:
 
 def _ranges(versions: list[int]) -> str:
     return ", ".join(str(v) for v in versions[:20]) + (" ..." if len(versions) > 20 else "")
+
+
+def _store_file_meta(path: Path) -> dict[str, Any]:
+    """The metadata of a file written by a reuse store, or {} for any other Keras file."""
+    try:
+        with h5file.open_read(path) as f:
+            return h5file.read_meta(f, path)
+    except StoreCorrupt:
+        return {}

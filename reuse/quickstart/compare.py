@@ -1,0 +1,130 @@
+"""Step 5: is reuse worth it here? The same architecture trained from scratch, over several seeds.
+
+Every run is scored on the held-out test set. The verdict uses the advisor's rule
+(:func:`reuse.advise.recommend`): the simplest approach that no other beats by more than the
+seed-to-seed noise. When this checkout has the full advisor (``Service.advise``), its table follows.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from reuse.advise import Candidate, CandidateResult, recommend
+from reuse.quickstart import plan
+from reuse.quickstart.output import Out, pct
+from reuse.quickstart.steps import ProgressFactory, ReuseRun, no_progress, run_build, run_reuse, test_accuracy
+from reuse.quickstart.steps import trainable_params as count_trainable
+from reuse.service import Service
+from reuse.store import ModelInfo
+
+
+@dataclass(frozen=True)
+class Approach:
+    label: str
+    scores: tuple[float, ...]
+    trainable_params: int
+    refs: tuple[str, ...]
+
+    @property
+    def mean(self) -> float:
+        return sum(self.scores) / len(self.scores)
+
+    @property
+    def std(self) -> float:
+        n = len(self.scores)
+        return 0.0 if n < 2 else math.sqrt(sum((s - self.mean) ** 2 for s in self.scores) / (n - 1))
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Test accuracy per seed of each approach, and the verdict."""
+
+    approaches: tuple[Approach, ...]
+    seeds: tuple[int, ...]
+    reuse_helps: bool
+    verdict: str
+    advisor: dict[str, Any] | None  # the advisor's result (its --json document), when it ran
+
+    def by_label(self) -> dict[str, Approach]:
+        return {a.label: a for a in self.approaches}
+
+
+def scratch_network(service: Service, architecture_of: ModelInfo, name: str, seed: int) -> ModelInfo:
+    """Register ``architecture_of``'s architecture with fresh random weights, every layer trainable."""
+    import keras
+
+    model = service.load_model(architecture_of.ref)
+    keras.utils.set_random_seed(seed)
+    fresh = keras.models.clone_model(model)  # new layers from the configs: initialisers run again
+    for layer in fresh.layers:
+        layer.trainable = True
+    step = {"op": "scratch", "architecture_of": architecture_of.ref, "seed": seed}
+    return service.register_model(fresh, name, description=f"the architecture of {architecture_of.ref}, "
+                                  "fresh random weights (trained from scratch)",
+                                  lineage={"operation": "scratch", "steps": [step]})
+
+
+def run_scratch(service: Service, architecture_of: ModelInfo, name: str, options: plan.QuickstartOptions,
+                seed: int, progress: ProgressFactory = no_progress) -> tuple[str, float]:
+    info = scratch_network(service, architecture_of, name, seed)
+    with progress() as bar:
+        o = service.train_model(info.ref, plan.TRAIN_DATA, options=options.train_options(seed), progress=bar)
+    return o.info.ref, test_accuracy(service, o.info.ref)
+
+
+def compare(service: Service, out: Out, base_ref: str, first: ReuseRun, options: plan.QuickstartOptions,
+            progress: ProgressFactory) -> Comparison:
+    seeds = tuple(range(options.seeds))
+    out.line(f"the same architecture, every layer trainable, fresh weights; {len(seeds)} seed(s) per approach "
+             f"({options.epochs} epochs; fine-tuning {options.finetune_epochs} more)")
+    runs = [first]
+    scratch: list[tuple[str, float]] = []
+    for seed in seeds:
+        if seed > 0:
+            built = run_build(service, base_ref, f"{plan.NEW}-seed{seed}", seed)
+            runs.append(run_reuse(service, built, options, seed))
+        name = plan.SCRATCH if seed == 0 else f"{plan.SCRATCH}-seed{seed}"
+        scratch.append(run_scratch(service, first.built, name, options, seed, progress if seed == 0 else no_progress))
+    approaches = (
+        Approach("scratch (same architecture)", tuple(a for _, a in scratch),
+                 count_trainable(service, scratch[0][0]), tuple(r for r, _ in scratch)),
+        Approach("reuse hidden1-3 frozen", tuple(r.frozen_accuracy for r in runs),
+                 count_trainable(service, first.trained.info.ref), tuple(r.trained.info.ref for r in runs)),
+        Approach(f"reuse, then fine-tune {plan.UNFREEZE}", tuple(r.finetuned_accuracy for r in runs),
+                 count_trainable(service, first.finetuned.info.ref), tuple(r.finetuned.info.ref for r in runs)),
+    )
+    rows = [(a.label, f"{a.trainable_params:,}", *(pct(s) for s in a.scores), f"{pct(a.mean)} ± {pct(a.std)}")
+            for a in approaches]
+    out.table(("APPROACH", "TRAINABLE", *(f"SEED {s}" for s in seeds), "MEAN ± STD"), rows,
+              right=tuple(range(1, len(seeds) + 3)))
+    rec = recommend([CandidateResult(c, a.scores) for c, a in zip(
+        (Candidate(0), Candidate(3), Candidate(3, finetune=True)), approaches, strict=True)])
+    out.line(f"test accuracy on {plan.TEST_DATA}")
+    scratch_row, best_reuse = approaches[0], max(approaches[1:], key=lambda a: a.mean)
+    gap = 100.0 * (best_reuse.mean - scratch_row.mean)
+    out.line(f"best reuse approach ({best_reuse.label}) vs scratch: {gap:+.1f} points of mean test accuracy")
+    out.line(f"verdict: {rec.reason}")
+    advisor = run_advisor(service, out, base_ref, options) if options.advisor else None
+    return Comparison(approaches, seeds, rec.reuse_helps, rec.reason, advisor)
+
+
+def run_advisor(service: Service, out: Out, base_ref: str, options: plan.QuickstartOptions) -> dict[str, Any] | None:
+    """``reuse advise`` on the same task, when this checkout has the advisor; says so when it does not."""
+    advise = getattr(service, "advise", None)
+    if advise is None:
+        out.line("(the full advisor, `reuse advise`, is not in this checkout; the table above is its rule "
+                 "applied to runs made here)")
+        return None
+    out.line(f"reuse advise {base_ref} --data '{plan.TRAIN_DATA}' --classes {plan.CLASSES} --depths 0,1,2,3 "
+             f"--seeds {options.seeds}   (scores on a validation split of the training images)")
+    advice = advise(base_ref, plan.TRAIN_DATA, classes=plan.CLASSES, depths=[0, 1, 2, 3], seeds=options.seeds,
+                    epochs=2 * options.epochs)
+    doc = advice.to_dict()
+    rows = [(r["candidate"], pct(r["mean"]), pct(r["std"]), "<-" if r.get("recommended") else "")
+            for r in doc["rows"]]
+    out.table(("CANDIDATE", "MEAN", "STD", "RECOMMENDED"), rows, right=(1, 2))
+    if advice.recommendation is not None:
+        out.line(f"advisor: {advice.recommendation.reason}")
+    return doc

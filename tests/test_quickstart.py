@@ -1,0 +1,113 @@
+"""The walk-through end to end (few epochs): every step, registered models with lineage, sane accuracies,
+the server stopped; the CLI's failure line; and one real `python cli.py quickstart --quick` run."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from reuse.cli import cli
+from reuse.data import load_data
+from reuse.errors import NotFound
+from reuse.quickstart import QuickstartOptions, plan, run_quickstart
+from reuse.service import Service
+
+ROOT = Path(__file__).resolve().parents[1]
+CHANCE = 1.0 / plan.CLASSES
+
+
+@pytest.fixture(scope="module")
+def walk(tmp_path_factory):
+    store = tmp_path_factory.mktemp("qs") / "models"
+    lines: list[str] = []
+    options = QuickstartOptions(epochs=25, finetune_epochs=10, seeds=2, advisor=False)
+    result = run_quickstart(store, options=options, say=lines.append)
+    return result, lines, store
+
+
+def test_every_step_ran_and_said_so(walk):
+    result, lines, _ = walk
+    assert len(result.steps) == 6
+    headings = [line for line in lines if line.startswith("[")]
+    assert [h[:5] for h in headings] == [f"[{i}/6]" for i in range(1, 7)]
+    assert lines[-1].startswith("Every step succeeded in ")
+    assert result.scope_matched == ["hidden1", "hidden2", "hidden3"]
+
+
+def test_models_are_registered_with_lineage(walk):
+    result, _, store = walk
+    svc = Service(store)
+    names = {i.name for i in svc.list_models()}
+    assert {"digits-base", "digits-5to9", "digits-5to9-seed1", "digits-scratch", "digits-scratch-seed1"} <= names
+    built = svc.model_info(result.built)
+    assert built.lineage["base"] == {"name": "digits-base", "version": 1}
+    assert [(la.name, la.trainable) for la in svc.model_layers(built.ref) if la.name.startswith("hidden")] == [
+        ("hidden1", False), ("hidden2", False), ("hidden3", False)]
+    tuned = svc.model_info(result.run.finetuned.info.ref)
+    assert tuned.ref == "digits-5to9:3" and tuned.class_names == ["5", "6", "7", "8", "9"]
+    assert [(s["op"], s["from"]) for s in tuned.lineage["steps"]] == [("train", "digits-5to9:1"),
+                                                                      ("finetune", "digits-5to9:2")]
+    assert tuned.lineage["steps"][1]["unfrozen"] == [plan.UNFREEZE]
+    assert [e["model"] for e in svc.lineage(tuned.ref)] == ["digits-5to9:3", "digits-5to9:2", "digits-5to9:1",
+                                                           "digits-base:1"]
+    scratch = svc.model_info("digits-scratch:1")
+    assert scratch.lineage == {"operation": "scratch",
+                               "steps": [{"op": "scratch", "architecture_of": "digits-5to9:1", "seed": 0}]}
+    assert all(la.trainable for la in svc.model_layers(scratch.ref))
+
+
+def test_accuracies_are_in_a_sane_range(walk):
+    result, lines, _ = walk
+    run, cmp_ = result.run, result.comparison
+    for acc in (run.frozen_accuracy, run.finetuned_accuracy):
+        assert CHANCE + 0.3 < acc <= 1.0
+    by = cmp_.by_label()
+    assert set(by) == {"scratch (same architecture)", "reuse hidden1-3 frozen", "reuse, then fine-tune hidden3"}
+    assert all(len(a.scores) == 2 and all(CHANCE + 0.3 < s <= 1.0 for s in a.scores) for a in cmp_.approaches)
+    assert by["reuse hidden1-3 frozen"].scores[0] == run.frozen_accuracy
+    assert by["reuse hidden1-3 frozen"].trainable_params == 5 * 100 + 5
+    assert by["scratch (same architecture)"].trainable_params == 64 * 100 + 100 + 2 * (100 * 100 + 100) + 505
+    assert any(line.startswith("  verdict: ") for line in lines)
+    assert cmp_.advisor is None
+
+
+def test_served_predictions_match_and_the_server_stopped(walk):
+    result, _, _ = walk
+    served = result.served
+    assert served.model == "digits-5to9:3" and served.stopped
+    assert served.requests == len(load_data(plan.TEST_DATA))
+    assert served.accuracy == pytest.approx(result.run.finetuned_accuracy, abs=1e-9)
+    assert served.forward_passes >= 1 and served.forward_passes <= served.requests
+    host, port = served.target.rsplit(":", 1)
+    with pytest.raises(ConnectionRefusedError), socket.create_connection((host, int(port)), timeout=5):
+        pass
+
+
+def test_a_failing_step_is_named_and_raises(tmp_path):
+    lines: list[str] = []
+    with pytest.raises(NotFound):
+        run_quickstart(tmp_path / "s", options=QuickstartOptions.quick(1), say=lines.append,
+                       example=tmp_path / "missing.h5")
+    assert lines[-1] == "Step 1 failed: Register the example network shipped in models/"
+
+
+def test_cli_exits_1_with_one_error_line(tmp_path):
+    res = CliRunner().invoke(cli, ["quickstart", "--quick", "--store", str(tmp_path / "s"),
+                                   "--example", str(tmp_path / "missing.h5")])
+    assert res.exit_code == 1
+    assert res.output.strip().splitlines()[-1] == f"Error: {tmp_path / 'missing.h5'}: no such file"
+
+
+def test_subprocess_quick_run(tmp_path):
+    store = tmp_path / "models"
+    out = subprocess.run([sys.executable, "cli.py", "quickstart", "--quick", "--epochs", "5", "--store", str(store)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "[6/6] Serve over gRPC" in out.stdout and "stopped cleanly" in out.stdout
+    assert out.stdout.strip().splitlines()[-1].startswith("Every step succeeded in ")
+    assert Service(store).model_info("digits-5to9").version == 3
