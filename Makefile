@@ -43,7 +43,7 @@ proto: $(STAMP)
 
 bench: $(STAMP)
 	mkdir -p bench/out
-	for b in bench/*.py; do $(BIN)/python $$b --out bench/out/$$(basename $$b .py).json || exit 1; done
+	for b in bench/[!_]*.py; do $(BIN)/python $$b --out bench/out/$$(basename $$b .py).json || exit 1; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache bench/out

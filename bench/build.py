@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+from _pagecache import evict  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 from reuse.build import build_network  # noqa: E402
 from reuse.store import ModelStore  # noqa: E402
@@ -50,19 +51,6 @@ def make_base(mb: float) -> tuple[keras.Model, int]:
     for layer in model.layers:
         layer.set_weights([rng.standard_normal(w.shape, dtype=np.float32) for w in layer.get_weights()])
     return model, width
-
-
-def evict(path: Path) -> bool:
-    """Drop the file's pages from the page cache (clean pages only; no root needed)."""
-    if not hasattr(os, "posix_fadvise"):
-        return False
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
-    return True
 
 
 def timed(fn) -> float:

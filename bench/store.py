@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+from _pagecache import evict  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 from reuse.store import ModelStore  # noqa: E402
 
@@ -48,15 +49,6 @@ def build_model(mb: float) -> keras.Model:
         ],
         name="bench",
     )
-
-
-def evict(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
 
 
 def timed(fn, repeat: int, before=None) -> float:
