@@ -1,22 +1,24 @@
 """New networks from the reused layers of a stored one, plus a new head.
 
-The new network is an ``Input``, then fresh copies of the selected layers in the base's order (new layer
-objects made from their configs, weights copied bit for bit; no layer object is shared with anything),
-then the head. Only the architecture and the selected layers' weights are read from the base's file.
+The selected part of the base graph is replayed with the Keras functional API on fresh copies of the
+selected layers (new layer objects made from their configs, weights copied bit for bit; nothing of the
+base object is shared), then the head is put on its exit. Only the architecture and the selected layers'
+weights are read from the base's file.
 
 Rules (docs/building.md has the full text):
 
-- The selected layers must form a chain: each takes one input, produced by the previous selected layer.
-- Gap rule: an unselected layer between two selected ones is skipped if it is the identity at inference
-  and holds no weights (Dropout, SpatialDropout*, GaussianNoise, GaussianDropout, AlphaDropout,
-  ActivityRegularization); any other unselected layer there (Dense, BatchNormalization, Activation,
-  Flatten, pooling, ...) makes the build fail, naming it and a wider scope that includes it.
-- Layers before the first selected layer are left out; the new input has the shape the first selected
-  layer received in the base (the base's input shape when the selection starts at the bottom), unless
-  ``input_shape`` is given. Layers after the last selected one are left out (the head replaces them).
-- Reused layers keep their base names and are frozen unless ``trainable`` selects them. A frozen
-  BatchNormalization runs in inference mode (Keras 3 does this for ``trainable=False``), so its moving
-  statistics stay as copied.
+- A scope selects leaf layers by path (``backbone/block_1_expand``; a nested model's own path selects
+  every layer inside it). The selected calls must form a connected part of the graph (see
+  :mod:`reuse.subgraph`): residual adds, concatenations, shared layers and nested models all replay.
+- Each *entry* — a base input, or the output of an unselected layer that a selected one reads — becomes
+  an ``Input`` of the new network with the base tensor's shape and dtype (int token ids stay int).
+- Gap rule: an unselected layer between selected ones is skipped if it is the identity at inference
+  and holds no weights (Dropout, GaussianNoise, ...); any other makes the build fail, naming it and a
+  wider scope that includes it.
+- Reused layers keep their base names (a layer inside a nested model keeps its own name, or takes its path
+  with ``_`` for ``/`` when two selected layers share a name), and are frozen unless ``trainable``
+  selects them. A frozen BatchNormalization runs in inference mode, so its moving statistics stay as
+  copied.
 """
 
 from __future__ import annotations
@@ -27,11 +29,12 @@ from typing import Any
 
 import numpy as np
 
-from reuse.arch import ChainPlan, LayerNode, base_input_shape, new_layer, parse_architecture, plan_chain
+from reuse.arch import Architecture, Call, LayerNode, Ref, new_layer, parse_architecture
 from reuse.errors import IncompatibleShapes, InvalidInput, StoreCorrupt
 from reuse.heads import HeadSpec, parse_head
-from reuse.select import select_layers
+from reuse.select import Selection, select_layers
 from reuse.store import ModelStore
+from reuse.subgraph import Plan, plan_subgraph
 
 LINEAGE_FORMAT = 1
 
@@ -63,30 +66,54 @@ def _input_shape(value: Sequence[int | None] | None) -> tuple[int | None, ...] |
     return shape
 
 
-def _copy_weights(layer: Any, arrays: list[np.ndarray], node: LayerNode, base: str, got: Any) -> None:
-    # Keras' legacy HDF5 order: trainable then non-trainable weights. The new layer has the base layer's
-    # `trainable` flag (from its config), so both lists split the same way as when the base was saved.
+def select_scope(arch: Architecture, pattern: str, *, match: str = "full",
+                 require_match: bool = True) -> tuple[Selection, tuple[str, ...]]:
+    """Match ``pattern`` against every path (nested models and leaf layers, in display order).
+
+    Returns the selection and the leaf layers it selects: a matched nested model selects every layer
+    inside it.
+    """
+    names = list(arch.order) or arch.names
+    selection = select_layers(names, pattern, match=match, require_match=require_match)
+    chosen: set[str] = set()
+    for name in selection.matched:
+        c = arch.container(name)
+        chosen.update(c.leaves if c is not None else (name,))
+    return selection, tuple(n for n in arch.names if n in chosen)
+
+
+def _order_weights(layer: Any, stored: list[tuple[str, np.ndarray]]) -> list[np.ndarray]:
+    """Stored arrays in the order of ``layer``'s trainable-then-non-trainable variables.
+
+    Keras saved a layer's weights in that order as they were when it was saved; a layer inside a frozen
+    nested model had them all non-trainable, so the order is recovered from the names when they are
+    unambiguous.
+    """
     targets = list(layer.trainable_weights) + list(layer.non_trainable_weights)
+    arrays = [a for _, a in stored]
+    wanted = [v.name for v in targets]
+    have = [n.rsplit("/", 1)[-1] for n, _ in stored]
+    if wanted == have or len(set(have)) != len(have) or sorted(wanted) != sorted(have):
+        return arrays
+    by_name = dict(zip(have, arrays, strict=True))
+    return [by_name[n] for n in wanted]
+
+
+def _copy_weights(layer: Any, stored: list[tuple[str, np.ndarray]], node: LayerNode, base: str, got: Any) -> None:
+    targets = list(layer.trainable_weights) + list(layer.non_trainable_weights)
+    arrays = _order_weights(layer, stored)
     built = [tuple(v.shape) for v in targets]
-    stored = [tuple(a.shape) for a in arrays]
+    shapes = [tuple(a.shape) for a in arrays]
     if len(targets) != len(arrays):
         raise StoreCorrupt(f"{base}: layer {node.name} has {len(arrays)} stored weights but a {node.class_name} "
                            f"built from its config has {len(targets)}")
-    if built != stored:
+    if built != shapes:
         raise IncompatibleShapes(
             f"layer {node.name} ({node.class_name}) gets input of shape {_fmt(got)} here, which gives it weights "
-            f"of shapes {built}, but its weights in {base} have shapes {stored}"
+            f"of shapes {built}, but its weights in {base} have shapes {shapes}"
         )
     for var, arr in zip(targets, arrays, strict=True):
         var.assign(arr)
-
-
-def _call(layer: Any, x: Any, what: str, source: str) -> Any:
-    try:
-        return layer(x)
-    except (ValueError, TypeError) as exc:
-        raise IncompatibleShapes(f"{what} cannot take the output of {source}, of shape {_fmt(x.shape)}: "
-                                 f"{_first_line(exc)}") from exc
 
 
 def build_network(
@@ -102,22 +129,25 @@ def build_network(
     input_shape: Sequence[int | None] | None = None,
     name: str = "built",
     seed: int | None = None,
+    exits: Sequence[str] | None = None,
 ) -> BuiltNetwork:
     """Build a new network from the layers of ``base_ref`` that the scope ``reuse`` selects.
 
     Args:
         store: the store holding the base.
         base_ref: ``NAME`` or ``NAME:VERSION`` of the base.
-        reuse: scope pattern selecting the layers to copy (see :func:`reuse.select.select_layers`).
+        reuse: scope pattern over layer paths (see :func:`reuse.select.select_layers`).
         head: a :class:`HeadSpec` or its short string; may be empty when ``classes``/``regression`` is given.
         classes: append a softmax output layer with this many classes.
         regression: append a linear output layer (True: one target; an int: that many).
         trainable: scope pattern (same ``match`` mode) of reused layers to leave trainable; others are frozen.
         match: ``"full"`` or ``"prefix"`` for both patterns.
-        input_shape: the new input's shape without batch dimension; default: what the base gave the first
-            selected layer.
+        input_shape: the new input's shape without batch dimension (one entry only); default: the shape of
+            the base tensor the entry stands for.
         name: the Keras model name.
         seed: makes head initialisation and dropout reproducible.
+        exits: selected layers whose outputs end the reused part (default: the one tensor no selected layer
+            reads); several are joined along the last axis before the head.
 
     Returns:
         The uncompiled model and its lineage dict (see docs/building.md).
@@ -135,16 +165,19 @@ def build_network(
     ref = store.resolve(base_ref)
     base = str(ref)
     arch = parse_architecture(store.model_config(ref))
-    selection = select_layers(arch.names, reuse, match=match)
+    _, leaves = select_scope(arch, reuse, match=match)
     keep_trainable: set[str] = set()
     if trainable is not None:
-        keep_trainable = set(select_layers(selection.matched, trainable, match=match).matched)
-    plan = plan_chain(arch, selection.matched, reuse)
-    first = plan.layers[0]
-    in_shape = shape_override or _known(base_input_shape(arch, first), first)[1:]
-    weights = store.read_layer_weights(ref, [n.name for n in plan.layers])
-    model, head_names = _assemble(plan, weights, full_head, in_shape, keep_trainable, arch, base, name, seed,
-                                  output_appended=full_head is not spec)
+        sub = Architecture(arch.kind, arch.name, arch.inputs, tuple(arch.node(n) for n in leaves),
+                           containers=arch.containers, order=tuple(
+                               n for n in arch.order if n in leaves or _has_leaf(arch, n, leaves)))
+        keep_trainable = set(select_scope(sub, trainable, match=match)[1])
+    exit_paths = _exit_paths(arch, exits, leaves)
+    plan = plan_subgraph(arch, leaves, reuse, exit_paths)
+    weights = store.read_weights(ref, list(plan.layers))
+    specs = _entry_specs(arch, plan, shape_override)
+    model, head_names, new_names = _assemble(arch, plan, weights, specs, full_head, keep_trainable, base, name,
+                                             seed, output_appended=full_head is not spec)
     lineage = {
         "format": LINEAGE_FORMAT,
         "operation": "build",
@@ -155,23 +188,47 @@ def build_network(
         "head": spec.to_string(),
         "head_spec": spec.to_dict(),
         "output": _output_entry(classes, regression),
-        "input_shape": list(in_shape),
+        "input_shape": list(specs[0][1]) if len(specs) == 1 else [list(s[1]) for s in specs],
+        "inputs": [{"name": input_name, "shape": list(shape), "dtype": dtype, "from": entry.source}
+                   for (input_name, shape, dtype), entry in zip(specs, plan.entries, strict=True)],
+        "exits": [{"layer": _producer(arch, r), "index": r.index} for r in plan.exits],
         "layers": [
-            {"name": n.name, "class_name": n.class_name, "trainable": n.name in keep_trainable,
-             "params": int(sum(a.size for a in weights[n.name])),
-             "from": {"name": ref.name, "version": ref.version, "layer": n.name}}
-            for n in plan.layers
+            {"name": new_names[p], "path": p, "class_name": arch.node(p).class_name, "trainable": p in keep_trainable,
+             "params": int(sum(a.size for _, a in weights[p])),
+             "from": {"name": ref.name, "version": ref.version, "layer": p}}
+            for p in plan.layers
         ],
-        "skipped": [{"name": n.name, "class_name": n.class_name} for n in plan.skipped],
+        "skipped": [{"name": p, "class_name": arch.node(p).class_name} for p in plan.skipped],
+        "left_out": {k: list(v) for k, v in plan.left_out.items()},
         "head_layers": head_names,
     }
     return BuiltNetwork(model, lineage)
 
 
-def _known(shape: Any, node: LayerNode) -> tuple:
-    if shape is None or len(shape) < 2:
-        raise InvalidInput(f"the base does not record the input shape of {node.name}; pass an input shape")
-    return tuple(shape)
+def _has_leaf(arch: Architecture, name: str, leaves: Sequence[str]) -> bool:
+    c = arch.container(name)
+    return c is not None and any(x in leaves for x in c.leaves)
+
+
+def _exit_paths(arch: Architecture, exits: Sequence[str] | None, leaves: Sequence[str]) -> list[str] | None:
+    if not exits:
+        return None
+    out = []
+    for e in exits:
+        if e in leaves:
+            out.append(e)
+            continue
+        found = [p for p in leaves if arch.node(p).leaf == e]
+        if len(found) != 1:
+            raise InvalidInput(f"exit {e!r} is not one of the selected layers")
+        out.append(found[0])
+    return out
+
+
+def _producer(arch: Architecture, r: Ref) -> str:
+    if r.input:
+        return r.input
+    return next(c.layer for c in arch.calls if c.key == r.call)
 
 
 def _output_entry(classes: int | None, regression: bool | int) -> dict[str, int] | None:
@@ -182,28 +239,175 @@ def _output_entry(classes: int | None, regression: bool | int) -> dict[str, int]
     return None
 
 
-def _assemble(plan: ChainPlan, weights: dict[str, list[np.ndarray]], head: HeadSpec, in_shape: tuple,
-              keep_trainable: set[str], arch: Any, base: str, name: str, seed: int | None,
-              *, output_appended: bool) -> tuple[Any, list[str]]:
+# -- the entries: an Input per base tensor the selection reads ---------------------------------------
+def _entry_specs(arch: Architecture, plan: Plan, override: tuple | None) -> list[tuple[str, tuple, str]]:
+    """(input name, shape without batch, dtype) for each entry, in the plan's order."""
+    if override is not None and len(plan.entries) != 1:
+        raise InvalidInput(f"an input shape can only be given for one input; the selection reads "
+                           f"{len(plan.entries)} ({', '.join(e.source for e in plan.entries)})")
+    found = {e.ref: arch.specs.get(e.ref) for e in plan.entries}
+    missing = [r for r, s in found.items() if s is None or s.shape is None or s.dtype is None]
+    inferred = _infer_specs(arch, missing) if missing and override is None else {}
+    out: list[tuple[str, tuple, str]] = []
+    taken = set(plan.layers) | {arch.node(p).leaf for p in plan.layers}
+    base_entries = sum(1 for e in plan.entries if e.ref.input)
+    for e in plan.entries:
+        spec = inferred.get(e.ref) or found[e.ref]
+        dtype = (spec.dtype if spec and spec.dtype else None) or "float32"
+        if override is not None:
+            shape = override
+        else:
+            if spec is None or spec.shape is None or len(spec.shape) < 2:
+                raise InvalidInput(f"the base does not record the shape of {e.source}'s output, which the "
+                                   "selection reads; pass an input shape")
+            shape = tuple(spec.shape[1:])
+        if e.ref.input:
+            input_name = e.ref.input
+        elif len(plan.entries) == 1 or (len(plan.entries) - base_entries == 1 and "input" not in taken):
+            input_name = "input"
+        else:
+            input_name = _unique(f"{e.source.rsplit('/', 1)[-1]}_output", taken)
+        taken.add(input_name)
+        out.append((input_name, shape, dtype))
+    return out
+
+
+def _unique(wanted: str, taken: set[str]) -> str:
+    name, n = wanted, 1
+    while name in taken:
+        name, n = f"{wanted}_{n}", n + 1
+    return name
+
+
+def _infer_specs(arch: Architecture, refs: list[Ref]) -> dict[Ref, Any]:
+    """Shapes the config does not record (Sequential models, tf.keras 2 files, inside a nested Sequential):
+    replay the layers above ``refs`` on the base's inputs with fresh, unloaded copies."""
+    import keras
+
+    from reuse.arch import TensorSpec
+
+    producer = {c.key: c for c in arch.calls}
+    needed: set[str] = set()
+    stack = [r.call for r in refs if not r.input]
+    while stack:
+        k = stack.pop()
+        if k in needed:
+            continue
+        needed.add(k)
+        stack.extend(r.call for r in producer[k].inputs if not r.input)
+    tensors: dict[Ref, Any] = {}
+    for name, shape in arch.inputs.items():
+        if shape is None or len(shape) < 2:
+            raise InvalidInput(f"the base does not record the shape of its input {name}; pass an input shape")
+        tensors[Ref(input=name)] = keras.Input(batch_shape=shape, dtype=arch.input_dtypes.get(name), name=name)
+    layers: dict[str, Any] = {}
+    for call in arch.calls:
+        if call.key in needed:
+            layer = layers.get(call.layer) or layers.setdefault(call.layer, new_layer(arch.node(call.layer)))
+            _run_call(arch, call, layer, tensors, {})
+    out = {}
+    for r in refs:
+        t = tensors.get(r)
+        if t is not None:
+            out[r] = TensorSpec(tuple(t.shape), str(t.dtype))
+    return out
+
+
+# -- replay ---------------------------------------------------------------------------------------
+def _substituted(obj: Any, tensors: dict[Ref, Any], sub: dict[Ref, Ref]) -> Any:
+    if isinstance(obj, Ref):
+        return tensors[sub.get(obj, obj)]
+    if isinstance(obj, dict):
+        return {k: _substituted(v, tensors, sub) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_substituted(v, tensors, sub) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(_substituted(v, tensors, sub) for v in obj)
+    return obj
+
+
+def _describe_source(arch: Architecture, r: Ref, names: dict[str, str]) -> str:
+    if r.input:
+        return f"the input {r.input}"
+    layer = _producer(arch, r)
+    return f"layer {names.get(layer, layer)}"
+
+
+def _run_call(arch: Architecture, call: Call, layer: Any, tensors: dict[Ref, Any], sub: dict[Ref, Ref],
+              names: dict[str, str] | None = None) -> Any:
+    args = _substituted(call.args, tensors, sub)
+    kwargs = _substituted(call.kwargs, tensors, sub)
+    try:
+        out = layer(*args, **kwargs)
+    except (ValueError, TypeError) as exc:
+        node = arch.node(call.layer)
+        first = sub.get(call.inputs[0], call.inputs[0]) if call.inputs else None
+        if first is not None:
+            t = tensors[first]
+            source = _describe_source(arch, first, names or {})
+            raise IncompatibleShapes(f"layer {node.name} ({node.class_name}) cannot take the output of {source}, "
+                                     f"of shape {_fmt(t.shape)}: {_first_line(exc)}") from exc
+        raise IncompatibleShapes(f"layer {node.name} ({node.class_name}) cannot be called: "
+                                 f"{_first_line(exc)}") from exc
+    outs = list(out) if isinstance(out, (list, tuple)) else [out]
+    for i, t in enumerate(outs):
+        tensors[Ref(call=call.key, index=i)] = t
+    return outs
+
+
+def _new_names(arch: Architecture, plan: Plan) -> dict[str, str]:
+    leaf_count: dict[str, int] = {}
+    for p in plan.layers:
+        leaf = arch.node(p).leaf or p
+        leaf_count[leaf] = leaf_count.get(leaf, 0) + 1
+    return {p: (arch.node(p).leaf or p) if leaf_count[arch.node(p).leaf or p] == 1 else p.replace("/", "_")
+            for p in plan.layers}
+
+
+def _assemble(arch: Architecture, plan: Plan, weights: dict[str, list[tuple[str, np.ndarray]]],
+              specs: list[tuple[str, tuple, str]], head: HeadSpec, keep_trainable: set[str], base: str,
+              name: str, seed: int | None, *, output_appended: bool) -> tuple[Any, list[str], dict[str, str]]:
     import keras
 
     from reuse.head_layers import head_layers
 
-    reused = {n.name for n in plan.layers}
-    first_source = plan.layers[0].inputs[0]
-    input_name = first_source if first_source in arch.inputs and first_source not in reused else "input"
-    inputs = keras.Input(shape=in_shape, name=input_name)
-    x, source = inputs, f"the input {input_name}"
-    for node in plan.layers:
-        layer = new_layer(node)
-        got = x.shape
-        x = _call(layer, x, f"layer {node.name} ({node.class_name})", source)
-        _copy_weights(layer, weights[node.name], node, base, got)
-        layer.trainable = node.name in keep_trainable
-        source = f"layer {node.name}"
-    names: list[str] = []
-    for item in head_layers(head, taken=reused | {input_name}, seed=seed, output_appended=output_appended):
-        x = _call(item.layer, x, f"head layer {item.token!r}", source)
-        names.append(item.layer.name)
+    names = _new_names(arch, plan)
+    tensors: dict[Ref, Any] = {}
+    inputs = []
+    for entry, (input_name, shape, dtype) in zip(plan.entries, specs, strict=True):
+        t = keras.Input(shape=shape, dtype=dtype, name=input_name)
+        inputs.append(t)
+        tensors[entry.ref] = t
+    layers: dict[str, Any] = {}
+    for call in plan.calls:
+        node = arch.node(call.layer)
+        first_call = call.layer not in layers
+        layer = layers.get(call.layer) or layers.setdefault(call.layer, new_layer(node, names[call.layer]))
+        got = tensors[plan.substitute.get(call.inputs[0], call.inputs[0])].shape if call.inputs else None
+        _run_call(arch, call, layer, tensors, plan.substitute, names)
+        if first_call and isinstance(layer, keras.layers.Layer):
+            _copy_weights(layer, weights[call.layer], node, base, got)
+            layer.trainable = call.layer in keep_trainable
+    outs = [tensors[r] for r in plan.exits]
+    source = f"layer {names[_producer(arch, plan.exits[0])]}"
+    if len(outs) == 1:
+        x = outs[0]
+    else:
+        try:
+            x = keras.layers.Concatenate(name=_unique("exits", set(names.values())))(outs)
+        except ValueError as exc:
+            shapes = ", ".join(_fmt(t.shape) for t in outs)
+            raise IncompatibleShapes(f"the exits have shapes {shapes}, which cannot be joined along the last "
+                                     f"axis: {_first_line(exc)}") from exc
+        source = "the joined exits"
+    head_names: list[str] = []
+    taken = set(names.values()) | {s[0] for s in specs}
+    for item in head_layers(head, taken=taken, seed=seed, output_appended=output_appended):
+        try:
+            x = item.layer(x)
+        except (ValueError, TypeError) as exc:
+            raise IncompatibleShapes(f"head layer {item.token!r} cannot take the output of {source}, of shape "
+                                     f"{_fmt(x.shape)}: {_first_line(exc)}") from exc
+        head_names.append(item.layer.name)
         source = f"head layer {item.token!r}"
-    return keras.Model(inputs, x, name=name), names
+    return keras.Model(inputs if len(inputs) > 1 else inputs[0], x, name=name), head_names, names

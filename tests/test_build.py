@@ -217,21 +217,30 @@ def test_selection_starting_above_the_bottom_takes_its_recorded_input_shape(base
     assert build_network(bases, "cnn", "flat|fc", classes=2).model.input_shape == (None, 24, 3)
 
 
-@pytest.mark.parametrize(("scope", "message"), [
-    ("b|add", "the selection is not a chain: selected layer add (Add) takes 2 inputs (b, c); each layer in a "
-              "chain takes exactly one"),
-    ("a|b|c", "the selection is not a chain: c does not read from b (it reads from a)"),
-    ("shared", "the selection is not a chain: selected layer shared (Dense) is shared: the base calls it 2 times"),
-])
-def test_non_chains_are_refused(bases, scope, message):
+def test_branches_adds_and_shared_layers_replay(bases):
+    base = bases.load("branchy")
+    x = np.random.default_rng(4).normal(size=(5, 8)).astype("float32")
+    # add reads b (selected) and c (not): c's output becomes a second input of the new network
+    two = build_network(bases, "branchy", "b|add", classes=2)
+    assert [e["from"] for e in two.lineage["inputs"]] == ["a", "c"]
+    assert [t.name for t in two.model.inputs] == ["a_output", "c_output"]
+    # the whole diamond, and a layer the base calls twice (its second call reads its first)
+    full = build_network(bases, "branchy", "a|b|c|add|shared", classes=2)
+    sub = keras.Model(full.model.inputs, full.model.get_layer("output").input)
+    cut = keras.Model(base.inputs, base.get_layer("top").input)
+    np.testing.assert_allclose(sub.predict(x, verbose=0), cut.predict(x, verbose=0), rtol=1e-6)
+
+
+def test_a_selection_that_ends_twice_is_refused(bases):
     with pytest.raises(IncompatibleShapes) as exc:
-        build_network(bases, "branchy", scope, classes=2)
-    assert str(exc.value) == message
+        build_network(bases, "branchy", "a|b|c", classes=2)
+    assert str(exc.value).startswith("the selection ends in 2 tensors (outputs of b, c), but a head reads one")
 
 
 def test_a_chain_inside_a_branching_graph_is_fine(bases):
     built = build_network(bases, "branchy", "a|b", classes=2)
     assert [x["name"] for x in built.lineage["layers"]] == ["a", "b"]
+    assert built.lineage["left_out"] == {"a": ["c"]}
 
 
 def test_unsafe_layers_are_refused_only_when_selected(store):

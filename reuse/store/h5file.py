@@ -225,6 +225,33 @@ def read_layer_weights(f: h5py.File, layer: str, path: Path) -> list[np.ndarray]
     return [verified_array(ds, path) for ds in layer_weight_datasets(f, layer, path)]
 
 
+def _inside(weight_name: str, containers: list[str], leaf: str) -> bool:
+    """Whether a nested model's weight (``backbone/conv1/kernel`` or ``conv1/kernel``: Keras records
+    the path the variable had when it was made) belongs to its layer ``leaf``."""
+    parts = weight_name.split("/")
+    for c in containers:
+        if len(parts) > 1 and parts[0] == c:
+            parts = parts[1:]
+    return len(parts) > 1 and parts[0] == leaf
+
+
+def read_path_weights(f: h5py.File, layer_path: str, path: Path) -> list[tuple[str, np.ndarray]]:
+    """The verified weights (recorded name, array) of a layer given by its path (``outer/inner/leaf``).
+
+    A top-level layer's weights are its whole group; a layer inside nested models is stored in the
+    outermost model's group, and only its own datasets are read.
+    """
+    top, *rest = layer_path.split("/")
+    datasets = layer_weight_datasets(f, top, path)
+    g = f[WEIGHTS_GROUP][top]
+    names = _decode(g.attrs.get("weight_names", []))
+    if not rest:
+        return [(n, verified_array(ds, path)) for n, ds in zip(names, datasets, strict=True)]
+    *inner, leaf = rest
+    return [(n, verified_array(ds, path)) for n, ds in zip(names, datasets, strict=True)
+            if _inside(n, [top, *inner], leaf)]
+
+
 def verify_all(f: h5py.File, path: Path) -> int:
     """Check every weight dataset's checksum; return the number of bytes read."""
     return sum(verified_array(ds, path).nbytes for ds in iter_weight_datasets(f, path))

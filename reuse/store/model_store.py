@@ -388,6 +388,17 @@ class ModelStore:
         with h5file.open_read(p) as f:
             return {name: h5file.read_layer_weights(f, name, p) for name in layers}
 
+    def read_weights(self, ref: str | ModelRef, paths: list[str]) -> dict[str, list[tuple[str, np.ndarray]]]:
+        """Verified weights, with their recorded names, of layers given by path (``backbone/conv1`` for a
+        layer inside a nested model); only those layers' datasets are read.
+
+        Raises:
+            NotFound: a top-level name the model does not have. StoreCorrupt: a checksum mismatch.
+        """
+        p = self.path(ref)
+        with h5file.open_read(p) as f:
+            return {name: h5file.read_path_weights(f, name, p) for name in paths}
+
     def load(self, ref: str | ModelRef, *, safe_mode: bool = True) -> Any:
         """The Keras model of a version (latest by default), every weight checksum-verified, not compiled.
 
