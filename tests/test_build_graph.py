@@ -9,10 +9,10 @@ import pytest
 
 from reuse.arch import parse_architecture
 from reuse.build import build_network, select_scope
+from reuse.data import Dataset
 from reuse.errors import IncompatibleShapes, InvalidInput
 from reuse.store import ModelStore
 from reuse.train import TrainConfig, train
-from reuse.data import Dataset
 
 RNG = np.random.default_rng(0)
 X8 = RNG.normal(size=(32, 8)).astype("float32")
