@@ -32,9 +32,8 @@ import numpy as np
 from reuse.arch import Architecture, Call, LayerNode, Ref, new_layer, parse_architecture
 from reuse.errors import IncompatibleShapes, InvalidInput, StoreCorrupt
 from reuse.heads import HeadSpec, parse_head
-from reuse.select import Selection, select_layers
 from reuse.store import ModelStore
-from reuse.subgraph import Plan, plan_subgraph
+from reuse.subgraph import Plan, plan_subgraph, select_scope
 
 LINEAGE_FORMAT = 1
 
@@ -64,22 +63,6 @@ def _input_shape(value: Sequence[int | None] | None) -> tuple[int | None, ...] |
         raise InvalidInput(f"invalid input shape {value!r}: expected positive integers (or None), e.g. (64,) "
                            "or (28, 28, 1), without the batch dimension")
     return shape
-
-
-def select_scope(arch: Architecture, pattern: str, *, match: str = "full",
-                 require_match: bool = True) -> tuple[Selection, tuple[str, ...]]:
-    """Match ``pattern`` against every path (nested models and leaf layers, in display order).
-
-    Returns the selection and the leaf layers it selects: a matched nested model selects every layer
-    inside it.
-    """
-    names = list(arch.order) or arch.names
-    selection = select_layers(names, pattern, match=match, require_match=require_match)
-    chosen: set[str] = set()
-    for name in selection.matched:
-        c = arch.container(name)
-        chosen.update(c.leaves if c is not None else (name,))
-    return selection, tuple(n for n in arch.names if n in chosen)
 
 
 def _order_weights(layer: Any, stored: list[tuple[str, np.ndarray]]) -> list[np.ndarray]:

@@ -1,7 +1,7 @@
 """A model version described for clients: metadata, versions, layers, and an optional scope preview.
 
-Everything comes from the store's index (``ModelStore.layers``, and :func:`reuse.layer_table.layer_table`
-for the scope preview): no weights are read.
+Layers (nested ones by path, with their inputs) and the scope preview come from
+:func:`reuse.layer_table.layer_table`: no weights are read.
 """
 
 from __future__ import annotations
@@ -38,6 +38,8 @@ def describe(store: ModelStore, ref: str, *, scope: str = "", match: str = "full
     from reuse.layer_table import layer_table
 
     info = store.info(ref)
-    selection = layer_table(store, info.ref, scope, match).selection if scope else None
+    table = layer_table(store, info.ref, scope if scope else None, match)
     versions = tuple(v.version for v in store.versions(info.name))
-    return ModelDescription(info=info, versions=versions, layers=tuple(store.layers(info.ref)), selection=selection)
+    layers = tuple(LayerInfo(name=r.name, class_name=r.class_name, output_shape=r.output_shape, params=r.params,
+                             trainable=r.trainable, depth=r.depth, inputs=tuple(r.inputs)) for r in table.rows)
+    return ModelDescription(info=info, versions=versions, layers=layers, selection=table.selection)

@@ -1,12 +1,19 @@
-"""The layer table of a stored model, with an optional scope dry run (``reuse layers``)."""
+"""The layer table of a stored model, with an optional scope dry run (``reuse layers``).
+
+Rows cover the layers inside nested models too, named by path (``backbone/block_1_expand``) with their
+depth, and say which layers each one reads, so the graph can be seen. The structure comes from the
+stored architecture (one HDF5 attribute; no weight is read and no Keras is imported); shapes and
+parameter counts come from the store's index.
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from reuse.select import Selection, select_layers
-from reuse.store import ModelStore
+from reuse.errors import InvalidInput, StoreCorrupt
+from reuse.select import Selection
+from reuse.store import LayerInfo, ModelStore
 
 
 @dataclass(frozen=True)
@@ -18,6 +25,8 @@ class LayerRow:
     params: int
     trainable: bool
     matched: bool | None  # None when no scope was given
+    depth: int = 0
+    inputs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -25,6 +34,7 @@ class LayerTable:
     model: str
     rows: tuple[LayerRow, ...]
     selection: Selection | None
+    selected: tuple[str, ...] = ()  # the leaf layers the scope selects (a nested model selects its layers)
 
     def to_dict(self) -> dict[str, Any]:
         sel = self.selection
@@ -32,35 +42,74 @@ class LayerTable:
             "model": self.model,
             "scope": sel.pattern if sel else None,
             "match": sel.match if sel else None,
-            "layers": [asdict(r) for r in self.rows],
+            "layers": [{**asdict(r), "inputs": list(r.inputs)} for r in self.rows],
             "matched": list(sel.matched) if sel else None,
             "unmatched": list(sel.unmatched) if sel else None,
+            "selected": list(self.selected) if sel else None,
         }
+
+    @property
+    def leaves(self) -> int:
+        """How many rows are layers (not nested models)."""
+        return sum(1 for r in self.rows if r.class_name not in _MODELS)
+
+
+_MODELS = ("Sequential", "Functional", "Model")
 
 
 def layer_table(store: ModelStore, ref: str, scope: str | None = None, match: str = "full") -> LayerTable:
-    """The layers of ``ref`` with class, output shape, parameter count and trainable flag (from the
-    store's index: no model file is opened); with ``scope``, a dry run of the selection (no error when
-    nothing matches).
+    """The layers of ``ref`` (nested ones by path) with class, output shape, parameter count, trainable
+    flag and inputs; with ``scope``, a dry run of the selection (no error when nothing matches).
 
     Raises:
         NotFound: no such model. InvalidPattern: a bad scope or match mode.
     """
+    from reuse.arch import parse_architecture
+    from reuse.subgraph import select_scope
+
     r = store.resolve(ref)
-    infos = [i for i in store.layers(r) if i.class_name != "InputLayer"]
+    infos = {i.name: i for i in store.layers(r) if i.class_name != "InputLayer"}
+    nested = {row["path"]: row for row in store.nested_layers(r)}
+    try:
+        arch = parse_architecture(store.model_config(r))
+    except (StoreCorrupt, InvalidInput):  # a model we cannot read as a graph still lists its top-level layers
+        arch = None
+    if arch is None:
+        return _flat(r, list(infos.values()), scope, match)
+    selection, leaves = (select_scope(arch, scope, match=match, require_match=False)
+                         if scope is not None else (None, ()))
+    chosen = set(leaves)
+    rows = []
+    for i, path in enumerate(arch.order):
+        info = infos.get(path)
+        container = arch.container(path)
+        node = None if container is not None else arch.node(path)
+        row = nested.get(path, {})
+        rows.append(LayerRow(
+            index=i, name=path,
+            class_name=container.class_name if container else node.class_name,
+            output_shape=_list(info.output_shape) if info else row.get("output_shape"),
+            params=info.params if info else int(row.get("params", 0)),
+            trainable=info.trainable if info else bool(row.get("trainable", True)),
+            matched=(path in chosen or (container is not None and bool(container.leaves)
+                                        and set(container.leaves) <= chosen)) if selection else None,
+            depth=(container.depth if container else node.depth),
+            inputs=() if container else node.inputs,
+        ))
+    return LayerTable(str(r), tuple(rows), selection, leaves)
+
+
+def _list(shape: Any) -> Any:
+    return list(shape) if shape is not None else None
+
+
+def _flat(ref: Any, infos: list[LayerInfo], scope: str | None, match: str) -> LayerTable:
+    from reuse.select import select_layers
+
     names = [i.name for i in infos]
     selection = select_layers(names, scope, match=match, require_match=False) if scope is not None else None
     chosen = set(selection.matched) if selection else set()
-    rows = tuple(
-        LayerRow(
-            index=i,
-            name=info.name,
-            class_name=info.class_name,
-            output_shape=list(info.output_shape) if info.output_shape is not None else None,
-            params=info.params,
-            trainable=info.trainable,
-            matched=(info.name in chosen) if selection else None,
-        )
-        for i, info in enumerate(infos)
-    )
-    return LayerTable(str(r), rows, selection)
+    rows = tuple(LayerRow(index=i, name=x.name, class_name=x.class_name, output_shape=_list(x.output_shape),
+                          params=x.params, trainable=x.trainable,
+                          matched=(x.name in chosen) if selection else None) for i, x in enumerate(infos))
+    return LayerTable(str(ref), rows, selection, tuple(selection.matched) if selection else ())

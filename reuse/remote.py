@@ -91,7 +91,8 @@ class RemoteService:
     def describe_model(self, ref: str, *, scope: str = "", match: str = "full") -> ModelDescription:
         d = self.client.describe_model(ref, scope=scope, match=match)
         layers = tuple(LayerInfo(name=x.name, class_name=x.class_name, output_shape=json.loads(x.output_shape_json),
-                                 params=x.params, trainable=x.trainable) for x in d.layers)
+                                 params=x.params, trainable=x.trainable, depth=x.depth, inputs=tuple(x.inputs))
+                       for x in d.layers)
         selection = (Selection(d.scope, d.match, tuple(d.matched), tuple(d.unmatched)) if d.scope else None)
         return ModelDescription(info=_info(json.loads(d.model.metadata_json)), versions=tuple(d.versions),
                                 layers=layers, selection=selection)
@@ -118,7 +119,9 @@ class RemoteService:
                 for v in latest.versions]
 
     def model_layers(self, ref: str) -> list[LayerInfo]:
-        return list(self.describe_model(ref).layers)
+        """The top-level layers, as the local store lists them."""
+        return [LayerInfo(x.name, x.class_name, x.output_shape, x.params, x.trainable)
+                for x in self.describe_model(ref).layers if x.depth == 0]
 
     # -- selection and building --------------------------------------------------------------------
     def layer_table(self, ref: str, scope: str | None = None, match: str = "full") -> LayerTable:
@@ -133,9 +136,11 @@ class RemoteService:
         rows = tuple(LayerRow(index=i, name=x.name, class_name=x.class_name,
                               output_shape=list(x.output_shape) if x.output_shape is not None else None,
                               params=x.params, trainable=x.trainable,
-                              matched=(x.name in chosen) if d.selection else None)
+                              matched=(x.name in chosen or _holds_only(x, d.layers, chosen)) if d.selection else None,
+                              depth=x.depth, inputs=tuple(x.inputs))
                      for i, x in enumerate(x for x in d.layers if x.class_name != "InputLayer"))
-        return LayerTable(d.info.ref, rows, d.selection)
+        selected = tuple(r.name for r in rows if r.matched and r.class_name not in _MODEL_CLASSES)
+        return LayerTable(d.info.ref, rows, d.selection, selected)
 
     def build(self, new_name: str, base_ref: str, reuse: str, *, head: str | None = None,
               head_file: str | os.PathLike[str] | None = None, classes: int | None = None,
@@ -358,3 +363,11 @@ class _spooled:
 
     def __exit__(self, *exc: object) -> None:
         self._dir.cleanup()
+
+
+_MODEL_CLASSES = ("Sequential", "Functional", "Model")
+
+
+def _holds_only(row: LayerInfo, layers: tuple[LayerInfo, ...], matched: set[str]) -> bool:
+    """Whether a matched nested model holds ``row`` (a nested model's path selects what it holds)."""
+    return any(row.name.startswith(m + "/") for m in matched)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from reuse.arch import INFERENCE_IDENTITY, MODEL_CLASSES, UNSAFE_CLASSES, Architecture, Call, Ref, escape
 from reuse.errors import IncompatibleShapes, InvalidInput, UnsafeModel
+from reuse.select import Selection, select_layers
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,22 @@ class Plan:
     skipped: tuple[str, ...]  # identity layers skipped in gaps (paths, base order)
     substitute: dict[Ref, Ref]  # a skipped layer's output -> the tensor it passed through
     left_out: dict[str, tuple[str, ...]]  # selected layer -> unselected layers that also read it
+
+
+def select_scope(arch: Architecture, pattern: str, *, match: str = "full",
+                 require_match: bool = True) -> tuple[Selection, tuple[str, ...]]:
+    """Match ``pattern`` against every path (nested models and leaf layers, in display order).
+
+    Returns the selection and the leaf layers it selects: a matched nested model selects every layer
+    inside it.
+    """
+    names = list(arch.order) or arch.names
+    selection = select_layers(names, pattern, match=match, require_match=require_match)
+    chosen: set[str] = set()
+    for name in selection.matched:
+        c = arch.container(name)
+        chosen.update(c.leaves if c is not None else (name,))
+    return selection, tuple(n for n in arch.names if n in chosen)
 
 
 def _refused(msg: str) -> IncompatibleShapes:

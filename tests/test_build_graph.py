@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from reuse.arch import parse_architecture
-from reuse.build import build_network, select_scope
+from reuse.build import build_network
+from reuse.subgraph import select_scope
 from reuse.data import Dataset
 from reuse.errors import IncompatibleShapes, InvalidInput
 from reuse.store import ModelStore

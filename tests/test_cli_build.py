@@ -38,8 +38,8 @@ def error_of(store_dir, *args) -> str:
 def test_layers_table_and_dry_run(store_dir):
     out = run(store_dir, "layers", "base", "--scope", "hidden[12]|bn1").output.splitlines()
     assert out[0] == "base:1"
-    assert out[1].split() == ["#", "name", "class", "output", "shape", "params", "trainable", "matched"]
-    assert out[2].split() == ["0", "hidden1", "Dense", "(None,", "16)", "144", "yes", "yes"]
+    assert out[1].split() == ["#", "name", "class", "output", "shape", "params", "trainable", "inputs", "matched"]
+    assert out[2].split() == ["0", "hidden1", "Dense", "(None,", "16)", "144", "yes", "features", "yes"]
     assert out[5].split()[1] == "bn2" and out[5].split()[-1] == "-"
     assert out[-1] == "3 of 7 layers match 'hidden[12]|bn1' (full match)"
     plain = run(store_dir, "layers", "base").output.splitlines()
@@ -50,11 +50,12 @@ def test_layers_table_and_dry_run(store_dir):
 
 def test_layers_json(store_dir):
     data = json.loads(run(store_dir, "layers", "base:1", "--scope", "hidden1", "--match", "prefix", "--json").output)
-    assert set(data) == {"model", "scope", "match", "layers", "matched", "unmatched"}
+    assert set(data) == {"model", "scope", "match", "layers", "matched", "unmatched", "selected"}
     assert (data["model"], data["scope"], data["match"]) == ("base:1", "hidden1", "prefix")
     assert data["matched"] == ["hidden1"]
     assert data["layers"][0] == {"index": 0, "name": "hidden1", "class_name": "Dense", "output_shape": [None, 16],
-                                 "params": 144, "trainable": True, "matched": True}
+                                 "params": 144, "trainable": True, "matched": True, "depth": 0,
+                                 "inputs": ["features"]}
 
 
 def test_layers_errors(store_dir):

@@ -48,26 +48,37 @@ def _shape(shape: Any) -> str:
 def layers_cmd(ref: str, scope: str | None, match: str, store: str | None, as_json: bool) -> None:
     """Show the layers of a stored model; with --scope, which of them a pattern selects.
 
+    Layers inside a nested model (a Sequential or functional model used as a layer) are listed by path,
+    indented under it: NESTED/LAYER, with "/" between names. A scope is matched against the whole path
+    (full match), so select them with e.g. 'backbone/block_1_.*'; the nested model's own path selects
+    every layer inside it. The "inputs" column names the layers each one reads.
+
     --json prints {"model", "scope", "match", "layers": [{"index", "name", "class_name", "output_shape",
-    "params", "trainable", "matched"}], "matched", "unmatched"} (scope, match, matched, unmatched and each
-    "matched" are null without --scope).
+    "params", "trainable", "matched", "depth", "inputs"}], "matched", "unmatched", "selected"} (scope,
+    match, matched, unmatched, selected and each "matched" are null without --scope; "selected" lists the
+    layers a build would copy).
     """
     table = get_service(store).layer_table(ref, scope, match)
     if as_json:
         emit_json(table.to_dict())
         return
-    header = ["#", "name", "class", "output shape", "params", "trainable"] + (["matched"] if scope else [])
-    rows = [[str(r.index), r.name, r.class_name, _shape(r.output_shape), f"{r.params:,}",
-             "yes" if r.trainable else "no"] + (["yes" if r.matched else "-"] if scope else [])
+    header = ["#", "name", "class", "output shape", "params", "trainable", "inputs"] + (["matched"] if scope else [])
+    rows = [[str(r.index), "  " * r.depth + r.name, r.class_name, _shape(r.output_shape), f"{r.params:,}",
+             "yes" if r.trainable else "no", _inputs(r.inputs)] + (["yes" if r.matched else "-"] if scope else [])
             for r in table.rows]
     widths = [max(len(x) for x in col) for col in zip(header, *rows, strict=False)]
     click.echo(f"{table.model}")
     for line in [header, *rows]:
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
     if table.selection is not None:
-        n = len(table.selection.matched)
-        click.echo(f"{n} of {len(table.rows)} layers match {scope!r} ({match} match)"
+        n = len(table.selected)
+        click.echo(f"{n} of {table.leaves} layers match {scope!r} ({match} match)"
                    + ("" if n else "; a build with this scope would fail"))
+
+
+def _inputs(names: tuple[str, ...]) -> str:
+    text = ", ".join(names)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 @click.command("build")

@@ -76,8 +76,29 @@ def describe_model(model: Any) -> dict[str, Any]:
         "input_shape": input_shape,
         "output_shape": output_shape,
         "layers": layers,
+        "nested_layers": _nested_rows(model, ""),
         "params": int(sum(int(np.prod(w.shape)) for w in model.weights)),
     }
+
+
+def _nested_rows(model: Any, prefix: str) -> list[dict[str, Any]]:
+    """Rows for the layers inside nested models, named by path (``backbone/conv1``)."""
+    import keras
+
+    rows: list[dict[str, Any]] = []
+    for layer in model.layers:
+        if not isinstance(layer, keras.Model):
+            continue
+        outer = f"{prefix}{layer.name}/"
+        for inner in layer.layers:
+            if type(inner).__name__ == "InputLayer":
+                continue
+            rows.append({"path": outer + inner.name, "class_name": type(inner).__name__,
+                         "output_shape": _layer_output_shape(inner),
+                         "params": int(sum(int(np.prod(w.shape)) for w in inner.weights)),
+                         "trainable": bool(inner.trainable)})
+        rows.extend(_nested_rows(layer, outer))
+    return rows
 
 
 def find_lambda_layers(config: Any) -> list[str]:

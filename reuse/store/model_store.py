@@ -372,6 +372,16 @@ class ModelStore:
             row = self.row_from_file((r.name, r.version), p.stat())
         return layers_from_meta(row.meta)
 
+    def nested_layers(self, ref: str | ModelRef) -> list[dict[str, Any]]:
+        """Rows (path, class, output shape, params, trainable) of the layers inside nested models, from
+        the index; empty for versions registered before they were recorded."""
+        r = self.resolve(ref)
+        row = self._synced([r.name]).get((r.name, r.version))
+        if row is None:
+            row = self.row_from_file((r.name, r.version), self.version_path(r.name, r.version).stat())
+        rows = row.meta.get("nested_layers") or []
+        return [x for x in rows if isinstance(x, dict) and isinstance(x.get("path"), str)]
+
     def model_config(self, ref: str | ModelRef) -> dict[str, Any]:
         """The Keras architecture (the ``model_config`` JSON, checksum verified) without reading any weight."""
         p = self.path(ref)

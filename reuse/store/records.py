@@ -16,9 +16,18 @@ class LayerInfo:
     output_shape: Any
     params: int
     trainable: bool
+    depth: int = 0  # how many nested models hold it (0: a top-level layer); ``name`` is then its path
+    inputs: tuple[str, ...] = ()  # the layers (paths) or inputs it reads, when known
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The five summary fields; ``depth`` and ``inputs`` only when known (graph descriptions)."""
+        d = asdict(self)
+        if not self.depth and not self.inputs:
+            d.pop("depth")
+            d.pop("inputs")
+        else:
+            d["inputs"] = list(self.inputs)
+        return d
 
 
 @dataclass(frozen=True)

@@ -50,20 +50,24 @@ class DescribeModelRequest(_message.Message):
     def __init__(self, ref: _Optional[str] = ..., scope: _Optional[str] = ..., match: _Optional[str] = ...) -> None: ...
 
 class Layer(_message.Message):
-    __slots__ = ("name", "class_name", "output_shape_json", "params", "trainable", "matched")
+    __slots__ = ("name", "class_name", "output_shape_json", "params", "trainable", "matched", "inputs", "depth")
     NAME_FIELD_NUMBER: _ClassVar[int]
     CLASS_NAME_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_SHAPE_JSON_FIELD_NUMBER: _ClassVar[int]
     PARAMS_FIELD_NUMBER: _ClassVar[int]
     TRAINABLE_FIELD_NUMBER: _ClassVar[int]
     MATCHED_FIELD_NUMBER: _ClassVar[int]
+    INPUTS_FIELD_NUMBER: _ClassVar[int]
+    DEPTH_FIELD_NUMBER: _ClassVar[int]
     name: str
     class_name: str
     output_shape_json: str
     params: int
     trainable: bool
     matched: bool
-    def __init__(self, name: _Optional[str] = ..., class_name: _Optional[str] = ..., output_shape_json: _Optional[str] = ..., params: _Optional[int] = ..., trainable: _Optional[bool] = ..., matched: _Optional[bool] = ...) -> None: ...
+    inputs: _containers.RepeatedScalarFieldContainer[str]
+    depth: int
+    def __init__(self, name: _Optional[str] = ..., class_name: _Optional[str] = ..., output_shape_json: _Optional[str] = ..., params: _Optional[int] = ..., trainable: _Optional[bool] = ..., matched: _Optional[bool] = ..., inputs: _Optional[_Iterable[str]] = ..., depth: _Optional[int] = ...) -> None: ...
 
 class ModelDescription(_message.Message):
     __slots__ = ("model", "versions", "layers", "scope", "match", "matched", "unmatched")
