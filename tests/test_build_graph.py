@@ -9,10 +9,10 @@ import pytest
 
 from reuse.arch import parse_architecture
 from reuse.build import build_network
-from reuse.subgraph import select_scope
 from reuse.data import Dataset
 from reuse.errors import IncompatibleShapes, InvalidInput
 from reuse.store import ModelStore
+from reuse.subgraph import select_scope
 from reuse.train import TrainConfig, train
 
 RNG = np.random.default_rng(0)
