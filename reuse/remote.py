@@ -146,7 +146,7 @@ class RemoteService:
               head_file: str | os.PathLike[str] | None = None, classes: int | None = None,
               regression: bool | int = False, trainable: str | None = None, match: str = "full",
               input_shape: tuple[int | None, ...] | None = None, description: str = "", seed: int | None = None,
-              tags: dict[str, str] | None = None) -> ModelInfo:
+              tags: dict[str, str] | None = None, exits: Sequence[str] | None = None) -> ModelInfo:
         """Build on the server (the Build RPC, waiting for its job); a head file is sent as its text."""
         from reuse.heads import load_head_file
 
@@ -163,6 +163,8 @@ class RemoteService:
         if input_shape is not None:
             req["input_shape"] = [-1 if d is None else d for d in input_shape]
         req.update({k: v for k, v in (("classes", classes), ("seed", seed)) if v is not None})
+        if exits:
+            req["exits"] = list(exits)
         record = _record(self.client.build(**req, wait=True))
         if record.state != "succeeded":
             raise job_error(record)

@@ -127,6 +127,7 @@ class Service:
         description: str = "",
         seed: int | None = None,
         tags: dict[str, str] | None = None,
+        exits: Sequence[str] | None = None,
     ) -> ModelInfo:
         """Build a network from the layers of ``base_ref`` that ``reuse`` selects, plus a head, and
         register it as the next version of ``new_name`` with its lineage (see reuse.build).
@@ -145,7 +146,8 @@ class Service:
         else:
             spec = head if isinstance(head, HeadSpec) else parse_head(head or "")
         built = build_network(self.store, base_ref, reuse, head=spec, classes=classes, regression=regression,
-                              trainable=trainable, match=match, input_shape=input_shape, name=new_name, seed=seed)
+                              trainable=trainable, match=match, input_shape=input_shape, name=new_name, seed=seed,
+                              exits=exits)
         return self.store.register(built.model, new_name, description=description, tags=tags,
                                    lineage=built.lineage)
 

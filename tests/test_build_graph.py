@@ -215,3 +215,51 @@ def test_resnet50_first_two_stages(tmp_path):
     img = RNG.normal(size=(2, 32, 32, 3)).astype("float32")
     sub = keras.Model(built.model.inputs, built.model.get_layer("conv2_block3_out").output)
     _same(sub.predict(img, verbose=0), _cut(base, "conv2_block3_out").predict(img, verbose=0))
+
+
+# -- the CLI and the gRPC Build job on graphs ------------------------------------------------------
+def test_cli_layers_show_paths_inputs_and_build_with_exits(graphs):
+    from click.testing import CliRunner
+
+    from reuse.cli import cli
+
+    root = str(graphs.root)
+    out = CliRunner().invoke(cli, ["layers", "wrapped", "--scope", "block", "--store", root], catch_exceptions=False)
+    lines = out.output.splitlines()
+    assert lines[2].split()[:3] == ["0", "block", "Functional"]
+    assert lines[3].split()[:3] == ["1", "block/block_dense", "Dense"]  # indented under its model
+    assert lines[4].split()[-2:] == ["block/block_dense", "yes"]  # block_add reads the block's input too
+    assert lines[-1] == "2 of 3 layers match 'block' (full match)"
+    res = CliRunner().invoke(cli, ["build", "joined", "--from", "two", "--reuse", "left_dense|right_dense",
+                                   "--exit", "left_dense", "--exit", "right_dense", "--classes", "2",
+                                   "--store", root, "--json"], catch_exceptions=False)
+    import json
+
+    lin = json.loads(res.output)["lineage"]
+    assert [e["layer"] for e in lin["exits"]] == ["left_dense", "right_dense"]
+    assert [i["name"] for i in lin["inputs"]] == ["x_left", "x_right"]
+    bad = CliRunner().invoke(cli, ["build", "x", "--from", "two", "--reuse", "left_dense|right_dense",
+                                   "--classes", "2", "--store", root])
+    assert bad.exit_code == 1 and bad.output.startswith("Error: the selection ends in 2 tensors")
+    assert "x" not in graphs.names()
+
+
+def test_grpc_build_job_on_a_graph(graphs):
+    from tests.grpc_support import stubs
+
+    from reuse.grpc._proto import reuse_v1_pb2 as pb
+    from reuse.grpc.server import ServerConfig, start_in_thread
+    from reuse.service import Service
+
+    server = start_in_thread(Service(graphs.root), ServerConfig(port=0))
+    try:
+        channel, _, api = stubs(server.target)
+        job = api.Build(pb.BuildRequest(name="siam2", base="siamese", reuse="enc|mul", classes=2))
+        assert job.state == "succeeded", job.error
+        desc = api.DescribeModel(pb.DescribeModelRequest(ref="siamese", scope="enc"))
+        rows = {x.name: x for x in desc.layers}
+        assert rows["enc/bn"].depth == 1 and list(rows["enc/bn"].inputs) == ["enc/d1"] and rows["enc/bn"].matched
+        assert list(rows["mul"].inputs) == ["enc/bn"]
+        channel.close()
+    finally:
+        server.stop()

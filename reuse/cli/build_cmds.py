@@ -97,6 +97,9 @@ def _inputs(names: tuple[str, ...]) -> str:
 @click.option("--outputs", type=int, default=None, metavar="N", help="Regression targets (with --regression; default 1).")
 @click.option("--input-shape", default=None, metavar="SHAPE",
               help="Input shape without batch dimension, e.g. 64 or 28,28,1 (default: the base's).")
+@click.option("--exit", "exits", multiple=True, metavar="LAYER",
+              help="A selected layer whose output ends the reused part (repeatable; several are joined "
+                   "along the last axis). Default: the one tensor no selected layer reads.")
 @click.option("--description", default="", help="Description stored with the new model.")
 @click.option("--seed", type=int, default=None, help="Seed for the head's initial weights and dropout.")
 @store_option
@@ -104,14 +107,19 @@ def _inputs(names: tuple[str, ...]) -> str:
 @json_option
 def build_cmd(new_name: str, base: str, reuse_pat: str, match: str, trainable: str | None, head: str | None,
               head_file: str | None, classes: int | None, regression: bool, outputs: int | None,
-              input_shape: str | None, description: str, seed: int | None, store: str | None,
-              as_json: bool) -> None:
+              input_shape: str | None, exits: tuple[str, ...], description: str, seed: int | None,
+              store: str | None, as_json: bool) -> None:
     """Build NEW from copies of the layers of a stored model that --reuse selects, plus a new head.
 
-    The selected layers must form a chain. Unselected dropout/noise layers between selected ones are
-    skipped; any other unselected layer between them is an error. Reused layers are frozen unless
-    --trainable selects them. --json prints the registered model's info; its "lineage" key holds the
-    build record (base, scope, match, trainable, head, output, layers, skipped, head_layers).
+    --reuse matches layer paths (a layer inside a nested model is NESTED/LAYER; the nested model's path
+    selects all of it). The selected layers may form any connected part of the graph (residual adds,
+    concatenations, shared layers): each tensor they read from outside — the base's inputs or outputs of
+    unselected layers — becomes an input of NEW with its shape and dtype. Unselected dropout/noise layers
+    between selected ones are skipped; any other unselected layer between them is an error that names a
+    scope which closes the gap. Conv and sequence outputs need a gap, gmp or flatten head layer before a
+    classifier. Reused layers are frozen unless --trainable selects them. --json prints the registered
+    model's info; its "lineage" key holds the build record (base, scope, match, trainable, head, output,
+    inputs, exits, layers, skipped, left_out, head_layers).
     """
     if outputs is not None and not regression:
         raise InvalidInput("--outputs needs --regression")
@@ -120,7 +128,7 @@ def build_cmd(new_name: str, base: str, reuse_pat: str, match: str, trainable: s
         new_name, base, reuse_pat, head=head, head_file=head_file, classes=classes,
         regression=targets, trainable=trainable, match=match,
         input_shape=parse_shape(input_shape) if input_shape is not None else None,
-        description=description, seed=seed,
+        description=description, seed=seed, exits=list(exits) or None,
     )
     if as_json:
         emit_json(info.to_dict())

@@ -57,7 +57,8 @@ def description_pb(d: ModelDescription) -> pb.ModelDescription:
     out = pb.ModelDescription(model=model_pb(d.info), versions=list(d.versions))
     for layer in d.layers:
         out.layers.add(name=layer.name, class_name=layer.class_name, output_shape_json=_json(layer.output_shape),
-                       params=layer.params, trainable=layer.trainable, matched=layer.name in matched,
+                       params=layer.params, trainable=layer.trainable,
+                       matched=layer.name in matched or any(layer.name.startswith(m + "/") for m in matched),
                        inputs=list(layer.inputs), depth=layer.depth)
     if d.selection is not None:
         out.scope, out.match = d.selection.pattern, d.selection.match

@@ -22,6 +22,7 @@ from reuse.jobs.records import Progress, register_job_kind
 
 _STR, _INT, _FLOAT, _BOOL, _DICT, _INTS = "a string", "an integer", "a number", "true or false", "a mapping", \
     "a list of integers"
+_STRS = "a list of strings"
 _TRAIN_OPTIONS = {"epochs": _INT, "batch_size": _INT, "optimizer": _STR, "lr": _FLOAT, "momentum": _FLOAT,
                   "nesterov": _BOOL, "clipnorm": _FLOAT, "clipvalue": _FLOAT, "early_stopping": _INT,
                   "seed": _INT, "val_split": _FLOAT}
@@ -30,7 +31,7 @@ TRAIN_PARAMS = {"model": _STR, "data": _STR, "val": _STR, "label": _STR, "relabe
 FINETUNE_PARAMS = {**TRAIN_PARAMS, "unfreeze": _STR, "match": _STR}
 BUILD_PARAMS = {"name": _STR, "base": _STR, "reuse": _STR, "trainable": _STR, "match": _STR, "head": _STR,
                 "classes": _INT, "regression": _BOOL, "outputs": _INT, "input_shape": _INTS, "description": _STR,
-                "tags": _DICT, "seed": _INT}
+                "tags": _DICT, "seed": _INT, "exits": _STRS}
 EVALUATE_PARAMS = {"model": _STR, "data": _STR, "label": _STR, "relabel": _BOOL}
 
 
@@ -45,6 +46,8 @@ def _is(value: Any, expected: str) -> bool:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if expected == _DICT:
         return isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+    if expected == _STRS:
+        return isinstance(value, list) and all(isinstance(v, str) for v in value)
     return isinstance(value, list) and all(_is(v, _INT) for v in value)
 
 
@@ -213,7 +216,7 @@ def _build_args(params: Mapping[str, Any]) -> dict[str, Any]:
     return {"head": _head(params.get("head") or ""), "classes": params.get("classes"), "regression": regression,
             "trainable": params.get("trainable") or None, "match": params.get("match") or "full",
             "input_shape": tuple(None if d == -1 else d for d in shape) if shape else None, "description": params.get("description") or "",
-            "seed": params.get("seed"), "tags": params.get("tags") or None}
+            "seed": params.get("seed"), "tags": params.get("tags") or None, "exits": params.get("exits") or None}
 
 
 def _validate_build(params: dict[str, Any]) -> None:
