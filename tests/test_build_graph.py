@@ -245,11 +245,10 @@ def test_cli_layers_show_paths_inputs_and_build_with_exits(graphs):
 
 
 def test_grpc_build_job_on_a_graph(graphs):
-    from tests.grpc_support import stubs
-
     from reuse.grpc._proto import reuse_v1_pb2 as pb
     from reuse.grpc.server import ServerConfig, start_in_thread
     from reuse.service import Service
+    from tests.grpc_support import stubs
 
     server = start_in_thread(Service(graphs.root), ServerConfig(port=0))
     try:
