@@ -187,7 +187,7 @@ def _assemble(plan: ChainPlan, weights: dict[str, list[np.ndarray]], head: HeadS
               *, output_appended: bool) -> tuple[Any, list[str]]:
     import keras
 
-    from reuse.head_layers import head_layers
+    from reuse.head_layers import apply_head
 
     reused = {n.name for n in plan.layers}
     first_source = plan.layers[0].inputs[0]
@@ -201,9 +201,7 @@ def _assemble(plan: ChainPlan, weights: dict[str, list[np.ndarray]], head: HeadS
         _copy_weights(layer, weights[node.name], node, base, got)
         layer.trainable = node.name in keep_trainable
         source = f"layer {node.name}"
-    names: list[str] = []
-    for item in head_layers(head, taken=reused | {input_name}, seed=seed, output_appended=output_appended):
-        x = _call(item.layer, x, f"head layer {item.token!r}", source)
-        names.append(item.layer.name)
-        source = f"head layer {item.token!r}"
+    x, names = apply_head(head, x, taken=reused | {input_name}, seed=seed, output_appended=output_appended,
+                          output=(("classes" if head.layers[-1].activation == "softmax" else "regression")
+                                  if output_appended else None))
     return keras.Model(inputs, x, name=name), names

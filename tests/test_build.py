@@ -205,7 +205,7 @@ def test_input_shape_override_and_shape_mismatch(bases):
         build_network(bases, "mlp", "hidden1", classes=3, input_shape=(5,))
     assert str(exc.value) == ("layer hidden1 (Dense) gets input of shape (None, 5) here, which gives it weights "
                               "of shapes [(5, 16), (16,)], but its weights in mlp:1 have shapes [(8, 16), (16,)]")
-    with pytest.raises(IncompatibleShapes, match=r"head layer 'maxout:5' cannot take the output of layer hidden1"):
+    with pytest.raises(IncompatibleShapes, match=r"head layer 'maxout:5' cannot take the output of the reused layers"):
         build_network(bases, "mlp", "hidden1", head="maxout:5", classes=3)
     with pytest.raises(InvalidInput, match="invalid input shape"):
         build_network(bases, "mlp", "hidden1", classes=3, input_shape=(0,))

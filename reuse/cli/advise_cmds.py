@@ -114,7 +114,9 @@ def _positive(ctx: click.Context, param: click.Parameter, value: float | None) -
               help="Fraction of --data held out for validation, stratified by class (default 0.25).")
 @click.option("--label", default=None, metavar="COLUMN", help="CSV: label column by name or 0-based index.")
 @click.option("--relabel", is_flag=True, help="Map labels to 0..k-1 (sorted) and record the originals.")
-@click.option("--head", default=None, metavar="SPEC", help="Head on top of the reused layers, e.g. 'dense:64:relu'.")
+@click.option("--head", default=None, metavar="SPEC",
+              help="Head on top of the reused layers, e.g. 'dense:64:relu', or 'gap,dense:64:relu' on "
+              "conv/sequence layers (tokens: dense, batchnorm, dropout, maxout, activations, flatten, gap, gmp).")
 @click.option("--head-file", "head_file", type=click.Path(dir_okay=False), default=None,
               help="Head as a JSON/YAML file.")
 @click.option("--classes", type=click.IntRange(min=2), default=None,
