@@ -108,7 +108,8 @@ def _positive(ctx: click.Context, param: click.Parameter, value: float | None) -
 @click.command("advise", epilog=_JSON_HELP)
 @click.option("--from", "base", required=True, metavar="NAME[:VERSION]", help="The base network.")
 @click.option("--data", required=True, metavar="DATA",
-              help="Labelled training data: .npz, .csv, .h5 or builtin:digits / builtin:blobs[?options].")
+              help="Labelled training data: .npz, .csv, .h5, builtin:digits / builtin:blobs[?options] or "
+              "images:DIR?size=H,W (one sub-folder of images per class).")
 @click.option("--val", default=None, metavar="DATA", help="Validation data (default: a stratified split).")
 @click.option("--val-split", "val_split", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
               help="Fraction of --data held out for validation, stratified by class (default 0.25).")
