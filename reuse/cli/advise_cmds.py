@@ -126,9 +126,14 @@ def _positive(ctx: click.Context, param: click.Parameter, value: float | None) -
 @click.option("--depths", default=None, metavar="0..N|0,1,3",
               help="Reuse depths to try; 0 trains the same architecture from scratch. N is the deepest "
               "(layers with weights below the base's output). Default: all, 0..N.")
-@click.option("--scopes", default=None, metavar="P1,P2,...",
+@click.option("--scopes", default=None, metavar="P1,P2,...|P1;P2;...",
               help="Candidates as scope patterns instead of depths (depth i = the i-th pattern, simplest "
-              "first), e.g. 'hidden1,hidden[12],hidden[123]'. Commas inside (), [] and {} belong to a pattern.")
+              "first), e.g. 'hidden1,hidden[12],hidden[123]'. Commas inside (), [] and {} belong to a pattern; "
+              "separate with ';' instead to keep every comma, e.g. 'stem.*|block_1_.*;stem.*|block_[12]_.*'.")
+@click.option("--blocks", default=None, metavar="PATTERN",
+              help="Candidates by block: a layer-name prefix with one {LO..HI} range, e.g. 'block_{1..16}_'; "
+              "candidate i reuses every layer up to and including the last layer of block LO+i-1 (the stem "
+              "and the blocks below it). At most 50 blocks. Not with --scopes.")
 @click.option("--match", type=click.Choice(["full", "prefix"]), default="full", show_default=True,
               help="How --scopes patterns match layer names.")
 @click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True, help="Seeds per candidate.")
