@@ -32,17 +32,20 @@ BLOCK_CASES = [
         (f"{STEM_SCOPE}|block_1_.*|block_2_expand|block_2_project_BN|block_2_add|block_3_.*", "block_3_add"),
     ]),
     (MOBILE, "block_{2..3}_", set(), "full", [  # block 1 is below the range: part of the stem
-        (f"{STEM_SCOPE}|block_1_expand|block_1_relu|block_1_project_BN|block_2_.*", "block_2_add"),
-        (f"{STEM_SCOPE}|block_1_expand|block_1_relu|block_1_project_BN|block_2_.*|block_3_.*", "block_3_add"),
+        (f"{STEM_SCOPE}|block_1_.*|block_2_.*", "block_2_add"),
+        (f"{STEM_SCOPE}|block_.*", "block_3_add"),  # every block_ layer is in (no dropout left out here)
     ]),
     (MOBILE, "block_{1..1}_", set(), "prefix", [(f"(?:{STEM_SCOPE}|block_1_.*)$", "block_1_project_BN")]),
+    # Other layers are written as PREFIX.* too where a prefix ending in "_" is shared by two layers or more,
+    # all of them in the candidate (conv1_conv, conv1_bn); a block's prefix may hold a single layer.
     (RESNET, "conv{2..3}_", set(), "full", [
-        ("conv1_conv|conv1_bn|pool1_pool|conv2_.*", "conv2_block2_out"),
-        ("conv1_conv|conv1_bn|pool1_pool|conv2_.*|conv3_.*", "conv3_block1_out"),
+        ("conv1_.*|pool1_pool|conv2_.*", "conv2_block2_out"),
+        ("conv1_.*|pool1_pool|conv2_.*|conv3_.*", "conv3_block1_out"),
     ]),
+    (RESNET, "conv3_block{1..1}_", set(), "full", [("conv1_.*|pool1_pool|conv2_.*|conv3_.*", "conv3_block1_out")]),
     (RESNET, "conv2_block{1..2}_", set(), "full", [
-        ("conv1_conv|conv1_bn|pool1_pool|conv2_block1_.*", "conv2_block1_out"),
-        ("conv1_conv|conv1_bn|pool1_pool|conv2_block1_.*|conv2_block2_.*", "conv2_block2_out"),
+        ("conv1_.*|pool1_pool|conv2_block1_.*", "conv2_block1_out"),
+        ("conv1_.*|pool1_pool|conv2_.*", "conv2_block2_out"),  # every conv2_ layer is in: conv2_.* says it
     ]),
     (VGG, "block{1..2}_", set(), "full", [  # a layer between blocks goes with the block above it
         ("block1_.*", "block1_pool"),
@@ -94,13 +97,13 @@ def test_expand_blocks():
 
 
 def test_identity_layers_stay_in_when_listing_them_out_is_too_long():
-    long = "with_a_rather_long_layer_name"
+    long = "witharatherlonglayername"  # no "_": no shorter prefix than b1_ (which holds b1_drop) covers them
     names, skip = [], set()
     for k in (1, 2, 3):
-        names += [f"b{k}_{long}_{i}" for i in range(12)] + [f"b{k}_drop"]
+        names += [f"b{k}_{i}{long}" for i in range(12)] + [f"b{k}_drop"]
         skip.add(f"b{k}_drop")
     plans, notes = block_plans([*names, "top"], "b{1..3}_", skip=skip)
-    assert plans[0].scope.startswith("b1_with") and "b1_drop" not in plans[0].layers
+    assert plans[0].scope.startswith("b1_0with") and "b1_drop" not in plans[0].layers
     assert plans[2].scope == "b1_.*|b2_.*|b3_.*" and {"b1_drop", "b2_drop", "b3_drop"} <= set(plans[2].layers)
     assert any(n.startswith("block 3's candidate also reuses 3 layer(s) that are the identity at inference "
                             "(b1_drop, b2_drop, b3_drop)") for n in notes)

@@ -20,13 +20,17 @@ inference are left out, unless the candidate's scope would then pass the pattern
 says so). Each block must hold at least one layer, no layer may be in two blocks (``block_1`` is also a
 prefix of ``block_10_...``: end the pattern with the separator), and every layer of block ``k`` must come
 before the first layer of any later block. At most ``MAX_CANDIDATES`` (50) candidates. The scope of each
-candidate is written compactly, ``Conv1|bn_Conv1|...|block_1_.*|block_2_.*``: a block as ``PREFIX.*``,
-or layer by layer when it holds a layer that is left out, and every other layer by name.
+candidate is written compactly and checked to select exactly its layers: each layer as the shortest
+prefix ending in ``_`` (or its block's prefix) that two or more layers share, all of them in the
+candidate, written ``PREFIX.*``, else by name; e.g. ``Conv1|bn_Conv1|Conv1_relu|expanded_.*|block_1_.*``
+for MobileNetV2's first block, ``conv1_.*|pool1_.*|conv2_.*|conv3_.*|conv4_block1_.*`` for ResNet50's
+``conv4_block{1..6}_``.
 """
 
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
@@ -212,19 +216,41 @@ def _anchored(scope: str, match: str) -> str:
     return scope if match == "full" else f"(?:{scope})$"
 
 
-def _compact(upto: Sequence[str], owner: dict[str, int], prefix_of: dict[int, str], skipped: set[str], *,
-             whole_blocks: Collection[int]) -> str:
-    """A scope for the layers ``upto`` less ``skipped``: ``PREFIX.*`` for each block in ``whole_blocks``
-    (skipped layers and all), the other layers by name, in base order."""
+class _Prefixes:
+    """Which layer names start with a given prefix (names sorted once; a prefix's names are contiguous)."""
+
+    def __init__(self, names: Sequence[str]) -> None:
+        self.sorted = sorted(names)
+        self.cache: dict[str, list[str]] = {}
+
+    def __call__(self, prefix: str) -> list[str]:
+        if prefix not in self.cache:
+            lo = bisect_left(self.sorted, prefix)
+            hi = lo
+            while hi < len(self.sorted) and self.sorted[hi].startswith(prefix):
+                hi += 1
+            self.cache[prefix] = self.sorted[lo:hi]
+        return self.cache[prefix]
+
+
+def _compact(wanted: Sequence[str], allowed: Collection[str], with_prefix: _Prefixes,
+             extra_prefixes: dict[str, str]) -> str:
+    """A short scope that selects every name in ``wanted`` and nothing outside ``allowed``, in base order.
+
+    Each name is written as the shortest of its prefixes that end in ``_`` (or its block's prefix, from
+    ``extra_prefixes``) whose every layer is allowed and that is shared by two layers or more (a block's
+    prefix may name one), as ``PREFIX.*``; as itself when there is none. So ``conv1_pad|conv1_conv|conv1_bn``
+    becomes ``conv1_.*`` when no other layer starts with ``conv1_``.
+    """
     tokens: list[str] = []
-    for n in upto:
-        k = owner.get(n)
-        if k is not None and k in whole_blocks:
-            token = escape_name(prefix_of[k]) + ".*"
-            if token not in tokens:
-                tokens.append(token)
-        elif n not in skipped:
-            tokens.append(escape_name(n))
+    for n in wanted:
+        candidates = sorted({n[:i + 1] for i, c in enumerate(n[:-1]) if c == "_"}
+                            | ({extra_prefixes[n]} if n in extra_prefixes else set()), key=len)
+        fit = next((p for p in candidates if all(m in allowed for m in with_prefix(p))
+                    and (len(with_prefix(p)) > 1 or p == extra_prefixes.get(n))), None)
+        token = escape_name(n) if fit is None else escape_name(fit) + ".*"
+        if token not in tokens:
+            tokens.append(token)
     return "|".join(tokens)
 
 
@@ -270,23 +296,26 @@ def block_plans(names: Sequence[str], pattern: str, *, skip: Collection[str] = (
                                f"of block {b} comes before layer {names[last_a]} of block {a}; give the "
                                "candidates as --scopes instead")
     prefix_of = dict(blocks)
+    block_prefix = {n: prefix_of[k] for n, k in owner.items()}
+    with_prefix = _Prefixes(names)
     skipped = set(skip)
-    clean = {k for k in keys if not skipped.intersection(members[k])}  # blocks written as PREFIX.*
     plans, notes = [], []
     for depth, k in enumerate(keys, start=1):
         upto = names[:max(index[n] for n in members[k]) + 1]
         strict = tuple(n for n in upto if n not in skipped)
-        scope = _anchored(_compact(upto, owner, prefix_of, skipped, whole_blocks=clean), match)
+        scope = _anchored(_compact(strict, set(strict), with_prefix, block_prefix), match)
         layers = strict
         if len(scope) <= MAX_PATTERN_LENGTH and select_layers(names, scope, match=match).matched != strict:
             scope = _anchored(exact_scope(strict), match)  # a safety net: the compact form selects exactly
         if len(scope) > MAX_PATTERN_LENGTH:
-            scope = _anchored(_compact(upto, owner, prefix_of, skipped, whole_blocks=set(keys)), match)
-            layers = select_layers(names, scope, match=match).matched
-            extra = [n for n in layers if n in skipped]
-            notes.append(f"block {k}'s candidate also reuses {len(extra)} layer(s) that are the identity at "
-                         f"inference ({', '.join(extra[:5])}{', ...' if len(extra) > 5 else ''}): listing the "
-                         f"layers without them passes the {MAX_PATTERN_LENGTH}-character pattern limit")
+            # Whole blocks, their dropout layers included, may be short enough where listing was not.
+            loose = _anchored(_compact(strict, set(upto), with_prefix, block_prefix), match)
+            if len(loose) <= MAX_PATTERN_LENGTH:
+                scope, layers = loose, select_layers(names, loose, match=match).matched
+                extra = [n for n in layers if n in skipped]
+                notes.append(f"block {k}'s candidate also reuses {len(extra)} layer(s) that are the identity at "
+                             f"inference ({', '.join(extra[:5])}{', ...' if len(extra) > 5 else ''}): listing the "
+                             f"layers without them passes the {MAX_PATTERN_LENGTH}-character pattern limit")
         if len(scope) > MAX_PATTERN_LENGTH:
             raise InvalidInput(f"block {k} of {pattern!r}: its candidate's scope has {len(scope)} characters, more "
                                f"than {MAX_PATTERN_LENGTH}; give the candidates as --scopes instead")
