@@ -139,8 +139,8 @@ def test_memory_cap_is_checked_before_reading(tmp_path, rng):
     _save(root / "a" / "1.png", _pixels(rng))
     (root / "b").mkdir()
     (root / "b" / "2.png").write_bytes(b"garbage, never read")
-    with pytest.raises(ResourceExhausted, match=r"2 images of 64x64x3 need 0 MiB as float32, more than the 0 MiB "
-                                                r"allowed; use a smaller size or fewer images"):
+    with pytest.raises(ResourceExhausted, match=r"2 images of 64x64x3 need 96\.0 KiB as float32, more than the "
+                                                r"48\.0 KiB allowed; use a smaller size or fewer images"):
         load(f"images:{root}?size=64,64", max_bytes=64 * 64 * 3 * 4)
 
 

@@ -116,6 +116,13 @@ def list_images(folder: Path, spec: str) -> tuple[tuple[str, ...], list[tuple[Pa
     return tuple(classes), items
 
 
+def _bytes(n: int) -> str:
+    for unit, size in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} bytes"
+
+
 def load(spec: str, *, max_bytes: int = MAX_BYTES) -> Dataset:
     """Read the image folder that ``spec`` names into memory (see the module docstring).
 
@@ -129,8 +136,8 @@ def load(spec: str, *, max_bytes: int = MAX_BYTES) -> Dataset:
     need = len(items) * h * w * channels * 4
     if need > max_bytes:
         raise ResourceExhausted(
-            f"{spec}: {len(items)} images of {h}x{w}x{channels} need {need / 1024**2:.0f} MiB as float32, more "
-            f"than the {max_bytes / 1024**2:.0f} MiB allowed; use a smaller size or fewer images")
+            f"{spec}: {len(items)} images of {h}x{w}x{channels} need {_bytes(need)} as float32, more than the "
+            f"{_bytes(max_bytes)} allowed; use a smaller size or fewer images")
     import keras
     from PIL import Image
 
