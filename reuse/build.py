@@ -159,8 +159,9 @@ def build_network(
     plan = plan_subgraph(arch, leaves, reuse, exit_paths)
     weights = store.read_weights(ref, list(plan.layers))
     specs = _entry_specs(arch, plan, shape_override)
+    output = "classes" if classes is not None else ("regression" if regression is not False else None)
     model, head_names, new_names = _assemble(arch, plan, weights, specs, full_head, keep_trainable, base, name,
-                                             seed, output_appended=full_head is not spec)
+                                             seed, output_appended=full_head is not spec, output=output)
     lineage = {
         "format": LINEAGE_FORMAT,
         "operation": "build",
@@ -349,10 +350,11 @@ def _new_names(arch: Architecture, plan: Plan) -> dict[str, str]:
 
 def _assemble(arch: Architecture, plan: Plan, weights: dict[str, list[tuple[str, np.ndarray]]],
               specs: list[tuple[str, tuple, str]], head: HeadSpec, keep_trainable: set[str], base: str,
-              name: str, seed: int | None, *, output_appended: bool) -> tuple[Any, list[str], dict[str, str]]:
+              name: str, seed: int | None, *, output_appended: bool,
+              output: str | None) -> tuple[Any, list[str], dict[str, str]]:
     import keras
 
-    from reuse.head_layers import head_layers
+    from reuse.head_layers import apply_head
 
     names = _new_names(arch, plan)
     tensors: dict[Ref, Any] = {}
@@ -383,14 +385,7 @@ def _assemble(arch: Architecture, plan: Plan, weights: dict[str, list[tuple[str,
             raise IncompatibleShapes(f"the exits have shapes {shapes}, which cannot be joined along the last "
                                      f"axis: {_first_line(exc)}") from exc
         source = "the joined exits"
-    head_names: list[str] = []
     taken = set(names.values()) | {s[0] for s in specs}
-    for item in head_layers(head, taken=taken, seed=seed, output_appended=output_appended):
-        try:
-            x = item.layer(x)
-        except (ValueError, TypeError) as exc:
-            raise IncompatibleShapes(f"head layer {item.token!r} cannot take the output of {source}, of shape "
-                                     f"{_fmt(x.shape)}: {_first_line(exc)}") from exc
-        head_names.append(item.layer.name)
-        source = f"head layer {item.token!r}"
+    x, head_names = apply_head(head, x, taken=taken, seed=seed, output_appended=output_appended, output=output,
+                               source=source)
     return keras.Model(inputs if len(inputs) > 1 else inputs[0], x, name=name), head_names, names

@@ -7,6 +7,10 @@ String grammar (see docs/building.md)::
               | "batchnorm" (":" ("momentum=" F | "epsilon=" F))*
               | "dropout:" RATE
               | "maxout:" UNITS
+              | "flatten"                          (Flatten: (batch, d1, ..., dn) -> (batch, d1*...*dn))
+              | "gap" | "gmp"                      (global average / max pooling over the steps or
+                                                    spatial axes; 1-D, 2-D or 3-D by the rank of the
+                                                    tensor it receives: rank 3, 4 or 5)
               | ACTIVATION                         (a standalone activation layer)
     dense_field := ACTIVATION | INITIALIZER | "l2=" F | "maxnorm=" F
     ACTIVATION  := relu | leaky_relu["=" SLOPE] | prelu | elu | selu | tanh | sigmoid
@@ -14,7 +18,11 @@ String grammar (see docs/building.md)::
 
 File: a mapping ``{"layers": [{"type": "dense", "units": 64, "activation": "relu", ...}, ...]}`` whose
 entries carry the same fields by name (``slope``, ``initializer``, ``l2``, ``max_norm``, ``momentum``,
-``epsilon``, ``rate``). Both forms parse to the same :class:`HeadSpec`.
+``epsilon``, ``rate``); ``{"type": "flatten"}``, ``{"type": "gap"}`` and ``{"type": "gmp"}`` take no
+fields. Both forms parse to the same :class:`HeadSpec`.
+
+Which Keras pooling class ``gap``/``gmp`` become depends on the rank of their input, so the spec only
+says "global average/max pooling"; :func:`reuse.head_layers.apply_head` picks the class while building.
 """
 
 from __future__ import annotations
@@ -71,9 +79,28 @@ class ActivationSpec:
     slope: float | None = None  # leaky_relu only
 
 
-LayerSpec = DenseSpec | BatchNormSpec | DropoutSpec | MaxoutSpec | ActivationSpec
+@dataclass(frozen=True)
+class FlattenSpec:
+    """Flatten everything but the batch axis."""
+
+
+@dataclass(frozen=True)
+class GlobalAvgPoolSpec:
+    """Global average pooling (``gap``): 1-D, 2-D or 3-D by the rank of the input it gets."""
+
+
+@dataclass(frozen=True)
+class GlobalMaxPoolSpec:
+    """Global max pooling (``gmp``): 1-D, 2-D or 3-D by the rank of the input it gets."""
+
+
+LayerSpec = (DenseSpec | BatchNormSpec | DropoutSpec | MaxoutSpec | ActivationSpec | FlattenSpec | GlobalAvgPoolSpec
+             | GlobalMaxPoolSpec)
 _TYPES: dict[str, type] = {"dense": DenseSpec, "batchnorm": BatchNormSpec, "dropout": DropoutSpec,
-                           "maxout": MaxoutSpec, "activation": ActivationSpec}
+                           "maxout": MaxoutSpec, "activation": ActivationSpec, "flatten": FlattenSpec,
+                           "gap": GlobalAvgPoolSpec, "gmp": GlobalMaxPoolSpec}
+# Layers written as a bare word with no fields.
+_BARE = ("flatten", "gap", "gmp")
 _TYPE_OF = {cls: name for name, cls in _TYPES.items()}
 
 
@@ -160,6 +187,8 @@ def layer_token(layer: LayerSpec) -> str:
         return f"dropout:{_num(layer.rate)}"
     if isinstance(layer, MaxoutSpec):
         return f"maxout:{layer.units}"
+    if isinstance(layer, (FlattenSpec, GlobalAvgPoolSpec, GlobalMaxPoolSpec)):
+        return _TYPE_OF[type(layer)]
     return _act_token(layer.activation, layer.slope)
 
 
@@ -211,12 +240,12 @@ def _make(kind: str, values: dict[str, Any], token: str) -> LayerSpec:
     cls = _TYPES.get(kind)
     if cls is None:
         raise InvalidInput(f"unknown head layer {kind!r}{_where(token)}: expected dense, batchnorm, dropout, "
-                           f"maxout or an activation ({', '.join(ACTIVATIONS)})")
+                           f"maxout, flatten, gap, gmp or an activation ({', '.join(ACTIVATIONS)})")
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise InvalidInput(f"unknown field(s) {', '.join(unknown)}{_where(token)}: "
-                           f"{kind} takes {', '.join(sorted(known))}")
+        takes = ", ".join(sorted(known)) or "no fields"
+        raise InvalidInput(f"unknown field(s) {', '.join(unknown)}{_where(token)}: {kind} takes {takes}")
     v = dict(values)
     if cls is DenseSpec:
         if "units" not in v:
@@ -241,7 +270,7 @@ def _make(kind: str, values: dict[str, Any], token: str) -> LayerSpec:
         if "units" not in v:
             raise InvalidInput(f"missing units{_where(token)}: expected e.g. maxout:32")
         v["units"] = _positive_int(v["units"], "units", token)
-    else:
+    elif cls is ActivationSpec:
         if "activation" not in v:
             raise InvalidInput(f"missing activation{_where(token)}")
         v["activation"], v["slope"] = _activation(v["activation"], v.get("slope"), token)
@@ -305,6 +334,10 @@ def _parse_token(token: str) -> LayerSpec:
             example = "dropout:0.2" if kind == "dropout" else "maxout:32"
             raise InvalidInput(f"{kind} takes exactly one value{_where(token)}: expected e.g. {example}")
         return _make(kind, {"rate" if kind == "dropout" else "units": rest[0]}, token)
+    if kind in _BARE:
+        if rest:
+            raise InvalidInput(f"{kind} takes no ':' fields{_where(token)}: write just {kind}")
+        return _make(kind, {}, token)
     name, slope = _split_activation(kind)
     if name in ACTIVATIONS:
         if rest:
@@ -315,7 +348,8 @@ def _parse_token(token: str) -> LayerSpec:
 
 
 def parse_head(text: str) -> HeadSpec:
-    """Parse the short form, e.g. ``dense:64:relu:he_normal,batchnorm,dropout:0.2,dense:5:softmax``.
+    """Parse the short form, e.g. ``dense:64:relu:he_normal,batchnorm,dropout:0.2,dense:5:softmax`` or, on
+    a convolutional or sequence base, ``gap,dense:64:relu``.
 
     An empty string is an empty head (useful with an appended output layer).
 

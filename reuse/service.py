@@ -294,6 +294,7 @@ class Service:
                label: str | int | None = None, relabel: bool = False, head: str | None = None,
                head_file: str | None = None, classes: int | None = None, regression: bool | int = False,
                depths: str | list[int] | None = None, scopes: list[str] | None = None, match: str = "full",
+               blocks: str | None = None,
                seeds: int = 3, seed: int = 0, epochs: int = 200, patience: int = 10, batch_size: int = 32,
                optimizer: str = "adam", lr: float | None = None, finetune_lr: float | None = None,
                finetune: bool = True, budget_minutes: float | None = None, jobs: int = 1,
@@ -310,7 +311,7 @@ class Service:
         """
         from reuse.advise import AdviseConfig
         from reuse.advise import advise as run_advice
-        from reuse.advise.plan import split_scopes
+        from reuse.advise.plan import expand_blocks, split_scopes
         from reuse.advise.plot import check_plot_path, plot_advice
         from reuse.advise.register import register_choice
         from reuse.heads import load_head_file, parse_head
@@ -325,6 +326,10 @@ class Service:
             raise InvalidInput("give validation data or a validation split, not both")
         if isinstance(scopes, str):
             scopes = split_scopes(scopes)
+        if blocks is not None:
+            if scopes is not None:
+                raise InvalidInput("give either scopes or a block pattern, not both")
+            expand_blocks(blocks)  # a malformed pattern is refused before the data are read
         spec = load_head_file(head_file) if head_file is not None else parse_head(head or "")
         given = {"val_split": val_split, "lr": lr, "finetune_lr": finetune_lr, "budget_minutes": budget_minutes,
                  "min_margin": min_margin}
@@ -336,7 +341,7 @@ class Service:
         vds = self._load_data(val, label=label, relabel=relabel,
                               class_names=list(ds.class_names) if ds.class_names else None) if val else None
         advice = run_advice(self.store, base, ds, val=vds, head=spec, classes=classes, regression=regression,
-                            depths=depths, scopes=scopes, match=match, config=config,
+                            depths=depths, scopes=scopes, match=match, blocks=blocks, config=config,
                             keep_weights=register is not None, progress=progress, cancel=cancel)
         advice.data, advice.val = data, val or advice.val
         if plot is not None and any(r.scores for r in advice.rows):

@@ -9,13 +9,16 @@ import numpy as np
 import pytest
 import yaml
 
-from reuse.errors import InvalidInput
-from reuse.head_layers import head_layers
+from reuse.errors import IncompatibleShapes, InvalidInput
+from reuse.head_layers import apply_head, head_layers
 from reuse.heads import (
     ActivationSpec,
     BatchNormSpec,
     DenseSpec,
     DropoutSpec,
+    FlattenSpec,
+    GlobalAvgPoolSpec,
+    GlobalMaxPoolSpec,
     HeadSpec,
     MaxoutSpec,
     head_from_dict,
@@ -45,6 +48,10 @@ VALID = [
     ("dense:32,maxout:8", HeadSpec((DenseSpec(32), MaxoutSpec(8)))),
     ("leaky_relu=0.3,prelu,softmax",
      HeadSpec((ActivationSpec("leaky_relu", 0.3), ActivationSpec("prelu"), ActivationSpec("softmax")))),
+    ("gap,dense:64:relu", HeadSpec((GlobalAvgPoolSpec(), DenseSpec(64, "relu")))),
+    (" GMP ,dropout:0.1", HeadSpec((GlobalMaxPoolSpec(), DropoutSpec(0.1)))),
+    ("flatten", HeadSpec((FlattenSpec(),))),
+    ("batchnorm,flatten,dense:4:tanh", HeadSpec((BatchNormSpec(), FlattenSpec(), DenseSpec(4, "tanh")))),
 ]
 
 INVALID = [
@@ -68,6 +75,11 @@ INVALID = [
     ("relu:3", "an activation layer takes no ':' fields in head layer 'relu:3'"),
     ("conv:3", "unknown head layer 'conv' in head layer 'conv:3'"),
     ("dense:8,,dropout:0.1", "empty layer at position 2"),
+    ("gap:2", "gap takes no ':' fields in head layer 'gap:2': write just gap"),
+    ("flatten:channels_first", "flatten takes no ':' fields in head layer 'flatten:channels_first'"),
+    ("gmp:", "gmp takes no ':' fields"),
+    ("avgpool", "unknown head layer 'avgpool' in head layer 'avgpool': expected dense, batchnorm, dropout, "
+                "maxout, flatten, gap, gmp or an activation"),
 ]
 
 
@@ -128,11 +140,21 @@ def test_json_and_yaml_files_equal_the_string(tmp_path):
     ({"layers": [{"type": "dense", "units": True}]}, "invalid units True"),
     ({"layers": [{"type": "dropout", "rate": 0.1}, {"type": "dense", "units": 2, "activation": "gelu"}]},
      "unknown activation 'gelu' in head layer 'layer 2 (dense)'"),
+    ({"layers": [{"type": "gap", "keepdims": True}]},
+     "unknown field(s) keepdims in head layer 'layer 1 (gap)': gap takes no fields"),
 ])
 def test_invalid_head_documents(doc, message):
     with pytest.raises(InvalidInput) as exc:
         head_from_dict(doc)
     assert message in str(exc.value)
+
+
+def test_pooling_file_form_equals_the_string(tmp_path):
+    doc = {"layers": [{"type": "gap"}, {"type": "dense", "units": 64, "activation": "relu"}, {"type": "gmp"},
+                      {"type": "flatten"}]}
+    assert head_from_dict(doc) == parse_head("gap,dense:64:relu,gmp,flatten")
+    assert parse_head("GAP,Flatten").to_dict() == {"layers": [{"type": "gap"}, {"type": "flatten"}]}
+    assert parse_head("gap, dense:8 ,gmp").to_string() == "gap,dense:8:linear:glorot_uniform,gmp"
 
 
 def test_invalid_head_files(tmp_path):
@@ -225,3 +247,140 @@ def test_maxout_model_round_trips_through_the_store_in_safe_mode(store, rng):
     loaded = store.load("mx", safe_mode=True)
     assert any(isinstance(layer, Maxout) for layer in loaded.layers)
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+# -- apply_head: layers made on a tensor, pooling chosen by its rank ------------------------------------
+APPLY_SHAPES = [
+    # (input shape without batch, head, output shape, Keras classes of the head's layers)
+    ((5, 3), "gap", (None, 3), ["GlobalAveragePooling1D"]),
+    ((5, 3), "gmp,dense:4", (None, 4), ["GlobalMaxPooling1D", "Dense"]),
+    ((6, 6, 2), "gap,dense:4:relu", (None, 4), ["GlobalAveragePooling2D", "Dense"]),
+    ((6, 6, 2), "gmp", (None, 2), ["GlobalMaxPooling2D"]),
+    ((6, 6, 2), "flatten,dense:3", (None, 3), ["Flatten", "Dense"]),
+    ((3, 4, 4, 2), "gap", (None, 2), ["GlobalAveragePooling3D"]),
+    ((3, 4, 4, 2), "gmp,dropout:0.5,dense:2:softmax", (None, 2), ["GlobalMaxPooling3D", "Dropout", "Dense"]),
+    ((3, 4, 4, 2), "flatten", (None, 96), ["Flatten"]),
+    ((5, 3), "dense:4,gap", (None, 4), ["Dense", "GlobalAveragePooling1D"]),  # pooling after a 3-D dense
+    ((16,), "flatten,dense:2", (None, 2), ["Flatten", "Dense"]),
+]
+
+
+@pytest.mark.parametrize(("shape", "head", "out_shape", "classes"), APPLY_SHAPES)
+def test_apply_head_picks_pooling_by_rank(shape, head, out_shape, classes):
+    inputs = keras.Input(shape)
+    x, names = apply_head(parse_head(head), inputs, seed=0, output="classes")
+    model = keras.Model(inputs, x)
+    assert model.output_shape == out_shape
+    head_layers_made = [model.get_layer(n) for n in names]
+    assert [type(layer).__name__ for layer in head_layers_made] == classes
+    assert names[0].startswith("head1_")
+
+
+def test_apply_head_pooling_values(rng):
+    inputs = keras.Input((3, 4, 2))
+    avg, _ = apply_head(parse_head("gap"), inputs)
+    mx, _ = apply_head(parse_head("gmp"), inputs, taken={"head1_gap"})
+    model = keras.Model(inputs, [avg, mx])
+    x = rng.normal(size=(2, 3, 4, 2)).astype("float32")
+    got_avg, got_max = model.predict(x, verbose=0)
+    np.testing.assert_allclose(got_avg, x.mean(axis=(1, 2)), rtol=1e-5)
+    np.testing.assert_allclose(got_max, x.max(axis=(1, 2)), rtol=1e-6)
+
+
+def test_apply_head_names_output_and_avoids_taken():
+    inputs = keras.Input((4, 4, 3))
+    spec = parse_head("gap,dense:8:leaky_relu").with_output(classes=3)
+    x, names = apply_head(spec, inputs, taken={"head1_gap"}, seed=1, output_appended=True, output="classes")
+    assert names == ["head1_gap_1", "head2_dense", "head2_leaky_relu", "output"]
+    assert tuple(x.shape) == (None, 3)
+
+
+def test_apply_head_is_seeded():
+    spec = parse_head("flatten,dense:3:glorot_normal")
+    weights = []
+    for seed in (5, 5, 6):
+        inputs = keras.Input((2, 2, 1))
+        x, _ = apply_head(spec, inputs, seed=seed)
+        weights.append(keras.Model(inputs, x).get_weights()[0])
+    np.testing.assert_array_equal(weights[0], weights[1])
+    assert not np.array_equal(weights[0], weights[2])
+
+
+APPLY_REFUSALS = [
+    # (input shape, head, output, message)
+    ((16,), "gap", None, "head layer 'gap' cannot take the output of the reused layers, of shape (None, 16): "
+                         "global pooling needs an input of rank 3, 4 or 5 (batch, steps or spatial axes, "
+                         "channels), got rank 2; the tensor is already (batch, features), so leave it out"),
+    ((6, 6, 2), "gap,gmp", None, "head layer 'gmp' cannot take the output of head layer 'gap', of shape (None, 2)"),
+    ((2, 2, 2, 2, 2), "gmp", None, "global pooling needs an input of rank 3, 4 or 5"),
+    ((6, 6, 2), "dense:4,maxout:3", None,
+     "head layer 'maxout:3' cannot take the output of head layer 'dense:4:linear:glorot_uniform', of shape "
+     "(None, 6, 6, 4): "),
+    # A Dense on a 4-D tensor works in Keras but gives (batch, h, w, units): refused at build time.
+    ((6, 6, 2), "dense:3:softmax", "classes",
+     "the head's output has shape (None, 6, 6, 3), but a classes output must have shape (batch, units): "
+     "add gap or flatten to the head, e.g. --head gap,dense:64:relu"),
+    ((5, 3), "dense:1", "regression", "the head's output has shape (None, 5, 1), but a regression output"),
+]
+
+
+@pytest.mark.parametrize(("shape", "head", "output", "message"), APPLY_REFUSALS)
+def test_apply_head_refusals(shape, head, output, message):
+    with pytest.raises(IncompatibleShapes) as exc:
+        apply_head(parse_head(head), keras.Input(shape), output=output)
+    assert message in str(exc.value)
+
+
+def test_apply_head_without_output_leaves_the_shape_alone():
+    x, _ = apply_head(parse_head("dense:3"), keras.Input((6, 6, 2)))
+    assert tuple(x.shape) == (None, 6, 6, 3)
+    with pytest.raises(InvalidInput, match="invalid output 'logits'"):
+        apply_head(parse_head("dense:3"), keras.Input((4,)), output="logits")
+
+
+def test_head_layers_refuses_pooling_it_cannot_size():
+    with pytest.raises(InvalidInput, match="head layer 'gap' needs the rank of its input"):
+        head_layers(parse_head("dense:4,gap"))
+    assert [i.layer.name for i in head_layers(parse_head("flatten,dense:2"))] == ["head1_flatten", "head2_dense"]
+
+
+# -- through build_network: a conv base and the build-time output check -------------------------------
+@pytest.fixture(scope="module")
+def conv_store(tmp_path_factory):
+    from reuse.store import ModelStore
+
+    store = ModelStore(tmp_path_factory.mktemp("conv") / "store")
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((8, 8, 1), name="image")
+    x = keras.layers.Conv2D(4, 3, activation="relu", name="conv1")(inp)
+    x = keras.layers.Conv2D(6, 3, activation="relu", name="conv2")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    store.register(keras.Model(inp, keras.layers.Dense(2, name="logits")(x)), "convbase")
+    return store
+
+
+@pytest.mark.parametrize(("head", "out_shape", "pool_class"), [
+    ("gap", (None, 3), "GlobalAveragePooling2D"),
+    ("gmp,dense:4:relu", (None, 3), "GlobalMaxPooling2D"),
+    ("flatten,dropout:0.1", (None, 3), "Flatten"),
+])
+def test_build_on_a_conv_base(conv_store, head, out_shape, pool_class):
+    from reuse.build import build_network
+
+    built = build_network(conv_store, "convbase", "conv1|conv2", head=head, classes=3, seed=0)
+    assert built.model.output_shape == out_shape
+    assert type(built.model.get_layer(built.lineage["head_layers"][0])).__name__ == pool_class
+    assert built.lineage["head_layers"][-1] == "output"
+
+
+@pytest.mark.parametrize(("head", "kw", "message"), [
+    ("", {"classes": 3}, "the head's output has shape (None, 4, 4, 3), but a classes output must have shape "
+                         "(batch, units): add gap or flatten to the head, e.g. --head gap,dense:64:relu"),
+    ("dense:8:relu", {"regression": True}, "the head's output has shape (None, 4, 4, 1), but a regression output"),
+])
+def test_build_refuses_a_conv_output_without_pooling(conv_store, head, kw, message):
+    from reuse.build import build_network
+
+    with pytest.raises(IncompatibleShapes) as exc:
+        build_network(conv_store, "convbase", "conv1|conv2", head=head, **kw)
+    assert str(exc.value).startswith(message)

@@ -195,7 +195,7 @@ def _validation(data: Dataset, val: Dataset | None, regression: bool, config: Ad
 def advise(store: ModelStore, base_ref: str, data: Dataset, *, val: Dataset | None = None,
            head: HeadSpec | str | None = None, classes: int | None = None, regression: bool | int = False,
            depths: str | list[int] | None = None, scopes: list[str] | None = None, match: str = "full",
-           config: AdviseConfig | None = None, keep_weights: bool = False,
+           blocks: str | None = None, config: AdviseConfig | None = None, keep_weights: bool = False,
            progress: AdviceProgress | None = None, cancel: threading.Event | None = None) -> Advice:
     """Measure which reuse depth (frozen or fine-tuned, or none) serves the task of ``data`` best.
 
@@ -205,7 +205,9 @@ def advise(store: ModelStore, base_ref: str, data: Dataset, *, val: Dataset | No
         head, classes, regression: the new head, as for :func:`reuse.build.build_network`; the output
             layer is read from the labels when neither ``classes`` nor ``regression`` is given.
         depths: e.g. ``"0..N"``, ``"0,1,3"`` or a list; default every depth. scopes: candidates as scope
-            patterns instead of depths. match: ``full`` or ``prefix`` for the scopes.
+            patterns instead of depths. match: ``full`` or ``prefix`` for the scopes. blocks: a block
+            pattern such as ``block_{1..16}_`` instead (candidate ``i`` reuses up to the ``i``-th block;
+            see :mod:`reuse.advise.plan`).
         config: settings (:class:`AdviseConfig`). keep_weights: keep the trained weights of each
             candidate's first finished seed (for :func:`reuse.advise.register.register_choice`).
         progress: receives :mod:`reuse.advise.events`. cancel: set it to stop; runs that finished are kept.
@@ -221,7 +223,7 @@ def advise(store: ModelStore, base_ref: str, data: Dataset, *, val: Dataset | No
     cancel = cancel or threading.Event()
     emit = progress or (lambda ev: None)
     t0 = time.perf_counter()
-    plan = plan_candidates(store, base_ref, depths=depths, scopes=scopes, match=match)
+    plan = plan_candidates(store, base_ref, depths=depths, scopes=scopes, match=match, blocks=blocks)
     spec = parse_head(head) if isinstance(head, str) else (head or HeadSpec())
     classes, regression = resolve_output(spec, classes, regression, data, val)
     train_ds, val_ds = _validation(data, val, regression is not False, config)
@@ -274,10 +276,12 @@ def advise(store: ModelStore, base_ref: str, data: Dataset, *, val: Dataset | No
                         tuple(f"{c.label}, seed {s}" for c, ss in not_run for s in ss)))
     settings = {**config.__dict__, "depths": list(plan.depths), "scopes": list(scopes) if scopes else None,
                 "match": match, "finetune_lr": job.finetune_lr, "lr": cfg.learning_rate}
+    if blocks is not None:
+        settings["blocks"] = blocks
     output = {"head": spec.to_string(), "classes": classes, "regression": regression}
     return Advice(plan.base, data.source, val_ds.source, metric, higher, len(train_ds), len(val_ds), seeds,
                   config.jobs, rows, rec, not_run, sched.stopped, seconds, output, settings,
-                  _warnings(records, len(val_ds), higher), plan=plan, job=job, kept=kept)
+                  [*plan.notes, *_warnings(records, len(val_ds), higher)], plan=plan, job=job, kept=kept)
 
 
 def _check_candidates(ctx: UnitContext, job: Job, plan: CandidatePlan) -> str:

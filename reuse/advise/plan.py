@@ -9,17 +9,38 @@ is never reused, so the deepest depth ``N`` is the number of layers with weights
 With a list of scopes instead, depth ``i`` (1-based) reuses the chain the ``i``-th scope selects; list
 them from the simplest to the most complex. Depth 0 trains from scratch the same architecture as the
 deepest candidate (its layer configs, freshly initialised) plus the same head.
+
+With a block pattern (``--blocks 'block_{1..6}_'``), a base built of repeated blocks (MobileNetV2's
+``block_1_...``, ResNet's ``conv2_block1_...``) gives one candidate per block. The text with
+``{LO..HI}`` replaced by ``k`` is a literal name prefix, and block ``k`` is every layer whose name starts
+with it. Candidate ``k - LO + 1`` (depth ``k - LO + 1``) reuses every layer of the base, in base order, up
+to and including the last layer of block ``k``: the stem below the first block, blocks ``LO..k``, and any
+layer between them; never a layer after block ``k``. As with depths, layers that are the identity at
+inference are left out, unless the candidate's scope would then pass the pattern length limit (a note
+says so). Each block must hold at least one layer, no layer may be in two blocks (``block_1`` is also a
+prefix of ``block_10_...``: end the pattern with the separator), and every layer of block ``k`` must come
+before the first layer of any later block. At most ``MAX_CANDIDATES`` (50) candidates. The scope of each
+candidate is written compactly and checked to select exactly its layers: each layer as the shortest
+prefix ending in ``_`` (or its block's prefix) that two or more layers share, all of them in the
+candidate, written ``PREFIX.*``, else by name; e.g. ``Conv1|bn_Conv1|Conv1_relu|expanded_.*|block_1_.*``
+for MobileNetV2's first block, ``conv1_.*|pool1_.*|conv2_.*|conv3_.*|conv4_block1_.*`` for ResNet50's
+``conv4_block{1..6}_``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from bisect import bisect_left
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from reuse.arch import INFERENCE_IDENTITY, parse_architecture
-from reuse.errors import InvalidInput
-from reuse.select import select_layers
+from reuse.errors import InvalidInput, NoLayersMatched
+from reuse.select import MAX_PATTERN_LENGTH, select_layers
 from reuse.store import ModelStore
+
+MAX_CANDIDATES = 50
+_RANGE = re.compile(r"\{(\d+)\.\.(\d+)\}")
 
 
 @dataclass(frozen=True)
@@ -47,6 +68,7 @@ class CandidatePlan:
     depths: tuple[int, ...]
     plans: dict[int, DepthPlan]  # every reuse depth asked for, and the scratch architecture's at 0
     max_depth: int
+    notes: tuple[str, ...] = ()  # things the advice should say about the candidates
 
     @property
     def scratch(self) -> DepthPlan | None:
@@ -120,10 +142,13 @@ def _depth(token: str, max_depth: int) -> int:
 
 
 def split_scopes(text: str) -> list[str]:
-    """Split a comma-separated list of scope patterns at the commas outside (), [] and {}.
+    """Split a list of scope patterns at the ``;`` outside (), [] and {} or, when there is none, at the
+    commas outside them.
 
-    ``hidden1,hidden[12],h{1,3}`` gives ``["hidden1", "hidden[12]", "h{1,3}"]``.
+    ``hidden1,hidden[12],h{1,3}`` gives ``["hidden1", "hidden[12]", "h{1,3}"]``; ``a,b;c`` gives
+    ``["a,b", "c"]`` (with ``;``, a comma anywhere belongs to a pattern).
     """
+    sep = ";" if ";" in _top_level(text) else ","
     parts, depth, current, escaped = [], 0, [], False
     for c in text:
         if escaped:
@@ -136,7 +161,7 @@ def split_scopes(text: str) -> list[str]:
             depth += 1
         elif c in ")]}":
             depth = max(0, depth - 1)
-        elif c == "," and depth == 0:
+        elif c == sep and depth == 0:
             parts.append("".join(current).strip())
             current = []
             continue
@@ -145,20 +170,187 @@ def split_scopes(text: str) -> list[str]:
     return parts
 
 
-def plan_candidates(store: ModelStore, base_ref: str, *, depths: str | Sequence[int] | None = None,
-                    scopes: Sequence[str] | None = None, match: str = "full") -> CandidatePlan:
-    """The candidates for ``base_ref``: depths over its layers, or over ``scopes``.
+def _top_level(text: str) -> str:
+    """The characters of ``text`` outside (), [] and {} and not escaped."""
+    out, depth, escaped = [], 0, False
+    for c in text:
+        if escaped:
+            escaped = False
+        elif c == "\\":
+            escaped = True
+        elif c in "([{":
+            depth += 1
+        elif c in ")]}":
+            depth = max(0, depth - 1)
+        elif depth == 0:
+            out.append(c)
+    return "".join(out)
+
+
+def expand_blocks(pattern: str) -> list[tuple[int, str]]:
+    """``block_{1..3}_`` as ``[(1, "block_1_"), (2, "block_2_"), (3, "block_3_")]``.
 
     Raises:
-        NotFound: no such base. InvalidPattern, NoLayersMatched: a scope is invalid or selects nothing.
-        InvalidInput: bad depths, or a base with no layer below its output.
+        InvalidInput: not exactly one ``{LO..HI}`` range, ``LO > HI``, or more than ``MAX_CANDIDATES`` blocks.
+    """
+    example = "e.g. 'block_{1..16}_' for layers named block_1_..., block_2_..."
+    if not isinstance(pattern, str):
+        raise InvalidInput(f"invalid block pattern {pattern!r}: expected a string with one {{LO..HI}} range, {example}")
+    ranges = list(_RANGE.finditer(pattern))
+    if len(ranges) != 1:
+        raise InvalidInput(f"invalid block pattern {pattern!r}: expected exactly one {{LO..HI}} range, "
+                           f"found {len(ranges)}; {example}")
+    m = ranges[0]
+    lo, hi = int(m.group(1)), int(m.group(2))
+    if lo > hi:
+        raise InvalidInput(f"invalid block range {{{lo}..{hi}}} in {pattern!r}: expected LO <= HI")
+    if hi - lo + 1 > MAX_CANDIDATES:
+        raise InvalidInput(f"block pattern {pattern!r} gives {hi - lo + 1} candidates; at most {MAX_CANDIDATES} "
+                           "are allowed")
+    head, tail = pattern[:m.start()], pattern[m.end():]
+    return [(k, f"{head}{k}{tail}") for k in range(lo, hi + 1)]
+
+
+def _anchored(scope: str, match: str) -> str:
+    # Under prefix matching `Conv1` would also select `Conv1_relu`; `(?:...)$` matches whole names only.
+    return scope if match == "full" else f"(?:{scope})$"
+
+
+class _Prefixes:
+    """Which layer names start with a given prefix (names sorted once; a prefix's names are contiguous)."""
+
+    def __init__(self, names: Sequence[str]) -> None:
+        self.sorted = sorted(names)
+        self.cache: dict[str, list[str]] = {}
+
+    def __call__(self, prefix: str) -> list[str]:
+        if prefix not in self.cache:
+            lo = bisect_left(self.sorted, prefix)
+            hi = lo
+            while hi < len(self.sorted) and self.sorted[hi].startswith(prefix):
+                hi += 1
+            self.cache[prefix] = self.sorted[lo:hi]
+        return self.cache[prefix]
+
+
+def _compact(wanted: Sequence[str], allowed: Collection[str], with_prefix: _Prefixes,
+             extra_prefixes: dict[str, str]) -> str:
+    """A short scope that selects every name in ``wanted`` and nothing outside ``allowed``, in base order.
+
+    Each name is written as the shortest of its prefixes that end in ``_`` (or its block's prefix, from
+    ``extra_prefixes``) whose every layer is allowed and that is shared by two layers or more (a block's
+    prefix may name one), as ``PREFIX.*``; as itself when there is none. So ``conv1_pad|conv1_conv|conv1_bn``
+    becomes ``conv1_.*`` when no other layer starts with ``conv1_``.
+    """
+    tokens: list[str] = []
+    for n in wanted:
+        candidates = sorted({n[:i + 1] for i, c in enumerate(n[:-1]) if c == "_"}
+                            | ({extra_prefixes[n]} if n in extra_prefixes else set()), key=len)
+        fit = next((p for p in candidates if all(m in allowed for m in with_prefix(p))
+                    and (len(with_prefix(p)) > 1 or p == extra_prefixes.get(n))), None)
+        token = escape_name(n) if fit is None else escape_name(fit) + ".*"
+        if token not in tokens:
+            tokens.append(token)
+    return "|".join(tokens)
+
+
+def block_plans(names: Sequence[str], pattern: str, *, skip: Collection[str] = (),
+                match: str = "full") -> tuple[list[DepthPlan], list[str]]:
+    """The candidates of a block pattern over the layer ``names`` (base order); see the module docstring.
+
+    Args:
+        names: the base's layer names in base order (inputs excluded).
+        pattern: e.g. ``block_{1..16}_``.
+        skip: layers that are the identity at inference (left out of every candidate when possible).
+        match: the match mode the scopes will be used with (``full`` or ``prefix``).
+
+    Returns:
+        One :class:`DepthPlan` per block (depth 1 for the first), and notes for the advice.
+
+    Raises:
+        InvalidInput: a bad pattern (see :func:`expand_blocks`), a layer in two blocks, or blocks out of
+            order. NoLayersMatched: a block with no layer.
+    """
+    blocks = expand_blocks(pattern)
+    index = {n: i for i, n in enumerate(names)}
+    members: dict[int, list[str]] = {}
+    owner: dict[str, int] = {}
+    for k, prefix in blocks:
+        members[k] = [n for n in names if n.startswith(prefix)]
+        if not members[k]:
+            shown = ", ".join(names[:40]) + (", ..." if len(names) > 40 else "")
+            raise NoLayersMatched(f"block {k} of {pattern!r}: no layer name starts with {prefix!r}; layers are: "
+                                  f"{shown}")
+        for n in members[k]:
+            if n in owner:
+                raise InvalidInput(f"layer {n} is in block {owner[n]} ({dict(blocks)[owner[n]]!r}) and in block "
+                                   f"{k} ({prefix!r}) of {pattern!r}: end the pattern with the separator that "
+                                   "follows the number, e.g. 'block_{1..16}_'")
+            owner[n] = k
+    keys = [k for k, _ in blocks]
+    for a, b in zip(keys, keys[1:], strict=False):
+        last_a = max(index[n] for n in members[a])
+        first_b = min(index[n] for n in members[b])
+        if first_b < last_a:
+            raise InvalidInput(f"blocks {a} and {b} of {pattern!r} interleave in the base: layer {names[first_b]} "
+                               f"of block {b} comes before layer {names[last_a]} of block {a}; give the "
+                               "candidates as --scopes instead")
+    prefix_of = dict(blocks)
+    block_prefix = {n: prefix_of[k] for n, k in owner.items()}
+    with_prefix = _Prefixes(names)
+    skipped = set(skip)
+    plans, notes = [], []
+    for depth, k in enumerate(keys, start=1):
+        upto = names[:max(index[n] for n in members[k]) + 1]
+        strict = tuple(n for n in upto if n not in skipped)
+        scope = _anchored(_compact(strict, set(strict), with_prefix, block_prefix), match)
+        layers = strict
+        if len(scope) <= MAX_PATTERN_LENGTH and select_layers(names, scope, match=match).matched != strict:
+            scope = _anchored(exact_scope(strict), match)  # a safety net: the compact form selects exactly
+        if len(scope) > MAX_PATTERN_LENGTH:
+            # Whole blocks, their dropout layers included, may be short enough where listing was not.
+            loose = _anchored(_compact(strict, set(upto), with_prefix, block_prefix), match)
+            if len(loose) <= MAX_PATTERN_LENGTH:
+                scope, layers = loose, select_layers(names, loose, match=match).matched
+                extra = [n for n in layers if n in skipped]
+                notes.append(f"block {k}'s candidate also reuses {len(extra)} layer(s) that are the identity at "
+                             f"inference ({', '.join(extra[:5])}{', ...' if len(extra) > 5 else ''}): listing the "
+                             f"layers without them passes the {MAX_PATTERN_LENGTH}-character pattern limit")
+        if len(scope) > MAX_PATTERN_LENGTH:
+            raise InvalidInput(f"block {k} of {pattern!r}: its candidate's scope has {len(scope)} characters, more "
+                               f"than {MAX_PATTERN_LENGTH}; give the candidates as --scopes instead")
+        plans.append(DepthPlan(depth, scope, layers))
+    return plans, notes
+
+
+def plan_candidates(store: ModelStore, base_ref: str, *, depths: str | Sequence[int] | None = None,
+                    scopes: Sequence[str] | None = None, match: str = "full",
+                    blocks: str | None = None) -> CandidatePlan:
+    """The candidates for ``base_ref``: depths over its layers, over ``scopes``, or over the blocks of a
+    block pattern (``blocks``, e.g. ``block_{1..16}_``).
+
+    Raises:
+        NotFound: no such base. InvalidPattern, NoLayersMatched: a scope is invalid or selects nothing,
+        or a block holds no layer. InvalidInput: bad depths or block pattern, both scopes and blocks, more
+        than ``MAX_CANDIDATES`` candidates, or a base with no layer below its output.
     """
     ref = str(store.resolve(base_ref))
-    if scopes is not None:
+    notes: list[str] = []
+    if scopes is not None and blocks is not None:
+        raise InvalidInput("give either scopes or a block pattern, not both")
+    if blocks is not None:
+        arch = parse_architecture(store.model_config(ref))
+        skip = [n.name for n in arch.layers if n.class_name in INFERENCE_IDENTITY]
+        block_list, notes = block_plans(arch.names, blocks, skip=skip, match=match)
+        plans = {p.depth: p for p in block_list}
+        what = f"block pattern {blocks!r} ({len(plans)} block(s))"
+    elif scopes is not None:
         scopes = list(scopes)
         if not scopes or any(not isinstance(s, str) or not s.strip() for s in scopes):
             raise InvalidInput(f"invalid scopes {scopes!r}: expected non-empty patterns, e.g. "
                                "hidden1,hidden[12],hidden[123]")
+        if len(scopes) > MAX_CANDIDATES:
+            raise InvalidInput(f"{len(scopes)} scopes given; at most {MAX_CANDIDATES} candidates are allowed")
         names = parse_architecture(store.model_config(ref)).names
         plans = {i: DepthPlan(i, s, select_layers(names, s, match=match).matched, given=True)
                  for i, s in enumerate(scopes, start=1)}
@@ -177,4 +369,4 @@ def plan_candidates(store: ModelStore, base_ref: str, *, depths: str | Sequence[
         pool = list(asked.values()) or list(plans.values())
         widest = max(pool, key=lambda p: (len(p.layers), p.depth))
         asked[0] = DepthPlan(0, widest.scope, widest.layers, widest.given)
-    return CandidatePlan(ref, chosen, dict(sorted(asked.items())), max_depth)
+    return CandidatePlan(ref, chosen, dict(sorted(asked.items())), max_depth, tuple(notes))

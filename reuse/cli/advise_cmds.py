@@ -108,13 +108,16 @@ def _positive(ctx: click.Context, param: click.Parameter, value: float | None) -
 @click.command("advise", epilog=_JSON_HELP)
 @click.option("--from", "base", required=True, metavar="NAME[:VERSION]", help="The base network.")
 @click.option("--data", required=True, metavar="DATA",
-              help="Labelled training data: .npz, .csv, .h5 or builtin:digits / builtin:blobs[?options].")
+              help="Labelled training data: .npz, .csv, .h5, builtin:digits / builtin:blobs[?options] or "
+              "images:DIR?size=H,W (one sub-folder of images per class).")
 @click.option("--val", default=None, metavar="DATA", help="Validation data (default: a stratified split).")
 @click.option("--val-split", "val_split", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
               help="Fraction of --data held out for validation, stratified by class (default 0.25).")
 @click.option("--label", default=None, metavar="COLUMN", help="CSV: label column by name or 0-based index.")
 @click.option("--relabel", is_flag=True, help="Map labels to 0..k-1 (sorted) and record the originals.")
-@click.option("--head", default=None, metavar="SPEC", help="Head on top of the reused layers, e.g. 'dense:64:relu'.")
+@click.option("--head", default=None, metavar="SPEC",
+              help="Head on top of the reused layers, e.g. 'dense:64:relu', or 'gap,dense:64:relu' on "
+              "conv/sequence layers (tokens: dense, batchnorm, dropout, maxout, activations, flatten, gap, gmp).")
 @click.option("--head-file", "head_file", type=click.Path(dir_okay=False), default=None,
               help="Head as a JSON/YAML file.")
 @click.option("--classes", type=click.IntRange(min=2), default=None,
@@ -123,9 +126,14 @@ def _positive(ctx: click.Context, param: click.Parameter, value: float | None) -
 @click.option("--depths", default=None, metavar="0..N|0,1,3",
               help="Reuse depths to try; 0 trains the same architecture from scratch. N is the deepest "
               "(layers with weights below the base's output). Default: all, 0..N.")
-@click.option("--scopes", default=None, metavar="P1,P2,...",
+@click.option("--scopes", default=None, metavar="P1,P2,...|P1;P2;...",
               help="Candidates as scope patterns instead of depths (depth i = the i-th pattern, simplest "
-              "first), e.g. 'hidden1,hidden[12],hidden[123]'. Commas inside (), [] and {} belong to a pattern.")
+              "first), e.g. 'hidden1,hidden[12],hidden[123]'. Commas inside (), [] and {} belong to a pattern; "
+              "separate with ';' instead to keep every comma, e.g. 'stem.*|block_1_.*;stem.*|block_[12]_.*'.")
+@click.option("--blocks", default=None, metavar="PATTERN",
+              help="Candidates by block: a layer-name prefix with one {LO..HI} range, e.g. 'block_{1..16}_'; "
+              "candidate i reuses every layer up to and including the last layer of block LO+i-1 (the stem "
+              "and the blocks below it). At most 50 blocks. Not with --scopes.")
 @click.option("--match", type=click.Choice(["full", "prefix"]), default="full", show_default=True,
               help="How --scopes patterns match layer names.")
 @click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True, help="Seeds per candidate.")

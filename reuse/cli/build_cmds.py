@@ -89,7 +89,10 @@ def _inputs(names: tuple[str, ...]) -> str:
 @click.option("--trainable", default=None, metavar="PAT",
               help="Scope pattern of reused layers to leave trainable (default: all frozen).")
 @click.option("--head", default=None, metavar="SPEC",
-              help="Head spec, e.g. dense:64:relu:he_normal,batchnorm,dropout:0.2 (see docs/building.md).")
+              help="Head spec: layers dense:N[:act:init:l2=F:maxnorm=F], batchnorm, dropout:R, maxout:N, "
+              "an activation, and flatten, gap, gmp for conv/sequence outputs (global average/max "
+              "pooling), e.g. dense:64:relu:he_normal,batchnorm,dropout:0.2 or gap,dense:64:relu "
+              "(see docs/building.md).")
 @click.option("--head-file", type=click.Path(dir_okay=False), default=None, metavar="FILE",
               help="Head spec as a .json/.yaml file: {layers: [{type: dense, units: 64, ...}, ...]}.")
 @click.option("--classes", type=int, default=None, metavar="N", help="Append a softmax output layer of N classes.")

@@ -20,7 +20,8 @@ OPTIMIZERS = ("sgd", "adam", "rmsprop", "adamw", "nadam")
 def _data_options(f: Any) -> Any:
     for opt in reversed([
         click.option("--data", "data", required=True, metavar="DATA",
-                     help="Data file (.npz, .csv, .h5) or builtin:digits / builtin:blobs[?options]."),
+                     help="Data file (.npz, .csv, .h5), builtin:digits / builtin:blobs[?options], or a folder "
+                     "of class sub-folders of images: images:DIR?size=H,W[&color=grayscale]."),
         click.option("--label", "label", default=None, metavar="COLUMN",
                      help="CSV: label column by name or 0-based index (default: the last)."),
         click.option("--relabel", is_flag=True,

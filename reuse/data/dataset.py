@@ -96,11 +96,13 @@ def load_data(spec: str | os.PathLike[str], *, label: str | int | None = None, r
     Raises:
         InvalidInput: the file is missing, empty, unreadable or malformed; the message names it.
     """
-    from reuse.data import builtin, readers
+    from reuse.data import builtin, images, readers
 
     text = os.fspath(spec)
     if text.startswith(builtin.PREFIX):
         ds = builtin.load(text)
+    elif text.startswith(images.PREFIX):
+        ds = images.load(text)
     else:
         path = Path(text)
         if not path.exists():

@@ -277,7 +277,7 @@ def verify_store(params: dict[str, Any], progress: Progress, cancel: threading.E
 # Every Service.advise option a client may set; not ``plot`` or ``head_file``, which name server files.
 ADVISE_PARAMS = {"model": _STR, "data": _STR, "val": _STR, "val_split": _FLOAT, "label": _STR, "relabel": _BOOL,
                  "head": _STR, "classes": _INT, "regression": _BOOL, "depths": _STR, "scopes": _STR, "match": _STR,
-                 "seeds": _INT, "seed": _INT, "epochs": _INT, "patience": _INT, "batch_size": _INT,
+                 "blocks": _STR, "seeds": _INT, "seed": _INT, "epochs": _INT, "patience": _INT, "batch_size": _INT,
                  "optimizer": _STR, "lr": _FLOAT, "finetune_lr": _FLOAT, "finetune": _BOOL,
                  "budget_minutes": _FLOAT, "jobs": _INT, "min_margin": _FLOAT, "register": _STR,
                  "description": _STR}
@@ -303,6 +303,12 @@ def _validate_advise(params: dict[str, Any]) -> None:
     check_params("advise", params, ADVISE_PARAMS, ("model", "data"))
     resolve_data(params["store"], params["data"])
     args = _advise_args(params)
+    if args.get("blocks") is not None:
+        from reuse.advise.plan import expand_blocks
+
+        if args.get("scopes") is not None:
+            raise InvalidInput("give either scopes or a block pattern, not both")
+        expand_blocks(args["blocks"])
     if args.get("register"):
         check_name(args["register"])
     config_keys = set(AdviseConfig.__dataclass_fields__) - {"val_split"}
