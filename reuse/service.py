@@ -486,7 +486,9 @@ class Service:
         for r in self.list_jobs():
             if r.id == job_id:
                 return r
-        raise NotFound(f"no job {job_id!r} in store {self.store.root}")
+        from reuse.text import echo
+
+        raise NotFound(f"no job {echo(job_id)} in store {self.store.root}")
 
     def cancel_job(self, job_id: str) -> JobRecord:
         if self._jobs is None:

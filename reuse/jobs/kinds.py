@@ -19,6 +19,7 @@ from typing import Any
 
 from reuse.errors import Cancelled, InvalidInput
 from reuse.jobs.records import Progress, register_job_kind
+from reuse.text import echo
 
 _STR, _INT, _FLOAT, _BOOL, _DICT, _INTS = "a string", "an integer", "a number", "true or false", "a mapping", \
     "a list of integers"
@@ -58,9 +59,9 @@ def check_params(kind: str, params: Mapping[str, Any], spec: Mapping[str, str], 
         if key == "store":
             continue
         if key not in spec:
-            raise InvalidInput(f"{kind} job: unknown parameter {key!r}; expected some of {', '.join(sorted(spec))}")
+            raise InvalidInput(f"{kind} job: unknown parameter {echo(key)}; expected some of {', '.join(sorted(spec))}")
         if not _is(value, spec[key]):
-            raise InvalidInput(f"{kind} job: parameter {key!r} is {value!r}; expected {spec[key]}")
+            raise InvalidInput(f"{kind} job: parameter {key!r} is {echo(value)}; expected {spec[key]}")
     for key in required:
         if params.get(key) in (None, ""):
             raise InvalidInput(f"{kind} job: parameter {key!r} is required")
@@ -90,7 +91,7 @@ def resolve_data(store_root: str | Path, spec: str, field: str = "data") -> str:
     path = Path(spec).resolve()
     if path.is_relative_to(folder) and path.is_file():
         return str(path)
-    raise InvalidInput(f"parameter {field!r} is {spec!r}: expected the name of an uploaded dataset or "
+    raise InvalidInput(f"parameter {field!r} is {echo(spec)}: expected the name of an uploaded dataset or "
                        "builtin:NAME; the server reads no other files")
 
 
