@@ -114,7 +114,7 @@ def _depth(token: str, max_depth: int) -> int:
     token = token.strip()
     if token.upper() == "N":
         return max_depth
-    if not token.isdigit():
+    if not (token.isascii() and token.isdigit()):
         raise ValueError(token)
     return int(token)
 
