@@ -57,7 +57,7 @@ def served(tmp_path_factory):
     with start_in_thread(service, ServerConfig(port=0, max_message_bytes=4 << 20)) as server:
         channel, inference, api = stubs(server.target)
         yield {"service": service, "server": server, "inference": inference, "api": api, "model": model,
-               "root": root}
+               "root": root, "data": data}
         channel.close()
 
 
@@ -230,13 +230,16 @@ def test_jobs_are_refused_before_they_start(served, call, text):
     _refused(served, call, CODE.INVALID_ARGUMENT, text)
 
 
-def test_cli_build_with_a_bad_scope_is_one_error_line(served, tmp_path):
-    out = subprocess.run([sys.executable, str(ROOT / "cli.py"), "build", "child", "--from", "mlp", "--reuse",
-                          "hidden[", "--classes", "3", "--store", str(served["root"])],
-                         capture_output=True, text=True, timeout=120)
-    assert out.returncode == 1, out.stderr[-2000:]
-    assert out.stderr.strip().splitlines()[-1].startswith("Error: invalid scope pattern 'hidden['")
-    assert "child" not in served["service"].store.names()
+def test_cli_train_against_the_server_refuses_nan_data_in_one_line_and_starts_no_job(served):
+    api = served["api"]
+    jobs = len(api.ListJobs(pb.ListJobsRequest()).jobs)
+    nanx = str(served["data"] / "nanx.npz")  # a local file: the CLI uploads it, then starts the job
+    out = subprocess.run([sys.executable, str(ROOT / "cli.py"), "train", "mlp", "--data", nanx, "--epochs", "1",
+                          "--server", served["server"].target], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1, out.stdout + out.stderr[-2000:]
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("Error: ") and "3 NaN feature value(s)" in last, out.stderr[-2000:]
+    assert len(api.ListJobs(pb.ListJobsRequest()).jobs) == jobs
 
 
 # -- 6. non-finite inputs to ModelInfer -------------------------------------------------------------
@@ -246,6 +249,49 @@ def test_infer_refuses_nan_and_inf_naming_the_input_and_count(served, raw):
     x[0, 1], x[1, 3], x[1, 5] = np.nan, np.inf, -np.inf
     _refused(served, lambda s: s["inference"].ModelInfer(infer_request(x, raw=raw)), CODE.INVALID_ARGUMENT,
              "input 'features'", "3 non-finite values")
+
+
+# -- uploads and auth: refused at once, with short messages ---------------------------------------
+def _upload(kind, header, data=b"PK\x03\x04" + b"\0" * 2000):
+    def call(s):
+        chunks = [pb.UploadChunk(header=header)] + [pb.UploadChunk(data=data[i:i + 1000])
+                                                    for i in range(0, len(data), 1000)]
+        return getattr(s["api"], kind)(iter(chunks))
+    return call
+
+
+@pytest.mark.parametrize(("call", "code", "text"), [
+    (_upload("UploadDataset", pb.UploadHeader(name=LONG, format="npz")), CODE.INVALID_ARGUMENT, "invalid model name"),
+    (_upload("UploadDataset", pb.UploadHeader(name="d", format=LONG)), CODE.INVALID_ARGUMENT, "dataset format"),
+    (_upload("UploadModel", pb.UploadHeader(name="m", format=LONG)), CODE.INVALID_ARGUMENT, "model format"),
+    (_upload("UploadDataset", pb.UploadHeader(name="big", format="npz"), b"\0" * 300_000), CODE.RESOURCE_EXHAUSTED,
+     "upload limit"),
+    (_upload("UploadModel", pb.UploadHeader(name="big")), CODE.INVALID_ARGUMENT, "not a h5 file"),
+], ids=["long-name", "long-dataset-format", "long-model-format", "over-limit", "not-hdf5"])
+def test_hostile_uploads_store_nothing(served, call, code, text):
+    staged = served["root"] / ".reuse" / "uploads"
+    before = sorted(staged.iterdir()) if staged.exists() else []
+    datasets = served["service"].list_datasets()
+    served["service"].max_upload_bytes = 200_000
+    try:
+        _refused(served, call, code, text)
+    finally:
+        served["service"].max_upload_bytes = 2 * 1024**3
+    assert (sorted(staged.iterdir()) if staged.exists() else []) == before
+    assert served["service"].list_datasets() == datasets
+
+
+@pytest.mark.parametrize("metadata", [None, [("authorization", "Bearer " + "x" * 6000)],
+                                      [("authorization", "Basic s3cret")], [("authorization", "Bearer")]],
+                         ids=["none", "huge-token", "wrong-scheme", "empty-token"])
+def test_auth_refuses_without_echoing_the_credential(served, metadata):
+    with start_in_thread(served["service"], ServerConfig(port=0, token="s3cret")) as secured:
+        channel, inference, _ = stubs(secured.target)
+        with channel:
+            err = rpc_error(inference.ModelReady, ipb.ModelReadyRequest(name="mlp"), metadata=metadata)
+            assert err.code() == CODE.UNAUTHENTICATED and "x" * 50 not in err.details()
+            assert inference.ModelReady(ipb.ModelReadyRequest(name="mlp"),
+                                        metadata=[("authorization", "Bearer s3cret")]).ready
 
 
 # -- soak: many concurrent good requests among refused ones ------------------------------------------
