@@ -1,4 +1,4 @@
-"""Plain-text formatting shared by the CLI and the quickstart: aligned tables, sizes, shapes (no Click)."""
+"""Plain-text formatting shared by the CLI, the quickstart and error messages: tables, sizes, shapes, echoed values (no Click)."""
 
 from __future__ import annotations
 
