@@ -152,8 +152,13 @@ LONG = "a" * 10_000
         {"model": "mlp", "data": "blobs", "epochs": LONG}))), CODE.INVALID_ARGUMENT),
     (lambda s: s["api"].StartJob(pb.StartJobRequest(kind="train", params_json=json.dumps(
         {"model": "mlp", "data": "blobs", LONG: 1}))), CODE.INVALID_ARGUMENT),
+    (lambda s: s["api"].StartJob(pb.StartJobRequest(kind=LONG, params_json="{}")), CODE.FAILED_PRECONDITION),
+    (lambda s: s["api"].StartTrain(pb.TrainRequest(model="mlp", data="blobs", optimizer=LONG)),
+     CODE.INVALID_ARGUMENT),
+    (lambda s: s["api"].StartAdvise(pb.AdviseRequest(model="mlp", data="blobs", options_json=json.dumps(
+        {"depths": "x" * 10_000}))), CODE.INVALID_ARGUMENT),
 ], ids=["model-name", "version", "input-name", "datatype", "ref", "scope", "match", "job-id", "data-name",
-        "data-path", "param-value", "param-key"])
+        "data-path", "param-value", "param-key", "job-kind", "optimizer", "depths"])
 def test_long_values_are_clipped_in_error_messages(served, call, code):
     err = _refused(served, call, code)
     assert "…" in err.details()
