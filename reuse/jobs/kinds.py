@@ -151,13 +151,11 @@ def _validate_fit(kind: str, spec: Mapping[str, str], required: tuple[str, ...])
         check_params(kind, params, spec, required)
         data = resolve_data(params["store"], params["data"])
         val = resolve_data(params["store"], params["val"], "val") if params.get("val") else None
-        svc = _service(params)
-        svc.model_info(params["model"])
         if kind == "finetune" and params.get("match", "full") not in ("full", "prefix"):
             raise InvalidInput(f"finetune job: parameter 'match' is {echo(params['match'])}; expected full or prefix")
-        svc.check_fit(params["model"], data, unfreeze=params.get("unfreeze") or None,
-                      match=params.get("match") or "full", val=val, label=params.get("label") or None,
-                      relabel=bool(params.get("relabel")), options=_train_options(params))
+        _service(params).check_fit(params["model"], data, unfreeze=params.get("unfreeze") or None,
+                                   match=params.get("match") or "full", val=val, label=params.get("label") or None,
+                                   relabel=bool(params.get("relabel")), options=_train_options(params))
 
     return validate
 
@@ -314,9 +312,7 @@ def _validate_advise(params: dict[str, Any]) -> None:
         checked = {k: v for k, v in params.items() if k != "depths"}
     check_params("advise", checked, ADVISE_PARAMS, ("model", "data"))
     data = resolve_data(params["store"], params["data"])
-    svc = _service(params)
-    svc.model_info(params["model"])
-    svc.advise(params["model"], data, **_advise_args(params), check_only=True)
+    _service(params).advise(params["model"], data, **_advise_args(params), check_only=True)
 
 
 def advise_job(params: dict[str, Any], progress: Progress, cancel: threading.Event) -> dict[str, Any]:
