@@ -147,16 +147,7 @@ def build_network(
     shape_override = _input_shape(input_shape)
     ref = store.resolve(base_ref)
     base = str(ref)
-    arch = parse_architecture(store.model_config(ref))
-    _, leaves = select_scope(arch, reuse, match=match)
-    keep_trainable: set[str] = set()
-    if trainable is not None:
-        sub = Architecture(arch.kind, arch.name, arch.inputs, tuple(arch.node(n) for n in leaves),
-                           containers=arch.containers, order=tuple(
-                               n for n in arch.order if n in leaves or _has_leaf(arch, n, leaves)))
-        keep_trainable = set(select_scope(sub, trainable, match=match)[1])
-    exit_paths = _exit_paths(arch, exits, leaves)
-    plan = plan_subgraph(arch, leaves, reuse, exit_paths)
+    arch, plan, keep_trainable = plan_build(store, ref, reuse, trainable=trainable, match=match, exits=exits)
     weights = store.read_weights(ref, list(plan.layers))
     specs = _entry_specs(arch, plan, shape_override)
     output = "classes" if classes is not None else ("regression" if regression is not False else None)
@@ -187,6 +178,28 @@ def build_network(
         "head_layers": head_names,
     }
     return BuiltNetwork(model, lineage)
+
+
+def plan_build(store: ModelStore, base_ref: Any, reuse: str, *, trainable: str | None = None, match: str = "full",
+               exits: Sequence[str] | None = None) -> tuple[Architecture, Plan, set[str]]:
+    """Every check of a build that reads no weight: the scopes (``reuse`` over the base's paths, then
+    ``trainable`` among the reused layers) and the selection as a part of the graph.
+
+    Returns the architecture, the plan and the reused layers to leave trainable.
+
+    Raises:
+        NotFound, InvalidPattern, NoLayersMatched, InvalidInput, IncompatibleShapes, UnsafeModel, StoreCorrupt.
+    """
+    arch = parse_architecture(store.model_config(base_ref))
+    _, leaves = select_scope(arch, reuse, match=match)
+    keep_trainable: set[str] = set()
+    if trainable is not None:
+        sub = Architecture(arch.kind, arch.name, arch.inputs, tuple(arch.node(n) for n in leaves),
+                           containers=arch.containers, order=tuple(
+                               n for n in arch.order if n in leaves or _has_leaf(arch, n, leaves)))
+        keep_trainable = set(select_scope(sub, trainable, match=match)[1])
+    plan = plan_subgraph(arch, leaves, reuse, _exit_paths(arch, exits, leaves))
+    return arch, plan, keep_trainable
 
 
 def _has_leaf(arch: Architecture, name: str, leaves: Sequence[str]) -> bool:

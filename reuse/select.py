@@ -13,6 +13,7 @@ from typing import Literal
 import re2
 
 from reuse.errors import InvalidPattern, NoLayersMatched
+from reuse.text import cut, echo
 
 MatchMode = Literal["full", "prefix"]
 MATCH_MODES: tuple[str, ...] = ("full", "prefix")
@@ -32,10 +33,10 @@ class Selection:
 def compile_scope(pattern: str) -> re2._Regexp:
     """Compile a scope pattern with RE2, or raise :class:`InvalidPattern` repeating the pattern."""
     if not isinstance(pattern, str) or not pattern:
-        raise InvalidPattern(f"invalid scope pattern {pattern!r}: expected a non-empty regular expression")
+        raise InvalidPattern(f"invalid scope pattern {echo(pattern)}: expected a non-empty regular expression")
     if len(pattern) > MAX_PATTERN_LENGTH:
         raise InvalidPattern(
-            f"scope pattern too long ({len(pattern)} characters, at most {MAX_PATTERN_LENGTH}): {pattern[:60]!r}..."
+            f"scope pattern too long ({len(pattern)} characters, at most {MAX_PATTERN_LENGTH}): {echo(pattern, 60)}"
         )
     options = re2.Options()
     options.log_errors = False
@@ -43,7 +44,7 @@ def compile_scope(pattern: str) -> re2._Regexp:
         return re2.compile(pattern, options)
     except re2.error as exc:
         detail = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else str(exc)
-        raise InvalidPattern(f"invalid scope pattern {pattern!r}: {detail}") from exc
+        raise InvalidPattern(f"invalid scope pattern {echo(pattern)}: {cut(detail, 300)}") from exc
 
 
 def scope_matches(regex: re2._Regexp, name: str, match: str = "full") -> bool:
@@ -53,7 +54,7 @@ def scope_matches(regex: re2._Regexp, name: str, match: str = "full") -> bool:
         return regex.fullmatch(name) is not None
     if match == "prefix":
         return regex.match(name) is not None
-    raise InvalidPattern(f"invalid match mode {match!r}: expected one of {', '.join(MATCH_MODES)}")
+    raise InvalidPattern(f"invalid match mode {echo(match)}: expected one of {', '.join(MATCH_MODES)}")
 
 
 def select_layers(names: Sequence[str], pattern: str, *, match: str = "full",
@@ -74,7 +75,8 @@ def select_layers(names: Sequence[str], pattern: str, *, match: str = "full",
     matched = tuple(n for n in names if scope_matches(regex, n, match))
     if require_match and not matched:
         raise NoLayersMatched(
-            f"scope {pattern!r} ({match} match) matched no layer; layers are: {', '.join(names) or '(none)'}"
+            f"scope {echo(pattern)} ({match} match) matched no layer; layers are: "
+            f"{cut(', '.join(names), 1000) or '(none)'}"
         )
     chosen = set(matched)
     return Selection(pattern, match, matched, tuple(n for n in names if n not in chosen))

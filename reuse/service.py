@@ -167,20 +167,43 @@ class Service:
         return load_data(spec, label=label, relabel_labels=relabel, require_labels=require_labels,
                          class_names=class_names)
 
-    def _fit(self, ref: str, data: str, *, unfreeze: str | None, match: str, val: str | None,
-             label: str | int | None, relabel: bool, config: Any, options: dict[str, Any] | None,
-             seeds: int, progress: Any, cancel: Any, description: str | None) -> TrainOutcome:
-        from reuse.train import train_seeds
-        from reuse.train.records import train_record
-
+    def _fit_inputs(self, ref: str, data: str, *, unfreeze: str | None, val: str | None,
+                    label: str | int | None, relabel: bool, config: Any,
+                    options: dict[str, Any] | None) -> tuple[ModelInfo, Any, Any, Any, Any]:
+        """The parent's info, training and validation data, config and model, as ``_fit`` uses them."""
         parent = self.store.info(ref)
         names = parent.class_names
         ds = self._load_data(data, label=label, relabel=relabel, class_names=names)
         vds = self._load_data(val, label=label, relabel=relabel,
                               class_names=list(ds.class_names) if ds.class_names else names) if val else None
         config = config or _train_config(options or {}, parent.settings or {}, finetune=bool(unfreeze))
+        return parent, ds, vds, config, self.store.load(parent.ref)
+
+    def check_fit(self, ref: str, data: str, *, unfreeze: str | None = None, match: str = "full",
+                  val: str | None = None, label: str | int | None = None, relabel: bool = False,
+                  options: dict[str, Any] | None = None) -> None:
+        """Everything about a train (or, with ``unfreeze``, fine-tune) run that can be checked without
+        training: the model, the options, the data against the model (shape, finite features, labels in
+        range) and the scope to unfreeze. Raises what the run would raise before its first epoch."""
+        from reuse.select import select_layers
+        from reuse.train.api import layer_names, prepare_data
+
+        _, ds, vds, config, model = self._fit_inputs(ref, data, unfreeze=unfreeze, val=val, label=label,
+                                                     relabel=relabel, config=None, options=options)
+        prepare_data(model, ds, vds, config)
+        if unfreeze:
+            select_layers(layer_names(model), unfreeze, match=match)
+
+    def _fit(self, ref: str, data: str, *, unfreeze: str | None, match: str, val: str | None,
+             label: str | int | None, relabel: bool, config: Any, options: dict[str, Any] | None,
+             seeds: int, progress: Any, cancel: Any, description: str | None) -> TrainOutcome:
+        from reuse.train import train_seeds
+        from reuse.train.records import train_record
+
+        parent, ds, vds, config, model = self._fit_inputs(ref, data, unfreeze=unfreeze, val=val, label=label,
+                                                          relabel=relabel, config=config, options=options)
+        names = parent.class_names
         base_lr = parent.settings.get("lr") if parent.settings else None
-        model = self.store.load(parent.ref)
         res = train_seeds(model, ds, config, seeds, val=vds, finetune_scope=unfreeze, match=match,
                           base_lr=base_lr, progress=progress, cancel=cancel)
         first = res.first
@@ -299,7 +322,8 @@ class Service:
                optimizer: str = "adam", lr: float | None = None, finetune_lr: float | None = None,
                finetune: bool = True, budget_minutes: float | None = None, jobs: int = 1,
                min_margin: float | None = None, register: str | None = None, description: str | None = None,
-               plot: str | None = None, progress: Any = None, cancel: Any = None) -> Advice:
+               plot: str | None = None, progress: Any = None, cancel: Any = None,
+               check_only: bool = False) -> Advice | None:
         """Measure how many layers of ``base`` to reuse for the task of ``data``, and whether to reuse.
 
         Every argument but ``progress`` and ``cancel`` is a plain JSON value. ``progress`` receives
@@ -307,10 +331,12 @@ class Service:
         finished are kept and the result comes back normally with ``stopped == "cancelled"`` (and nothing
         is registered). ``register``: register the recommended network (the trained run of its first
         seed) as the next version of that name. ``plot``: write the metric-vs-depth plot there (.png,
-        .pdf, .svg). The result's ``to_dict()`` is the ``--json`` document.
+        .pdf, .svg). The result's ``to_dict()`` is the ``--json`` document. ``check_only``: make every check
+        that needs no training (options, head, candidates, the data against each) and return None.
         """
         from reuse.advise import AdviseConfig
         from reuse.advise import advise as run_advice
+        from reuse.advise.advice import prepare_advice
         from reuse.advise.plan import expand_blocks, split_scopes
         from reuse.advise.plot import check_plot_path, plot_advice
         from reuse.advise.register import register_choice
@@ -340,6 +366,10 @@ class Service:
         ds = self._load_data(data, label=label, relabel=relabel)
         vds = self._load_data(val, label=label, relabel=relabel,
                               class_names=list(ds.class_names) if ds.class_names else None) if val else None
+        if check_only:
+            prepare_advice(self.store, base, ds, val=vds, head=spec, classes=classes, regression=regression,
+                           depths=depths, scopes=scopes, match=match, blocks=blocks, config=config)
+            return None
         advice = run_advice(self.store, base, ds, val=vds, head=spec, classes=classes, regression=regression,
                             depths=depths, scopes=scopes, match=match, blocks=blocks, config=config,
                             keep_weights=register is not None, progress=progress, cancel=cancel)
@@ -493,7 +523,9 @@ class Service:
         for r in self.list_jobs():
             if r.id == job_id:
                 return r
-        raise NotFound(f"no job {job_id!r} in store {self.store.root}")
+        from reuse.text import echo
+
+        raise NotFound(f"no job {echo(job_id)} in store {self.store.root}")
 
     def cancel_job(self, job_id: str) -> JobRecord:
         if self._jobs is None:

@@ -1,9 +1,12 @@
-"""Plain-text formatting shared by the CLI and the quickstart: aligned tables, sizes, shapes (no Click)."""
+"""Plain-text formatting shared by the CLI, the quickstart and error messages: tables, sizes, shapes, echoed values (no Click)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+
+# The most characters of a user's value that an error message repeats (names, patterns, paths, ...).
+ECHO_LIMIT = 200
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, right: Sequence[int] = ()) -> str:
@@ -45,3 +48,19 @@ def short_time(iso: str | None) -> str:
     if not iso:
         return "-"
     return iso.replace("T", " ")[:19]
+
+
+def cut(text: str, limit: int) -> str:
+    """``text`` if it has at most ``limit`` characters, else its start, an ellipsis and the full length."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text)} characters)"
+
+
+def echo(value: Any, limit: int = ECHO_LIMIT) -> str:
+    """``repr(value)`` as an error message repeats a value a client sent, cut after ``limit`` characters.
+
+    Every message that quotes user input goes through this, so a 10,000-character name cannot make a
+    10 kB message (a gRPC status is a header; clients refuse headers over 8 KiB).
+    """
+    return cut(repr(value), limit)

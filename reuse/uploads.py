@@ -23,6 +23,7 @@ import numpy as np
 from reuse.errors import AlreadyExists, InvalidInput, NotFound, ResourceExhausted
 from reuse.jobs import write_json_atomic
 from reuse.store import ModelInfo, ModelStore, check_name
+from reuse.text import echo
 
 MODEL_FORMATS = {"h5": (".h5", b"\x89HDF\r\n\x1a\n"), "keras": (".keras", b"PK\x03\x04")}
 DATASET_FORMATS = {"npz": b"PK\x03\x04", "csv": None, "h5": b"\x89HDF\r\n\x1a\n"}
@@ -94,7 +95,7 @@ def register_model_file(store: ModelStore, path: Path, name: str, *, fmt: str = 
     """
     check_name(name)
     if fmt not in MODEL_FORMATS:
-        raise InvalidInput(f"model format {fmt!r}: expected one of {', '.join(MODEL_FORMATS)}")
+        raise InvalidInput(f"model format {echo(fmt)}: expected one of {', '.join(MODEL_FORMATS)}")
     suffix, magic = MODEL_FORMATS[fmt]
     _check_magic(path, fmt, magic, "model")
     named = path.with_name(path.name + suffix)  # Keras picks its reader by suffix
@@ -129,7 +130,7 @@ def _check_dataset(path: Path, fmt: str) -> None:
         try:
             with np.load(path, allow_pickle=False) as z:
                 if "x" not in z.files:
-                    raise InvalidInput(f"npz dataset has arrays {z.files}; expected at least 'x' (and 'y')")
+                    raise InvalidInput(f"npz dataset has arrays {echo(z.files)}; expected at least 'x' (and 'y')")
                 for k in z.files:
                     z[k]  # noqa: B018 - reads each array: refuses pickled objects and truncated data
         except (OSError, ValueError, EOFError) as exc:
@@ -142,9 +143,9 @@ def _check_dataset(path: Path, fmt: str) -> None:
                 for key in f:
                     link = f.get(key, getlink=True)
                     if isinstance(link, (h5py.SoftLink, h5py.ExternalLink)):
-                        raise InvalidInput(f"h5 dataset has a link {key!r}; links are refused")
+                        raise InvalidInput(f"h5 dataset has a link {echo(key)}; links are refused")
                 if not isinstance(f.get("x"), h5py.Dataset):
-                    raise InvalidInput(f"h5 dataset has {sorted(f)}; expected a dataset 'x' (and 'y')")
+                    raise InvalidInput(f"h5 dataset has {echo(sorted(f))}; expected a dataset 'x' (and 'y')")
         except OSError as exc:
             raise InvalidInput(f"uploaded dataset is not a readable HDF5 file: {exc}") from exc
     else:
@@ -170,7 +171,7 @@ class DatasetStore:
         """Validate the staged upload and move it into place as dataset ``name``."""
         check_name(name)
         if fmt not in DATASET_FORMATS:
-            raise InvalidInput(f"dataset format {fmt!r}: expected one of {', '.join(DATASET_FORMATS)}")
+            raise InvalidInput(f"dataset format {echo(fmt)}: expected one of {', '.join(DATASET_FORMATS)}")
         staged = upload.finish()
         _check_magic(staged, fmt, DATASET_FORMATS[fmt], "dataset")
         _check_dataset(staged, fmt)

@@ -130,10 +130,20 @@ def test_build_rpc_registers_with_lineage(served):
     assert [x["name"] for x in info.lineage["layers"]] == ["hidden1", "hidden2"]
     assert info.tags == {"team": "a"} and info.output_shape == [None, 2]
     assert json.loads(job.result_json)["lineage"] == info.lineage
-    # Errors found while building (not at start) fail the job and name the problem.
-    job = api.Build(pb.BuildRequest(name="child", base="mlp:1", reuse="nothing.*", classes=2), timeout=120)
-    assert job.state == "failed" and "nothing.*" in job.error
-    assert json.loads(job.result_json)["error_type"] == "NoLayersMatched"
+    # A scope that selects nothing is refused at start, before any job exists.
+    jobs = len(api.ListJobs(pb.ListJobsRequest()).jobs)
+    err = rpc_error(api.Build, pb.BuildRequest(name="child", base="mlp:1", reuse="nothing.*", classes=2))
+    assert err.code() == CODE.INVALID_ARGUMENT and "nothing.*" in err.details()
+    assert len(api.ListJobs(pb.ListJobsRequest()).jobs) == jobs
+    # So is a selection that is not a part of the graph that can stand alone (a gap), naming the layer.
+    err = rpc_error(api.Build, pb.BuildRequest(name="child", base="mlp:1", reuse="hidden1|hidden3", classes=2))
+    assert err.code() == CODE.INVALID_ARGUMENT and "hidden2" in err.details()
+    assert len(api.ListJobs(pb.ListJobsRequest()).jobs) == jobs
+    # Errors found only while building (the weights do not fit the new input) fail the job and name it.
+    job = api.Build(pb.BuildRequest(name="child", base="mlp:1", reuse="hidden1", classes=2, input_shape=[5]),
+                    timeout=120)
+    assert job.state == "failed" and "hidden1" in job.error, job.error
+    assert json.loads(job.result_json)["error_type"] == "IncompatibleShapes"
 
 
 @pytest.mark.parametrize(("call", "code", "text"), [

@@ -192,6 +192,40 @@ def _validation(data: Dataset, val: Dataset | None, regression: bool, config: Ad
     return split_stratified(data, config.val_split, config.seed)
 
 
+@dataclass(frozen=True)
+class AdviceSetup:
+    """What :func:`prepare_advice` checked and built: the candidates, head, job settings and data."""
+
+    plan: CandidatePlan
+    spec: HeadSpec
+    job: Job
+    ctx: UnitContext
+    kind: str
+
+
+def prepare_advice(store: ModelStore, base_ref: str, data: Dataset, *, val: Dataset | None = None,
+                   head: HeadSpec | str | None = None, classes: int | None = None, regression: bool | int = False,
+                   depths: str | list[int] | None = None, scopes: list[str] | None = None, match: str = "full",
+                   blocks: str | None = None, config: AdviseConfig | None = None,
+                   keep_weights: bool = False) -> AdviceSetup:
+    """Every check :func:`advise` makes before training: the candidates (depths or scopes), the head and
+    output layer, and the data against every candidate (each is built once). Arguments as :func:`advise`.
+
+    Raises:
+        NotFound, InvalidInput, InvalidPattern, NoLayersMatched, IncompatibleShapes.
+    """
+    config = config or AdviseConfig()
+    plan = plan_candidates(store, base_ref, depths=depths, scopes=scopes, match=match, blocks=blocks)
+    spec = parse_head(head) if isinstance(head, str) else (head or HeadSpec())
+    classes, regression = resolve_output(spec, classes, regression, data, val)
+    train_ds, val_ds = _validation(data, val, regression is not False, config)
+    cfg = config.train_config()
+    job = Job(plan.base, spec.to_string(), classes, regression, match, cfg,
+              config.finetune_lr or cfg.learning_rate / 10.0, "", keep_weights)
+    ctx = UnitContext(store, train_ds, val_ds)
+    return AdviceSetup(plan, spec, job, ctx, _check_candidates(ctx, job, plan))
+
+
 def advise(store: ModelStore, base_ref: str, data: Dataset, *, val: Dataset | None = None,
            head: HeadSpec | str | None = None, classes: int | None = None, regression: bool | int = False,
            depths: str | list[int] | None = None, scopes: list[str] | None = None, match: str = "full",
@@ -223,15 +257,11 @@ def advise(store: ModelStore, base_ref: str, data: Dataset, *, val: Dataset | No
     cancel = cancel or threading.Event()
     emit = progress or (lambda ev: None)
     t0 = time.perf_counter()
-    plan = plan_candidates(store, base_ref, depths=depths, scopes=scopes, match=match, blocks=blocks)
-    spec = parse_head(head) if isinstance(head, str) else (head or HeadSpec())
-    classes, regression = resolve_output(spec, classes, regression, data, val)
-    train_ds, val_ds = _validation(data, val, regression is not False, config)
-    cfg = config.train_config()
-    job = Job(plan.base, spec.to_string(), classes, regression, match, cfg,
-              config.finetune_lr or cfg.learning_rate / 10.0, "", keep_weights)
-    ctx = UnitContext(store, train_ds, val_ds)
-    kind = _check_candidates(ctx, job, plan)
+    setup = prepare_advice(store, base_ref, data, val=val, head=head, classes=classes, regression=regression,
+                           depths=depths, scopes=scopes, match=match, blocks=blocks, config=config,
+                           keep_weights=keep_weights)
+    plan, spec, job, ctx, kind = setup.plan, setup.spec, setup.job, setup.ctx, setup.kind
+    classes, regression, train_ds, val_ds, cfg = job.classes, job.regression, ctx.train, ctx.val, job.config
     metric, higher = ("val_loss", False) if kind == "regression" else ("val_accuracy", True)
     job = replace(job, metric=metric)
     seeds = config.seed_list

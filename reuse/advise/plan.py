@@ -38,6 +38,7 @@ from reuse.arch import INFERENCE_IDENTITY, parse_architecture
 from reuse.errors import InvalidInput, NoLayersMatched
 from reuse.select import MAX_PATTERN_LENGTH, select_layers
 from reuse.store import ModelStore
+from reuse.text import echo
 
 MAX_CANDIDATES = 50
 _RANGE = re.compile(r"\{(\d+)\.\.(\d+)\}")
@@ -118,12 +119,12 @@ def parse_depths(text: str | Sequence[int] | None, max_depth: int, what: str) ->
                 else:
                     values.append(_depth(part, max_depth))
             except ValueError:
-                raise InvalidInput(f"invalid depths {text!r}: expected e.g. 0..N, 0..3 or 0,1,3 "
+                raise InvalidInput(f"invalid depths {echo(text)}: expected e.g. 0..N, 0..3 or 0,1,3 "
                                    f"(N = {max_depth}, the deepest for {what})") from None
     else:
         values = list(text)
         if any(not isinstance(v, int) or isinstance(v, bool) for v in values):
-            raise InvalidInput(f"invalid depths {list(text)!r}: expected integers")
+            raise InvalidInput(f"invalid depths {echo(list(text))}: expected integers")
     if not values:
         raise InvalidInput("no depths given: expected e.g. 0..N or 0,1,3")
     bad = sorted({v for v in values if not 0 <= v <= max_depth})
@@ -136,7 +137,7 @@ def _depth(token: str, max_depth: int) -> int:
     token = token.strip()
     if token.upper() == "N":
         return max_depth
-    if not token.isdigit():
+    if not (token.isascii() and token.isdigit()):
         raise ValueError(token)
     return int(token)
 
@@ -347,7 +348,7 @@ def plan_candidates(store: ModelStore, base_ref: str, *, depths: str | Sequence[
     elif scopes is not None:
         scopes = list(scopes)
         if not scopes or any(not isinstance(s, str) or not s.strip() for s in scopes):
-            raise InvalidInput(f"invalid scopes {scopes!r}: expected non-empty patterns, e.g. "
+            raise InvalidInput(f"invalid scopes {echo(scopes)}: expected non-empty patterns, e.g. "
                                "hidden1,hidden[12],hidden[123]")
         if len(scopes) > MAX_CANDIDATES:
             raise InvalidInput(f"{len(scopes)} scopes given; at most {MAX_CANDIDATES} candidates are allowed")

@@ -23,7 +23,7 @@ def parse_shape(text: str) -> tuple[int | None, ...]:
         part = part.strip()
         if part.lower() == "none":
             dims.append(None)
-        elif part.isdigit() and int(part) > 0:
+        elif part.isascii() and part.isdigit() and int(part) > 0:
             dims.append(int(part))
         else:
             raise InvalidInput(f"invalid input shape {text!r}: expected positive integers separated by commas, "

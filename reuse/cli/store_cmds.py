@@ -209,9 +209,9 @@ def _check_text(report: CheckReport) -> list[str]:
                         ("in the index with other metadata", report.mismatched_in_index)):
         if refs:
             lines.append(f"index: {len(refs)} version(s) {label}: {', '.join(refs)}{fixed}")
-    for t in report.temp_files:
-        done = " (removed)" if t in report.removed_temp_files else " (remove with --repair)"
-        lines.append(f"leftover temp file: {t}{done}")
+    for t in report.removed_temp_files:
+        lines.append(f"removed the temp file of a writer that is gone: {t}")
+    lines.extend(f"note: {n}" for n in report.notes)
     for s in report.stray_files:
         lines.append(f"unknown file, left alone: {s}")
     lines.append("OK" if report.ok else "PROBLEMS REMAIN")
@@ -230,12 +230,13 @@ def store_group() -> None:
 @store_option
 @json_option
 def check_cmd(repair: bool, store: str | None, as_json: bool) -> None:
-    """Verify every version's checksums and the index; exit 1 while problems remain.
+    """Verify every version's checksums and the index; exit 1 while damage remains.
 
-    --json: an object with ok, root, files (ref, path, ok, problem,
-    bytes_verified), damaged, missing_from_index, stale_in_index,
-    mismatched_in_index, index_unreadable, temp_files, stray_files, repaired and
-    removed_temp_files.
+    Temp files of killed writers are notes, not damage (the next write to their
+    folder removes them). --json: an object with ok, root, files (ref, path, ok,
+    problem, bytes_verified), damaged, missing_from_index, stale_in_index,
+    mismatched_in_index, index_unreadable, temp_files, stray_files, repaired,
+    removed_temp_files and notes.
     """
     report = get_service(store).check_store(repair=repair)
     if as_json:

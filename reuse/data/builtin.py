@@ -23,6 +23,7 @@ import numpy as np
 
 from reuse.data.dataset import Dataset, relabel
 from reuse.errors import InvalidInput
+from reuse.text import echo
 
 PREFIX = "builtin:"
 NAMES = ("digits", "blobs")
@@ -34,12 +35,12 @@ def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
     body = spec[len(PREFIX):]
     name, _, query = body.partition("?")
     if name not in NAMES:
-        raise InvalidInput(f"unknown built-in data set {name!r} in {spec!r}: expected one of "
+        raise InvalidInput(f"unknown built-in data set {echo(name)} in {echo(spec)}: expected one of "
                            f"{', '.join(PREFIX + n for n in NAMES)}")
     params: dict[str, str] = {}
     for key, value in parse_qsl(query, keep_blank_values=True, strict_parsing=False):
         if key not in KEYS:
-            raise InvalidInput(f"unknown option {key!r} in {spec!r}: expected one of {', '.join(KEYS)}")
+            raise InvalidInput(f"unknown option {echo(key)} in {echo(spec)}: expected one of {', '.join(KEYS)}")
         params[key] = value
     return name, params
 
@@ -66,7 +67,7 @@ def parse_classes(text: str, spec: str) -> list[int]:
             else:
                 out.add(int(part))
         except ValueError:
-            raise InvalidInput(f"invalid classes {text!r} in {spec!r}: expected e.g. 5-9 or 0,2,4") from None
+            raise InvalidInput(f"invalid classes {echo(text)} in {echo(spec)}: expected e.g. 5-9 or 0,2,4") from None
     return sorted(out)
 
 
@@ -77,9 +78,9 @@ def _int(params: dict[str, str], key: str, default: int, spec: str, minimum: int
     try:
         value = int(raw)
     except ValueError:
-        raise InvalidInput(f"invalid {key}={raw!r} in {spec!r}: expected an integer") from None
+        raise InvalidInput(f"invalid {key}={echo(raw)} in {echo(spec)}: expected an integer") from None
     if value < minimum:
-        raise InvalidInput(f"invalid {key}={raw!r} in {spec!r}: expected at least {minimum}")
+        raise InvalidInput(f"invalid {key}={echo(raw)} in {echo(spec)}: expected at least {minimum}")
     return value
 
 
@@ -99,14 +100,14 @@ def load(spec: str) -> Dataset:
     name, params = parse_spec(spec)
     split = params.get("split", "train")
     if split not in ("train", "test", "all"):
-        raise InvalidInput(f"invalid split={split!r} in {spec!r}: expected train, test or all")
+        raise InvalidInput(f"invalid split={echo(split)} in {echo(spec)}: expected train, test or all")
     seed = _int(params, "seed", 0, spec)
     try:
         test_size = float(params.get("test_size", "0.5"))
     except ValueError:
         test_size = -1.0
     if not 0.0 < test_size < 1.0:
-        raise InvalidInput(f"invalid test_size in {spec!r}: expected a fraction in (0, 1)")
+        raise InvalidInput(f"invalid test_size in {echo(spec)}: expected a fraction in (0, 1)")
     x, y = _raw(name)
     # One seeded shuffle fixes the split: its first test_size part is the test set.
     order = np.empty(len(y), dtype=np.int64)
@@ -135,5 +136,5 @@ def load(spec: str) -> Dataset:
     if params.get("relabel", "").lower() in ("1", "true", "yes"):
         ds = relabel(ds)
     elif params.get("relabel", "").lower() not in ("", "0", "false", "no"):
-        raise InvalidInput(f"invalid relabel={params['relabel']!r} in {spec!r}: expected 1 or 0")
+        raise InvalidInput(f"invalid relabel={echo(params['relabel'])} in {echo(spec)}: expected 1 or 0")
     return ds

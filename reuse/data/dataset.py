@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from reuse.errors import InvalidInput
+from reuse.text import ECHO_LIMIT, cut
 
 
 @dataclass(frozen=True, eq=False)
@@ -106,9 +107,9 @@ def load_data(spec: str | os.PathLike[str], *, label: str | int | None = None, r
     else:
         path = Path(text)
         if not path.exists():
-            raise InvalidInput(f"{path}: no such data file")
+            raise InvalidInput(f"{cut(str(path), ECHO_LIMIT)}: no such data file")
         if not path.is_file():
-            raise InvalidInput(f"{path}: not a file")
+            raise InvalidInput(f"{cut(str(path), ECHO_LIMIT)}: not a file")
         suffix = path.suffix.lower()
         if suffix == ".npz":
             ds = readers.read_npz(path)

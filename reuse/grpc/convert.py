@@ -1,13 +1,15 @@
 """Wire <-> core conversion for the KServe v2 messages, with every wire-level check.
 
-Requests are checked against the model's signature before any work: input names, datatypes, shapes,
-typed-content counts and raw byte lengths, each refused with :class:`InvalidInput` naming what was
-received and what was expected. Raw requests get raw answers (stock clients read only those).
+Requests are checked against the model's signature before any work: input names, datatypes, shapes
+(and that their size fits in a message at all), typed-content counts, raw byte lengths and finite
+floating-point values, each refused with :class:`InvalidInput` naming what was received and what was
+expected. Raw requests get raw answers (stock clients read only those).
 """
 
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -15,6 +17,11 @@ import numpy as np
 from reuse.errors import InvalidInput
 from reuse.grpc._proto import inference_pb2 as pb
 from reuse.serving.signature import ModelSignature, TensorSpec
+from reuse.store.names import parse_version
+from reuse.text import ECHO_LIMIT, cut, echo
+
+# The server's default gRPC message limit; a tensor larger than the message carrying it cannot be valid.
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 
 NP_OF: dict[str, np.dtype] = {
     "BOOL": np.dtype(bool), "UINT8": np.dtype("<u1"), "UINT16": np.dtype("<u2"), "UINT32": np.dtype("<u4"),
@@ -51,9 +58,10 @@ def model_ref(name: str, version: str) -> str:
         raise InvalidInput("model name is empty; expected the name of a model in the store")
     if not version:
         return name
-    if not version.isdigit() or int(version) < 1:
-        raise InvalidInput(f"model version {version!r}: expected a positive integer, or empty for the latest")
-    return f"{name}:{int(version)}"
+    number = parse_version(version)
+    if number is None:
+        raise InvalidInput(f"model version {echo(version)}: expected a positive integer, or empty for the latest")
+    return f"{name}:{number}"
 
 
 def _wire_shape(spec: TensorSpec) -> list[int]:
@@ -65,13 +73,39 @@ def _check_shape(spec: TensorSpec, shape: Sequence[int]) -> tuple[int, ...]:
     ok = len(shape) == len(want) and shape[0] >= 1 and all(
         d >= 0 and (w is None or w == d) for w, d in zip(want, shape, strict=True))
     if not ok:
-        raise InvalidInput(f"input {spec.name!r}: shape {list(shape)}, expected {_wire_shape(spec)} "
+        raise InvalidInput(f"input {spec.name!r}: shape {echo(list(shape))}, expected {_wire_shape(spec)} "
                            "(-1: any size, at least 1 row)")
     return tuple(int(d) for d in shape)
 
 
-def decode_request(request: pb.ModelInferRequest, sig: ModelSignature) -> tuple[list[np.ndarray], list[int]]:
+def element_count(spec: TensorSpec, shape: tuple[int, ...], itemsize: int, max_bytes: int) -> int:
+    """The number of values of ``shape``, counted in Python integers (numpy's int64 product wraps).
+
+    Raises:
+        InvalidInput: the tensor would be larger than ``max_bytes``, the most one message can carry.
+    """
+    count = math.prod(shape)
+    if count * itemsize > max_bytes:
+        raise InvalidInput(f"input {spec.name!r}: shape {list(shape)} has {count} values ({count * itemsize} bytes), "
+                           f"above the message size limit of {max_bytes} bytes")
+    return count
+
+
+def _check_finite(spec: TensorSpec, arr: np.ndarray) -> None:
+    """Refuse NaN and infinite inputs: an answer computed from them is meaningless."""
+    if arr.dtype.kind == "f":
+        finite = np.isfinite(arr)
+        if not finite.all():
+            bad = int(arr.size - np.count_nonzero(finite))
+            raise InvalidInput(f"input {spec.name!r}: {bad} non-finite values (NaN or infinity) of {arr.size}; "
+                               "expected finite numbers")
+
+
+def decode_request(request: pb.ModelInferRequest, sig: ModelSignature, *,
+                   max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[list[np.ndarray], list[int]]:
     """The input arrays in the model's order, and the indices of the outputs to return.
+
+    ``max_bytes`` is the server's message size limit: no input can be larger.
 
     Raises:
         InvalidInput: anything about the request that does not fit the model.
@@ -79,7 +113,7 @@ def decode_request(request: pb.ModelInferRequest, sig: ModelSignature) -> tuple[
     by_name = {t.name: i for i, t in enumerate(request.inputs)}
     expected = [s.name for s in sig.inputs]
     if len(by_name) != len(request.inputs) or set(by_name) != set(expected):
-        raise InvalidInput(f"model {sig.ref} takes inputs {expected}; got {[t.name for t in request.inputs]}")
+        raise InvalidInput(f"model {sig.ref} takes inputs {expected}; got {echo([t.name for t in request.inputs])}")
     raw = request.raw_input_contents
     if raw and len(raw) != len(request.inputs):
         raise InvalidInput(f"raw_input_contents has {len(raw)} entries; expected one per input ({len(request.inputs)})")
@@ -89,10 +123,11 @@ def decode_request(request: pb.ModelInferRequest, sig: ModelSignature) -> tuple[
         tensor = request.inputs[i]
         want_dt = v2_datatype(spec.dtype)
         if tensor.datatype != want_dt:
-            raise InvalidInput(f"input {spec.name!r}: datatype {tensor.datatype or '(empty)'}, expected {want_dt}")
+            got = cut(tensor.datatype, ECHO_LIMIT) if tensor.datatype else "(empty)"
+            raise InvalidInput(f"input {spec.name!r}: datatype {got}, expected {want_dt}")
         shape = _check_shape(spec, tensor.shape)
         dtype = NP_OF[want_dt]
-        count = int(np.prod(shape, dtype=np.int64))
+        count = element_count(spec, shape, dtype.itemsize, max_bytes)
         if raw:
             if tensor.HasField("contents"):
                 raise InvalidInput(f"input {spec.name!r}: has contents although raw_input_contents is used; "
@@ -110,6 +145,7 @@ def decode_request(request: pb.ModelInferRequest, sig: ModelSignature) -> tuple[
                 raise InvalidInput(f"input {spec.name!r}: {len(values)} values in contents.{field or '?'}, "
                                    f"expected {count} in {where} (shape {list(shape)} of {want_dt})")
             arr = np.asarray(values, dtype=dtype).reshape(shape)
+        _check_finite(spec, arr)
         arrays.append(arr)
     return arrays, select_outputs(request, sig)
 
@@ -121,7 +157,7 @@ def select_outputs(request: pb.ModelInferRequest, sig: ModelSignature) -> list[i
     picked = []
     for out in request.outputs:
         if out.name not in names:
-            raise InvalidInput(f"unknown output {out.name!r}; model {sig.ref} has outputs {names}")
+            raise InvalidInput(f"unknown output {echo(out.name)}; model {sig.ref} has outputs {names}")
         picked.append(names.index(out.name))
     return picked
 

@@ -15,9 +15,13 @@ import grpc
 
 from reuse.errors import Unauthenticated
 from reuse.grpc.status import status_of
+from reuse.text import cut
 
 log = logging.getLogger(__name__)
 OPEN_PREFIXES = ("/grpc.health.v1.Health/",)
+# Status details travel as a header, and clients refuse headers over 8 KiB (the reply then arrives as
+# RESOURCE_EXHAUSTED "Stream removed"); messages echo user values clipped, and this caps the rest.
+MAX_DETAILS = 4000
 
 
 class ServerInterceptor(grpc.ServerInterceptor):
@@ -59,7 +63,7 @@ class ServerInterceptor(grpc.ServerInterceptor):
         if code is None:
             log.error("unexpected error in %s", method, exc_info=exc)
             context.abort(grpc.StatusCode.INTERNAL, "internal error; the server log has the details")
-        context.abort(code, str(exc) or type(exc).__name__)
+        context.abort(code, cut(str(exc) or type(exc).__name__, MAX_DETAILS))
 
     def _wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
         check, abort = self._check, self._abort

@@ -81,7 +81,7 @@ class RunningServer:
             options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit),
                      ("grpc.so_reuseport", 0)],
         )
-        inference_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(service), self.server)
+        inference_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(service, limit), self.server)
         reuse_v1_pb2_grpc.add_ReuseServiceServicer_to_server(ReuseServicer(service), self.server)
         self.health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)

@@ -23,8 +23,9 @@ from reuse.service import Service
 class InferenceServicer(igrpc.GRPCInferenceServiceServicer):
     """KServe Open Inference Protocol v2."""
 
-    def __init__(self, service: Service) -> None:
+    def __init__(self, service: Service, max_message_bytes: int = convert.DEFAULT_MAX_BYTES) -> None:
         self.service = service
+        self.max_message_bytes = max_message_bytes
 
     def ServerLive(self, request: Any, context: Any) -> ipb.ServerLiveResponse:
         return ipb.ServerLiveResponse(live=True)
@@ -49,7 +50,7 @@ class InferenceServicer(igrpc.GRPCInferenceServiceServicer):
     def ModelInfer(self, request: ipb.ModelInferRequest, context: Any) -> ipb.ModelInferResponse:
         ref = convert.model_ref(request.model_name, request.model_version)
         sig = self.service.cached_signature(ref) or self.service.model_signature(ref)
-        arrays, picked = convert.decode_request(request, sig)
+        arrays, picked = convert.decode_request(request, sig, max_bytes=self.max_message_bytes)
         sig, future = self.service.submit_infer(sig, arrays)
         return convert.encode_response(request, sig, future.result(), picked)
 

@@ -3,7 +3,9 @@
 Each kind calls the same :class:`reuse.service.Service` method the CLI calls; this module only turns
 job parameters into that call, training events into job progress, and the outcome into a JSON result.
 Parameters are checked when the job is started (``validate``), so a bad one is INVALID_ARGUMENT (or
-NOT_FOUND) at once rather than a failed job later.
+NOT_FOUND) at once rather than a failed job later. Each kind's validator also makes every check of its
+work that needs no training (patterns against the model's layers, the head, the data against the model),
+through the same code the work runs, so no job starts that is bound to fail on its input.
 
 Data: a job names an uploaded dataset (:class:`reuse.uploads.DatasetStore`) or a ``builtin:`` spec.
 Any other path is refused unless it lies inside the store's datasets folder: a client must not make
@@ -19,6 +21,7 @@ from typing import Any
 
 from reuse.errors import Cancelled, InvalidInput
 from reuse.jobs.records import Progress, register_job_kind
+from reuse.text import echo
 
 _STR, _INT, _FLOAT, _BOOL, _DICT, _INTS = "a string", "an integer", "a number", "true or false", "a mapping", \
     "a list of integers"
@@ -61,9 +64,9 @@ def check_params(kind: str, params: Mapping[str, Any], spec: Mapping[str, str], 
         if key == "store":
             continue
         if key not in spec:
-            raise InvalidInput(f"{kind} job: unknown parameter {key!r}; expected some of {', '.join(sorted(spec))}")
+            raise InvalidInput(f"{kind} job: unknown parameter {echo(key)}; expected some of {', '.join(sorted(spec))}")
         if not _is(value, spec[key]):
-            raise InvalidInput(f"{kind} job: parameter {key!r} is {value!r}; expected {spec[key]}")
+            raise InvalidInput(f"{kind} job: parameter {key!r} is {echo(value)}; expected {spec[key]}")
     for key in required:
         if params.get(key) in (None, ""):
             raise InvalidInput(f"{kind} job: parameter {key!r} is required")
@@ -93,7 +96,7 @@ def resolve_data(store_root: str | Path, spec: str, field: str = "data") -> str:
     path = Path(spec).resolve()
     if path.is_relative_to(folder) and path.is_file():
         return str(path)
-    raise InvalidInput(f"parameter {field!r} is {spec!r}: expected the name of an uploaded dataset or "
+    raise InvalidInput(f"parameter {field!r} is {echo(spec)}: expected the name of an uploaded dataset or "
                        "builtin:NAME; the server reads no other files")
 
 
@@ -148,16 +151,14 @@ def _service(params: Mapping[str, Any]) -> Any:
 # -- train and fine-tune -------------------------------------------------------------------------
 def _validate_fit(kind: str, spec: Mapping[str, str], required: tuple[str, ...]) -> Callable[[dict[str, Any]], None]:
     def validate(params: dict[str, Any]) -> None:
-        from reuse.service import _train_config
-
         check_params(kind, params, spec, required)
-        resolve_data(params["store"], params["data"])
-        if params.get("val"):
-            resolve_data(params["store"], params["val"], "val")
-        parent = _service(params).model_info(params["model"])
+        data = resolve_data(params["store"], params["data"])
+        val = resolve_data(params["store"], params["val"], "val") if params.get("val") else None
         if kind == "finetune" and params.get("match", "full") not in ("full", "prefix"):
-            raise InvalidInput(f"finetune job: parameter 'match' is {params['match']!r}; expected full or prefix")
-        _train_config(_train_options(params), parent.settings or {}, finetune=kind == "finetune")
+            raise InvalidInput(f"finetune job: parameter 'match' is {echo(params['match'])}; expected full or prefix")
+        _service(params).check_fit(params["model"], data, unfreeze=params.get("unfreeze") or None,
+                                   match=params.get("match") or "full", val=val, label=params.get("label") or None,
+                                   relabel=bool(params.get("relabel")), options=_train_options(params))
 
     return validate
 
@@ -220,12 +221,21 @@ def _build_args(params: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _validate_build(params: dict[str, Any]) -> None:
+    """The checks of ``Service.build`` that need no weights: the scopes against the base's layer paths
+    (``reuse``, then ``trainable`` among the reused ones), the selection as a part of the graph (gaps,
+    exits) and the head with its output layer."""
+    from reuse.build import plan_build
     from reuse.store import check_name
 
     check_params("build", params, BUILD_PARAMS, ("name", "base", "reuse"))
     check_name(params["name"])
-    _build_args(params)
-    _service(params).model_info(params["base"])
+    args = _build_args(params)
+    store = _service(params).store
+    base = store.info(params["base"]).ref
+    plan_build(store, base, params["reuse"], trainable=args["trainable"], match=args["match"], exits=args["exits"])
+    if not args["head"].with_output(classes=args["classes"], regression=args["regression"]).layers:
+        raise InvalidInput("build job: nothing to put on top of the reused layers: give a head, classes or "
+                           "regression")
 
 
 def build_job(params: dict[str, Any], progress: Progress, cancel: threading.Event) -> dict[str, Any]:
@@ -294,26 +304,15 @@ def _advise_args(params: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _validate_advise(params: dict[str, Any]) -> None:
-    from reuse.advise import AdviseConfig
-    from reuse.store import check_name
-
+    """The parameters' types, then ``Service.advise(check_only=True)``: options, head, candidates and the
+    data against each candidate, without training."""
     depths = params.get("depths")
+    checked = params
     if isinstance(depths, list) and all(_is(d, _INT) for d in depths):
-        params = {k: v for k, v in params.items() if k != "depths"}
-    check_params("advise", params, ADVISE_PARAMS, ("model", "data"))
-    resolve_data(params["store"], params["data"])
-    args = _advise_args(params)
-    if args.get("blocks") is not None:
-        from reuse.advise.plan import expand_blocks
-
-        if args.get("scopes") is not None:
-            raise InvalidInput("give either scopes or a block pattern, not both")
-        expand_blocks(args["blocks"])
-    if args.get("register"):
-        check_name(args["register"])
-    config_keys = set(AdviseConfig.__dataclass_fields__) - {"val_split"}
-    AdviseConfig(**{k: v for k, v in args.items() if k in config_keys})
-    _service(params).model_info(params["model"])
+        checked = {k: v for k, v in params.items() if k != "depths"}
+    check_params("advise", checked, ADVISE_PARAMS, ("model", "data"))
+    data = resolve_data(params["store"], params["data"])
+    _service(params).advise(params["model"], data, **_advise_args(params), check_only=True)
 
 
 def advise_job(params: dict[str, Any], progress: Progress, cancel: threading.Event) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from reuse.jobs.records import (
     read_records,
     write_json_atomic,
 )
+from reuse.text import echo
 
 log = logging.getLogger(__name__)
 PERSIST_EVERY_S = 0.5
@@ -167,7 +168,7 @@ class JobManager:
     def _job(self, job_id: str) -> _Job:
         job = self._jobs.get(job_id) if isinstance(job_id, str) and JOB_ID_RE.fullmatch(job_id) else None
         if job is None:
-            raise NotFound(f"no job {job_id!r}")
+            raise NotFound(f"no job {echo(job_id)}")
         return job
 
     def _persist(self, job: _Job) -> None:

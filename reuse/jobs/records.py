@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from reuse.errors import FailedPrecondition, InvalidInput
+from reuse.text import echo
 
 Progress = Callable[[dict[str, Any]], None]
 JobFn = Callable[[dict[str, Any], Progress, threading.Event], dict[str, Any]]
@@ -146,7 +147,7 @@ def get_job_kind(kind: str) -> JobFn:
         fn = _KINDS.get(kind)
         known = ", ".join(sorted(_KINDS)) or "(none)"
     if fn is None:
-        raise FailedPrecondition(f"job kind {kind!r} is not available on this server; kinds: {known}")
+        raise FailedPrecondition(f"job kind {echo(kind)} is not available on this server; kinds: {known}")
     return fn
 
 

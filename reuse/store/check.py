@@ -44,6 +44,22 @@ def _abandoned(path: Path, pid: int) -> bool:
     return not _pid_alive(pid) or age > TEMP_MAX_AGE_S
 
 
+def sweep_temp_files(folder: Path) -> list[Path]:
+    """Delete the temp files in one model folder whose writer process is gone; call with the store lock.
+
+    A killed writer leaves its partial temp file behind. That is not damage (nothing visible refers to
+    it), so the next write to the folder removes it. Only a dead pid counts here, never age: a live
+    writer may take long. Returns the removed files.
+    """
+    removed = []
+    for p in folder.glob(".tmp-*.h5"):
+        m = TEMP_FILE_RE.fullmatch(p.name)
+        if m and not _pid_alive(int(m.group(1))):
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
+
+
 def _is_model_name(name: str) -> bool:
     try:
         check_name(name)
@@ -53,7 +69,8 @@ def _is_model_name(name: str) -> bool:
 
 
 def scan_extras(store: ModelStore) -> tuple[list[Path], list[Path]]:
-    """Abandoned temp files of dead writers, and files the store does not know (reported, kept)."""
+    """Abandoned temp files of dead writers (notes, swept by the next write), and files the store does not
+    know (reported, kept)."""
     from reuse.store.model_store import TOMBSTONE_RE, VERSION_FILE_RE
 
     temps: list[Path] = []
@@ -100,7 +117,8 @@ def check_store(store: ModelStore, *, repair: bool = False) -> CheckReport:
             Damaged version files are never deleted, only reported.
 
     Returns:
-        A CheckReport; its ``ok`` is false while any problem remains.
+        A CheckReport; its ``ok`` is false while damage remains (a bad file, an index that disagrees).
+        Temp files of writers that are gone are notes, not damage.
     """
     disk = store._scan()
     files: list[FileCheck] = []

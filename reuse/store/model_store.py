@@ -27,6 +27,7 @@ from filelock import FileLock, Timeout
 
 from reuse.errors import AlreadyExists, InvalidInput, NotFound, ResourceExhausted, StoreCorrupt
 from reuse.store import h5file, keras_io
+from reuse.store.check import sweep_temp_files
 from reuse.store.index import IndexRow, IndexUnreadable, Key, StoreIndex
 from reuse.store.meta import build_meta, check_tags
 from reuse.store.names import ModelRef, check_name
@@ -256,6 +257,7 @@ class ModelStore:
                 h5file.write_meta(f, tmp, name, meta)
             h5file.fsync_path(tmp)
             with self._locked():
+                sweep_temp_files(d)  # leftovers of killed writers; ours has a live pid
                 version = self._allocated_max(name) + 1
                 with h5py.File(tmp, "r+") as f:
                     h5file.set_version(f, version)

@@ -6,16 +6,30 @@ import re
 from dataclasses import dataclass
 
 from reuse.errors import InvalidName
+from reuse.text import echo
 
 # Anchored, ASCII only: no separators, no "..", nothing that can leave the store folder.
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+# ASCII digits only: str.isdigit() also accepts "²" (which int() refuses) and "١" (which int() reads as 1).
+VERSION_RE = re.compile(r"[0-9]{1,18}")
+
+
+def parse_version(text: str) -> int | None:
+    """The version number ``text`` spells (ASCII digits, at least 1), or None when it is not one.
+
+    The one parser of versions, for ``NAME:VERSION`` refs and the v2 protocol's version strings alike.
+    """
+    if not isinstance(text, str) or not VERSION_RE.fullmatch(text):
+        return None
+    number = int(text)
+    return number if number >= 1 else None
 
 
 def check_name(name: str) -> str:
     """Return ``name`` if it is a valid model name, else raise :class:`InvalidName`."""
     if not isinstance(name, str) or not NAME_RE.fullmatch(name) or ".." in name:
         raise InvalidName(
-            f"invalid model name {name!r}: expected 1-64 characters of a-z, 0-9, '.', '_' or '-', "
+            f"invalid model name {echo(name)}: expected 1-64 characters of a-z, 0-9, '.', '_' or '-', "
             "starting with a letter or digit, and no '..'"
         )
     return name
@@ -36,9 +50,9 @@ class ModelRef:
         name, sep, ver = str(text).partition(":")
         version: int | None = None
         if sep:
-            if not ver.isdigit() or int(ver) < 1:
-                raise InvalidName(f"invalid version in {text!r}: expected a positive integer after ':'")
-            version = int(ver)
+            version = parse_version(ver)
+            if version is None:
+                raise InvalidName(f"invalid version in {echo(str(text))}: expected a positive integer after ':'")
         return cls(check_name(name), version)
 
     def __str__(self) -> str:

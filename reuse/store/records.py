@@ -95,8 +95,9 @@ class CheckReport:
     """What ``ModelStore.check`` found (and, with ``repair``, what it fixed).
 
     ``missing_from_index``, ``stale_in_index`` and ``mismatched_in_index`` describe the index as it was
-    before any repair; ``temp_files`` lists leftovers of writers that are gone. With ``repair``, the
-    index is rebuilt and those temp files removed; damaged files are never removed, only reported.
+    before any repair; ``temp_files`` lists leftovers of writers that are gone: notes, not damage (the
+    next write to their folder sweeps them). With ``repair``, the index is rebuilt and those temp files
+    removed; damaged files are never removed, only reported.
     """
 
     root: str
@@ -121,16 +122,22 @@ class CheckReport:
 
     @property
     def ok(self) -> bool:
-        """True when nothing is wrong now (after the repair, if one was asked for)."""
+        """True when nothing is damaged now (after the repair, if one was asked for); notes don't count."""
         if self.damaged:
             return False
-        if self.repaired:
-            return set(self.temp_files) <= set(self.removed_temp_files)
-        return not (self.index_problems or self.temp_files)
+        return self.repaired or not self.index_problems
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """What was found that is not damage: temp files of writers that are gone, unless removed."""
+        gone = set(self.removed_temp_files)
+        return tuple(f"temp file of a writer that is gone: {t} (the next write to its folder, or --repair, "
+                     "removes it)" for t in self.temp_files if t not in gone)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["files"] = [asdict(f) for f in self.files]
         d["damaged"] = [f.ref for f in self.damaged]
+        d["notes"] = list(self.notes)
         d["ok"] = self.ok
         return d

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from reuse.errors import InvalidInput
+from reuse.text import echo
 
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adam", "rmsprop", "adamw", "nadam")
 DEFAULT_LR = {"sgd": 0.01, "adam": 0.001, "rmsprop": 0.001, "adamw": 0.001, "nadam": 0.001}
@@ -55,7 +56,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         def bad(field: str, value: Any, expected: str) -> InvalidInput:
-            return InvalidInput(f"invalid {field} {value!r}: expected {expected}")
+            return InvalidInput(f"invalid {field} {echo(value)}: expected {expected}")
 
         if not isinstance(self.epochs, int) or self.epochs < 1:
             raise bad("epochs", self.epochs, "an integer >= 1")
