@@ -72,6 +72,9 @@ def test_train_finetune_evaluate_predict_remote_match_local(env):
     assert remote["epochs_run"] == local["epochs_run"] == 2
     text = run("train", "mlp:1", *opts[:-1], "--quiet", *env["remote"])
     assert text.startswith("Trained mlp:1 -> mlp:4: 2 epochs in ")
+    # The figures in the order a local run prints them (loss first), though the server sends sorted keys.
+    final = [line for line in text.splitlines() if line.startswith("  final (inference mode): ")]
+    assert [line.split(": ", 1)[1].split()[::2] for line in final] == [["loss", "accuracy"]]
 
     ft = json.loads(run("finetune", "mlp:1", "--unfreeze", "hidden1", "--data", env["data"], "--epochs", "1",
                         "--json", *env["remote"]))
