@@ -77,5 +77,8 @@ def test_read_only_commands_import_no_deep_learning_backend(store):
     out = {" ".join(r["args"][:-2]): r["output"] for r in results}
     assert "hidden1" in out["layers base"] and "2 of 4 layers match" in out["layers base --scope hidden[12]"]
     assert "clf:1  built from base:1" in out["lineage clf"]
-    assert job_id in out["jobs"] and "verify" in out[f"job {job_id}"]
+    header, row = out["jobs"].splitlines()
+    assert header.split() == ["ID", "KIND", "STATE", "CREATED", "(UTC)", "MODEL", "/", "PROGRESS", "ERROR"]
+    assert row.split()[:3] == [job_id, "verify", "succeeded"]
+    assert "verify" in out[f"job {job_id}"]
     assert out["store check"].rstrip().endswith("OK")

@@ -62,10 +62,14 @@ def serve_cmd(store: str | None, host: str, port: int, max_batch_size: int, max_
     sys.exit(run_server(service, config, ready))
 
 
-def _job_line(r) -> str:
+def _model_or_progress(r) -> str:
     ev = r.last_event
     progress = f"epoch {ev.epoch}/{ev.epochs}" if ev is not None and ev.epochs else ""
-    return "\t".join(x for x in (r.id, r.kind, r.state, r.model or progress, r.error) if x)
+    return r.model or progress
+
+
+def _job_line(r) -> str:
+    return "\t".join(x for x in (r.id, r.kind, r.state, _model_or_progress(r), r.error) if x)
 
 
 @click.command("jobs")
@@ -81,8 +85,14 @@ def jobs_cmd(store: str | None, state: str, kind: str, as_json: bool) -> None:
     if as_json:
         emit_json([r.to_dict() for r in records])
         return
-    for r in records:
-        click.echo(_job_line(r))
+    from reuse.text import short_time, table
+
+    if not records:
+        given = ", ".join(f"{k} {v!r}" for k, v in (("state", state), ("kind", kind)) if v)
+        click.echo(f"No jobs with {given}." if given else "No jobs.")
+        return
+    rows = [(r.id, r.kind, r.state, short_time(r.created), _model_or_progress(r), r.error) for r in records]
+    click.echo(table(["ID", "KIND", "STATE", "CREATED (UTC)", "MODEL / PROGRESS", "ERROR"], rows))
 
 
 @click.command("job")
