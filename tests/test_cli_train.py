@@ -102,6 +102,17 @@ def test_evaluate_predict_report(env, tmp_path):
     assert set(r) == {"model", "history", "metrics", "findings", "plot"}
 
 
+def test_report_plots_the_history_along_the_lineage(env, tmp_path):
+    run(env, "train", "digits", "--data", DIGITS, "--epochs", "3", "--quiet")
+    run(env, "finetune", "digits", "--unfreeze", "hidden1", "--data", DIGITS, "--epochs", "2", "--quiet")
+    report = Service(env).report_model("digits:3", plot=tmp_path / "c.png")
+    assert [(s.model, s.operation, s.epochs) for s in report.plotted] == [
+        ("digits:2", "train", 3), ("digits:3", "finetune hidden1", 2)]  # not digits:1, which was not trained
+    out = run(env, "report", "digits", "--plot", str(tmp_path / "c.png")).output
+    assert out.splitlines()[-1] == (f"Learning curves written to {tmp_path / 'c.png'} (5 epochs along the "
+                                    "lineage: epochs digits:2 train 1-3, digits:3 finetune hidden1 4-5)")
+
+
 def test_errors_exit_1_with_one_line(env, tmp_path):
     bad = tmp_path / "bad.npz"
     np.savez(bad, x=np.zeros((3, 64), np.float32), y=np.array([0, 1, 9]))

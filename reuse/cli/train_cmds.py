@@ -212,7 +212,14 @@ def report_cmd(ref: str, plot: str | None, store: str | None, as_json: bool) -> 
         for remedy in f.remedies:
             click.echo(f"  try: {remedy}")
     if r.plot:
-        click.echo(f"Learning curves written to {r.plot}")
+        along = ""
+        if len(r.plotted) > 1:
+            spans, start = [], 1
+            for seg in r.plotted:
+                spans.append(f"{seg.model} {seg.operation} {start}-{start + seg.epochs - 1}")
+                start += seg.epochs
+            along = f" ({start - 1} epochs along the lineage: epochs {', '.join(spans)})"
+        click.echo(f"Learning curves written to {r.plot}{along}")
 
 
 @click.command("pretrain", epilog="JSON keys: model, mode, depths (depth, train_accuracy, test_accuracy, "
