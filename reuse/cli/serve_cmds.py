@@ -137,6 +137,16 @@ def job_cmd(job_id: str, store: str | None, watch: bool, cancel: bool, as_json: 
 def infer_cmd(ref: str, input_path: str, out_path: str | None, store: str | None, as_json: bool) -> None:
     """Run NAME[:VERSION] on an array through the serving path (batched engine, or the server's v2 API).
 
+    The --input .npy holds float32 values, one row per sample, shaped like the model's input (`reuse
+    show NAME` prints its input shape). Make one from the x array of a data file, or from a built-in set:
+
+    \b
+      python -c "import numpy as np; np.save('x.npy', np.load('data.npz')['x'][:5].astype('float32'))"
+      python -c "import numpy as np; from reuse.data import load_data; np.save('x.npy', load_data('builtin:digits?classes=5-9&split=test').x[:5])"
+
+    A model with several inputs takes a .npz with one array per input name:
+    np.savez('x.npz', NAME1=..., NAME2=...).
+
     JSON: {"model": "NAME:VERSION", "outputs": {"NAME": nested lists}}.
     """
     import numpy as np
