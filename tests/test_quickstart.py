@@ -161,3 +161,19 @@ def test_subprocess_quick_run(tmp_path):
     assert "[6/6] Serve over gRPC" in out.stdout and "stopped cleanly" in out.stdout
     assert out.stdout.strip().splitlines()[-1].startswith("Every step succeeded in ")
     assert Service(store).model_info("digits-5to9").version == 3
+
+
+def test_make_run_ends_by_saying_how_to_reach_the_reuse_command():
+    # -n prints the recipes without running them (no install, no walk-through).
+    recipe = subprocess.run(["make", "-n", "run"], cwd=ROOT, capture_output=True, text=True, timeout=60).stdout
+    lines = recipe.splitlines()
+    walk = next(i for i, line in enumerate(lines) if line.endswith("reuse quickstart"))
+    after = "\n".join(lines[walk + 1:])
+    assert "source .venv/bin/activate" in after and ".venv/bin/reuse" in after
+
+
+def test_readme_tour_says_to_activate_the_venv_before_the_first_command():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    tour = readme[readme.index("## A tour of the command line"):]
+    before_first_command = tour[:tour.index("\n$ reuse ")]
+    assert "source .venv/bin/activate" in before_first_command and ".venv/bin/reuse" in before_first_command
