@@ -78,6 +78,8 @@ def test_the_runs_bar_counts_training_and_advisor_runs(capsys, monkeypatch):
             bar(RunFinished(cand, 0, False, 0, 0.9, 0.1, done=i, total=3))
     assert bar.done == bar.total == 4  # the advisor planned one run more than guessed
     assert "run 4/4" in capsys.readouterr().err
+    with RunsBar(3, enabled=False) as quiet:  # off (--quiet, not a terminal): no callback for the runs
+        assert quiet is None
 
 
 def test_every_step_ran_and_said_so(walk):

@@ -25,17 +25,18 @@ class RunsBar:
         self._advice_done = 0
         self._run = ""
 
-    def __enter__(self) -> RunsBar:
-        if self.enabled:
-            from rich.console import Console
-            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    def __enter__(self) -> RunsBar | None:
+        if not self.enabled:
+            return None  # no callback at all: each run is then one compiled call (reuse.train.engine)
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-            self._progress = Progress(
-                TextColumn(self.title), BarColumn(bar_width=30),
-                TextColumn("run {task.completed:.0f}/{task.total:.0f}"), TimeElapsedColumn(),
-                TextColumn("{task.fields[info]}"), console=Console(stderr=True), transient=False)
-            self._progress.start()
-            self._task = self._progress.add_task(self.title, total=self.total, info="")
+        self._progress = Progress(
+            TextColumn(self.title), BarColumn(bar_width=30),
+            TextColumn("run {task.completed:.0f}/{task.total:.0f}"), TimeElapsedColumn(),
+            TextColumn("{task.fields[info]}"), console=Console(stderr=True), transient=False)
+        self._progress.start()
+        self._task = self._progress.add_task(self.title, total=self.total, info="")
         return self
 
     def __exit__(self, *exc: object) -> None:
