@@ -88,7 +88,8 @@ CONTINUES_TRAINING = frozenset({"train", "finetune"})
 @dataclass(frozen=True)
 class HistorySegment:
     """The epochs one version added to a network's training: ``model`` ("name:version"), ``operation``
-    (``train``, ``finetune hidden3``, ``register`` ...) and its per-epoch ``history``."""
+    (``train``, ``finetune hidden3``, ``as registered`` for a version registered with its history ...) and
+    its per-epoch ``history``."""
 
     model: str
     operation: str
@@ -119,7 +120,7 @@ def training_history(store: ModelStore, ref: str) -> list[HistorySegment]:
         op = entry["operation"]
         steps = entry["lineage"].get("steps") or []
         unfrozen = (steps[-1].get("unfrozen") or []) if op == "finetune" and steps else []
-        segments.append(HistorySegment(entry["model"], " ".join([str(op or "register"), *unfrozen]), history))
+        segments.append(HistorySegment(entry["model"], " ".join([str(op or "as registered"), *unfrozen]), history))
         if op not in CONTINUES_TRAINING:
             break
     return segments[::-1]

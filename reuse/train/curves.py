@@ -73,7 +73,7 @@ def curves_figure(history: Mapping[str, list[float]] | Sequence[Any], *, title: 
         for i, (_, operation, _) in enumerate(segments):
             if i > 0:  # where this segment's epochs begin
                 ax.axvline(starts[i] + 0.5, color="0.35", linestyle=":", linewidth=1.2)
-            if len(segments) > 1 or operation:
+            if len(segments) > 1:
                 ax.annotate(operation, xy=(starts[i] + 0.5, 1.0),
                             xycoords=("data", "axes fraction"), xytext=(3, -3), textcoords="offset points",
                             ha="left", va="top", fontsize=8, color="0.25")
@@ -89,7 +89,9 @@ def curves_figure(history: Mapping[str, list[float]] | Sequence[Any], *, title: 
         ax.set_xlabel("epoch")
         ax.set_ylabel(key)
         ax.grid(True, alpha=0.3)
-        ax.legend(loc="lower right" if key == "accuracy" else "center right")
+        # Above the axes, where it can hide neither a curve nor a segment's label.
+        ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=2, frameon=False, fontsize=9,
+                  borderaxespad=0.2)
     if len(segments) > 1:
         title = f"{title}: {total} epochs along its lineage ({', '.join(m for m, _, _ in segments)})"
     if title:
