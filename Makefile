@@ -16,6 +16,10 @@ venv: $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/reuse quickstart
+	@echo ""
+	@echo "The reuse command lives in $(VENV)/bin, which is not on your PATH. For the README's tour, either"
+	@echo "  source $(VENV)/bin/activate    # then: reuse --help"
+	@echo "or call it by its path: $(BIN)/reuse --help"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

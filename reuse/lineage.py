@@ -6,6 +6,7 @@ Any operation that makes a model from another records ``lineage["base"] = {"name
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from reuse.errors import NotFound
@@ -78,3 +79,48 @@ def layer_origins(entries: list[dict[str, Any]]) -> dict[str, list[str]]:
             name = (copied.get("from") or {}).get("layer", name)
         origins[str(layer.get("name"))] = chain
     return origins
+
+
+# Operations whose base is the same network before more training: its history continues the base's.
+CONTINUES_TRAINING = frozenset({"train", "finetune"})
+
+
+@dataclass(frozen=True)
+class HistorySegment:
+    """The epochs one version added to a network's training: ``model`` ("name:version"), ``operation``
+    (``train``, ``finetune hidden3``, ``as registered`` for a version registered with its history ...) and
+    its per-epoch ``history``."""
+
+    model: str
+    operation: str
+    history: dict[str, list[float]]
+
+    @property
+    def epochs(self) -> int:
+        return len(self.history.get("loss") or [])
+
+
+def training_history(store: ModelStore, ref: str) -> list[HistorySegment]:
+    """The whole training history of ``ref``'s network along its lineage, oldest segment first.
+
+    Starts with ``ref``'s own history and follows its base while the version was made by training the
+    base further (train, finetune); stops at a build (a new network from copied layers: its base's
+    history belongs to another network), at a version without history, and at a missing base.
+
+    Raises:
+        NotFound: ``ref`` is not in the store.
+    """
+    segments: list[HistorySegment] = []
+    for entry in ancestry(store, ref):
+        if entry["missing"]:
+            break
+        history = store.info(entry["model"]).history or {}
+        if not history.get("loss"):
+            break
+        op = entry["operation"]
+        steps = entry["lineage"].get("steps") or []
+        unfrozen = (steps[-1].get("unfrozen") or []) if op == "finetune" and steps else []
+        segments.append(HistorySegment(entry["model"], " ".join([str(op or "as registered"), *unfrozen]), history))
+        if op not in CONTINUES_TRAINING:
+            break
+    return segments[::-1]

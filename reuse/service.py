@@ -278,11 +278,17 @@ class Service:
         info = self.store.info(ref)
         units = info.output_shape[-1] if info.output_shape else None
         findings = diagnose(info.history or {}, info.metrics or {}, n_outputs=units)
+        segments: list[Any] = []
         if plot is not None:
+            from reuse.lineage import training_history
             from reuse.train.curves import plot_curves
 
-            plot_curves(info.history or {}, plot, title=info.ref)
-        return Report(info=info, findings=findings, plot=str(plot) if plot is not None else None)
+            segments = training_history(self.store, info.ref)
+            chance = None
+            if "accuracy" in (info.history or {}) and units:
+                chance = 1.0 / units if units > 1 else 0.5
+            plot_curves(segments or info.history or {}, plot, title=info.ref, chance=chance)
+        return Report(info=info, findings=findings, plot=str(plot) if plot is not None else None, plotted=segments)
 
     def pretrain_model(self, name: str, data: str, *, config: Any, test: str | None = None,
                        label: str | int | None = None, relabel: bool = False, progress: Any = None,

@@ -72,6 +72,9 @@ def test_train_finetune_evaluate_predict_remote_match_local(env):
     assert remote["epochs_run"] == local["epochs_run"] == 2
     text = run("train", "mlp:1", *opts[:-1], "--quiet", *env["remote"])
     assert text.startswith("Trained mlp:1 -> mlp:4: 2 epochs in ")
+    # The figures in the order a local run prints them (loss first), though the server sends sorted keys.
+    final = [line for line in text.splitlines() if line.startswith("  final (inference mode): ")]
+    assert [line.split(": ", 1)[1].split()[::2] for line in final] == [["loss", "accuracy"]]
 
     ft = json.loads(run("finetune", "mlp:1", "--unfreeze", "hidden1", "--data", env["data"], "--epochs", "1",
                         "--json", *env["remote"]))
@@ -87,9 +90,10 @@ def test_train_finetune_evaluate_predict_remote_match_local(env):
     assert out.read_text().splitlines()[0] == "class,label,p0,p1,p2"
 
     lines = run("jobs", *env["remote"]).splitlines()  # the jobs these commands ran on the server
-    assert {line.split("\t")[1] for line in lines} >= {"train", "finetune", "evaluate"}
-    trained = [line.split("\t") for line in lines if "\ttrain\tsucceeded\t" in line]
-    assert [t[3] for t in trained] == ["mlp:2", "mlp:4"]
+    assert lines[0].split() == ["ID", "KIND", "STATE", "CREATED", "(UTC)", "MODEL", "/", "PROGRESS", "ERROR"]
+    rows = [line.split() for line in lines[1:]]  # id, kind, state, date, time, model (all succeeded)
+    assert {r[1] for r in rows} >= {"train", "finetune", "evaluate"}
+    assert [r[5] for r in rows if r[1:3] == ["train", "succeeded"]] == ["mlp:2", "mlp:4"]
 
 
 def test_register_and_delete_remote(env):

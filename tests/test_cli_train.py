@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from conftest import make_mlp
 
 from reuse.cli import cli
+from reuse.cli.train_progress import ProgressBar
 from reuse.errors import Cancelled
 from reuse.service import Service
 from reuse.store import ModelStore
@@ -60,12 +61,24 @@ def test_train_registers_next_version_with_history_and_settings(env):
 def test_text_output_seeds_and_finetune(env):
     out = run(env, "train", "digits", "--data", DIGITS, "--epochs", "2", "--seeds", "2", "--quiet")
     assert out.output.startswith("Trained digits:1 -> digits:2: 2 epochs in ")
+    # The final figures are re-measured in inference mode and say so (the bar shows training-mode means).
+    assert "\n  final (inference mode): loss " in out.output and "  accuracy " in out.output
     assert "over 2 seeds: loss " in out.output and " ± " in out.output
     assert ModelStore(env).info("digits:2").metrics["seeds"]["accuracy"]["values"].__len__() == 2
     out = run(env, "finetune", "digits", "--unfreeze", "hidden1", "--data", DIGITS, "--epochs", "2", "--json")
     d = json.loads(out.output)
     assert d["model"] == "digits:3" and d["unfrozen"] == ["hidden1"] and d["cached_layers"] == []
     assert d["settings"]["lr"] == pytest.approx(0.0001)  # a tenth of adam's 0.001 used for digits:2
+
+
+def test_progress_bar_labels_its_figures_training_mode(env, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "250")  # rich draws the final bar once on a non-terminal; keep it whole
+    with ProgressBar(True) as bar:
+        o = Service(env).train_model("digits", DIGITS, val=DIGITS_TEST, options={"epochs": 3}, progress=bar)
+    err = capsys.readouterr().err
+    last = o.result.history
+    assert (f"epoch 3/3 (training mode) loss {last['loss'][-1]:.4f}  accuracy {last['accuracy'][-1]:.4f}  "
+            f"(inference mode) val_loss {last['val_loss'][-1]:.4f}") in err, err
 
 
 def test_evaluate_predict_report(env, tmp_path):
@@ -87,6 +100,17 @@ def test_evaluate_predict_report(env, tmp_path):
     assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
     r = json.loads(run(env, "report", "digits", "--json").output)
     assert set(r) == {"model", "history", "metrics", "findings", "plot"}
+
+
+def test_report_plots_the_history_along_the_lineage(env, tmp_path):
+    run(env, "train", "digits", "--data", DIGITS, "--epochs", "3", "--quiet")
+    run(env, "finetune", "digits", "--unfreeze", "hidden1", "--data", DIGITS, "--epochs", "2", "--quiet")
+    report = Service(env).report_model("digits:3", plot=tmp_path / "c.png")
+    assert [(s.model, s.operation, s.epochs) for s in report.plotted] == [
+        ("digits:2", "train", 3), ("digits:3", "finetune hidden1", 2)]  # not digits:1, which was not trained
+    out = run(env, "report", "digits", "--plot", str(tmp_path / "c.png")).output
+    assert out.splitlines()[-1] == (f"Learning curves written to {tmp_path / 'c.png'} (5 epochs along the "
+                                    "lineage: epochs digits:2 train 1-3, digits:3 finetune hidden1 4-5)")
 
 
 def test_errors_exit_1_with_one_line(env, tmp_path):

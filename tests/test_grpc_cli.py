@@ -69,6 +69,23 @@ def test_remote_errors_are_one_line(server, token_file, monkeypatch, tmp_path):
     assert r.exit_code == 1 and r.output.splitlines()[-1].startswith("Error: UNAVAILABLE: ")
 
 
+def test_infer_help_says_how_to_make_the_input_and_its_commands_work(server, tmp_path, rng):
+    text = run(["infer", "--help"]).output
+    examples = [line.strip() for line in text.splitlines() if line.strip().startswith("python -c ")]
+    assert len(examples) == 2 and all("np.save('x.npy'" in e for e in examples)
+    np.savez(tmp_path / "data.npz", x=rng.normal(size=(7, 8)), y=np.zeros(7))  # float64, as files often are
+    for example, shape in zip(examples, [(5, 8), (5, 64)], strict=True):
+        code = example.removeprefix("python -c ").strip('"')
+        proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        x = np.load(tmp_path / "x.npy")
+        assert x.shape == shape and x.dtype == np.float32
+        if shape == (5, 8):  # fits the server's model
+            out = json.loads(run(["infer", "mlp", "--input", str(tmp_path / "x.npy"), "--json", "--store",
+                                  str(server.service.store.root)]).output)
+            assert np.asarray(out["outputs"]["output"]).shape == (5, 3)
+
+
 def test_infer_remote_and_local(server, token_file, tmp_path, rng):
     x = rng.normal(size=(4, 8)).astype("float32")
     np.save(tmp_path / "x.npy", x)

@@ -11,14 +11,34 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from reuse.advise.events import AdviceStarted, RunFinished
 from reuse.cli import cli
+from reuse.cli.quickstart_progress import RunsBar
 from reuse.data import load_data
 from reuse.errors import NotFound
 from reuse.quickstart import QuickstartOptions, plan, run_quickstart
 from reuse.service import Service
+from reuse.train.events import EpochEnd, TrainFinished, TrainStarted
 
 ROOT = Path(__file__).resolve().parents[1]
 CHANCE = 1.0 / plan.CLASSES
+
+
+class Recorder:
+    """A progress sink for the walk-through: keeps the events it is given."""
+
+    def __init__(self, planned: int | None = None) -> None:
+        self.planned = planned
+        self.events: list = []
+
+    def __enter__(self) -> Recorder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def __call__(self, event) -> None:
+        self.events.append(event)
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +46,40 @@ def walk(tmp_path_factory):
     store = tmp_path_factory.mktemp("qs") / "models"
     lines: list[str] = []
     options = QuickstartOptions(epochs=25, finetune_epochs=10, seeds=2, advisor=False)
-    result = run_quickstart(store, options=options, say=lines.append)
+    bars: dict[str, list[Recorder]] = {"run": [], "step": []}
+
+    def bar(kind: str, planned: int | None = None) -> Recorder:
+        bars[kind].append(Recorder(planned))
+        return bars[kind][-1]
+
+    result = run_quickstart(store, options=options, say=lines.append, progress=lambda: bar("run"),
+                            step_progress=lambda runs: bar("step", runs))
+    result.bars = bars
     return result, lines, store
+
+
+def test_step_5_reports_every_run_to_one_bar(walk):
+    bars = walk[0].bars
+    assert len(bars["run"]) == 2  # step 4: train, then fine-tune, one bar each
+    (step,) = bars["step"]  # step 5: one bar for all its runs, planned and counted
+    finished = [e for e in step.events if isinstance(e, TrainFinished)]
+    assert step.planned == len(finished) == 4  # scratch for seeds 0 and 1; train and fine-tune for seed 1
+    assert sum(isinstance(e, EpochEnd) for e in step.events) == 25 + 25 + 25 + 10
+
+
+def test_the_runs_bar_counts_training_and_advisor_runs(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # rich draws the final bar once on a non-terminal
+    with RunsBar(3, enabled=True) as bar:
+        bar(TrainStarted("train", 2, 10, 0, 1))
+        bar(EpochEnd(2, 2, {"loss": 0.5}, {"accuracy": 0.9}, elapsed=0.1, eta=0.0))
+        bar(TrainFinished(2, False, None))
+        bar(AdviceStarted(runs=3, candidates=("scratch", "hidden1"), seeds=(0,), jobs=1, metric="val_accuracy"))
+        for i, cand in enumerate(("scratch", "hidden1", "hidden1+ft"), start=1):
+            bar(RunFinished(cand, 0, False, 0, 0.9, 0.1, done=i, total=3))
+    assert bar.done == bar.total == 4  # the advisor planned one run more than guessed
+    assert "run 4/4" in capsys.readouterr().err
+    with RunsBar(3, enabled=False) as quiet:  # off (--quiet, not a terminal): no callback for the runs
+        assert quiet is None
 
 
 def test_every_step_ran_and_said_so(walk):
@@ -111,3 +163,19 @@ def test_subprocess_quick_run(tmp_path):
     assert "[6/6] Serve over gRPC" in out.stdout and "stopped cleanly" in out.stdout
     assert out.stdout.strip().splitlines()[-1].startswith("Every step succeeded in ")
     assert Service(store).model_info("digits-5to9").version == 3
+
+
+def test_make_run_ends_by_saying_how_to_reach_the_reuse_command():
+    # -n prints the recipes without running them (no install, no walk-through).
+    recipe = subprocess.run(["make", "-n", "run"], cwd=ROOT, capture_output=True, text=True, timeout=60).stdout
+    lines = recipe.splitlines()
+    walk = next(i for i, line in enumerate(lines) if line.endswith("reuse quickstart"))
+    after = "\n".join(lines[walk + 1:])
+    assert "source .venv/bin/activate" in after and ".venv/bin/reuse" in after
+
+
+def test_readme_tour_says_to_activate_the_venv_before_the_first_command():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    tour = readme[readme.index("## A tour of the command line"):]
+    before_first_command = tour[:tour.index("\n$ reuse ")]
+    assert "source .venv/bin/activate" in before_first_command and ".venv/bin/reuse" in before_first_command

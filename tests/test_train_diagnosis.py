@@ -11,8 +11,9 @@ from train_helpers import toy_data
 
 from reuse.data import Dataset
 from reuse.errors import InvalidInput
+from reuse.lineage import HistorySegment
 from reuse.train import TrainConfig, train
-from reuse.train.curves import plot_curves
+from reuse.train.curves import curves_figure, plot_curves
 from reuse.train.diagnosis import diagnose
 
 
@@ -59,3 +60,34 @@ def test_learning_curves_png(tmp_path):
         plot_curves(history, tmp_path / "c.jpg")
     with pytest.raises(InvalidInput, match="has no training history"):
         plot_curves({}, tmp_path / "d.png", title="m:1")
+
+
+def _whole(ticks, last: int) -> list[float]:
+    return [t for t in ticks if 0.5 <= t <= last + 0.5]
+
+
+def test_learning_curves_span_the_lineage_with_a_marker_whole_epochs_and_a_floor():
+    rising = [0.2 + 0.77 * (1 - math.exp(-e / 10)) for e in range(100)]
+    train = HistorySegment("m:2", "train", {"loss": [2.0 - r for r in rising], "accuracy": rising})
+    flat = [0.96 + 0.02 * (e % 3 == 0) for e in range(50)]  # one sample of 50 flipping: not a cliff
+    tune = HistorySegment("m:3", "finetune hidden3", {"loss": [0.2] * 50, "accuracy": flat,
+                                                      "val_loss": [0.3] * 50, "val_accuracy": [0.9] * 50})
+    fig = curves_figure([train, tune], title="m:3", chance=0.2)
+    loss_ax, acc_ax = fig.axes
+    for ax in (loss_ax, acc_ax):
+        lines = {line.get_label(): line for line in ax.get_lines()}
+        assert list(lines["training"].get_xdata()) == list(range(1, 151))
+        val = lines["validation"].get_ydata()
+        assert np.isnan(val[:100]).all() and not np.isnan(val[100:]).any()  # validation only while tuning
+        markers = [line for line in ax.get_lines() if line.get_label() not in ("training", "validation")]
+        assert [list(m.get_xdata()) for m in markers] == [[100.5, 100.5]]  # where fine-tuning began
+        ticks = _whole(ax.get_xticks(), 150)
+        assert ticks and all(t == int(t) for t in ticks)
+    assert acc_ax.get_ylim()[0] == pytest.approx(0.2) and acc_ax.get_ylim()[1] >= 1.0  # chance level to 1
+    assert loss_ax.get_ylim()[0] == 0.0
+    assert "150 epochs along its lineage" in fig.texts[0].get_text()
+
+    short = curves_figure({"loss": [1.0, 0.5], "accuracy": [0.97, 0.98]}, chance=0.5)
+    for ax in short.axes:
+        assert _whole(ax.get_xticks(), 2) == [1, 2]  # no tick at epoch 1.5
+    assert short.axes[1].get_ylim()[0] == pytest.approx(0.5)

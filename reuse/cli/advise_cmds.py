@@ -11,7 +11,6 @@ from typing import Any
 
 import click
 
-from reuse.cli.advise_progress import AdviceProgressBar
 from reuse.cli.common import emit_json, get_service, json_option, store_option
 
 OPTIMIZERS = ("sgd", "adam", "rmsprop", "adamw", "nadam")
@@ -173,6 +172,8 @@ def advise_cmd(base: str, no_finetune: bool, budget: float | None, regression: b
     The recommendation is the simplest candidate that no other beats by more than the seed-to-seed
     noise; "reuse does not help here" when nothing beats training from scratch.
     """
+    from reuse.cli.advise_progress import AdviceProgressBar  # imports the advisor: not at CLI start-up
+
     cancel = threading.Event()
     with AdviceProgressBar(False if quiet else None) as bar, _ctrl_c_cancels(cancel):
         advice = get_service(store).advise(base, finetune=not no_finetune, budget_minutes=budget,

@@ -24,11 +24,13 @@ def quickstart_cmd(store: str | None, epochs: int | None, quick: bool, quiet: bo
     """Walk through the product on scikit-learn's digits: register the shipped example network, preview
     a scope, build a network for digits 5-9 from its reused layers, train and fine-tune it, compare with
     training from scratch, serve it over gRPC and call it. Exits 1 if any step fails."""
+    from reuse.cli.quickstart_progress import RunsBar
     from reuse.quickstart import QuickstartOptions, run_quickstart
 
     options = QuickstartOptions.quick(epochs) if quick else QuickstartOptions.full(epochs)
     run_quickstart(store, options=options, say=click.echo, example=Path(example) if example else None,
-                   progress=lambda: ProgressBar(False if quiet else None))
+                   progress=lambda: ProgressBar(False if quiet else None),
+                   step_progress=lambda runs: RunsBar(runs, enabled=False if quiet else None))
 
 
 COMMANDS = [quickstart_cmd]

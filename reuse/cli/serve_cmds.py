@@ -62,10 +62,14 @@ def serve_cmd(store: str | None, host: str, port: int, max_batch_size: int, max_
     sys.exit(run_server(service, config, ready))
 
 
-def _job_line(r) -> str:
+def _model_or_progress(r) -> str:
     ev = r.last_event
     progress = f"epoch {ev.epoch}/{ev.epochs}" if ev is not None and ev.epochs else ""
-    return "\t".join(x for x in (r.id, r.kind, r.state, r.model or progress, r.error) if x)
+    return r.model or progress
+
+
+def _job_line(r) -> str:
+    return "\t".join(x for x in (r.id, r.kind, r.state, _model_or_progress(r), r.error) if x)
 
 
 @click.command("jobs")
@@ -81,8 +85,14 @@ def jobs_cmd(store: str | None, state: str, kind: str, as_json: bool) -> None:
     if as_json:
         emit_json([r.to_dict() for r in records])
         return
-    for r in records:
-        click.echo(_job_line(r))
+    from reuse.text import short_time, table
+
+    if not records:
+        given = ", ".join(f"{k} {v!r}" for k, v in (("state", state), ("kind", kind)) if v)
+        click.echo(f"No jobs with {given}." if given else "No jobs.")
+        return
+    rows = [(r.id, r.kind, r.state, short_time(r.created), _model_or_progress(r), r.error) for r in records]
+    click.echo(table(["ID", "KIND", "STATE", "CREATED (UTC)", "MODEL / PROGRESS", "ERROR"], rows))
 
 
 @click.command("job")
@@ -126,6 +136,16 @@ def job_cmd(job_id: str, store: str | None, watch: bool, cancel: bool, as_json: 
 @json_option
 def infer_cmd(ref: str, input_path: str, out_path: str | None, store: str | None, as_json: bool) -> None:
     """Run NAME[:VERSION] on an array through the serving path (batched engine, or the server's v2 API).
+
+    The --input .npy holds float32 values, one row per sample, shaped like the model's input (`reuse
+    show NAME` prints its input shape). Make one from the x array of a data file, or from a built-in set:
+
+    \b
+      python -c "import numpy as np; np.save('x.npy', np.load('data.npz')['x'][:5].astype('float32'))"
+      python -c "import numpy as np; from reuse.data import load_data; np.save('x.npy', load_data('builtin:digits?classes=5-9&split=test').x[:5])"
+
+    A model with several inputs takes a .npz with one array per input name:
+    np.savez('x.npz', NAME1=..., NAME2=...).
 
     JSON: {"model": "NAME:VERSION", "outputs": {"NAME": nested lists}}.
     """

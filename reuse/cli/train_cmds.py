@@ -72,6 +72,16 @@ def _options(kw: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _ordered(metrics: dict[str, Any]) -> list[tuple[str, Any]]:
+    """Training figures first, each loss before its metric (loss, accuracy, val_loss, val_accuracy), as a
+    local run records them; a server's results arrive with their keys sorted, and print the same."""
+    return sorted(metrics.items(), key=lambda kv: (kv[0].startswith("val_"), kv[0].removeprefix("val_") != "loss"))
+
+
+def _figures(metrics: dict[str, Any]) -> str:
+    return "  ".join(f"{k} {v:.4f}" for k, v in _ordered(metrics))
+
+
 def _print_training(o: Any, verb: str) -> None:
     r = o.result
     cached = f"; cached frozen features of {', '.join(r.cached_layers)}" if r.cached_layers else ""
@@ -81,13 +91,14 @@ def _print_training(o: Any, verb: str) -> None:
         click.echo(f"  unfrozen: {', '.join(r.unfrozen)}")
     if r.bn_inference:
         click.echo(f"  batch normalisation kept in inference mode: {', '.join(r.bn_inference)}")
-    click.echo("  " + "  ".join(f"{k} {v:.4f}" for k, v in r.metrics.items()))
+    # The progress bar showed running training-mode means; these are re-measured after training.
+    click.echo(f"  final (inference mode): {_figures(r.metrics)}")
     if r.diverged:
         click.echo("  warning: the training loss diverged (NaN/inf); see `reuse report`")
     if o.seeds:
         n = len(next(iter(o.seeds.values()))["values"])
         click.echo(f"  over {n} seeds: " + "  ".join(f"{k} {s['mean']:.4f} ± {s['std']:.4f}"
-                                                      for k, s in o.seeds.items()))
+                                                      for k, s in _ordered(o.seeds)))
 
 
 _TRAIN_JSON = ("JSON keys: model, parent, metrics, history, epochs_run, best_epoch, stopped_early, diverged, "
@@ -147,7 +158,7 @@ def evaluate_cmd(ref: str, data: str, label: str | None, relabel: bool, store: s
     if as_json:
         emit_json(r)
         return
-    metrics = "  ".join(f"{k} {v:.4f}" for k, v in r.items() if k not in ("model", "data", "samples"))
+    metrics = _figures({k: v for k, v in r.items() if k not in ("model", "data", "samples")})
     click.echo(f"{r['model']} on {r['data']} ({r['samples']} samples): {metrics}")
 
 
@@ -193,7 +204,7 @@ def report_cmd(ref: str, plot: str | None, store: str | None, as_json: bool) -> 
     click.echo(f"{r.info.ref}: {len(h.get('loss', []))} epochs recorded")
     metrics = {k: v for k, v in (r.info.metrics or {}).items() if isinstance(v, (int, float))}
     if metrics:
-        click.echo("  " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+        click.echo("  " + _figures(metrics))
     if not r.findings:
         click.echo("Diagnosis: no learning, generalization or prediction problem found.")
     for f in r.findings:
@@ -202,7 +213,14 @@ def report_cmd(ref: str, plot: str | None, store: str | None, as_json: bool) -> 
         for remedy in f.remedies:
             click.echo(f"  try: {remedy}")
     if r.plot:
-        click.echo(f"Learning curves written to {r.plot}")
+        along = ""
+        if len(r.plotted) > 1:
+            spans, start = [], 1
+            for seg in r.plotted:
+                spans.append(f"{seg.model} {seg.operation} {start}-{start + seg.epochs - 1}")
+                start += seg.epochs
+            along = f" ({start - 1} epochs along the lineage: epochs {', '.join(spans)})"
+        click.echo(f"Learning curves written to {r.plot}{along}")
 
 
 @click.command("pretrain", epilog="JSON keys: model, mode, depths (depth, train_accuracy, test_accuracy, "

@@ -12,8 +12,26 @@ def _fmt(values: dict[str, float]) -> str:
     return "  ".join(f"{k} {v:.4f}" for k, v in values.items())
 
 
+def epoch_figures(event: EpochEnd) -> str:
+    """An epoch's figures, each labelled with the mode it was measured in.
+
+    The training figures are running means over the epoch's batches in training mode (dropout active,
+    weights changing batch to batch), so they differ from the final figures the commands print, which
+    are measured afterwards in inference mode; validation figures are measured in inference mode at the
+    end of the epoch.
+    """
+    values = {**event.losses, **event.metrics}
+    train = {k: v for k, v in values.items() if not k.startswith("val_")}
+    val = {k: v for k, v in values.items() if k.startswith("val_")}
+    text = f"(training mode) {_fmt(train)}"
+    return f"{text}  (inference mode) {_fmt(val)}" if val else text
+
+
 class ProgressBar:
-    """Callable for ``progress=``: one bar per training phase; silent unless stderr is a terminal."""
+    """Callable for ``progress=``: one bar per training phase; silent unless stderr is a terminal.
+
+    The bar reads ``epoch N/M (training mode) loss ... accuracy ...``: see :func:`epoch_figures`.
+    """
 
     def __init__(self, enabled: bool | None = None) -> None:
         self.enabled = sys.stderr.isatty() if enabled is None else enabled
@@ -28,10 +46,10 @@ class ProgressBar:
 
     def _start(self) -> None:
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+        from rich.progress import BarColumn, Progress, TextColumn
 
         self._progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.description}"), BarColumn(), TextColumn("epoch {task.completed:.0f}/{task.total:.0f}"),
             TextColumn("{task.fields[info]}"), TextColumn("ETA {task.fields[eta]}"),
             console=Console(stderr=True), transient=False)
         self._progress.start()
@@ -48,7 +66,7 @@ class ProgressBar:
                 name = f"{name} {event.phase}/{event.phases}"
             self._task = p.add_task(name, total=event.epochs, info="", eta="?")
         elif isinstance(event, EpochEnd) and self._task is not None:
-            p.update(self._task, completed=event.epoch, info=_fmt({**event.losses, **event.metrics}),
+            p.update(self._task, completed=event.epoch, info=epoch_figures(event),
                      eta=f"{event.eta:.1f}s")
         elif isinstance(event, TrainFinished) and self._task is not None:
             p.update(self._task, total=event.epochs_run, completed=event.epochs_run, eta="done")

@@ -8,13 +8,23 @@ seed-to-seed noise. When this checkout has the full advisor (``Service.advise``)
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
 from reuse.advise import Candidate, CandidateResult, recommend
 from reuse.quickstart import plan
 from reuse.quickstart.output import Out, pct
-from reuse.quickstart.steps import ProgressFactory, ReuseRun, no_progress, run_build, run_reuse, test_accuracy
+from reuse.quickstart.steps import (
+    ProgressFactory,
+    ReuseRun,
+    StepProgressFactory,
+    no_progress,
+    no_step_progress,
+    run_build,
+    run_reuse,
+    test_accuracy,
+)
 from reuse.quickstart.steps import trainable_params as count_trainable
 from reuse.service import Service
 from reuse.store import ModelInfo
@@ -74,19 +84,38 @@ def run_scratch(service: Service, architecture_of: ModelInfo, name: str, options
     return o.info.ref, test_accuracy(service, o.info.ref)
 
 
+ADVISOR_DEPTHS = (0, 1, 2, 3)
+
+
+def planned_runs(service: Service, options: plan.QuickstartOptions) -> int:
+    """Training runs step 5 makes: scratch for every seed, train + fine-tune for seeds after 0 (seed 0's
+    are step 4's), and the advisor's: scratch, and each depth frozen and fine-tuned, for every seed."""
+    runs = options.seeds + 2 * (options.seeds - 1)
+    if options.advisor and getattr(service, "advise", None) is not None:
+        runs += (1 + 2 * (len(ADVISOR_DEPTHS) - 1)) * options.seeds
+    return runs
+
+
 def compare(service: Service, out: Out, base_ref: str, first: ReuseRun, options: plan.QuickstartOptions,
-            progress: ProgressFactory) -> Comparison:
+            step_progress: StepProgressFactory = no_step_progress) -> Comparison:
+    """Step 5. ``step_progress`` makes one progress callback for all its runs (see StepProgressFactory)."""
     seeds = tuple(range(options.seeds))
     out.line(f"the same architecture, every layer trainable, fresh weights; {len(seeds)} seed(s) per approach "
              f"({options.epochs} epochs; fine-tuning {options.finetune_epochs} more)")
+    with step_progress(planned_runs(service, options)) as bar:
+        return _compare(service, out, base_ref, first, options, seeds, lambda: nullcontext(bar), bar)
+
+
+def _compare(service: Service, out: Out, base_ref: str, first: ReuseRun, options: plan.QuickstartOptions,
+             seeds: tuple[int, ...], progress: ProgressFactory, bar: Any) -> Comparison:
     runs = [first]
     scratch: list[tuple[str, float]] = []
     for seed in seeds:
         if seed > 0:
             built = run_build(service, base_ref, f"{plan.NEW}-seed{seed}", seed)
-            runs.append(run_reuse(service, built, options, seed))
+            runs.append(run_reuse(service, built, options, seed, progress))
         name = plan.SCRATCH if seed == 0 else f"{plan.SCRATCH}-seed{seed}"
-        scratch.append(run_scratch(service, first.built, name, options, seed, progress if seed == 0 else no_progress))
+        scratch.append(run_scratch(service, first.built, name, options, seed, progress))
     approaches = (
         Approach("scratch (same architecture)", tuple(a for _, a in scratch),
                  count_trainable(service, scratch[0][0]), tuple(r for r, _ in scratch)),
@@ -106,11 +135,12 @@ def compare(service: Service, out: Out, base_ref: str, first: ReuseRun, options:
     gap = 100.0 * (best_reuse.mean - scratch_row.mean)
     out.line(f"best reuse approach ({best_reuse.label}) vs scratch: {gap:+.1f} points of mean test accuracy")
     out.line(f"verdict: {rec.reason}")
-    advisor = run_advisor(service, out, base_ref, options) if options.advisor else None
+    advisor = run_advisor(service, out, base_ref, options, bar) if options.advisor else None
     return Comparison(approaches, seeds, rec.reuse_helps, rec.reason, advisor)
 
 
-def run_advisor(service: Service, out: Out, base_ref: str, options: plan.QuickstartOptions) -> dict[str, Any] | None:
+def run_advisor(service: Service, out: Out, base_ref: str, options: plan.QuickstartOptions,
+                progress: Any = None) -> dict[str, Any] | None:
     """``reuse advise`` on the same task, when this checkout has the advisor; says so when it does not."""
     advise = getattr(service, "advise", None)
     if advise is None:
@@ -119,8 +149,8 @@ def run_advisor(service: Service, out: Out, base_ref: str, options: plan.Quickst
         return None
     out.line(f"reuse advise {base_ref} --data '{plan.TRAIN_DATA}' --classes {plan.CLASSES} --depths 0,1,2,3 "
              f"--seeds {options.seeds}   (scores on a validation split of the training images)")
-    advice = advise(base_ref, plan.TRAIN_DATA, classes=plan.CLASSES, depths=[0, 1, 2, 3], seeds=options.seeds,
-                    epochs=2 * options.epochs)
+    advice = advise(base_ref, plan.TRAIN_DATA, classes=plan.CLASSES, depths=list(ADVISOR_DEPTHS),
+                    seeds=options.seeds, epochs=2 * options.epochs, progress=progress)
     doc = advice.to_dict()
     rows = [(r["candidate"], pct(r["mean"]), pct(r["std"]), "<-" if r.get("recommended") else "")
             for r in doc["rows"]]

@@ -18,8 +18,10 @@ from reuse.quickstart.serving import ServeResult, serve_and_call
 from reuse.quickstart.steps import (
     ProgressFactory,
     ReuseRun,
+    StepProgressFactory,
     build_new,
     no_progress,
+    no_step_progress,
     preview_scope,
     register_example,
     train_and_finetune,
@@ -54,14 +56,17 @@ class QuickstartResult:
 
 def run_quickstart(store: str | os.PathLike[str] | None = None, *,
                    options: plan.QuickstartOptions | None = None, say: Say = print,
-                   progress: ProgressFactory = no_progress, example: Path | None = None) -> QuickstartResult:
+                   progress: ProgressFactory = no_progress, example: Path | None = None,
+                   step_progress: StepProgressFactory = no_step_progress) -> QuickstartResult:
     """Run the six steps in order; raise at the first that fails (after saying which).
 
     Args:
         store: the store folder; a fresh temporary folder when None.
         options: epochs, seeds (default :class:`QuickstartOptions`).
         say: where output lines go.
-        progress: makes a progress callback (a context manager) for each training run.
+        progress: makes a progress callback (a context manager) for each training run of step 4.
+        step_progress: makes one progress callback for all of step 5's runs, given how many are planned
+            (the comparison's and the advisor's; see :data:`reuse.quickstart.steps.StepProgressFactory`).
         example: the example model file (default: the one shipped in ``models/``).
     """
     t0 = time.perf_counter()
@@ -90,7 +95,7 @@ def run_quickstart(store: str | os.PathLike[str] | None = None, *,
     result.built = built.ref
     result.run = step(4, lambda: train_and_finetune(service, out, built, options, progress))
     run = result.run
-    result.comparison = step(5, lambda: compare(service, out, result.base, run, options, progress))
+    result.comparison = step(5, lambda: compare(service, out, result.base, run, options, step_progress))
     result.served = step(6, lambda: serve_and_call(root, out, run.finetuned.info.ref))
     result.seconds = time.perf_counter() - t0
     _summary(service, out, result, run, result.comparison, result.served)

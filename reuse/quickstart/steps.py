@@ -21,9 +21,16 @@ from reuse.text import human_bytes, shape
 from reuse.train.output import TrainOutcome
 
 ProgressFactory = Callable[[], AbstractContextManager[Any]]
+# Makes the progress callback (a context manager) of a step of several runs, given how many are planned:
+# it receives the training events of every run and the advisor's events (reuse.advise.events).
+StepProgressFactory = Callable[[int], AbstractContextManager[Any]]
 
 
 def no_progress() -> AbstractContextManager[Any]:
+    return nullcontext(None)
+
+
+def no_step_progress(runs: int) -> AbstractContextManager[Any]:
     return nullcontext(None)
 
 

@@ -47,9 +47,12 @@ class PretrainOutcome:
 
 @dataclass
 class Report:
+    """``plotted``: the :class:`reuse.lineage.HistorySegment` list the plot drew (empty without a plot)."""
+
     info: Any
     findings: list[Any]
     plot: str | None = None
+    plotted: list[Any] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.info.ref, "history": self.info.history, "metrics": self.info.metrics,
