@@ -262,3 +262,19 @@ def test_grpc_build_job_on_a_graph(graphs):
         channel.close()
     finally:
         server.stop()
+
+
+def test_advisor_depths_on_a_graph_build(tmp_path):
+    from reuse.advise.plan import depth_layers, plan_candidates
+
+    store = ModelStore(tmp_path / "store")
+    x = keras.Input((8,), name="x")
+    a = keras.layers.Dense(6, name="a")(x)
+    c = keras.layers.Dense(6, name="c")(x)
+    b = keras.layers.Dense(6, name="b")(a)
+    s = keras.layers.Add(name="add")([b, c])
+    store.register(keras.Model(x, keras.layers.Dense(2, activation="softmax", name="out")(s)), "fork")
+    assert depth_layers(store, "fork") == [("a",), ("a", "b"), ("a", "b", "c", "add")]
+    plan = plan_candidates(store, "fork")
+    for k in (1, 2, 3):
+        assert build_network(store, "fork", plan.plans[k].scope, classes=2).model.output_shape == (None, 2)

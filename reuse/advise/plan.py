@@ -86,16 +86,40 @@ def exact_scope(names: Sequence[str]) -> str:
 
 
 def depth_layers(store: ModelStore, ref: str) -> list[tuple[str, ...]]:
-    """For ``k`` = 1..N, the base layers depth ``k`` selects (index ``k - 1``)."""
+    """For ``k`` = 1..N, the base layers depth ``k`` selects (index ``k - 1``).
+
+    Depth ``k`` reuses the layers (paths, base order) before the ``k+1``-th layer with weights. On a graph
+    that is not a chain only the depths whose layers form a part of the graph that can stand alone (one
+    exit, no gap: e.g. the end of a residual block, not its middle) are candidates, numbered in order.
+    """
+    from reuse.errors import IncompatibleShapes
+    from reuse.subgraph import plan_subgraph
+
     arch = parse_architecture(store.model_config(ref))
     params = {row.name: row.params for row in store.layers(ref)}
+    params.update({row["path"]: int(row.get("params", 0)) for row in store.nested_layers(ref)})
     nodes = list(arch.layers)
     weighted = [i for i, n in enumerate(nodes) if params.get(n.name, 0) > 0]
     out = []
     for k in range(1, len(weighted)):
-        chosen = [n.name for n in nodes[:weighted[k]] if n.class_name not in INFERENCE_IDENTITY]
-        out.append(tuple(chosen))
+        chosen = tuple(n.name for n in nodes[:weighted[k]] if n.class_name not in INFERENCE_IDENTITY)
+        try:
+            plan_subgraph(arch, chosen)
+        except IncompatibleShapes:
+            continue
+        out.append(chosen)
     return out
+
+
+def depth_scope(names: Sequence[str], layers: Sequence[str]) -> str:
+    """The scope of a depth candidate: its layers by name, or a compact form when that is too long."""
+    scope = exact_scope(layers)
+    if len(scope) <= MAX_PATTERN_LENGTH:
+        return scope
+    compact = _compact(layers, set(layers), _Prefixes(names), {})
+    if select_layers(names, compact).matched == tuple(layers):
+        return compact
+    return scope
 
 
 def parse_depths(text: str | Sequence[int] | None, max_depth: int, what: str) -> tuple[int, ...]:
@@ -360,7 +384,8 @@ def plan_candidates(store: ModelStore, base_ref: str, *, depths: str | Sequence[
         chains = depth_layers(store, ref)
         if not chains:
             raise InvalidInput(f"{ref} has no layer with weights below its output layer: nothing to reuse")
-        plans = {k: DepthPlan(k, exact_scope(layers), layers) for k, layers in enumerate(chains, start=1)}
+        names = parse_architecture(store.model_config(ref)).names
+        plans = {k: DepthPlan(k, depth_scope(names, layers), layers) for k, layers in enumerate(chains, start=1)}
         what = f"{ref} ({len(chains)} reusable layer(s) with weights)"
     max_depth = len(plans)
     chosen = parse_depths(depths, max_depth, what)
