@@ -83,7 +83,7 @@ def decode_request(request: pb.ModelInferRequest, sig: ModelSignature) -> tuple[
     raw = request.raw_input_contents
     if raw and len(raw) != len(request.inputs):
         raise InvalidInput(f"raw_input_contents has {len(raw)} entries; expected one per input ({len(request.inputs)})")
-    arrays = []
+    arrays: list[np.ndarray] = []
     for spec in sig.inputs:
         i = by_name[spec.name]
         tensor = request.inputs[i]
@@ -91,6 +91,10 @@ def decode_request(request: pb.ModelInferRequest, sig: ModelSignature) -> tuple[
         if tensor.datatype != want_dt:
             raise InvalidInput(f"input {spec.name!r}: datatype {tensor.datatype or '(empty)'}, expected {want_dt}")
         shape = _check_shape(spec, tensor.shape)
+        if arrays and shape[0] != arrays[0].shape[0]:
+            raise InvalidInput(f"inputs have different row counts ({arrays[0].shape[0]} and {shape[0]}); expected "
+                               f"equal (input {sig.inputs[0].name!r} has {arrays[0].shape[0]} rows, "
+                               f"{spec.name!r} {shape[0]})")
         dtype = NP_OF[want_dt]
         count = int(np.prod(shape, dtype=np.int64))
         if raw:
