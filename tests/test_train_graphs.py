@@ -235,3 +235,53 @@ def test_service_trains_evaluates_and_predicts_with_named_arrays(tmp_path):
     np.savez(tmp_path / "half.npz", x_left=arrays["x_left"], y=arrays["y"])
     with pytest.raises(InvalidInput, match="no array for input\\(s\\) 'x_right'"):
         service.evaluate_model("pair:2", str(tmp_path / "half.npz"))
+
+
+# -- the CSV label rule, string labels -------------------------------------------------------------
+
+def test_predict_takes_the_last_csv_column_as_the_label_unless_told_there_is_none(tmp_path):
+    from click.testing import CliRunner
+    from conftest import make_mlp
+
+    from reuse.cli import cli
+
+    store = tmp_path / "store"
+    Service(store).store.register(make_mlp(n_in=2, hidden=(4,), n_out=2), "m")
+    rows = np.random.default_rng(0).normal(size=(4, 2)).round(3)
+    (tmp_path / "labelled.csv").write_text("".join(f"{a},{b},{i % 2}\n" for i, (a, b) in enumerate(rows)))
+    (tmp_path / "bare.csv").write_text("".join(f"{a},{b}\n" for a, b in rows))
+    args = ["predict", "m", "--store", str(store), "--json", "--data"]
+    run = CliRunner().invoke
+    a = run(cli, [*args, str(tmp_path / "labelled.csv")], catch_exceptions=False)
+    b = run(cli, [*args, str(tmp_path / "bare.csv"), "--no-label"], catch_exceptions=False)
+    assert a.exit_code == 0 and b.exit_code == 0 and a.output == b.output.replace("bare.csv", "labelled.csv")
+    bad = run(cli, [*args, str(tmp_path / "bare.csv")])
+    assert bad.exit_code == 1 and "expects samples of shape (2,)" in bad.output
+    ev = run(cli, ["evaluate", "m", "--store", str(store), "--data", str(tmp_path / "labelled.csv")])
+    assert ev.exit_code == 0 and "(4 samples)" in ev.output
+    assert "--no-label" in run(cli, ["predict", "--help"]).output
+
+
+def test_string_labels_are_named_in_errors_and_their_mapping_is_shown(tmp_path):
+    from click.testing import CliRunner
+    from conftest import make_mlp
+
+    from reuse.cli import cli
+
+    store = tmp_path / "store"
+    Service(store).store.register(make_mlp(n_in=2, hidden=(4,), n_out=2), "m")
+    (tmp_path / "few.csv").write_text("a,b,kind\n1,2,cat\n3,4,dog\n5,6,cat\n7,8,dog\n")
+    (tmp_path / "many.csv").write_text("a,b,kind\n1,2,cat\n3,4,dog\n5,6,emu\n7,8,fox\n")
+    run = CliRunner().invoke
+    ok = run(cli, ["train", "m", "--store", str(store), "--data", str(tmp_path / "few.csv"), "--epochs", "1",
+                   "--quiet"], catch_exceptions=False)
+    assert ok.exit_code == 0 and "labels mapped to classes (recorded with the model): 0 cat, 1 dog" in ok.output
+    assert Service(store).store.info("m:2").class_names == ["cat", "dog"]
+    bad = run(cli, ["train", "m:1", "--store", str(store), "--data", str(tmp_path / "many.csv")])
+    assert bad.exit_code == 1
+    assert "labels ['emu', 'fox'] are out of range for model" in bad.output
+    assert "labels must be integers 0..1 or class names" in bad.output
+    unknown = run(cli, ["evaluate", "m:2", "--store", str(store), "--data", str(tmp_path / "many.csv")])
+    assert unknown.exit_code == 1
+    assert "labels ['emu', 'fox'] are not among the classes ['cat', 'dog']; labels must be integers 0..1" \
+        in unknown.output
