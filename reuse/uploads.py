@@ -131,7 +131,7 @@ def _check_array_names(names: list[str], found: str, what: str = "array") -> Non
     features = [n for n in names if n != "y"]
     if "x" in names or (features and "y" in names) or len(features) >= 2:
         return
-    raise InvalidInput(f"{found} {names}; expected at least {what} 'x' (and 'y'), or one {what} per model "
+    raise InvalidInput(f"{found} {names}; expected at least 'x' (and 'y'), or one {what} per model "
                        "input named after it (and 'y')")
 
 

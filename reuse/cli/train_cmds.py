@@ -80,8 +80,8 @@ def _print_training(o: Any, verb: str) -> None:
         click.echo(f"  unfrozen: {', '.join(r.unfrozen)}")
     if r.bn_inference:
         click.echo(f"  batch normalisation kept in inference mode: {', '.join(r.bn_inference)}")
-    if r.class_names:
-        mapping = ", ".join(f"{i} {name}" for i, name in enumerate(r.class_names))
+    if o.info.class_names:
+        mapping = ", ".join(f"{i} {name}" for i, name in enumerate(o.info.class_names))
         click.echo(f"  labels mapped to classes (recorded with the model): {mapping}")
     click.echo("  " + "  ".join(f"{k} {v:.4f}" for k, v in r.metrics.items()))
     if r.diverged:
