@@ -10,7 +10,7 @@ import pytest
 from reuse.data import Dataset, check_for_model, load_data, split_stratified, split_validation
 from reuse.errors import InvalidInput
 from reuse.service import Service
-from reuse.train import TrainConfig, evaluate, predict, train
+from reuse.train import TrainConfig, evaluate, finetune, predict, train
 from reuse.train.api import copy_model
 from reuse.train.network import cache_split
 
@@ -206,6 +206,58 @@ def test_frozen_mobilenet_base_is_cached_with_the_same_weights_as_no_cache():
                         TrainConfig(epochs=1, batch_size=16, optimizer="adam", lr=0.01, seed=2),
                         ["mobilenetv2_1.00_32"])
     assert ra.cached_layers == ("mobilenetv2_1.00_32", "gap")
+
+
+def nested_base(seed: int = 0) -> keras.Model:
+    keras.utils.set_random_seed(seed)
+    base = keras.Sequential([keras.Input((8,)), keras.layers.Dense(8, activation="relu", name="b1"),
+                             keras.layers.BatchNormalization(name="bbn"),
+                             keras.layers.Dense(8, activation="relu", name="b2"),
+                             keras.layers.Dense(6, activation="relu", name="b3")], name="base")
+    base.trainable = False
+    inp = keras.Input((8,), name="features")
+    h = keras.layers.Dense(5, activation="relu", name="head1")(base(inp))
+    return keras.Model(inp, keras.layers.Dense(3, activation="softmax", name="head2")(h), name="outer")
+
+
+def test_a_partly_unfrozen_nested_model_is_cached_up_to_its_trained_layers():
+    rng = np.random.default_rng(0)
+    y = np.arange(40) % 3
+    x = (rng.normal(size=(40, 8)) + y[:, None]).astype(np.float32)
+    data, val = Dataset(x, y, "d"), Dataset(x[:10], y[:10], "v")
+    cfg = TrainConfig(epochs=2, batch_size=8, optimizer="adam", lr=0.01, seed=1)
+    a = nested_base()
+    b = copy_model(a)
+    assert train(a, data, cfg).cached_layers == ("base",)  # frozen whole: one call
+    train(b, data, cfg)
+    before, nodes = weights_by_layer(a.get_layer("base")), node_counts(a)
+    ra = finetune(a, "b3", data, cfg, val=val)
+    rb = finetune(b, "b3", data, cfg.with_(cache=False), val=val)
+    assert ra.cached_layers == ("b1", "bbn", "b2") and rb.cached_layers == ()
+    assert node_counts(a) == nodes
+    for wa, wb in zip(a.get_weights(), b.get_weights(), strict=True):
+        np.testing.assert_allclose(wa, wb, rtol=1e-4, atol=1e-5)
+    after = weights_by_layer(a.get_layer("base"))
+    assert all(np.array_equal(p, q) for n in ("b1", "bbn", "b2") for p, q in zip(before[n], after[n], strict=True))
+    assert not np.array_equal(before["b3"][0], after["b3"][0])
+
+
+@pytest.mark.slow
+def test_finetuning_the_top_of_a_nested_mobilenet_caches_the_frozen_blocks():
+    rng = np.random.default_rng(0)
+    y = np.arange(24) % 3
+    x = rng.uniform(size=(24, 32, 32, 3)).astype(np.float32)
+    data = Dataset(x, y, "img")
+    cfg = TrainConfig(epochs=1, batch_size=8, optimizer="sgd", lr=0.01, seed=2)
+    a = mobilenet_head()
+    b = copy_model(a)
+    scope = "block_16_.*|Conv_1|Conv_1_bn"
+    ra = finetune(a, scope, data, cfg)
+    rb = finetune(b, scope, data, cfg.with_(cache=False))
+    assert "block_15_add" in ra.cached_layers and "block_16_expand" not in ra.cached_layers
+    assert rb.cached_layers == () and ra.unfrozen == rb.unfrozen
+    for wa, wb in zip(a.get_weights(), b.get_weights(), strict=True):
+        np.testing.assert_allclose(wa, wb, rtol=1e-4, atol=1e-5)
 
 
 def test_no_cut_when_nothing_frozen_or_only_inputs_cross():

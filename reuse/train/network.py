@@ -71,9 +71,9 @@ def _node_of(tensor: Any) -> tuple[Any, Any]:
     return history.operation, history.operation._inbound_nodes[history.node_index]
 
 
-def graph_nodes(model: Any) -> list[tuple[Any, list[Any], list[Any]]] | None:
-    """``(operation, input tensors, output tensors)`` of each call in ``model``'s graph, inputs first
-    (a nested model is one call); ``None`` when the model has no symbolic graph to walk."""
+def graph_nodes(model: Any) -> list[tuple[Any, list[Any], list[Any], Any]] | None:
+    """``(operation, input tensors, output tensors, node)`` of each call in ``model``'s graph, inputs
+    first (a nested model is one call); ``None`` when the model has no symbolic graph to walk."""
     try:
         inputs, outputs = list(model.inputs), list(model.outputs)
     except (AttributeError, ValueError):
@@ -81,7 +81,7 @@ def graph_nodes(model: Any) -> list[tuple[Any, list[Any], list[Any]]] | None:
     if not inputs or not outputs:
         return None
     sources = {id(t) for t in inputs}
-    order: list[tuple[Any, list[Any], list[Any]]] = []
+    order: list[tuple[Any, list[Any], list[Any], Any]] = []
     seen: set[int] = set()
     # Iterative post-order walk from the outputs back to the inputs.
     stack: list[tuple[Any, bool]] = [(t, False) for t in reversed(outputs)]
@@ -98,7 +98,7 @@ def graph_nodes(model: Any) -> list[tuple[Any, list[Any], list[Any]]] | None:
         ins = list(node.input_tensors)
         if expanded:
             seen.add(id(node))
-            order.append((op, ins, list(node.output_tensors)))
+            order.append((op, ins, list(node.output_tensors), node))
             continue
         if not ins:  # an input layer that is not one of the model's inputs, or a constant
             return None
@@ -151,7 +151,7 @@ def find_cut(model: Any, train_vars: Sequence[Any]) -> tuple[list[Any], list[Any
     trained = {id(v) for v in train_vars}
     fixed: set[int] = {id(t) for t in model.inputs}
     cached_ops: list[Any] = []
-    for op, ins, outs in nodes:
+    for op, ins, outs, _ in nodes:
         if all(id(t) in fixed for t in ins) and _cacheable(op, trained):
             fixed.update(id(t) for t in outs)
             if all(op is not o for o in cached_ops):
@@ -159,7 +159,7 @@ def find_cut(model: Any, train_vars: Sequence[Any]) -> tuple[list[Any], list[Any
     if any(id(t) in fixed for t in model.outputs):
         return None
     cut: list[Any] = []
-    for _, ins, outs in nodes:
+    for _, ins, outs, _ in nodes:
         if id(outs[0]) in fixed:
             continue
         for t in ins:
@@ -175,16 +175,19 @@ def _one_or_list(tensors: list[Any]) -> Any:
     return tensors[0] if len(tensors) == 1 else tensors
 
 
-def _restoring_graph(model: Any, nodes: list[tuple[Any, list[Any], list[Any]]]) -> Any:
+def _restoring_graph(model: Any) -> Any:
     """Snapshot the graph's bookkeeping; the returned function puts it back.
 
-    A sub-model over intermediate tensors makes Keras clone the graph nodes it needs: it appends nodes
-    to the shared layers (the input layers of pass-through inputs too) and re-points those tensors'
-    ``_keras_history``. Putting both back keeps the model's own graph, as saving and code reading a
-    layer's ``input``/``output`` see it, unchanged; the sub-models keep their own node lists.
+    A sub-model over intermediate tensors makes Keras clone the graph nodes it needs, and opening a
+    nested model calls its layers on new symbolic tensors: both append nodes to the shared layers (the
+    input layers of pass-through inputs too) and the first re-points those tensors' ``_keras_history``.
+    Putting both back keeps the model's own graph, as saving and code reading a layer's
+    ``input``/``output`` see it, unchanged; the sub-models keep their own node lists.
     """
-    tensors = list(model.inputs) + [t for _, _, outs in nodes for t in outs]
-    ops = [t._keras_history.operation for t in model.inputs] + [op for op, _, _ in nodes]
+    nodes = graph_nodes(model) or []
+    tensors = list(model.inputs) + [t for _, _, outs, _ in nodes for t in outs]
+    ops = ([t._keras_history.operation for t in model.inputs] + [n[0] for n in nodes]
+           + list(model._flatten_layers(include_self=False, recursive=True)))
     unique = list({id(op): op for op in ops}.values())
     saved_ops = [(x, list(x._inbound_nodes), list(x._outbound_nodes)) for x in unique]
     saved_history = [(t, t._keras_history) for t in tensors]
@@ -199,23 +202,63 @@ def _restoring_graph(model: Any, nodes: list[tuple[Any, list[Any], list[Any]]]) 
     return restore
 
 
+def _is_graph_model(op: Any) -> bool:
+    import keras
+
+    return isinstance(op, keras.Model) and graph_nodes(op) is not None
+
+
+def opened_graph(model: Any, train_vars: Sequence[Any]) -> Any:
+    """``model``, or, when a nested model in it is not cacheable whole (some of its layers train, or
+    it holds dropout), an equivalent functional model over the same layers with such nested models
+    opened up (their layers called directly), so the cut can reach inside them. Nested models that
+    are cacheable whole stay one call."""
+    import keras
+    from keras import tree
+
+    trained = {id(v) for v in train_vars}
+
+    def to_open(op: Any) -> bool:
+        return _is_graph_model(op) and not _cacheable(op, trained)
+
+    nodes = graph_nodes(model)
+    if not nodes or not any(to_open(op) for op, _, _, _ in nodes):
+        return model
+
+    def replay(sub: Any, given: list[Any]) -> list[Any]:
+        local = {id(t): v for t, v in zip(sub.inputs, given, strict=True)}
+        for op, ins, outs, node in graph_nodes(sub) or []:
+            if to_open(op):
+                vals = replay(op, [local[id(t)] for t in ins])
+            else:
+                args, kwargs = node.arguments.fill_in(local)
+                vals = tree.flatten(op(*args, **kwargs))
+            local.update((id(t), v) for t, v in zip(outs, vals, strict=True))
+        return [local[id(t)] for t in sub.outputs]
+
+    inputs = [keras.Input(batch_shape=t.shape, dtype=t.dtype, name=t.name) for t in model.inputs]
+    outputs = replay(model, inputs)
+    return keras.Model(_one_or_list(inputs), _one_or_list(outputs), name=f"{model.name}_opened")
+
+
 def cache_split(model: Any, train_vars: Sequence[Any]) -> CacheSplit | None:
     """Split ``model`` at the cut :func:`find_cut` finds: a prefix model from the inputs to the cut
     tensors and a rest model from them to the outputs, over the same layers; ``None`` when there is
     nothing worth caching."""
     import keras
 
-    found = find_cut(model, train_vars)
-    if found is None:
-        return None
-    cut, cached_ops = found
-    restore = _restoring_graph(model, graph_nodes(model) or [])
+    restore = _restoring_graph(model)
     try:
-        prefix = keras.Model(_one_or_list(list(model.inputs)), _one_or_list(cut), name=f"{model.name}_cached")
-        rest = keras.Model(_one_or_list(cut), _one_or_list(list(model.outputs)), name=f"{model.name}_rest")
+        graph = opened_graph(model, train_vars)
+        found = find_cut(graph, train_vars)
+        if found is None:
+            return None
+        cut, cached_ops = found
+        prefix = keras.Model(_one_or_list(list(graph.inputs)), _one_or_list(cut), name=f"{model.name}_cached")
+        rest = keras.Model(_one_or_list(cut), _one_or_list(list(graph.outputs)), name=f"{model.name}_rest")
     finally:
         restore()
-    order = {id(x): i for i, x in enumerate(model.layers)}
+    order = {id(x): i for i, x in enumerate(graph.layers)}
     layers = sorted((op for op in cached_ops if type(op).__name__ != "InputLayer"
                      and hasattr(op, "_flatten_layers")), key=lambda x: order.get(id(x), len(order)))
     return CacheSplit(prefix=prefix, rest=rest, layers=layers)
