@@ -242,6 +242,17 @@ def test_a_partly_unfrozen_nested_model_is_cached_up_to_its_trained_layers():
     assert not np.array_equal(before["b3"][0], after["b3"][0])
 
 
+def test_a_nested_model_reusing_an_outer_layer_name_stays_one_call():
+    keras.utils.set_random_seed(0)
+    base = keras.Sequential([keras.Input((8,)), keras.layers.Dense(8, name="low", trainable=False),
+                             keras.layers.Dense(8, name="top")], name="base")
+    inp = keras.Input((8,), name="features")
+    h = keras.layers.Dense(4, name="top")(base(inp))
+    model = keras.Model(inp, keras.layers.Dense(3, activation="softmax", name="out")(h))
+    assert cache_split(model, model.trainable_variables) is None
+    assert train(model, Dataset(np.zeros((8, 8), np.float32), np.arange(8) % 3, "z"), CFG).cached_layers == ()
+
+
 @pytest.mark.slow
 def test_finetuning_the_top_of_a_nested_mobilenet_caches_the_frozen_blocks():
     rng = np.random.default_rng(0)

@@ -238,7 +238,11 @@ def opened_graph(model: Any, train_vars: Sequence[Any]) -> Any:
 
     inputs = [keras.Input(batch_shape=t.shape, dtype=t.dtype, name=t.name) for t in model.inputs]
     outputs = replay(model, inputs)
-    return keras.Model(_one_or_list(inputs), _one_or_list(outputs), name=f"{model.name}_opened")
+    try:
+        return keras.Model(_one_or_list(inputs), _one_or_list(outputs), name=f"{model.name}_opened")
+    except ValueError:
+        # One graph needs unique layer names; a nested model may reuse an outer name. Keep it whole.
+        return model
 
 
 def cache_split(model: Any, train_vars: Sequence[Any]) -> CacheSplit | None:
