@@ -222,21 +222,27 @@ class RemoteService:
         record = self._run_job(self.start_job("evaluate", params))
         return {**record.result, "data": data}
 
-    def predict_model(self, ref: str, data: str, *, label: str | int | None = None,
+    def predict_model(self, ref: str, data: str, *, label: str | int | None = None, no_label: bool = False,
                       out: str | os.PathLike[str] | None = None) -> Prediction:
-        """Predict through KServe ModelInfer: the data is read here and sent in chunks of rows."""
+        """Predict through KServe ModelInfer: the data is read here (and checked against the served
+        signature, one array per input) and sent in chunks of rows."""
         from reuse.data import load_data
+        from reuse.data.checks import InputSpec, check_features
         from reuse.train.output import prediction_from_outputs, write_prediction
 
         info = self.model_info(ref)
         sig = self.model_signature(info.ref)
-        if len(sig.inputs) != 1 or len(sig.outputs) != 1:
-            raise InvalidInput(f"model {info.ref} has {len(sig.inputs)} inputs and {len(sig.outputs)} outputs; "
-                               "predict expects one of each")
-        x = np.ascontiguousarray(load_data(data, label=label, require_labels=False).x, dtype=sig.inputs[0].dtype)
-        rows = max(1, INFER_CHUNK_BYTES // max(1, x[:1].nbytes))
-        parts = [self.client.infer(info.name, x[lo:lo + rows], version=str(info.version))[sig.outputs[0].name]
-                 for lo in range(0, len(x), rows)]
+        if len(sig.outputs) != 1:
+            raise InvalidInput(f"model {info.ref} has {len(sig.outputs)} outputs; predict expects one")
+        specs = [InputSpec(s.name, s.row_shape, s.dtype) for s in sig.inputs]
+        ds = check_features(load_data(data, label=label, require_labels=False, has_label=not no_label),
+                            specs, info.ref)
+        arrays = ds.arrays if ds.named else {specs[0].name: ds.x}
+        row_bytes = sum(a[:1].nbytes for a in arrays.values())
+        rows = max(1, INFER_CHUNK_BYTES // max(1, row_bytes))
+        parts = [self.client.infer(info.name, {k: a[lo:lo + rows] for k, a in arrays.items()},
+                                   version=str(info.version))[sig.outputs[0].name]
+                 for lo in range(0, len(ds), rows)]
         pred = prediction_from_outputs(info.ref, data, np.concatenate(parts), info.class_names)
         if out is not None:
             write_prediction(pred, out)

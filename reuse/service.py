@@ -161,11 +161,12 @@ class Service:
     # Training, fine-tuning, evaluation, prediction, pretraining (issue 4)
     # ---------------------------------------------------------------------------------------
     def _load_data(self, spec: str, *, label: str | int | None = None, relabel: bool = False,
-                   class_names: list[str] | None = None, require_labels: bool = True) -> Any:
+                   class_names: list[str] | None = None, require_labels: bool = True,
+                   has_label: bool = True) -> Any:
         from reuse.data import load_data
 
         return load_data(spec, label=label, relabel_labels=relabel, require_labels=require_labels,
-                         class_names=class_names)
+                         class_names=class_names, has_label=has_label)
 
     def _fit_inputs(self, ref: str, data: str, *, unfreeze: str | None, val: str | None,
                     label: str | int | None, relabel: bool, config: Any,
@@ -255,15 +256,16 @@ class Service:
         result = evaluate(self.store.load(info.ref), ds)
         return {"model": info.ref, "data": data, **result}
 
-    def predict_model(self, ref: str, data: str, *, label: str | int | None = None,
+    def predict_model(self, ref: str, data: str, *, label: str | int | None = None, no_label: bool = False,
                       out: str | os.PathLike[str] | None = None) -> Prediction:
         """Outputs of ``ref`` for every sample of ``data`` (labels, if any, are ignored); written to
-        ``out`` (.npz or .csv) when given."""
+        ``out`` (.npz or .csv) when given. A CSV's label column is found as for training (``label``,
+        default the last column) unless ``no_label`` says it has none."""
         from reuse.train import predict
         from reuse.train.output import prediction_from_outputs, write_prediction
 
         info = self.store.info(ref)
-        ds = self._load_data(data, label=label, require_labels=False)
+        ds = self._load_data(data, label=label, require_labels=False, has_label=not no_label)
         outputs = predict(self.store.load(info.ref), ds)
         pred = prediction_from_outputs(info.ref, data, outputs, info.class_names)
         if out is not None:

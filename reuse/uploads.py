@@ -125,12 +125,22 @@ class DatasetInfo:
         return asdict(self)
 
 
+def _check_array_names(names: list[str], found: str, what: str = "array") -> None:
+    """A data set holds ``x``, or one array per model input named after it: with labels ``y`` at least
+    one such array, without labels at least two (a lone unlabelled array not named ``x`` is refused
+    as not recognisably a data set)."""
+    features = [n for n in names if n != "y"]
+    if "x" in names or (features and "y" in names) or len(features) >= 2:
+        return
+    raise InvalidInput(f"{found} {echo(names)}; expected at least 'x' (and 'y'), or one {what} per model "
+                       "input named after it (and 'y')")
+
+
 def _check_dataset(path: Path, fmt: str) -> None:
     if fmt == "npz":
         try:
             with np.load(path, allow_pickle=False) as z:
-                if "x" not in z.files:
-                    raise InvalidInput(f"npz dataset has arrays {echo(z.files)}; expected at least 'x' (and 'y')")
+                _check_array_names(list(z.files), "npz dataset has arrays")
                 for k in z.files:
                     z[k]  # noqa: B018 - reads each array: refuses pickled objects and truncated data
         except (OSError, ValueError, EOFError) as exc:
@@ -144,8 +154,8 @@ def _check_dataset(path: Path, fmt: str) -> None:
                     link = f.get(key, getlink=True)
                     if isinstance(link, (h5py.SoftLink, h5py.ExternalLink)):
                         raise InvalidInput(f"h5 dataset has a link {echo(key)}; links are refused")
-                if not isinstance(f.get("x"), h5py.Dataset):
-                    raise InvalidInput(f"h5 dataset has {echo(sorted(f))}; expected a dataset 'x' (and 'y')")
+                _check_array_names([k for k in f if isinstance(f.get(k), h5py.Dataset)], "h5 dataset has datasets",
+                                   what="dataset")
         except OSError as exc:
             raise InvalidInput(f"uploaded dataset is not a readable HDF5 file: {exc}") from exc
     else:

@@ -107,13 +107,16 @@ def _run_here(units: Sequence[Unit], job: Job, ctx: UnitContext, budget: Budget,
 
 
 def write_data(ds: Dataset, path: Path) -> str:
-    np.savez(path, x=ds.x, y=ds.y)
+    # One array per model input (by name) when the set holds several; "x" otherwise.
+    np.savez(path, **ds.arrays, y=ds.y)
     return str(path)
 
 
 def _read_data(path: str) -> Dataset:
+    from reuse.data.dataset import features_from
+
     with np.load(path, allow_pickle=False) as f:
-        return Dataset(f["x"], f["y"], path)
+        return Dataset(features_from(path, {k: f[k] for k in f.files if k != "y"}), f["y"], path)
 
 
 _WORKER: dict[str, Any] = {}

@@ -1,7 +1,7 @@
 """Training commands: train, finetune, evaluate, predict, report, pretrain.
 
 DATA is a file (.npz with arrays x, y; .csv with the label in the last column or --label; .h5 with
-datasets x, y) or a built-in set: builtin:digits, builtin:blobs, with options such as
+datasets x, y; for a model with several inputs, one array per input named after it, plus y) or a built-in set: builtin:digits, builtin:blobs, with options such as
 builtin:digits?classes=5-9&per_class=10&relabel=1&split=test (see reuse.data.builtin).
 """
 
@@ -91,6 +91,9 @@ def _print_training(o: Any, verb: str) -> None:
         click.echo(f"  unfrozen: {', '.join(r.unfrozen)}")
     if r.bn_inference:
         click.echo(f"  batch normalisation kept in inference mode: {', '.join(r.bn_inference)}")
+    if o.info.class_names:
+        mapping = ", ".join(f"{i} {name}" for i, name in enumerate(o.info.class_names))
+        click.echo(f"  labels mapped to classes (recorded with the model): {mapping}")
     # The progress bar showed running training-mode means; these are re-measured after training.
     click.echo(f"  final (inference mode): {_figures(r.metrics)}")
     if r.diverged:
@@ -165,15 +168,23 @@ def evaluate_cmd(ref: str, data: str, label: str | None, relabel: bool, store: s
 @click.command("predict", epilog="JSON keys: model, data, samples, outputs, classes, labels.")
 @click.argument("ref", metavar="NAME[:VERSION]")
 @click.option("--data", "data", required=True, metavar="DATA", help="Samples to predict (labels ignored).")
-@click.option("--label", "label", default=None, metavar="COLUMN", help="CSV: a label column to skip.")
+@click.option("--label", "label", default=None, metavar="COLUMN",
+              help="CSV: the label column to skip, by name or 0-based index (default: the last, as for "
+              "train and evaluate).")
+@click.option("--no-label", "no_label", is_flag=True,
+              help="CSV: the file has no label column; every column is a feature.")
 @click.option("--out", "out", type=click.Path(dir_okay=False), default=None,
               help="Write predictions to FILE.npz (outputs, classes, labels) or FILE.csv.")
 @store_option
 @server_option
 @json_option
-def predict_cmd(ref: str, data: str, label: str | None, out: str | None, store: str | None, as_json: bool) -> None:
-    """Predict with a model: class and label per sample (and outputs with --out or --json)."""
-    p = get_service(store).predict_model(ref, data, label=label, out=out)
+def predict_cmd(ref: str, data: str, label: str | None, no_label: bool, out: str | None, store: str | None,
+                as_json: bool) -> None:
+    """Predict with a model: class and label per sample (and outputs with --out or --json).
+
+    A CSV's last column is its label column (skipped), as for train and evaluate, unless --label names
+    another or --no-label says there is none."""
+    p = get_service(store).predict_model(ref, data, label=label, no_label=no_label, out=out)
     if as_json:
         emit_json(p.to_dict())
         return

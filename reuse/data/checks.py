@@ -61,25 +61,111 @@ def output_kind(model: Any) -> OutputKind:
     return OutputKind("regression", units)
 
 
+@dataclass(frozen=True)
+class InputSpec:
+    """One model input as data must fill it: its name, per-sample shape and dtype."""
+
+    name: str
+    shape: tuple[int | None, ...]
+    dtype: str
+
+    @property
+    def integer(self) -> bool:
+        return np.dtype(self.dtype).kind in "iu"
+
+
+def input_specs(model: Any) -> list[InputSpec]:
+    """The model's inputs in its order (name, per-sample shape, dtype)."""
+    tensors = getattr(model, "inputs", None)
+    if tensors:
+        return [InputSpec(str(t.name), tuple(t.shape[1:]), _dtype_name(t.dtype)) for t in tensors]
+    shape = model.input_shape
+    if isinstance(shape, list):
+        return [InputSpec(f"input_{i}", tuple(s[1:]), "float32") for i, s in enumerate(shape)]
+    return [InputSpec("x", tuple(shape[1:]), "float32")]
+
+
+def _dtype_name(dtype: Any) -> str:
+    try:
+        return np.dtype(str(dtype)).name
+    except TypeError:
+        return "float32"
+
+
 def check_for_model(ds: Dataset, model: Any, *, kind: OutputKind | None = None,
                     require_labels: bool = True) -> Dataset:
-    """Check ``ds`` fits ``model`` and return it ready to use (float32 features, typed labels).
+    """Check ``ds`` fits ``model`` and return it ready to use (typed features, typed labels).
 
-    Flat rows are reshaped to the model's input shape when the value counts agree (a CSV row of 784
-    values for a (28, 28) input).
+    A model with one input takes the single array ``x`` (or the one named array matching the input's
+    name); a model with several inputs takes one array per input, matched by name (extra arrays are
+    ignored), and the result's ``x`` maps the input names, in the model's order, to the arrays. Each
+    array keeps its input's dtype: float inputs get float32 (or the input's float type), integer inputs
+    (token ids) their integer type; floats with fractions are refused for integer inputs. Flat rows are
+    reshaped to an input's shape when the value counts agree (a CSV row of 784 values for a (28, 28)
+    input).
 
     Raises:
-        InvalidInput: wrong feature count or shape, NaN or infinite values, labels missing, not
-            integers, or out of range for the output layer. The message names the data and the problem.
+        InvalidInput: a missing input array, wrong feature count or shape, NaN or infinite values,
+            fractions for an integer input, labels missing, not integers, or out of range for the output
+            layer. The message names the data, the input (when there are several) and the problem.
     """
     src = ds.source
-    in_shape = model.input_shape
-    if isinstance(in_shape, list):
-        raise InvalidInput(f"model {model.name!r} has {len(in_shape)} inputs; expected exactly one")
-    want = tuple(in_shape[1:])
-    x = ds.x
+    ds = check_features(ds, input_specs(model), model.name)
+    if ds.y is None:
+        if require_labels:
+            raise InvalidInput(f"{src}: has no labels")
+        return ds
+    kind = kind or output_kind(model)
+    return replace(ds, y=_check_labels(ds, kind, model.name))
+
+
+def check_features(ds: Dataset, specs: list[InputSpec], model_name: str) -> Dataset:
+    """The feature part of :func:`check_for_model`, against input specs (e.g. a served signature's)."""
+    if len(specs) == 1:
+        x: Any = _check_input(ds.source, model_name, specs[0], _single_array(ds, specs[0], model_name), "")
+    else:
+        arrays = _match_inputs(ds, specs, model_name)
+        x = {spec.name: _check_input(ds.source, model_name, spec, arrays[spec.name], f"input {spec.name!r}: ")
+             for spec in specs}
+    return replace(ds, x=x)
+
+
+def model_inputs(ds: Dataset) -> Any:
+    """A checked data set's features as the model takes them: one array, or a tuple in input order."""
+    return tuple(ds.x.values()) if ds.named else ds.x
+
+
+def _single_array(ds: Dataset, spec: InputSpec, model_name: str) -> np.ndarray:
+    if not ds.named:
+        return ds.x
+    arrays = ds.arrays
+    for name in (spec.name, "x"):
+        if name in arrays:
+            return arrays[name]
+    if len(arrays) == 1:
+        return next(iter(arrays.values()))
+    raise InvalidInput(f"{ds.source}: model {model_name!r} takes one input, {spec.name!r}; the data has arrays "
+                       f"{sorted(arrays)}: name one of them {spec.name!r} or 'x'")
+
+
+def _match_inputs(ds: Dataset, specs: list[InputSpec], model_name: str) -> dict[str, np.ndarray]:
+    names = [s.name for s in specs]
+    if not ds.named:
+        raise InvalidInput(f"{ds.source}: model {model_name!r} takes {len(specs)} inputs ({', '.join(names)}); the "
+                           "data has one feature array: give one array per input, named after it (an .npz or "
+                           f".h5 with arrays {', '.join(names)} and y)")
+    arrays = ds.arrays
+    missing = [n for n in names if n not in arrays]
+    if missing:
+        raise InvalidInput(f"{ds.source}: no array for input(s) {', '.join(repr(n) for n in missing)} of model "
+                           f"{model_name!r} (inputs: {', '.join(names)}; arrays found: {', '.join(arrays)})")
+    return {n: arrays[n] for n in names}
+
+
+def _check_input(src: str, model_name: str, spec: InputSpec, x: np.ndarray, where: str) -> np.ndarray:
     if x.dtype.kind not in "biuf":
-        raise InvalidInput(f"{src}: features have type {x.dtype}; expected numbers")
+        raise InvalidInput(f"{src}: {where}features have type {x.dtype}; expected numbers")
+    want = spec.shape
     got = tuple(x.shape[1:])
     if not _shape_fits(got, want):
         known = all(d is not None for d in want)
@@ -87,22 +173,37 @@ def check_for_model(ds: Dataset, model: Any, *, kind: OutputKind | None = None,
             x = x.reshape((x.shape[0], *want))
         else:
             raise InvalidInput(
-                f"{src}: samples have shape {got} ({int(np.prod(got, dtype=np.int64))} values); model "
-                f"{model.name!r} expects {_fmt(want)}")
-    x = np.ascontiguousarray(x, dtype=np.float32)
+                f"{src}: {where}samples have shape {got} ({int(np.prod(got, dtype=np.int64))} values); model "
+                f"{model_name!r} expects {_fmt(want)}")
+    if spec.integer:
+        return _as_integers(src, spec, x, where)
+    dtype = np.dtype(spec.dtype) if np.dtype(spec.dtype).kind == "f" else np.dtype(np.float32)
+    x = np.ascontiguousarray(x, dtype=dtype)
     bad = ~np.isfinite(x)
     if bad.any():
         rows = np.flatnonzero(bad.reshape(len(x), -1).any(axis=1))
         what = "NaN" if np.isnan(x).any() else "infinite"
-        raise InvalidInput(f"{src}: {int(bad.sum())} {what} feature value(s) in {len(rows)} sample(s) "
+        raise InvalidInput(f"{src}: {where}{int(bad.sum())} {what} feature value(s) in {len(rows)} sample(s) "
                            f"(first at row {int(rows[0])}); expected finite numbers")
-    ds = replace(ds, x=x)
-    if ds.y is None:
-        if require_labels:
-            raise InvalidInput(f"{src}: has no labels")
-        return ds
-    kind = kind or output_kind(model)
-    return replace(ds, y=_check_labels(ds, kind, model.name))
+    return x
+
+
+def _as_integers(src: str, spec: InputSpec, x: np.ndarray, where: str) -> np.ndarray:
+    """``x`` as the integer input's dtype; floats must be whole numbers, values must fit the type."""
+    dtype = np.dtype(spec.dtype)
+    label = where or f"input {spec.name!r}: "
+    if x.dtype.kind == "f":
+        bad = ~(np.isfinite(x) & (x == np.round(x)))
+        if bad.any():
+            raise InvalidInput(f"{src}: {label}takes integers ({dtype.name}, e.g. token ids); found e.g. "
+                               f"{x[bad][:3].tolist()}")
+    if x.size and x.dtype != dtype:
+        info = np.iinfo(dtype)
+        lo, hi = x.min(), x.max()
+        if lo < info.min or hi > info.max:
+            raise InvalidInput(f"{src}: {label}values {lo}..{hi} do not fit {dtype.name} "
+                               f"({info.min}..{info.max})")
+    return np.ascontiguousarray(x, dtype=dtype)
 
 
 def _shape_fits(got: tuple, want: tuple) -> bool:
@@ -138,6 +239,14 @@ def _check_labels(ds: Dataset, kind: OutputKind, model_name: str) -> np.ndarray:
     out = (y < 0) | (y >= n_classes)
     if out.any():
         found = sorted(set(y[out].tolist()))
+        if ds.class_names is not None:
+            # The indices are ours (labels mapped to 0..k-1); name the user's labels instead.
+            names = list(ds.class_names)
+            raise InvalidInput(
+                f"{src}: labels {[names[i] for i in found][:10]} are out of range for model {model_name!r}, "
+                f"whose output layer has {kind.units} unit(s): the data has {len(names)} classes "
+                f"{names[:20]}, mapped to 0..{len(names) - 1} in sorted order; labels must be integers "
+                f"0..{n_classes - 1} or class names, at most {n_classes} of them")
         hint = ""
         if not (y < 0).any() and len(np.unique(y)) <= n_classes:
             hint = " (to map the labels to 0..k-1 use relabel: --relabel, or ?relabel=1 for builtin sets)"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -11,31 +12,75 @@ import numpy as np
 from reuse.errors import InvalidInput
 from reuse.text import ECHO_LIMIT, cut
 
+# One feature array, or several named ones (a model with several inputs), all with one row per sample.
+Features = np.ndarray | Mapping[str, np.ndarray]
+
 
 @dataclass(frozen=True, eq=False)
 class Dataset:
     """Features ``x`` (one row per sample), optional labels ``y`` and where they came from.
 
-    ``class_names`` is set when labels were remapped to 0..k-1 (``class_names[i]`` is the original
-    label of class ``i``); it is recorded with every model trained on the set.
+    ``x`` is one array, or a mapping of names to arrays for a model with several inputs (a file's
+    arrays named after the model's inputs: ``x_left``, ``x_right``); every array has one row per
+    sample. ``class_names`` is set when labels were remapped to 0..k-1 (``class_names[i]`` is the
+    original label of class ``i``); it is recorded with every model trained on the set.
     """
 
-    x: np.ndarray
+    x: Features
     y: np.ndarray | None
     source: str
     class_names: tuple[str, ...] | None = None
 
-    def __len__(self) -> int:
-        return int(self.x.shape[0])
+    @property
+    def named(self) -> bool:
+        """Whether ``x`` holds several named arrays rather than one array."""
+        return isinstance(self.x, Mapping)
 
     @property
-    def n_features(self) -> tuple[int, ...]:
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The feature arrays by name (``{"x": x}`` for a single array)."""
+        return dict(self.x) if isinstance(self.x, Mapping) else {"x": self.x}
+
+    def __len__(self) -> int:
+        return rows_of(self.x)
+
+    @property
+    def n_features(self) -> tuple[int, ...] | dict[str, tuple[int, ...]]:
+        """The shape of one sample (per array name when ``x`` holds several arrays)."""
+        if isinstance(self.x, Mapping):
+            return {k: tuple(int(d) for d in a.shape[1:]) for k, a in self.x.items()}
         return tuple(int(d) for d in self.x.shape[1:])
 
     def take(self, index: np.ndarray, source: str | None = None) -> Dataset:
-        """The rows at ``index`` (a NumPy index array), as a new data set."""
-        return replace(self, x=self.x[index], y=None if self.y is None else self.y[index],
-                       source=source or self.source)
+        """The rows at ``index`` (a NumPy index array), as a new data set (every array alike)."""
+        x = ({k: a[index] for k, a in self.x.items()} if isinstance(self.x, Mapping) else self.x[index])
+        return replace(self, x=x, y=None if self.y is None else self.y[index], source=source or self.source)
+
+
+def rows_of(x: Features) -> int:
+    """The number of rows (samples) of one array or of named arrays (the first one's)."""
+    if isinstance(x, Mapping):
+        return int(next(iter(x.values())).shape[0]) if x else 0
+    return int(x.shape[0])
+
+
+def features_from(source: str, arrays: dict[str, np.ndarray]) -> Features:
+    """The features of a file's non-label arrays: the array itself when it is the only one, named
+    ``x``; otherwise all of them by name (after checking that their row counts agree).
+
+    Raises:
+        InvalidInput: no feature array, or arrays with different row counts.
+    """
+    if not arrays:
+        raise InvalidInput(f"{source}: no feature arrays (expected 'x', or one array per model input)")
+    if list(arrays) == ["x"]:
+        return arrays["x"]
+    counts = {k: int(a.shape[0]) for k, a in arrays.items()}
+    if len(set(counts.values())) > 1:
+        listed = ", ".join(f"{k!r} {n}" for k, n in counts.items())
+        raise InvalidInput(f"{source}: feature arrays have different row counts ({listed}); expected one "
+                           "row per sample in each")
+    return dict(arrays)
 
 
 def relabel(ds: Dataset, class_names: tuple[str, ...] | list[str] | None = None) -> Dataset:
@@ -63,7 +108,8 @@ def relabel(ds: Dataset, class_names: tuple[str, ...] | list[str] | None = None)
     unknown = sorted(set(originals.tolist()) - set(lookup), key=_natural_key)
     if unknown:
         raise InvalidInput(
-            f"{ds.source}: labels {unknown[:10]} are not among the classes {list(names)[:20]}")
+            f"{ds.source}: labels {unknown[:10]} are not among the classes {list(names)[:20]}; labels must "
+            f"be integers 0..{len(names) - 1} or these class names")
     y = np.fromiter((lookup[v] for v in originals.tolist()), dtype=np.int64, count=len(originals))
     return replace(ds, y=y, class_names=names)
 
@@ -82,17 +128,20 @@ def _natural_key(s: str) -> tuple:
 
 
 def load_data(spec: str | os.PathLike[str], *, label: str | int | None = None, relabel_labels: bool = False,
-              class_names: tuple[str, ...] | list[str] | None = None, require_labels: bool = True) -> Dataset:
+              class_names: tuple[str, ...] | list[str] | None = None, require_labels: bool = True,
+              has_label: bool = True) -> Dataset:
     """Load a data set from a file or a built-in spec.
 
     Args:
         spec: ``x.npz`` (arrays ``x``, ``y``), ``x.csv`` (one sample per row), ``x.h5`` (datasets ``x``,
             ``y``), or ``builtin:digits`` / ``builtin:blobs`` with ``?key=value&...`` filters.
         label: CSV only: the label column, by header name or 0-based index (negative counts from the
-            end); default the last column.
+            end); default the last column (for training, evaluation and prediction alike).
         relabel_labels: map the labels to 0..k-1 (sorted) and record the originals as class names.
         class_names: map labels through these names (a model's recorded classes) instead.
         require_labels: raise if the set has no labels (False for prediction).
+        has_label: CSV only: ``False`` says the file has no label column (every column is a feature);
+            not with ``label``.
 
     Raises:
         InvalidInput: the file is missing, empty, unreadable or malformed; the message names it.
@@ -114,7 +163,7 @@ def load_data(spec: str | os.PathLike[str], *, label: str | int | None = None, r
         if suffix == ".npz":
             ds = readers.read_npz(path)
         elif suffix == ".csv":
-            ds = readers.read_csv(path, label=label, require_labels=require_labels)
+            ds = readers.read_csv(path, label=label, has_label=has_label)
         elif suffix in (".h5", ".hdf5"):
             ds = readers.read_h5(path)
         else:

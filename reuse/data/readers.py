@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from reuse.data.dataset import Dataset
+from reuse.data.dataset import Dataset, features_from
 from reuse.errors import InvalidInput
 
 # Refuse arrays larger than this from user files ("shape bombs").
@@ -24,53 +24,64 @@ def _check_array(path: Path, name: str, arr: np.ndarray) -> np.ndarray:
 
 
 def read_npz(path: Path) -> Dataset:
-    """Arrays ``x`` and (optionally) ``y`` from a NumPy .npz archive; pickled objects are refused."""
+    """Features and (optionally) labels ``y`` from a NumPy .npz archive; pickled objects are refused.
+
+    The features are the array ``x``, or, for a model with several inputs, every array but ``y``, by
+    name (``x_left``, ``x_right``): :func:`reuse.data.check_for_model` matches them to the inputs.
+    """
     try:
         with np.load(path, allow_pickle=False) as f:
             names = list(f.files)
-            if "x" not in names:
-                raise InvalidInput(f"{path}: no array 'x' (arrays found: {names or 'none'})")
-            x = _check_array(path, "x", f["x"])
+            if not [n for n in names if n != "y"]:
+                raise InvalidInput(f"{path}: no array 'x' (arrays found: {names or 'none'}); expected 'x', "
+                                   "or one array per model input named after it")
+            arrays = {n: _check_array(path, n, a) for n in names if n != "y"
+                      if (a := f[n]).ndim > 0 or n == "x"}  # other scalars are metadata, not features
             y = _check_array(path, "y", f["y"]) if "y" in names else None
     except InvalidInput:
         raise
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         raise InvalidInput(f"{path}: cannot be read as .npz: {exc}") from exc
-    return Dataset(x=x, y=y, source=str(path))
+    return Dataset(x=features_from(str(path), arrays), y=y, source=str(path))
 
 
 def read_h5(path: Path) -> Dataset:
-    """Datasets ``x`` and (optionally) ``y`` from an HDF5 file; links and huge datasets are refused."""
+    """Features and (optionally) labels ``y`` from an HDF5 file's top-level datasets (``x``, or one per
+    model input, as :func:`read_npz`); links and huge datasets are refused, other groups ignored."""
     import h5py
 
     try:
         with h5py.File(path, "r") as f:
             arrays = {}
-            for name in ("x", "y"):
+            for name in f:
                 link = f.get(name, getlink=True)
-                if link is None:
-                    continue
                 if not isinstance(link, h5py.HardLink):
                     raise InvalidInput(f"{path}: {name!r} is a link; expected a dataset in the file")
                 ds = f[name]
                 if not isinstance(ds, h5py.Dataset):
-                    raise InvalidInput(f"{path}: {name!r} is a group; expected a dataset")
+                    if name in ("x", "y"):
+                        raise InvalidInput(f"{path}: {name!r} is a group; expected a dataset")
+                    continue
                 if ds.is_virtual or ds.external:
                     raise InvalidInput(f"{path}: dataset {name!r} points outside the file; refused")
                 nbytes = int(np.prod(ds.shape, dtype=np.int64)) * ds.dtype.itemsize
                 if nbytes > MAX_ARRAY_BYTES:
                     raise InvalidInput(f"{path}: dataset {name!r} declares {nbytes} bytes; refused")
+                if ds.ndim == 0 and name not in ("x", "y"):
+                    continue  # a scalar is metadata, not a feature array
                 arr = ds[()]
                 if isinstance(arr, bytes) or (isinstance(arr, np.ndarray) and arr.dtype.kind == "S"):
                     arr = np.char.decode(np.asarray(arr), "utf-8")
                 arrays[name] = _check_array(path, name, np.asarray(arr))
-            if "x" not in arrays:
-                raise InvalidInput(f"{path}: no dataset 'x' (found: {sorted(f.keys()) or 'none'})")
+            if not [n for n in arrays if n != "y"]:
+                raise InvalidInput(f"{path}: no dataset 'x' (found: {sorted(f.keys()) or 'none'}); expected "
+                                   "'x', or one dataset per model input named after it")
     except InvalidInput:
         raise
     except (OSError, ValueError, KeyError) as exc:
         raise InvalidInput(f"{path}: cannot be read as HDF5: {exc}") from exc
-    return Dataset(x=arrays["x"], y=arrays.get("y"), source=str(path))
+    y = arrays.pop("y", None)
+    return Dataset(x=features_from(str(path), arrays), y=y, source=str(path))
 
 
 def _is_number(text: str) -> bool:
@@ -81,12 +92,16 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def read_csv(path: Path, *, label: str | int | None = None, require_labels: bool = True) -> Dataset:
+def read_csv(path: Path, *, label: str | int | None = None, has_label: bool = True) -> Dataset:
     """One sample per row; the label column is ``label`` (name or index), default the last.
 
-    A first row with any non-numeric feature cell is taken as a header. For prediction
-    (``require_labels=False``) without ``label``, every column is a feature.
+    A first row with any non-numeric feature cell is taken as a header. The same rule holds for
+    training, evaluation and prediction; ``has_label=False`` says the file has no label column (every
+    column is a feature).
     """
+    if label is not None and not has_label:
+        raise InvalidInput(f"{path}: a label column ({label!r}) was named although the file is said to have "
+                           "none; give one or the other")
     try:
         with open(path, newline="", encoding="utf-8") as fh:
             rows = [r for r in csv.reader(fh) if r and any(c.strip() for c in r)]
@@ -108,7 +123,7 @@ def read_csv(path: Path, *, label: str | int | None = None, require_labels: bool
         if len(r) != width:
             line = i + (2 if header else 1)
             raise InvalidInput(f"{path}: line {line} has {len(r)} columns; expected {width}")
-    col = _label_column(path, label, header, width, require_labels)
+    col = _label_column(path, label, header, width, has_label)
     table = np.array(rows, dtype=object)
     feature_cols = [j for j in range(width) if j != col]
     if not feature_cols:
@@ -135,9 +150,9 @@ def read_csv(path: Path, *, label: str | int | None = None, require_labels: bool
 
 
 def _label_column(path: Path, label: str | int | None, header: list[str] | None, width: int,
-                  require_labels: bool) -> int | None:
+                  has_label: bool) -> int | None:
     if label is None:
-        return width - 1 if require_labels else None
+        return width - 1 if has_label else None
     if isinstance(label, str) and not label.lstrip("-").isdigit():
         if header is None:
             raise InvalidInput(f"{path}: has no header row, so label column {label!r} cannot be found; "

@@ -117,7 +117,7 @@ def decode_request(request: pb.ModelInferRequest, sig: ModelSignature, *,
     raw = request.raw_input_contents
     if raw and len(raw) != len(request.inputs):
         raise InvalidInput(f"raw_input_contents has {len(raw)} entries; expected one per input ({len(request.inputs)})")
-    arrays = []
+    arrays: list[np.ndarray] = []
     for spec in sig.inputs:
         i = by_name[spec.name]
         tensor = request.inputs[i]
@@ -126,6 +126,10 @@ def decode_request(request: pb.ModelInferRequest, sig: ModelSignature, *,
             got = cut(tensor.datatype, ECHO_LIMIT) if tensor.datatype else "(empty)"
             raise InvalidInput(f"input {spec.name!r}: datatype {got}, expected {want_dt}")
         shape = _check_shape(spec, tensor.shape)
+        if arrays and shape[0] != arrays[0].shape[0]:
+            raise InvalidInput(f"inputs have different row counts ({arrays[0].shape[0]} and {shape[0]}); expected "
+                               f"equal (input {sig.inputs[0].name!r} has {arrays[0].shape[0]} rows, "
+                               f"{spec.name!r} {shape[0]})")
         dtype = NP_OF[want_dt]
         count = element_count(spec, shape, dtype.itemsize, max_bytes)
         if raw:

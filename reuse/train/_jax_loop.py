@@ -16,7 +16,7 @@ import keras
 import numpy as np
 from jax import lax
 
-from reuse.train.loopspec import ChunkResult, LoopSpec, eval_batches
+from reuse.train.loopspec import ChunkResult, LoopSpec, eval_batches, map_arrays
 from reuse.train.network import Forward
 
 # Eager JAX compiles every primitive per shape, so even a single pass over data is faster jitted.
@@ -45,8 +45,7 @@ class Runner:
         opt.build(spec.train_vars)
         self.nt = len(spec.train_vars)
         self.mixes_rows = any(type(v).__name__ == "BatchNormalization" and v.trainable
-                              for layer in (spec.forward.layers or [spec.forward.model])
-                              for v in layer._flatten_layers(include_self=True, recursive=True))
+                              for v in spec.forward.model._flatten_layers(include_self=True, recursive=True))
         self.all_vars = spec.train_vars + spec.state_vars
         t = [v.value for v in spec.train_vars]
         st = [v.value for v in spec.state_vars]
@@ -57,9 +56,10 @@ class Runner:
             "epoch": jnp.int32(0), "stopped": jnp.bool_(False),
             "best": jnp.float32(jnp.inf), "best_epoch": jnp.int32(-1), "wait": jnp.int32(0),
         }
-        self.data = [jnp.asarray(spec.x), jnp.asarray(spec.y)]
+        # x is one array, or a tuple (one per model input) indexed alike: a pytree either way.
+        self.data = [map_arrays(jnp.asarray, spec.x), jnp.asarray(spec.y)]
         if spec.has_val:
-            self.data += [jnp.asarray(spec.xv), jnp.asarray(spec.yv)]
+            self.data += [map_arrays(jnp.asarray, spec.xv), jnp.asarray(spec.yv)]
         self._fn = jax.jit(self._run)
 
     # -- the compiled body ---------------------------------------------------------------------
@@ -95,19 +95,20 @@ class Runner:
             cc, tot, score = acc
             idx = lax.dynamic_slice(perm, (i * b,), (b,))
             w = lax.dynamic_slice(real, (i * b,), (b,))
-            cc, loss, hits = self._step(cc, x[idx], y[idx], w)
+            cc, loss, hits = self._step(cc, map_arrays(lambda a: a[idx], x), y[idx], w)
             return cc, tot + loss * jnp.sum(w), score + hits
 
         c, tot, score = lax.fori_loop(0, steps, body, (c, jnp.float32(0.0), jnp.float32(0.0)))
         if s.remainder and not masked:
             idx = perm[s.steps * b:]
-            c, loss, hits = self._step(c, x[idx], y[idx], jnp.ones((s.remainder,), jnp.float32))
+            c, loss, hits = self._step(c, map_arrays(lambda a: a[idx], x), y[idx],
+                                       jnp.ones((s.remainder,), jnp.float32))
             tot, score = tot + loss * s.remainder, score + hits
         return c, jnp.stack([tot / n, score / n])
 
     def _evaluate(self, c: dict[str, Any], x: Any, y: Any) -> Any:
         s = self.s
-        n = int(x.shape[0])
+        n = int(y.shape[0])
         b, full, rem = eval_batches(n)
         values = c["t"] + c["s"]
 
@@ -116,14 +117,14 @@ class Runner:
             return jnp.sum(s.task.loss(yb, p)), jnp.sum(s.task.score(yb, p)), _total(losses)
 
         def body(i: Any, acc: tuple[Any, Any, Any]) -> tuple[Any, Any, Any]:
-            xb = lax.dynamic_slice_in_dim(x, i * b, b)
+            xb = map_arrays(lambda a: lax.dynamic_slice_in_dim(a, i * b, b), x)
             yb = lax.dynamic_slice_in_dim(y, i * b, b)
             lo, hi, reg = part(xb, yb)
             return acc[0] + lo, acc[1] + hi, reg
 
         tot, score, reg = lax.fori_loop(0, full, body, (jnp.float32(0.0), jnp.float32(0.0), jnp.float32(0.0)))
         if rem:
-            lo, hi, reg = part(x[full * b:], y[full * b:])
+            lo, hi, reg = part(map_arrays(lambda a: a[full * b:], x), y[full * b:])
             tot, score = tot + lo, score + hi
         return jnp.stack([tot / n + reg, score / n])
 
@@ -175,12 +176,14 @@ class Runner:
         return best if best >= 0 else None
 
 
-def compile_forward(forward: Forward) -> Callable[[np.ndarray], np.ndarray]:
-    """A compiled inference function of ``forward``; reads the variables' current values per call."""
+def compile_forward(forward: Forward) -> Callable[[Any], Any]:
+    """A compiled inference function of ``forward``; reads the variables' current values per call.
+    Inputs and outputs are one array or several (a tuple in, a list out)."""
     variables = forward.variables
     fn = jax.jit(lambda values, x: stateless_forward(forward, variables, values, x, False)[0])
 
-    def call(x: np.ndarray) -> np.ndarray:
-        return np.asarray(fn([v.value for v in variables], jnp.asarray(x)))
+    def call(x: Any) -> Any:
+        out = fn([v.value for v in variables], map_arrays(jnp.asarray, x))
+        return [np.asarray(o) for o in out] if isinstance(out, (list, tuple)) else np.asarray(out)
 
     return call

@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from reuse.train._tf_updates import FusedUpdate
-from reuse.train.loopspec import ChunkResult, LoopSpec, eval_batches
+from reuse.train.loopspec import ChunkResult, LoopSpec, eval_batches, map_arrays
 
 
 class _NoRetraceWarning(logging.Filter):
@@ -42,9 +42,10 @@ class Runner:
 
     def __init__(self, spec: LoopSpec) -> None:
         self.s = spec
-        self.x = tf.convert_to_tensor(spec.x)
+        # x is one tensor, or a tuple (one per model input) indexed alike.
+        self.x = map_arrays(tf.convert_to_tensor, spec.x)
         self.y = tf.convert_to_tensor(spec.y)
-        self.xv = tf.convert_to_tensor(spec.xv) if spec.has_val else None
+        self.xv = map_arrays(tf.convert_to_tensor, spec.xv) if spec.has_val else None
         self.yv = tf.convert_to_tensor(spec.yv) if spec.has_val else None
         spec.optimizer.build(spec.train_vars)
         self.fused = FusedUpdate.for_optimizer(spec.optimizer, spec.train_vars)
@@ -91,7 +92,7 @@ class Runner:
             start = i * b
             size = tf.minimum(b, n - start)
             idx = tf.slice(perm, [start], [size])
-            loss, hits = self._step(tf.gather(self.x, idx), tf.gather(self.y, idx))
+            loss, hits = self._step(map_arrays(lambda a: tf.gather(a, idx), self.x), tf.gather(self.y, idx))
             return i + 1, tot + loss * tf.cast(size, tf.float32), score + hits
 
         _, tot, score = tf.while_loop(lambda i, *_: i < s.steps_per_epoch, body,
@@ -108,13 +109,13 @@ class Runner:
 
         def body(i: Any, tot: Any, score: Any) -> tuple[Any, Any, Any]:
             rows = tf.range(i * b, i * b + b)
-            lo, hi = part(tf.gather(x, rows), tf.gather(y, rows))
+            lo, hi = part(map_arrays(lambda a: tf.gather(a, rows), x), tf.gather(y, rows))
             return i + 1, tot + lo, score + hi
 
         _, tot, score = tf.while_loop(lambda i, *_: i < full, body,
                                       (tf.constant(0), tf.constant(0.0), tf.constant(0.0)))
         if rem:
-            lo, hi = part(x[full * b:], y[full * b:])
+            lo, hi = part(map_arrays(lambda a: a[full * b:], x), y[full * b:])
             tot, score = tot + lo, score + hi
         reg = _sum_losses(s.forward.losses())
         return tf.stack([tot / n + reg, score / n])
@@ -142,7 +143,7 @@ class Runner:
 
         def body(e: Any) -> Any:
             train = self._epoch(e)
-            val = (self._evaluate(self.xv, self.yv, len(s.xv)) if s.has_val
+            val = (self._evaluate(self.xv, self.yv, s.n_val) if s.has_val
                    else tf.constant([float("nan")] * 2))
             row = tf.concat([train, val], 0)
             halt = tf.logical_not(tf.math.is_finite(train[0]))
@@ -173,11 +174,13 @@ class Runner:
         return best if best >= 0 else None
 
 
-def compile_forward(forward: Callable[[Any, bool], Any]) -> Callable[[np.ndarray], np.ndarray]:
-    """A compiled inference function of ``forward`` (one trace per input shape)."""
+def compile_forward(forward: Callable[[Any, bool], Any]) -> Callable[[Any], Any]:
+    """A compiled inference function of ``forward`` (one trace per input shape); inputs and outputs are
+    one array or several (a tuple in, a list out)."""
     fn = tf.function(lambda x: forward(x, False), autograph=False)
 
-    def call(x: np.ndarray) -> np.ndarray:
-        return np.asarray(fn(tf.convert_to_tensor(x)))
+    def call(x: Any) -> Any:
+        out = fn(map_arrays(tf.convert_to_tensor, x))
+        return [np.asarray(o) for o in out] if isinstance(out, (list, tuple)) else np.asarray(out)
 
     return call

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from reuse.data import Dataset, check_for_model, output_kind, split_validation
-from reuse.data.checks import OutputKind
+from reuse.data.checks import OutputKind, model_inputs
 from reuse.errors import InvalidInput
 from reuse.select import select_layers
 from reuse.train.config import DEFAULT_LR, TrainConfig, make_optimizer
@@ -90,7 +90,8 @@ def train(model: Any, data: Dataset, config: TrainConfig | None = None, *, val: 
     """Train ``model``'s trainable weights on ``data`` in place; nothing else changes.
 
     Args:
-        model: a built Keras model with one input and one output.
+        model: a built Keras model with one output and any number of inputs (``data`` then holds one
+            array per input, named after it).
         data: training data (checked against the model first).
         config: settings; default ``TrainConfig()``.
         val: validation data (or use ``config.val_split``).
@@ -122,19 +123,20 @@ def train(model: Any, data: Dataset, config: TrainConfig | None = None, *, val: 
     reseed(model, config.seed)
     split = cache_split(model, train_vars) if config.cache else None
     one_shot_compiled = not backend_loop().EAGER_ONE_SHOT
-    x, xv = prep.train.x, prep.val.x if prep.val is not None else None
+    x = model_inputs(prep.train)
+    xv = model_inputs(prep.val) if prep.val is not None else None
     if split is not None:
-        prefix = Predictor(model, layers=split.prefix, compiled=one_shot_compiled)
+        prefix = Predictor(split.prefix, compiled=one_shot_compiled)
 
         def compute(x: Any = x, xv: Any = xv) -> tuple[Any, Any]:
             return prefix(x), (prefix(xv) if xv is not None else None)
 
         if features is not None:
             rows = (config.val_split, config.seed) if config.val_split else ()
-            x, xv = features.features(split.prefix, data, val, rows, compute)
+            x, xv = features.features(split.layers, data, val, rows, compute)
         else:
             x, xv = compute()
-        forward = Forward(model, split.rest)
+        forward = Forward(split.rest)
     else:
         forward = Forward(model)
     trained = {id(v) for v in train_vars}
@@ -147,7 +149,7 @@ def train(model: Any, data: Dataset, config: TrainConfig | None = None, *, val: 
     cached = split.prefix_names if split is not None else ()
     outcome = run_loop(spec, metric=prep.task.metric, phase=phase, cached=cached, progress=progress,
                        cancel=cancel)
-    predict_rest = Predictor(model, layers=forward.layers, compiled=one_shot_compiled)
+    predict_rest = Predictor(forward.model, compiled=one_shot_compiled)
     metrics = score(prep.task, predict_rest(x), prep.train.y)
     if xv is not None:
         metrics.update(score(prep.task, predict_rest(xv), prep.val.y, prefix="val_"))

@@ -82,7 +82,7 @@ def run_loop(spec: LoopSpec, *, metric: str, phase: Phase = Phase(), cached: tup
     runner = backend_loop().Runner(spec)
     epochs = spec.epochs
     if progress:
-        progress(TrainStarted(phase.task, epochs, spec.n, len(spec.xv) if spec.has_val else 0,
+        progress(TrainStarted(phase.task, epochs, spec.n, spec.n_val,
                               spec.steps_per_epoch, cached, phase.phase, phase.phases, phase.label))
     interactive = progress is not None or cancel is not None
     done, calls, chunk, per_epoch = 0, 0, 1, None

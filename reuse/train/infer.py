@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from reuse.data import Dataset, check_for_model, output_kind
+from reuse.data.checks import model_inputs
 from reuse.train.engine import compile_forward
 from reuse.train.network import Forward
 from reuse.train.task import Task
@@ -21,34 +22,45 @@ def _bucket(n: int, batch: int) -> int:
 
 
 class Predictor:
-    """A compiled inference function for a network part, applied in fixed-size, padded batches.
+    """A compiled inference function for a model (or a part of one), applied in fixed-size, padded
+    batches.
 
     Build once and reuse (the compiled function and its traces are kept); it reads the current
     weights on every call, so it stays valid while the model trains. ``compiled=False`` runs the
-    layers eagerly instead: cheaper for a single pass over data (no tracing), e.g. caching features.
+    model eagerly instead: cheaper for a single pass over data (no tracing), e.g. caching features.
+    Inputs are one array or a tuple of arrays (one per model input, the same rows); outputs likewise.
     """
 
-    def __init__(self, model: Any, *, layers: list[Any] | None = None, batch_size: int = BATCH,
-                 compiled: bool = True) -> None:
-        self.forward = Forward(model, layers)
+    def __init__(self, model: Any, *, batch_size: int = BATCH, compiled: bool = True) -> None:
+        self.forward = Forward(model)
         self.batch_size = int(batch_size)
         self.compiled = compiled
         self._fn = compile_forward(self.forward) if compiled else (lambda x: self.forward(x, False))
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        """Outputs for every row of ``x`` (float32), computed in compiled batches."""
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        n, b = len(x), self.batch_size
-        parts = []
+    def __call__(self, x: np.ndarray | tuple[np.ndarray, ...]) -> Any:
+        """Outputs for every row of ``x`` (float32 unless the model says otherwise), in compiled batches."""
+        several = isinstance(x, tuple)
+        xs = tuple(_typed(a) for a in (x if several else (x,)))
+        n, b = len(xs[0]), self.batch_size
+        parts: list[list[np.ndarray]] = []
         for lo in range(0, n, b):
-            xb = x[lo:lo + b]
-            size = _bucket(len(xb), b) if self.compiled else len(xb)
-            if size != len(xb):
-                xb = np.concatenate([xb, np.zeros((size - len(xb), *x.shape[1:]), np.float32)])
-            parts.append(np.asarray(self._fn(xb))[: min(b, n - lo)])
+            batch = tuple(a[lo:lo + b] for a in xs)
+            rows = len(batch[0])
+            size = _bucket(rows, b) if self.compiled else rows
+            if size != rows:
+                batch = tuple(np.concatenate([a, np.zeros((size - rows, *a.shape[1:]), a.dtype)]) for a in batch)
+            out = self._fn(batch if several else batch[0])
+            outs = out if isinstance(out, (list, tuple)) else [out]
+            parts.append([np.asarray(o)[:rows] for o in outs])
         if not parts:
             return np.zeros((0,), np.float32)
-        return np.concatenate(parts)
+        joined = [np.concatenate(col) for col in zip(*parts, strict=True)]
+        return tuple(joined) if len(joined) > 1 else joined[0]
+
+
+def _typed(a: np.ndarray) -> np.ndarray:
+    # Integer inputs (token ids) keep their type; everything else is float32, as the loops train.
+    return np.ascontiguousarray(a) if a.dtype.kind in "iub" else np.ascontiguousarray(a, dtype=np.float32)
 
 
 def score(task: Task, outputs: np.ndarray, y: np.ndarray, prefix: str = "") -> dict[str, float]:
@@ -73,19 +85,21 @@ def evaluate(model: Any, data: Dataset, *, batch_size: int = BATCH) -> dict[str,
     """
     kind = output_kind(model)
     ds = check_for_model(data, model, kind=kind)
-    outputs = Predictor(model, batch_size=batch_size)(ds.x)
+    outputs = Predictor(model, batch_size=batch_size)(model_inputs(ds))
     result = score(Task.for_output(kind), outputs, ds.y)
     result["samples"] = len(ds)
     return result
 
 
-def predict(model: Any, data: Dataset | np.ndarray, *, batch_size: int = BATCH) -> np.ndarray:
-    """The model's outputs (class probabilities for a softmax output) for every sample of ``data``.
+def predict(model: Any, data: Dataset | np.ndarray | dict[str, np.ndarray], *,
+            batch_size: int = BATCH) -> np.ndarray:
+    """The model's outputs (class probabilities for a softmax output) for every sample of ``data``
+    (a data set, one array, or arrays by input name for a model with several inputs).
 
     Raises:
         InvalidInput: the features do not fit the model or hold NaN/inf.
     """
-    if isinstance(data, np.ndarray):
-        data = Dataset(x=data, y=None, source="input array")
+    if not isinstance(data, Dataset):
+        data = Dataset(x=data, y=None, source="input array" if isinstance(data, np.ndarray) else "input arrays")
     ds = check_for_model(replace(data, y=None), model, require_labels=False)
-    return Predictor(model, batch_size=batch_size)(ds.x)
+    return Predictor(model, batch_size=batch_size)(model_inputs(ds))

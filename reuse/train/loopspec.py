@@ -19,6 +19,7 @@ EVAL_BATCH = 2048
 class LoopSpec:
     """A training run as the loop sees it: arrays in memory, variables to train, and the rules.
 
+    ``x``/``xv`` are one array or a tuple of arrays (one per input of ``forward``, the same rows).
     ``train_vars`` are updated by the optimizer; ``state_vars`` are every other variable the forward
     pass reads or updates (frozen weights, moving statistics, random seed states). ``patience`` ``None``
     disables early stopping; training always stops when the training loss stops being finite.
@@ -29,9 +30,9 @@ class LoopSpec:
     state_vars: list[Any]
     optimizer: Any
     task: Task
-    x: np.ndarray
+    x: np.ndarray | tuple[np.ndarray, ...]
     y: np.ndarray
-    xv: np.ndarray | None
+    xv: np.ndarray | tuple[np.ndarray, ...] | None
     yv: np.ndarray | None
     batch_size: int
     epochs: int
@@ -42,7 +43,11 @@ class LoopSpec:
 
     @property
     def n(self) -> int:
-        return int(self.x.shape[0])
+        return rows(self.x)
+
+    @property
+    def n_val(self) -> int:
+        return rows(self.xv) if self.xv is not None else 0
 
     @property
     def batch(self) -> int:
@@ -63,7 +68,7 @@ class LoopSpec:
 
     @property
     def has_val(self) -> bool:
-        return self.xv is not None and len(self.xv) > 0
+        return self.n_val > 0
 
     @property
     def keep_best(self) -> bool:
@@ -78,6 +83,16 @@ class ChunkResult:
     history: np.ndarray
     epochs_done: int
     stopped: bool
+
+
+def rows(x: Any) -> int:
+    """Rows of one array or of a tuple of arrays (the first one's)."""
+    return int((x[0] if isinstance(x, tuple) else x).shape[0])
+
+
+def map_arrays(fn: Any, x: Any) -> Any:
+    """``fn`` applied to one array, or to each array of a tuple (a tuple back)."""
+    return tuple(fn(a) for a in x) if isinstance(x, tuple) else fn(x)
 
 
 def eval_batches(n: int) -> tuple[int, int, int]:

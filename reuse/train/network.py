@@ -1,9 +1,10 @@
 """The part of a network a training loop runs, and the frozen-feature cache split.
 
-When a model is a chain of layers and its first layers hold no weight being trained and behave the same
-in training and inference (no dropout, noise or batch-statistics normalisation), their output is
-computed once and the loop runs only the rest on it. The layers are shared, so training the rest
-trains the whole model in place.
+When part of a model's graph holds no weight being trained and behaves the same in training and
+inference (no dropout, noise or batch-statistics normalisation), and the rest reads it only through a
+few tensors (the *cut*), those tensors are computed once and the loop runs only the rest on them. The
+two parts are Keras models over the same layer objects, so training the rest trains the whole model in
+place.
 """
 
 from __future__ import annotations
@@ -13,112 +14,258 @@ from dataclasses import dataclass
 from typing import Any
 
 
-class Forward:
-    """A callable network part: a whole model, or a chain of its layers called in order."""
+def as_model_input(x: Any) -> Any:
+    """One array as is; several (a tuple, one per model input) as the list Keras models take."""
+    return list(x) if isinstance(x, tuple) else x
 
-    def __init__(self, model: Any, layers: Sequence[Any] | None = None) -> None:
+
+class Forward:
+    """A callable network part: a whole model, or a sub-model sharing its layers (the cached rest).
+
+    ``x`` is one array or a tuple of arrays (one per input of the part).
+    """
+
+    def __init__(self, model: Any) -> None:
         self.model = model
-        self.layers = list(layers) if layers is not None else None
 
     def __call__(self, x: Any, training: bool) -> Any:
-        if self.layers is None:
-            return self.model(x, training=training)
-        for layer in self.layers:
-            x = layer(x, training=training) if _has_training_arg(layer) else layer(x)
-        return x
+        return self.model(as_model_input(x), training=training)
 
     @property
     def variables(self) -> list[Any]:
-        if self.layers is None:
-            return list(self.model.variables)
-        return _unique(v for layer in self.layers for v in layer.variables)
+        return list(self.model.variables)
 
     def losses(self) -> list[Any]:
         """Regularisation and activity losses of the last call (read right after calling)."""
-        if self.layers is None:
-            return list(self.model.losses)
-        return [loss for layer in self.layers for loss in layer.losses]
-
-
-def _unique(items: Any) -> list[Any]:
-    seen: set[int] = set()
-    out = []
-    for v in items:
-        if id(v) not in seen:
-            seen.add(id(v))
-            out.append(v)
-    return out
-
-
-def _has_training_arg(layer: Any) -> bool:
-    return bool(getattr(layer, "_call_has_training_arg", False))
+        return list(self.model.losses)
 
 
 STOCHASTIC = ("Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "AlphaDropout",
               "GaussianDropout", "GaussianNoise")
 
 
+def _random_unused(layer: Any) -> bool:
+    """A recurrent layer or cell without dropout owns a seed generator it never draws from."""
+    return (hasattr(layer, "dropout") and hasattr(layer, "recurrent_dropout")
+            and not layer.dropout and not layer.recurrent_dropout)
+
+
 def is_deterministic(layer: Any) -> bool:
     """Whether ``layer`` computes the same in training and inference: no dropout, noise or random
-    augmentation (anything holding a random seed generator), and batch normalisation only when frozen
-    (Keras then uses its moving statistics)."""
+    augmentation (anything holding a random seed generator, except recurrent layers without dropout),
+    and batch normalisation only when frozen (Keras then uses its moving statistics)."""
     for x in layer._flatten_layers(include_self=True, recursive=True):
         name = type(x).__name__
-        if getattr(x, "_seed_generators", None) or name in STOCHASTIC or name.startswith("Random"):
+        if name in STOCHASTIC or name.startswith("Random"):
+            return False
+        if getattr(x, "_seed_generators", None) and not _random_unused(x):
             return False
         if name == "BatchNormalization" and x.trainable:
             return False
     return True
 
 
-def chain_layers(model: Any) -> list[Any] | None:
-    """The model's layers (without the input layer) if each feeds only the next one, else ``None``."""
-    import keras
+def _node_of(tensor: Any) -> tuple[Any, Any]:
+    """The operation that made a Keras tensor and the graph node of that call."""
+    history = tensor._keras_history
+    return history.operation, history.operation._inbound_nodes[history.node_index]
 
-    if isinstance(model, keras.Sequential):
-        return list(model.layers)
-    layers = [x for x in getattr(model, "layers", []) if type(x).__name__ != "InputLayer"]
-    inputs = getattr(model, "inputs", None)
-    if not layers or not inputs or len(inputs) != 1 or len(model.outputs) != 1:
-        return None
+
+def graph_nodes(model: Any) -> list[tuple[Any, list[Any], list[Any], Any]] | None:
+    """``(operation, input tensors, output tensors, node)`` of each call in ``model``'s graph, inputs
+    first (a nested model is one call); ``None`` when the model has no symbolic graph to walk."""
     try:
-        prev = inputs[0]
-        for layer in layers:
-            if len(layer._inbound_nodes) != 1 or layer.input is not prev:
-                return None
-            prev = layer.output
-        return layers if prev is model.outputs[0] else None
+        inputs, outputs = list(model.inputs), list(model.outputs)
     except (AttributeError, ValueError):
         return None
+    if not inputs or not outputs:
+        return None
+    sources = {id(t) for t in inputs}
+    order: list[tuple[Any, list[Any], list[Any], Any]] = []
+    seen: set[int] = set()
+    # Iterative post-order walk from the outputs back to the inputs.
+    stack: list[tuple[Any, bool]] = [(t, False) for t in reversed(outputs)]
+    while stack:
+        tensor, expanded = stack.pop()
+        if id(tensor) in sources:
+            continue
+        try:
+            op, node = _node_of(tensor)
+        except (AttributeError, IndexError):
+            return None
+        if id(node) in seen:
+            continue
+        ins = list(node.input_tensors)
+        if expanded:
+            seen.add(id(node))
+            order.append((op, ins, list(node.output_tensors), node))
+            continue
+        if not ins:  # an input layer that is not one of the model's inputs, or a constant
+            return None
+        stack.append((tensor, True))
+        stack.extend((t, False) for t in reversed(ins))
+    return order
 
 
 @dataclass
 class CacheSplit:
-    """A frozen, deterministic prefix (computed once) and the trained rest."""
+    """A frozen, deterministic part of a model (computed once) and the trained rest.
 
-    prefix: list[Any]
-    rest: list[Any]
+    ``prefix`` maps the model's inputs to the cut tensors; ``rest`` maps the cut tensors to the model's
+    outputs. Both share the model's layer objects. ``layers`` are the layers of the cached part, in the
+    model's order.
+    """
+
+    prefix: Any
+    rest: Any
+    layers: list[Any]
 
     @property
     def prefix_names(self) -> tuple[str, ...]:
-        return tuple(x.name for x in self.prefix)
+        return tuple(x.name for x in self.layers)
+
+
+def _holds_trained(op: Any, trained: set[int]) -> bool:
+    return any(id(v) in trained for v in getattr(op, "variables", []))
+
+
+def _cacheable(op: Any, trained: set[int]) -> bool:
+    if _holds_trained(op, trained):
+        return False
+    return not hasattr(op, "_flatten_layers") or is_deterministic(op)
+
+
+def find_cut(model: Any, train_vars: Sequence[Any]) -> tuple[list[Any], list[Any]] | None:
+    """The cut of ``model``'s graph: (cut tensors, cached operations), or ``None`` when nothing is
+    worth caching.
+
+    A tensor is *fixed* when it is a model input, or made by a call of an operation that holds none of
+    ``train_vars``, is deterministic, and reads only fixed tensors. The cut is the fixed tensors that
+    calls which are not fixed read: the trained part sees the fixed part only through them, so the
+    largest frozen, deterministic part of the graph is computed once. Nothing is cached when the cut is
+    only model inputs, or an output is fixed (then nothing would train).
+    """
+    nodes = graph_nodes(model)
+    if not nodes:
+        return None
+    trained = {id(v) for v in train_vars}
+    fixed: set[int] = {id(t) for t in model.inputs}
+    cached_ops: list[Any] = []
+    for op, ins, outs, _ in nodes:
+        if all(id(t) in fixed for t in ins) and _cacheable(op, trained):
+            fixed.update(id(t) for t in outs)
+            if all(op is not o for o in cached_ops):
+                cached_ops.append(op)
+    if any(id(t) in fixed for t in model.outputs):
+        return None
+    cut: list[Any] = []
+    for _, ins, outs, _ in nodes:
+        if id(outs[0]) in fixed:
+            continue
+        for t in ins:
+            if id(t) in fixed and all(t is not c for c in cut):
+                cut.append(t)
+    inputs = {id(t) for t in model.inputs}
+    if all(id(t) in inputs for t in cut) or not cached_ops:
+        return None
+    return cut, cached_ops
+
+
+def _one_or_list(tensors: list[Any]) -> Any:
+    return tensors[0] if len(tensors) == 1 else tensors
+
+
+def _restoring_graph(model: Any) -> Any:
+    """Snapshot the graph's bookkeeping; the returned function puts it back.
+
+    A sub-model over intermediate tensors makes Keras clone the graph nodes it needs, and opening a
+    nested model calls its layers on new symbolic tensors: both append nodes to the shared layers (the
+    input layers of pass-through inputs too) and the first re-points those tensors' ``_keras_history``.
+    Putting both back keeps the model's own graph, as saving and code reading a layer's
+    ``input``/``output`` see it, unchanged; the sub-models keep their own node lists.
+    """
+    nodes = graph_nodes(model) or []
+    tensors = list(model.inputs) + [t for _, _, outs, _ in nodes for t in outs]
+    ops = ([t._keras_history.operation for t in model.inputs] + [n[0] for n in nodes]
+           + list(model._flatten_layers(include_self=False, recursive=True)))
+    unique = list({id(op): op for op in ops}.values())
+    saved_ops = [(x, list(x._inbound_nodes), list(x._outbound_nodes)) for x in unique]
+    saved_history = [(t, t._keras_history) for t in tensors]
+
+    def restore() -> None:
+        for layer, inbound, outbound in saved_ops:
+            layer._inbound_nodes[:] = inbound
+            layer._outbound_nodes[:] = outbound
+        for tensor, history in saved_history:
+            tensor._keras_history = history
+
+    return restore
+
+
+def _is_graph_model(op: Any) -> bool:
+    import keras
+
+    return isinstance(op, keras.Model) and graph_nodes(op) is not None
+
+
+def opened_graph(model: Any, train_vars: Sequence[Any]) -> Any:
+    """``model``, or, when a nested model in it is not cacheable whole (some of its layers train, or
+    it holds dropout), an equivalent functional model over the same layers with such nested models
+    opened up (their layers called directly), so the cut can reach inside them. Nested models that
+    are cacheable whole stay one call."""
+    import keras
+    from keras import tree
+
+    trained = {id(v) for v in train_vars}
+
+    def to_open(op: Any) -> bool:
+        return _is_graph_model(op) and not _cacheable(op, trained)
+
+    nodes = graph_nodes(model)
+    if not nodes or not any(to_open(op) for op, _, _, _ in nodes):
+        return model
+
+    def replay(sub: Any, given: list[Any]) -> list[Any]:
+        local = {id(t): v for t, v in zip(sub.inputs, given, strict=True)}
+        for op, ins, outs, node in graph_nodes(sub) or []:
+            if to_open(op):
+                vals = replay(op, [local[id(t)] for t in ins])
+            else:
+                args, kwargs = node.arguments.fill_in(local)
+                vals = tree.flatten(op(*args, **kwargs))
+            local.update((id(t), v) for t, v in zip(outs, vals, strict=True))
+        return [local[id(t)] for t in sub.outputs]
+
+    inputs = [keras.Input(batch_shape=t.shape, dtype=t.dtype, name=t.name) for t in model.inputs]
+    outputs = replay(model, inputs)
+    try:
+        return keras.Model(_one_or_list(inputs), _one_or_list(outputs), name=f"{model.name}_opened")
+    except ValueError:
+        # One graph needs unique layer names; a nested model may reuse an outer name. Keep it whole.
+        return model
 
 
 def cache_split(model: Any, train_vars: Sequence[Any]) -> CacheSplit | None:
-    """The longest prefix of ``model``'s layers that holds none of ``train_vars`` and is deterministic,
-    or ``None`` when there is none worth caching (no chain, no such prefix, or nothing left to train)."""
-    layers = chain_layers(model)
-    if not layers:
-        return None
-    trained = {id(v) for v in train_vars}
-    k = 0
-    for layer in layers:
-        if any(id(v) in trained for v in layer.variables) or not is_deterministic(layer):
-            break
-        k += 1
-    if k == 0 or k == len(layers):
-        return None
-    return CacheSplit(prefix=layers[:k], rest=layers[k:])
+    """Split ``model`` at the cut :func:`find_cut` finds: a prefix model from the inputs to the cut
+    tensors and a rest model from them to the outputs, over the same layers; ``None`` when there is
+    nothing worth caching."""
+    import keras
+
+    restore = _restoring_graph(model)
+    try:
+        graph = opened_graph(model, train_vars)
+        found = find_cut(graph, train_vars)
+        if found is None:
+            return None
+        cut, cached_ops = found
+        prefix = keras.Model(_one_or_list(list(graph.inputs)), _one_or_list(cut), name=f"{model.name}_cached")
+        rest = keras.Model(_one_or_list(cut), _one_or_list(list(graph.outputs)), name=f"{model.name}_rest")
+    finally:
+        restore()
+    order = {id(x): i for i, x in enumerate(graph.layers)}
+    layers = sorted((op for op in cached_ops if type(op).__name__ != "InputLayer"
+                     and hasattr(op, "_flatten_layers")), key=lambda x: order.get(id(x), len(order)))
+    return CacheSplit(prefix=prefix, rest=rest, layers=layers)
 
 
 def seed_generator_states(layers_owner: Any) -> list[Any]:
