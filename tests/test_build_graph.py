@@ -278,3 +278,32 @@ def test_advisor_depths_on_a_graph_build(tmp_path):
     plan = plan_candidates(store, "fork")
     for k in (1, 2, 3):
         assert build_network(store, "fork", plan.plans[k].scope, classes=2).model.output_shape == (None, 2)
+
+
+def test_built_graph_models_serve_with_their_dtypes(graphs, backbones):
+    """Int token ids stay INT32 in the served signature; a built conv model answers like Keras."""
+    from tests.grpc_support import infer_request, stubs
+
+    from reuse.grpc._proto import inference_pb2 as ipb
+    from reuse.grpc.server import ServerConfig, start_in_thread
+    from reuse.service import Service
+
+    seq = build_network(graphs, "seq", "emb|lstm", head="dense:4:relu", classes=2, seed=0, name="tok")
+    graphs.register(seq.model, "tok", lineage=seq.lineage)
+    conv = build_network(backbones, "mobilenet", MNV2_LOW, head="gap", classes=3, seed=0, name="conv")
+    backbones.register(conv.model, "conv", lineage=conv.lineage)
+    tokens = RNG.integers(0, 20, size=(3, 6)).astype("int32")
+    img = RNG.normal(size=(2, 32, 32, 3)).astype("float32")
+    for store, model, x, name, dtype in ((graphs, "tok", tokens, "tokens", "INT32"),
+                                         (backbones, "conv", img, conv.lineage["inputs"][0]["name"], "FP32")):
+        server = start_in_thread(Service(store.root), ServerConfig(port=0))
+        try:
+            channel, inference, _ = stubs(server.target)
+            meta = inference.ModelMetadata(ipb.ModelMetadataRequest(name=model))
+            assert [(t.name, t.datatype) for t in meta.inputs] == [(name, dtype)]
+            resp = inference.ModelInfer(infer_request(x, model=model, name=name, datatype=dtype))
+            got = np.frombuffer(resp.raw_output_contents[0], dtype=np.float32).reshape(tuple(resp.outputs[0].shape))
+            _same(got, store.load(model).predict(x, verbose=0))
+            channel.close()
+        finally:
+            server.stop()
