@@ -282,11 +282,10 @@ def test_advisor_depths_on_a_graph_build(tmp_path):
 
 def test_built_graph_models_serve_with_their_dtypes(graphs, backbones):
     """Int token ids stay INT32 in the served signature; a built conv model answers like Keras."""
-    from tests.grpc_support import infer_request, stubs
-
     from reuse.grpc._proto import inference_pb2 as ipb
     from reuse.grpc.server import ServerConfig, start_in_thread
     from reuse.service import Service
+    from tests.grpc_support import infer_request, stubs
 
     seq = build_network(graphs, "seq", "emb|lstm", head="dense:4:relu", classes=2, seed=0, name="tok")
     graphs.register(seq.model, "tok", lineage=seq.lineage)
