@@ -306,3 +306,14 @@ def test_built_graph_models_serve_with_their_dtypes(graphs, backbones):
             channel.close()
         finally:
             server.stop()
+
+
+def test_cli_summary_lines_shorten_long_layer_lists(backbones):
+    from click.testing import CliRunner
+
+    from reuse.cli import cli
+
+    res = CliRunner().invoke(cli, ["build", "short", "--from", "mobilenet", "--reuse", MNV2_LOW, "--head", "gap",
+                                   "--classes", "2", "--store", str(backbones.root)], catch_exceptions=False)
+    frozen = next(line for line in res.output.splitlines() if "reused (frozen)" in line)
+    assert frozen.endswith("block_3_project, block_3_project_BN (35 layers)") and "Conv1, bn_Conv1, Conv1_relu, ..." in frozen

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from reuse.cli.common import emit_json, get_service, json_option, server_option, store_option
+from reuse.cli.common import emit_json, get_service, json_option, name_list, server_option, store_option
 from reuse.errors import InvalidInput
 
 match_option = click.option(
@@ -140,8 +140,8 @@ def build_cmd(new_name: str, base: str, reuse_pat: str, match: str, trainable: s
     frozen = [x["name"] for x in lin["layers"] if not x["trainable"]]
     open_ = [x["name"] for x in lin["layers"] if x["trainable"]]
     click.echo(f"Built {info.ref} from {lin['base']['name']}:{lin['base']['version']}")
-    click.echo(f"  reused (frozen):    {', '.join(frozen) or '-'}")
-    click.echo(f"  reused (trainable): {', '.join(open_) or '-'}")
+    click.echo(f"  reused (frozen):    {name_list(frozen)}")
+    click.echo(f"  reused (trainable): {name_list(open_)}")
     if lin["skipped"]:
         click.echo(f"  skipped:            {', '.join(x['name'] for x in lin['skipped'])}")
     click.echo(f"  head:               {', '.join(lin['head_layers'])}")

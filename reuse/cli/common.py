@@ -68,3 +68,13 @@ def get_service(store: str | None):
     from reuse.service import Service
 
     return Service(store)
+
+
+def name_list(names: list[str] | tuple[str, ...], limit: int = 8) -> str:
+    """Layer names for a summary line: all of them, or the first and last few and how many (a reused
+    backbone has hundreds; ``--json`` and ``reuse lineage`` list every one)."""
+    if not names:
+        return "-"
+    if len(names) <= limit:
+        return ", ".join(names)
+    return f"{', '.join(names[:3])}, ..., {', '.join(names[-2:])} ({len(names)} layers)"

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from reuse.cli.common import emit_json, get_service, json_option, server_option, store_option
+from reuse.cli.common import emit_json, get_service, json_option, name_list, server_option, store_option
 from reuse.cli.train_progress import ProgressBar
 
 OPTIMIZERS = ("sgd", "adam", "rmsprop", "adamw", "nadam")
@@ -84,7 +84,7 @@ def _figures(metrics: dict[str, Any]) -> str:
 
 def _print_training(o: Any, verb: str) -> None:
     r = o.result
-    cached = f"; cached frozen features of {', '.join(r.cached_layers)}" if r.cached_layers else ""
+    cached = f"; cached frozen features of {name_list(r.cached_layers)}" if r.cached_layers else ""
     stop = f", stopped early (best epoch {r.best_epoch})" if r.stopped_early else ""
     click.echo(f"{verb} {o.parent} -> {o.info.ref}: {r.epochs_run} epochs in {r.seconds:.2f} s{stop}{cached}")
     if r.unfrozen:
