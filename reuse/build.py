@@ -33,7 +33,7 @@ from reuse.arch import Architecture, Call, LayerNode, Ref, new_layer, parse_arch
 from reuse.errors import IncompatibleShapes, InvalidInput, StoreCorrupt
 from reuse.heads import HeadSpec, parse_head
 from reuse.store import ModelStore
-from reuse.subgraph import Plan, plan_subgraph, select_scope
+from reuse.subgraph import Plan, plan_subgraph, select_scope, upstream
 
 LINEAGE_FORMAT = 1
 
@@ -283,15 +283,7 @@ def _infer_specs(arch: Architecture, refs: list[Ref]) -> dict[Ref, Any]:
 
     from reuse.arch import TensorSpec
 
-    producer = {c.key: c for c in arch.calls}
-    needed: set[str] = set()
-    stack = [r.call for r in refs if not r.input]
-    while stack:
-        k = stack.pop()
-        if k in needed:
-            continue
-        needed.add(k)
-        stack.extend(r.call for r in producer[k].inputs if not r.input)
+    needed = upstream({c.key: c for c in arch.calls}, refs)
     tensors: dict[Ref, Any] = {}
     for name, shape in arch.inputs.items():
         if shape is None or len(shape) < 2:

@@ -57,6 +57,19 @@ def select_scope(arch: Architecture, pattern: str, *, match: str = "full",
     return selection, tuple(n for n in arch.names if n in chosen)
 
 
+def upstream(producer: dict[str, Call], refs: Sequence[Ref]) -> set[str]:
+    """The keys of the calls that produce ``refs`` and of every call above them."""
+    seen: set[str] = set()
+    stack = [r.call for r in refs if not r.input]
+    while stack:
+        k = stack.pop()
+        if k in seen:
+            continue
+        seen.add(k)
+        stack.extend(r.call for r in producer[k].inputs if not r.input)
+    return seen
+
+
 def _refused(msg: str) -> IncompatibleShapes:
     return IncompatibleShapes(msg)
 
@@ -103,16 +116,10 @@ def plan_subgraph(arch: Architecture, selected: Sequence[str], pattern: str = ""
             if c.key not in down:
                 down.add(c.key)
                 stack.append(c.key)
-    up: set[str] = set()
-    stack = [r.call for c in sel_calls for r in c.inputs if not r.input]
-    while stack:
-        k = stack.pop()
-        if k in up:
-            continue
-        up.add(k)
-        stack.extend(r.call for r in producer[k].inputs if not r.input)
+    up = upstream(producer, [r for c in sel_calls for r in c.inputs])
+    order = {c.key: i for i, c in enumerate(arch.calls)}
     gap = [calls[k] for k in (down & up) if calls[k].layer not in chosen]
-    gap.sort(key=lambda c: arch.calls.index(c))
+    gap.sort(key=lambda c: order[c.key])
     blocking = [c for c in gap
                 if arch.node(c.layer).class_name not in INFERENCE_IDENTITY or len(c.inputs) != 1]
     if blocking:
@@ -186,14 +193,7 @@ def _named_exits(arch: Architecture, exits: Sequence[str], chosen: set[str], sel
 
 def _check_reaches(arch: Architecture, sel_calls: list[Call], out: list[Ref], producer: dict[str, Call]) -> None:
     """Every selected call must feed an exit (else the selection is not connected to it)."""
-    reach: set[str] = set()
-    stack = [r.call for r in out]
-    while stack:
-        k = stack.pop()
-        if k in reach:
-            continue
-        reach.add(k)
-        stack.extend(r.call for r in producer[k].inputs if not r.input)
+    reach = upstream(producer, out)
     stray = sorted({c.layer for c in sel_calls if c.key not in reach})
     if stray:
         ends = ", ".join(str(r) for r in out)
