@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_left
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 
 from reuse.arch import INFERENCE_IDENTITY, parse_architecture
@@ -174,42 +174,43 @@ def split_scopes(text: str) -> list[str]:
     ``["a,b", "c"]`` (with ``;``, a comma anywhere belongs to a pattern).
     """
     sep = ";" if ";" in _top_level(text) else ","
-    parts, depth, current, escaped = [], 0, [], False
-    for c in text:
-        if escaped:
-            current.append(c)
-            escaped = False
-            continue
-        if c == "\\":
-            escaped = True
-        elif c in "([{":
-            depth += 1
-        elif c in ")]}":
-            depth = max(0, depth - 1)
-        elif c == sep and depth == 0:
+    parts: list[str] = []
+    current: list[str] = []
+    for c, outside in _scan(text):
+        if c == sep and outside:
             parts.append("".join(current).strip())
             current = []
-            continue
-        current.append(c)
+        else:
+            current.append(c)
     parts.append("".join(current).strip())
     return parts
 
 
-def _top_level(text: str) -> str:
-    """The characters of ``text`` outside (), [] and {} and not escaped."""
-    out, depth, escaped = [], 0, False
+def _scan(text: str) -> Iterator[tuple[str, bool]]:
+    """Each character of ``text`` and whether it stands outside (), [] and {} and is not escaped."""
+    depth, escaped = 0, False
     for c in text:
         if escaped:
             escaped = False
-        elif c == "\\":
+            yield c, False
+            continue
+        if c == "\\":
             escaped = True
-        elif c in "([{":
+            yield c, False
+            continue
+        if c in "([{":
             depth += 1
+            yield c, False
         elif c in ")]}":
             depth = max(0, depth - 1)
-        elif depth == 0:
-            out.append(c)
-    return "".join(out)
+            yield c, False
+        else:
+            yield c, depth == 0
+
+
+def _top_level(text: str) -> str:
+    """The characters of ``text`` outside (), [] and {} and not escaped."""
+    return "".join(c for c, outside in _scan(text) if outside)
 
 
 def expand_blocks(pattern: str) -> list[tuple[int, str]]:
