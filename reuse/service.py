@@ -151,6 +151,30 @@ class Service:
         return self.store.register(built.model, new_name, description=description, tags=tags,
                                    lineage=built.lineage)
 
+    def ensemble(self, new_name: str, members: str | Sequence[str], *, weights: str | Sequence[float] | None = None,
+                 vote: bool = False, average_weights: bool = False, data: str | None = None,
+                 label: str | int | None = None, relabel: bool = False, description: str = "",
+                 tags: dict[str, str] | None = None) -> ModelInfo:
+        """Register one model combining ``members`` (``"a:1,b:3"`` or a list) as the next version of
+        ``new_name``: the (weighted) mean of their outputs, a majority ``vote``, or with
+        ``average_weights`` one network with their mean weights (see reuse.ensemble). With ``data``
+        (labelled, held out), each member and the ensemble are scored on it (``metrics["ensemble_check"]``,
+        which ``reuse report`` reads)."""
+        from reuse.ensemble import build_ensemble, parse_members, parse_weights
+
+        check_name(new_name)
+        refs = parse_members(members if isinstance(members, str) else list(members))
+        weight_list = parse_weights(weights if weights is None or isinstance(weights, str) else list(weights),
+                                    len(refs))
+        ds = None
+        if data is not None:
+            first = self.store.info(refs[0])
+            ds = self._load_data(data, label=label, relabel=relabel, class_names=first.class_names)
+        built = build_ensemble(self.store, refs, weights=weight_list, vote=vote, average=average_weights,
+                               name=new_name, data=ds)
+        return self.store.register(built.model, new_name, description=description or built.description, tags=tags,
+                                   class_names=built.class_names, metrics=built.metrics, lineage=built.lineage)
+
     def lineage(self, ref: str) -> list[dict[str, Any]]:
         """Ancestry of ``ref``, newest first (see reuse.lineage.ancestry)."""
         from reuse.lineage import ancestry
