@@ -7,9 +7,9 @@ from typing import Any
 
 from reuse.data import Dataset, check_for_model
 from reuse.ensemble.check import outputs_check
-from reuse.ensemble.graph import member_layer_name, output_ensemble
+from reuse.ensemble.graph import check_vote, member_layer_name, output_ensemble
 from reuse.ensemble.members import Member, load_members, parse_members, parse_weights
-from reuse.ensemble.soup import average_weights
+from reuse.ensemble.soup import average_weights, check_same_architecture
 from reuse.errors import InvalidInput
 from reuse.store import ModelStore
 from reuse.train.infer import Predictor
@@ -50,7 +50,7 @@ def ensemble_lineage(members: list[Member], weights: list[float], method: str) -
 
 def build_ensemble(store: ModelStore, refs: str | list[str], *, weights: str | list[float] | None = None,
                    vote: bool = False, average: bool = False, name: str = "ensemble",
-                   data: Dataset | None = None) -> BuiltEnsemble:
+                   data: Dataset | None = None, check_only: bool = False) -> BuiltEnsemble | None:
     """Load ``refs`` (``"a:1,b:3"`` or a list), check they agree, and combine them.
 
     Args:
@@ -58,6 +58,8 @@ def build_ensemble(store: ModelStore, refs: str | list[str], *, weights: str | l
         vote: majority vote of class labels instead of the mean of outputs.
         average: one network with the members' mean weights (all members must share one architecture).
         data: labelled held-out data to score each member and the ensemble on (``metrics["ensemble_check"]``).
+        check_only: make every check (members, weights, agreement, architectures, vote), build nothing and
+            return None.
 
     Raises:
         InvalidInput: both ``vote`` and ``average``; bad members or weights (see reuse.ensemble.members);
@@ -69,6 +71,14 @@ def build_ensemble(store: ModelStore, refs: str | list[str], *, weights: str | l
     w = parse_weights(weights, len(ref_list))
     members = load_members(store, ref_list)
     method = "average_weights" if average else "vote" if vote else "mean"
+    if check_only:
+        if average:
+            check_same_architecture(members)
+        else:
+            check_vote(members, vote)
+        if data is not None:
+            check_for_model(data, members[0].model, kind=members[0].kind)
+        return None
     lineage = ensemble_lineage(members, w, method)
     member_refs = [m.ref for m in members]
     scored = None

@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 
 from reuse.data import Dataset, check_for_model, output_kind
+from reuse.errors import NotFound
+from reuse.store import ModelStore
 from reuse.train.infer import Predictor, score
 from reuse.train.task import Task
 
@@ -56,3 +58,20 @@ def mean_outputs_check(member_refs: list[str], members: list[Any], data: Dataset
     w = weights or [1.0 / len(outs)] * len(outs)
     mean = sum(o.astype(np.float64) * wt for o, wt in zip(outs, w, strict=True)).astype(outs[0].dtype)
     return outputs_check(member_refs, outs, mean, ds.y, Task.for_output(kind), data=data.source, method="mean")
+
+
+def member_scores(store: ModelStore, lineage: dict[str, Any], data: Dataset) -> list[dict[str, Any]]:
+    """Each member an ensemble's lineage lists, evaluated on ``data``: ``{"model", "weight", "loss",
+    METRIC, "samples"}``, or ``{"model", "weight", "missing": true}`` for a member no longer in the store."""
+    from reuse.train.infer import evaluate
+
+    rows: list[dict[str, Any]] = []
+    for m in lineage.get("members") or []:
+        ref = f"{m.get('name')}:{m.get('version')}"
+        try:
+            model = store.load(ref)
+        except NotFound:
+            rows.append({"model": ref, "weight": m.get("weight"), "missing": True})
+            continue
+        rows.append({"model": ref, "weight": m.get("weight"), **evaluate(model, data)})
+    return rows

@@ -20,6 +20,14 @@ def member_layer_name(index: int) -> str:
     return f"member{index + 1}"
 
 
+def check_vote(members: list[Member], vote: bool) -> None:
+    """Refuse ``vote`` for members that are not k-class classifiers (k > 1)."""
+    first = members[0]
+    if vote and (first.kind.kind != "multiclass" or first.kind.units < 2):
+        raise InvalidInput(f"--vote needs classifiers with two or more class outputs; member {first.ref} "
+                           f"outputs {first.kind.kind} values ({first.kind.units} unit(s))")
+
+
 def output_ensemble(members: list[Member], weights: list[float], *, vote: bool = False,
                     name: str = "ensemble") -> Any:
     """One network: shared inputs (named as the members' inputs) feed each member, nested as
@@ -35,10 +43,8 @@ def output_ensemble(members: list[Member], weights: list[float], *, vote: bool =
 
     from reuse.layers import EnsembleCombine
 
+    check_vote(members, vote)
     first = members[0]
-    if vote and (first.kind.kind != "multiclass" or first.kind.units < 2):
-        raise InvalidInput(f"--vote needs classifiers with two or more class outputs; member {first.ref} "
-                           f"outputs {first.kind.kind} values ({first.kind.units} unit(s))")
     out_name = _output_name(first.model)
     taken = {member_layer_name(i) for i in range(len(members))}
     inputs = [keras.Input(shape=tuple(t.shape[1:]), dtype=t.dtype, name=t.name) for t in first.model.inputs]

@@ -8,7 +8,7 @@ from typing import Any
 
 from reuse.data import output_kind
 from reuse.data.checks import OutputKind
-from reuse.errors import IncompatibleShapes, InvalidInput
+from reuse.errors import IncompatibleShapes, InvalidInput, NotFound
 from reuse.store import ModelInfo, ModelStore
 from reuse.text import echo
 
@@ -114,7 +114,12 @@ def load_members(store: ModelStore, refs: list[str]) -> list[Member]:
         NotFound: a member is not in the store. InvalidInput: a member given twice, a member with
         several outputs, or members that disagree (see :func:`check_agreement`). UnsafeModel: Lambda layers.
     """
-    resolved = [str(store.resolve(r)) for r in refs]
+    resolved = []
+    for r in refs:
+        try:
+            resolved.append(str(store.resolve(r)))
+        except NotFound as exc:
+            raise NotFound(f"member {echo(r)}: {exc}") from exc
     seen: set[str] = set()
     for r in resolved:
         if r in seen:
