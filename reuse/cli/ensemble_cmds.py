@@ -22,9 +22,10 @@ def print_check(check: dict[str, Any], indent: str = "  ") -> None:
     for row in check["members"]:
         click.echo(f"{indent}  {row['model']:<24} {row[metric]:.4f}")
     click.echo(f"{indent}  {'members (mean ± std)':<24} {check['mean']:.4f} ± {check['std']:.4f}")
-    click.echo(f"{indent}  {'ensemble':<24} {check['ensemble']:.4f}")
+    label = {"vote": "the vote", "average_weights": "the weight average"}.get(check.get("method"), "the ensemble")
+    click.echo(f"{indent}  {label.removeprefix('the '):<24} {check['ensemble']:.4f}")
     verdict = "beats" if check["beats_spread"] else "does not beat"
-    click.echo(f"{indent}the ensemble {verdict} the mean member by more than the members' spread "
+    click.echo(f"{indent}{label} {verdict} the mean member by more than the members' spread "
                f"(gain {check['gain']:+.4f} vs std {check['std']:.4f})")
 
 

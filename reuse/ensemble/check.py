@@ -13,6 +13,8 @@ from reuse.store import ModelStore
 from reuse.train.infer import Predictor, score
 from reuse.train.task import Task
 
+TOLERANCE = 1e-9  # identical members give a gain and a spread of rounding size: not a win
+
 
 def outputs_check(member_refs: list[str], member_outputs: list[np.ndarray], ensemble_output: np.ndarray,
                   y: np.ndarray, task: Task, *, data: str, method: str) -> dict[str, Any]:
@@ -21,7 +23,7 @@ def outputs_check(member_refs: list[str], member_outputs: list[np.ndarray], ense
     Returns:
         ``{"data", "samples", "metric", "method", "members": [{"model", "loss", METRIC}], "mean", "std"
         (population), "ensemble", "gain" (how much better the ensemble is than the mean member: higher
-        accuracy, or lower mae), "beats_spread" (gain > std)}``.
+        accuracy, or lower mae), "beats_spread" (gain > std, beyond rounding)}``.
     """
     rows = [{"model": ref, **score(task, out, y)} for ref, out in zip(member_refs, member_outputs, strict=True)]
     ens = score(task, ensemble_output, y)
@@ -31,7 +33,7 @@ def outputs_check(member_refs: list[str], member_outputs: list[np.ndarray], ense
     gain = ens[metric] - mean if metric == "accuracy" else mean - ens[metric]
     return {"data": data, "samples": int(len(y)), "metric": metric, "method": method, "members": rows,
             "mean": mean, "std": std, "ensemble": float(ens[metric]), "ensemble_loss": float(ens["loss"]),
-            "gain": float(gain), "beats_spread": bool(gain > std)}
+            "gain": float(gain), "beats_spread": bool(gain > std + TOLERANCE)}
 
 
 def ensemble_check(member_refs: list[str], members: list[Any], ensemble: Any, data: Dataset, *,

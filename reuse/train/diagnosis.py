@@ -118,8 +118,8 @@ def _ensemble_remedies(check: dict[str, Any]) -> tuple[str, ...]:
     if check["beats_spread"]:
         return ("serve the ensemble: it beats the mean member by more than the spread (reuse ensemble, or "
                 "--seeds N --ensemble)", *PREDICTION_REMEDIES[1:])
-    return ("an ensemble of these does not beat the mean member by more than the spread; try more members, or",
-            *PREDICTION_REMEDIES[1:])
+    return ("more, or more diverse, members: an ensemble of these does not beat the mean member by more than "
+            "the spread", *PREDICTION_REMEDIES[1:])
 
 
 def _prediction(metrics: dict[str, Any], metric: str) -> Finding | None:
