@@ -116,6 +116,15 @@ def test_vote_needs_classifiers(tmp_path):
         s.ensemble("vote", "r:1,r:2", vote=True)
 
 
+def test_an_ensemble_can_be_a_member(svc):
+    x = batch()
+    inner = svc.ensemble("inner", "m:1,m:2")
+    outer = svc.ensemble("outer", [inner.ref, "m:3"], weights=[2, 1])
+    outs = outputs(svc, ["m:1", "m:2", "m:3"], x)
+    want = (2 / 3) * (outs[0] + outs[1]) / 2 + (1 / 3) * outs[2]
+    np.testing.assert_allclose(np.asarray(svc.load_model(outer.ref)(x)), want, atol=1e-6)
+
+
 # -- weight averaging ----------------------------------------------------------------------------
 def test_average_weights_equals_mean_of_weights_including_bn_statistics(svc):
     x = batch()
@@ -181,7 +190,8 @@ def test_lineage_lists_every_member_and_reuse_lineage_follows_the_first(svc):
         ("m", 3, 0.5, "member1"), ("m", 1, 0.5, "member2")]
     assert [e["model"] for e in svc.lineage(info.ref)] == ["ens:1", "m:3"]
     out = CliRunner().invoke(cli, ["lineage", "ens:1", "--store", str(svc.store_root)], catch_exceptions=False)
-    assert out.exit_code == 0 and "ensemble" in out.output and "m:3" in out.output, out.output
+    assert out.exit_code == 0, out.output
+    assert out.output.splitlines()[0] == "ens:1  ensemble (mean) of m:3 (0.5), m:1 (0.5); followed: m:3"
 
 
 def test_evaluate_scores_each_member_and_report_states_the_spread(svc):
@@ -313,6 +323,14 @@ def test_grpc_ensemble_job_then_model_infer(tmp_path):
         got = np.frombuffer(resp.raw_output_contents[0], dtype="float32").reshape(5, 3)
         outs = outputs(service, ["mlp:1", "mlp:2"], x)
         np.testing.assert_allclose(got, 0.75 * outs[0] + 0.25 * outs[1], atol=1e-5)
+        # Training with --ensemble over the server: a train job through StartJob.
+        service.register_model(make_mlp(n_in=N_IN), "blob")
+        out = CliRunner().invoke(cli, ["train", "blob:1", "--data", BLOBS, "--val-split", "0.3", "--epochs", "1",
+                                       "--seeds", "2", "--ensemble", "--quiet", "--json", "--server", server.target],
+                                 catch_exceptions=False)
+        assert out.exit_code == 0, out.output
+        d = json.loads(out.output)
+        assert d["seed_models"] == ["blob:2", "blob:3"] and d["ensemble"] == "blob:4"
         # The CLI's --server path runs the same job.
         out = CliRunner().invoke(cli, ["ensemble", "soup", "--members", "mlp:1,mlp:2", "--average-weights",
                                        "--server", server.target], catch_exceptions=False)
