@@ -170,6 +170,26 @@ class RemoteService:
             raise job_error(record)
         return self.model_info(record.model)
 
+    def ensemble(self, new_name: str, members: str | Sequence[str], *, weights: str | Sequence[float] | None = None,
+                 vote: bool = False, average_weights: bool = False, data: str | None = None,
+                 label: str | int | None = None, relabel: bool = False, description: str = "",
+                 tags: dict[str, str] | None = None) -> ModelInfo:
+        """Combine models on the server (an ``ensemble`` job, waited for); as ``Service.ensemble``."""
+        from reuse.ensemble import parse_members, parse_weights
+
+        refs = parse_members(members if isinstance(members, str) else list(members))
+        params: dict[str, Any] = {"name": new_name, "members": refs, "vote": vote,
+                                  "average_weights": average_weights, "relabel": relabel,
+                                  "description": description, "tags": dict(tags or {})}
+        if weights is not None:
+            params["weights"] = parse_weights(weights if isinstance(weights, str) else list(weights), len(refs))
+        if data is not None:
+            params["data"] = remote_data(self.client, data)
+        if label is not None:
+            params["label"] = str(label)
+        record = self._run_job(self.start_job("ensemble", params))
+        return self.model_info(record.model)
+
     def lineage(self, ref: str) -> list[dict[str, Any]]:
         """Ancestry of ``ref`` (reuse.lineage.ancestry, reading each version's metadata from the server)."""
         from reuse.lineage import ancestry
@@ -196,22 +216,34 @@ class RemoteService:
     def train_model(self, ref: str, data: str, *, val: str | None = None, label: str | int | None = None,
                     relabel: bool = False, config: Any = None, options: dict[str, Any] | None = None,
                     seeds: int = 1, progress: Any = None, cancel: threading.Event | None = None,
-                    description: str | None = None) -> TrainOutcome:
+                    description: str | None = None, ensemble: bool = False) -> TrainOutcome:
         """Train on the server (a ``train`` job), following its progress; Ctrl-C or ``cancel`` cancels it.
 
-        Returns a TrainOutcome whose ``result`` holds the reported fields (no model object)."""
+        Returns a TrainOutcome whose ``result`` holds the reported fields (no model object). ``ensemble``
+        goes as a ``train`` job through StartJob (TrainRequest has no such field)."""
         req = self._fit_request(ref, data, val, label, relabel, config, options, seeds, description)
-        record = self._run_job(_record(self.client.start_train(**req)), progress, cancel)
-        return outcome_from_result(record.result, self.model_info(record.model))
+        job = self.start_job("train", {**req, "ensemble": True}) if ensemble else _record(self.client.start_train(**req))
+        return self._fit_outcome(self._run_job(job, progress, cancel))
+
+    def _fit_outcome(self, record: JobRecord) -> TrainOutcome:
+        outcome = outcome_from_result(record.result, self.model_info(record.model))
+        if record.result.get("ensemble"):
+            outcome.seed_models = list(record.result.get("seed_models") or [])
+            outcome.ensemble = self.model_info(record.result["ensemble"])
+        return outcome
 
     def finetune_model(self, ref: str, unfreeze: str, data: str, *, match: str = "full", val: str | None = None,
                        label: str | int | None = None, relabel: bool = False, config: Any = None,
                        options: dict[str, Any] | None = None, seeds: int = 1, progress: Any = None,
-                       cancel: threading.Event | None = None, description: str | None = None) -> TrainOutcome:
+                       cancel: threading.Event | None = None, description: str | None = None,
+                       ensemble: bool = False) -> TrainOutcome:
         """Fine-tune on the server (a ``finetune`` job); as :meth:`train_model`."""
         req = self._fit_request(ref, data, val, label, relabel, config, options, seeds, description)
-        record = self._run_job(_record(self.client.start_finetune(unfreeze, match=match, **req)), progress, cancel)
-        return outcome_from_result(record.result, self.model_info(record.model))
+        if ensemble:
+            job = self.start_job("finetune", {**req, "unfreeze": unfreeze, "match": match, "ensemble": True})
+        else:
+            job = _record(self.client.start_finetune(unfreeze, match=match, **req))
+        return self._fit_outcome(self._run_job(job, progress, cancel))
 
     def evaluate_model(self, ref: str, data: str, *, label: str | int | None = None,
                        relabel: bool = False) -> dict[str, Any]:

@@ -151,6 +151,32 @@ class Service:
         return self.store.register(built.model, new_name, description=description, tags=tags,
                                    lineage=built.lineage)
 
+    def ensemble(self, new_name: str, members: str | Sequence[str], *, weights: str | Sequence[float] | None = None,
+                 vote: bool = False, average_weights: bool = False, data: str | None = None,
+                 label: str | int | None = None, relabel: bool = False, description: str = "",
+                 tags: dict[str, str] | None = None, check_only: bool = False) -> ModelInfo | None:
+        """Register one model combining ``members`` (``"a:1,b:3"`` or a list) as the next version of
+        ``new_name``: the (weighted) mean of their outputs, a majority ``vote``, or with
+        ``average_weights`` one network with their mean weights (see reuse.ensemble). With ``data``
+        (labelled, held out), each member and the ensemble are scored on it (``metrics["ensemble_check"]``,
+        which ``reuse report`` reads). ``check_only``: make every check, register nothing, return None."""
+        from reuse.ensemble import build_ensemble, parse_members, parse_weights
+
+        check_name(new_name)
+        refs = parse_members(members if isinstance(members, str) else list(members))
+        weight_list = parse_weights(weights if weights is None or isinstance(weights, str) else list(weights),
+                                    len(refs))
+        ds = None
+        if data is not None:
+            first = self.store.info(refs[0])
+            ds = self._load_data(data, label=label, relabel=relabel, class_names=first.class_names)
+        built = build_ensemble(self.store, refs, weights=weight_list, vote=vote, average=average_weights,
+                               name=new_name, data=ds, check_only=check_only)
+        if built is None:
+            return None
+        return self.store.register(built.model, new_name, description=description or built.description, tags=tags,
+                                   class_names=built.class_names, metrics=built.metrics, lineage=built.lineage)
+
     def lineage(self, ref: str) -> list[dict[str, Any]]:
         """Ancestry of ``ref``, newest first (see reuse.lineage.ancestry)."""
         from reuse.lineage import ancestry
@@ -197,10 +223,13 @@ class Service:
 
     def _fit(self, ref: str, data: str, *, unfreeze: str | None, match: str, val: str | None,
              label: str | int | None, relabel: bool, config: Any, options: dict[str, Any] | None,
-             seeds: int, progress: Any, cancel: Any, description: str | None) -> TrainOutcome:
+             seeds: int, progress: Any, cancel: Any, description: str | None,
+             ensemble: bool = False) -> TrainOutcome:
         from reuse.train import train_seeds
         from reuse.train.records import train_record
 
+        if ensemble and seeds < 2:
+            raise InvalidInput(f"--ensemble needs --seeds 2 or more (an ensemble of the seeds); got --seeds {seeds}")
         parent, ds, vds, config, model = self._fit_inputs(ref, data, unfreeze=unfreeze, val=val, label=label,
                                                           relabel=relabel, config=config, options=options)
         names = parent.class_names
@@ -213,48 +242,85 @@ class Service:
         record = train_record(first, op=op, data=data, val=val, parent_ref=parent.ref,
                               parent_lineage=parent.lineage, seeds=res.summary if seeds > 1 else None,
                               extra_settings={"seeds": seeds, **extra})
+        if seeds > 1 and res.val is not None:  # the prediction problem, and whether an ensemble remedies it
+            from reuse.ensemble import mean_outputs_check
+
+            record["metrics"]["ensemble_check"] = mean_outputs_check(
+                [f"seed {r.config.seed}" for r in res.runs], [r.model for r in res.runs], res.val)
         class_names = list(first.class_names) if first.class_names else names
         info = self.store.register(first.model, parent.name, description=description or parent.description,
                                    tags=parent.tags, class_names=class_names, **record)
-        return TrainOutcome(info=info, parent=parent.ref, result=first,
-                            seeds=res.summary if seeds > 1 else None)
+        outcome = TrainOutcome(info=info, parent=parent.ref, result=first, seeds=res.summary if seeds > 1 else None)
+        if ensemble:
+            self._register_seed_ensemble(outcome, res, parent, data=data, val=val, op=op, extra=extra,
+                                         class_names=class_names, description=description)
+        return outcome
+
+    def _register_seed_ensemble(self, outcome: TrainOutcome, res: Any, parent: ModelInfo, *, data: str,
+                                val: str | None, op: str, extra: dict[str, Any], class_names: list[str] | None,
+                                description: str | None) -> None:
+        """Register seeds 2..K (after the first, already registered) and their averaged-output ensemble as
+        the next versions of the parent's name; the ensemble is scored on the runs' validation data."""
+        from reuse.ensemble import build_ensemble
+        from reuse.train.records import train_record
+
+        refs = [outcome.info.ref]
+        for r in res.runs[1:]:
+            rec = train_record(r, op=op, data=data, val=val, parent_ref=parent.ref, parent_lineage=parent.lineage,
+                               seeds=res.summary, extra_settings={"seeds": len(res.runs), **extra})
+            refs.append(self.store.register(r.model, parent.name, description=description or parent.description,
+                                            tags=parent.tags, class_names=class_names, **rec).ref)
+        built = build_ensemble(self.store, refs, name=parent.name, data=res.val)
+        assert built is not None
+        text = f"ensemble of the {len(refs)} seeds of {op} {parent.ref} ({', '.join(refs)})"
+        outcome.seed_models = refs
+        outcome.ensemble = self.store.register(built.model, parent.name, description=text, tags=parent.tags,
+                                               class_names=built.class_names, metrics=built.metrics,
+                                               lineage=built.lineage)
 
     def train_model(self, ref: str, data: str, *, val: str | None = None, label: str | int | None = None,
                     relabel: bool = False, config: Any = None, options: dict[str, Any] | None = None,
                     seeds: int = 1, progress: Any = None, cancel: Any = None,
-                    description: str | None = None) -> TrainOutcome:
+                    description: str | None = None, ensemble: bool = False) -> TrainOutcome:
         """Train version ``ref`` on ``data`` and register the result as the next version of its name.
 
         Settings: a ``TrainConfig`` as ``config``, or ``options`` (plain ``TrainConfig`` field values;
         the rest default). ``progress`` receives :mod:`reuse.train.events`; setting ``cancel`` (a
-        ``threading.Event``) stops the run with ``Cancelled`` and registers nothing.
+        ``threading.Event``) stops the run with ``Cancelled`` and registers nothing. ``ensemble`` (with
+        ``seeds`` >= 2): register every seed's model and then their averaged-output ensemble.
         """
         return self._fit(ref, data, unfreeze=None, match="full", val=val, label=label, relabel=relabel,
                          config=config, options=options, seeds=seeds, progress=progress, cancel=cancel,
-                         description=description)
+                         description=description, ensemble=ensemble)
 
     def finetune_model(self, ref: str, unfreeze: str, data: str, *, match: str = "full",
                        val: str | None = None, label: str | int | None = None, relabel: bool = False,
                        config: Any = None, options: dict[str, Any] | None = None, seeds: int = 1,
-                       progress: Any = None, cancel: Any = None, description: str | None = None) -> TrainOutcome:
+                       progress: Any = None, cancel: Any = None, description: str | None = None,
+                       ensemble: bool = False) -> TrainOutcome:
         """Unfreeze the layers ``unfreeze`` selects in ``ref``, train, register the next version.
 
         Options not given are inherited from how ``ref`` was trained (optimizer, momentum, batch
-        size); the learning rate defaults to a tenth of ``ref``'s.
+        size); the learning rate defaults to a tenth of ``ref``'s. ``ensemble``: as for :meth:`train_model`.
         """
         return self._fit(ref, data, unfreeze=unfreeze, match=match, val=val, label=label, relabel=relabel,
                          config=config, options=options, seeds=seeds, progress=progress, cancel=cancel,
-                         description=description)
+                         description=description, ensemble=ensemble)
 
     def evaluate_model(self, ref: str, data: str, *, label: str | int | None = None,
                        relabel: bool = False) -> dict[str, Any]:
-        """Loss and metric of ``ref`` on ``data``: ``{"model", "data", "samples", "loss", "accuracy"}``."""
+        """Loss and metric of ``ref`` on ``data``: ``{"model", "data", "samples", "loss", "accuracy"}``; for
+        an ensemble also ``members``: each member's ``{"model", "loss", "accuracy"}`` (``missing`` when
+        deleted), read from the store as its lineage records them."""
+        from reuse.ensemble.check import member_scores
         from reuse.train import evaluate
 
         info = self.store.info(ref)
         ds = self._load_data(data, label=label, relabel=relabel, class_names=info.class_names)
-        result = evaluate(self.store.load(info.ref), ds)
-        return {"model": info.ref, "data": data, **result}
+        result = {"model": info.ref, "data": data, **evaluate(self.store.load(info.ref), ds)}
+        if (info.lineage or {}).get("operation") == "ensemble":
+            result["members"] = member_scores(self.store, info.lineage, ds)
+        return result
 
     def predict_model(self, ref: str, data: str, *, label: str | int | None = None, no_label: bool = False,
                       out: str | os.PathLike[str] | None = None) -> Prediction:
@@ -331,7 +397,7 @@ class Service:
                finetune: bool = True, budget_minutes: float | None = None, jobs: int = 1,
                min_margin: float | None = None, register: str | None = None, description: str | None = None,
                plot: str | None = None, progress: Any = None, cancel: Any = None,
-               check_only: bool = False) -> Advice | None:
+               check_only: bool = False, register_ensemble: str | None = None) -> Advice | None:
         """Measure how many layers of ``base`` to reuse for the task of ``data``, and whether to reuse.
 
         Every argument but ``progress`` and ``cancel`` is a plain JSON value. ``progress`` receives
@@ -341,6 +407,8 @@ class Service:
         seed) as the next version of that name. ``plot``: write the metric-vs-depth plot there (.png,
         .pdf, .svg). The result's ``to_dict()`` is the ``--json`` document. ``check_only``: make every check
         that needs no training (options, head, candidates, the data against each) and return None.
+        ``register_ensemble``: register every seed of the recommended network and their averaged-output
+        ensemble as the next versions of that name (the ensemble last; ``advice.registered_ensemble``).
         """
         from reuse.advise import AdviseConfig
         from reuse.advise import advise as run_advice
@@ -352,6 +420,10 @@ class Service:
 
         if register is not None:
             check_name(register)
+        if register_ensemble is not None:
+            check_name(register_ensemble)
+            if seeds < 2:
+                raise InvalidInput(f"--register-ensemble needs --seeds 2 or more; got --seeds {seeds}")
         if plot is not None:
             check_plot_path(plot)
         if head is not None and head_file is not None:
@@ -380,7 +452,8 @@ class Service:
             return None
         advice = run_advice(self.store, base, ds, val=vds, head=spec, classes=classes, regression=regression,
                             depths=depths, scopes=scopes, match=match, blocks=blocks, config=config,
-                            keep_weights=register is not None, progress=progress, cancel=cancel)
+                            keep_weights="seeds" if register_ensemble else register is not None,
+                            progress=progress, cancel=cancel)
         advice.data, advice.val = data, val or advice.val
         if plot is not None and any(r.scores for r in advice.rows):
             advice.plot = str(plot_advice(advice, plot))
@@ -388,6 +461,13 @@ class Service:
             info = register_choice(self.store, advice, register, data=data, val=val, description=description,
                                    class_names=list(ds.class_names) if ds.class_names else None)
             advice.registered = info.ref
+        if register_ensemble is not None and advice.recommendation is not None and advice.stopped != "cancelled":
+            from reuse.advise.register import register_ensemble_choice
+
+            ens = register_ensemble_choice(self.store, advice, register_ensemble, data=data, val=val,
+                                           description=description,
+                                           class_names=list(ds.class_names) if ds.class_names else None)
+            advice.registered_ensemble = ens.ref
         return advice
 
     # ---------------------------------------------------------------------------------------

@@ -130,6 +130,10 @@ class Advice:
     plan: CandidatePlan | None = field(default=None, repr=False)
     job: Job | None = field(default=None, repr=False)
     kept: dict[Candidate, RunRecord] = field(default_factory=dict, repr=False)
+    # keep_weights="seeds": every finished seed of the recommendation, and the validation data they were scored on
+    kept_seeds: list[RunRecord] = field(default_factory=list, repr=False)
+    val_data: Dataset | None = field(default=None, repr=False)
+    registered_ensemble: str | None = None
 
     def row_dict(self, r: CandidateResult) -> dict[str, Any]:
         c = r.candidate
@@ -157,6 +161,7 @@ class Advice:
                         for c, s in self.not_run],
             "stopped": self.stopped, "seconds": round(self.seconds, 3), "output": self.output,
             "settings": self.settings, "warnings": list(self.warnings), "registered": self.registered,
+            "registered_ensemble": self.registered_ensemble,
             "plot": self.plot,
         }
 
@@ -229,7 +234,7 @@ def prepare_advice(store: ModelStore, base_ref: str, data: Dataset, *, val: Data
 def advise(store: ModelStore, base_ref: str, data: Dataset, *, val: Dataset | None = None,
            head: HeadSpec | str | None = None, classes: int | None = None, regression: bool | int = False,
            depths: str | list[int] | None = None, scopes: list[str] | None = None, match: str = "full",
-           blocks: str | None = None, config: AdviseConfig | None = None, keep_weights: bool = False,
+           blocks: str | None = None, config: AdviseConfig | None = None, keep_weights: bool | str = False,
            progress: AdviceProgress | None = None, cancel: threading.Event | None = None) -> Advice:
     """Measure which reuse depth (frozen or fine-tuned, or none) serves the task of ``data`` best.
 
@@ -243,7 +248,9 @@ def advise(store: ModelStore, base_ref: str, data: Dataset, *, val: Dataset | No
             pattern such as ``block_{1..16}_`` instead (candidate ``i`` reuses up to the ``i``-th block;
             see :mod:`reuse.advise.plan`).
         config: settings (:class:`AdviseConfig`). keep_weights: keep the trained weights of each
-            candidate's first finished seed (for :func:`reuse.advise.register.register_choice`).
+            candidate's first finished seed (for :func:`reuse.advise.register.register_choice`); ``"seeds"``:
+            also every finished seed of the recommended candidate (``kept_seeds``, for
+            :func:`reuse.advise.register.register_ensemble_choice`).
         progress: receives :mod:`reuse.advise.events`. cancel: set it to stop; runs that finished are kept.
 
     Returns:
@@ -259,7 +266,7 @@ def advise(store: ModelStore, base_ref: str, data: Dataset, *, val: Dataset | No
     t0 = time.perf_counter()
     setup = prepare_advice(store, base_ref, data, val=val, head=head, classes=classes, regression=regression,
                            depths=depths, scopes=scopes, match=match, blocks=blocks, config=config,
-                           keep_weights=keep_weights)
+                           keep_weights=bool(keep_weights))
     plan, spec, job, ctx, kind = setup.plan, setup.spec, setup.job, setup.ctx, setup.kind
     classes, regression, train_ds, val_ds, cfg = job.classes, job.regression, ctx.train, ctx.val, job.config
     metric, higher = ("val_loss", False) if kind == "regression" else ("val_accuracy", True)
@@ -300,6 +307,8 @@ def advise(store: ModelStore, base_ref: str, data: Dataset, *, val: Dataset | No
     for r in sorted(records, key=lambda r: r.seed):
         if r.weights is not None:
             kept.setdefault(r.candidate, r)
+    kept_seeds = [] if keep_weights != "seeds" or rec is None else sorted(
+        (r for r in records if r.candidate == rec.choice.candidate and r.weights is not None), key=lambda r: r.seed)
     seconds = time.perf_counter() - t0
     not_run = [(c, tuple(missing[c])) for c in sorted(missing, key=lambda c: c.complexity)]
     emit(AdviceFinished(len(records), len(planned), sched.stopped, seconds,
@@ -311,7 +320,8 @@ def advise(store: ModelStore, base_ref: str, data: Dataset, *, val: Dataset | No
     output = {"head": spec.to_string(), "classes": classes, "regression": regression}
     return Advice(plan.base, data.source, val_ds.source, metric, higher, len(train_ds), len(val_ds), seeds,
                   config.jobs, rows, rec, not_run, sched.stopped, seconds, output, settings,
-                  [*plan.notes, *_warnings(records, len(val_ds), higher)], plan=plan, job=job, kept=kept)
+                  [*plan.notes, *_warnings(records, len(val_ds), higher)], plan=plan, job=job, kept=kept,
+                  kept_seeds=kept_seeds, val_data=val_ds if kept_seeds else None)
 
 
 def _check_candidates(ctx: UnitContext, job: Job, plan: CandidatePlan) -> str:

@@ -13,8 +13,9 @@ from reuse.train.api import unfreeze_layers
 from reuse.train.records import now
 
 
-def rebuild_choice(store: ModelStore, advice: Advice) -> tuple[Any, dict[str, Any], Any]:
-    """The recommended candidate's network with the weights of its first finished seed.
+def rebuild_choice(store: ModelStore, advice: Advice, run: Any = None) -> tuple[Any, dict[str, Any], Any]:
+    """The recommended candidate's network with the weights of its first finished seed (or of ``run``,
+    one of ``advice.kept_seeds``).
 
     Returns:
         (model, build lineage, the run's record).
@@ -26,7 +27,7 @@ def rebuild_choice(store: ModelStore, advice: Advice) -> tuple[Any, dict[str, An
     if rec is None or advice.plan is None or advice.job is None:
         raise FailedPrecondition("no candidate finished, so there is nothing to register")
     cand = rec.choice.candidate
-    run = advice.kept.get(cand)
+    run = run or advice.kept.get(cand)
     if run is None or run.weights is None:
         raise FailedPrecondition(f"the weights of {cand.label} were not kept; run the advice with keep_weights")
     plan = advice.plan.plans[cand.depth]
@@ -39,7 +40,8 @@ def rebuild_choice(store: ModelStore, advice: Advice) -> tuple[Any, dict[str, An
 
 
 def register_choice(store: ModelStore, advice: Advice, name: str, *, data: str, val: str | None,
-                    description: str | None = None, class_names: list[str] | None = None) -> ModelInfo:
+                    description: str | None = None, class_names: list[str] | None = None,
+                    run: Any = None) -> ModelInfo:
     """Register the recommended network as the next version of ``name``.
 
     Lineage: for a reuse candidate, the build's (base, scope, copied layers, head) with ``operation``
@@ -50,7 +52,7 @@ def register_choice(store: ModelStore, advice: Advice, name: str, *, data: str, 
     Raises:
         FailedPrecondition: as :func:`rebuild_choice`. InvalidName: a bad ``name``.
     """
-    model, built, run = rebuild_choice(store, advice)
+    model, built, run = rebuild_choice(store, advice, run)
     cand = run.candidate
     choice = {"candidate": cand.label, "depth": cand.depth, "finetune": cand.finetune, "seed": run.seed,
               "metric": advice.metric, "score": run.score}
@@ -75,3 +77,32 @@ def register_choice(store: ModelStore, advice: Advice, name: str, *, data: str, 
     return store.register(model, name, description=text, class_names=class_names,
                           metrics={**run.metrics, "advice": summary}, history=run.history or {},
                           lineage=lineage, settings=settings)
+
+
+def register_ensemble_choice(store: ModelStore, advice: Advice, name: str, *, data: str, val: str | None,
+                             description: str | None = None, class_names: list[str] | None = None) -> ModelInfo:
+    """Register every kept seed of the recommended candidate (``advice.kept_seeds``, from
+    ``keep_weights="seeds"``) as versions of ``name``, as :func:`register_choice` does for one, then their
+    averaged-output ensemble (reuse.ensemble) as the next version, scored on the advisor's validation data.
+
+    Returns:
+        the ensemble's info.
+
+    Raises:
+        FailedPrecondition: no recommendation, or fewer than two seeds of it kept.
+    """
+    from reuse.ensemble import build_ensemble
+
+    runs = advice.kept_seeds
+    if advice.recommendation is None:
+        raise FailedPrecondition("no candidate finished, so there is nothing to register")
+    if len(runs) < 2:
+        raise FailedPrecondition(f"an ensemble needs two or more seeds of {advice.recommendation.choice.candidate.label}; "
+                                 f"{len(runs)} finished with their weights kept (advise with --seeds 2 or more)")
+    refs = [register_choice(store, advice, name, data=data, val=val, description=description,
+                            class_names=class_names, run=run).ref for run in runs]
+    built = build_ensemble(store, refs, name=name, data=advice.val_data)
+    assert built is not None
+    text = f"ensemble of the advisor's choice for {data}: {len(refs)} seeds ({', '.join(refs)})"
+    return store.register(built.model, name, description=text, class_names=built.class_names,
+                          metrics=built.metrics, lineage=built.lineage)

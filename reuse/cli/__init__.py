@@ -41,9 +41,17 @@ def cli() -> None:
 
 
 def _register_commands() -> None:
-    from reuse.cli import advise_cmds, build_cmds, quickstart_cmds, serve_cmds, store_cmds, train_cmds
+    from reuse.cli import (
+        advise_cmds,
+        build_cmds,
+        ensemble_cmds,
+        quickstart_cmds,
+        serve_cmds,
+        store_cmds,
+        train_cmds,
+    )
 
-    for module in (store_cmds, build_cmds, train_cmds, advise_cmds, serve_cmds, quickstart_cmds):
+    for module in (store_cmds, build_cmds, ensemble_cmds, train_cmds, advise_cmds, serve_cmds, quickstart_cmds):
         for cmd in module.COMMANDS:
             cli.add_command(cmd)
 

@@ -23,6 +23,7 @@ _JSON_HELP = (
     "recommended), recommendation (candidate, depth, finetune, reuse_helps, reason, mean, std; null if no "
     "run finished), not_run (candidate, depth, finetune, seeds), stopped (null, budget or cancelled), "
     "seconds, output (head, classes, regression), settings, warnings, registered (NAME:VERSION or null), "
+    "registered_ensemble (NAME:VERSION of the seeds' ensemble, or null), "
     "plot (path or null). Ctrl-C keeps the finished runs, prints them and exits with code 130."
 )
 
@@ -94,6 +95,9 @@ def _print_advice(d: dict[str, Any]) -> None:
         click.echo(f"Note: {w}")
     if d["registered"]:
         click.echo(f"Registered {d['registered']}: the advice run's {rec['candidate'] if rec else ''} network")
+    if d.get("registered_ensemble"):
+        click.echo(f"Registered {d['registered_ensemble']}: the ensemble of the {rec['candidate'] if rec else ''} "
+                   "network's seeds (each registered before it)")
     if d["plot"]:
         click.echo(f"Plot written to {d['plot']}")
 
@@ -158,6 +162,9 @@ def _positive(ctx: click.Context, param: click.Parameter, value: float | None) -
 @click.option("--register", default=None, metavar="NAME",
               help="Register the recommended network (the run with the first seed) as the next version "
               "of NAME, with its lineage and the advice table in its metadata.")
+@click.option("--register-ensemble", "register_ensemble", default=None, metavar="NAME",
+              help="Register every seed of the recommended network and then their averaged-output ensemble "
+              "(scored on the validation data) as the next versions of NAME (see `reuse ensemble`).")
 @click.option("--description", default=None, help="Description of the registered version.")
 @click.option("--plot", type=click.Path(dir_okay=False), default=None,
               help="Write the metric against depth (error bars: std over seeds) to FILE.png (.pdf, .svg).")

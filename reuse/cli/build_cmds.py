@@ -183,6 +183,10 @@ def lineage_cmd(ref: str, store: str | None, as_json: bool) -> None:
         if e["operation"] == "build":
             click.echo(f"{pad}{e['model']}  built from {e['base']}: reuse {lin['scope']!r} ({lin['match']} match), "
                        f"trainable {lin['trainable'] or '-'}, head {lin['head'] or '-'}{_output(lin.get('output'))}")
+        elif e["operation"] == "ensemble" and lin.get("members"):  # the first member is its base
+            parts = ", ".join(f"{m.get('name')}:{m.get('version')} ({float(m.get('weight') or 0):.3g})"
+                              for m in lin["members"])
+            click.echo(f"{pad}{e['model']}  ensemble ({lin.get('method', 'mean')}) of {parts}; followed: {e['base']}")
         elif e["base"]:
             click.echo(f"{pad}{e['model']}  {e['operation'] or 'derived'} from {e['base']}")
         else:

@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from reuse.cli.common import emit_json, get_service, json_option, name_list, server_option, store_option
+from reuse.cli.ensemble_cmds import print_check
 from reuse.cli.train_progress import ProgressBar
 
 OPTIMIZERS = ("sgd", "adam", "rmsprop", "adamw", "nadam")
@@ -52,6 +53,9 @@ def _train_options(f: Any) -> Any:
         click.option("--seeds", type=click.IntRange(min=1), default=1,
                      help="Train N times (seeds SEED..SEED+N-1) and report mean ± std of each metric; "
                      "the run with SEED is registered."),
+        click.option("--ensemble", is_flag=True,
+                     help="With --seeds N (N >= 2): register every seed's model and then their averaged-output "
+                     "ensemble, as the next N+1 versions of NAME (the ensemble last; see `reuse ensemble`)."),
         click.option("--no-cache", "no_cache", is_flag=True,
                      help="Do not cache the output of frozen leading layers (same results, slower)."),
         click.option("--description", default=None, help="Description of the new version."),
@@ -70,6 +74,10 @@ def _options(kw: dict[str, Any]) -> dict[str, Any]:
     if kw.get("no_cache"):
         out["cache"] = False
     return out
+
+
+def _ensemble(kw: dict[str, Any]) -> dict[str, Any]:
+    return {"ensemble": True} if kw.get("ensemble") else {}
 
 
 def _ordered(metrics: dict[str, Any]) -> list[tuple[str, Any]]:
@@ -102,11 +110,18 @@ def _print_training(o: Any, verb: str) -> None:
         n = len(next(iter(o.seeds.values()))["values"])
         click.echo(f"  over {n} seeds: " + "  ".join(f"{k} {s['mean']:.4f} ± {s['std']:.4f}"
                                                       for k, s in _ordered(o.seeds)))
+    check = (o.info.metrics or {}).get("ensemble_check")
+    if check:
+        print_check(check)
+    if o.ensemble is not None:
+        click.echo(f"  registered the seeds as {', '.join(o.seed_models or [])} and their ensemble as "
+                   f"{o.ensemble.ref}")
 
 
 _TRAIN_JSON = ("JSON keys: model, parent, metrics, history, epochs_run, best_epoch, stopped_early, diverged, "
                "seconds, cached_layers, unfrozen, bn_inference, seeds (metric -> mean/std/values, or null), "
-               "settings, class_names.")
+               "settings, class_names, seed_models and ensemble (with --ensemble: the seeds' versions and the "
+               "ensemble's, else null).")
 
 
 @click.command("train", epilog=_TRAIN_JSON)
@@ -122,7 +137,7 @@ def train_cmd(ref: str, data: str, label: str | None, relabel: bool, store: str 
     with ProgressBar(False if quiet else None) as bar:
         o = get_service(store).train_model(ref, data, val=kw.get("val"), label=label, relabel=relabel,
                                            options=_options(kw), seeds=seeds, progress=bar,
-                                           description=description)
+                                           description=description, **_ensemble(kw))
     emit_json(o.to_dict()) if as_json else _print_training(o, "Trained")
 
 
@@ -145,11 +160,12 @@ def finetune_cmd(ref: str, unfreeze: str, match: str, data: str, label: str | No
     with ProgressBar(False if quiet else None) as bar:
         o = get_service(store).finetune_model(ref, unfreeze, data, match=match, val=kw.get("val"), label=label,
                                               relabel=relabel, options=_options(kw), seeds=seeds,
-                                              progress=bar, description=description)
+                                              progress=bar, description=description, **_ensemble(kw))
     emit_json(o.to_dict()) if as_json else _print_training(o, "Fine-tuned")
 
 
-@click.command("evaluate", epilog="JSON keys: model, data, samples, loss, accuracy (mae for regression).")
+@click.command("evaluate", epilog="JSON keys: model, data, samples, loss, accuracy (mae for regression); for an "
+               "ensemble also members (model, weight, samples, loss, accuracy|mae, or missing).")
 @click.argument("ref", metavar="NAME[:VERSION]")
 @_data_options
 @store_option
@@ -161,8 +177,12 @@ def evaluate_cmd(ref: str, data: str, label: str | None, relabel: bool, store: s
     if as_json:
         emit_json(r)
         return
-    metrics = _figures({k: v for k, v in r.items() if k not in ("model", "data", "samples")})
+    metrics = _figures({k: v for k, v in r.items() if k not in ("model", "data", "samples", "members")})
     click.echo(f"{r['model']} on {r['data']} ({r['samples']} samples): {metrics}")
+    for m in r.get("members") or []:  # an ensemble's members, each scored on the same data
+        figures = "missing from the store" if m.get("missing") else _figures(
+            {k: v for k, v in m.items() if k not in ("model", "weight", "samples", "missing")})
+        click.echo(f"  member {m['model']} (weight {m['weight']:.3g}): {figures}")
 
 
 @click.command("predict", epilog="JSON keys: model, data, samples, outputs, classes, labels.")
@@ -199,8 +219,9 @@ def predict_cmd(ref: str, data: str, label: str | None, no_label: bool, out: str
         click.echo(f"{i}\t{c}\t{name}\t{float(p.outputs[i].max()):.4f}")
 
 
-@click.command("report", epilog="JSON keys: model, history, metrics, findings (problem, summary, evidence, "
-               "remedies), plot.")
+@click.command("report", epilog="JSON keys: model, history, metrics (with ensemble_check for seeds or an "
+               "ensemble scored on held-out data: members, mean, std, ensemble, gain, beats_spread), findings "
+               "(problem, summary, evidence, remedies), plot.")
 @click.argument("ref", metavar="NAME[:VERSION]")
 @click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Write learning curves to FILE.png.")
 @store_option
@@ -216,6 +237,11 @@ def report_cmd(ref: str, plot: str | None, store: str | None, as_json: bool) -> 
     metrics = {k: v for k, v in (r.info.metrics or {}).items() if isinstance(v, (int, float))}
     if metrics:
         click.echo("  " + _figures(metrics))
+    check = (r.info.metrics or {}).get("ensemble_check")
+    if check:  # the seeds' (or an ensemble's members') spread, and whether their ensemble beats it
+        click.echo("Seeds and their ensemble:" if str(check["members"][0].get("model", "")).startswith("seed ")
+                   else "Members and the ensemble:")
+        print_check(check)
     if not r.findings:
         click.echo("Diagnosis: no learning, generalization or prediction problem found.")
     for f in r.findings:

@@ -26,11 +26,12 @@ from reuse.text import echo
 _STR, _INT, _FLOAT, _BOOL, _DICT, _INTS = "a string", "an integer", "a number", "true or false", "a mapping", \
     "a list of integers"
 _STRS = "a list of strings"
+_FLOATS = "a list of numbers"
 _TRAIN_OPTIONS = {"epochs": _INT, "batch_size": _INT, "optimizer": _STR, "lr": _FLOAT, "momentum": _FLOAT,
                   "nesterov": _BOOL, "clipnorm": _FLOAT, "clipvalue": _FLOAT, "early_stopping": _INT,
                   "seed": _INT, "val_split": _FLOAT}
 TRAIN_PARAMS = {"model": _STR, "data": _STR, "val": _STR, "label": _STR, "relabel": _BOOL, "seeds": _INT,
-                "no_cache": _BOOL, "description": _STR, **_TRAIN_OPTIONS}
+                "no_cache": _BOOL, "description": _STR, "ensemble": _BOOL, **_TRAIN_OPTIONS}
 FINETUNE_PARAMS = {**TRAIN_PARAMS, "unfreeze": _STR, "match": _STR}
 BUILD_PARAMS = {"name": _STR, "base": _STR, "reuse": _STR, "trainable": _STR, "match": _STR, "head": _STR,
                 "classes": _INT, "regression": _BOOL, "outputs": _INT, "input_shape": _INTS, "description": _STR,
@@ -51,6 +52,8 @@ def _is(value: Any, expected: str) -> bool:
         return isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
     if expected == _STRS:
         return isinstance(value, list) and all(isinstance(v, str) for v in value)
+    if expected == _FLOATS:
+        return isinstance(value, list) and all(_is(v, _FLOAT) for v in value)
     return isinstance(value, list) and all(_is(v, _INT) for v in value)
 
 
@@ -156,6 +159,8 @@ def _validate_fit(kind: str, spec: Mapping[str, str], required: tuple[str, ...])
         val = resolve_data(params["store"], params["val"], "val") if params.get("val") else None
         if kind == "finetune" and params.get("match", "full") not in ("full", "prefix"):
             raise InvalidInput(f"finetune job: parameter 'match' is {echo(params['match'])}; expected full or prefix")
+        if params.get("ensemble") and int(params.get("seeds") or 1) < 2:
+            raise InvalidInput(f"{kind} job: parameter 'ensemble' needs 'seeds' >= 2")
         _service(params).check_fit(params["model"], data, unfreeze=params.get("unfreeze") or None,
                                    match=params.get("match") or "full", val=val, label=params.get("label") or None,
                                    relabel=bool(params.get("relabel")), options=_train_options(params))
@@ -169,7 +174,7 @@ def _fit(params: dict[str, Any], progress: Progress, cancel: threading.Event, *,
               "label": params.get("label") or None, "relabel": bool(params.get("relabel")),
               "options": _train_options(params), "seeds": int(params.get("seeds") or 1),
               "progress": job_progress(progress, cancel), "cancel": cancel,
-              "description": params.get("description") or None}
+              "description": params.get("description") or None, "ensemble": bool(params.get("ensemble"))}
     data = resolve_data(params["store"], params["data"])
     if unfreeze:
         outcome = svc.finetune_model(params["model"], params["unfreeze"], data,
@@ -289,7 +294,7 @@ ADVISE_PARAMS = {"model": _STR, "data": _STR, "val": _STR, "val_split": _FLOAT, 
                  "head": _STR, "classes": _INT, "regression": _BOOL, "depths": _STR, "scopes": _STR, "match": _STR,
                  "blocks": _STR, "seeds": _INT, "seed": _INT, "epochs": _INT, "patience": _INT, "batch_size": _INT,
                  "optimizer": _STR, "lr": _FLOAT, "finetune_lr": _FLOAT, "finetune": _BOOL,
-                 "budget_minutes": _FLOAT, "jobs": _INT, "min_margin": _FLOAT, "register": _STR,
+                 "budget_minutes": _FLOAT, "jobs": _INT, "min_margin": _FLOAT, "register": _STR, "register_ensemble": _STR,
                  "description": _STR}
 
 
@@ -345,6 +350,34 @@ def advise_job(params: dict[str, Any], progress: Progress, cancel: threading.Eve
     return {"model": advice.registered, **advice.to_dict()}
 
 
+# -- ensemble (issue 14) -------------------------------------------------------------------------
+ENSEMBLE_PARAMS = {"name": _STR, "members": _STRS, "weights": _FLOATS, "vote": _BOOL, "average_weights": _BOOL,
+                   "data": _STR, "label": _STR, "relabel": _BOOL, "description": _STR, "tags": _DICT}
+
+
+def _ensemble_args(params: Mapping[str, Any]) -> dict[str, Any]:
+    return {"weights": params.get("weights") or None, "vote": bool(params.get("vote")),
+            "average_weights": bool(params.get("average_weights")),
+            "data": resolve_data(params["store"], params["data"]) if params.get("data") else None,
+            "label": params.get("label") or None, "relabel": bool(params.get("relabel")),
+            "description": params.get("description") or "", "tags": params.get("tags") or None}
+
+
+def _validate_ensemble(params: dict[str, Any]) -> None:
+    """``Service.ensemble(check_only=True)``: the members exist and agree, the weights, the method."""
+    check_params("ensemble", params, ENSEMBLE_PARAMS, ("name", "members"))
+    _service(params).ensemble(params["name"], params["members"], **_ensemble_args(params), check_only=True)
+
+
+def ensemble_job(params: dict[str, Any], progress: Progress, cancel: threading.Event) -> dict[str, Any]:
+    """``Service.ensemble`` as a job. Result: ``{"model": "NAME:V", "metrics": {...}, "lineage": {...}}``."""
+    if cancel.is_set():
+        raise Cancelled("ensemble cancelled before it started")
+    progress({"message": f"combining {', '.join(params['members'])} into {params['name']}"})
+    info = _service(params).ensemble(params["name"], params["members"], **_ensemble_args(params))
+    return {"model": info.ref, "metrics": dict(info.metrics or {}), "lineage": info.lineage}
+
+
 register_job_kind("verify", verify_store)
 register_job_kind("train", train_job, validate=_validate_fit("train", TRAIN_PARAMS, ("model", "data")))
 register_job_kind("finetune", finetune_job,
@@ -352,3 +385,4 @@ register_job_kind("finetune", finetune_job,
 register_job_kind("build", build_job, validate=_validate_build)
 register_job_kind("evaluate", evaluate_job, validate=_validate_evaluate)
 register_job_kind("advise", advise_job, validate=_validate_advise)
+register_job_kind("ensemble", ensemble_job, validate=_validate_ensemble)

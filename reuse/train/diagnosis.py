@@ -105,7 +105,40 @@ def _generalization(history: dict[str, list[float]], metric: str) -> Finding | N
     return None
 
 
+def _ensemble_evidence(check: dict[str, Any]) -> str:
+    """How an ensemble of the seeds (or members) does against the mean member (reuse.ensemble.check)."""
+    m = check["metric"]
+    verdict = "more" if check["beats_spread"] else "not more"
+    return (f"{len(check['members'])} members' {m} on {check['data']}: {check['mean']:.3f} ± {check['std']:.3f}; "
+            f"their ensemble ({check['method']}) {check['ensemble']:.3f}, {check['gain']:+.3f} over the mean member: "
+            f"{verdict} than the spread")
+
+
+def _ensemble_remedies(check: dict[str, Any]) -> tuple[str, ...]:
+    if check["beats_spread"]:
+        return ("serve the ensemble: it beats the mean member by more than the spread (reuse ensemble, or "
+                "--seeds N --ensemble)", *PREDICTION_REMEDIES[1:])
+    return ("more, or more diverse, members: an ensemble of these does not beat the mean member by more than "
+            "the spread", *PREDICTION_REMEDIES[1:])
+
+
 def _prediction(metrics: dict[str, Any], metric: str) -> Finding | None:
+    found = _seed_spread(metrics, metric)
+    check = metrics.get("ensemble_check")
+    if not isinstance(check, dict) or not check.get("members"):
+        return found
+    if found is not None:
+        return Finding(found.problem, found.summary, f"{found.evidence}; {_ensemble_evidence(check)}",
+                       _ensemble_remedies(check))
+    spread = check["std"] > SPREAD_STD if check["metric"] == "accuracy" else (
+        check["mean"] > 0 and check["std"] / check["mean"] > SPREAD_LOSS_CV)
+    if spread:
+        return Finding("prediction", f"{check['metric']} varies a lot across the members",
+                       _ensemble_evidence(check), _ensemble_remedies(check))
+    return None
+
+
+def _seed_spread(metrics: dict[str, Any], metric: str) -> Finding | None:
     seeds = metrics.get("seeds") or {}
     for key in (f"val_{metric}", metric) if metric == "accuracy" else ():
         s = seeds.get(key)

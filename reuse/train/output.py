@@ -15,12 +15,16 @@ from reuse.errors import InvalidInput
 
 @dataclass
 class TrainOutcome:
-    """A registered train or fine-tune result. ``seeds``: metric -> {mean, std, values} when N > 1."""
+    """A registered train or fine-tune result. ``seeds``: metric -> {mean, std, values} when N > 1.
+    With ``ensemble``: ``seed_models`` (every seed's version, ``info`` first) and ``ensemble`` (the info of
+    their averaged-output ensemble, registered after them)."""
 
     info: Any
     parent: str
     result: Any
     seeds: dict[str, dict[str, Any]] | None = None
+    seed_models: list[str] | None = None
+    ensemble: Any = None
 
     def to_dict(self) -> dict[str, Any]:
         r = self.result
@@ -30,6 +34,7 @@ class TrainOutcome:
             "diverged": r.diverged, "seconds": round(r.seconds, 4), "cached_layers": list(r.cached_layers),
             "unfrozen": list(r.unfrozen), "bn_inference": list(r.bn_inference), "seeds": self.seeds,
             "settings": self.info.settings, "class_names": self.info.class_names,
+            "seed_models": self.seed_models, "ensemble": self.ensemble.ref if self.ensemble is not None else None,
         }
 
 

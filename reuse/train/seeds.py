@@ -18,10 +18,12 @@ from reuse.train.events import ProgressCallback
 class SeedsResult:
     """``runs[i]`` trained with seed ``config.seed + i`` from the same starting weights; ``summary``
     maps each final metric to ``{"mean", "std", "values"}``. ``runs[0]`` is the one to keep: it is
-    what a single run with ``config.seed`` gives."""
+    what a single run with ``config.seed`` gives. ``val``: the validation data every run used, if any
+    (given, or split off once for all runs)."""
 
     runs: list[TrainResult]
     summary: dict[str, dict[str, Any]]
+    val: Dataset | None = None
 
     @property
     def first(self) -> TrainResult:
@@ -58,4 +60,4 @@ def train_seeds(model: Any, data: Dataset, config: TrainConfig, n: int, *, val: 
             r = train(m, data, cfg, val=val, progress=progress, cancel=cancel, phase=phase)
         runs.append(r)
     keys = [k for k in runs[0].metrics if all(k in r.metrics for r in runs)]
-    return SeedsResult(runs, summarize({k: [r.metrics[k] for r in runs] for k in keys}))
+    return SeedsResult(runs, summarize({k: [r.metrics[k] for r in runs] for k in keys}), val)
