@@ -165,7 +165,8 @@ def run_units_ray(units: Sequence[Unit], job: Job, ctx: UnitContext, *, address:
     pending = deque(units)
     with connected(address, cores()) as ray:
         channel = ray.remote(num_cpus=0)(_Channel).remote()
-        task = ray.remote(_unit_task).options(num_cpus=cpus, num_gpus=gpus, max_retries=0)
+        task = ray.remote(_unit_task)
+        resources = {"num_cpus": cpus, "num_gpus": gpus, "max_retries": 0}
         train_ref, val_ref = ray.put(ctx.train), ray.put(ctx.val)
         key = f"{os.getpid()}-{id(ctx)}-{time.time_ns()}"
         threads = max(1, int(cpus))
@@ -194,8 +195,10 @@ def run_units_ray(units: Sequence[Unit], job: Job, ctx: UnitContext, *, address:
                         out.stopped = "budget"
                         break
                     unit = pending.popleft()
-                    running[task.remote(str(ctx.store.root), key, train_ref, val_ref, threads, job, unit,
-                                        channel)] = unit
+                    # Named per unit: Ray titles a busy worker process "ray::<name>" (ps, ray list tasks).
+                    named = task.options(name=f"reuse_advise_d{unit.depth}_s{unit.seed}", **resources)
+                    running[named.remote(str(ctx.store.root), key, train_ref, val_ref, threads, job, unit,
+                                         channel)] = unit
                 if not running:
                     break
                 done, _ = ray.wait(list(running), num_returns=1, timeout=POLL_SECONDS)
