@@ -104,21 +104,6 @@ class TrainConfig:
     def with_(self, **changes: Any) -> TrainConfig:
         return replace(self, **changes)
 
-
-def check_data_parallel() -> None:
-    """Refuse data-parallel training on a backend other than JAX.
-
-    Raises:
-        FailedPrecondition: the Keras backend is not JAX.
-    """
-    import keras
-
-    name = keras.backend.backend()
-    if name != "jax":
-        # Keras 3 models do not train under tf.distribute.MultiWorkerMirroredStrategy (keras-team/keras#20585).
-        raise FailedPrecondition(f"data-parallel training needs the JAX backend (KERAS_BACKEND=jax, with the "
-                                 f"jax extra: pip install 'reuse[jax]'); this process runs {name!r}")
-
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["lr"] = self.learning_rate
@@ -126,7 +111,8 @@ def check_data_parallel() -> None:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        # data_parallel says how a run was executed, not how to train: a record from JAX loads anywhere.
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__ and k != "data_parallel"}
         return cls(**known)
 
 
@@ -172,3 +158,18 @@ def join_hosts() -> bool:
 
     keras.distribution.initialize()
     return True
+
+
+def check_data_parallel() -> None:
+    """Refuse data-parallel training on a backend other than JAX.
+
+    Raises:
+        FailedPrecondition: the Keras backend is not JAX.
+    """
+    import keras
+
+    name = keras.backend.backend()
+    if name != "jax":
+        # Keras 3 models do not train under tf.distribute.MultiWorkerMirroredStrategy (keras-team/keras#20585).
+        raise FailedPrecondition(f"data-parallel training needs the JAX backend (KERAS_BACKEND=jax, with the "
+                                 f"jax extra: pip install 'reuse[jax]'); this process runs {name!r}")
