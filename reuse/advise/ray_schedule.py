@@ -195,7 +195,7 @@ def run_units_ray(units: Sequence[Unit], job: Job, ctx: UnitContext, *, address:
                         out.stopped = "budget"
                         break
                     unit = pending.popleft()
-                    # Named per unit: Ray titles a busy worker process "ray::<name>" (ps, ray list tasks).
+                    # Named per unit: Ray titles a busy worker process "ray::<name>" (what ps shows).
                     named = task.options(name=f"reuse_advise_d{unit.depth}_s{unit.seed}", **resources)
                     running[named.remote(str(ctx.store.root), key, train_ref, val_ref, threads, job, unit,
                                          channel)] = unit
