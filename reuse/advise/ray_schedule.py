@@ -19,6 +19,7 @@ reaches an outside address.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import threading
@@ -127,6 +128,12 @@ _CTX: dict[str, Any] = {}  # per worker process: the last advice's context, so i
 
 def _unit_task(store_root: str, key: str, train: Any, val: Any, threads: int, job: Job, unit: Unit,
                channel: Any) -> UnitResult:
+    import signal
+
+    with contextlib.suppress(ValueError):  # ValueError: not the main thread; then Ray's handler stays
+        # A worker started by ``local`` may share the terminal's process group: the driver turns Ctrl-C
+        # into a cancellation, which this task answers by returning the runs it finished.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     import keras  # before the unit starts, so its import time is not counted as training time
 
     from reuse.store import ModelStore
@@ -210,7 +217,8 @@ def run_units_ray(units: Sequence[Unit], job: Job, ctx: UnitContext, *, address:
                     except ray.exceptions.RayTaskError as exc:
                         if isinstance(exc.cause, ReuseError):
                             raise exc.cause from None
-                        out.failed.append((unit, f"{type(exc.cause).__name__}: {exc.cause}"))
+                        if not cancel.is_set():  # else a Ctrl-C that reached the task: not a failure
+                            out.failed.append((unit, f"{type(exc.cause).__name__}: {exc.cause}"))
                         continue
                     except ray.exceptions.RayError as exc:  # the worker or its node died
                         out.failed.append((unit, _first_line(exc)))
