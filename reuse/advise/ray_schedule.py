@@ -1,7 +1,7 @@
 """Advisor units as Ray tasks (``reuse advise --ray local|ADDRESS``); needs the ``ray`` extra.
 
-``local`` starts a Ray instance on this machine (bound to 127.0.0.1, no dashboard) and stops it
-afterwards; an address (``HOST:PORT`` or ``ray://HOST:PORT``) joins a running cluster, whose workers
+``local`` starts a Ray instance on this machine (node address 127.0.0.1, no dashboard) and stops it
+afterwards (Ray's own servers still listen on every interface: see docs/scale-out.md); an address (``HOST:PORT`` or ``ray://HOST:PORT``) joins a running cluster, whose workers
 must see the store at the same path (a shared folder). The training and validation arrays go to Ray's
 object store once per advice and every task reads them from there. Each unit is one task asking for
 ``cpus`` CPUs (and ``gpus`` GPUs); it sends back the same :class:`~reuse.advise.runner.UnitResult` as a
