@@ -100,7 +100,7 @@ def test_on_a_local_instance_a_dead_worker_fails_its_run_and_cancel_keeps_finish
     def progress(ev) -> None:
         if isinstance(ev, RunProgress) and ev.depth == 0 and not killed:
             killed.append(_kill_unit(0))
-        if isinstance(ev, RunProgress) and ev.finetune:
+        if isinstance(ev, RunProgress) and ev.finetune and killed:  # after the kill, whichever worker started first
             cancel.set()
 
     slow = {**QUICK, "patience": 100_000, "epochs": 1000, "lr": 1e-4}
