@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test lint test-jax venv bench clean proto triton-venv
+.PHONY: run test lint test-jax venv bench clean proto triton-venv extras
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,7 +24,16 @@ run: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-test: $(STAMP) triton-venv
+# The tests also cover the optional engines: Ray (reuse advise --ray) and JAX (data-parallel training).
+# A separate stamp keeps `make run` from installing them.
+EXTRAS := $(VENV)/.extras-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+$(EXTRAS): $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[test,ray,jax]'
+	rm -f $(VENV)/.extras-*; touch $@
+
+extras: $(EXTRAS)
+
+test: $(STAMP) $(EXTRAS) triton-venv
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
@@ -38,8 +47,7 @@ triton-venv:
 	  || echo "warning: could not build $(TRITON_VENV); the stock-client test will skip"
 
 # The same suite on the JAX backend (CI runs TensorFlow; keep this green too).
-test-jax: $(STAMP)
-	$(BIN)/python -m pip install -q -e '.[test,jax]'
+test-jax: $(STAMP) $(EXTRAS)
 	KERAS_BACKEND=jax $(BIN)/python -m pytest
 
 proto: $(STAMP)

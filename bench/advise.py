@@ -15,7 +15,14 @@ restore_best_weights=True)])``; fine-tuning unfreezes the reused layers, recompi
 and fits again; scored with ``model.evaluate`` on the validation data. Both paths run in this process
 after a small warm-up of each; the recommendation of each comes from the same statistical rule.
 
+``--ray`` (needs the ray extra) measures the engines instead of Keras fit: the same advice on
+``--jobs`` local worker processes and on a local Ray instance with as many CPUs (``ray="local"``: the
+instance is started and stopped inside the timed call, as ``reuse advise --ray local`` does), and the
+runs per second on Ray with 1 and with ``--jobs`` tasks in flight (one CPU each). Every timed advice
+starts fresh workers on both engines (each imports TensorFlow once).
+
 Usage: python bench/advise.py --out bench/out/advise.json [--jobs 2] [--seeds 3] [--epochs 200] [--lr 0.01]
+       python bench/advise.py --ray --jobs 2 --out bench/out/advise-ray.json
 """
 
 from __future__ import annotations
@@ -113,6 +120,52 @@ def table(rows: list[CandidateResult]) -> list[dict]:
             for r in rows]
 
 
+def ray_main(args: argparse.Namespace, depths: str) -> None:
+    """``--ray``: the same advice on local worker processes and on a local Ray instance."""
+    from reuse.advise.schedule import cores
+
+    jobs = max(2, args.jobs)
+
+    def timed(store: ModelStore, base: str, data: Dataset, val: Dataset, **kw: object) -> dict:
+        config = AdviseConfig(seeds=args.seeds, epochs=args.epochs, patience=args.patience, lr=args.lr, **kw)
+        load = _load()
+        t0 = time.perf_counter()
+        advice = advise(store, base, data, val=val, depths=depths, config=config)
+        seconds = time.perf_counter() - t0
+        runs = sum(len(r.scores) for r in advice.rows)
+        rec = advice.recommendation
+        return {"seconds": round(seconds, 2), "runs": runs, "runs_per_s": round(runs / seconds, 3),
+                "recommendation": rec.choice.candidate.label if rec else None, "load_1min_before": load,
+                "failed": [w for w in advice.warnings if " failed: " in w], **kw}
+
+    with tempfile.TemporaryDirectory() as tmp:
+        store = ModelStore(Path(tmp) / "store")
+        base = make_base(store)
+        data, val = load_data(NEW_DATA), load_data(NEW_VAL)
+        advise(store, base, data, val=val, depths="1", config=AdviseConfig(seeds=1, epochs=2, patience=2,
+                                                                           finetune=False))
+        local = timed(store, base, data, val, jobs=jobs)
+        on_ray = timed(store, base, data, val, jobs=jobs, ray="local")
+        ray_one = timed(store, base, data, val, jobs=1, ray="local")
+    result = {
+        "task": {"base": BASE_DATA, "data": NEW_DATA, "val": NEW_VAL, "depths": depths, "finetune": True,
+                 "seeds": args.seeds, "epochs": args.epochs, "patience": args.patience, "lr": args.lr},
+        "local_processes": local, "ray_local": on_ray,
+        "ray_overhead": round(on_ray["seconds"] / local["seconds"] - 1.0, 3),
+        "ray_scaling_runs_per_s": {"1": ray_one["runs_per_s"], str(jobs): on_ray["runs_per_s"],
+                                   "ratio": round(on_ray["runs_per_s"] / ray_one["runs_per_s"], 2)},
+        "ray_one_task": ray_one,
+        "machine": {"python": platform.python_version(), "keras": keras.__version__,
+                    "backend": keras.backend.backend(), "cores": cores(), "cpus": os.cpu_count()},
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"{local['runs']} runs: local processes ({jobs}) {local['seconds']:.1f} s; Ray ({jobs} CPUs, start and "
+          f"stop included) {on_ray['seconds']:.1f} s: overhead {100 * result['ray_overhead']:+.1f}%; Ray runs/s "
+          f"1 -> {jobs} tasks: {ray_one['runs_per_s']:.3f} -> {on_ray['runs_per_s']:.3f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True, help="Write the results as JSON here.")
@@ -121,8 +174,11 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=200)
     ap.add_argument("--patience", type=int, default=10)
     ap.add_argument("--lr", type=float, default=0.01)
+    ap.add_argument("--ray", action="store_true", help="Local processes against a local Ray instance.")
     args = ap.parse_args()
     depths = "0..3"
+    if args.ray:
+        return ray_main(args, depths)
     config = AdviseConfig(seeds=args.seeds, epochs=args.epochs, patience=args.patience, lr=args.lr, jobs=args.jobs)
     with tempfile.TemporaryDirectory() as tmp:
         store = ModelStore(Path(tmp) / "store")

@@ -397,13 +397,15 @@ class Service:
                finetune: bool = True, budget_minutes: float | None = None, jobs: int = 1,
                min_margin: float | None = None, register: str | None = None, description: str | None = None,
                plot: str | None = None, progress: Any = None, cancel: Any = None,
-               check_only: bool = False, register_ensemble: str | None = None) -> Advice | None:
+               check_only: bool = False, register_ensemble: str | None = None, ray: str | None = None,
+               ray_cpus: float = 1.0, ray_gpus: float = 0.0) -> Advice | None:
         """Measure how many layers of ``base`` to reuse for the task of ``data``, and whether to reuse.
 
         Every argument but ``progress`` and ``cancel`` is a plain JSON value. ``progress`` receives
         :mod:`reuse.advise.events`; setting ``cancel`` (a ``threading.Event``) stops the run: the runs that
         finished are kept and the result comes back normally with ``stopped == "cancelled"`` (and nothing
-        is registered). ``register``: register the recommended network (the trained run of its first
+        is registered). ``ray``: run the candidates as Ray tasks (``"local"`` or a cluster address),
+        each asking for ``ray_cpus`` CPUs and ``ray_gpus`` GPUs. ``register``: register the recommended network (the trained run of its first
         seed) as the next version of that name. ``plot``: write the metric-vs-depth plot there (.png,
         .pdf, .svg). The result's ``to_dict()`` is the ``--json`` document. ``check_only``: make every check
         that needs no training (options, head, candidates, the data against each) and return None.
@@ -440,7 +442,8 @@ class Service:
         given = {"val_split": val_split, "lr": lr, "finetune_lr": finetune_lr, "budget_minutes": budget_minutes,
                  "min_margin": min_margin}
         config = AdviseConfig(seeds=seeds, seed=seed, epochs=epochs, patience=patience, batch_size=batch_size,
-                              optimizer=optimizer, finetune=finetune, jobs=jobs,
+                              optimizer=optimizer, finetune=finetune, jobs=jobs, ray=ray, ray_cpus=ray_cpus,
+                              ray_gpus=ray_gpus,
                               **{k: v for k, v in given.items() if v is not None})
         self.store.resolve(base)
         ds = self._load_data(data, label=label, relabel=relabel)

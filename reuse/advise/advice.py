@@ -48,7 +48,10 @@ class AdviseConfig:
         finetune_lr: rate of the fine-tuning phase (default a tenth of the training rate).
         finetune: also try each depth frozen then fine-tuned.
         budget_minutes: start no run that would end after this much time (``None``: no limit).
-        jobs: worker processes (1: train in this process).
+        jobs: worker processes (1: train in this process); with ``ray``, the runs in flight at once.
+        ray: ``None`` (local processes), ``"local"`` (start a Ray instance here and stop it afterwards)
+            or the address of a Ray cluster: each unit becomes a Ray task (needs the ``ray`` extra).
+        ray_cpus, ray_gpus: what each Ray task asks for.
         min_margin: the smallest difference that counts (default 0.005 accuracy, at least one
             validation sample's worth; for regression 1% of the best mean loss).
         val_split: the fraction held out (stratified by class) when no validation data is given.
@@ -69,6 +72,9 @@ class AdviseConfig:
     min_margin: float | None = None
     val_split: float = 0.25
     cache: bool = True
+    ray: str | None = None
+    ray_cpus: float = 1.0
+    ray_gpus: float = 0.0
 
     def __post_init__(self) -> None:
         def whole(name: str, low: int) -> None:
@@ -88,6 +94,10 @@ class AdviseConfig:
         if not 0.0 < self.val_split < 1.0:
             raise InvalidInput(f"invalid validation split {self.val_split!r}: expected a fraction in (0, 1)")
         self.train_config()  # checks epochs, batch size, optimizer, lr, seed
+        if self.ray is not None:
+            from reuse.advise.ray_schedule import check_ray
+
+            check_ray(self.ray, self.ray_cpus, self.ray_gpus)
 
     def train_config(self) -> TrainConfig:
         return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, optimizer=self.optimizer, lr=self.lr,
@@ -293,7 +303,8 @@ def advise(store: ModelStore, base_ref: str, data: Dataset, *, val: Dataset | No
     budget = Budget(config.budget_minutes * 60.0 if config.budget_minutes else None)
     with tempfile.TemporaryDirectory(prefix="reuse-advise-") as tmp:
         sched = run_units(units, job, ctx, jobs=config.jobs, budget=budget, on_event=on_event, on_result=on_result,
-                          cancel=cancel, workdir=Path(tmp))
+                          cancel=cancel, workdir=Path(tmp), ray=config.ray, ray_cpus=config.ray_cpus,
+                          ray_gpus=config.ray_gpus)
     finished = {(r.candidate, r.seed) for r in records}
     missing: dict[Candidate, list[int]] = {}
     for c, s in planned:
@@ -311,6 +322,7 @@ def advise(store: ModelStore, base_ref: str, data: Dataset, *, val: Dataset | No
         (r for r in records if r.candidate == rec.choice.candidate and r.weights is not None), key=lambda r: r.seed)
     seconds = time.perf_counter() - t0
     not_run = [(c, tuple(missing[c])) for c in sorted(missing, key=lambda c: c.complexity)]
+    failed = [f"{c.label}, seed {u.seed} failed: {why}" for u, why in sched.failed for c in u.candidates]
     emit(AdviceFinished(len(records), len(planned), sched.stopped, seconds,
                         tuple(f"{c.label}, seed {s}" for c, ss in not_run for s in ss)))
     settings = {**config.__dict__, "depths": list(plan.depths), "scopes": list(scopes) if scopes else None,
@@ -320,7 +332,7 @@ def advise(store: ModelStore, base_ref: str, data: Dataset, *, val: Dataset | No
     output = {"head": spec.to_string(), "classes": classes, "regression": regression}
     return Advice(plan.base, data.source, val_ds.source, metric, higher, len(train_ds), len(val_ds), seeds,
                   config.jobs, rows, rec, not_run, sched.stopped, seconds, output, settings,
-                  [*plan.notes, *_warnings(records, len(val_ds), higher)], plan=plan, job=job, kept=kept,
+                  [*plan.notes, *failed, *_warnings(records, len(val_ds), higher)], plan=plan, job=job, kept=kept,
                   kept_seeds=kept_seeds, val_data=val_ds if kept_seeds else None)
 
 

@@ -37,11 +37,13 @@ POLL_SECONDS = 0.1
 
 @dataclass
 class Schedule:
-    """What ran (``results``, in completion order), what did not, and why it stopped early (if so)."""
+    """What ran (``results``, in completion order), what did not, and why it stopped early (if so);
+    ``failed``: units whose worker died (on Ray), with why."""
 
     results: list[UnitResult] = field(default_factory=list)
     not_run: list[Unit] = field(default_factory=list)
     stopped: str | None = None
+    failed: list[tuple[Unit, str]] = field(default_factory=list)
 
 
 class Budget:
@@ -73,12 +75,21 @@ OnResult = Callable[[UnitResult], None]
 
 
 def run_units(units: Sequence[Unit], job: Job, ctx: UnitContext, *, jobs: int, budget: Budget,
-              on_event: OnEvent, on_result: OnResult, cancel: threading.Event, workdir: Path) -> Schedule:
+              on_event: OnEvent, on_result: OnResult, cancel: threading.Event, workdir: Path,
+              ray: str | None = None, ray_cpus: float = 1.0, ray_gpus: float = 0.0) -> Schedule:
     """Run ``units`` in order (``jobs`` at a time), stopping early on cancel or when over budget.
+    ``ray``: run them as Ray tasks instead (:mod:`reuse.advise.ray_schedule`), each asking for
+    ``ray_cpus`` CPUs and ``ray_gpus`` GPUs.
 
     Raises:
-        ReuseError: a unit failed (other than by cancellation); ResourceExhausted: a worker died.
+        ReuseError: a unit failed (other than by cancellation); ResourceExhausted: a local worker died.
     """
+    if ray is not None:
+        from reuse.advise.ray_schedule import run_units_ray
+
+        return run_units_ray(units, job, ctx, address=ray, jobs=jobs, cpus=ray_cpus, gpus=ray_gpus,
+                             budget=budget, on_event=on_event, on_result=on_result, cancel=cancel,
+                             schedule=Schedule())
     if jobs <= 1 or len(units) <= 1:
         return _run_here(units, job, ctx, budget, on_event, on_result, cancel)
     return _run_pool(units, job, ctx, min(jobs, len(units)), budget, on_event, on_result, cancel, workdir)

@@ -156,6 +156,15 @@ def _positive(ctx: click.Context, param: click.Parameter, value: float | None) -
               help="Start no run that would end after MINUTES (runs not started are listed).")
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Worker processes training candidates in parallel.")
+@click.option("--ray", default=None, metavar="local|ADDRESS",
+              help="Run the candidates as Ray tasks: 'local' starts a Ray instance on this machine "
+              "(127.0.0.1) and stops it afterwards; HOST:PORT joins a running cluster, whose workers must "
+              "see the store at the same path. --jobs then caps the runs in flight. Needs: pip install "
+              "'reuse[ray]'.")
+@click.option("--ray-cpus", "ray_cpus", type=click.FloatRange(min=0, min_open=True), default=1.0,
+              show_default=True, help="CPUs each Ray task asks for.")
+@click.option("--ray-gpus", "ray_gpus", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="GPUs each Ray task asks for.")
 @click.option("--min-margin", "min_margin", type=click.FloatRange(min=0), default=None,
               help="Smallest difference that counts (default 0.005 accuracy, or one validation sample's "
               "worth if more; 1% of the best loss for regression).")

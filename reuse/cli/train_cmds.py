@@ -58,6 +58,9 @@ def _train_options(f: Any) -> Any:
                      "ensemble, as the next N+1 versions of NAME (the ensemble last; see `reuse ensemble`)."),
         click.option("--no-cache", "no_cache", is_flag=True,
                      help="Do not cache the output of frozen leading layers (same results, slower)."),
+        click.option("--data-parallel", "data_parallel", is_flag=True, default=None,
+                     help="Split each batch over every local device (JAX backend only; several hosts "
+                     "through keras.distribution.initialize, see docs/scale-out.md)."),
         click.option("--description", default=None, help="Description of the new version."),
         click.option("--quiet", "-q", is_flag=True, help="No progress bar."),
     ]):
@@ -66,8 +69,12 @@ def _train_options(f: Any) -> Any:
 
 
 def _options(kw: dict[str, Any]) -> dict[str, Any]:
+    if kw.get("data_parallel"):
+        from reuse.train.config import join_hosts
+
+        join_hosts()  # several hosts: before any model is loaded
     keys = ("epochs", "batch_size", "optimizer", "lr", "momentum", "nesterov", "clipnorm", "clipvalue",
-            "early_stopping", "seed")
+            "early_stopping", "seed", "data_parallel")
     out = {k: kw[k] for k in keys if kw.get(k) is not None and kw.get(k) is not False}
     if kw.get("val_split") is not None:
         out["val_split"] = kw["val_split"]

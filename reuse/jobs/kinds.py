@@ -295,7 +295,7 @@ ADVISE_PARAMS = {"model": _STR, "data": _STR, "val": _STR, "val_split": _FLOAT, 
                  "blocks": _STR, "seeds": _INT, "seed": _INT, "epochs": _INT, "patience": _INT, "batch_size": _INT,
                  "optimizer": _STR, "lr": _FLOAT, "finetune_lr": _FLOAT, "finetune": _BOOL,
                  "budget_minutes": _FLOAT, "jobs": _INT, "min_margin": _FLOAT, "register": _STR, "register_ensemble": _STR,
-                 "description": _STR}
+                 "description": _STR, "ray": _STR, "ray_cpus": _FLOAT, "ray_gpus": _FLOAT}
 
 
 def _advise_args(params: Mapping[str, Any]) -> dict[str, Any]:

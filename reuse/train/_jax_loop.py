@@ -3,6 +3,11 @@
 Weights, optimizer slots and loop bookkeeping are one pytree carried through ``lax.while_loop``
 (epochs) and ``lax.fori_loop`` (steps); the forward pass runs in a ``keras.StatelessScope`` and the
 update is ``optimizer.stateless_apply``. Data stay on the device as arguments of the compiled call.
+
+Data parallel (``LoopSpec.data_parallel``): the state and the data are replicated on a one-axis mesh of
+every device, and each batch is constrained to be split along that axis, so XLA runs each device's
+share of the forward and backward pass and sums the gradients across devices: the same step as on one
+device over the same global batch, in one compiled call.
 """
 
 from __future__ import annotations
@@ -60,6 +65,15 @@ class Runner:
         self.data = [map_arrays(jnp.asarray, spec.x), jnp.asarray(spec.y)]
         if spec.has_val:
             self.data += [map_arrays(jnp.asarray, spec.xv), jnp.asarray(spec.yv)]
+        self.batch_sharding = None
+        if spec.data_parallel:
+            from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+            mesh = Mesh(np.array(jax.devices()), ("batch",))
+            self.batch_sharding = NamedSharding(mesh, PartitionSpec("batch"))
+            replicated = NamedSharding(mesh, PartitionSpec())
+            self.carry = jax.device_put(self.carry, replicated)
+            self.data = jax.device_put(self.data, replicated)
         self._fn = jax.jit(self._run)
 
     # -- the compiled body ---------------------------------------------------------------------
@@ -71,6 +85,8 @@ class Runner:
         return loss, (new[self.nt:], jnp.sum(w * s.task.score(yb, p)))
 
     def _step(self, c: dict[str, Any], xb: Any, yb: Any, w: Any) -> tuple[dict[str, Any], Any, Any]:
+        if self.batch_sharding is not None:
+            xb, yb, w = jax.tree.map(lambda a: lax.with_sharding_constraint(a, self.batch_sharding), (xb, yb, w))
         (loss, (st, hits)), grads = jax.value_and_grad(self._loss, has_aux=True)(c["t"], c["s"], xb, yb, w)
         t, o = self.s.optimizer.stateless_apply(c["o"], grads, c["t"])
         return {**c, "t": t, "s": st, "o": o}, loss, hits

@@ -145,7 +145,8 @@ def train(model: Any, data: Dataset, config: TrainConfig | None = None, *, val: 
                     optimizer=make_optimizer(config), task=prep.task, x=x, y=prep.train.y, xv=xv,
                     yv=prep.val.y if prep.val is not None else None, batch_size=config.batch_size,
                     epochs=config.epochs, seed=config.seed, shuffle=config.shuffle,
-                    patience=config.early_stopping, restore_best=config.restore_best)
+                    patience=config.early_stopping, restore_best=config.restore_best,
+                    data_parallel=config.data_parallel)
     cached = split.prefix_names if split is not None else ()
     outcome = run_loop(spec, metric=prep.task.metric, phase=phase, cached=cached, progress=progress,
                        cancel=cancel)

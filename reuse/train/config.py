@@ -6,7 +6,7 @@ import math
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from reuse.errors import InvalidInput
+from reuse.errors import FailedPrecondition, InvalidInput
 from reuse.text import echo
 
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adam", "rmsprop", "adamw", "nadam")
@@ -36,6 +36,8 @@ class TrainConfig:
             rest on it (same results, faster).
         shuffle: reshuffle the training data every epoch.
         weight_decay: for ``adamw`` (default 0.004, Keras's).
+        data_parallel: split each batch over every local device (every host's, once
+            ``keras.distribution.initialize`` has run); needs the JAX backend.
     """
 
     epochs: int = 20
@@ -53,6 +55,7 @@ class TrainConfig:
     cache: bool = True
     shuffle: bool = True
     weight_decay: float | None = None
+    data_parallel: bool = False
 
     def __post_init__(self) -> None:
         def bad(field: str, value: Any, expected: str) -> InvalidInput:
@@ -90,6 +93,8 @@ class TrainConfig:
                 raise InvalidInput(f"weight_decay applies to adamw, not {self.optimizer}")
             if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
                 raise bad("weight decay", self.weight_decay, "a number >= 0")
+        if self.data_parallel:
+            check_data_parallel()
 
     @property
     def learning_rate(self) -> float:
@@ -106,7 +111,8 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        # data_parallel says how a run was executed, not how to train: a record from JAX loads anywhere.
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__ and k != "data_parallel"}
         return cls(**known)
 
 
@@ -130,3 +136,40 @@ def make_optimizer(config: TrainConfig) -> Any:
         wd = 0.004 if config.weight_decay is None else config.weight_decay
         return keras.optimizers.AdamW(lr, weight_decay=wd, **clip)
     return keras.optimizers.Nadam(lr, **clip)
+
+
+def join_hosts() -> bool:
+    """Join the other hosts of a multi-host data-parallel run, when this process is one of several.
+
+    Keras's ``keras.distribution.initialize`` reads ``KERAS_DISTRIBUTION_JOB_ADDRESSES`` (every host's
+    ``HOST:PORT``, the first is the coordinator), ``KERAS_DISTRIBUTION_NUM_PROCESSES`` and
+    ``KERAS_DISTRIBUTION_PROCESS_ID``; it must run before JAX computes anything, so the CLI calls this
+    before it loads a model. Without those variables it does nothing and returns False.
+
+    Raises:
+        FailedPrecondition: the Keras backend is not JAX.
+    """
+    import os
+
+    if not os.environ.get("KERAS_DISTRIBUTION_JOB_ADDRESSES"):
+        return False
+    check_data_parallel()
+    import keras
+
+    keras.distribution.initialize()
+    return True
+
+
+def check_data_parallel() -> None:
+    """Refuse data-parallel training on a backend other than JAX.
+
+    Raises:
+        FailedPrecondition: the Keras backend is not JAX.
+    """
+    import keras
+
+    name = keras.backend.backend()
+    if name != "jax":
+        # Keras 3 models do not train under tf.distribute.MultiWorkerMirroredStrategy (keras-team/keras#20585).
+        raise FailedPrecondition(f"data-parallel training needs the JAX backend (KERAS_BACKEND=jax, with the "
+                                 f"jax extra: pip install 'reuse[jax]'); this process runs {name!r}")

@@ -40,6 +40,7 @@ class LoopSpec:
     shuffle: bool = True
     patience: int | None = None
     restore_best: bool = True
+    data_parallel: bool = False  # shard each batch over every device (JAX)
 
     @property
     def n(self) -> int:
