@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from reuse.data.formats import format_of
 from reuse.errors import InvalidInput
 from reuse.text import ECHO_LIMIT, cut
 
@@ -159,17 +160,17 @@ def load_data(spec: str | os.PathLike[str], *, label: str | int | None = None, r
             raise InvalidInput(f"{cut(str(path), ECHO_LIMIT)}: no such data file")
         if not path.is_file():
             raise InvalidInput(f"{cut(str(path), ECHO_LIMIT)}: not a file")
-        suffix = path.suffix.lower()
-        if suffix == ".npz":
+        fmt = format_of(path)
+        if fmt == "npz":
             ds = readers.read_npz(path)
-        elif suffix == ".csv":
+        elif fmt == "csv":
             ds = readers.read_csv(path, label=label, has_label=has_label)
-        elif suffix in (".h5", ".hdf5"):
+        elif fmt == "h5":
             ds = readers.read_h5(path)
         else:
             raise InvalidInput(
-                f"{path}: unknown data format {suffix or '(no suffix)'!r}; expected .npz, .csv, .h5 or "
-                "builtin:digits / builtin:blobs")
+                f"{path}: unknown data format {path.suffix.lower() or '(no suffix)'!r}; expected .npz, .csv, .h5 "
+                "or builtin:digits / builtin:blobs")
     if len(ds) == 0:
         raise InvalidInput(f"{ds.source}: contains no samples")
     if ds.y is None:

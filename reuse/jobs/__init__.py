@@ -15,6 +15,7 @@ starts on a store marks the jobs an earlier process left queued or running as ``
 
 from __future__ import annotations
 
+from reuse.atomic import write_json_atomic
 from reuse.jobs.manager import JobManager
 from reuse.jobs.records import (
     FINISHED,
@@ -27,7 +28,6 @@ from reuse.jobs.records import (
     read_records,
     register_job_kind,
     unregister_job_kind,
-    write_json_atomic,
 )
 
 __all__ = ["FINISHED", "STATES", "JobEvent", "JobFn", "JobManager", "JobRecord", "Progress",

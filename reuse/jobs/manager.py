@@ -14,6 +14,7 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
+from reuse.atomic import write_json_atomic
 from reuse.errors import Cancelled, FailedPrecondition, InvalidInput, NotFound, ReuseError
 from reuse.jobs.records import (
     JOB_ID_RE,
@@ -23,7 +24,6 @@ from reuse.jobs.records import (
     get_job_kind,
     job_validator,
     read_records,
-    write_json_atomic,
 )
 from reuse.text import echo
 

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import os
 import re
 import threading
-import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -125,19 +123,6 @@ class JobRecord:
         if fields.get("last_event"):
             fields["last_event"] = JobEvent.from_dict(fields["last_event"])
         return cls(**fields)
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write JSON to a temporary file beside ``path``, fsync it, then rename it into place."""
-    tmp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(obj, f, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def get_job_kind(kind: str) -> JobFn:
