@@ -60,7 +60,7 @@ class Service:
         self.allow_unsafe_uploads = False
 
     # ---------------------------------------------------------------------------------------
-    # Store (issue 2)
+    # Store
     # ---------------------------------------------------------------------------------------
     @property
     def store_root(self) -> Path:
@@ -103,7 +103,7 @@ class Service:
         return self.store.check(repair=repair)
 
     # ---------------------------------------------------------------------------------------
-    # Selection and building (issue 3)
+    # Selection and building
     # ---------------------------------------------------------------------------------------
     def layer_table(self, ref: str, scope: str | None = None, match: str = "full") -> LayerTable:
         """The layers of ``ref``; with ``scope``, a dry run of the selection (see reuse.layer_table)."""
@@ -158,7 +158,7 @@ class Service:
         return ancestry(self.store, ref)
 
     # ---------------------------------------------------------------------------------------
-    # Training, fine-tuning, evaluation, prediction, pretraining (issue 4)
+    # Training, fine-tuning, evaluation, prediction, pretraining
     # ---------------------------------------------------------------------------------------
     def _load_data(self, spec: str, *, label: str | int | None = None, relabel: bool = False,
                    class_names: list[str] | None = None, require_labels: bool = True,
@@ -187,7 +187,7 @@ class Service:
         training: the model, the options, the data against the model (shape, finite features, labels in
         range) and the scope to unfreeze. Raises what the run would raise before its first epoch."""
         from reuse.select import select_layers
-        from reuse.train.api import layer_names, prepare_data
+        from reuse.train.fit import layer_names, prepare_data
 
         _, ds, vds, config, model = self._fit_inputs(ref, data, unfreeze=unfreeze, val=val, label=label,
                                                      relabel=relabel, config=None, options=options)
@@ -319,7 +319,7 @@ class Service:
         return PretrainOutcome(info=info, result=res, test=test)
 
     # ---------------------------------------------------------------------------------------
-    # Advisor (issue 7)
+    # Advisor
     # ---------------------------------------------------------------------------------------
     def advise(self, base: str, data: str, *, val: str | None = None, val_split: float | None = None,
                label: str | int | None = None, relabel: bool = False, head: str | None = None,
@@ -391,7 +391,7 @@ class Service:
         return advice
 
     # ---------------------------------------------------------------------------------------
-    # Serving and jobs (issue 5)
+    # Serving and jobs
     # ---------------------------------------------------------------------------------------
     def configure_serving(self, options: ServingOptions | None = None, *, job_workers: int = 2,
                           max_upload_bytes: int = 2 * 1024**3, allow_unsafe_uploads: bool = False) -> None:

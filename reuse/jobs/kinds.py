@@ -283,7 +283,7 @@ def verify_store(params: dict[str, Any], progress: Progress, cancel: threading.E
     return {"checked": len(files), "corrupt": corrupt, "ok": report.ok, "index_problems": report.index_problems}
 
 
-# -- advise (issue 7) ----------------------------------------------------------------------------
+# -- advise --------------------------------------------------------------------------------------
 # Every Service.advise option a client may set; not ``plot`` or ``head_file``, which name server files.
 ADVISE_PARAMS = {"model": _STR, "data": _STR, "val": _STR, "val_split": _FLOAT, "label": _STR, "relabel": _BOOL,
                  "head": _STR, "classes": _INT, "regression": _BOOL, "depths": _STR, "scopes": _STR, "match": _STR,

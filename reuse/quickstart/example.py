@@ -39,7 +39,7 @@ def repo_root() -> Path:
 
 
 def example_path(root: str | os.PathLike[str] | None = None) -> Path:
-    """The shipped file, ``<root>/models/digits-base/v1.h5`` (root: this checkout).
+    """The shipped file, ``<root>/models/digits-base/v1.h5`` (root: the repository the package runs from).
 
     Raises:
         NotFound: the file is missing (an installed package without the repository's ``models/``).

@@ -1,7 +1,8 @@
-"""Custom Keras layers that heads can use, registered so a stored model loads in Keras safe mode.
+"""The Maxout layer that heads can use, registered so a stored model loads in Keras safe mode.
 
-Registration happens on import: import this module before loading a model that uses them
-(``reuse.build`` and ``reuse.heads`` do). The class name in a saved config is ``reuse>Maxout``.
+Registration happens on import: import this module before loading a model that uses it
+(``reuse.head_layers`` and the store's loader do). The class name in a saved config is ``reuse>Maxout``
+(the package and class name, not this module's), so models stored before the module was renamed load.
 """
 
 from __future__ import annotations
