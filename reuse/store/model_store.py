@@ -13,9 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import sqlite3
-import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -29,8 +27,16 @@ from filelock import FileLock, Timeout
 from reuse.atomic import fsync_path, put_in_place
 from reuse.errors import AlreadyExists, InvalidInput, NotFound, ResourceExhausted, StoreCorrupt
 from reuse.store import h5file, keras_io
-from reuse.store.check import sweep_temp_files
+from reuse.store.check import check_store
 from reuse.store.index import IndexRow, IndexUnreadable, Key, StoreIndex
+from reuse.store.layout import (
+    TOMBSTONE_RE,
+    VERSION_FILE_RE,
+    sweep_temp_files,
+    temp_file,
+    tombstone,
+    version_file,
+)
 from reuse.store.meta import VersionMeta, build_meta, check_tags
 from reuse.store.names import ModelRef, check_name
 from reuse.store.records import (
@@ -43,9 +49,6 @@ from reuse.store.records import (
 
 log = logging.getLogger(__name__)
 
-VERSION_FILE_RE = re.compile(r"v([1-9][0-9]{0,17})\.h5")
-TOMBSTONE_RE = re.compile(r"v([1-9][0-9]{0,17})\.deleted")
-TEMP_PREFIX = ".tmp-"
 STATE_DIR = ".reuse"
 INDEX_FILE = "index.sqlite"
 
@@ -89,7 +92,7 @@ class ModelStore:
         return self.root / check_name(name)
 
     def version_path(self, name: str, version: int) -> Path:
-        return self._model_dir(name) / f"v{version}.h5"
+        return version_file(self._model_dir(name), version)
 
     def _scan(self, names: Iterable[str] | None = None) -> dict[Key, os.stat_result]:
         """Version files on disk with their stat; a directory listing, no file opened."""
@@ -235,7 +238,7 @@ class ModelStore:
         meta = build_meta(model, given)
         d = self._model_dir(name)
         d.mkdir(parents=True, exist_ok=True)
-        tmp = d / f"{TEMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex}.h5"
+        tmp = temp_file(d)
         try:
             try:
                 h5file.save_keras_h5(model, tmp)
@@ -253,7 +256,7 @@ class ModelStore:
                 version = self._allocated_max(name) + 1
                 with h5py.File(tmp, "r+") as f:
                     h5file.set_version(f, version)
-                final = d / f"v{version}.h5"
+                final = version_file(d, version)
                 put_in_place(tmp, final)
                 st = final.stat()
                 self._index_put_locked(IndexRow(name, version, st.st_size, st.st_mtime_ns,
@@ -297,7 +300,7 @@ class ModelStore:
             if not info.path.is_file():
                 raise NotFound(f"model {r.name!r} has no version {r.version} (deleted meanwhile)")
             d = self._model_dir(r.name)
-            (d / f"v{r.version}.deleted").touch()
+            tombstone(d, r.version).touch()
             info.path.unlink()
             fsync_path(d)
             try:
@@ -409,7 +412,6 @@ class ModelStore:
 
     def check(self, *, repair: bool = False) -> CheckReport:
         """Verify every file's checksums and the index against the files; see :mod:`reuse.store.check`."""
-        from reuse.store.check import check_store
 
         return check_store(self, repair=repair)
 
