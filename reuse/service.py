@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from reuse.config import store_root
 from reuse.errors import FailedPrecondition, InvalidInput
+from reuse.jobs.kinds import builtin_kinds
 from reuse.store import CheckReport, LayerInfo, ModelInfo, ModelStore, check_name
 from reuse.train.output import Prediction, PretrainOutcome, Report, TrainOutcome
 
@@ -31,21 +32,6 @@ if TYPE_CHECKING:
     from reuse.uploads import DatasetInfo, Upload
 
 
-def _train_config(options: dict[str, Any], parent: dict[str, Any], *, finetune: bool) -> Any:
-    """A TrainConfig from plain option values; fine-tuning inherits the parent's optimizer settings."""
-    from reuse.train import TrainConfig
-
-    given = {k: v for k, v in options.items() if v is not None}
-    if finetune and "optimizer" not in given and parent.get("optimizer"):
-        for key in ("optimizer", "momentum", "nesterov", "batch_size"):
-            if key not in given and key in parent:
-                given[key] = parent[key]
-    unknown = sorted(set(given) - set(TrainConfig.__dataclass_fields__))
-    if unknown:
-        raise InvalidInput(f"unknown training options {unknown}; expected TrainConfig fields")
-    return TrainConfig(**given)
-
-
 class Service:
     """Operations on one model store."""
 
@@ -56,6 +42,8 @@ class Service:
         self._serving_lock = threading.Lock()
         self._serving_options: ServingOptions | None = None
         self._job_workers = 2
+        # The kinds its job manager runs; the built-in kinds call back into this class for their store.
+        self.job_kinds = builtin_kinds(type(self))
         self.max_upload_bytes = 2 * 1024**3
         self.allow_unsafe_uploads = False
 
@@ -172,12 +160,14 @@ class Service:
                     label: str | int | None, relabel: bool, config: Any,
                     options: dict[str, Any] | None) -> tuple[ModelInfo, Any, Any, Any, Any]:
         """The parent's info, training and validation data, config and model, as ``_fit`` uses them."""
+        from reuse.train.config import TrainConfig
+
         parent = self.store.info(ref)
         names = parent.class_names
         ds = self._load_data(data, label=label, relabel=relabel, class_names=names)
         vds = self._load_data(val, label=label, relabel=relabel,
                               class_names=list(ds.class_names) if ds.class_names else names) if val else None
-        config = config or _train_config(options or {}, parent.settings or {}, finetune=bool(unfreeze))
+        config = config or TrainConfig.from_options(options or {}, parent.settings or {}, finetune=bool(unfreeze))
         return parent, ds, vds, config, self.store.load(parent.ref)
 
     def check_fit(self, ref: str, data: str, *, unfreeze: str | None = None, match: str = "full",
@@ -416,7 +406,8 @@ class Service:
             if self._jobs is None:
                 from reuse.jobs import JobManager
 
-                self._jobs = JobManager(self.store.state_dir / "jobs", self.store.root, workers=self._job_workers)
+                self._jobs = JobManager(self.store.state_dir / "jobs", self.store.root, workers=self._job_workers,
+                                        kinds=self.job_kinds)
             return self._jobs
 
     def model_signature(self, ref: str) -> ModelSignature:

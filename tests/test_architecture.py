@@ -18,9 +18,6 @@ TRANSPORT = ("click", "grpc", "grpc_health", "grpc_reflection", "google.protobuf
 ADAPTER_MODULES = ("reuse.cli", "reuse.grpc", "reuse.client", "reuse.remote", "reuse.quickstart", "reuse.__main__")
 # The facade sits between the adapters and the core: the core never calls back up into it.
 FACADE_MODULES = ("reuse.service",)
-# Cycles known today, each to be broken (this list only shrinks): a new cycle fails the test.
-KNOWN_CYCLES: list[set[str]] = [{"reuse.jobs", "reuse.jobs.kinds", "reuse.jobs.manager", "reuse.jobs.records",
-                                 "reuse.service"}]
 
 
 def _relative(path: Path) -> str:
@@ -138,8 +135,6 @@ def test_the_rule_sees_the_whole_package():
 @pytest.mark.parametrize("path", CORE, ids=_relative)
 def test_core_imports_no_transport_and_no_adapter(path):
     bad = [n for n in imports_of(path) if _hits(n, TRANSPORT + ADAPTER_MODULES + FACADE_MODULES)]
-    if _relative(path) == "jobs/kinds.py":  # one of KNOWN_CYCLES: the built-in kinds call the facade
-        bad = [n for n in bad if not _hits(n, FACADE_MODULES)]
     assert not bad, f"reuse/{_relative(path)} imports {sorted(set(bad))}; the core must not (docs/architecture.md)"
 
 
@@ -151,18 +146,18 @@ def test_only_the_cli_imports_click(path):
 
 
 def test_no_import_cycles_between_modules():
-    new = [c for c in cycles(import_graph()) if c not in KNOWN_CYCLES]
-    assert not new, f"import cycles under reuse/: {[sorted(c) for c in new]}; break them (docs/architecture.md)"
+    found = cycles(import_graph())
+    assert not found, f"import cycles under reuse/: {[sorted(c) for c in found]}; break them (docs/architecture.md)"
 
 
 def test_the_cycle_check_finds_a_cycle_hidden_in_a_function(tmp_path):
     """A copy of the package with one deliberately added cycle, through a function-level import."""
     copy = tmp_path / "reuse"
     shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("_proto", "__pycache__"))
-    assert [c for c in cycles(import_graph(copy)) if c not in KNOWN_CYCLES] == []
+    assert cycles(import_graph(copy)) == []
     with (copy / "errors.py").open("a", encoding="utf-8") as f:  # h5file imports errors
         f.write("\n\ndef _late():\n    from reuse.store import h5file\n    return h5file\n")
-    found = [c for c in cycles(import_graph(copy)) if c not in KNOWN_CYCLES]
+    found = cycles(import_graph(copy))
     assert any({"reuse.errors", "reuse.store.h5file"} <= c for c in found), found
 
 
