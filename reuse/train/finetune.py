@@ -13,6 +13,7 @@ import threading
 from typing import Any
 
 from reuse.data import Dataset
+from reuse.keras_compat import all_layers
 from reuse.select import select_layers
 from reuse.train.config import DEFAULT_LR, TrainConfig
 from reuse.train.engine import Phase
@@ -63,20 +64,20 @@ def unfreeze_layers(model: Any, names: tuple[str, ...]) -> tuple[list[Any], list
     Batch-normalisation layers stay frozen, so Keras keeps them in inference mode; their scale and
     offset are returned to be trained as extra variables. Returns (extra variables, their BN layers).
     """
-    everything = model._flatten_layers(include_self=True, recursive=True)
+    everything = all_layers(model, include_self=True)
     leaves = [x for x in everything if not _is_container(x)]
     by_name = {x.name: x for x in everything}
     targets: dict[int, Any] = {}
     for name in names:
         layer = by_name[name]
         for leaf in ([layer] if not _is_container(layer)
-                     else [x for x in layer._flatten_layers(include_self=False) if not _is_container(x)]):
+                     else [x for x in all_layers(layer) if not _is_container(x)]):
             targets[id(leaf)] = leaf
     prior = {id(x): x.trainable for x in leaves}
     # Keras propagates a container's flag to everything inside it: open the containers on the way to
     # a target, then put every other layer's flag back.
     for container in (x for x in everything if _is_container(x)):
-        inside = container._flatten_layers(include_self=False, recursive=True)
+        inside = all_layers(container)
         if any(id(x) in targets for x in inside):
             container.trainable = True
     for leaf in leaves:

@@ -12,6 +12,7 @@ import numpy as np
 from reuse.data import Dataset, check_for_model, output_kind, split_validation
 from reuse.data.checks import OutputKind, model_inputs
 from reuse.errors import InvalidInput
+from reuse.keras_compat import all_layers
 from reuse.train.config import TrainConfig, make_optimizer
 from reuse.train.engine import Phase, backend_loop, finished_event, run_loop
 from reuse.train.events import ProgressCallback
@@ -165,7 +166,7 @@ def train(model: Any, data: Dataset, config: TrainConfig | None = None, *, val: 
 
 def layer_names(model: Any) -> list[str]:
     """Every layer below ``model`` (nested models' layers too), in order, without input layers."""
-    return [x.name for x in model._flatten_layers(include_self=False, recursive=True)
+    return [x.name for x in all_layers(model)
             if type(x).__name__ != "InputLayer"]
 
 
@@ -175,7 +176,7 @@ def copy_model(model: Any) -> Any:
 
     clone = keras.models.clone_model(model)
     clone.set_weights(model.get_weights())
-    for src, dst in zip(model._flatten_layers(include_self=False), clone._flatten_layers(include_self=False), strict=True):
+    for src, dst in zip(all_layers(model), all_layers(clone), strict=True):
         dst.trainable = src.trainable
     return clone
 
