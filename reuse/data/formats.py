@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
+
+from reuse.errors import InvalidInput
+from reuse.text import ECHO_LIMIT, cut
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 ZIP_MAGIC = b"PK\x03\x04"
@@ -23,6 +27,23 @@ FORMATS: dict[str, DataFormat] = {f.name: f for f in (
     DataFormat("csv", (".csv",), None),
     DataFormat("h5", (".h5", ".hdf5"), HDF5_MAGIC),
 )}
+
+
+def data_file_format(path: Path) -> str:
+    """The format of an existing data file, by its ending.
+
+    Raises:
+        InvalidInput: no such file, not a file, or an ending no format has.
+    """
+    if not path.exists():
+        raise InvalidInput(f"{cut(str(path), ECHO_LIMIT)}: no such data file")
+    if not path.is_file():
+        raise InvalidInput(f"{cut(str(path), ECHO_LIMIT)}: not a file")
+    fmt = format_of(path)
+    if fmt is None:
+        raise InvalidInput(f"{path}: unknown data format {path.suffix.lower() or '(no suffix)'!r}; expected .npz, "
+                           ".csv, .h5 or builtin:digits / builtin:blobs")
+    return fmt
 
 
 def format_of(path: str | os.PathLike[str]) -> str | None:

@@ -8,9 +8,8 @@ from pathlib import Path
 
 from reuse.data import builtin, images, readers
 from reuse.data.dataset import Dataset, relabel
-from reuse.data.formats import format_of
+from reuse.data.formats import data_file_format
 from reuse.errors import InvalidInput
-from reuse.text import ECHO_LIMIT, cut
 
 
 def load_data(spec: str | os.PathLike[str], *, label: str | int | None = None, relabel_labels: bool = False,
@@ -39,21 +38,13 @@ def load_data(spec: str | os.PathLike[str], *, label: str | int | None = None, r
         ds = images.load(text)
     else:
         path = Path(text)
-        if not path.exists():
-            raise InvalidInput(f"{cut(str(path), ECHO_LIMIT)}: no such data file")
-        if not path.is_file():
-            raise InvalidInput(f"{cut(str(path), ECHO_LIMIT)}: not a file")
-        fmt = format_of(path)
+        fmt = data_file_format(path)
         if fmt == "npz":
             ds = readers.read_npz(path)
         elif fmt == "csv":
             ds = readers.read_csv(path, label=label, has_label=has_label)
-        elif fmt == "h5":
-            ds = readers.read_h5(path)
         else:
-            raise InvalidInput(
-                f"{path}: unknown data format {path.suffix.lower() or '(no suffix)'!r}; expected .npz, .csv, .h5 "
-                "or builtin:digits / builtin:blobs")
+            ds = readers.read_h5(path)
     if len(ds) == 0:
         raise InvalidInput(f"{ds.source}: contains no samples")
     if ds.y is None:

@@ -12,11 +12,11 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Protocol
 
-from reuse.errors import InvalidInput, NotFound, StoreCorrupt
+from reuse.errors import NotFound, StoreCorrupt
 from reuse.store import h5file
 from reuse.store.index import IndexRow, IndexUnreadable, Key, StoreIndex
 from reuse.store.layout import TEMP_FILE_RE, TOMBSTONE_RE, VERSION_FILE_RE, pid_alive
-from reuse.store.names import check_name
+from reuse.store.names import is_model_name
 from reuse.store.records import CheckReport, FileCheck
 
 
@@ -45,14 +45,6 @@ def _abandoned(path: Path, pid: int) -> bool:
     return not pid_alive(pid) or age > TEMP_MAX_AGE_S
 
 
-def _is_model_name(name: str) -> bool:
-    try:
-        check_name(name)
-    except InvalidInput:
-        return False
-    return True
-
-
 def scan_extras(store: CheckedStore) -> tuple[list[Path], list[Path]]:
     """Abandoned temp files of dead writers (notes, swept by the next write), and files the store does not
     know (reported, kept)."""
@@ -63,7 +55,7 @@ def scan_extras(store: CheckedStore) -> tuple[list[Path], list[Path]]:
     for entry in sorted(store.root.iterdir()):
         if entry.name == ".reuse":
             continue
-        if not (entry.is_dir() and _is_model_name(entry.name)):
+        if not (entry.is_dir() and is_model_name(entry.name)):
             strays.append(entry)
             continue
         for p in sorted(entry.iterdir()):

@@ -38,7 +38,7 @@ from reuse.store.layout import (
     version_file,
 )
 from reuse.store.meta import VersionMeta, build_meta, check_tags
-from reuse.store.names import ModelRef, check_name
+from reuse.store.names import ModelRef, check_name, is_model_name
 from reuse.store.records import (
     CheckReport,
     LayerInfo,
@@ -99,7 +99,7 @@ class ModelStore:
         if names is None:
             if not self.root.is_dir():
                 return {}
-            names = [p.name for p in self.root.iterdir() if p.is_dir() and _valid_name(p.name)]
+            names = [p.name for p in self.root.iterdir() if p.is_dir() and is_model_name(p.name)]
         found: dict[Key, os.stat_result] = {}
         for name in names:
             try:
@@ -414,14 +414,6 @@ class ModelStore:
         """Verify every file's checksums and the index against the files; see :mod:`reuse.store.check`."""
 
         return check_store(self, repair=repair)
-
-
-def _valid_name(name: str) -> bool:
-    try:
-        check_name(name)
-    except InvalidInput:
-        return False
-    return True
 
 
 def _agrees(disk: dict[Key, os.stat_result], rows: dict[Key, IndexRow]) -> bool:
