@@ -12,7 +12,7 @@ from typing import Any
 
 import keras
 
-import reuse.layers  # noqa: F401  (registers Maxout)
+import reuse.maxout  # noqa: F401  (registers Maxout)
 from reuse.errors import IncompatibleShapes, InvalidInput
 from reuse.heads import (
     ActivationSpec,
@@ -101,7 +101,7 @@ def _layers_for(spec: LayerSpec, position: int, *, is_output: bool, seed: int | 
     if isinstance(spec, DropoutSpec):
         return [keras.layers.Dropout(spec.rate, seed=layer_seed, name=names(f"{base}_dropout"))]
     if isinstance(spec, MaxoutSpec):
-        return [reuse.layers.Maxout(spec.units, name=names(f"{base}_maxout"))]
+        return [reuse.maxout.Maxout(spec.units, name=names(f"{base}_maxout"))]
     if isinstance(spec, FlattenSpec):
         return [keras.layers.Flatten(name=names(f"{base}_flatten"))]
     if isinstance(spec, (GlobalAvgPoolSpec, GlobalMaxPoolSpec)):

@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import reuse.errors as errors
-from reuse.errors import Cancelled, FailedPrecondition, InvalidInput, ReuseError
+from reuse.data.formats import data_file_format
+from reuse.errors import Cancelled, FailedPrecondition, ReuseError
 from reuse.jobs import JobEvent, JobRecord
 from reuse.train.events import EpochEnd, TrainFinished, TrainStarted
 from reuse.train.output import TrainOutcome
 
-DATA_FORMATS = {".npz": "npz", ".csv": "csv", ".h5": "h5", ".hdf5": "h5"}
 # TrainConfig fields a TrainRequest carries; ``cache`` travels as ``no_cache``.
 REQUEST_OPTIONS = ("epochs", "batch_size", "optimizer", "lr", "momentum", "nesterov", "clipnorm", "clipvalue",
                    "early_stopping", "seed", "val_split")
@@ -49,14 +49,7 @@ def remote_data(client: Any, spec: str) -> str:
     if spec.startswith(PREFIX):
         return spec
     path = Path(spec)
-    if not path.exists():
-        raise InvalidInput(f"{path}: no such data file")
-    if not path.is_file():
-        raise InvalidInput(f"{path}: not a file")
-    fmt = DATA_FORMATS.get(path.suffix.lower())
-    if fmt is None:
-        raise InvalidInput(f"{path}: unknown data format {path.suffix or '(no suffix)'!r}; expected .npz, .csv, "
-                           ".h5 or builtin:digits / builtin:blobs")
+    fmt = data_file_format(path)
     sha = _sha256(path)
     name = f"upload-{sha[:24]}"
     if any(d.get("name") == name and d.get("sha256") == sha for d in client.list_datasets()):

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from reuse.config import store_root
 from reuse.errors import FailedPrecondition, InvalidInput
+from reuse.jobs.kinds import builtin_kinds
 from reuse.store import CheckReport, LayerInfo, ModelInfo, ModelStore, check_name
 from reuse.train.output import Prediction, PretrainOutcome, Report, TrainOutcome
 
@@ -31,21 +32,6 @@ if TYPE_CHECKING:
     from reuse.uploads import DatasetInfo, Upload
 
 
-def _train_config(options: dict[str, Any], parent: dict[str, Any], *, finetune: bool) -> Any:
-    """A TrainConfig from plain option values; fine-tuning inherits the parent's optimizer settings."""
-    from reuse.train import TrainConfig
-
-    given = {k: v for k, v in options.items() if v is not None}
-    if finetune and "optimizer" not in given and parent.get("optimizer"):
-        for key in ("optimizer", "momentum", "nesterov", "batch_size"):
-            if key not in given and key in parent:
-                given[key] = parent[key]
-    unknown = sorted(set(given) - set(TrainConfig.__dataclass_fields__))
-    if unknown:
-        raise InvalidInput(f"unknown training options {unknown}; expected TrainConfig fields")
-    return TrainConfig(**given)
-
-
 class Service:
     """Operations on one model store."""
 
@@ -56,11 +42,13 @@ class Service:
         self._serving_lock = threading.Lock()
         self._serving_options: ServingOptions | None = None
         self._job_workers = 2
+        # The kinds its job manager runs; the built-in kinds call back into this class for their store.
+        self.job_kinds = builtin_kinds(type(self))
         self.max_upload_bytes = 2 * 1024**3
         self.allow_unsafe_uploads = False
 
     # ---------------------------------------------------------------------------------------
-    # Store (issue 2)
+    # Store
     # ---------------------------------------------------------------------------------------
     @property
     def store_root(self) -> Path:
@@ -103,7 +91,7 @@ class Service:
         return self.store.check(repair=repair)
 
     # ---------------------------------------------------------------------------------------
-    # Selection and building (issue 3)
+    # Selection and building
     # ---------------------------------------------------------------------------------------
     def layer_table(self, ref: str, scope: str | None = None, match: str = "full") -> LayerTable:
         """The layers of ``ref``; with ``scope``, a dry run of the selection (see reuse.layer_table)."""
@@ -184,7 +172,7 @@ class Service:
         return ancestry(self.store, ref)
 
     # ---------------------------------------------------------------------------------------
-    # Training, fine-tuning, evaluation, prediction, pretraining (issue 4)
+    # Training, fine-tuning, evaluation, prediction, pretraining
     # ---------------------------------------------------------------------------------------
     def _load_data(self, spec: str, *, label: str | int | None = None, relabel: bool = False,
                    class_names: list[str] | None = None, require_labels: bool = True,
@@ -198,12 +186,14 @@ class Service:
                     label: str | int | None, relabel: bool, config: Any,
                     options: dict[str, Any] | None) -> tuple[ModelInfo, Any, Any, Any, Any]:
         """The parent's info, training and validation data, config and model, as ``_fit`` uses them."""
+        from reuse.train.config import TrainConfig
+
         parent = self.store.info(ref)
         names = parent.class_names
         ds = self._load_data(data, label=label, relabel=relabel, class_names=names)
         vds = self._load_data(val, label=label, relabel=relabel,
                               class_names=list(ds.class_names) if ds.class_names else names) if val else None
-        config = config or _train_config(options or {}, parent.settings or {}, finetune=bool(unfreeze))
+        config = config or TrainConfig.from_options(options or {}, parent.settings or {}, finetune=bool(unfreeze))
         return parent, ds, vds, config, self.store.load(parent.ref)
 
     def check_fit(self, ref: str, data: str, *, unfreeze: str | None = None, match: str = "full",
@@ -213,7 +203,7 @@ class Service:
         training: the model, the options, the data against the model (shape, finite features, labels in
         range) and the scope to unfreeze. Raises what the run would raise before its first epoch."""
         from reuse.select import select_layers
-        from reuse.train.api import layer_names, prepare_data
+        from reuse.train.fit import layer_names, prepare_data
 
         _, ds, vds, config, model = self._fit_inputs(ref, data, unfreeze=unfreeze, val=val, label=label,
                                                      relabel=relabel, config=None, options=options)
@@ -385,7 +375,7 @@ class Service:
         return PretrainOutcome(info=info, result=res, test=test)
 
     # ---------------------------------------------------------------------------------------
-    # Advisor (issue 7)
+    # Advisor
     # ---------------------------------------------------------------------------------------
     def advise(self, base: str, data: str, *, val: str | None = None, val_split: float | None = None,
                label: str | int | None = None, relabel: bool = False, head: str | None = None,
@@ -474,7 +464,7 @@ class Service:
         return advice
 
     # ---------------------------------------------------------------------------------------
-    # Serving and jobs (issue 5)
+    # Serving and jobs
     # ---------------------------------------------------------------------------------------
     def configure_serving(self, options: ServingOptions | None = None, *, job_workers: int = 2,
                           max_upload_bytes: int = 2 * 1024**3, allow_unsafe_uploads: bool = False) -> None:
@@ -499,7 +489,8 @@ class Service:
             if self._jobs is None:
                 from reuse.jobs import JobManager
 
-                self._jobs = JobManager(self.store.state_dir / "jobs", self.store.root, workers=self._job_workers)
+                self._jobs = JobManager(self.store.state_dir / "jobs", self.store.root, workers=self._job_workers,
+                                        kinds=self.job_kinds)
             return self._jobs
 
     def model_signature(self, ref: str) -> ModelSignature:

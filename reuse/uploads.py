@@ -20,13 +20,15 @@ from typing import Any
 
 import numpy as np
 
+from reuse.atomic import write_json_atomic
+from reuse.data.formats import FORMATS, HDF5_MAGIC, ZIP_MAGIC
 from reuse.errors import AlreadyExists, InvalidInput, NotFound, ResourceExhausted
-from reuse.jobs import write_json_atomic
+from reuse.h5guard import check_tree
 from reuse.store import ModelInfo, ModelStore, check_name
 from reuse.text import echo
 
-MODEL_FORMATS = {"h5": (".h5", b"\x89HDF\r\n\x1a\n"), "keras": (".keras", b"PK\x03\x04")}
-DATASET_FORMATS = {"npz": b"PK\x03\x04", "csv": None, "h5": b"\x89HDF\r\n\x1a\n"}
+MODEL_FORMATS = {"h5": (".h5", HDF5_MAGIC), "keras": (".keras", ZIP_MAGIC)}
+DATASET_FORMATS = FORMATS
 DEFAULT_MAX_UPLOAD_BYTES = 2 * 1024**3
 
 
@@ -150,10 +152,7 @@ def _check_dataset(path: Path, fmt: str) -> None:
 
         try:
             with h5py.File(path, "r") as f:
-                for key in f:
-                    link = f.get(key, getlink=True)
-                    if isinstance(link, (h5py.SoftLink, h5py.ExternalLink)):
-                        raise InvalidInput(f"h5 dataset has a link {echo(key)}; links are refused")
+                check_tree(f, "uploaded dataset", InvalidInput)
                 _check_array_names([k for k in f if isinstance(f.get(k), h5py.Dataset)], "h5 dataset has datasets",
                                    what="dataset")
         except OSError as exc:
@@ -183,7 +182,7 @@ class DatasetStore:
         if fmt not in DATASET_FORMATS:
             raise InvalidInput(f"dataset format {echo(fmt)}: expected one of {', '.join(DATASET_FORMATS)}")
         staged = upload.finish()
-        _check_magic(staged, fmt, DATASET_FORMATS[fmt], "dataset")
+        _check_magic(staged, fmt, DATASET_FORMATS[fmt].magic, "dataset")
         _check_dataset(staged, fmt)
         self.dir.mkdir(parents=True, exist_ok=True)
         existing = self._data_files(name)

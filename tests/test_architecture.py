@@ -1,9 +1,12 @@
 """The import rule (docs/architecture.md): imports point inward. The core never imports Click, gRPC,
-protobuf or generated code, nor any adapter; only reuse/cli imports Click."""
+protobuf or generated code, nor any adapter or the facade; only reuse/cli imports Click; and no two
+modules under reuse/ import each other, however indirectly (imports inside functions and under
+``TYPE_CHECKING`` included: a cycle hidden in a function is still a cycle in the design)."""
 
 from __future__ import annotations
 
 import ast
+import shutil
 from pathlib import Path
 
 import pytest
@@ -13,20 +16,22 @@ PACKAGE = Path(__file__).resolve().parents[1] / "reuse"
 ADAPTERS = ("cli/", "grpc/", "client.py", "remote.py", "quickstart/", "__main__.py")
 TRANSPORT = ("click", "grpc", "grpc_health", "grpc_reflection", "google.protobuf")
 ADAPTER_MODULES = ("reuse.cli", "reuse.grpc", "reuse.client", "reuse.remote", "reuse.quickstart", "reuse.__main__")
+# The facade sits between the adapters and the core: the core never calls back up into it.
+FACADE_MODULES = ("reuse.service",)
 
 
 def _relative(path: Path) -> str:
     return path.relative_to(PACKAGE).as_posix()
 
 
-def _modules() -> list[Path]:
-    return sorted(p for p in PACKAGE.rglob("*.py") if "_proto" not in p.parts)
+def _modules(package: Path = PACKAGE) -> list[Path]:
+    return sorted(p for p in package.rglob("*.py") if "_proto" not in p.parts)
 
 
-def imports_of(path: Path) -> list[str]:
+def imports_of(path: Path, package_dir: Path = PACKAGE) -> list[str]:
     """Every module ``path`` imports, at any depth (function-level imports included), made absolute."""
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-    package = ".".join(("reuse", *path.relative_to(PACKAGE).parent.parts))
+    package = ".".join(("reuse", *path.relative_to(package_dir).parent.parts))
     found: list[str] = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -46,12 +51,82 @@ def _hits(name: str, prefixes: tuple[str, ...]) -> bool:
     return any(name == p or name.startswith(p + ".") for p in prefixes)
 
 
+def module_name(path: Path, package_dir: Path = PACKAGE) -> str:
+    parts = ("reuse", *path.relative_to(package_dir).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph(package_dir: Path = PACKAGE) -> dict[str, set[str]]:
+    """Module -> the modules under reuse/ it imports, at any depth. ``from reuse.store import h5file`` is
+    an edge to ``reuse.store.h5file`` alone (the package's ``__init__`` runs first, but it re-exports
+    rather than depends); ``from reuse.store import ModelStore`` is an edge to ``reuse.store``."""
+    paths = {module_name(p, package_dir): p for p in _modules(package_dir)}
+    graph: dict[str, set[str]] = {}
+    for name, path in paths.items():
+        package = module_name(path, package_dir) if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+        edges: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+            if isinstance(node, ast.Import):
+                edges |= {a.name for a in node.names if a.name in paths}
+            elif isinstance(node, ast.ImportFrom):
+                base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                source = (f"{base}.{node.module}" if node.module else base) if node.level else node.module or ""
+                subs = {f"{source}.{a.name}" for a in node.names}
+                edges |= subs & paths.keys()
+                if not subs <= paths.keys() and source in paths:
+                    edges.add(source)
+        graph[name] = edges - {name}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[set[str]]:
+    """The strongly connected components with more than one module (Tarjan's algorithm, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[set[str]] = []
+    for root in sorted(graph):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph.get(child, ())))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = set()
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.add(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    found.append(component)
+    return found
+
+
 CORE = [p for p in _modules() if not _relative(p).startswith(ADAPTERS)]
 
 
 def test_the_rule_sees_the_whole_package():
     names = {_relative(p) for p in CORE}
-    assert {"service.py", "errors.py", "build.py", "store/model_store.py", "train/api.py",
+    assert {"service.py", "errors.py", "build.py", "store/model_store.py", "train/fit.py",
             "serving/engine.py", "jobs/manager.py"} <= names
     assert not any(n.startswith(("cli/", "grpc/")) for n in names)
     assert "grpc" in imports_of(PACKAGE / "client.py")  # the parser finds what it should
@@ -59,7 +134,7 @@ def test_the_rule_sees_the_whole_package():
 
 @pytest.mark.parametrize("path", CORE, ids=_relative)
 def test_core_imports_no_transport_and_no_adapter(path):
-    bad = [n for n in imports_of(path) if _hits(n, TRANSPORT) or _hits(n, ADAPTER_MODULES)]
+    bad = [n for n in imports_of(path) if _hits(n, TRANSPORT + ADAPTER_MODULES + FACADE_MODULES)]
     assert not bad, f"reuse/{_relative(path)} imports {sorted(set(bad))}; the core must not (docs/architecture.md)"
 
 
@@ -68,3 +143,29 @@ def test_core_imports_no_transport_and_no_adapter(path):
 def test_only_the_cli_imports_click(path):
     bad = [n for n in imports_of(path) if _hits(n, ("click", "reuse.cli"))]
     assert not bad, f"reuse/{_relative(path)} imports {sorted(set(bad))}; only reuse/cli may"
+
+
+def test_no_import_cycles_between_modules():
+    found = cycles(import_graph())
+    assert not found, f"import cycles under reuse/: {[sorted(c) for c in found]}; break them (docs/architecture.md)"
+
+
+def test_the_cycle_check_finds_a_cycle_hidden_in_a_function(tmp_path):
+    """A copy of the package with one deliberately added cycle, through a function-level import."""
+    copy = tmp_path / "reuse"
+    shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("_proto", "__pycache__"))
+    assert cycles(import_graph(copy)) == []
+    with (copy / "errors.py").open("a", encoding="utf-8") as f:  # h5file imports errors
+        f.write("\n\ndef _late():\n    from reuse.store import h5file\n    return h5file\n")
+    found = cycles(import_graph(copy))
+    assert any({"reuse.errors", "reuse.store.h5file"} <= c for c in found), found
+
+
+@pytest.mark.parametrize(("graph", "expected"), [
+    ({"a": {"b"}, "b": {"c"}, "c": set()}, []),
+    ({"a": {"b"}, "b": {"a"}}, [{"a", "b"}]),
+    ({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}, [{"a", "b", "c"}]),
+    ({"a": {"b"}, "b": {"a"}, "c": {"d"}, "d": {"c"}}, [{"a", "b"}, {"c", "d"}]),
+])
+def test_cycles_on_synthetic_graphs(graph, expected):
+    assert sorted(map(sorted, cycles(graph))) == sorted(map(sorted, expected))

@@ -14,7 +14,7 @@ from reuse.build import build_network
 from reuse.errors import IncompatibleShapes, InvalidInput, NoLayersMatched, StoreCorrupt, UnsafeModel
 from reuse.heads import parse_head
 from reuse.store import ModelStore
-from reuse.trainable import set_trainable
+from reuse.train.finetune import set_trainable
 from tests.conftest import make_mlp
 
 X = np.random.default_rng(1).normal(size=(64, 8)).astype("float32")

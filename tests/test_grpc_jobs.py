@@ -10,27 +10,35 @@ from grpc_support import slow_kind
 from store_helpers import flip_byte
 
 from reuse.errors import FailedPrecondition, InvalidInput, NotFound
-from reuse.jobs import JobManager, job_kinds, register_job_kind, unregister_job_kind, write_json_atomic
+from reuse.jobs import JobKinds, JobManager, builtin_kinds, write_json_atomic
+from reuse.service import Service
 from reuse.store import h5file
 
 
 @pytest.fixture
 def manager(store):
-    register_job_kind("slow", slow_kind, replace=True)
-    m = JobManager(store.state_dir / "jobs", store.root, workers=2)
+    m = JobManager(store.state_dir / "jobs", store.root, workers=2, kinds=_with_slow())
     yield m
     m.shutdown(timeout=5)
-    unregister_job_kind("slow")
+
+
+def _with_slow() -> JobKinds:
+    kinds = builtin_kinds(Service)
+    kinds.register("slow", slow_kind)
+    return kinds
 
 
 def test_registry():
-    assert "verify" in job_kinds()
+    kinds = builtin_kinds(Service)
+    assert "verify" in kinds.names()
     with pytest.raises(InvalidInput, match="invalid job kind"):
-        register_job_kind("Bad Kind", slow_kind)
-    register_job_kind("tmp-kind", slow_kind)
+        kinds.register("Bad Kind", slow_kind)
+    kinds.register("tmp-kind", slow_kind)
     with pytest.raises(InvalidInput, match="already registered"):
-        register_job_kind("tmp-kind", lambda p, pr, c: {})
-    unregister_job_kind("tmp-kind")
+        kinds.register("tmp-kind", lambda p, pr, c: {})
+    kinds.unregister("tmp-kind")
+    assert "tmp-kind" not in kinds.names()
+    assert "tmp-kind" not in builtin_kinds(Service).names()  # each table is its own: no global registry
 
 
 def test_job_runs_reports_progress_and_persists(manager, store):
@@ -61,8 +69,7 @@ def test_cancel_running_job_registers_nothing(manager, store):
 
 
 def test_queued_jobs_wait_for_a_worker_and_can_be_cancelled(store):
-    register_job_kind("slow", slow_kind, replace=True)
-    m = JobManager(store.state_dir / "jobs", store.root, workers=1)
+    m = JobManager(store.state_dir / "jobs", store.root, workers=1, kinds=_with_slow())
     first = m.start("slow", {"epochs": 1000, "name": "a"})
     second = m.start("slow", {"epochs": 1, "name": "b"})
     assert m.get(second.id).state == "queued"

@@ -16,7 +16,6 @@ from grpc_support import infer_request, rpc_error, slow_kind, stubs, wait_until
 from reuse.grpc._proto import inference_pb2 as ipb
 from reuse.grpc._proto import reuse_v1_pb2 as pb
 from reuse.grpc.server import ServerConfig, start_in_thread
-from reuse.jobs import register_job_kind, unregister_job_kind
 from reuse.service import Service
 from reuse.serving.engine import ServingOptions
 
@@ -25,8 +24,8 @@ CODE = grpc.StatusCode
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    register_job_kind("slow", slow_kind, replace=True)
     service = Service(tmp_path_factory.mktemp("served") / "store")
+    service.job_kinds.register("slow", slow_kind)
     model = make_mlp()
     service.register_model(model, "mlp")
     service.configure_serving(ServingOptions(max_batch_size=64, max_batch_delay_ms=2.0))
@@ -35,7 +34,6 @@ def served(tmp_path_factory):
     yield {"service": service, "server": server, "model": model, "inference": inference, "api": api}
     channel.close()
     server.stop()
-    unregister_job_kind("slow")
 
 
 def _out(resp: ipb.ModelInferResponse) -> np.ndarray:
@@ -282,8 +280,8 @@ def test_token_required_on_every_rpc_but_health(served):
 
 
 def test_stop_marks_running_jobs_interrupted(tmp_path):
-    register_job_kind("slow", slow_kind, replace=True)
     service = Service(tmp_path / "store")
+    service.job_kinds.register("slow", slow_kind)
     server = start_in_thread(service)
     channel, _, api = stubs(server.target)
     with channel:

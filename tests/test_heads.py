@@ -25,7 +25,7 @@ from reuse.heads import (
     load_head_file,
     parse_head,
 )
-from reuse.layers import Maxout
+from reuse.maxout import Maxout
 
 EXAMPLE = "dense:64:relu:he_normal,batchnorm,dropout:0.2,dense:5:softmax"
 EXAMPLE_SPEC = HeadSpec((DenseSpec(64, "relu", initializer="he_normal"), BatchNormSpec(), DropoutSpec(0.2),

@@ -1,4 +1,4 @@
-"""Hostile inputs against one real server (127.0.0.1, OS-chosen port) and the CLI: issue 11, "Bad input".
+"""Hostile inputs against one real server (127.0.0.1, OS-chosen port) and the CLI.
 
 Table-driven and bounded: every case is one call that must be refused with the right status and a short,
 readable message, leaving no job record and the store as it was. The soak is 200 requests from 16

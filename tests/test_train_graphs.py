@@ -1,5 +1,5 @@
 """Models with several inputs, integer inputs and graph-shaped frozen parts: data, training, the
-frozen-feature cache over a cut of the graph, evaluation and prediction (issue 10)."""
+frozen-feature cache over a cut of the graph, evaluation and prediction."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from reuse.data import Dataset, check_for_model, load_data, split_stratified, sp
 from reuse.errors import InvalidInput
 from reuse.service import Service
 from reuse.train import TrainConfig, evaluate, finetune, predict, train
-from reuse.train.api import copy_model
+from reuse.train.fit import copy_model
 from reuse.train.network import cache_split
 
 CFG = TrainConfig(epochs=2, batch_size=8, optimizer="adam", lr=0.01, seed=3)

@@ -155,8 +155,9 @@ def _unit_task(store_root: str, key: str, train: Any, val: Any, threads: int, jo
 
 def run_units_ray(units: Sequence[Unit], job: Job, ctx: UnitContext, *, address: str, jobs: int, cpus: float,
                   gpus: float, budget: Any, on_event: Any, on_result: Any, cancel: threading.Event,
-                  schedule: Any) -> Any:
+                  schedule: Any, local_cpus: int = 1) -> Any:
     """As :func:`reuse.advise.schedule.run_units`, with each unit a Ray task; at most ``jobs`` in flight.
+    ``local_cpus``: the CPUs a ``local`` instance gets (the caller passes this process's cores).
 
     Returns:
         A :class:`~reuse.advise.schedule.Schedule`; units whose worker died are in ``failed``.
@@ -165,12 +166,10 @@ def run_units_ray(units: Sequence[Unit], job: Job, ctx: UnitContext, *, address:
         ReuseError: a unit failed in our code (as on local workers); FailedPrecondition: Ray is missing or
         the cluster cannot be joined.
     """
-    from reuse.advise.schedule import cores
-
     check_ray(address, cpus, gpus)
     out = schedule
     pending = deque(units)
-    with connected(address, cores()) as ray:
+    with connected(address, local_cpus) as ray:
         channel = ray.remote(num_cpus=0)(_Channel).remote()
         task = ray.remote(_unit_task)
         resources = {"num_cpus": cpus, "num_gpus": gpus, "max_retries": 0}

@@ -9,7 +9,7 @@ from reuse.advise.advice import Advice
 from reuse.advise.runner import Unit, UnitContext, build_candidate
 from reuse.errors import FailedPrecondition
 from reuse.store import ModelInfo, ModelStore
-from reuse.train.api import unfreeze_layers
+from reuse.train.finetune import unfreeze_layers
 from reuse.train.records import now
 
 

@@ -89,7 +89,7 @@ def run_units(units: Sequence[Unit], job: Job, ctx: UnitContext, *, jobs: int, b
 
         return run_units_ray(units, job, ctx, address=ray, jobs=jobs, cpus=ray_cpus, gpus=ray_gpus,
                              budget=budget, on_event=on_event, on_result=on_result, cancel=cancel,
-                             schedule=Schedule())
+                             schedule=Schedule(), local_cpus=cores())
     if jobs <= 1 or len(units) <= 1:
         return _run_here(units, job, ctx, budget, on_event, on_result, cancel)
     return _run_pool(units, job, ctx, min(jobs, len(units)), budget, on_event, on_result, cancel, workdir)

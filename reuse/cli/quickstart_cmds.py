@@ -19,7 +19,7 @@ from reuse.config import ENV_STORE
 @click.option("--quick", is_flag=True, help="Fewer epochs, two seeds in the comparison, no advisor run.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @click.option("--example", type=click.Path(dir_okay=False), default=None,
-              help="The example model file (default: models/digits-base/v1.h5 of this checkout).")
+              help="The example model file (default: models/digits-base/v1.h5 of the repository).")
 def quickstart_cmd(store: str | None, epochs: int | None, quick: bool, quiet: bool, example: str | None) -> None:
     """Walk through the product on scikit-learn's digits: register the shipped example network, preview
     a scope, build a network for digits 5-9 from its reused layers, train and fine-tune it, compare with

@@ -8,6 +8,7 @@ any work starts (:mod:`reuse.data.checks`).
 from __future__ import annotations
 
 from reuse.data.checks import check_for_model, output_kind
-from reuse.data.dataset import Dataset, load_data, split_stratified, split_validation
+from reuse.data.dataset import Dataset, split_stratified, split_validation
+from reuse.data.load import load_data
 
 __all__ = ["Dataset", "check_for_model", "load_data", "output_kind", "split_stratified", "split_validation"]

@@ -1,16 +1,13 @@
-"""The in-memory data set and the one entry point that turns a data spec into one."""
+"""The in-memory data set, its labels and its splits (:mod:`reuse.data.load` turns a data spec into one)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import numpy as np
 
 from reuse.errors import InvalidInput
-from reuse.text import ECHO_LIMIT, cut
 
 # One feature array, or several named ones (a model with several inputs), all with one row per sample.
 Features = np.ndarray | Mapping[str, np.ndarray]
@@ -125,64 +122,6 @@ def _natural_key(s: str) -> tuple:
         return (0, float(s), s)
     except ValueError:
         return (1, 0.0, s)
-
-
-def load_data(spec: str | os.PathLike[str], *, label: str | int | None = None, relabel_labels: bool = False,
-              class_names: tuple[str, ...] | list[str] | None = None, require_labels: bool = True,
-              has_label: bool = True) -> Dataset:
-    """Load a data set from a file or a built-in spec.
-
-    Args:
-        spec: ``x.npz`` (arrays ``x``, ``y``), ``x.csv`` (one sample per row), ``x.h5`` (datasets ``x``,
-            ``y``), or ``builtin:digits`` / ``builtin:blobs`` with ``?key=value&...`` filters.
-        label: CSV only: the label column, by header name or 0-based index (negative counts from the
-            end); default the last column (for training, evaluation and prediction alike).
-        relabel_labels: map the labels to 0..k-1 (sorted) and record the originals as class names.
-        class_names: map labels through these names (a model's recorded classes) instead.
-        require_labels: raise if the set has no labels (False for prediction).
-        has_label: CSV only: ``False`` says the file has no label column (every column is a feature);
-            not with ``label``.
-
-    Raises:
-        InvalidInput: the file is missing, empty, unreadable or malformed; the message names it.
-    """
-    from reuse.data import builtin, images, readers
-
-    text = os.fspath(spec)
-    if text.startswith(builtin.PREFIX):
-        ds = builtin.load(text)
-    elif text.startswith(images.PREFIX):
-        ds = images.load(text)
-    else:
-        path = Path(text)
-        if not path.exists():
-            raise InvalidInput(f"{cut(str(path), ECHO_LIMIT)}: no such data file")
-        if not path.is_file():
-            raise InvalidInput(f"{cut(str(path), ECHO_LIMIT)}: not a file")
-        suffix = path.suffix.lower()
-        if suffix == ".npz":
-            ds = readers.read_npz(path)
-        elif suffix == ".csv":
-            ds = readers.read_csv(path, label=label, has_label=has_label)
-        elif suffix in (".h5", ".hdf5"):
-            ds = readers.read_h5(path)
-        else:
-            raise InvalidInput(
-                f"{path}: unknown data format {suffix or '(no suffix)'!r}; expected .npz, .csv, .h5 or "
-                "builtin:digits / builtin:blobs")
-    if len(ds) == 0:
-        raise InvalidInput(f"{ds.source}: contains no samples")
-    if ds.y is None:
-        if require_labels:
-            raise InvalidInput(f"{ds.source}: has no labels (expected an array 'y' or a label column)")
-        return ds
-    if len(ds.y) != len(ds):
-        raise InvalidInput(f"{ds.source}: {len(ds)} samples but {len(ds.y)} labels")
-    if class_names is not None and (relabel_labels or ds.class_names is not None or ds.y.dtype.kind in "USO"):
-        return relabel(ds, class_names)
-    if relabel_labels or ds.y.dtype.kind in "USO":
-        return relabel(ds)
-    return ds
 
 
 def split_validation(ds: Dataset, fraction: float, seed: int = 0) -> tuple[Dataset, Dataset]:

@@ -10,9 +10,7 @@ import numpy as np
 
 from reuse.data.dataset import Dataset, features_from
 from reuse.errors import InvalidInput
-
-# Refuse arrays larger than this from user files ("shape bombs").
-MAX_ARRAY_BYTES = 8 * 1024**3
+from reuse.h5guard import check_tree
 
 
 def _check_array(path: Path, name: str, arr: np.ndarray) -> np.ndarray:
@@ -47,26 +45,20 @@ def read_npz(path: Path) -> Dataset:
 
 def read_h5(path: Path) -> Dataset:
     """Features and (optionally) labels ``y`` from an HDF5 file's top-level datasets (``x``, or one per
-    model input, as :func:`read_npz`); links and huge datasets are refused, other groups ignored."""
+    model input, as :func:`read_npz`); the file is checked by :mod:`reuse.h5guard` first (links at any
+    depth, datasets outside the file, shape bombs are refused), other groups are ignored."""
     import h5py
 
     try:
         with h5py.File(path, "r") as f:
+            check_tree(f, path, InvalidInput)
             arrays = {}
             for name in f:
-                link = f.get(name, getlink=True)
-                if not isinstance(link, h5py.HardLink):
-                    raise InvalidInput(f"{path}: {name!r} is a link; expected a dataset in the file")
                 ds = f[name]
                 if not isinstance(ds, h5py.Dataset):
                     if name in ("x", "y"):
                         raise InvalidInput(f"{path}: {name!r} is a group; expected a dataset")
                     continue
-                if ds.is_virtual or ds.external:
-                    raise InvalidInput(f"{path}: dataset {name!r} points outside the file; refused")
-                nbytes = int(np.prod(ds.shape, dtype=np.int64)) * ds.dtype.itemsize
-                if nbytes > MAX_ARRAY_BYTES:
-                    raise InvalidInput(f"{path}: dataset {name!r} declares {nbytes} bytes; refused")
                 if ds.ndim == 0 and name not in ("x", "y"):
                     continue  # a scalar is metadata, not a feature array
                 arr = ds[()]

@@ -1,4 +1,5 @@
-"""Background jobs: a registry of job kinds, a bounded worker pool, and records persisted in the store.
+"""Background jobs: a table of job kinds given to each manager, a bounded worker pool, and records persisted
+in the store.
 
 A job kind is a function ``fn(params, progress, cancel) -> result``:
 
@@ -15,6 +16,8 @@ starts on a store marks the jobs an earlier process left queued or running as ``
 
 from __future__ import annotations
 
+from reuse.atomic import write_json_atomic
+from reuse.jobs.kinds import builtin_kinds
 from reuse.jobs.manager import JobManager
 from reuse.jobs.records import (
     FINISHED,
@@ -23,12 +26,9 @@ from reuse.jobs.records import (
     JobFn,
     JobRecord,
     Progress,
-    job_kinds,
     read_records,
-    register_job_kind,
-    unregister_job_kind,
-    write_json_atomic,
 )
+from reuse.jobs.registry import JobKinds
 
-__all__ = ["FINISHED", "STATES", "JobEvent", "JobFn", "JobManager", "JobRecord", "Progress",
-           "job_kinds", "read_records", "register_job_kind", "unregister_job_kind", "write_json_atomic"]
+__all__ = ["FINISHED", "STATES", "JobEvent", "JobFn", "JobKinds", "JobManager", "JobRecord", "Progress",
+           "builtin_kinds", "read_records", "write_json_atomic"]

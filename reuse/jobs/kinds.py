@@ -1,6 +1,6 @@
-"""The job kinds this package ships, registered when :mod:`reuse.jobs` first needs them.
+"""The job kinds this package ships (:func:`builtin_kinds`), handed to a job manager by whoever makes it.
 
-Each kind calls the same :class:`reuse.service.Service` method the CLI calls; this module only turns
+Each kind calls the same facade method the CLI calls (the facade is injected, never imported here); this module only turns
 job parameters into that call, training events into job progress, and the outcome into a JSON result.
 Parameters are checked when the job is started (``validate``), so a bad one is INVALID_ARGUMENT (or
 NOT_FOUND) at once rather than a failed job later. Each kind's validator also makes every check of its
@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from reuse.errors import Cancelled, InvalidInput
-from reuse.jobs.records import Progress, register_job_kind
+from reuse.jobs.records import Progress
+from reuse.jobs.registry import JobKinds
 from reuse.text import echo
 
 _STR, _INT, _FLOAT, _BOOL, _DICT, _INTS = "a string", "an integer", "a number", "true or false", "a mapping", \
@@ -145,15 +146,9 @@ def job_progress(progress: Progress, cancel: threading.Event) -> Callable[[Any],
     return on_event
 
 
-def _service(params: Mapping[str, Any]) -> Any:
-    from reuse.service import Service
-
-    return Service(params["store"])
-
-
 # -- train and fine-tune -------------------------------------------------------------------------
-def _validate_fit(kind: str, spec: Mapping[str, str], required: tuple[str, ...]) -> Callable[[dict[str, Any]], None]:
-    def validate(params: dict[str, Any]) -> None:
+def _validate_fit(kind: str, spec: Mapping[str, str], required: tuple[str, ...]) -> Callable[..., None]:
+    def validate(svc: Any, params: dict[str, Any]) -> None:
         check_params(kind, params, spec, required)
         data = resolve_data(params["store"], params["data"])
         val = resolve_data(params["store"], params["val"], "val") if params.get("val") else None
@@ -161,15 +156,15 @@ def _validate_fit(kind: str, spec: Mapping[str, str], required: tuple[str, ...])
             raise InvalidInput(f"finetune job: parameter 'match' is {echo(params['match'])}; expected full or prefix")
         if params.get("ensemble") and int(params.get("seeds") or 1) < 2:
             raise InvalidInput(f"{kind} job: parameter 'ensemble' needs 'seeds' >= 2")
-        _service(params).check_fit(params["model"], data, unfreeze=params.get("unfreeze") or None,
-                                   match=params.get("match") or "full", val=val, label=params.get("label") or None,
-                                   relabel=bool(params.get("relabel")), options=_train_options(params))
+        svc.check_fit(params["model"], data, unfreeze=params.get("unfreeze") or None,
+                      match=params.get("match") or "full", val=val, label=params.get("label") or None,
+                      relabel=bool(params.get("relabel")), options=_train_options(params))
 
     return validate
 
 
-def _fit(params: dict[str, Any], progress: Progress, cancel: threading.Event, *, unfreeze: bool) -> dict[str, Any]:
-    svc = _service(params)
+def _fit(svc: Any, params: dict[str, Any], progress: Progress, cancel: threading.Event, *,
+         unfreeze: bool) -> dict[str, Any]:
     common = {"val": resolve_data(params["store"], params["val"], "val") if params.get("val") else None,
               "label": params.get("label") or None, "relabel": bool(params.get("relabel")),
               "options": _train_options(params), "seeds": int(params.get("seeds") or 1),
@@ -184,14 +179,14 @@ def _fit(params: dict[str, Any], progress: Progress, cancel: threading.Event, *,
     return outcome.to_dict()  # has "model" and "metrics"; reuse.remote rebuilds a TrainOutcome from it
 
 
-def train_job(params: dict[str, Any], progress: Progress, cancel: threading.Event) -> dict[str, Any]:
+def train_job(svc: Any, params: dict[str, Any], progress: Progress, cancel: threading.Event) -> dict[str, Any]:
     """``Service.train_model`` as a job. Result: ``TrainOutcome.to_dict()`` (model, metrics, history, ...)."""
-    return _fit(params, progress, cancel, unfreeze=False)
+    return _fit(svc, params, progress, cancel, unfreeze=False)
 
 
-def finetune_job(params: dict[str, Any], progress: Progress, cancel: threading.Event) -> dict[str, Any]:
+def finetune_job(svc: Any, params: dict[str, Any], progress: Progress, cancel: threading.Event) -> dict[str, Any]:
     """``Service.finetune_model`` as a job; the same result as ``train``."""
-    return _fit(params, progress, cancel, unfreeze=True)
+    return _fit(svc, params, progress, cancel, unfreeze=True)
 
 
 # -- build ---------------------------------------------------------------------------------------
@@ -225,7 +220,7 @@ def _build_args(params: Mapping[str, Any]) -> dict[str, Any]:
             "seed": params.get("seed"), "tags": params.get("tags") or None, "exits": params.get("exits") or None}
 
 
-def _validate_build(params: dict[str, Any]) -> None:
+def _validate_build(svc: Any, params: dict[str, Any]) -> None:
     """The checks of ``Service.build`` that need no weights: the scopes against the base's layer paths
     (``reuse``, then ``trainable`` among the reused ones), the selection as a part of the graph (gaps,
     exits) and the head with its output layer."""
@@ -235,7 +230,7 @@ def _validate_build(params: dict[str, Any]) -> None:
     check_params("build", params, BUILD_PARAMS, ("name", "base", "reuse"))
     check_name(params["name"])
     args = _build_args(params)
-    store = _service(params).store
+    store = svc.store
     base = store.info(params["base"]).ref
     plan_build(store, base, params["reuse"], trainable=args["trainable"], match=args["match"], exits=args["exits"])
     if not args["head"].with_output(classes=args["classes"], regression=args["regression"]).layers:
@@ -243,26 +238,26 @@ def _validate_build(params: dict[str, Any]) -> None:
                            "regression")
 
 
-def build_job(params: dict[str, Any], progress: Progress, cancel: threading.Event) -> dict[str, Any]:
+def build_job(svc: Any, params: dict[str, Any], progress: Progress, cancel: threading.Event) -> dict[str, Any]:
     """``Service.build`` as a job. Result: ``{"model": "NAME:V", "metrics": {}, "lineage": {...}}``."""
     if cancel.is_set():
         raise Cancelled("build cancelled before it started")
     progress({"message": f"building {params['name']} from {params['base']}"})
-    info = _service(params).build(params["name"], params["base"], params["reuse"], **_build_args(params))
+    info = svc.build(params["name"], params["base"], params["reuse"], **_build_args(params))
     return {"model": info.ref, "metrics": dict(info.metrics or {}), "lineage": info.lineage}
 
 
 # -- evaluate ------------------------------------------------------------------------------------
-def _validate_evaluate(params: dict[str, Any]) -> None:
+def _validate_evaluate(svc: Any, params: dict[str, Any]) -> None:
     check_params("evaluate", params, EVALUATE_PARAMS, ("model", "data"))
     resolve_data(params["store"], params["data"])
-    _service(params).model_info(params["model"])
+    svc.model_info(params["model"])
 
 
-def evaluate_job(params: dict[str, Any], progress: Progress, cancel: threading.Event) -> dict[str, Any]:
+def evaluate_job(svc: Any, params: dict[str, Any], progress: Progress, cancel: threading.Event) -> dict[str, Any]:
     """``Service.evaluate_model`` as a job. Result: its dict, with ``data`` as the client gave it."""
-    result = _service(params).evaluate_model(params["model"], resolve_data(params["store"], params["data"]),
-                                             label=params.get("label") or None, relabel=bool(params.get("relabel")))
+    result = svc.evaluate_model(params["model"], resolve_data(params["store"], params["data"]),
+                                label=params.get("label") or None, relabel=bool(params.get("relabel")))
     return {**result, "data": params["data"]}
 
 
@@ -288,7 +283,7 @@ def verify_store(params: dict[str, Any], progress: Progress, cancel: threading.E
     return {"checked": len(files), "corrupt": corrupt, "ok": report.ok, "index_problems": report.index_problems}
 
 
-# -- advise (issue 7) ----------------------------------------------------------------------------
+# -- advise --------------------------------------------------------------------------------------
 # Every Service.advise option a client may set; not ``plot`` or ``head_file``, which name server files.
 ADVISE_PARAMS = {"model": _STR, "data": _STR, "val": _STR, "val_split": _FLOAT, "label": _STR, "relabel": _BOOL,
                  "head": _STR, "classes": _INT, "regression": _BOOL, "depths": _STR, "scopes": _STR, "match": _STR,
@@ -308,7 +303,7 @@ def _advise_args(params: Mapping[str, Any]) -> dict[str, Any]:
     return args
 
 
-def _validate_advise(params: dict[str, Any]) -> None:
+def _validate_advise(svc: Any, params: dict[str, Any]) -> None:
     """The parameters' types, then ``Service.advise(check_only=True)``: options, head, candidates and the
     data against each candidate, without training."""
     depths = params.get("depths")
@@ -317,10 +312,10 @@ def _validate_advise(params: dict[str, Any]) -> None:
         checked = {k: v for k, v in params.items() if k != "depths"}
     check_params("advise", checked, ADVISE_PARAMS, ("model", "data"))
     data = resolve_data(params["store"], params["data"])
-    _service(params).advise(params["model"], data, **_advise_args(params), check_only=True)
+    svc.advise(params["model"], data, **_advise_args(params), check_only=True)
 
 
-def advise_job(params: dict[str, Any], progress: Progress, cancel: threading.Event) -> dict[str, Any]:
+def advise_job(svc: Any, params: dict[str, Any], progress: Progress, cancel: threading.Event) -> dict[str, Any]:
     """``Service.advise`` as a job: ``model`` and ``data`` from the request, the other keys of
     ``options_json`` as its keyword arguments. Progress: one event per finished run (``epoch``/``epochs``
     count runs; ``metrics`` holds its score). Result: ``Advice.to_dict()`` (``registered`` is also given
@@ -342,15 +337,15 @@ def advise_job(params: dict[str, Any], progress: Progress, cancel: threading.Eve
         elif isinstance(ev, AdviceFinished) and ev.stopped:
             progress({"message": f"advise stopped ({ev.stopped}) after {ev.done} of {ev.total} runs"})
 
-    advice = _service(params).advise(params["model"], resolve_data(params["store"], params["data"]),
-                                     **_advise_args(params), progress=relay, cancel=cancel)
+    advice = svc.advise(params["model"], resolve_data(params["store"], params["data"]),
+                        **_advise_args(params), progress=relay, cancel=cancel)
     if advice.stopped == "cancelled":
         done = sum(len(r.scores) for r in advice.rows)
         raise Cancelled(f"advise cancelled after {done} finished runs; nothing was registered")
     return {"model": advice.registered, **advice.to_dict()}
 
 
-# -- ensemble (issue 14) -------------------------------------------------------------------------
+# -- ensemble -------------------------------------------------------------------------------------
 ENSEMBLE_PARAMS = {"name": _STR, "members": _STRS, "weights": _FLOATS, "vote": _BOOL, "average_weights": _BOOL,
                    "data": _STR, "label": _STR, "relabel": _BOOL, "description": _STR, "tags": _DICT}
 
@@ -363,26 +358,39 @@ def _ensemble_args(params: Mapping[str, Any]) -> dict[str, Any]:
             "description": params.get("description") or "", "tags": params.get("tags") or None}
 
 
-def _validate_ensemble(params: dict[str, Any]) -> None:
+def _validate_ensemble(svc: Any, params: dict[str, Any]) -> None:
     """``Service.ensemble(check_only=True)``: the members exist and agree, the weights, the method."""
     check_params("ensemble", params, ENSEMBLE_PARAMS, ("name", "members"))
-    _service(params).ensemble(params["name"], params["members"], **_ensemble_args(params), check_only=True)
+    svc.ensemble(params["name"], params["members"], **_ensemble_args(params), check_only=True)
 
 
-def ensemble_job(params: dict[str, Any], progress: Progress, cancel: threading.Event) -> dict[str, Any]:
+def ensemble_job(svc: Any, params: dict[str, Any], progress: Progress, cancel: threading.Event) -> dict[str, Any]:
     """``Service.ensemble`` as a job. Result: ``{"model": "NAME:V", "metrics": {...}, "lineage": {...}}``."""
     if cancel.is_set():
         raise Cancelled("ensemble cancelled before it started")
     progress({"message": f"combining {', '.join(params['members'])} into {params['name']}"})
-    info = _service(params).ensemble(params["name"], params["members"], **_ensemble_args(params))
+    info = svc.ensemble(params["name"], params["members"], **_ensemble_args(params))
     return {"model": info.ref, "metrics": dict(info.metrics or {}), "lineage": info.lineage}
 
 
-register_job_kind("verify", verify_store)
-register_job_kind("train", train_job, validate=_validate_fit("train", TRAIN_PARAMS, ("model", "data")))
-register_job_kind("finetune", finetune_job,
-                  validate=_validate_fit("finetune", FINETUNE_PARAMS, ("model", "data", "unfreeze")))
-register_job_kind("build", build_job, validate=_validate_build)
-register_job_kind("evaluate", evaluate_job, validate=_validate_evaluate)
-register_job_kind("advise", advise_job, validate=_validate_advise)
-register_job_kind("ensemble", ensemble_job, validate=_validate_ensemble)
+def builtin_kinds(service_for: Callable[[str], Any]) -> JobKinds:
+    """The kinds this package ships, in a fresh table for one :class:`reuse.jobs.JobManager`.
+
+    Args:
+        service_for: the facade a kind calls, given the store folder (``params["store"]``); the
+            service passes its own class, so this module never imports it.
+    """
+
+    def bound(fn: Callable[..., Any]) -> Callable[..., Any]:
+        return lambda params, *rest: fn(service_for(params["store"]), params, *rest)
+
+    kinds = JobKinds()
+    kinds.register("verify", verify_store)
+    kinds.register("train", bound(train_job), validate=bound(_validate_fit("train", TRAIN_PARAMS, ("model", "data"))))
+    kinds.register("finetune", bound(finetune_job),
+                   validate=bound(_validate_fit("finetune", FINETUNE_PARAMS, ("model", "data", "unfreeze"))))
+    kinds.register("build", bound(build_job), validate=bound(_validate_build))
+    kinds.register("evaluate", bound(evaluate_job), validate=bound(_validate_evaluate))
+    kinds.register("advise", bound(advise_job), validate=bound(_validate_advise))
+    kinds.register("ensemble", bound(ensemble_job), validate=bound(_validate_ensemble))
+    return kinds

@@ -14,17 +14,16 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
+from reuse.atomic import write_json_atomic
 from reuse.errors import Cancelled, FailedPrecondition, InvalidInput, NotFound, ReuseError
 from reuse.jobs.records import (
     JOB_ID_RE,
     JobEvent,
     JobRecord,
     _now,
-    get_job_kind,
-    job_validator,
     read_records,
-    write_json_atomic,
 )
+from reuse.jobs.registry import JobKinds
 from reuse.text import echo
 
 log = logging.getLogger(__name__)
@@ -48,9 +47,11 @@ class JobManager:
         jobs_dir: folder of the JSON records (``<store>/.reuse/jobs``); created if missing.
         store_root: passed to every job kind as ``params["store"]``.
         workers: most jobs running at once; more wait in state ``queued``.
+        kinds: the kinds it runs (default: none; the service passes :func:`reuse.jobs.kinds.builtin_kinds`).
     """
 
-    def __init__(self, jobs_dir: Path, store_root: Path, *, workers: int = 2) -> None:
+    def __init__(self, jobs_dir: Path, store_root: Path, *, workers: int = 2, kinds: JobKinds | None = None) -> None:
+        self.kinds = kinds if kinds is not None else JobKinds()
         self.dir = Path(jobs_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.store_root = Path(store_root)
@@ -75,7 +76,7 @@ class JobManager:
     def start(self, kind: str, params: dict[str, Any]) -> JobRecord:
         """Queue a job. Raises FailedPrecondition (unknown kind, stopping), or what the kind's validator
         raises for bad parameters (InvalidInput, NotFound)."""
-        get_job_kind(kind)
+        self.kinds.get(kind)
         try:
             params = json.loads(json.dumps(params))
         except (TypeError, ValueError) as exc:
@@ -83,7 +84,7 @@ class JobManager:
         if not isinstance(params, dict):
             raise InvalidInput(f"job parameters must be a JSON object, got {type(params).__name__}")
         params.pop("store", None)  # the manager sets it; a client cannot point a job at another folder
-        validate = job_validator(kind)
+        validate = self.kinds.validator(kind)
         if validate is not None:
             validate({**params, "store": str(self.store_root)})
         record = JobRecord(id=uuid.uuid4().hex[:12], kind=kind, params=params, created=_now())
@@ -229,7 +230,7 @@ class JobManager:
         params = {**job.record.params, "store": str(self.store_root)}
         state, result, error = "succeeded", None, ""
         try:
-            fn = get_job_kind(job.record.kind)
+            fn = self.kinds.get(job.record.kind)
             result = fn(params, lambda ev: self._progress(job, ev), job.cancel)
             if not isinstance(result, dict):
                 raise TypeError(f"job kind {job.record.kind!r} returned {type(result).__name__}, not a dict")

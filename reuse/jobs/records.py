@@ -1,20 +1,15 @@
-"""Job kinds, job records and events (the data of :mod:`reuse.jobs`)."""
+"""Job records and events, and the types of a job kind (the data of :mod:`reuse.jobs`)."""
 
 from __future__ import annotations
 
 import datetime as _dt
 import json
-import os
 import re
 import threading
-import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-
-from reuse.errors import FailedPrecondition, InvalidInput
-from reuse.text import echo
 
 Progress = Callable[[dict[str, Any]], None]
 JobFn = Callable[[dict[str, Any], Progress, threading.Event], dict[str, Any]]
@@ -23,43 +18,6 @@ Validator = Callable[[dict[str, Any]], None]
 STATES = ("queued", "running", "succeeded", "failed", "cancelled", "interrupted")
 FINISHED = frozenset({"succeeded", "failed", "cancelled", "interrupted"})
 JOB_ID_RE = re.compile(r"[0-9a-f]{12}")
-_KINDS: dict[str, JobFn] = {}
-_VALIDATORS: dict[str, Validator] = {}
-_KINDS_LOCK = threading.Lock()
-
-
-def register_job_kind(kind: str, fn: JobFn, *, replace: bool = False, validate: Validator | None = None) -> None:
-    """Make ``kind`` startable. Raises InvalidInput if it exists (unless ``replace``) or is malformed.
-
-    ``validate(params)`` (params with ``"store"``) runs when a job is started, before it is queued, so
-    a bad parameter is refused at once (InvalidInput, NotFound) instead of failing the job later.
-    """
-    if not re.fullmatch(r"[a-z][a-z0-9_-]{0,31}", kind or ""):
-        raise InvalidInput(f"invalid job kind {kind!r}: expected 1-32 of a-z, 0-9, '_', '-'")
-    with _KINDS_LOCK:
-        if kind in _KINDS and not replace and _KINDS[kind] is not fn:
-            raise InvalidInput(f"job kind {kind!r} is already registered")
-        _KINDS[kind] = fn
-        if validate is not None:
-            _VALIDATORS[kind] = validate
-        else:
-            _VALIDATORS.pop(kind, None)
-
-
-def unregister_job_kind(kind: str) -> None:
-    with _KINDS_LOCK:
-        _KINDS.pop(kind, None)
-        _VALIDATORS.pop(kind, None)
-
-
-def job_kinds() -> list[str]:
-    _load_builtin_kinds()
-    with _KINDS_LOCK:
-        return sorted(_KINDS)
-
-
-def _load_builtin_kinds() -> None:
-    import reuse.jobs.kinds  # noqa: F401  (registers the built-in kinds on import)
 
 
 def _now() -> str:
@@ -125,36 +83,6 @@ class JobRecord:
         if fields.get("last_event"):
             fields["last_event"] = JobEvent.from_dict(fields["last_event"])
         return cls(**fields)
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write JSON to a temporary file beside ``path``, fsync it, then rename it into place."""
-    tmp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(obj, f, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def get_job_kind(kind: str) -> JobFn:
-    """The function of a registered kind; raises FailedPrecondition naming the kinds there are."""
-    _load_builtin_kinds()
-    with _KINDS_LOCK:
-        fn = _KINDS.get(kind)
-        known = ", ".join(sorted(_KINDS)) or "(none)"
-    if fn is None:
-        raise FailedPrecondition(f"job kind {echo(kind)} is not available on this server; kinds: {known}")
-    return fn
-
-
-def job_validator(kind: str) -> Validator | None:
-    """The start-time check of a registered kind, if it has one."""
-    with _KINDS_LOCK:
-        return _VALIDATORS.get(kind)
 
 
 def read_records(jobs_dir: Path) -> list[JobRecord]:

@@ -2,7 +2,7 @@
 
 Every run is scored on the held-out test set. The verdict uses the advisor's rule
 (:func:`reuse.advise.recommend`): the simplest approach that no other beats by more than the
-seed-to-seed noise. When this checkout has the full advisor (``Service.advise``), its table follows.
+seed-to-seed noise. When the service given has the full advisor (``advise``), its table follows.
 """
 
 from __future__ import annotations
@@ -141,10 +141,10 @@ def _compare(service: Service, out: Out, base_ref: str, first: ReuseRun, options
 
 def run_advisor(service: Service, out: Out, base_ref: str, options: plan.QuickstartOptions,
                 progress: Any = None) -> dict[str, Any] | None:
-    """``reuse advise`` on the same task, when this checkout has the advisor; says so when it does not."""
+    """``reuse advise`` on the same task, when the service has the advisor; says so when it does not."""
     advise = getattr(service, "advise", None)
     if advise is None:
-        out.line("(the full advisor, `reuse advise`, is not in this checkout; the table above is its rule "
+        out.line("(the full advisor, `reuse advise`, is not available here; the table above is its rule "
                  "applied to runs made here)")
         return None
     out.line(f"reuse advise {base_ref} --data '{plan.TRAIN_DATA}' --classes {plan.CLASSES} --depths 0,1,2,3 "

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reuse.atomic import atomic_path
 from reuse.errors import NotFound
 
 NAME = "digits-base"
@@ -38,7 +39,7 @@ def repo_root() -> Path:
 
 
 def example_path(root: str | os.PathLike[str] | None = None) -> Path:
-    """The shipped file, ``<root>/models/digits-base/v1.h5`` (root: this checkout).
+    """The shipped file, ``<root>/models/digits-base/v1.h5`` (root: the repository the package runs from).
 
     Raises:
         NotFound: the file is missing (an installed package without the repository's ``models/``).
@@ -101,8 +102,7 @@ def make_example_model(out_root: str | os.PathLike[str], *, epochs: int = EPOCHS
         info = ModelStore(Path(tmp) / "store").register(
             model, NAME, description=DESCRIPTION, tags=TAGS, class_names=[str(c) for c in range(5)],
             metrics=metrics, history=res.history, settings=settings)
-        staged = final.with_name(f".{final.name}.new")
-        shutil.copyfile(info.path, staged)
-        os.replace(staged, final)
+        with atomic_path(final) as staged:
+            shutil.copyfile(info.path, staged)
     return ExampleModel(final, float(test["accuracy"]), float(res.metrics["accuracy"]), res.epochs_run,
                         res.seconds)

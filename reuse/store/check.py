@@ -7,33 +7,34 @@ since version files never change once written; only the repair takes the lock.
 from __future__ import annotations
 
 import os
-import re
 import time
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from reuse.errors import InvalidInput, NotFound, StoreCorrupt
+from reuse.errors import NotFound, StoreCorrupt
 from reuse.store import h5file
-from reuse.store.index import IndexRow, IndexUnreadable, Key
-from reuse.store.names import check_name
+from reuse.store.index import IndexRow, IndexUnreadable, Key, StoreIndex
+from reuse.store.layout import TEMP_FILE_RE, TOMBSTONE_RE, VERSION_FILE_RE, pid_alive
+from reuse.store.names import is_model_name
 from reuse.store.records import CheckReport, FileCheck
 
-if TYPE_CHECKING:
-    from reuse.store.model_store import ModelStore
 
-TEMP_FILE_RE = re.compile(r"\.tmp-([0-9]+)-[0-9a-f]{32}\.h5")
+class CheckedStore(Protocol):
+    """What the check needs of a :class:`reuse.store.ModelStore` (a Protocol, so this module, which the
+    store calls, does not import it back)."""
+
+    root: Path
+    index: StoreIndex
+
+    def version_path(self, name: str, version: int) -> Path: ...
+    def row_from_file(self, key: Key, st: os.stat_result) -> IndexRow: ...
+    def rebuild_index(self) -> int: ...
+    def _scan(self) -> dict[Key, os.stat_result]: ...
+    def _locked(self) -> AbstractContextManager[None]: ...
+
 # A temp file whose writer is still alive is only treated as abandoned after this long.
 TEMP_MAX_AGE_S = 3600.0
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _abandoned(path: Path, pid: int) -> bool:
@@ -41,38 +42,12 @@ def _abandoned(path: Path, pid: int) -> bool:
         age = time.time() - path.stat().st_mtime
     except FileNotFoundError:
         return False
-    return not _pid_alive(pid) or age > TEMP_MAX_AGE_S
+    return not pid_alive(pid) or age > TEMP_MAX_AGE_S
 
 
-def sweep_temp_files(folder: Path) -> list[Path]:
-    """Delete the temp files in one model folder whose writer process is gone; call with the store lock.
-
-    A killed writer leaves its partial temp file behind. That is not damage (nothing visible refers to
-    it), so the next write to the folder removes it. Only a dead pid counts here, never age: a live
-    writer may take long. Returns the removed files.
-    """
-    removed = []
-    for p in folder.glob(".tmp-*.h5"):
-        m = TEMP_FILE_RE.fullmatch(p.name)
-        if m and not _pid_alive(int(m.group(1))):
-            p.unlink(missing_ok=True)
-            removed.append(p)
-    return removed
-
-
-def _is_model_name(name: str) -> bool:
-    try:
-        check_name(name)
-    except InvalidInput:
-        return False
-    return True
-
-
-def scan_extras(store: ModelStore) -> tuple[list[Path], list[Path]]:
+def scan_extras(store: CheckedStore) -> tuple[list[Path], list[Path]]:
     """Abandoned temp files of dead writers (notes, swept by the next write), and files the store does not
     know (reported, kept)."""
-    from reuse.store.model_store import TOMBSTONE_RE, VERSION_FILE_RE
-
     temps: list[Path] = []
     strays: list[Path] = []
     if not store.root.is_dir():
@@ -80,7 +55,7 @@ def scan_extras(store: ModelStore) -> tuple[list[Path], list[Path]]:
     for entry in sorted(store.root.iterdir()):
         if entry.name == ".reuse":
             continue
-        if not (entry.is_dir() and _is_model_name(entry.name)):
+        if not (entry.is_dir() and is_model_name(entry.name)):
             strays.append(entry)
             continue
         for p in sorted(entry.iterdir()):
@@ -93,7 +68,7 @@ def scan_extras(store: ModelStore) -> tuple[list[Path], list[Path]]:
     return temps, strays
 
 
-def _verify_file(store: ModelStore, key: Key, st: os.stat_result) -> tuple[FileCheck, IndexRow | None]:
+def _verify_file(store: CheckedStore, key: Key, st: os.stat_result) -> tuple[FileCheck, IndexRow | None]:
     name, version = key
     path = store.version_path(name, version)
     ref = f"{name}:{version}"
@@ -108,7 +83,7 @@ def _verify_file(store: ModelStore, key: Key, st: os.stat_result) -> tuple[FileC
     return FileCheck(ref, str(path), True, None, nbytes), row
 
 
-def check_store(store: ModelStore, *, repair: bool = False) -> CheckReport:
+def check_store(store: CheckedStore, *, repair: bool = False) -> CheckReport:
     """Verify every version file's checksums, compare the index with the files, find leftovers.
 
     Args:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,17 +25,13 @@ import h5py
 import numpy as np
 
 from reuse.errors import NotFound, StoreCorrupt
+from reuse.h5guard import check_dataset, check_tree
 
 META_GROUP = "reuse"
 META_DATASET = "meta"
 WEIGHTS_GROUP = "model_weights"
 TOP_LEVEL_WEIGHTS = "top_level_model_weights"
 FORMAT_VERSION = 1
-# Refuse datasets that declare more than this ("shape bombs"), or that declare far more bytes than they
-# store once past a floor (a compressed or never-written dataset that would expand on read).
-MAX_DATASET_BYTES = 8 * 1024**3
-BOMB_FLOOR_BYTES = 64 * 1024**2
-MAX_EXPANSION = 1000
 MAX_TEXT_BYTES = 64 * 1024**2
 
 
@@ -78,41 +73,12 @@ def _decode(values: Any) -> list[str]:
     return [as_text(v) for v in values]
 
 
-# -- safety checks on files we did not write ---------------------------------------------------------
-def check_dataset(ds: h5py.Dataset, path: Path) -> None:
-    """Refuse datasets stored outside the file or declaring absurd sizes, before reading them."""
-    if ds.is_virtual or ds.external:
-        raise StoreCorrupt(f"{path}: dataset {ds.name} points outside the file; refused")
-    nbytes = int(np.prod(ds.shape, dtype=np.int64)) * ds.dtype.itemsize if ds.shape else ds.dtype.itemsize
-    if nbytes > MAX_DATASET_BYTES:
-        raise StoreCorrupt(f"{path}: dataset {ds.name} declares {nbytes} bytes (limit {MAX_DATASET_BYTES}); refused")
-    if nbytes > BOMB_FLOOR_BYTES and nbytes > MAX_EXPANSION * max(ds.id.get_storage_size(), 1):
-        raise StoreCorrupt(f"{path}: dataset {ds.name} declares {nbytes} bytes but stores far fewer; refused")
-
-
-def check_links(group: h5py.Group, path: Path) -> list[h5py.Dataset]:
-    """Refuse soft and external links anywhere below ``group``; return its datasets, each checked."""
-    links: list[tuple[str, Any]] = []
-    # Collect first: an exception raised inside h5py's visitor callback surfaces as a SystemError.
-    group.visititems_links(lambda name, link: links.append((name, link)))
-    found: list[h5py.Dataset] = []
-    for name, link in links:
-        if not isinstance(link, h5py.HardLink):
-            raise StoreCorrupt(f"{path}: {type(link).__name__} {group.name.rstrip('/')}/{name} refused")
-    for name, _ in links:
-        obj = group.get(name)
-        if isinstance(obj, h5py.Dataset):
-            check_dataset(obj, path)
-            found.append(obj)
-    return found
-
-
 def iter_weight_datasets(f: h5py.File, path: Path) -> list[h5py.Dataset]:
     """Every weight dataset of a store file, links refused and sizes checked."""
     g = f.get(WEIGHTS_GROUP)
     if not isinstance(g, h5py.Group):
         raise StoreCorrupt(f"{path}: no '{WEIGHTS_GROUP}' group")
-    return check_links(g, path)
+    return check_tree(g, path, StoreCorrupt)
 
 
 # -- checksums and metadata -----------------------------------------------------------------------
@@ -189,7 +155,7 @@ def model_config(f: h5py.File, path: Path) -> dict[str, Any]:
 # -- weights ----------------------------------------------------------------------------------------
 def verified_array(ds: h5py.Dataset, path: Path) -> np.ndarray:
     """Read a weight dataset and check it against its stored sha256."""
-    check_dataset(ds, path)
+    check_dataset(ds, path, StoreCorrupt)
     want = ds.attrs.get("sha256")
     if want is None:
         raise StoreCorrupt(f"{path}: weight {ds.name} has no checksum")
@@ -258,15 +224,6 @@ def verify_all(f: h5py.File, path: Path) -> int:
 
 
 # -- files ------------------------------------------------------------------------------------------
-def fsync_path(path: Path) -> None:
-    """fsync a file or a folder (a folder's fsync makes a rename in it durable)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def open_read(path: Path) -> h5py.File:
     try:
         return h5py.File(path, "r")

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import uuid
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +16,9 @@ from typing import Any
 import h5py
 import numpy as np
 
-from reuse.errors import AlreadyExists, InvalidInput, NotFound, StoreCorrupt, UnsafeModel
+from reuse.atomic import atomic_path
+from reuse.errors import InvalidInput, NotFound, StoreCorrupt, UnsafeModel
+from reuse.h5guard import check_tree
 from reuse.store import h5file
 
 # Errors Keras raises for a file or config it cannot turn into a model.
@@ -139,7 +139,8 @@ def _keras_with_our_layers() -> Any:
     """Keras, with our registered layers (e.g. Maxout heads) known to the deserialiser."""
     import keras
 
-    import reuse.layers  # noqa: F401  (registration is the side effect we need)
+    import reuse.ensemble_combine  # noqa: F401  (registration is the side effect we need)
+    import reuse.maxout  # noqa: F401  (registration is the side effect we need)
 
     return keras
 
@@ -163,7 +164,7 @@ def load_verified(path: Path, *, safe_mode: bool) -> Any:
         }
         top = f[h5file.WEIGHTS_GROUP].get(h5file.TOP_LEVEL_WEIGHTS)
         if isinstance(top, h5py.Group):
-            for ds in h5file.check_links(top, path):
+            for ds in check_tree(top, path, StoreCorrupt):
                 h5file.verified_array(ds, path)
     try:
         with h5file.quiet_legacy_h5_warning():
@@ -229,7 +230,7 @@ def _inspect_h5(path: Path) -> tuple[Any, str | None]:
         raise InvalidInput(f"{path}: not a readable HDF5 file: {exc}") from exc
     with f:
         try:
-            h5file.check_links(f, path)
+            check_tree(f, path, StoreCorrupt)
             text = h5file.raw_model_config(f, path)
         except StoreCorrupt as exc:
             raise InvalidInput(str(exc)) from exc
@@ -293,26 +294,5 @@ def write_keras_file(model: Any, out: Path, *, overwrite: bool) -> None:
     import keras
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.stem}.tmp-{os.getpid()}-{uuid.uuid4().hex}.keras"
-    try:
+    with atomic_path(out, suffix=".keras", overwrite=overwrite) as tmp:
         keras.saving.save_model(model, str(tmp))
-        h5file.fsync_path(tmp)
-        if overwrite:
-            os.replace(tmp, out)
-        else:
-            _link_no_clobber(tmp, out)
-        h5file.fsync_path(out.parent)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _link_no_clobber(tmp: Path, out: Path) -> None:
-    """Put ``tmp`` at ``out`` only if ``out`` does not exist, atomically where the filesystem allows."""
-    try:
-        os.link(tmp, out)
-    except FileExistsError as exc:
-        raise AlreadyExists(f"{out} exists; pass overwrite (--force) to replace it") from exc
-    except OSError:  # no hard links here (some network and FAT filesystems): check, then rename
-        if out.exists():
-            raise AlreadyExists(f"{out} exists; pass overwrite (--force) to replace it") from None
-        os.replace(tmp, out)

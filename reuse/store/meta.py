@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 import importlib.metadata
 import json
+from dataclasses import astuple, dataclass, fields
 from typing import Any
 
 from reuse.errors import InvalidInput
@@ -34,18 +35,27 @@ def check_tags(tags: dict[str, str] | None) -> dict[str, str]:
     return tags
 
 
-def build_meta(
-    model: Any,
-    *,
-    description: str = "",
-    tags: dict[str, str] | None = None,
-    class_names: list[str] | None = None,
-    metrics: dict[str, Any] | None = None,
-    history: dict[str, list[float]] | None = None,
-    lineage: dict[str, Any] | None = None,
-    settings: dict[str, Any] | None = None,
-    source: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class VersionMeta:
+    """What a caller records with a new version: the one list of metadata keywords, used by
+    :meth:`reuse.store.ModelStore.register` and when a stored file is registered again."""
+
+    description: str = ""
+    tags: dict[str, str] | None = None
+    class_names: list[str] | None = None
+    metrics: dict[str, Any] | None = None
+    history: dict[str, list[float]] | None = None
+    lineage: dict[str, Any] | None = None
+    settings: dict[str, Any] | None = None
+    source: dict[str, Any] | None = None  # where the model came from (set when registering a file)
+
+    @classmethod
+    def carried(cls, meta: dict[str, Any]) -> VersionMeta:
+        """The fields of a stored version's metadata that a new version can keep."""
+        return cls(**{f.name: meta[f.name] for f in fields(cls) if meta.get(f.name) is not None})
+
+
+def build_meta(model: Any, given: VersionMeta) -> dict[str, Any]:
     """Everything we record about a new version, validated before anything is written.
 
     Raises:
@@ -53,6 +63,7 @@ def build_meta(
     """
     import keras
 
+    description, tags, class_names, metrics, history, lineage, settings, source = astuple(given)
     try:
         hist = {str(k): [float(x) for x in v] for k, v in (history or {}).items()}
     except (TypeError, ValueError) as exc:

@@ -13,11 +13,10 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import sqlite3
-import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +24,21 @@ import h5py
 import numpy as np
 from filelock import FileLock, Timeout
 
+from reuse.atomic import fsync_path, put_in_place
 from reuse.errors import AlreadyExists, InvalidInput, NotFound, ResourceExhausted, StoreCorrupt
 from reuse.store import h5file, keras_io
-from reuse.store.check import sweep_temp_files
+from reuse.store.check import check_store
 from reuse.store.index import IndexRow, IndexUnreadable, Key, StoreIndex
-from reuse.store.meta import build_meta, check_tags
-from reuse.store.names import ModelRef, check_name
+from reuse.store.layout import (
+    TOMBSTONE_RE,
+    VERSION_FILE_RE,
+    sweep_temp_files,
+    temp_file,
+    tombstone,
+    version_file,
+)
+from reuse.store.meta import VersionMeta, build_meta, check_tags
+from reuse.store.names import ModelRef, check_name, is_model_name
 from reuse.store.records import (
     CheckReport,
     LayerInfo,
@@ -41,9 +49,6 @@ from reuse.store.records import (
 
 log = logging.getLogger(__name__)
 
-VERSION_FILE_RE = re.compile(r"v([1-9][0-9]{0,17})\.h5")
-TOMBSTONE_RE = re.compile(r"v([1-9][0-9]{0,17})\.deleted")
-TEMP_PREFIX = ".tmp-"
 STATE_DIR = ".reuse"
 INDEX_FILE = "index.sqlite"
 
@@ -87,14 +92,14 @@ class ModelStore:
         return self.root / check_name(name)
 
     def version_path(self, name: str, version: int) -> Path:
-        return self._model_dir(name) / f"v{version}.h5"
+        return version_file(self._model_dir(name), version)
 
     def _scan(self, names: Iterable[str] | None = None) -> dict[Key, os.stat_result]:
         """Version files on disk with their stat; a directory listing, no file opened."""
         if names is None:
             if not self.root.is_dir():
                 return {}
-            names = [p.name for p in self.root.iterdir() if p.is_dir() and _valid_name(p.name)]
+            names = [p.name for p in self.root.iterdir() if p.is_dir() and is_model_name(p.name)]
         found: dict[Key, os.stat_result] = {}
         for name in names:
             try:
@@ -213,37 +218,27 @@ class ModelStore:
             self.index.remove_files()
 
     # -- writing -----------------------------------------------------------------------------
-    def register(
-        self,
-        model: Any,
-        name: str,
-        *,
-        description: str = "",
-        tags: dict[str, str] | None = None,
-        class_names: list[str] | None = None,
-        metrics: dict[str, Any] | None = None,
-        history: dict[str, list[float]] | None = None,
-        lineage: dict[str, Any] | None = None,
-        settings: dict[str, Any] | None = None,
-        source: dict[str, Any] | None = None,
-    ) -> ModelInfo:
+    def register(self, model: Any, name: str, **given: Any) -> ModelInfo:
         """Write ``model`` as the next version of ``name`` and return its info.
 
         Args:
             model: a built Keras model (Lambda layers are allowed here: the caller runs that code).
             name: the model name; the version is the next free integer.
-            description, tags, class_names, metrics, history, lineage, settings: metadata kept with it.
-            source: where the model came from (set by register_file).
+            given: the metadata kept with it, by the field names of :class:`reuse.store.meta.VersionMeta`
+                (description, tags, class_names, metrics, history, lineage, settings, source).
 
         Raises:
             InvalidName: a bad name. InvalidInput: not a built model, or metadata that is not JSON.
+            TypeError: a keyword that is not a metadata field.
         """
+        return self._register(model, name, VersionMeta(**given))
+
+    def _register(self, model: Any, name: str, given: VersionMeta) -> ModelInfo:
         check_name(name)
-        meta = build_meta(model, description=description, tags=tags, class_names=class_names, metrics=metrics,
-                          history=history, lineage=lineage, settings=settings, source=source)
+        meta = build_meta(model, given)
         d = self._model_dir(name)
         d.mkdir(parents=True, exist_ok=True)
-        tmp = d / f"{TEMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex}.h5"
+        tmp = temp_file(d)
         try:
             try:
                 h5file.save_keras_h5(model, tmp)
@@ -255,16 +250,14 @@ class ModelStore:
                     json.loads(h5file.raw_model_config(f, tmp)))
                 h5file.add_checksums(f, tmp)
                 h5file.write_meta(f, tmp, name, meta)
-            h5file.fsync_path(tmp)
+            fsync_path(tmp)
             with self._locked():
                 sweep_temp_files(d)  # leftovers of killed writers; ours has a live pid
                 version = self._allocated_max(name) + 1
                 with h5py.File(tmp, "r+") as f:
                     h5file.set_version(f, version)
-                h5file.fsync_path(tmp)
-                final = d / f"v{version}.h5"
-                os.replace(tmp, final)
-                h5file.fsync_path(d)
+                final = version_file(d, version)
+                put_in_place(tmp, final)
                 st = final.stat()
                 self._index_put_locked(IndexRow(name, version, st.st_size, st.st_mtime_ns,
                                                 {**meta, "name": name, "version": version}))
@@ -289,16 +282,13 @@ class ModelStore:
         tags = check_tags(tags)
         mf = keras_io.inspect_model_file(Path(path))
         model = keras_io.load_model_file(mf, unsafe=unsafe)
-        carried = _store_file_meta(mf.path) if mf.format == "h5-keras3" else {}
+        carried = VersionMeta.carried(_store_file_meta(mf.path) if mf.format == "h5-keras3" else {})
         source = mf.source()
-        if carried.get("lineage"):
-            source["lineage"] = carried["lineage"]
-        return self.register(
-            model, name, description=description or carried.get("description", ""),
-            tags={**carried.get("tags", {}), **tags}, class_names=carried.get("class_names"),
-            metrics=carried.get("metrics"), history=carried.get("history"), settings=carried.get("settings"),
-            source=source,
-        )
+        if carried.lineage:
+            source["lineage"] = carried.lineage
+        return self._register(model, name, replace(
+            carried, description=description or carried.description, tags={**(carried.tags or {}), **tags},
+            lineage=None, source=source))
 
     def delete(self, ref: str | ModelRef) -> ModelInfo:
         """Delete one version (``name:version``, never implicitly the latest); its number is not reused."""
@@ -310,9 +300,9 @@ class ModelStore:
             if not info.path.is_file():
                 raise NotFound(f"model {r.name!r} has no version {r.version} (deleted meanwhile)")
             d = self._model_dir(r.name)
-            (d / f"v{r.version}.deleted").touch()
+            tombstone(d, r.version).touch()
             info.path.unlink()
-            h5file.fsync_path(d)
+            fsync_path(d)
             try:
                 self.index.apply(delete=[(r.name, r.version)])
             except (IndexUnreadable, sqlite3.Error) as exc:
@@ -422,17 +412,8 @@ class ModelStore:
 
     def check(self, *, repair: bool = False) -> CheckReport:
         """Verify every file's checksums and the index against the files; see :mod:`reuse.store.check`."""
-        from reuse.store.check import check_store
 
         return check_store(self, repair=repair)
-
-
-def _valid_name(name: str) -> bool:
-    try:
-        check_name(name)
-    except InvalidInput:
-        return False
-    return True
 
 
 def _agrees(disk: dict[Key, os.stat_result], rows: dict[Key, IndexRow]) -> bool:

@@ -25,6 +25,11 @@ def parse_version(text: str) -> int | None:
     return number if number >= 1 else None
 
 
+def is_model_name(name: str) -> bool:
+    """Whether ``name`` is a valid model name (a folder of the store, rather than a stray)."""
+    return isinstance(name, str) and bool(NAME_RE.fullmatch(name)) and ".." not in name
+
+
 def check_name(name: str) -> str:
     """Return ``name`` if it is a valid model name, else raise :class:`InvalidName`."""
     if not isinstance(name, str) or not NAME_RE.fullmatch(name) or ".." in name:

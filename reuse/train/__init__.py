@@ -16,11 +16,12 @@ by ``keras.backend.backend()``.
 
 from __future__ import annotations
 
-from reuse.train.api import TrainResult, copy_model, finetune, train, unfreeze_layers
 from reuse.train.config import DEFAULT_LR, OPTIMIZERS, TrainConfig, make_optimizer
 from reuse.train.diagnosis import Finding, diagnose
 from reuse.train.engine import Phase
 from reuse.train.events import EpochEnd, ProgressCallback, TrainEvent, TrainFinished, TrainStarted
+from reuse.train.finetune import finetune, unfreeze_layers
+from reuse.train.fit import TrainResult, copy_model, train
 from reuse.train.infer import Predictor, evaluate, predict
 from reuse.train.pretrain import DepthRow, PretrainConfig, PretrainResult, pretrain
 from reuse.train.seeds import SeedsResult, train_seeds

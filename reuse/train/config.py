@@ -110,6 +110,24 @@ class TrainConfig:
         return d
 
     @classmethod
+    def from_options(cls, options: dict[str, Any], parent: dict[str, Any], *, finetune: bool) -> TrainConfig:
+        """A config from plain option values (``None`` = not given); fine-tuning without an ``optimizer``
+        inherits the parent's optimizer settings (``parent``: its recorded training settings).
+
+        Raises:
+            InvalidInput: an option that is not a TrainConfig field, or a bad value.
+        """
+        given = {k: v for k, v in options.items() if v is not None}
+        if finetune and "optimizer" not in given and parent.get("optimizer"):
+            for key in ("optimizer", "momentum", "nesterov", "batch_size"):
+                if key not in given and key in parent:
+                    given[key] = parent[key]
+        unknown = sorted(set(given) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise InvalidInput(f"unknown training options {unknown}; expected TrainConfig fields")
+        return cls(**given)
+
+    @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         # data_parallel says how a run was executed, not how to train: a record from JAX loads anywhere.
         known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__ and k != "data_parallel"}

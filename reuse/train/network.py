@@ -13,6 +13,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from reuse.keras_compat import (
+    all_layers,
+    inbound_nodes,
+    is_layer,
+    keras_history,
+    outbound_nodes,
+    seed_generators,
+    set_keras_history,
+)
+
 
 def as_model_input(x: Any) -> Any:
     """One array as is; several (a tuple, one per model input) as the list Keras models take."""
@@ -54,11 +64,11 @@ def is_deterministic(layer: Any) -> bool:
     """Whether ``layer`` computes the same in training and inference: no dropout, noise or random
     augmentation (anything holding a random seed generator, except recurrent layers without dropout),
     and batch normalisation only when frozen (Keras then uses its moving statistics)."""
-    for x in layer._flatten_layers(include_self=True, recursive=True):
+    for x in all_layers(layer, include_self=True):
         name = type(x).__name__
         if name in STOCHASTIC or name.startswith("Random"):
             return False
-        if getattr(x, "_seed_generators", None) and not _random_unused(x):
+        if seed_generators(x) and not _random_unused(x):
             return False
         if name == "BatchNormalization" and x.trainable:
             return False
@@ -67,8 +77,8 @@ def is_deterministic(layer: Any) -> bool:
 
 def _node_of(tensor: Any) -> tuple[Any, Any]:
     """The operation that made a Keras tensor and the graph node of that call."""
-    history = tensor._keras_history
-    return history.operation, history.operation._inbound_nodes[history.node_index]
+    history = keras_history(tensor)
+    return history.operation, inbound_nodes(history.operation)[history.node_index]
 
 
 def graph_nodes(model: Any) -> list[tuple[Any, list[Any], list[Any], Any]] | None:
@@ -132,7 +142,7 @@ def _holds_trained(op: Any, trained: set[int]) -> bool:
 def _cacheable(op: Any, trained: set[int]) -> bool:
     if _holds_trained(op, trained):
         return False
-    return not hasattr(op, "_flatten_layers") or is_deterministic(op)
+    return not is_layer(op) or is_deterministic(op)
 
 
 def find_cut(model: Any, train_vars: Sequence[Any]) -> tuple[list[Any], list[Any]] | None:
@@ -186,18 +196,18 @@ def _restoring_graph(model: Any) -> Any:
     """
     nodes = graph_nodes(model) or []
     tensors = list(model.inputs) + [t for _, _, outs, _ in nodes for t in outs]
-    ops = ([t._keras_history.operation for t in model.inputs] + [n[0] for n in nodes]
-           + list(model._flatten_layers(include_self=False, recursive=True)))
+    ops = ([keras_history(t).operation for t in model.inputs] + [n[0] for n in nodes]
+           + all_layers(model))
     unique = list({id(op): op for op in ops}.values())
-    saved_ops = [(x, list(x._inbound_nodes), list(x._outbound_nodes)) for x in unique]
-    saved_history = [(t, t._keras_history) for t in tensors]
+    saved_ops = [(x, list(inbound_nodes(x)), list(outbound_nodes(x))) for x in unique]
+    saved_history = [(t, keras_history(t)) for t in tensors]
 
     def restore() -> None:
         for layer, inbound, outbound in saved_ops:
-            layer._inbound_nodes[:] = inbound
-            layer._outbound_nodes[:] = outbound
+            inbound_nodes(layer)[:] = inbound
+            outbound_nodes(layer)[:] = outbound
         for tensor, history in saved_history:
-            tensor._keras_history = history
+            set_keras_history(tensor, history)
 
     return restore
 
@@ -264,15 +274,15 @@ def cache_split(model: Any, train_vars: Sequence[Any]) -> CacheSplit | None:
         restore()
     order = {id(x): i for i, x in enumerate(graph.layers)}
     layers = sorted((op for op in cached_ops if type(op).__name__ != "InputLayer"
-                     and hasattr(op, "_flatten_layers")), key=lambda x: order.get(id(x), len(order)))
+                     and is_layer(op)), key=lambda x: order.get(id(x), len(order)))
     return CacheSplit(prefix=prefix, rest=rest, layers=layers)
 
 
 def seed_generator_states(layers_owner: Any) -> list[Any]:
     """The state variables of every random seed generator (dropout, noise) inside ``layers_owner``."""
     out = []
-    for layer in layers_owner._flatten_layers(include_self=True, recursive=True):
-        for sg in getattr(layer, "_seed_generators", []) or []:
+    for layer in all_layers(layers_owner, include_self=True):
+        for sg in seed_generators(layer):
             out.append(sg.state)
     return out
 

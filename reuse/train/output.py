@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from reuse.atomic import atomic_path
 from reuse.errors import InvalidInput
 
 
@@ -107,8 +108,7 @@ def write_prediction(pred: Prediction, out: str | os.PathLike[str]) -> Path:
         raise InvalidInput(f"{path}: unknown output format {suffix or '(none)'!r}; expected .npz or .csv")
     if not path.parent.is_dir():
         raise InvalidInput(f"{path}: folder {path.parent} does not exist")
-    tmp = path.with_name(f".{path.name}.tmp{suffix}")
-    try:
+    with atomic_path(path, suffix=suffix) as tmp:
         if suffix == ".npz":
             arrays: dict[str, np.ndarray] = {"outputs": pred.outputs}
             if pred.classes is not None:
@@ -123,7 +123,4 @@ def write_prediction(pred: Prediction, out: str | os.PathLike[str]) -> Path:
                 for i, row in enumerate(pred.outputs.reshape(len(pred.outputs), -1)):
                     lead = [int(pred.classes[i]), pred.labels[i]] if pred.classes is not None else []
                     w.writerow(lead + [f"{v:.6g}" for v in row])
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path

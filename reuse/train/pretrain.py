@@ -28,10 +28,11 @@ import numpy as np
 from reuse.data import Dataset
 from reuse.data.checks import OutputKind
 from reuse.errors import InvalidInput
-from reuse.train.api import train, unfreeze_layers
 from reuse.train.config import TrainConfig
 from reuse.train.engine import Phase
 from reuse.train.events import ProgressCallback
+from reuse.train.finetune import unfreeze_layers
+from reuse.train.fit import train
 from reuse.train.infer import Predictor, evaluate
 
 MODES = ("supervised", "unsupervised")

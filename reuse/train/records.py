@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 from typing import Any
 
-from reuse.train.api import TrainResult
+from reuse.train.fit import TrainResult
 
 
 def now() -> str:

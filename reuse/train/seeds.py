@@ -8,10 +8,11 @@ from typing import Any
 
 from reuse.data import Dataset, split_validation
 from reuse.errors import InvalidInput
-from reuse.train.api import TrainResult, copy_model, finetune, summarize, train
 from reuse.train.config import TrainConfig
 from reuse.train.engine import Phase
 from reuse.train.events import ProgressCallback
+from reuse.train.finetune import finetune
+from reuse.train.fit import TrainResult, copy_model, summarize, train
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""Training and fine-tuning: check the data, pick the variables, cache frozen features, run the loop."""
+"""Training: check the data, pick the variables, cache frozen features, run the loop (fine-tuning is in
+:mod:`reuse.train.finetune`)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ import numpy as np
 from reuse.data import Dataset, check_for_model, output_kind, split_validation
 from reuse.data.checks import OutputKind, model_inputs
 from reuse.errors import InvalidInput
-from reuse.select import select_layers
-from reuse.train.config import DEFAULT_LR, TrainConfig, make_optimizer
+from reuse.keras_compat import all_layers
+from reuse.train.config import TrainConfig, make_optimizer
 from reuse.train.engine import Phase, backend_loop, finished_event, run_loop
 from reuse.train.events import ProgressCallback
 from reuse.train.features import FeatureCache
@@ -166,79 +167,8 @@ def train(model: Any, data: Dataset, config: TrainConfig | None = None, *, val: 
 
 def layer_names(model: Any) -> list[str]:
     """Every layer below ``model`` (nested models' layers too), in order, without input layers."""
-    return [x.name for x in model._flatten_layers(include_self=False, recursive=True)
+    return [x.name for x in all_layers(model)
             if type(x).__name__ != "InputLayer"]
-
-
-def finetune(model: Any, unfreeze: str, data: Dataset, config: TrainConfig | None = None, *,
-             match: str = "full", base_lr: float | None = None, val: Dataset | None = None,
-             progress: ProgressCallback | None = None, cancel: threading.Event | None = None,
-             phase: Phase | None = None, features: FeatureCache | None = None) -> TrainResult:
-    """Unfreeze the layers the scope ``unfreeze`` selects, then train.
-
-    Batch-normalisation layers among them keep normalising with their moving statistics (inference
-    mode; the statistics do not change) while their scale and offset train.
-
-    Args:
-        unfreeze: a scope pattern over layer names (see :func:`reuse.select.select_layers`).
-        match: ``full`` or ``prefix``.
-        base_lr: the learning rate the model was trained with; when ``config.lr`` is ``None`` the
-            rate is a tenth of it (default: a tenth of the optimizer's default rate).
-        Other arguments as :func:`train`.
-
-    Raises:
-        NoLayersMatched, InvalidPattern: the scope selects nothing or is invalid.
-    """
-    config = config or TrainConfig()
-    if config.lr is None:
-        config = config.with_(lr=(base_lr if base_lr else DEFAULT_LR[config.optimizer]) / 10.0)
-    names = layer_names(model)
-    sel = select_layers(names, unfreeze, match=match)
-    extra, bn = unfreeze_layers(model, sel.matched)
-    result = train(model, data, config, val=val, progress=progress, cancel=cancel,
-                   phase=phase or Phase(task="finetune"), extra_trainable=extra, features=features)
-    result.unfrozen = sel.matched
-    result.bn_inference = tuple(bn)
-    return result
-
-
-def _is_container(layer: Any) -> bool:
-    return getattr(layer, "layers", None) is not None
-
-
-def unfreeze_layers(model: Any, names: tuple[str, ...]) -> tuple[list[Any], list[str]]:
-    """Make the named layers (all layers inside a named nested model) trainable, others unchanged.
-
-    Batch-normalisation layers stay frozen, so Keras keeps them in inference mode; their scale and
-    offset are returned to be trained as extra variables. Returns (extra variables, their BN layers).
-    """
-    everything = model._flatten_layers(include_self=True, recursive=True)
-    leaves = [x for x in everything if not _is_container(x)]
-    by_name = {x.name: x for x in everything}
-    targets: dict[int, Any] = {}
-    for name in names:
-        layer = by_name[name]
-        for leaf in ([layer] if not _is_container(layer)
-                     else [x for x in layer._flatten_layers(include_self=False) if not _is_container(x)]):
-            targets[id(leaf)] = leaf
-    prior = {id(x): x.trainable for x in leaves}
-    # Keras propagates a container's flag to everything inside it: open the containers on the way to
-    # a target, then put every other layer's flag back.
-    for container in (x for x in everything if _is_container(x)):
-        inside = container._flatten_layers(include_self=False, recursive=True)
-        if any(id(x) in targets for x in inside):
-            container.trainable = True
-    for leaf in leaves:
-        leaf.trainable = prior[id(leaf)]
-    extra, bn = [], []
-    for leaf in targets.values():
-        if type(leaf).__name__ == "BatchNormalization":
-            leaf.trainable = False
-            extra += [v for v in (leaf.gamma, leaf.beta) if v is not None]
-            bn.append(leaf.name)
-        elif type(leaf).__name__ != "InputLayer":
-            leaf.trainable = True
-    return extra, bn
 
 
 def copy_model(model: Any) -> Any:
@@ -247,7 +177,7 @@ def copy_model(model: Any) -> Any:
 
     clone = keras.models.clone_model(model)
     clone.set_weights(model.get_weights())
-    for src, dst in zip(model._flatten_layers(include_self=False), clone._flatten_layers(include_self=False), strict=True):
+    for src, dst in zip(all_layers(model), all_layers(clone), strict=True):
         dst.trainable = src.trainable
     return clone
 

@@ -1,0 +1,61 @@
+"""The private Keras 3 attributes the core relies on, in one place, each with why no public API will do.
+
+Keras' public API lists a model's top-level layers (``Model.layers``) and builds graphs, but does not
+walk nested models, expose a functional graph's nodes, or hand out a layer's random seed generators.
+When Keras changes one of these, this module is the one to fix (the training and graph tests cover it).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def all_layers(layer: Any, *, include_self: bool = False, recursive: bool = True) -> list[Any]:
+    """Every layer below ``layer`` in order (nested models' layers too, unless not ``recursive``).
+
+    Why private: ``Model.layers`` is the top level only; ``_flatten_layers`` is the walk Keras itself
+    uses to collect weights, so it sees exactly the layers whose variables a model trains.
+    """
+    return list(layer._flatten_layers(include_self=include_self, recursive=recursive))
+
+
+def inbound_nodes(op: Any) -> list[Any]:
+    """The live list of graph nodes where ``op`` (a layer or operation) was called.
+
+    Why private: a functional graph's edges exist only as these node lists; we read them to walk the
+    graph through nested models, and restore them after building a temporary graph over the same layers.
+    """
+    return op._inbound_nodes
+
+
+def outbound_nodes(op: Any) -> list[Any]:
+    """The live list of graph nodes that consume ``op``'s outputs (see :func:`inbound_nodes`)."""
+    return op._outbound_nodes
+
+
+def keras_history(tensor: Any) -> Any:
+    """The (operation, node index, tensor index) record of a symbolic Keras tensor.
+
+    Why private: it is how a symbolic tensor knows the call that made it; there is no public accessor.
+    """
+    return tensor._keras_history
+
+
+def set_keras_history(tensor: Any, history: Any) -> None:
+    """Put back a record saved with :func:`keras_history` (a temporary graph rewrites it)."""
+    tensor._keras_history = history
+
+
+def seed_generators(layer: Any) -> list[Any]:
+    """The random seed generators a layer holds (dropout, noise, random augmentation), maybe none.
+
+    Why private: reseeding runs and telling random layers apart need them, and Keras keeps them in
+    ``_seed_generators`` only.
+    """
+    return list(getattr(layer, "_seed_generators", None) or [])
+
+
+def is_layer(op: Any) -> bool:
+    """Whether a graph operation is a layer (one :func:`all_layers` can walk) rather than a bare op
+    (a ``keras.ops`` call in a functional graph)."""
+    return hasattr(op, "_flatten_layers")
