@@ -185,11 +185,7 @@ def run_units_ray(units: Sequence[Unit], job: Job, ctx: UnitContext, *, address:
         def finish(result: UnitResult) -> None:
             for r in result.records:
                 on_event(RunRecorded(r.candidate, r.seed, r.score, r.seconds))
-            budget.add(result)
-            out.results.append(result)
-            on_result(result)
-            if result.cancelled and out.stopped is None:
-                out.stopped = "cancelled"
+            out.take(result, budget, on_result)
 
         try:
             while pending or running:

@@ -45,6 +45,14 @@ class Schedule:
     stopped: str | None = None
     failed: list[tuple[Unit, str]] = field(default_factory=list)
 
+    def take(self, result: UnitResult, budget: Budget, on_result: Callable[[UnitResult], None]) -> None:
+        """Count a finished unit against the budget, keep it, pass it on; a cancelled one stops the run."""
+        budget.add(result)
+        self.results.append(result)
+        on_result(result)
+        if result.cancelled and self.stopped is None:
+            self.stopped = "cancelled"
+
 
 class Budget:
     """Decides whether a unit may start; ``seconds=None`` means no limit."""
@@ -204,11 +212,7 @@ def _run_pool(units: Sequence[Unit], job: Job, ctx: UnitContext, jobs: int, budg
                         continue
                     raise ResourceExhausted(f"an advisor worker process died ({exc}); "
                                             "try fewer --jobs") from exc
-                budget.add(result)
-                out.results.append(result)
-                on_result(result)
-                if result.cancelled and out.stopped is None:
-                    out.stopped = "cancelled"
+                out.take(result, budget, on_result)
     finally:
         stop.set()
         pool.shutdown(wait=True, cancel_futures=True)
