@@ -136,7 +136,7 @@ class RemoteService:
         rows = tuple(LayerRow(index=i, name=x.name, class_name=x.class_name,
                               output_shape=list(x.output_shape) if x.output_shape is not None else None,
                               params=x.params, trainable=x.trainable,
-                              matched=(x.name in chosen or _holds_only(x, d.layers, chosen)) if d.selection else None,
+                              matched=(x.name in chosen or _held(x, chosen)) if d.selection else None,
                               depth=x.depth, inputs=tuple(x.inputs))
                      for i, x in enumerate(x for x in d.layers if x.class_name != "InputLayer"))
         selected = tuple(r.name for r in rows if r.matched and r.class_name not in _MODEL_CLASSES)
@@ -408,6 +408,6 @@ class _spooled:
 _MODEL_CLASSES = ("Sequential", "Functional", "Model")
 
 
-def _holds_only(row: LayerInfo, layers: tuple[LayerInfo, ...], matched: set[str]) -> bool:
+def _held(row: LayerInfo, matched: set[str]) -> bool:
     """Whether a matched nested model holds ``row`` (a nested model's path selects what it holds)."""
     return any(row.name.startswith(m + "/") for m in matched)

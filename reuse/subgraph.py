@@ -148,7 +148,7 @@ def plan_subgraph(arch: Architecture, selected: Sequence[str], pattern: str = ""
     else:
         out = [r for r in produced if r not in read_inside]
         if len(out) != 1:
-            raise _exit_error(arch, out, producer, pattern)
+            raise _exit_error(out, producer)
     _check_reaches(arch, sel_calls, out, producer)
     left_out: dict[str, tuple[str, ...]] = {}
     gap_keys = {c.key for c in gap}
@@ -207,7 +207,6 @@ def _gap_error(arch: Architecture, blocking: list[Call], chosen: set[str], produ
     first = blocking[0]
     # The nearest selected layer above the gap and the selected layer that reads from it.
     above = _nearest_selected(first, chosen, producer)
-    blocking_keys = {c.key for c in blocking}
     below = None
     for c in blocking:
         for x in consumers.get(c.key, []):
@@ -225,7 +224,6 @@ def _gap_error(arch: Architecture, blocking: list[Call], chosen: set[str], produ
     hint = f"; select {them} too, e.g. --reuse '{pattern}|{hint_names}'," if pattern and len(hint_names) < 400 \
         else f"; select {them} too,"
     end = f" or end the selection at {above}" if above else " or end the selection before them"
-    del blocking_keys
     return _refused(f"unselected layer(s) {listed} sit between selected layers {above or '?'} and {below}, "
                     f"and {below} was trained on their output{hint}{end}")
 
@@ -246,7 +244,7 @@ def _nearest_selected(call: Call, chosen: set[str], producer: dict[str, Call]) -
     return None
 
 
-def _exit_error(arch: Architecture, out: list[Ref], producer: dict[str, Call], pattern: str) -> IncompatibleShapes:
+def _exit_error(out: list[Ref], producer: dict[str, Call]) -> IncompatibleShapes:
     ends = [producer[r.call].layer for r in out]
     listed = ", ".join(dict.fromkeys(ends[:10]))
     return _refused(

@@ -109,14 +109,20 @@ def test_index_reconciles_rows_missing_or_stale(store, tiny_model):
     assert store.check().ok
 
 
-def test_check_repair_rebuilds_index_and_removes_dead_writers_temp_files(store, tiny_model):
-    store.register(tiny_model, "a")
+def _temp_files_of_a_dead_and_a_live_writer(store, model):
+    """A version of "a", plus a temp file whose writer's pid is gone and one whose writer (us) runs."""
+    store.register(model, "a")
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     leftover = store.root / "a" / f".tmp-{dead.pid}-{'0' * 32}.h5"
     leftover.write_bytes(b"partial")
-    live = store.root / "a" / f".tmp-{os.getpid()}-{'1' * 32}.h5"  # a writer still running: left alone
+    live = store.root / "a" / f".tmp-{os.getpid()}-{'1' * 32}.h5"
     live.write_bytes(b"in progress")
+    return leftover, live
+
+
+def test_check_repair_rebuilds_index_and_removes_dead_writers_temp_files(store, tiny_model):
+    leftover, live = _temp_files_of_a_dead_and_a_live_writer(store, tiny_model)
     stray = store.root / "a" / "notes.txt"
     stray.write_text("mine")
     store.index.path.unlink()
@@ -130,13 +136,7 @@ def test_check_repair_rebuilds_index_and_removes_dead_writers_temp_files(store, 
 
 
 def test_dead_writers_temp_file_is_a_note_and_the_next_write_sweeps_it(store, tiny_model):
-    store.register(tiny_model, "a")
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    leftover = store.root / "a" / f".tmp-{dead.pid}-{'0' * 32}.h5"
-    leftover.write_bytes(b"partial")
-    live = store.root / "a" / f".tmp-{os.getpid()}-{'1' * 32}.h5"  # a writer still running: left alone
-    live.write_bytes(b"in progress")
+    leftover, live = _temp_files_of_a_dead_and_a_live_writer(store, tiny_model)
     report = store.check()
     assert report.ok and report.temp_files == (str(leftover),)
     assert report.to_dict()["notes"] == [f"temp file of a writer that is gone: {leftover} (the next write to "
