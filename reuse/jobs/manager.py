@@ -47,7 +47,7 @@ class JobManager:
         jobs_dir: folder of the JSON records (``<store>/.reuse/jobs``); created if missing.
         store_root: passed to every job kind as ``params["store"]``.
         workers: most jobs running at once; more wait in state ``queued``.
-        kinds: the kinds it runs (default: none; the service passes :func:`reuse.jobs.kinds.builtin_kinds`).
+        kinds: the kinds it runs (default: none; a :class:`reuse.runtime.ServerRuntime` passes its own).
     """
 
     def __init__(self, jobs_dir: Path, store_root: Path, *, workers: int = 2, kinds: JobKinds | None = None) -> None:
