@@ -142,10 +142,10 @@ def main(argv: list[str] | None = None) -> int:
     global CLIENT_PROCESSES
     CLIENT_PROCESSES = args.client_processes
 
+    from reuse.backend.compiled import CompiledForward
     from reuse.grpc.server import ServerConfig, start_in_thread
     from reuse.service import Service
     from reuse.serving.engine import ServingOptions
-    from reuse.serving.forward import CompiledForward
 
     tmp = tempfile.TemporaryDirectory()
     model = make_model()

@@ -145,6 +145,16 @@ def test_only_the_cli_imports_click(path):
     assert not bad, f"reuse/{_relative(path)} imports {sorted(set(bad))}; only reuse/cli may"
 
 
+BACKEND_LIBRARIES = ("tensorflow", "jax", "jaxlib")
+
+
+@pytest.mark.parametrize("path", [p for p in _modules() if not _relative(p).startswith("backend/")], ids=_relative)
+def test_only_the_backend_seam_imports_a_backend_library(path):
+    bad = [n for n in imports_of(path) if _hits(n, BACKEND_LIBRARIES)]
+    assert not bad, (f"reuse/{_relative(path)} imports {sorted(set(bad))}; backend-specific code belongs in "
+                     "reuse/backend/ (docs/architecture.md)")
+
+
 def test_no_import_cycles_between_modules():
     found = cycles(import_graph())
     assert not found, f"import cycles under reuse/: {[sorted(c) for c in found]}; break them (docs/architecture.md)"

@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
+from reuse.backend.compiled import CompiledForward
 from reuse.errors import FailedPrecondition
 from reuse.serving.batcher import BatchStats, DynamicBatcher
 from reuse.serving.cache import ModelCache
-from reuse.serving.forward import CompiledForward
 from reuse.serving.signature import ModelSignature, check_arrays, signature_of
 from reuse.store import ModelRef, ModelStore
 
