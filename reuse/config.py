@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from reuse.errors import InvalidInput
+from reuse.text import echo
 
 DEFAULT_STORE = Path("models")
 ENV_STORE = "REUSE_STORE"
@@ -12,12 +16,26 @@ ENV_TOKEN = "REUSE_TOKEN"
 ENV_SERVER = "REUSE_SERVER"
 
 
+# ``SCHEME://`` at the start of a store location: a URL, never a folder name (``a:b`` stays a folder).
+_URL_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
+STORE_KINDS = "a folder path"
+
+
 def store_root(explicit: str | os.PathLike[str] | None = None) -> Path:
-    """The store folder: the explicit value, else ``$REUSE_STORE``, else ``./models``."""
-    if explicit:
-        return Path(explicit)
-    env = os.environ.get(ENV_STORE)
-    return Path(env) if env else DEFAULT_STORE
+    """The store location: the explicit value, else ``$REUSE_STORE``, else ``./models``.
+
+    Raises:
+        InvalidInput: a ``SCHEME://`` URL whose scheme is not supported (checked before anything is
+            written, so ``gs://b/p`` never becomes a folder named ``gs:``).
+    """
+    value = os.fspath(explicit) if explicit else os.environ.get(ENV_STORE) or ""
+    if not value:
+        return DEFAULT_STORE
+    m = _URL_RE.match(value)
+    if m:
+        raise InvalidInput(f"unsupported store URL scheme {m.group(1)!r} in {echo(value)}; "
+                           f"supported: {STORE_KINDS}")
+    return Path(value)
 
 
 @dataclass(frozen=True)
