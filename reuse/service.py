@@ -47,7 +47,7 @@ class Service:
 
     # -- Store -----------------------------------------------------------------------------------
     @property
-    def store_root(self) -> Path:
+    def store_root(self) -> Path | str:
         return self.store.root
 
     def register_model(self, model: Any, name: str, **meta: Any) -> ModelInfo:

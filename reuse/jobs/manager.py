@@ -50,11 +50,11 @@ class JobManager:
         kinds: the kinds it runs (default: none; a :class:`reuse.runtime.ServerRuntime` passes its own).
     """
 
-    def __init__(self, jobs_dir: Path, store_root: Path, *, workers: int = 2, kinds: JobKinds | None = None) -> None:
+    def __init__(self, jobs_dir: Path, store_root: Path | str, *, workers: int = 2, kinds: JobKinds | None = None) -> None:
         self.kinds = kinds if kinds is not None else JobKinds()
         self.dir = Path(jobs_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.store_root = Path(store_root)
+        self.store_root = store_root if isinstance(store_root, str) else Path(store_root)  # str: a URL
         # One manager per store: a second one would mark the first one's running jobs interrupted.
         # Not thread-local: a server takes it on a request thread and gives it back on the one stopping it.
         self._owner = FileLock(str(self.dir / ".manager.lock"), thread_local=False)
