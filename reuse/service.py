@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from reuse.jobs import JobEvent, JobManager, JobRecord
     from reuse.layer_table import LayerTable
     from reuse.serving.engine import InferenceEngine, InferResult, ServingOptions
+    from reuse.serving.runtime_choice import RuntimeChoice
     from reuse.serving.signature import ModelSignature
     from reuse.uploads import DatasetInfo, Upload
 
@@ -496,6 +497,10 @@ class Service:
     def model_signature(self, ref: str) -> ModelSignature:
         """Inputs and outputs of ``ref`` (loading it into the serving cache)."""
         return self.engine.signature(ref)
+
+    def serving_runtime(self, ref: str) -> RuntimeChoice:
+        """The runtime (onnx or keras) serving ``ref`` and why (loading it into the serving cache)."""
+        return self.engine.runtime(ref)
 
     def cached_signature(self, ref: str) -> ModelSignature | None:
         """The signature of ``ref`` if it is loaded already, else None (never loads; cheap)."""
