@@ -28,7 +28,14 @@ EXTRA_HINT = "pip install 'reuse[onnx]'"
 
 def missing_packages() -> list[str]:
     """The packages of the ``onnx`` extra that are not installed (empty: ONNX export and serving work)."""
-    return [p for p in ("onnx", "onnxruntime", "tf2onnx") if importlib.util.find_spec(p) is None]
+    return [p for p in ("onnx", "onnxruntime", "tf2onnx") if not _installed(p)]
+
+
+def _installed(package: str) -> bool:
+    try:
+        return importlib.util.find_spec(package) is not None
+    except (ImportError, ValueError):  # a broken install, or a finder that says no
+        return False
 
 
 def require_packages(purpose: str) -> None:
