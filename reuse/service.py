@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 
     from reuse.advise import Advice
     from reuse.describe import ModelDescription
+    from reuse.export.formats import ExportResult
+    from reuse.export.triton import TritonExport
     from reuse.heads import HeadSpec
     from reuse.jobs import JobEvent, JobManager, JobRecord
     from reuse.layer_table import LayerTable
@@ -85,8 +87,17 @@ class Service:
         return info
 
     def export_model(self, ref: str, out: str | os.PathLike[str], *, overwrite: bool = False,
-                     unsafe: bool = False) -> Path:
-        return self.store.export(ref, out, overwrite=overwrite, safe_mode=not unsafe)
+                     unsafe: bool = False, format: str | None = None) -> ExportResult:
+        """Export a version as ``format`` (keras, onnx, savedmodel; default from OUT's suffix, else keras)."""
+        from reuse.export.formats import export_version
+
+        return export_version(self.store, ref, Path(out), format=format, overwrite=overwrite, unsafe=unsafe)
+
+    def export_triton(self, ref: str, repo: str | os.PathLike[str], **options: Any) -> TritonExport:
+        """A Triton model repository entry for a version (see :func:`reuse.export.triton.export_version`)."""
+        from reuse.export.triton import export_version
+
+        return export_version(self.store, ref, Path(repo), **options)
 
     def check_store(self, *, repair: bool = False) -> CheckReport:
         return self.store.check(repair=repair)

@@ -170,15 +170,34 @@ def open_session(path: Path, threads: int = 1) -> Any:
     return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
 
 
-def check_session(session: Any, model: Any, sig: ModelSignature) -> str:
-    """Run the session and Keras on the probe batch (and on one row); "" when they agree, else why not."""
+def check_session(session: Any, model: Any, sig: ModelSignature) -> tuple[float, str]:
+    """Run the session and Keras on the probe batch and on one row.
+
+    Returns:
+        (the largest difference seen, "" when within TOLERANCE, else what differs).
+    """
     names = [i.name for i in session.get_inputs()]
     if names != [s.name for s in sig.inputs]:
-        return f"the ONNX graph takes inputs {names}, the model {[s.name for s in sig.inputs]}"
+        return float("inf"), f"the ONNX graph takes inputs {names}, the model {[s.name for s in sig.inputs]}"
+    worst = 0.0
     for rows in (PROBE_ROWS, 1):
         xs = probe_inputs(sig, rows=rows)
         got = session.run(None, dict(zip(names, xs, strict=True)))
-        _, problem = difference([np.asarray(g) for g in got], keras_outputs(model, xs))
+        gap, problem = difference([np.asarray(g) for g in got], keras_outputs(model, xs))
+        worst = max(worst, gap)
         if problem:
-            return f"{problem} on a {rows}-row probe batch"
-    return ""
+            return worst, f"{problem} on a {rows}-row probe batch"
+    return worst, ""
+
+
+def checked_onnx(model: Any, sig: ModelSignature, path: Path) -> float:
+    """Export to ``path`` and check the file in ONNX Runtime against Keras; returns the largest difference.
+
+    Raises:
+        FailedPrecondition: the extra is missing, or the file does not run or does not match Keras.
+    """
+    write_onnx(model, sig, path)
+    worst, problem = check_session(open_session(path), model, sig)
+    if problem:
+        raise FailedPrecondition(f"the ONNX export of {sig.ref} does not match Keras: {problem}")
+    return worst

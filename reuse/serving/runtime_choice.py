@@ -78,7 +78,7 @@ def _onnx_forward(model: Any, sig: ModelSignature, cache: OnnxCache, checksum: s
     path, built = cache.get(sig.name, sig.version, checksum, onnx_file.exporter_versions(),
                             lambda tmp: onnx_file.write_onnx(model, sig, tmp))
     session = onnx_file.open_session(path, threads)
-    problem = onnx_file.check_session(session, model, sig)
+    _, problem = onnx_file.check_session(session, model, sig)
     log.debug("%s: ONNX file %s %s in %.2f s", sig.ref, path, "built" if built else "reused", time.perf_counter() - t0)
     return (None, problem, path) if problem else (OnnxForward(session, model), "", path)
 
