@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test lint test-jax venv bench clean proto triton-venv extras
+.PHONY: run test lint test-jax venv bench clean proto triton-venv extras bench-peers
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,11 +24,12 @@ run: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-# The tests also cover the optional engines: Ray (reuse advise --ray) and JAX (data-parallel training).
-# A separate stamp keeps `make run` from installing them.
+# The tests also cover the optional engines: Ray (reuse advise --ray), JAX (data-parallel training) and
+# ONNX Runtime (the serving runtime and `reuse export --format onnx`). A separate stamp keeps `make run`
+# from installing them.
 EXTRAS := $(VENV)/.extras-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 $(EXTRAS): $(STAMP)
-	$(BIN)/python -m pip install -q -e '.[test,ray,jax]'
+	$(BIN)/python -m pip install -q -e '.[test,ray,jax,onnx]'
 	rm -f $(VENV)/.extras-*; touch $@
 
 extras: $(EXTRAS)
@@ -52,6 +53,15 @@ test-jax: $(STAMP) $(EXTRAS)
 
 proto: $(STAMP)
 	$(BIN)/python scripts/gen_proto.py
+
+# Peer servers for bench/serve.py (PyTriton with a TensorFlow and an ONNX Runtime forward), in their own
+# venv: they pin numpy<2. Never part of `make test`; bench/serve.py runs them when this venv exists.
+PEERS_VENV ?= .venv-peers
+bench-peers:
+	@test -f $(PEERS_VENV)/.installed || ( $(PYTHON) -m venv $(PEERS_VENV) \
+	  && $(PEERS_VENV)/bin/python -m pip install -q nvidia-pytriton==0.7.0 tensorflow-cpu==2.21.0 'numpy<2' \
+	       onnxruntime tf2onnx \
+	  && touch $(PEERS_VENV)/.installed )
 
 bench: $(STAMP)
 	mkdir -p bench/out

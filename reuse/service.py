@@ -26,10 +26,13 @@ if TYPE_CHECKING:
 
     from reuse.advise import Advice
     from reuse.describe import ModelDescription
+    from reuse.export.formats import ExportResult
+    from reuse.export.triton import TritonExport
     from reuse.heads import HeadSpec
     from reuse.jobs import JobEvent, JobRecord
     from reuse.layer_table import LayerTable
     from reuse.serving.engine import InferResult, ServingOptions
+    from reuse.serving.runtime_choice import RuntimeChoice
     from reuse.serving.signature import ModelSignature
     from reuse.uploads import DatasetInfo, Upload
 
@@ -79,8 +82,17 @@ class Service:
         return info
 
     def export_model(self, ref: str, out: str | os.PathLike[str], *, overwrite: bool = False,
-                     unsafe: bool = False) -> Path:
-        return self.store.export(ref, out, overwrite=overwrite, safe_mode=not unsafe)
+                     unsafe: bool = False, format: str | None = None) -> ExportResult:
+        """Export a version as ``format`` (keras, onnx, savedmodel; default from OUT's suffix, else keras)."""
+        from reuse.export.formats import export_version
+
+        return export_version(self.store, ref, Path(out), format=format, overwrite=overwrite, unsafe=unsafe)
+
+    def export_triton(self, ref: str, repo: str | os.PathLike[str], **options: Any) -> TritonExport:
+        """A Triton model repository entry for a version (see :func:`reuse.export.triton.export_version`)."""
+        from reuse.export.triton import export_version
+
+        return export_version(self.store, ref, Path(repo), **options)
 
     def check_store(self, *, repair: bool = False) -> CheckReport:
         return self.store.check(repair=repair)
@@ -282,6 +294,10 @@ class Service:
     def model_signature(self, ref: str) -> ModelSignature:
         """Inputs and outputs of ``ref`` (loading it into the serving cache)."""
         return self.runtime.engine.signature(ref)
+
+    def serving_runtime(self, ref: str) -> RuntimeChoice:
+        """The runtime (onnx or keras) serving ``ref`` and why (loading it into the serving cache)."""
+        return self.runtime.engine.runtime(ref)
 
     def cached_signature(self, ref: str) -> ModelSignature | None:
         """The signature of ``ref`` if it is loaded already, else None (never loads; cheap)."""

@@ -27,6 +27,11 @@ _D = ServerSettings()
               help="Largest model or dataset upload.")
 @click.option("--cache-mb", default=_D.cache_mb, show_default=True, type=click.IntRange(1),
               help="Memory cap of the loaded-model cache (least recently used evicted).")
+@click.option("--runtime", type=click.Choice(["auto", "onnx", "keras"]), default="auto", show_default=True,
+              help="Forward pass of each served version: ONNX Runtime where the model exports and matches "
+                   "Keras (auto), always ONNX Runtime (onnx: a version that cannot is refused), or Keras.")
+@click.option("--onnx-threads", default=1, show_default=True, type=click.IntRange(1),
+              help="ONNX Runtime intra-op threads per served version.")
 @click.option("--workers", default=_D.workers, show_default=True, type=click.IntRange(1),
               help="Jobs (build, train, ...) running at once.")
 @click.option("--token-file", type=click.Path(dir_okay=False, exists=True), default=None,
@@ -35,19 +40,25 @@ _D = ServerSettings()
 @click.option("--tls-key", type=click.Path(dir_okay=False, exists=True), default=None, help="TLS private key (PEM).")
 @click.option("--allow-unsafe-uploads", is_flag=True, help="Accept uploaded models that run code when loaded.")
 def serve_cmd(store: str | None, host: str, port: int, max_batch_size: int, max_batch_delay_ms: float,
-              max_message_mb: int, max_upload_mb: int, cache_mb: int, workers: int, token_file: str | None,
+              max_message_mb: int, max_upload_mb: int, cache_mb: int, runtime: str, onnx_threads: int,
+              workers: int, token_file: str | None,
               tls_cert: str | None, tls_key: str | None, allow_unsafe_uploads: bool) -> None:
     """Serve the store over gRPC: KServe v2 inference, the reuse.v1 management API, health, reflection.
 
-    Prints `listening on HOST:PORT` when ready. SIGTERM or Ctrl-C: stops accepting calls, finishes those
+    Prints `listening on HOST:PORT` when ready, and on stderr the runtime chosen for each version as it
+    is loaded (with the reason when it is not ONNX Runtime). SIGTERM or Ctrl-C: stops accepting calls, finishes those
     in flight, marks running jobs interrupted, exits 0.
     """
     from reuse.grpc.server import ServerConfig, run_server
     from reuse.service import Service
     from reuse.serving.engine import ServingOptions
+    from reuse.serving.runtime_choice import check_mode, describe_mode, log_choices_to_stderr
 
+    check_mode(runtime)
+    log_choices_to_stderr()
     service = Service(store)
-    service.configure_serving(ServingOptions(max_batch_size, max_batch_delay_ms, cache_mb * 2**20),
+    service.configure_serving(ServingOptions(max_batch_size, max_batch_delay_ms, cache_mb * 2**20, runtime,
+                                             onnx_threads),
                               job_workers=workers, max_upload_bytes=max_upload_mb * 2**20,
                               allow_unsafe_uploads=allow_unsafe_uploads)
     service.runtime.jobs  # noqa: B018 - take over the store's job records (marks stale ones interrupted) before serving
@@ -56,7 +67,8 @@ def serve_cmd(store: str | None, host: str, port: int, max_batch_size: int, max_
 
     def ready(bound: int) -> None:
         click.echo(f"listening on {host}:{bound} (store {service.store.root}"
-                   f"{', token required' if config.token else ''}{', TLS' if tls_cert else ''})")
+                   f"{', token required' if config.token else ''}{', TLS' if tls_cert else ''}; "
+                   f"{describe_mode(runtime)})")
         sys.stdout.flush()
 
     sys.exit(run_server(service, config, ready))

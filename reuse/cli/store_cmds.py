@@ -182,16 +182,57 @@ def delete_cmd(ref: str, store: str | None) -> None:
 
 @click.command("export")
 @click.argument("ref", metavar="NAME[:VERSION]")
-@click.argument("out", metavar="OUT.keras", type=click.Path(dir_okay=False))
-@click.option("--force", is_flag=True, help="Replace OUT.keras if it exists.")
+@click.argument("out", metavar="[OUT]", required=False, type=click.Path())
+@click.option("--format", "fmt", type=click.Choice(["keras", "onnx", "savedmodel"]), default=None,
+              help="keras: a native .keras file; onnx: an .onnx file checked in ONNX Runtime against Keras; "
+                   "savedmodel: a TensorFlow SavedModel folder. Default: onnx for OUT.onnx, else keras.")
+@click.option("--triton-repo", type=click.Path(file_okay=False), default=None,
+              help="Instead of OUT: write DIR/NAME/config.pbtxt and DIR/NAME/VERSION/model.onnx, a Triton "
+                   "model repository (ONNX Runtime backend).")
+@click.option("--max-batch-size", default=64, show_default=True, type=click.IntRange(1),
+              help="With --triton-repo: Triton's max_batch_size.")
+@click.option("--max-batch-delay-ms", default=1.0, show_default=True, type=click.FloatRange(0),
+              help="With --triton-repo: dynamic batching's longest queue delay.")
+@click.option("--kserve", "storage_uri", metavar="STORAGE_URI", default=None,
+              help="With --triton-repo: also print a KServe InferenceService manifest serving the repository "
+                   "once it is copied to STORAGE_URI (s3://..., gs://..., pvc://...).")
+@click.option("--force", is_flag=True, help="Replace what exists at OUT (or that version in the repository).")
 @unsafe_option
 @store_option
-def export_cmd(ref: str, out: str, force: bool, unsafe: bool, store: str | None) -> None:
-    """Export a version (latest unless NAME:VERSION) as a native Keras .keras file."""
+def export_cmd(ref: str, out: str | None, fmt: str | None, triton_repo: str | None, max_batch_size: int,
+               max_batch_delay_ms: float, storage_uri: str | None, force: bool, unsafe: bool,
+               store: str | None) -> None:
+    """Export a version (latest unless NAME:VERSION) for another engine.
+
+    \b
+      reuse export NAME OUT.keras                      a native Keras file (the default format)
+      reuse export NAME OUT.onnx                       ONNX, for ONNX Runtime, Triton, ...
+      reuse export NAME OUT --format savedmodel        a TensorFlow SavedModel folder
+      reuse export NAME --triton-repo DIR [--kserve s3://bucket/models]
+
+    ONNX and SavedModel exports are loaded back and compared with Keras on a probe batch before they
+    are put in place (within 1e-5). With --kserve the manifest goes to stdout, the summary to stderr.
+    """
+    if (out is None) == (triton_repo is None):
+        raise InvalidInput("give OUT or --triton-repo DIR (one of them)")
+    if triton_repo is None and storage_uri is not None:
+        raise InvalidInput("--kserve describes a Triton repository; add --triton-repo DIR")
+    if triton_repo is not None and fmt not in (None, "onnx"):
+        raise InvalidInput(f"a Triton repository holds ONNX files; --format {fmt} does not apply to --triton-repo")
     svc = get_service(store)
     info = svc.model_info(ref)
-    path = svc.export_model(info.ref, out, overwrite=force, unsafe=unsafe)
-    click.echo(f"Exported {info.ref} to {path}")
+    if triton_repo is None:
+        result = svc.export_model(info.ref, out, overwrite=force, unsafe=unsafe, format=fmt)
+        checked = "" if result.max_difference is None else \
+            f" ({result.format}, matches Keras within {result.max_difference:.1g})"
+        click.echo(f"Exported {result.ref} to {result.path}{checked}")
+        return
+    entry = svc.export_triton(info.ref, triton_repo, overwrite=force, unsafe=unsafe, max_batch_size=max_batch_size,
+                              max_delay_us=round(max_batch_delay_ms * 1000), storage_uri=storage_uri)
+    click.echo(f"Exported {entry.ref} to the Triton repository {entry.repo}: {entry.config}, {entry.model} "
+               f"(matches Keras within {entry.max_difference:.1g})", err=storage_uri is not None)
+    if storage_uri is not None:
+        click.echo(entry.kserve_manifest, nl=False)
 
 
 def _check_text(report: CheckReport) -> list[str]:

@@ -182,10 +182,13 @@ def encode_response(request: pb.ModelInferRequest, sig: ModelSignature, outputs:
     return resp
 
 
-def metadata_response(sig: ModelSignature, versions: Sequence[int], platform: str) -> pb.ModelMetadataResponse:
+def metadata_response(sig: ModelSignature, versions: Sequence[int], platform: str,
+                      parameters: dict[str, str] | None = None) -> pb.ModelMetadataResponse:
     def meta(spec: TensorSpec) -> pb.ModelMetadataResponse.TensorMetadata:
         return pb.ModelMetadataResponse.TensorMetadata(name=spec.name, datatype=v2_datatype(spec.dtype),
                                                        shape=_wire_shape(spec))
 
     return pb.ModelMetadataResponse(name=sig.name, versions=[str(v) for v in versions], platform=platform,
-                                    inputs=[meta(s) for s in sig.inputs], outputs=[meta(s) for s in sig.outputs])
+                                    inputs=[meta(s) for s in sig.inputs], outputs=[meta(s) for s in sig.outputs],
+                                    parameters={k: pb.InferParameter(string_param=v)
+                                                for k, v in (parameters or {}).items()})

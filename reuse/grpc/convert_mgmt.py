@@ -90,7 +90,8 @@ def stats_pb(stats: dict[str, Any]) -> pb.ServerStats:
     out = pb.ServerStats(cache_bytes=stats["cache_bytes"], cache_limit_bytes=stats["cache_limit_bytes"])
     for ref, s in sorted(stats["models"].items()):
         out.models.add(model=ref, requests=s["requests"], rows=s["rows"], batches=s["batches"],
-                       max_batch_requests=s["max_batch_requests"], batch_requests_histogram=s["histogram"])
+                       max_batch_requests=s["max_batch_requests"], batch_requests_histogram=s["histogram"],
+                       runtime=s.get("runtime", ""), runtime_reason=s.get("runtime_reason", ""))
     return out
 
 

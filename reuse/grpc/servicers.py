@@ -45,7 +45,9 @@ class InferenceServicer(igrpc.GRPCInferenceServiceServicer):
         ref = convert.model_ref(request.name, request.version)
         sig = self.service.model_signature(ref)
         versions = [i.version for i in self.service.model_versions(sig.name)]
-        return convert.metadata_response(sig, versions, platform=f"keras_{keras.backend.backend()}")
+        runtime = self.service.serving_runtime(ref)
+        return convert.metadata_response(sig, versions, platform=f"keras_{keras.backend.backend()}",
+                                         parameters={"runtime": runtime.runtime, "runtime_reason": runtime.reason})
 
     def ModelInfer(self, request: ipb.ModelInferRequest, context: Any) -> ipb.ModelInferResponse:
         ref = convert.model_ref(request.model_name, request.model_version)

@@ -18,19 +18,25 @@ from reuse.backend.compiled import CompiledForward
 from reuse.errors import FailedPrecondition
 from reuse.serving.batcher import BatchStats, DynamicBatcher
 from reuse.serving.cache import ModelCache
+from reuse.serving.onnx_runtime import OnnxCache
+from reuse.serving.runtime_choice import RuntimeChoice, check_mode, choose
 from reuse.serving.signature import ModelSignature, check_arrays, signature_of
 from reuse.store import ModelRef, ModelStore
+from reuse.store.h5file import content_checksum
 
 SETTLE_NS = 50_000_000
 
 
 @dataclass(frozen=True)
 class ServingOptions:
-    """Batching and cache settings of one engine."""
+    """Batching, cache and runtime settings of one engine (``runtime``: auto, onnx or keras; see
+    :mod:`reuse.serving.runtime_choice`; ``onnx_threads``: ONNX Runtime's intra-op threads)."""
 
     max_batch_size: int = 64
     max_batch_delay_ms: float = 1.0
     cache_bytes: int = 1024 * 2**20
+    runtime: str = "auto"
+    onnx_threads: int = 1
 
 
 @dataclass(frozen=True)
@@ -39,12 +45,22 @@ class InferResult:
     outputs: list[np.ndarray]
 
 
-class ServedModel:
-    """One loaded version: its signature, compiled forward pass and batcher."""
+@dataclass
+class ServedStats(BatchStats):
+    """A served version's batch counters and the runtime that serves it."""
 
-    def __init__(self, model: Any, sig: ModelSignature, options: ServingOptions) -> None:
+    runtime: str = ""
+    runtime_reason: str = ""
+
+
+class ServedModel:
+    """One loaded version: its signature, forward pass (and the runtime chosen for it) and batcher."""
+
+    def __init__(self, model: Any, sig: ModelSignature, options: ServingOptions, forward: Any = None,
+                 runtime: RuntimeChoice | None = None) -> None:
         self.signature = sig
-        self.forward = CompiledForward(model)
+        self.forward = forward if forward is not None else CompiledForward(model)
+        self.runtime = runtime or RuntimeChoice("keras", "compiled Keras forward pass")
         self.batcher = DynamicBatcher(self.forward, max_batch_size=options.max_batch_size,
                                       max_delay_s=options.max_batch_delay_ms / 1000.0, name=f"batch-{sig.ref}")
         self.nbytes = int(sum(np.prod(w.shape, dtype=np.int64) * np.dtype(w.dtype).itemsize
@@ -60,14 +76,22 @@ class InferenceEngine:
     def __init__(self, store: ModelStore, options: ServingOptions | None = None) -> None:
         self.store = store
         self.options = options or ServingOptions()
+        check_mode(self.options.runtime)
         self.cache: ModelCache[ServedModel] = ModelCache(self._load, self.options.cache_bytes)
         self._latest: dict[str, tuple[str, int, str]] = {}  # ref -> (name, its stamp, "name:version")
         self._latest_lock = threading.Lock()
+        self.onnx_cache = OnnxCache(store.state_dir)
 
     def _load(self, key: str) -> ServedModel:
         ref = ModelRef.parse(key)
+        # The checksum is read before the model: a file replaced in between keys the ONNX file by the
+        # content it replaced, which no later load asks for (and every load checks the file against Keras).
+        checksum = content_checksum(self.store.path(ref)) if self.options.runtime != "keras" else ""
         model = self.store.load(ref)
-        return ServedModel(model, signature_of(model, ref.name, ref.version or 0), self.options)
+        sig = signature_of(model, ref.name, ref.version or 0)
+        forward, runtime = choose(model, sig, mode=self.options.runtime, cache=self.onnx_cache, checksum=checksum,
+                                  threads=self.options.onnx_threads, keras_forward=CompiledForward)
+        return ServedModel(model, sig, self.options, forward, runtime)
 
     def resolve(self, ref: str) -> str:
         """``NAME`` or ``NAME:VERSION`` to ``NAME:VERSION``; raises NotFound.
@@ -99,6 +123,10 @@ class InferenceEngine:
     def signature(self, ref: str) -> ModelSignature:
         return self.served(ref).signature
 
+    def runtime(self, ref: str) -> RuntimeChoice:
+        """The runtime serving ``ref`` (loading it)."""
+        return self.served(ref).runtime
+
     def submit(self, ref: str | ModelSignature, arrays: list[np.ndarray]
                ) -> tuple[ModelSignature, Future[list[np.ndarray]]]:
         """Queue one request (arrays in the model's input order).
@@ -128,15 +156,19 @@ class InferenceEngine:
         return InferResult(sig, future.result())
 
     def forget(self, ref: str) -> None:
-        """Drop a version from the cache (after it was deleted from the store)."""
-        self.cache.discard(str(ModelRef.parse(ref)))
+        """Drop a version from the cache and its ONNX files (after it was deleted from the store)."""
+        r = ModelRef.parse(ref)
+        self.cache.discard(str(r))
+        if r.version is not None:
+            self.onnx_cache.forget(r.name, r.version)
 
-    def stats(self) -> dict[str, BatchStats]:
+    def stats(self) -> dict[str, ServedStats]:
         out = {}
         for key in self.cache.loaded():
             served = self.cache.peek(key)
             if served is not None:
-                out[key] = served.batcher.stats()
+                out[key] = ServedStats(**vars(served.batcher.stats()), runtime=served.runtime.runtime,
+                                       runtime_reason=served.runtime.reason)
         return out
 
     def close(self) -> None:

@@ -223,6 +223,20 @@ def verify_all(f: h5py.File, path: Path) -> int:
     return sum(verified_array(ds, path).nbytes for ds in iter_weight_datasets(f, path))
 
 
+def content_checksum(path: Path) -> str:
+    """One hex SHA-256 naming a version's content: its config's, metadata's and weights' stored checksums.
+
+    Reads attributes only (no weights). Files derived from a version (the ONNX cache) are keyed by it,
+    so a file replaced on disk under the same name and version gets a new key.
+    """
+    with open_read(path) as f:
+        parts = [as_text(f[META_GROUP].attrs.get("model_config_sha256", "")) if META_GROUP in f else ""]
+        meta = f.get(f"{META_GROUP}/{META_DATASET}")
+        parts.append(as_text(meta.attrs.get("sha256", "")) if isinstance(meta, h5py.Dataset) else "")
+        parts.extend(f"{ds.name}={as_text(ds.attrs.get('sha256', ''))}" for ds in iter_weight_datasets(f, path))
+    return sha256_bytes("\n".join(parts).encode())
+
+
 # -- files ------------------------------------------------------------------------------------------
 def open_read(path: Path) -> h5py.File:
     try:

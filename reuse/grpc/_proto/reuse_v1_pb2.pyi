@@ -383,7 +383,7 @@ class GetServerStatsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ModelStats(_message.Message):
-    __slots__ = ("model", "requests", "rows", "batches", "max_batch_requests", "batch_requests_histogram")
+    __slots__ = ("model", "requests", "rows", "batches", "max_batch_requests", "batch_requests_histogram", "runtime", "runtime_reason")
     class BatchRequestsHistogramEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -397,13 +397,17 @@ class ModelStats(_message.Message):
     BATCHES_FIELD_NUMBER: _ClassVar[int]
     MAX_BATCH_REQUESTS_FIELD_NUMBER: _ClassVar[int]
     BATCH_REQUESTS_HISTOGRAM_FIELD_NUMBER: _ClassVar[int]
+    RUNTIME_FIELD_NUMBER: _ClassVar[int]
+    RUNTIME_REASON_FIELD_NUMBER: _ClassVar[int]
     model: str
     requests: int
     rows: int
     batches: int
     max_batch_requests: int
     batch_requests_histogram: _containers.ScalarMap[int, int]
-    def __init__(self, model: _Optional[str] = ..., requests: _Optional[int] = ..., rows: _Optional[int] = ..., batches: _Optional[int] = ..., max_batch_requests: _Optional[int] = ..., batch_requests_histogram: _Optional[_Mapping[int, int]] = ...) -> None: ...
+    runtime: str
+    runtime_reason: str
+    def __init__(self, model: _Optional[str] = ..., requests: _Optional[int] = ..., rows: _Optional[int] = ..., batches: _Optional[int] = ..., max_batch_requests: _Optional[int] = ..., batch_requests_histogram: _Optional[_Mapping[int, int]] = ..., runtime: _Optional[str] = ..., runtime_reason: _Optional[str] = ...) -> None: ...
 
 class ServerStats(_message.Message):
     __slots__ = ("models", "cache_bytes", "cache_limit_bytes")

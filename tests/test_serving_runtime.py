@@ -1,0 +1,193 @@
+"""The forward-pass runtime of each served version: ONNX Runtime or Keras, chosen and shown with a reason.
+
+Real models in a real store, served by a real gRPC server on 127.0.0.1; the ONNX files in the store's
+private folder are the real exports.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import shutil
+import sys
+
+import grpc
+import keras
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from conftest import make_mlp
+from grpc_support import infer_request, rpc_error, stubs
+
+from reuse.cli import cli
+from reuse.grpc._proto import inference_pb2 as ipb
+from reuse.grpc._proto import reuse_v1_pb2 as pb
+from reuse.grpc.server import start_in_thread
+from reuse.service import Service
+from reuse.serving.engine import ServingOptions
+
+pytest.importorskip("onnxruntime", reason="the onnx extra is not installed (pip install 'reuse[onnx]')")
+pytest.importorskip("tf2onnx", reason="the onnx extra is not installed (pip install 'reuse[onnx]')")
+
+
+def make_conv(seed: int = 0) -> keras.Model:
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential([keras.Input((8, 8, 1), name="image"),
+                             keras.layers.Conv2D(4, 3, activation="relu", name="conv"),
+                             keras.layers.BatchNormalization(name="bn"),
+                             keras.layers.MaxPooling2D(name="pool"), keras.layers.Flatten(name="flat"),
+                             keras.layers.Dense(3, activation="softmax", name="probs")], name="conv")
+
+
+def make_binned() -> keras.Model:
+    """A built-in layer tf2onnx cannot convert: Discretization becomes TensorFlow's Bucketize, which ONNX
+    has no op for (checked: the export leaves the op in the graph and ONNX Runtime refuses the file)."""
+    keras.utils.set_random_seed(0)
+    return keras.Sequential([keras.Input((8,), name="features"), keras.layers.Dense(4, name="dense"),
+                             keras.layers.Discretization(bin_boundaries=[-0.5, 0.0, 0.5], name="bins")])
+
+
+def onnx_files(service: Service) -> list[str]:
+    root = service.store_root / ".reuse" / "onnx"
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+@pytest.fixture(scope="module")
+def store_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runtime") / "store"
+    seed = Service(root)
+    seed.register_model(make_mlp(), "mlp")
+    seed.register_model(make_conv(), "conv")
+    seed.register_model(make_binned(), "binned")
+    return root
+
+
+def serve(root, runtime: str):
+    service = Service(root)
+    service.configure_serving(ServingOptions(max_batch_size=32, max_batch_delay_ms=1.0, runtime=runtime))
+    return service, start_in_thread(service)
+
+
+def _out(resp: ipb.ModelInferResponse) -> np.ndarray:
+    t = resp.outputs[0]
+    dtype = {"FP32": np.float32, "INT32": np.int32, "INT64": np.int64}[t.datatype]
+    return np.frombuffer(resp.raw_output_contents[0], dtype).reshape(tuple(t.shape))
+
+
+CASES = [("mlp", "features", (8,), "onnx"), ("conv", "image", (8, 8, 1), "onnx"),
+         ("binned", "features", (8,), "keras")]
+
+
+def test_auto_picks_per_version_and_answers_equal_keras_over_grpc(store_dir):
+    auto, auto_server = serve(store_dir, "auto")
+    keras_only, keras_server = serve(store_dir, "keras")
+    ch1, inf_auto, api_auto = stubs(auto_server.target)
+    ch2, inf_keras, _ = stubs(keras_server.target)
+    rng = np.random.default_rng(3)
+    try:
+        for name, input_name, row, runtime in CASES:
+            for rows in (1, 7):
+                x = rng.normal(size=(rows, *row)).astype("float32")
+                a = _out(inf_auto.ModelInfer(infer_request(x, model=name, name=input_name)))
+                k = _out(inf_keras.ModelInfer(infer_request(x, model=name, name=input_name)))
+                assert a.dtype == k.dtype and a.shape == k.shape
+                np.testing.assert_allclose(a, k, rtol=1e-5, atol=1e-5)
+            params = inf_auto.ModelMetadata(ipb.ModelMetadataRequest(name=name)).parameters
+            assert params["runtime"].string_param == runtime, (name, params["runtime_reason"].string_param)
+        stats = {m.model: m for m in api_auto.GetServerStats(pb.GetServerStatsRequest()).models}
+        assert stats["mlp:1"].runtime == "onnx"
+        assert "matches Keras within 1e-05" in stats["mlp:1"].runtime_reason
+        assert stats["binned:1"].runtime == "keras"
+        assert stats["binned:1"].runtime_reason == ("ONNX export failed: the model uses ops that have no ONNX "
+                                                    "equivalent: Bucketize")
+        keras_params = inf_keras.ModelMetadata(ipb.ModelMetadataRequest(name="mlp")).parameters
+        assert keras_params["runtime"].string_param == "keras"
+        assert keras_params["runtime_reason"].string_param == "forced by --runtime keras"
+    finally:
+        ch1.close()
+        ch2.close()
+        auto_server.stop()
+        keras_server.stop()
+    # One ONNX file per exported version, in the store's private folder, nothing left half-written.
+    assert [f.split("-")[0] for f in onnx_files(auto)] == ["conv/v1", "mlp/v1"]
+
+
+def test_forced_onnx_refuses_a_model_that_cannot_run_there(store_dir):
+    service, server = serve(store_dir, "onnx")
+    channel, inference, _ = stubs(server.target)
+    try:
+        err = rpc_error(inference.ModelInfer, infer_request(np.zeros((1, 8), np.float32), model="binned"))
+        assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert err.details() == ("model binned:1 cannot run on ONNX Runtime (--runtime onnx): ONNX export failed: "
+                                 "the model uses ops that have no ONNX equivalent: Bucketize")
+        ok = inference.ModelInfer(infer_request(np.zeros((2, 8), np.float32), model="mlp"))
+        assert list(ok.outputs[0].shape) == [2, 3]
+    finally:
+        channel.close()
+        server.stop()
+
+
+def test_onnx_cache_follows_the_version_file(tmp_path):
+    """Rebuilt when missing; a version file replaced on disk gets a new file (the old one is removed and
+    never served); deleting the version removes its files."""
+    service = Service(tmp_path / "store")
+    service.register_model(make_mlp(seed=0), "mlp")
+    x = np.random.default_rng(0).normal(size=(4, 8)).astype("float32")
+
+    def fresh_answer() -> tuple[np.ndarray, str]:
+        s = Service(tmp_path / "store")
+        s.configure_serving(ServingOptions(runtime="auto"))
+        out = s.infer("mlp:1", x).outputs[0]
+        choice = s.serving_runtime("mlp:1")
+        s.close()
+        return out, choice.onnx_file
+
+    out1, file1 = fresh_answer()
+    assert onnx_files(service) == [file1.split("/onnx/")[1]]
+    (service.store_root / ".reuse" / "onnx" / file1.split("/onnx/")[1]).unlink()
+    _, rebuilt = fresh_answer()
+    assert rebuilt == file1 and onnx_files(service) == [file1.split("/onnx/")[1]]
+
+    other = Service(tmp_path / "other")
+    replacement = make_mlp(seed=5)
+    other.register_model(replacement, "mlp")
+    shutil.copyfile(other.store.path("mlp:1"), service.store.path("mlp:1"))
+    out2, file2 = fresh_answer()
+    assert file2 != file1 and onnx_files(service) == [file2.split("/onnx/")[1]]
+    np.testing.assert_allclose(out2, replacement.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(out1, out2)
+
+    s = Service(tmp_path / "store")
+    s.configure_serving(ServingOptions(runtime="auto"))
+    s.infer("mlp:1", x)
+    s.delete_version("mlp:1")
+    assert onnx_files(service) == []
+
+
+class _HideOnnxRuntime(importlib.abc.MetaPathFinder):
+    """Makes ``onnxruntime`` look uninstalled (as without the onnx extra)."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "onnxruntime":
+            raise ModuleNotFoundError(f"No module named {name!r}")
+        return None
+
+
+def test_without_the_extra_auto_serves_keras_and_forced_onnx_is_an_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "meta_path", [_HideOnnxRuntime(), *sys.meta_path])
+    for name in [n for n in sys.modules if n.split(".")[0] == "onnxruntime"]:
+        monkeypatch.delitem(sys.modules, name)
+    service = Service(tmp_path / "store")
+    service.register_model(make_mlp(), "mlp")
+    service.configure_serving(ServingOptions(runtime="auto"))
+    service.infer("mlp", np.zeros((1, 8), np.float32))
+    assert service.serving_runtime("mlp").reason == "onnxruntime not installed (pip install 'reuse[onnx]')"
+    result = CliRunner().invoke(cli, ["serve", "--store", str(tmp_path / "store"), "--runtime", "onnx"])
+    assert result.exit_code == 1
+    assert result.output.splitlines()[-1] == ("Error: --runtime onnx needs onnxruntime (not installed): "
+                                              "pip install 'reuse[onnx]'")
+
+
+def test_serve_refuses_an_unknown_runtime(tmp_path):
+    result = CliRunner().invoke(cli, ["serve", "--store", str(tmp_path), "--runtime", "tensorrt"])
+    assert result.exit_code == 2
+    assert "Invalid value for '--runtime': 'tensorrt' is not one of 'auto', 'onnx', 'keras'." in result.output
