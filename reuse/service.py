@@ -339,17 +339,21 @@ class Service:
         return DatasetStore(self.store).put(upload, name, fmt=format, description=description, tags=tags,
                                             overwrite=overwrite)
 
-    def upload_model(self, chunks: Iterable[bytes], name: str, **header: Any) -> ModelInfo:
+    def upload_model(self, chunks: Iterable[bytes], name: str, *, format: str = "h5", description: str = "",
+                     tags: Mapping[str, str] | None = None, unsafe: bool = False) -> ModelInfo:
         with self.open_upload() as up:
             for chunk in chunks:
                 up.write(chunk)
-            return self.register_upload(up, name, **header)
+            return self.register_upload(up, name, format=format, description=description,
+                                        tags=dict(tags) if tags is not None else None, unsafe=unsafe)
 
-    def upload_dataset(self, chunks: Iterable[bytes], name: str, **header: Any) -> DatasetInfo:
+    def upload_dataset(self, chunks: Iterable[bytes], name: str, *, format: str, description: str = "",
+                       tags: Mapping[str, str] | None = None, overwrite: bool = False) -> DatasetInfo:
         with self.open_upload() as up:
             for chunk in chunks:
                 up.write(chunk)
-            return self.store_dataset_upload(up, name, **header)
+            return self.store_dataset_upload(up, name, format=format, description=description,
+                                             tags=dict(tags) if tags is not None else None, overwrite=overwrite)
 
     def list_datasets(self) -> list[DatasetInfo]:
         from reuse.uploads import DatasetStore

@@ -338,7 +338,7 @@ def test_tls(served, tmp_path):
                    check=True, capture_output=True)
     with start_in_thread(served["service"], ServerConfig(port=0, tls_cert=cert, tls_key=key)) as secure:
         with ReuseClient(secure.target, tls_ca=cert) as c:
-            assert c.server_live() and "mlp" in [m["name"] for m in c.list_models()]
+            assert c.server_live() and "mlp" in [m.name for m in c.list_models()]
         channel, inference, _ = stubs(secure.target)  # plaintext to a TLS port fails
         with channel:
             assert rpc_error(inference.ServerLive, ipb.ServerLiveRequest(), timeout=5).code() in (

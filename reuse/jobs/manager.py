@@ -18,9 +18,11 @@ from reuse.atomic import write_json_atomic
 from reuse.errors import Cancelled, FailedPrecondition, InvalidInput, NotFound, ReuseError
 from reuse.jobs.records import (
     JOB_ID_RE,
+    PROGRESS_KEYS,
     JobEvent,
     JobRecord,
     _now,
+    progress_fields,
     read_records,
 )
 from reuse.jobs.registry import JobKinds
@@ -28,7 +30,6 @@ from reuse.text import echo
 
 log = logging.getLogger(__name__)
 PERSIST_EVERY_S = 0.5
-EVENT_KEYS = frozenset({"epoch", "epochs", "losses", "metrics", "eta_s", "message"})
 
 
 class _Job:
@@ -198,15 +199,10 @@ class JobManager:
                     message=error or (f"registered {model}" if model else state))
 
     def _progress(self, job: _Job, event: dict[str, Any]) -> None:
-        unknown = set(event) - EVENT_KEYS
+        unknown = set(event) - PROGRESS_KEYS
         if unknown:
             log.debug("job %s: ignoring progress keys %s", job.record.id, sorted(unknown))
-        fields: dict[str, Any] = {
-            "epoch": int(event.get("epoch", 0) or 0), "epochs": int(event.get("epochs", 0) or 0),
-            "losses": {str(k): float(v) for k, v in (event.get("losses") or {}).items()},
-            "metrics": {str(k): float(v) for k, v in (event.get("metrics") or {}).items()},
-            "message": str(event.get("message", "") or ""),
-        }
+        fields = progress_fields(event)
         eta = event.get("eta_s")
         if eta is None and fields["epoch"] > 0 and fields["epochs"] >= fields["epoch"]:
             per_epoch = (time.monotonic() - job.t0) / fields["epoch"]
