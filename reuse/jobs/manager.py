@@ -97,6 +97,7 @@ class JobManager:
                          for i in range(max(1, int(workers)))]
         for t in self._threads:
             t.start()
+        self._take_pending()  # requests left while no server ran the jobs are known before we answer
         self._requests = threading.Thread(target=self._take_requests, name="job-requests", daemon=True)
         self._requests.start()
 
@@ -189,24 +190,28 @@ class JobManager:
     def _take_requests(self) -> None:
         """Act on the requests other servers of the store leave (:mod:`reuse.jobs.files`), until stopped.
         Their parameters were checked by the server that took the call, with the same kinds."""
-        while not self._stopping:
-            for action, job_id, path in files.pending_requests(self.dir):
-                if self._stopping:
-                    return  # a start left now waits for the next runner
-                body = files.read_request(path)
-                try:
-                    if action == "start" and body is not None and job_id not in self._jobs:
-                        record = JobRecord(id=job_id, kind=str(body.get("kind", "")), params=dict(body["params"]),
-                                           created=str(body.get("created") or _now()))
-                        self._admit(record)
-                    elif action == "cancel":
-                        self.cancel(job_id)
-                except (ReuseError, KeyError, TypeError, ValueError) as exc:
-                    if self._stopping:
-                        return  # refused because we stop: left for the next runner
-                    log.info("job request %s: %s", path.name, exc)
-                path.unlink(missing_ok=True)
+        while not self._stopping and self._take_pending():
             time.sleep(REQUEST_POLL_S)
+
+    def _take_pending(self) -> bool:
+        """One pass over the waiting requests; False when stopping (what is left waits for the next runner)."""
+        for action, job_id, path in files.pending_requests(self.dir):
+            if self._stopping:
+                return False
+            body = files.read_request(path)
+            try:
+                if action == "start" and body is not None and job_id not in self._jobs:
+                    record = JobRecord(id=job_id, kind=str(body.get("kind", "")), params=dict(body["params"]),
+                                       created=str(body.get("created") or _now()))
+                    self._admit(record)
+                elif action == "cancel":
+                    self.cancel(job_id)
+            except (ReuseError, KeyError, TypeError, ValueError) as exc:
+                if self._stopping:
+                    return False
+                log.info("job request %s: %s", path.name, exc)
+            path.unlink(missing_ok=True)
+        return True
 
     def _job(self, job_id: str) -> _Job:
         job = self._jobs.get(job_id) if isinstance(job_id, str) and JOB_ID_RE.fullmatch(job_id) else None
