@@ -165,7 +165,7 @@ def test_data_parallel_is_carried_to_training(served):
     if keras.backend.backend() != "jax":
         jobs = len(api.ListJobs(pb.ListJobsRequest()).jobs)
         err = rpc_error(api.StartTrain, request)
-        assert err.code() == CODE.FAILED_PRECONDITION, err.details()
+        assert err.code() == CODE.INVALID_ARGUMENT, err.details()
         assert err.details() == ("data-parallel training needs the JAX backend (KERAS_BACKEND=jax, with the jax "
                                  "extra: pip install 'reuse[jax]'); this process runs 'tensorflow'")
         assert len(api.ListJobs(pb.ListJobsRequest()).jobs) == jobs

@@ -6,7 +6,7 @@ import math
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from reuse.errors import FailedPrecondition, InvalidInput
+from reuse.errors import InvalidInput
 from reuse.text import echo
 
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adam", "rmsprop", "adamw", "nadam")
@@ -165,7 +165,7 @@ def join_hosts() -> bool:
     before it loads a model. Without those variables it does nothing and returns False.
 
     Raises:
-        FailedPrecondition: the Keras backend is not JAX.
+        InvalidInput: the Keras backend is not JAX (the option does not fit this process).
     """
     import os
 
@@ -182,12 +182,12 @@ def check_data_parallel() -> None:
     """Refuse data-parallel training on a backend other than JAX.
 
     Raises:
-        FailedPrecondition: the Keras backend is not JAX.
+        InvalidInput: the Keras backend is not JAX (the option does not fit this process).
     """
     import keras
 
     name = keras.backend.backend()
     if name != "jax":
         # Keras 3 models do not train under tf.distribute.MultiWorkerMirroredStrategy (keras-team/keras#20585).
-        raise FailedPrecondition(f"data-parallel training needs the JAX backend (KERAS_BACKEND=jax, with the "
+        raise InvalidInput(f"data-parallel training needs the JAX backend (KERAS_BACKEND=jax, with the "
                                  f"jax extra: pip install 'reuse[jax]'); this process runs {name!r}")
