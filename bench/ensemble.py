@@ -40,9 +40,9 @@ from advise import BASE_DATA, NEW_DATA, NEW_VAL, make_base  # noqa: E402
 
 from reuse.advise import AdviseConfig, advise  # noqa: E402
 from reuse.advise.register import register_ensemble_choice  # noqa: E402
+from reuse.backend.compiled import CompiledForward  # noqa: E402
 from reuse.data import Dataset, load_data, split_stratified  # noqa: E402
 from reuse.ensemble import build_ensemble  # noqa: E402
-from reuse.serving.forward import CompiledForward  # noqa: E402
 from reuse.store import ModelStore  # noqa: E402
 from reuse.train import evaluate  # noqa: E402
 

@@ -288,9 +288,9 @@ def main(argv: list[str] | None = None) -> int:
     global CLIENT_PROCESSES
     CLIENT_PROCESSES = args.client_processes
 
+    from reuse.backend.compiled import CompiledForward
     from reuse.export.formats import export_version
     from reuse.service import Service
-    from reuse.serving.forward import CompiledForward
 
     tmp = tempfile.TemporaryDirectory()
     store = str(Path(tmp.name) / "store")

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from reuse.errors import InvalidInput
+from reuse.text import echo
 
 DEFAULT_STORE = Path("models")
 ENV_STORE = "REUSE_STORE"
@@ -12,12 +16,50 @@ ENV_TOKEN = "REUSE_TOKEN"
 ENV_SERVER = "REUSE_SERVER"
 
 
-def store_root(explicit: str | os.PathLike[str] | None = None) -> Path:
-    """The store folder: the explicit value, else ``$REUSE_STORE``, else ``./models``."""
-    if explicit:
-        return Path(explicit)
-    env = os.environ.get(ENV_STORE)
-    return Path(env) if env else DEFAULT_STORE
+# ``SCHEME://`` at the start of a store location: a URL, never a folder name (``a:b`` stays a folder).
+_URL_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
+_BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_PREFIX_RE = re.compile(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*")
+URL_SCHEMES: tuple[str, ...] = ()  # the object stores a ModelStore has a backend for
+STORE_KINDS = "a folder path" + "".join(f", or {s}://BUCKET/PREFIX" for s in URL_SCHEMES)
+ENV_STATE = "REUSE_STATE"
+ENV_S3_ENDPOINT = "REUSE_S3_ENDPOINT"
+ENV_S3_CACHE_MB = "REUSE_S3_CACHE_MB"
+
+
+def store_root(explicit: str | os.PathLike[str] | None = None) -> Path | str:
+    """The store location: the explicit value, else ``$REUSE_STORE``, else ``./models``.
+
+    Returns a folder as a Path, an object-store URL as its normalised text (``s3://bucket/prefix``).
+
+    Raises:
+        InvalidInput: a ``SCHEME://`` URL whose scheme is not supported, or a malformed s3 URL (checked
+            before anything is written, so ``gs://b/p`` never becomes a folder named ``gs:``).
+    """
+    value = os.fspath(explicit) if explicit else os.environ.get(ENV_STORE) or ""
+    return store_location(value) if value else DEFAULT_STORE
+
+
+def store_location(value: str | os.PathLike[str]) -> Path | str:
+    """A folder path as a Path, ``s3://BUCKET[/PREFIX]`` as its normalised text; other URLs refused."""
+    if isinstance(value, Path):
+        return value
+    text = os.fspath(value)
+    m = _URL_RE.match(text)
+    if not m:
+        return Path(text)
+    if m.group(1) not in URL_SCHEMES:
+        raise InvalidInput(f"unsupported store URL scheme {m.group(1)!r} in {echo(text)}; "
+                           f"supported: {STORE_KINDS}")
+    bucket, _, prefix = text[m.end():].partition("/")
+    prefix = prefix.strip("/")
+    if not _BUCKET_RE.fullmatch(bucket) or ".." in bucket:
+        raise InvalidInput(f"invalid S3 bucket name in {echo(text)}: expected 3-63 characters of a-z, 0-9, "
+                           "'.' and '-' (s3://BUCKET/PREFIX)")
+    if prefix and (not _PREFIX_RE.fullmatch(prefix) or any(p in (".", "..") for p in prefix.split("/"))):
+        raise InvalidInput(f"invalid S3 prefix in {echo(text)}: expected path segments of A-Z, a-z, 0-9, "
+                           "'.', '_' and '-', none of them '.' or '..'")
+    return f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,11 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "reuse"
 # Adapters: they turn the service into a command line, a server, a client, or the walk-through.
-ADAPTERS = ("cli/", "grpc/", "client.py", "remote.py", "quickstart/", "__main__.py")
+ADAPTERS = ("cli/", "grpc/", "client.py", "remote/", "quickstart/", "__main__.py")
 TRANSPORT = ("click", "grpc", "grpc_health", "grpc_reflection", "google.protobuf")
 ADAPTER_MODULES = ("reuse.cli", "reuse.grpc", "reuse.client", "reuse.remote", "reuse.quickstart", "reuse.__main__")
 # The facade sits between the adapters and the core: the core never calls back up into it.
-FACADE_MODULES = ("reuse.service",)
+FACADE_MODULES = ("reuse.service", "reuse.facade")
 
 
 def _relative(path: Path) -> str:
@@ -129,7 +129,7 @@ def test_the_rule_sees_the_whole_package():
     assert {"service.py", "errors.py", "build.py", "store/model_store.py", "train/fit.py",
             "serving/engine.py", "jobs/manager.py"} <= names
     assert not any(n.startswith(("cli/", "grpc/")) for n in names)
-    assert "grpc" in imports_of(PACKAGE / "client.py")  # the parser finds what it should
+    assert "grpc" in imports_of(PACKAGE / "remote" / "client.py")  # the parser finds what it should
 
 
 @pytest.mark.parametrize("path", CORE, ids=_relative)
@@ -143,6 +143,16 @@ def test_core_imports_no_transport_and_no_adapter(path):
 def test_only_the_cli_imports_click(path):
     bad = [n for n in imports_of(path) if _hits(n, ("click", "reuse.cli"))]
     assert not bad, f"reuse/{_relative(path)} imports {sorted(set(bad))}; only reuse/cli may"
+
+
+BACKEND_LIBRARIES = ("tensorflow", "jax", "jaxlib")
+
+
+@pytest.mark.parametrize("path", [p for p in _modules() if not _relative(p).startswith("backend/")], ids=_relative)
+def test_only_the_backend_seam_imports_a_backend_library(path):
+    bad = [n for n in imports_of(path) if _hits(n, BACKEND_LIBRARIES)]
+    assert not bad, (f"reuse/{_relative(path)} imports {sorted(set(bad))}; backend-specific code belongs in "
+                     "reuse/backend/ (docs/architecture.md)")
 
 
 def test_no_import_cycles_between_modules():

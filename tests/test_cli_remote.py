@@ -114,3 +114,34 @@ def test_remote_errors_name_the_problem(env, tmp_path):
     assert r.exit_code == 1 and r.output.splitlines()[-1] == "Error: momentum applies to sgd and rmsprop, not adam"
     r = CliRunner().invoke(cli, ["build", "x", "--from", "mlp", "--reuse", "zzz", "--classes", "2", *env["remote"]])
     assert r.exit_code == 1 and "zzz" in r.output.splitlines()[-1]
+
+
+def test_data_parallel_with_server_is_refused_as_locally(env):
+    """--data-parallel travels to the server's job; on TensorFlow both refuse it with the same line."""
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("checks the refusal on the TensorFlow backend")
+    jobs = len(json.loads(run("jobs", "--json", *env["remote"])))
+    lines = []
+    for where in ("remote", "local"):
+        r = CliRunner().invoke(cli, ["train", "mlp", "--data", env["data"], "--epochs", "1", "--data-parallel",
+                                     *env[where]])
+        assert r.exit_code == 1, r.output
+        lines.append(r.output.splitlines()[-1])
+    assert lines[0] == lines[1] == (
+        "Error: data-parallel training needs the JAX backend (KERAS_BACKEND=jax, with the jax extra: "
+        "pip install 'reuse[jax]'); this process runs 'tensorflow'")
+    assert len(json.loads(run("jobs", "--json", *env["remote"]))) == jobs  # refused before a job existed
+
+
+@pytest.mark.parametrize(("args", "command"), [
+    (["export", "mlp", "OUT"], "export"), (["store", "check"], "store check"), (["report", "mlp"], "report"),
+    (["pretrain", "p", "--data", "builtin:digits"], "pretrain"), (["advise", "mlp", "--data", "builtin:digits"],
+                                                                 "advise"), (["quickstart"], "quickstart"),
+])
+def test_commands_the_server_does_not_offer_say_so_in_one_line(env, tmp_path, args, command):
+    out = tmp_path / "out.keras"
+    r = CliRunner().invoke(cli, [str(out) if a == "OUT" else a for a in args] + ["--server", "127.0.0.1:1"])
+    assert r.exit_code == 1
+    assert r.output.splitlines() == [f"Error: {command} is not available with --server yet; run it against a "
+                                     "local --store"]
+    assert not out.exists()

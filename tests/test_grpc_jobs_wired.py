@@ -6,6 +6,7 @@ import json
 import threading
 
 import grpc
+import keras
 import numpy as np
 import pytest
 from conftest import make_mlp
@@ -65,6 +66,16 @@ def test_train_on_uploaded_dataset_streams_epochs_and_registers(served):
     assert [e.epoch for e in epochs] == [1, 2, 3] and {e.epochs for e in epochs} == {3}
     assert set(epochs[-1].losses) == {"loss", "val_loss"} and set(epochs[-1].metrics) == {"accuracy", "val_accuracy"}
     assert epochs[-1].eta_seconds == pytest.approx(0.0, abs=1e-6) and epochs[0].eta_seconds >= 0
+    # Each training event travels as fields (docs/grpc-api.md), the message is for people.
+    stages = [(e.stage, e.epoch) for e in events if e.stage]
+    assert stages == [("train_started", 0), ("epoch_end", 1), ("epoch_end", 2), ("epoch_end", 3),
+                      ("train_finished", 3)]
+    started = next(e for e in events if e.stage == "train_started")
+    assert (started.task, started.phase, started.phases, started.samples, started.epochs) == ("train", 1, 1, 60, 3)
+    assert started.val_samples == 60 and started.steps_per_epoch == 4
+    finished = next(e for e in events if e.stage == "train_finished")
+    assert not finished.stopped_early and finished.best_epoch == 0
+    assert set(finished.metrics) == {"loss", "accuracy", "val_loss", "val_accuracy"}
     assert events[-1].state == "succeeded"
     ref = events[-1].model
     assert ref == f"mlp:{max(before) + 1}"
@@ -144,6 +155,25 @@ def test_build_rpc_registers_with_lineage(served):
                     timeout=120)
     assert job.state == "failed" and "hidden1" in job.error, job.error
     assert json.loads(job.result_json)["error_type"] == "IncompatibleShapes"
+
+
+def test_data_parallel_is_carried_to_training(served):
+    """The TrainRequest's data_parallel reaches the job's TrainConfig: refused at start on TensorFlow, as
+    `reuse train --data-parallel` is refused locally, and recorded in the trained version's settings on JAX."""
+    api, store = served["api"], served["store"]
+    request = pb.TrainRequest(model="mlp:1", data="blobs", epochs=1, batch_size=30, data_parallel=True)
+    if keras.backend.backend() != "jax":
+        jobs = len(api.ListJobs(pb.ListJobsRequest()).jobs)
+        err = rpc_error(api.StartTrain, request)
+        assert err.code() == CODE.FAILED_PRECONDITION, err.details()
+        assert err.details() == ("data-parallel training needs the JAX backend (KERAS_BACKEND=jax, with the jax "
+                                 "extra: pip install 'reuse[jax]'); this process runs 'tensorflow'")
+        assert len(api.ListJobs(pb.ListJobsRequest()).jobs) == jobs
+        return
+    job = api.StartTrain(request)
+    events = watch(api, job.id)
+    assert events[-1].state == "succeeded", events[-1].error
+    assert store.info(events[-1].model).settings["data_parallel"] is True
 
 
 @pytest.mark.parametrize(("call", "code", "text"), [

@@ -25,7 +25,7 @@ CODE = grpc.StatusCode
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     service = Service(tmp_path_factory.mktemp("served") / "store")
-    service.job_kinds.register("slow", slow_kind)
+    service.runtime.kinds.register("slow", slow_kind)
     model = make_mlp()
     service.register_model(model, "mlp")
     service.configure_serving(ServingOptions(max_batch_size=64, max_batch_delay_ms=2.0))
@@ -281,7 +281,7 @@ def test_token_required_on_every_rpc_but_health(served):
 
 def test_stop_marks_running_jobs_interrupted(tmp_path):
     service = Service(tmp_path / "store")
-    service.job_kinds.register("slow", slow_kind)
+    service.runtime.kinds.register("slow", slow_kind)
     server = start_in_thread(service)
     channel, _, api = stubs(server.target)
     with channel:
@@ -338,7 +338,7 @@ def test_tls(served, tmp_path):
                    check=True, capture_output=True)
     with start_in_thread(served["service"], ServerConfig(port=0, tls_cert=cert, tls_key=key)) as secure:
         with ReuseClient(secure.target, tls_ca=cert) as c:
-            assert c.server_live() and "mlp" in [m["name"] for m in c.list_models()]
+            assert c.server_live() and "mlp" in [m.name for m in c.list_models()]
         channel, inference, _ = stubs(secure.target)  # plaintext to a TLS port fails
         with channel:
             assert rpc_error(inference.ServerLive, ipb.ServerLiveRequest(), timeout=5).code() in (

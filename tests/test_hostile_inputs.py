@@ -277,11 +277,11 @@ def test_hostile_uploads_store_nothing(served, call, code, text):
     staged = served["root"] / ".reuse" / "uploads"
     before = sorted(staged.iterdir()) if staged.exists() else []
     datasets = served["service"].list_datasets()
-    served["service"].max_upload_bytes = 200_000
+    served["service"].runtime.max_upload_bytes = 200_000
     try:
         _refused(served, call, code, text)
     finally:
-        served["service"].max_upload_bytes = 2 * 1024**3
+        served["service"].runtime.max_upload_bytes = 2 * 1024**3
     assert (sorted(staged.iterdir()) if staged.exists() else []) == before
     assert served["service"].list_datasets() == datasets
 

@@ -134,14 +134,11 @@ def _unit_task(store_root: str, key: str, train: Any, val: Any, threads: int, jo
         # A worker started by ``local`` may share the terminal's process group: the driver turns Ctrl-C
         # into a cancellation, which this task answers by returning the runs it finished.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-    import keras  # before the unit starts, so its import time is not counted as training time
-
+    from reuse.backend import active
     from reuse.store import ModelStore
 
-    if keras.backend.backend() == "tensorflow":
-        from reuse.advise._tf_threads import limit_threads
-
-        limit_threads(threads)
+    # Imports Keras and its backend now, so their import time does not count as training time.
+    active().limit_threads(threads)
     if _CTX.get("key") != key:
         _CTX.clear()
         _CTX.update(key=key, ctx=UnitContext(ModelStore(store_root), train, val))

@@ -106,3 +106,19 @@ def register_ensemble_choice(store: ModelStore, advice: Advice, name: str, *, da
     text = f"ensemble of the advisor's choice for {data}: {len(refs)} seeds ({', '.join(refs)})"
     return store.register(built.model, name, description=text, class_names=built.class_names,
                           metrics=built.metrics, lineage=built.lineage)
+
+
+def register_advice(store: ModelStore, advice: Advice, *, register: str | None, register_ensemble: str | None,
+                    data: str, val: str | None, description: str | None = None,
+                    class_names: list[str] | None = None) -> None:
+    """What an advice run was asked to register, unless it was cancelled or recommends nothing: the
+    choice as ``register`` (:func:`register_choice`), its seeds and their ensemble as ``register_ensemble``
+    (:func:`register_ensemble_choice`). Sets ``advice.registered`` and ``advice.registered_ensemble``."""
+    if advice.recommendation is None or advice.stopped == "cancelled":
+        return
+    if register is not None:
+        advice.registered = register_choice(store, advice, register, data=data, val=val, description=description,
+                                            class_names=class_names).ref
+    if register_ensemble is not None:
+        advice.registered_ensemble = register_ensemble_choice(store, advice, register_ensemble, data=data, val=val,
+                                                              description=description, class_names=class_names).ref

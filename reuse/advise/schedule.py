@@ -151,14 +151,11 @@ def cores() -> int:
 def _init_worker(store_root: str, train_path: str, val_path: str, threads: int, stop: Any, events: Any) -> None:
     # The parent handles Ctrl-C and tells workers through ``stop``.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    import keras  # before the first unit, so its time does not count as that unit's training time
-
+    from reuse.backend import active
     from reuse.store import ModelStore
 
-    if keras.backend.backend() == "tensorflow":
-        from reuse.advise._tf_threads import limit_threads
-
-        limit_threads(threads)
+    # Imports Keras and its backend now, so their import time does not count as training time.
+    active().limit_threads(threads)
     _WORKER.update(ctx=UnitContext(ModelStore(store_root), _read_data(train_path), _read_data(val_path)),
                    stop=stop, events=events)
 

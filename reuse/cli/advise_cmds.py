@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from reuse.cli.common import emit_json, get_service, json_option, store_option
+from reuse.cli.common import emit_json, get_service, json_option, local_only, store_option
 
 OPTIMIZERS = ("sgd", "adam", "rmsprop", "adamw", "nadam")
 INTERRUPTED = 130  # the shell's code for a run ended by Ctrl-C
@@ -179,6 +179,7 @@ def _positive(ctx: click.Context, param: click.Parameter, value: float | None) -
               help="Write the metric against depth (error bars: std over seeds) to FILE.png (.pdf, .svg).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 @store_option
+@local_only("advise")
 @json_option
 def advise_cmd(base: str, no_finetune: bool, budget: float | None, regression: bool, quiet: bool,
                store: str | None, as_json: bool, **kw: Any) -> None:

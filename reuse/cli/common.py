@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from reuse.config import ENV_SERVER, ENV_STORE, ENV_TOKEN
+from reuse.errors import FailedPrecondition
 
 store_option = click.option(
     "--store",
@@ -43,6 +44,17 @@ def server_option(f: Any) -> Any:
     return click.option("--server", "server", envvar=ENV_SERVER, show_envvar=True, default=None, metavar="HOST:PORT",
                         expose_value=False, callback=_remember,
                         help="Act on a running `reuse serve` instead of the local store.")(f)
+
+
+def local_only(command: str) -> Any:
+    """For a command the remote facade does not offer (reuse.facade.Facade lacks what it calls):
+    ``--server`` is refused with one clear line instead of an unknown-option usage error."""
+    def refuse(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+        if value:
+            raise FailedPrecondition(f"{command} is not available with --server yet; run it against a local --store")
+
+    return click.option("--server", "server", default=None, metavar="HOST:PORT", expose_value=False, hidden=True,
+                        callback=refuse)
 
 
 def read_token(token_file: str | None) -> str | None:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from reuse.cli.common import local_only
 from reuse.cli.train_progress import ProgressBar
 from reuse.config import ENV_STORE
 
@@ -20,6 +21,7 @@ from reuse.config import ENV_STORE
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @click.option("--example", type=click.Path(dir_okay=False), default=None,
               help="The example model file (default: models/digits-base/v1.h5 of the repository).")
+@local_only("quickstart")
 def quickstart_cmd(store: str | None, epochs: int | None, quick: bool, quiet: bool, example: str | None) -> None:
     """Walk through the product on scikit-learn's digits: register the shipped example network, preview
     a scope, build a network for digits 5-9 from its reused layers, train and fine-tune it, compare with

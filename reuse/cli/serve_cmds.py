@@ -61,7 +61,7 @@ def serve_cmd(store: str | None, host: str, port: int, max_batch_size: int, max_
                                              onnx_threads),
                               job_workers=workers, max_upload_bytes=max_upload_mb * 2**20,
                               allow_unsafe_uploads=allow_unsafe_uploads)
-    service.jobs  # noqa: B018 - take over the store's job records (marks stale ones interrupted) before serving
+    service.runtime.jobs  # noqa: B018 - take over the store's job records (marks stale ones interrupted) before serving
     config = ServerConfig(host=host, port=port, max_message_bytes=max_message_mb * 2**20, token=read_token(token_file),
                           tls_cert=Path(tls_cert) if tls_cert else None, tls_key=Path(tls_key) if tls_key else None)
 

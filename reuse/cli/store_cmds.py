@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from reuse.cli.common import emit_json, get_service, json_option, server_option, store_option
+from reuse.cli.common import emit_json, get_service, json_option, local_only, server_option, store_option
 from reuse.errors import InvalidInput
 from reuse.store import CheckReport, ModelInfo, ModelRef
 from reuse.text import human_bytes, shape, short_time, table
@@ -199,6 +199,7 @@ def delete_cmd(ref: str, store: str | None) -> None:
 @click.option("--force", is_flag=True, help="Replace what exists at OUT (or that version in the repository).")
 @unsafe_option
 @store_option
+@local_only("export")
 def export_cmd(ref: str, out: str | None, fmt: str | None, triton_repo: str | None, max_batch_size: int,
                max_batch_delay_ms: float, storage_uri: str | None, force: bool, unsafe: bool,
                store: str | None) -> None:
@@ -269,6 +270,7 @@ def store_group() -> None:
               help="Rebuild the index from the files and remove temp files of dead writers "
                    "(damaged models are reported, never deleted).")
 @store_option
+@local_only("store check")
 @json_option
 def check_cmd(repair: bool, store: str | None, as_json: bool) -> None:
     """Verify every version's checksums and the index; exit 1 while damage remains.

@@ -11,7 +11,15 @@ from typing import Any
 
 import click
 
-from reuse.cli.common import emit_json, get_service, json_option, name_list, server_option, store_option
+from reuse.cli.common import (
+    emit_json,
+    get_service,
+    json_option,
+    local_only,
+    name_list,
+    server_option,
+    store_option,
+)
 from reuse.cli.ensemble_cmds import print_check
 from reuse.cli.train_progress import ProgressBar
 
@@ -69,15 +77,14 @@ def _train_options(f: Any) -> Any:
 
 
 def _options(kw: dict[str, Any]) -> dict[str, Any]:
+    """The TrainConfig options given, by the list a train job takes too (so --server carries them all)."""
+    from reuse.jobs.kinds import TRAIN_OPTIONS
+
     if kw.get("data_parallel"):
         from reuse.train.config import join_hosts
 
         join_hosts()  # several hosts: before any model is loaded
-    keys = ("epochs", "batch_size", "optimizer", "lr", "momentum", "nesterov", "clipnorm", "clipvalue",
-            "early_stopping", "seed", "data_parallel")
-    out = {k: kw[k] for k in keys if kw.get(k) is not None and kw.get(k) is not False}
-    if kw.get("val_split") is not None:
-        out["val_split"] = kw["val_split"]
+    out = {k: kw[k] for k in TRAIN_OPTIONS if kw.get(k) is not None and kw.get(k) is not False}
     if kw.get("no_cache"):
         out["cache"] = False
     return out
@@ -232,6 +239,7 @@ def predict_cmd(ref: str, data: str, label: str | None, no_label: bool, out: str
 @click.argument("ref", metavar="NAME[:VERSION]")
 @click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Write learning curves to FILE.png.")
 @store_option
+@local_only("report")
 @json_option
 def report_cmd(ref: str, plot: str | None, store: str | None, as_json: bool) -> None:
     """Learning curves and a diagnosis: learning, generalization or prediction problem."""
@@ -291,6 +299,7 @@ def report_cmd(ref: str, plot: str | None, store: str | None, as_json: bool) -> 
 @click.option("--no-cache", "no_cache", is_flag=True)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @store_option
+@local_only("pretrain")
 @json_option
 def pretrain_cmd(name: str, data: str, label: str | None, relabel: bool, test: str | None, store: str | None,
                  as_json: bool, quiet: bool, no_scale: bool, no_cache: bool, ae_clipnorm: float,

@@ -1,6 +1,8 @@
-"""Wire <-> core conversion for the KServe v2 messages, with every wire-level check.
+"""Wire <-> core conversion for the KServe v2 messages, both ways, with every wire-level check.
 
-Requests are checked against the model's signature before any work: input names, datatypes, shapes
+The server decodes requests and encodes responses and metadata; the client encodes requests
+(:func:`infer_request`) and decodes responses (:func:`decode_outputs`) and metadata
+(:func:`signature_of`). Requests are checked against the model's signature before any work: input names, datatypes, shapes
 (and that their size fits in a message at all), typed-content counts, raw byte lengths and finite
 floating-point values, each refused with :class:`InvalidInput` naming what was received and what was
 expected. Raw requests get raw answers (stock clients read only those).
@@ -10,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -192,3 +194,40 @@ def metadata_response(sig: ModelSignature, versions: Sequence[int], platform: st
                                     inputs=[meta(s) for s in sig.inputs], outputs=[meta(s) for s in sig.outputs],
                                     parameters={k: pb.InferParameter(string_param=v)
                                                 for k, v in (parameters or {}).items()})
+
+
+def signature_of(meta: pb.ModelMetadataResponse, version: str = "") -> ModelSignature:
+    """The signature a ModelMetadata answer describes (``version`` asked for; empty: the latest listed)."""
+    def spec(t: pb.ModelMetadataResponse.TensorMetadata) -> TensorSpec:
+        return TensorSpec(t.name, NP_OF[t.datatype].name, tuple(None if d < 0 else int(d) for d in t.shape))
+
+    served = int(version) if version else max(int(v) for v in meta.versions)
+    return ModelSignature(meta.name, served, tuple(spec(t) for t in meta.inputs), tuple(spec(t) for t in meta.outputs))
+
+
+def infer_request(model: str, version: str, inputs: Mapping[str, np.ndarray], *, raw: bool = True,
+                  outputs: Sequence[str] = ()) -> pb.ModelInferRequest:
+    """A ModelInfer request for numpy inputs by name: raw little-endian bytes, or typed contents."""
+    req = pb.ModelInferRequest(model_name=model, model_version=version, outputs=[{"name": n} for n in outputs])
+    for name, arr in inputs.items():
+        arr = np.asarray(arr)
+        dt = v2_datatype(arr.dtype)
+        tensor = req.inputs.add(name=name, datatype=dt, shape=arr.shape)
+        if raw:
+            req.raw_input_contents.append(np.ascontiguousarray(arr, NP_OF[dt]).tobytes())
+        else:
+            getattr(tensor.contents, FIELD_OF[dt]).extend(arr.ravel().tolist())
+    return req
+
+
+def decode_outputs(resp: pb.ModelInferResponse) -> dict[str, np.ndarray]:
+    """Outputs of a v2 response by name, from raw bytes or typed contents."""
+    out = {}
+    for i, t in enumerate(resp.outputs):
+        dtype = NP_OF[t.datatype]
+        if resp.raw_output_contents:
+            arr = np.frombuffer(resp.raw_output_contents[i], dtype=dtype)
+        else:
+            arr = np.asarray(getattr(t.contents, FIELD_OF[t.datatype]), dtype=dtype)
+        out[t.name] = arr.reshape(tuple(t.shape))
+    return out

@@ -1,8 +1,14 @@
-"""Wire <-> core conversion for the reuse.v1 management messages."""
+"""Wire <-> core conversion for the reuse.v1 management messages, both ways.
+
+The servicers turn domain values into messages (``*_pb``); the client turns the answers back into the
+same domain values (``*_of``): ModelInfo, ModelDescription, DatasetInfo, JobRecord, JobEvent. Each
+message is converted here and nowhere else.
+"""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from google.protobuf.message import Message
@@ -11,8 +17,12 @@ from reuse.describe import ModelDescription
 from reuse.errors import InvalidInput
 from reuse.grpc._proto import reuse_v1_pb2 as pb
 from reuse.jobs import JobEvent, JobRecord
-from reuse.store import ModelInfo
+from reuse.select import Selection
+from reuse.store import LayerInfo, ModelInfo
 from reuse.uploads import DatasetInfo
+
+# JobEvent fields whose message field has another name.
+_EVENT_WIRE = {"eta_s": "eta_seconds"}
 
 
 def _json(obj: Any) -> str:
@@ -52,6 +62,15 @@ def model_pb(info: ModelInfo) -> pb.Model:
                     metadata_json=_json(info.to_dict()))
 
 
+def model_of(m: pb.Model) -> ModelInfo:
+    """The ModelInfo a Model message carries (``metadata_json`` holds ``ModelInfo.to_dict()``)."""
+    d = {"name": m.name, "version": m.version, "created": m.created, "description": m.description,
+         "tags": dict(m.tags), **(json.loads(m.metadata_json) if m.metadata_json else {})}
+    fields = {k: d[k] for k in ModelInfo.__dataclass_fields__ if k in d}
+    fields["path"] = Path(str(fields.get("path", "")))
+    return ModelInfo(**fields)
+
+
 def description_pb(d: ModelDescription) -> pb.ModelDescription:
     matched = set(d.selection.matched) if d.selection else set()
     out = pb.ModelDescription(model=model_pb(d.info), versions=list(d.versions))
@@ -67,15 +86,34 @@ def description_pb(d: ModelDescription) -> pb.ModelDescription:
     return out
 
 
+def description_of(d: pb.ModelDescription) -> ModelDescription:
+    """A ModelDescription from its message; ``selection`` only when a scope was given."""
+    layers = tuple(LayerInfo(name=x.name, class_name=x.class_name, output_shape=json.loads(x.output_shape_json),
+                             params=x.params, trainable=x.trainable, depth=x.depth, inputs=tuple(x.inputs))
+                   for x in d.layers)
+    selection = Selection(d.scope, d.match, tuple(d.matched), tuple(d.unmatched)) if d.scope else None
+    return ModelDescription(info=model_of(d.model), versions=tuple(d.versions), layers=layers, selection=selection)
+
+
 def dataset_pb(d: DatasetInfo) -> pb.Dataset:
     return pb.Dataset(name=d.name, format=d.format, size_bytes=d.size_bytes, sha256=d.sha256, created=d.created,
                       tags=d.tags, description=d.description)
 
 
+def dataset_of(d: pb.Dataset) -> DatasetInfo:
+    """A DatasetInfo from its message (``path`` is the server's and does not travel: empty)."""
+    return DatasetInfo(name=d.name, format=d.format, size_bytes=d.size_bytes, sha256=d.sha256, created=d.created,
+                       description=d.description, tags=dict(d.tags))
+
+
 def event_pb(e: JobEvent) -> pb.JobEvent:
-    return pb.JobEvent(job_id=e.job_id, seq=e.seq, state=e.state, epoch=e.epoch, epochs=e.epochs, losses=e.losses,
-                       metrics=e.metrics, eta_seconds=e.eta_s, message=e.message, model=e.model, error=e.error,
-                       time=e.time)
+    return pb.JobEvent(**{_EVENT_WIRE.get(k, k): getattr(e, k) for k in JobEvent.__dataclass_fields__})
+
+
+def event_of(e: pb.JobEvent) -> JobEvent:
+    fields = {k: getattr(e, _EVENT_WIRE.get(k, k)) for k in JobEvent.__dataclass_fields__}
+    fields.update(losses=dict(e.losses), metrics=dict(e.metrics), cached_layers=tuple(e.cached_layers))
+    return JobEvent(**fields)
 
 
 def job_pb(r: JobRecord) -> pb.Job:
@@ -86,6 +124,13 @@ def job_pb(r: JobRecord) -> pb.Job:
     return job
 
 
+def job_of(j: pb.Job) -> JobRecord:
+    return JobRecord(id=j.id, kind=j.kind, state=j.state, params=json.loads(j.params_json or "{}"),
+                     created=j.created, started=j.started, finished=j.finished,
+                     result=json.loads(j.result_json or "{}"), error=j.error,
+                     last_event=event_of(j.last_event) if j.HasField("last_event") else None)
+
+
 def stats_pb(stats: dict[str, Any]) -> pb.ServerStats:
     out = pb.ServerStats(cache_bytes=stats["cache_bytes"], cache_limit_bytes=stats["cache_limit_bytes"])
     for ref, s in sorted(stats["models"].items()):
@@ -93,6 +138,14 @@ def stats_pb(stats: dict[str, Any]) -> pb.ServerStats:
                        max_batch_requests=s["max_batch_requests"], batch_requests_histogram=s["histogram"],
                        runtime=s.get("runtime", ""), runtime_reason=s.get("runtime_reason", ""))
     return out
+
+
+def stats_of(s: pb.ServerStats) -> dict[str, Any]:
+    """``Service.serving_stats()``'s dict from its message."""
+    return {"cache_bytes": s.cache_bytes, "cache_limit_bytes": s.cache_limit_bytes,
+            "models": {m.model: {"requests": m.requests, "rows": m.rows, "batches": m.batches,
+                                 "max_batch_requests": m.max_batch_requests,
+                                 "histogram": dict(m.batch_requests_histogram)} for m in s.models}}
 
 
 def upload_header(first: pb.UploadChunk | None) -> pb.UploadHeader:

@@ -115,7 +115,7 @@ class RunningServer:
         self._stopped = True
         self.health.enter_graceful_shutdown()
         done = self.server.stop(self.config.grace_s)  # refuses new calls at once
-        self.interrupted = self.service.close()  # marks running jobs interrupted; their watchers finish
+        self.interrupted = self.service.runtime.close()  # marks running jobs interrupted; their watchers finish
         done.wait()
         return self.interrupted
 

@@ -28,11 +28,13 @@ _STR, _INT, _FLOAT, _BOOL, _DICT, _INTS = "a string", "an integer", "a number", 
     "a list of integers"
 _STRS = "a list of strings"
 _FLOATS = "a list of numbers"
-_TRAIN_OPTIONS = {"epochs": _INT, "batch_size": _INT, "optimizer": _STR, "lr": _FLOAT, "momentum": _FLOAT,
-                  "nesterov": _BOOL, "clipnorm": _FLOAT, "clipvalue": _FLOAT, "early_stopping": _INT,
-                  "seed": _INT, "val_split": _FLOAT}
+# The one list of the TrainConfig fields a train or fine-tune job (and so a TrainRequest) carries, by
+# name and expected type; ``cache`` travels as ``no_cache``. The remote client and the CLI read it.
+TRAIN_OPTIONS = {"epochs": _INT, "batch_size": _INT, "optimizer": _STR, "lr": _FLOAT, "momentum": _FLOAT,
+                 "nesterov": _BOOL, "clipnorm": _FLOAT, "clipvalue": _FLOAT, "early_stopping": _INT,
+                 "seed": _INT, "val_split": _FLOAT, "data_parallel": _BOOL}
 TRAIN_PARAMS = {"model": _STR, "data": _STR, "val": _STR, "label": _STR, "relabel": _BOOL, "seeds": _INT,
-                "no_cache": _BOOL, "description": _STR, "ensemble": _BOOL, **_TRAIN_OPTIONS}
+                "no_cache": _BOOL, "description": _STR, "ensemble": _BOOL, **TRAIN_OPTIONS}
 FINETUNE_PARAMS = {**TRAIN_PARAMS, "unfreeze": _STR, "match": _STR}
 BUILD_PARAMS = {"name": _STR, "base": _STR, "reuse": _STR, "trainable": _STR, "match": _STR, "head": _STR,
                 "classes": _INT, "regression": _BOOL, "outputs": _INT, "input_shape": _INTS, "description": _STR,
@@ -106,44 +108,10 @@ def resolve_data(store_root: str | Path, spec: str, field: str = "data") -> str:
 
 def _train_options(params: Mapping[str, Any]) -> dict[str, Any]:
     """TrainConfig field values, as the CLI's options give them."""
-    out = {k: params[k] for k in _TRAIN_OPTIONS if params.get(k) is not None}
+    out = {k: params[k] for k in TRAIN_OPTIONS if params.get(k) is not None}
     if params.get("no_cache"):
         out["cache"] = False
     return out
-
-
-def job_progress(progress: Progress, cancel: threading.Event) -> Callable[[Any], None]:
-    """A training ``progress`` callback that forwards events to a job and stops once ``cancel`` is set.
-
-    Raising Cancelled from the callback also covers the moment after the last epoch: the final
-    ``TrainFinished`` comes before the facade registers the model, so a cancel seen then registers
-    nothing. Messages: ``started LABEL`` (epoch 0), ``finished LABEL: N epochs``; the remote client
-    rebuilds the CLI's progress events from them (reuse.remote).
-    """
-    from reuse.train.events import EpochEnd, TrainFinished, TrainStarted
-
-    label = ""
-
-    def on_event(ev: Any) -> None:
-        nonlocal label
-        if cancel.is_set():
-            raise Cancelled("cancelled during training; nothing was registered")
-        if isinstance(ev, Mapping):  # already a job event (e.g. an advisor's own progress)
-            progress(dict(ev))
-        elif isinstance(ev, TrainStarted):
-            label = ev.task if ev.phases == 1 else f"{ev.label or ev.task} {ev.phase}/{ev.phases}"
-            cached = f"; cached {', '.join(ev.cached_layers)}" if ev.cached_layers else ""
-            progress({"epoch": 0, "epochs": ev.epochs, "message": f"started {label}: {ev.samples} samples, "
-                      f"{ev.steps_per_epoch} steps per epoch{cached}"})
-        elif isinstance(ev, EpochEnd):
-            progress({"epoch": ev.epoch, "epochs": ev.epochs, "losses": ev.losses, "metrics": ev.metrics,
-                      "eta_s": ev.eta, "message": label})
-        elif isinstance(ev, TrainFinished):
-            early = f", stopped early (best epoch {ev.best_epoch})" if ev.stopped_early else ""
-            progress({"epoch": ev.epochs_run, "epochs": ev.epochs_run, "metrics": ev.metrics, "eta_s": 0.0,
-                      "message": f"finished {label}: {ev.epochs_run} epochs{early}"})
-
-    return on_event
 
 
 # -- train and fine-tune -------------------------------------------------------------------------
@@ -165,6 +133,8 @@ def _validate_fit(kind: str, spec: Mapping[str, str], required: tuple[str, ...])
 
 def _fit(svc: Any, params: dict[str, Any], progress: Progress, cancel: threading.Event, *,
          unfreeze: bool) -> dict[str, Any]:
+    from reuse.jobs.progress import job_progress
+
     common = {"val": resolve_data(params["store"], params["val"], "val") if params.get("val") else None,
               "label": params.get("label") or None, "relabel": bool(params.get("relabel")),
               "options": _train_options(params), "seeds": int(params.get("seeds") or 1),
@@ -176,7 +146,7 @@ def _fit(svc: Any, params: dict[str, Any], progress: Progress, cancel: threading
                                      match=params.get("match") or "full", **common)
     else:
         outcome = svc.train_model(params["model"], data, **common)
-    return outcome.to_dict()  # has "model" and "metrics"; reuse.remote rebuilds a TrainOutcome from it
+    return outcome.to_dict()  # has "model" and "metrics"; reuse.remote.jobs rebuilds a TrainOutcome from it
 
 
 def train_job(svc: Any, params: dict[str, Any], progress: Progress, cancel: threading.Event) -> dict[str, Any]:

@@ -18,9 +18,11 @@ from reuse.atomic import write_json_atomic
 from reuse.errors import Cancelled, FailedPrecondition, InvalidInput, NotFound, ReuseError
 from reuse.jobs.records import (
     JOB_ID_RE,
+    PROGRESS_KEYS,
     JobEvent,
     JobRecord,
     _now,
+    progress_fields,
     read_records,
 )
 from reuse.jobs.registry import JobKinds
@@ -28,7 +30,6 @@ from reuse.text import echo
 
 log = logging.getLogger(__name__)
 PERSIST_EVERY_S = 0.5
-EVENT_KEYS = frozenset({"epoch", "epochs", "losses", "metrics", "eta_s", "message"})
 
 
 class _Job:
@@ -47,14 +48,14 @@ class JobManager:
         jobs_dir: folder of the JSON records (``<store>/.reuse/jobs``); created if missing.
         store_root: passed to every job kind as ``params["store"]``.
         workers: most jobs running at once; more wait in state ``queued``.
-        kinds: the kinds it runs (default: none; the service passes :func:`reuse.jobs.kinds.builtin_kinds`).
+        kinds: the kinds it runs (default: none; a :class:`reuse.runtime.ServerRuntime` passes its own).
     """
 
-    def __init__(self, jobs_dir: Path, store_root: Path, *, workers: int = 2, kinds: JobKinds | None = None) -> None:
+    def __init__(self, jobs_dir: Path, store_root: Path | str, *, workers: int = 2, kinds: JobKinds | None = None) -> None:
         self.kinds = kinds if kinds is not None else JobKinds()
         self.dir = Path(jobs_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.store_root = Path(store_root)
+        self.store_root = store_root if isinstance(store_root, str) else Path(store_root)  # str: a URL
         # One manager per store: a second one would mark the first one's running jobs interrupted.
         # Not thread-local: a server takes it on a request thread and gives it back on the one stopping it.
         self._owner = FileLock(str(self.dir / ".manager.lock"), thread_local=False)
@@ -198,15 +199,10 @@ class JobManager:
                     message=error or (f"registered {model}" if model else state))
 
     def _progress(self, job: _Job, event: dict[str, Any]) -> None:
-        unknown = set(event) - EVENT_KEYS
+        unknown = set(event) - PROGRESS_KEYS
         if unknown:
             log.debug("job %s: ignoring progress keys %s", job.record.id, sorted(unknown))
-        fields: dict[str, Any] = {
-            "epoch": int(event.get("epoch", 0) or 0), "epochs": int(event.get("epochs", 0) or 0),
-            "losses": {str(k): float(v) for k, v in (event.get("losses") or {}).items()},
-            "metrics": {str(k): float(v) for k, v in (event.get("metrics") or {}).items()},
-            "message": str(event.get("message", "") or ""),
-        }
+        fields = progress_fields(event)
         eta = event.get("eta_s")
         if eta is None and fields["epoch"] > 0 and fields["epochs"] >= fields["epoch"]:
             per_epoch = (time.monotonic() - job.t0) / fields["epoch"]

@@ -6,7 +6,7 @@ import datetime as _dt
 import json
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,8 @@ Validator = Callable[[dict[str, Any]], None]
 
 STATES = ("queued", "running", "succeeded", "failed", "cancelled", "interrupted")
 FINISHED = frozenset({"succeeded", "failed", "cancelled", "interrupted"})
+# What a training job's progress event stands for (JobEvent.stage); "" for anything else.
+STAGES = ("train_started", "epoch_end", "train_finished")
 JOB_ID_RE = re.compile(r"[0-9a-f]{12}")
 
 
@@ -26,7 +28,12 @@ def _now() -> str:
 
 @dataclass(frozen=True)
 class JobEvent:
-    """One progress or state event of a job; ``seq`` counts from 1."""
+    """One progress or state event of a job; ``seq`` counts from 1.
+
+    A training job's events carry the training event they stand for in fields (``stage``: one of
+    ``STAGES``, with the phase's ``task``/``label``/``phase``/``phases``, and what that event knows), so a
+    client rebuilds it without reading ``message``, which is for people (:mod:`reuse.jobs.progress`).
+    """
 
     job_id: str
     seq: int
@@ -40,13 +47,27 @@ class JobEvent:
     model: str = ""
     error: str = ""
     time: str = ""
+    stage: str = ""
+    task: str = ""
+    label: str = ""
+    phase: int = 0
+    phases: int = 0
+    samples: int = 0
+    val_samples: int = 0
+    steps_per_epoch: int = 0
+    cached_layers: tuple[str, ...] = ()
+    stopped_early: bool = False
+    best_epoch: int = 0  # 0: none
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> JobEvent:
-        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+        fields = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        if "cached_layers" in fields:
+            fields["cached_layers"] = tuple(fields["cached_layers"] or ())
+        return cls(**fields)
 
 
 @dataclass(frozen=True)
@@ -83,6 +104,24 @@ class JobRecord:
         if fields.get("last_event"):
             fields["last_event"] = JobEvent.from_dict(fields["last_event"])
         return cls(**fields)
+
+
+# How each scalar key of a job kind's progress event becomes a JobEvent field (missing or None: its zero).
+_PROGRESS_SCALARS: dict[str, Callable[..., Any]] = {
+    "epoch": int, "epochs": int, "message": str, "stage": str, "task": str, "label": str, "phase": int,
+    "phases": int, "samples": int, "val_samples": int, "steps_per_epoch": int, "stopped_early": bool,
+    "best_epoch": int}
+PROGRESS_KEYS = frozenset({*_PROGRESS_SCALARS, "losses", "metrics", "cached_layers", "eta_s"})
+
+
+def progress_fields(event: Mapping[str, Any]) -> dict[str, Any]:
+    """The JobEvent fields of a job kind's ``progress(event)``, but ``eta_s`` (the manager estimates it
+    when left out); keys outside ``PROGRESS_KEYS`` are dropped."""
+    out: dict[str, Any] = {k: conv(event.get(k) or conv()) for k, conv in _PROGRESS_SCALARS.items()}
+    for key in ("losses", "metrics"):
+        out[key] = {str(k): float(v) for k, v in (event.get(key) or {}).items()}
+    out["cached_layers"] = tuple(str(x) for x in event.get("cached_layers") or ())
+    return out
 
 
 def read_records(jobs_dir: Path) -> list[JobRecord]:

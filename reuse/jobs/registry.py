@@ -1,6 +1,6 @@
 """The job kinds one :class:`reuse.jobs.JobManager` can run: a table handed to it when it is made.
 
-There is no global registry: whoever builds the manager (the service, for a server) decides which
+There is no global registry: whoever builds the manager (a server's runtime) decides which
 kinds it runs (:func:`reuse.jobs.kinds.builtin_kinds` plus any of its own), and a test can give a
 manager a kind without other managers seeing it.
 """

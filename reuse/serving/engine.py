@@ -6,20 +6,18 @@ served as the latest at once; ``NAME:VERSION`` keeps serving that version while 
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from reuse.backend.compiled import CompiledForward
 from reuse.errors import FailedPrecondition
 from reuse.serving.batcher import BatchStats, DynamicBatcher
 from reuse.serving.cache import ModelCache
-from reuse.serving.forward import CompiledForward
 from reuse.serving.onnx_runtime import OnnxCache
 from reuse.serving.runtime_choice import RuntimeChoice, check_mode, choose
 from reuse.serving.signature import ModelSignature, check_arrays, signature_of
@@ -80,7 +78,7 @@ class InferenceEngine:
         self.options = options or ServingOptions()
         check_mode(self.options.runtime)
         self.cache: ModelCache[ServedModel] = ModelCache(self._load, self.options.cache_bytes)
-        self._latest: dict[str, tuple[Path, int, str]] = {}  # name -> (folder, its mtime, "name:version")
+        self._latest: dict[str, tuple[str, int, str]] = {}  # ref -> (name, its stamp, "name:version")
         self._latest_lock = threading.Lock()
         self.onnx_cache = OnnxCache(store.state_dir)
 
@@ -104,19 +102,15 @@ class InferenceEngine:
         """
         cached = self._latest.get(ref)
         if cached is not None:
-            folder, mtime, resolved = cached
-            try:
-                now_mtime = os.stat(folder).st_mtime_ns
-            except OSError:
-                now_mtime = -1
-            if now_mtime == mtime and time.time_ns() - mtime > SETTLE_NS:
+            name, mtime, resolved = cached
+            if self.store.model_stamp(name) == mtime and time.time_ns() - mtime > SETTLE_NS:
                 return resolved
         r = self.store.resolve(ref)
         resolved = str(r)
-        if r.version is not None and ":" not in ref:
-            folder = self.store.path(r).parent
+        stamp = self.store.model_stamp(r.name)  # None (an object store): list again every time
+        if stamp is not None and ":" not in ref:
             with self._latest_lock:
-                self._latest[ref] = (folder, os.stat(folder).st_mtime_ns, resolved)
+                self._latest[ref] = (r.name, stamp, resolved)
         return resolved
 
     def served(self, ref: str) -> ServedModel:

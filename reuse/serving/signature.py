@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,3 +82,19 @@ def check_arrays(sig: ModelSignature, arrays: list[np.ndarray]) -> int:
             raise InvalidInput(f"inputs have different row counts ({rows} and {arr.shape[0]}); expected equal")
         rows = arr.shape[0]
     return int(rows or 0)
+
+
+def input_arrays(sig: ModelSignature | None, inputs: Any) -> list[np.ndarray]:
+    """The arrays of one request in the model's input order: from one array, a list in input order, or
+    a mapping by input name (which needs ``sig``).
+
+    Raises:
+        InvalidInput: a mapping whose names are not exactly the model's inputs.
+    """
+    if isinstance(inputs, Mapping):
+        assert sig is not None
+        missing = [s.name for s in sig.inputs if s.name not in inputs]
+        if missing or len(inputs) != len(sig.inputs):
+            raise InvalidInput(f"inputs {sorted(inputs)}; model {sig.ref} takes {[s.name for s in sig.inputs]}")
+        return [np.asarray(inputs[s.name]) for s in sig.inputs]
+    return [np.asarray(inputs)] if isinstance(inputs, np.ndarray) else [np.asarray(a) for a in inputs]

@@ -10,8 +10,8 @@ Public API (what the CLI, the service and the gRPC server call)::
     pretrain(data, PretrainConfig(...), *, test=None, progress=None, cancel=None) -> PretrainResult
     diagnose(history, metrics, *, n_outputs=None) -> list[Finding]
 
-Modules import Keras lazily where they can; the backend loop (``_tf_loop``/``_jax_loop``) is chosen
-by ``keras.backend.backend()``.
+Modules import Keras lazily where they can; the compiled loop and forward pass come from the backend
+seam (:mod:`reuse.backend`), chosen by ``keras.backend.backend()``.
 """
 
 from __future__ import annotations

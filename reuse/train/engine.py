@@ -1,4 +1,5 @@
-"""Drives a backend's compiled loop: as few calls as possible, events and cancellation between calls.
+"""Drives the active backend's compiled training loop (:mod:`reuse.backend`): as few calls as
+possible, events and cancellation between calls.
 
 Without a progress callback or a cancel token the whole run is one compiled call. With either, the
 first call runs one epoch (it includes compilation); later calls run as many epochs as fit in about
@@ -10,39 +11,16 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from types import ModuleType
-from typing import Any
 
 import numpy as np
 
-from reuse.errors import Cancelled, FailedPrecondition
+from reuse.backend import active
+from reuse.backend.spec import LoopSpec
+from reuse.errors import Cancelled
 from reuse.train.events import EpochEnd, ProgressCallback, TrainFinished, TrainStarted
-from reuse.train.loopspec import LoopSpec
 
 CHUNK_SECONDS = 0.25
 MAX_CHUNK = 10_000
-
-
-def backend_loop() -> ModuleType:
-    """The compiled-loop module for the active Keras backend."""
-    import keras
-
-    name = keras.backend.backend()
-    if name == "tensorflow":
-        from reuse.train import _tf_loop
-
-        return _tf_loop
-    if name == "jax":
-        from reuse.train import _jax_loop
-
-        return _jax_loop
-    raise FailedPrecondition(f"Keras backend {name!r} is not supported for training; "
-                             "set KERAS_BACKEND to tensorflow or jax")
-
-
-def compile_forward(forward: Any) -> Any:
-    """A compiled inference function of a :class:`~reuse.train.network.Forward` for this backend."""
-    return backend_loop().compile_forward(forward)
 
 
 @dataclass
@@ -79,7 +57,7 @@ def run_loop(spec: LoopSpec, *, metric: str, phase: Phase = Phase(), cached: tup
     """
     t0 = time.perf_counter()
     _check_cancel(cancel)
-    runner = backend_loop().Runner(spec)
+    runner = active().Runner(spec)
     epochs = spec.epochs
     if progress:
         progress(TrainStarted(phase.task, epochs, spec.n, spec.n_val,

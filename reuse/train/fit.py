@@ -9,17 +9,18 @@ from typing import Any
 
 import numpy as np
 
+from reuse.backend import active
+from reuse.backend.spec import Forward, LoopSpec
 from reuse.data import Dataset, check_for_model, output_kind, split_validation
 from reuse.data.checks import OutputKind, model_inputs
 from reuse.errors import InvalidInput
 from reuse.keras_compat import all_layers
 from reuse.train.config import TrainConfig, make_optimizer
-from reuse.train.engine import Phase, backend_loop, finished_event, run_loop
+from reuse.train.engine import Phase, finished_event, run_loop
 from reuse.train.events import ProgressCallback
 from reuse.train.features import FeatureCache
 from reuse.train.infer import Predictor, score
-from reuse.train.loopspec import LoopSpec
-from reuse.train.network import Forward, cache_split, reseed
+from reuse.train.network import cache_split, reseed
 from reuse.train.task import Task
 
 
@@ -123,7 +124,7 @@ def train(model: Any, data: Dataset, config: TrainConfig | None = None, *, val: 
     prep = prepare_data(model, data, val, config, kind)
     reseed(model, config.seed)
     split = cache_split(model, train_vars) if config.cache else None
-    one_shot_compiled = not backend_loop().EAGER_ONE_SHOT
+    one_shot_compiled = not active().EAGER_ONE_SHOT
     x = model_inputs(prep.train)
     xv = model_inputs(prep.val) if prep.val is not None else None
     if split is not None:

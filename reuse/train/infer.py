@@ -7,23 +7,18 @@ from typing import Any
 
 import numpy as np
 
+from reuse.backend.compiled import CompiledForward
+from reuse.backend.spec import Forward
 from reuse.data import Dataset, check_for_model, output_kind
 from reuse.data.checks import model_inputs
-from reuse.train.engine import compile_forward
-from reuse.train.network import Forward
 from reuse.train.task import Task
 
 BATCH = 4096
 
 
-def _bucket(n: int, batch: int) -> int:
-    """Pad a short batch up to a power of two, so a handful of shapes (traces) serve every size."""
-    return min(batch, 1 << max(0, int(n - 1).bit_length()))
-
-
 class Predictor:
-    """A compiled inference function for a model (or a part of one), applied in fixed-size, padded
-    batches.
+    """A compiled inference function for a model (or a part of one), applied in batches of
+    ``batch_size`` rows (:class:`reuse.backend.compiled.CompiledForward`).
 
     Build once and reuse (the compiled function and its traces are kept); it reads the current
     weights on every call, so it stays valid while the model trains. ``compiled=False`` runs the
@@ -35,23 +30,20 @@ class Predictor:
         self.forward = Forward(model)
         self.batch_size = int(batch_size)
         self.compiled = compiled
-        self._fn = compile_forward(self.forward) if compiled else (lambda x: self.forward(x, False))
+        self._compiled = CompiledForward(model, max_rows=self.batch_size) if compiled else None
+
+    def _run(self, arrays: list[np.ndarray], several: bool) -> list[np.ndarray]:
+        if self._compiled is not None:
+            return self._compiled(arrays)
+        out = self.forward(tuple(arrays) if several else arrays[0], False)
+        return [np.asarray(o) for o in (out if isinstance(out, (list, tuple)) else [out])]
 
     def __call__(self, x: np.ndarray | tuple[np.ndarray, ...]) -> Any:
         """Outputs for every row of ``x`` (float32 unless the model says otherwise), in compiled batches."""
         several = isinstance(x, tuple)
-        xs = tuple(_typed(a) for a in (x if several else (x,)))
+        xs = [_typed(a) for a in (x if several else (x,))]
         n, b = len(xs[0]), self.batch_size
-        parts: list[list[np.ndarray]] = []
-        for lo in range(0, n, b):
-            batch = tuple(a[lo:lo + b] for a in xs)
-            rows = len(batch[0])
-            size = _bucket(rows, b) if self.compiled else rows
-            if size != rows:
-                batch = tuple(np.concatenate([a, np.zeros((size - rows, *a.shape[1:]), a.dtype)]) for a in batch)
-            out = self._fn(batch if several else batch[0])
-            outs = out if isinstance(out, (list, tuple)) else [out]
-            parts.append([np.asarray(o)[:rows] for o in outs])
+        parts = [self._run([a[lo:lo + b] for a in xs], several) for lo in range(0, n, b)]
         if not parts:
             return np.zeros((0,), np.float32)
         joined = [np.concatenate(col) for col in zip(*parts, strict=True)]

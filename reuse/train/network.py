@@ -1,4 +1,4 @@
-"""The part of a network a training loop runs, and the frozen-feature cache split.
+"""The frozen-feature cache split of a network, and reseeding its random layers.
 
 When part of a model's graph holds no weight being trained and behaves the same in training and
 inference (no dropout, noise or batch-statistics normalisation), and the rest reads it only through a
@@ -22,33 +22,6 @@ from reuse.keras_compat import (
     seed_generators,
     set_keras_history,
 )
-
-
-def as_model_input(x: Any) -> Any:
-    """One array as is; several (a tuple, one per model input) as the list Keras models take."""
-    return list(x) if isinstance(x, tuple) else x
-
-
-class Forward:
-    """A callable network part: a whole model, or a sub-model sharing its layers (the cached rest).
-
-    ``x`` is one array or a tuple of arrays (one per input of the part).
-    """
-
-    def __init__(self, model: Any) -> None:
-        self.model = model
-
-    def __call__(self, x: Any, training: bool) -> Any:
-        return self.model(as_model_input(x), training=training)
-
-    @property
-    def variables(self) -> list[Any]:
-        return list(self.model.variables)
-
-    def losses(self) -> list[Any]:
-        """Regularisation and activity losses of the last call (read right after calling)."""
-        return list(self.model.losses)
-
 
 STOCHASTIC = ("Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "AlphaDropout",
               "GaussianDropout", "GaussianNoise")

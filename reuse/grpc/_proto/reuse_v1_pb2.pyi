@@ -207,7 +207,7 @@ class BuildRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., base: _Optional[str] = ..., reuse: _Optional[str] = ..., trainable: _Optional[str] = ..., match: _Optional[str] = ..., head: _Optional[str] = ..., classes: _Optional[int] = ..., regression: _Optional[bool] = ..., input_shape: _Optional[_Iterable[int]] = ..., description: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., wait: _Optional[bool] = ..., seed: _Optional[int] = ..., outputs: _Optional[int] = ..., exits: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class TrainRequest(_message.Message):
-    __slots__ = ("model", "data", "val", "val_split", "label", "epochs", "batch_size", "optimizer", "lr", "momentum", "clipnorm", "clipvalue", "early_stopping", "seed", "no_cache", "description", "relabel", "nesterov", "seeds")
+    __slots__ = ("model", "data", "val", "val_split", "label", "epochs", "batch_size", "optimizer", "lr", "momentum", "clipnorm", "clipvalue", "early_stopping", "seed", "no_cache", "description", "relabel", "nesterov", "seeds", "data_parallel")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
     VAL_FIELD_NUMBER: _ClassVar[int]
@@ -227,6 +227,7 @@ class TrainRequest(_message.Message):
     RELABEL_FIELD_NUMBER: _ClassVar[int]
     NESTEROV_FIELD_NUMBER: _ClassVar[int]
     SEEDS_FIELD_NUMBER: _ClassVar[int]
+    DATA_PARALLEL_FIELD_NUMBER: _ClassVar[int]
     model: str
     data: str
     val: str
@@ -246,7 +247,8 @@ class TrainRequest(_message.Message):
     relabel: bool
     nesterov: bool
     seeds: int
-    def __init__(self, model: _Optional[str] = ..., data: _Optional[str] = ..., val: _Optional[str] = ..., val_split: _Optional[float] = ..., label: _Optional[str] = ..., epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., optimizer: _Optional[str] = ..., lr: _Optional[float] = ..., momentum: _Optional[float] = ..., clipnorm: _Optional[float] = ..., clipvalue: _Optional[float] = ..., early_stopping: _Optional[int] = ..., seed: _Optional[int] = ..., no_cache: _Optional[bool] = ..., description: _Optional[str] = ..., relabel: _Optional[bool] = ..., nesterov: _Optional[bool] = ..., seeds: _Optional[int] = ...) -> None: ...
+    data_parallel: bool
+    def __init__(self, model: _Optional[str] = ..., data: _Optional[str] = ..., val: _Optional[str] = ..., val_split: _Optional[float] = ..., label: _Optional[str] = ..., epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., optimizer: _Optional[str] = ..., lr: _Optional[float] = ..., momentum: _Optional[float] = ..., clipnorm: _Optional[float] = ..., clipvalue: _Optional[float] = ..., early_stopping: _Optional[int] = ..., seed: _Optional[int] = ..., no_cache: _Optional[bool] = ..., description: _Optional[str] = ..., relabel: _Optional[bool] = ..., nesterov: _Optional[bool] = ..., seeds: _Optional[int] = ..., data_parallel: _Optional[bool] = ...) -> None: ...
 
 class FinetuneRequest(_message.Message):
     __slots__ = ("train", "unfreeze", "match")
@@ -277,7 +279,7 @@ class StartJobRequest(_message.Message):
     def __init__(self, kind: _Optional[str] = ..., params_json: _Optional[str] = ...) -> None: ...
 
 class JobEvent(_message.Message):
-    __slots__ = ("job_id", "seq", "state", "epoch", "epochs", "losses", "metrics", "eta_seconds", "message", "model", "error", "time")
+    __slots__ = ("job_id", "seq", "state", "epoch", "epochs", "losses", "metrics", "eta_seconds", "message", "model", "error", "time", "stage", "task", "label", "phase", "phases", "samples", "val_samples", "steps_per_epoch", "cached_layers", "stopped_early", "best_epoch")
     class LossesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -304,6 +306,17 @@ class JobEvent(_message.Message):
     MODEL_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    PHASES_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    VAL_SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    STEPS_PER_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    CACHED_LAYERS_FIELD_NUMBER: _ClassVar[int]
+    STOPPED_EARLY_FIELD_NUMBER: _ClassVar[int]
+    BEST_EPOCH_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     seq: int
     state: str
@@ -316,7 +329,18 @@ class JobEvent(_message.Message):
     model: str
     error: str
     time: str
-    def __init__(self, job_id: _Optional[str] = ..., seq: _Optional[int] = ..., state: _Optional[str] = ..., epoch: _Optional[int] = ..., epochs: _Optional[int] = ..., losses: _Optional[_Mapping[str, float]] = ..., metrics: _Optional[_Mapping[str, float]] = ..., eta_seconds: _Optional[float] = ..., message: _Optional[str] = ..., model: _Optional[str] = ..., error: _Optional[str] = ..., time: _Optional[str] = ...) -> None: ...
+    stage: str
+    task: str
+    label: str
+    phase: int
+    phases: int
+    samples: int
+    val_samples: int
+    steps_per_epoch: int
+    cached_layers: _containers.RepeatedScalarFieldContainer[str]
+    stopped_early: bool
+    best_epoch: int
+    def __init__(self, job_id: _Optional[str] = ..., seq: _Optional[int] = ..., state: _Optional[str] = ..., epoch: _Optional[int] = ..., epochs: _Optional[int] = ..., losses: _Optional[_Mapping[str, float]] = ..., metrics: _Optional[_Mapping[str, float]] = ..., eta_seconds: _Optional[float] = ..., message: _Optional[str] = ..., model: _Optional[str] = ..., error: _Optional[str] = ..., time: _Optional[str] = ..., stage: _Optional[str] = ..., task: _Optional[str] = ..., label: _Optional[str] = ..., phase: _Optional[int] = ..., phases: _Optional[int] = ..., samples: _Optional[int] = ..., val_samples: _Optional[int] = ..., steps_per_epoch: _Optional[int] = ..., cached_layers: _Optional[_Iterable[str]] = ..., stopped_early: _Optional[bool] = ..., best_epoch: _Optional[int] = ...) -> None: ...
 
 class Job(_message.Message):
     __slots__ = ("id", "kind", "state", "params_json", "created", "started", "finished", "model", "result_json", "error", "last_event")

@@ -1,8 +1,10 @@
 """Helpers of :class:`reuse.remote.RemoteService` for work that runs as server jobs.
 
 - :func:`remote_data`: a data spec as the server can take it (local files are uploaded as datasets).
+- :func:`request_options`: the facade's training options as TrainRequest fields (the job kinds' one
+  list, ``reuse.jobs.kinds.TRAIN_OPTIONS``).
 - :class:`TrainEvents`: job events back to the training events (:mod:`reuse.train.events`) the CLI's
-  progress bar reads; the server's train kinds write them in a fixed form (reuse.jobs.kinds.job_progress).
+  progress bar reads, from the events' fields (:func:`reuse.jobs.progress.train_event`).
 - :func:`follow_job`: watch a job to its end, cancelling it on Ctrl-C or when a cancel event is set.
 - :func:`outcome_from_result`: a :class:`reuse.train.output.TrainOutcome` from a train job's result.
 """
@@ -22,12 +24,9 @@ import reuse.errors as errors
 from reuse.data.formats import data_file_format
 from reuse.errors import Cancelled, FailedPrecondition, ReuseError
 from reuse.jobs import JobEvent, JobRecord
-from reuse.train.events import EpochEnd, TrainFinished, TrainStarted
+from reuse.jobs.kinds import TRAIN_OPTIONS
+from reuse.jobs.progress import train_event
 from reuse.train.output import TrainOutcome
-
-# TrainConfig fields a TrainRequest carries; ``cache`` travels as ``no_cache``.
-REQUEST_OPTIONS = ("epochs", "batch_size", "optimizer", "lr", "momentum", "nesterov", "clipnorm", "clipvalue",
-                   "early_stopping", "seed", "val_split")
 
 
 def _sha256(path: Path) -> str:
@@ -52,7 +51,7 @@ def remote_data(client: Any, spec: str) -> str:
     fmt = data_file_format(path)
     sha = _sha256(path)
     name = f"upload-{sha[:24]}"
-    if any(d.get("name") == name and d.get("sha256") == sha for d in client.list_datasets()):
+    if any(d.name == name and d.sha256 == sha for d in client.list_datasets()):
         return name
     client.upload_dataset(path, name, format=fmt, overwrite=True, description=f"uploaded from {path.name}")
     return name
@@ -69,13 +68,13 @@ def request_options(options: Mapping[str, Any] | None, config: Any = None) -> di
         defaults = type(config)()
         given.update({f.name: getattr(config, f.name) for f in dataclasses.fields(config)
                       if getattr(config, f.name) != getattr(defaults, f.name)})
-    out = {k: v for k, v in given.items() if k in REQUEST_OPTIONS and v is not None}
+    out = {k: v for k, v in given.items() if k in TRAIN_OPTIONS and v is not None}
     if given.get("cache") is False:
         out["no_cache"] = True
-    other = sorted(k for k in given if k not in REQUEST_OPTIONS and k != "cache")
+    other = sorted(k for k in given if k not in TRAIN_OPTIONS and k != "cache")
     if other:
         raise FailedPrecondition(f"training options {other} are not available with --server; "
-                                 f"remote training takes {', '.join(REQUEST_OPTIONS)} and cache")
+                                 f"remote training takes {', '.join(TRAIN_OPTIONS)} and cache")
     return out
 
 
@@ -86,18 +85,9 @@ class TrainEvents:
         self.progress = progress
 
     def __call__(self, ev: JobEvent) -> None:
-        if self.progress is None or ev.state != "running":
-            return
-        if ev.epoch == 0 and ev.epochs and ev.message.startswith("started "):
-            label = ev.message[len("started "):].split(":", 1)[0]
-            self.progress(TrainStarted(task=label, epochs=ev.epochs, samples=0, val_samples=0, steps_per_epoch=0,
-                                       label=label))
-        elif ev.message.startswith("finished "):
-            self.progress(TrainFinished(epochs_run=ev.epoch, stopped_early="stopped early" in ev.message,
-                                        best_epoch=None, metrics=dict(ev.metrics)))
-        elif ev.epoch > 0 and ev.epochs:
-            self.progress(EpochEnd(ev.epoch, ev.epochs, dict(ev.losses), dict(ev.metrics), elapsed=0.0,
-                                   eta=max(ev.eta_s, 0.0)))
+        event = train_event(ev) if self.progress is not None else None
+        if event is not None:
+            self.progress(event)
 
 
 def job_error(record: JobRecord) -> ReuseError:

@@ -1,5 +1,6 @@
-"""TensorFlow: a whole run of epochs and steps in one ``tf.function`` over in-memory tensors.
+"""The TensorFlow backend: a whole training run in one ``tf.function``, and the compiled forward pass.
 
+Training: a whole run of epochs and steps in one ``tf.function`` over in-memory tensors.
 The TensorFlow backend of Keras 3 has no ``optimizer.stateless_apply``, so this loop updates the Keras
 variables in place; the per-epoch shuffle is a stateless, seeded permutation, and early stopping,
 validation and the best-weights copy all run inside the compiled loop. Traced without autograph (the
@@ -15,8 +16,10 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from reuse.train._tf_updates import FusedUpdate
-from reuse.train.loopspec import ChunkResult, LoopSpec, eval_batches, map_arrays
+from reuse.backend.spec import ChunkResult, Forward, LoopSpec, eval_batches, map_arrays
+from reuse.backend.tf_updates import FusedUpdate
+
+NAME = "tensorflow"
 
 
 class _NoRetraceWarning(logging.Filter):
@@ -174,13 +177,60 @@ class Runner:
         return best if best >= 0 else None
 
 
-def compile_forward(forward: Callable[[Any, bool], Any]) -> Callable[[Any], Any]:
-    """A compiled inference function of ``forward`` (one trace per input shape); inputs and outputs are
-    one array or several (a tuple in, a list out)."""
-    fn = tf.function(lambda x: forward(x, False), autograph=False)
+def limit_threads(threads: int) -> None:
+    """Use at most ``threads`` threads for TensorFlow ops in this process (call before any op runs), so
+    worker processes sharing the machine's cores do not each start one compute thread per core."""
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(max(1, min(2, threads)))
+    except RuntimeError:  # the runtime is already initialised: keep its settings
+        pass
 
-    def call(x: Any) -> Any:
-        out = fn(map_arrays(tf.convert_to_tensor, x))
-        return [np.asarray(o) for o in out] if isinstance(out, (list, tuple)) else np.asarray(out)
 
-    return call
+def _signature(forward: Forward, arrays: list[np.ndarray]) -> tuple[Any, ...]:
+    """Input specs with the batch dimension open; the model's declared shapes where they fit the arrays
+    (so a variable-length axis stays open too), else the arrays' own."""
+    try:
+        declared = list(forward.model.inputs)
+    except (AttributeError, ValueError):  # a subclassed model has no symbolic inputs
+        declared = []
+    specs = []
+    for i, a in enumerate(arrays):
+        t = declared[i] if len(declared) == len(arrays) else None
+        fits = (t is not None and len(t.shape) == a.ndim and tf.as_dtype(t.dtype) == tf.as_dtype(a.dtype)
+                and all(d is None or d == n for d, n in zip(t.shape[1:], a.shape[1:], strict=True)))
+        specs.append(tf.TensorSpec((None, *(t.shape[1:] if fits else a.shape[1:])), a.dtype))
+    return tuple(specs)
+
+
+def compile_forward(forward: Forward, on_trace: Callable[[], None] | None = None
+                    ) -> tuple[Callable[[list[np.ndarray]], list[np.ndarray]], bool]:
+    """One concrete function per input signature, the batch dimension left open: polymorphic.
+
+    Calling the concrete function directly skips ``tf.function``'s per-call argument dispatch, which
+    costs as much as the forward pass itself for small batches. TF variables are read when the graph
+    runs, so the function always sees the current weights.
+    """
+
+    def traced(*xs: Any) -> list[Any]:
+        if on_trace is not None:
+            on_trace()  # a Python side effect: runs only while tracing
+        out = forward(xs if len(xs) > 1 else xs[0], False)
+        return list(out) if isinstance(out, (list, tuple)) else [out]
+
+    by_arrays: dict[tuple[Any, ...], Any] = {}
+    by_signature: dict[tuple[Any, ...], Any] = {}
+
+    def run(arrays: list[np.ndarray]) -> list[np.ndarray]:
+        key = tuple((a.shape[1:], a.dtype.str) for a in arrays)
+        fn = by_arrays.get(key)
+        if fn is None:
+            signature = _signature(forward, arrays)
+            fn = by_signature.get(signature)
+            if fn is None:
+                fn = by_signature[signature] = tf.function(
+                    traced, input_signature=list(signature), autograph=False).get_concrete_function()
+            by_arrays[key] = fn
+        return [t.numpy() for t in fn(*(tf.constant(a) for a in arrays))]
+
+    return run, True

@@ -1,5 +1,6 @@
-"""JAX: a whole run of epochs and steps in one ``jax.jit`` call, written with Keras's stateless API.
+"""The JAX backend: a whole training run in one ``jax.jit`` call, and the compiled forward pass.
 
+Training: a whole run of epochs and steps in one ``jax.jit`` call, written with Keras's stateless API.
 Weights, optimizer slots and loop bookkeeping are one pytree carried through ``lax.while_loop``
 (epochs) and ``lax.fori_loop`` (steps); the forward pass runs in a ``keras.StatelessScope`` and the
 update is ``optimizer.stateless_apply``. Data stay on the device as arguments of the compiled call.
@@ -21,8 +22,9 @@ import keras
 import numpy as np
 from jax import lax
 
-from reuse.train.loopspec import ChunkResult, LoopSpec, eval_batches, map_arrays
-from reuse.train.network import Forward
+from reuse.backend.spec import ChunkResult, Forward, LoopSpec, eval_batches, map_arrays
+
+NAME = "jax"
 
 # Eager JAX compiles every primitive per shape, so even a single pass over data is faster jitted.
 EAGER_ONE_SHOT = False
@@ -192,14 +194,28 @@ class Runner:
         return best if best >= 0 else None
 
 
-def compile_forward(forward: Forward) -> Callable[[Any], Any]:
-    """A compiled inference function of ``forward``; reads the variables' current values per call.
-    Inputs and outputs are one array or several (a tuple in, a list out)."""
+def limit_threads(threads: int) -> None:
+    """Nothing to do: XLA's CPU thread pool is fixed when the backend starts (``XLA_FLAGS``), not per
+    process afterwards."""
+
+
+def compile_forward(forward: Forward, on_trace: Callable[[], None] | None = None
+                    ) -> tuple[Callable[[list[np.ndarray]], list[Any]], bool]:
+    """``jax.jit`` over the stateless forward pass: one trace per batch shape, so not polymorphic.
+
+    The variables' current values are passed in on every call, so the function sees the current weights.
+    """
     variables = forward.variables
-    fn = jax.jit(lambda values, x: stateless_forward(forward, variables, values, x, False)[0])
 
-    def call(x: Any) -> Any:
-        out = fn([v.value for v in variables], map_arrays(jnp.asarray, x))
-        return [np.asarray(o) for o in out] if isinstance(out, (list, tuple)) else np.asarray(out)
+    def traced(values: list[Any], xs: list[Any]) -> list[Any]:
+        if on_trace is not None:
+            on_trace()  # a Python side effect: runs only while tracing
+        out = stateless_forward(forward, variables, values, tuple(xs) if len(xs) > 1 else xs[0], False)[0]
+        return list(out) if isinstance(out, (list, tuple)) else [out]
 
-    return call
+    fn = jax.jit(traced)
+
+    def run(arrays: list[np.ndarray]) -> list[Any]:
+        return fn([v.value for v in variables], list(arrays))
+
+    return run, False

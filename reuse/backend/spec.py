@@ -1,18 +1,53 @@
-"""What a compiled training loop needs, shared by the backend loops (``_tf_loop``, ``_jax_loop``)."""
+"""What a backend is handed: the network part to run (``Forward``) and a training run (``LoopSpec``).
+
+Backend-neutral: the backends (:mod:`reuse.backend.tf`, :mod:`reuse.backend.jax`) read these; the
+training code (:mod:`reuse.train`) fills them in.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
-
-from reuse.train.network import Forward
-from reuse.train.task import Task
 
 # History columns, in this order, in the arrays the loops return.
 COLUMNS = ("loss", "metric", "val_loss", "val_metric")
 EVAL_BATCH = 2048
+
+
+def as_model_input(x: Any) -> Any:
+    """One array as is; several (a tuple, one per model input) as the list Keras models take."""
+    return list(x) if isinstance(x, tuple) else x
+
+
+class Forward:
+    """A callable network part: a whole model, or a sub-model sharing its layers (the cached rest).
+
+    ``x`` is one array or a tuple of arrays (one per input of the part).
+    """
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    def __call__(self, x: Any, training: bool) -> Any:
+        return self.model(as_model_input(x), training=training)
+
+    @property
+    def variables(self) -> list[Any]:
+        return list(self.model.variables)
+
+    def losses(self) -> list[Any]:
+        """Regularisation and activity losses of the last call (read right after calling)."""
+        return list(self.model.losses)
+
+
+class Objective(Protocol):
+    """Per-sample loss and metric of a batch (:class:`reuse.train.task.Task` is one)."""
+
+    def loss(self, y: Any, p: Any) -> Any: ...
+
+    def score(self, y: Any, p: Any) -> Any: ...
 
 
 @dataclass
@@ -29,7 +64,7 @@ class LoopSpec:
     train_vars: list[Any]
     state_vars: list[Any]
     optimizer: Any
-    task: Task
+    task: Objective
     x: np.ndarray | tuple[np.ndarray, ...]
     y: np.ndarray
     xv: np.ndarray | tuple[np.ndarray, ...] | None

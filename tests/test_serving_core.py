@@ -1,4 +1,4 @@
-"""Serving core without a transport: compiled forward pass, dynamic batcher, model cache, engine."""
+"""Serving core without a transport: dynamic batcher, model cache, engine (compiled forward: test_backend.py)."""
 
 from __future__ import annotations
 
@@ -14,25 +14,6 @@ from reuse.errors import InvalidInput, NotFound, ResourceExhausted
 from reuse.serving.batcher import DynamicBatcher
 from reuse.serving.cache import ModelCache
 from reuse.serving.engine import InferenceEngine, ServingOptions
-from reuse.serving.forward import CompiledForward, bucket
-
-
-@pytest.mark.parametrize(("rows", "padded"), [(1, 1), (2, 2), (3, 4), (17, 32), (64, 64), (65, 128)])
-def test_bucket(rows, padded):
-    assert bucket(rows) == padded
-
-
-def test_compiled_forward_matches_model_and_never_retraces(rng):
-    model = make_mlp()
-    fwd = CompiledForward(model)
-    sizes = (1, 3, 17, 64, 5, 7, 2)
-    for rows in sizes:
-        x = rng.normal(size=(rows, 8)).astype("float32")
-        (out,) = fwd([x])
-        assert out.shape == (rows, 3)
-        np.testing.assert_allclose(out, np.asarray(model(x, training=False)), rtol=1e-5, atol=1e-6)
-    # Polymorphic (TensorFlow): one trace in all; otherwise (JAX) one per power-of-two bucket.
-    assert fwd.traces == (1 if fwd.polymorphic else len({bucket(r) for r in sizes}))
 
 
 class SlowDouble:

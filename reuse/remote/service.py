@@ -2,19 +2,18 @@
 
 The CLI gets a :class:`reuse.service.Service` or a :class:`RemoteService` from ``get_service`` and calls
 the same methods either way, with the same signatures; both return the same types (ModelInfo,
-ModelDescription, LayerTable, TrainOutcome, Prediction, JobRecord, ...). Methods not offered remotely
-raise FailedPrecondition naming the command.
+ModelDescription, LayerTable, TrainOutcome, Prediction, JobRecord, ...). What both offer is the
+:class:`reuse.facade.Facade` Protocol; what is not offered remotely is simply not here.
 
 Data: a ``builtin:`` spec is passed through; a local file is uploaded first as a dataset named for its
 content (``upload-<sha256 prefix>``, skipped when the server has it already) and referenced by name.
 Training, fine-tuning, evaluation and builds run as server jobs; training progress arrives as job
 events and is turned back into the training events the CLI's progress bar reads
-(:mod:`reuse.remote_jobs`). Prediction runs through KServe ``ModelInfer``.
+(:mod:`reuse.remote.jobs`). Prediction runs through KServe ``ModelInfer``.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 import threading
@@ -24,11 +23,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from reuse.client import ReuseClient
 from reuse.describe import ModelDescription
-from reuse.errors import FailedPrecondition, InvalidInput, NotFound
+from reuse.errors import InvalidInput, NotFound
 from reuse.jobs import JobEvent, JobRecord
-from reuse.remote_jobs import (
+from reuse.remote.client import ReuseClient
+from reuse.remote.jobs import (
     TrainEvents,
     follow_job,
     job_error,
@@ -38,25 +37,16 @@ from reuse.remote_jobs import (
 )
 from reuse.select import Selection
 from reuse.serving.engine import InferResult
-from reuse.serving.signature import ModelSignature, TensorSpec
+from reuse.serving.signature import ModelSignature
 from reuse.store import LayerInfo, ModelInfo, ModelRef
 from reuse.uploads import DatasetInfo
 
 if TYPE_CHECKING:
+    from reuse.heads import HeadSpec
     from reuse.layer_table import LayerTable
     from reuse.train.output import Prediction, TrainOutcome
 
 INFER_CHUNK_BYTES = 4 * 1024 * 1024  # rows per ModelInfer call in predict: well under the message limit
-
-
-def _info(d: Mapping[str, Any]) -> ModelInfo:
-    fields = {k: d[k] for k in ModelInfo.__dataclass_fields__ if k in d}
-    fields["path"] = Path(str(fields.get("path", "")))
-    return ModelInfo(**fields)
-
-
-def _record(d: Mapping[str, Any]) -> JobRecord:
-    return JobRecord.from_dict(dict(d))
 
 
 class RemoteService:
@@ -73,7 +63,7 @@ class RemoteService:
 
     # -- store -------------------------------------------------------------------------------------
     def list_models(self) -> list[ModelInfo]:
-        return [_info(d) for d in self.client.list_models()]
+        return self.client.list_models()
 
     def model_info(self, ref: str) -> ModelInfo:
         return self.describe_model(ref).info
@@ -89,13 +79,7 @@ class RemoteService:
                                      tags=meta.get("tags"))
 
     def describe_model(self, ref: str, *, scope: str = "", match: str = "full") -> ModelDescription:
-        d = self.client.describe_model(ref, scope=scope, match=match)
-        layers = tuple(LayerInfo(name=x.name, class_name=x.class_name, output_shape=json.loads(x.output_shape_json),
-                                 params=x.params, trainable=x.trainable, depth=x.depth, inputs=tuple(x.inputs))
-                       for x in d.layers)
-        selection = (Selection(d.scope, d.match, tuple(d.matched), tuple(d.unmatched)) if d.scope else None)
-        return ModelDescription(info=_info(json.loads(d.model.metadata_json)), versions=tuple(d.versions),
-                                layers=layers, selection=selection)
+        return self.client.describe_model(ref, scope=scope, match=match)
 
     @property
     def store_root(self) -> str:
@@ -109,8 +93,7 @@ class RemoteService:
         if not p.is_file():
             raise NotFound(f"{p}: no such file")
         fmt = "keras" if p.suffix.lower() == ".keras" else "h5"
-        return _info(self.client.upload_model(p, name, description=description, tags=tags, format=fmt,
-                                              unsafe=unsafe))
+        return self.client.upload_model(p, name, description=description, tags=tags, format=fmt, unsafe=unsafe)
 
     def model_versions(self, name: str) -> list[ModelInfo]:
         ModelRef.parse(name)
@@ -142,12 +125,13 @@ class RemoteService:
         selected = tuple(r.name for r in rows if r.matched and r.class_name not in _MODEL_CLASSES)
         return LayerTable(d.info.ref, rows, d.selection, selected)
 
-    def build(self, new_name: str, base_ref: str, reuse: str, *, head: str | None = None,
+    def build(self, new_name: str, base_ref: str, reuse: str, *, head: str | HeadSpec | None = None,
               head_file: str | os.PathLike[str] | None = None, classes: int | None = None,
               regression: bool | int = False, trainable: str | None = None, match: str = "full",
               input_shape: tuple[int | None, ...] | None = None, description: str = "", seed: int | None = None,
               tags: dict[str, str] | None = None, exits: Sequence[str] | None = None) -> ModelInfo:
-        """Build on the server (the Build RPC, waiting for its job); a head file is sent as its text."""
+        """Build on the server (the Build RPC, waiting for its job); a head file is sent as its text, a
+        HeadSpec as its spec string."""
         from reuse.heads import load_head_file
 
         if head is not None and head_file is not None:
@@ -155,6 +139,8 @@ class RemoteService:
         if head_file is not None:
             load_head_file(head_file)  # refuse a bad file here, naming the local path
             head = Path(head_file).read_text(encoding="utf-8")
+        if head is not None and not isinstance(head, str):
+            head = head.to_string()
         req: dict[str, Any] = {"name": new_name, "base": base_ref, "reuse": reuse, "head": head or "",
                                "trainable": trainable or "", "match": match, "description": description,
                                "tags": dict(tags or {}), "regression": bool(regression)}
@@ -165,7 +151,7 @@ class RemoteService:
         req.update({k: v for k, v in (("classes", classes), ("seed", seed)) if v is not None})
         if exits:
             req["exits"] = list(exits)
-        record = _record(self.client.build(**req, wait=True))
+        record = self.client.build(**req, wait=True)
         if record.state != "succeeded":
             raise job_error(record)
         return self.model_info(record.model)
@@ -222,7 +208,7 @@ class RemoteService:
         Returns a TrainOutcome whose ``result`` holds the reported fields (no model object). ``ensemble``
         goes as a ``train`` job through StartJob (TrainRequest has no such field)."""
         req = self._fit_request(ref, data, val, label, relabel, config, options, seeds, description)
-        job = self.start_job("train", {**req, "ensemble": True}) if ensemble else _record(self.client.start_train(**req))
+        job = self.start_job("train", {**req, "ensemble": True}) if ensemble else self.client.start_train(**req)
         return self._fit_outcome(self._run_job(job, progress, cancel))
 
     def _fit_outcome(self, record: JobRecord) -> TrainOutcome:
@@ -242,7 +228,7 @@ class RemoteService:
         if ensemble:
             job = self.start_job("finetune", {**req, "unfreeze": unfreeze, "match": match, "ensemble": True})
         else:
-            job = _record(self.client.start_finetune(unfreeze, match=match, **req))
+            job = self.client.start_finetune(unfreeze, match=match, **req)
         return self._fit_outcome(self._run_job(job, progress, cancel))
 
     def evaluate_model(self, ref: str, data: str, *, label: str | int | None = None,
@@ -283,16 +269,7 @@ class RemoteService:
     # -- serving and jobs --------------------------------------------------------------------------
     def model_signature(self, ref: str) -> ModelSignature:
         name, _, version = ref.partition(":")
-        meta = self.client.model_metadata(name, version)
-
-        def spec(t: Any) -> TensorSpec:
-            from reuse.grpc.convert import NP_OF
-
-            return TensorSpec(t.name, NP_OF[t.datatype].name, tuple(None if d < 0 else int(d) for d in t.shape))
-
-        served = int(version) if version else max(int(v) for v in meta.versions)
-        return ModelSignature(meta.name, served, tuple(spec(t) for t in meta.inputs),
-                              tuple(spec(t) for t in meta.outputs))
+        return self.client.signature(name, version)
 
     def infer(self, ref: str, inputs: np.ndarray | Sequence[np.ndarray] | Mapping[str, np.ndarray]) -> InferResult:
         sig = self.model_signature(ref)
@@ -306,21 +283,17 @@ class RemoteService:
     def upload_model(self, chunks: Iterable[bytes], name: str, *, format: str = "h5", description: str = "",
                      tags: Mapping[str, str] | None = None, unsafe: bool = False) -> ModelInfo:
         with _spooled(chunks) as path:
-            return _info(self.client.upload_model(path, name, description=description, tags=tags, format=format,
-                                                  unsafe=unsafe))
+            return self.client.upload_model(path, name, description=description, tags=tags, format=format,
+                                            unsafe=unsafe)
 
     def upload_dataset(self, chunks: Iterable[bytes], name: str, *, format: str, description: str = "",
                        tags: Mapping[str, str] | None = None, overwrite: bool = False) -> DatasetInfo:
         with _spooled(chunks) as path:
-            d = self.client.upload_dataset(path, name, description=description, tags=tags, format=format,
-                                           overwrite=overwrite)
-        return DatasetInfo(**{k: d.get(k, "" if k != "size_bytes" else 0) for k in DatasetInfo.__dataclass_fields__
-                              if k not in ("tags", "path")}, tags=d.get("tags", {}))
+            return self.client.upload_dataset(path, name, description=description, tags=tags, format=format,
+                                              overwrite=overwrite)
 
     def list_datasets(self) -> list[DatasetInfo]:
-        return [DatasetInfo(**{k: d.get(k, 0 if k == "size_bytes" else "") for k in DatasetInfo.__dataclass_fields__
-                               if k not in ("tags", "path")}, tags=d.get("tags", {}))
-                for d in self.client.list_datasets()]
+        return self.client.list_datasets()
 
     def delete_version(self, ref: str) -> ModelInfo:
         info = self.model_info(ref)
@@ -328,44 +301,36 @@ class RemoteService:
         return info
 
     def start_job(self, kind: str, params: dict[str, Any]) -> JobRecord:
-        return _record(self.client.start_job(kind, params))
+        return self.client.start_job(kind, params)
 
     def build_job(self, params: dict[str, Any], *, wait: bool = True, timeout: float | None = None) -> JobRecord:
-        return _record(self.client.build(**params, wait=wait))
+        return self.client.build(**params, wait=wait)
 
     def start_train(self, params: dict[str, Any]) -> JobRecord:
-        return _record(self.client.start_train(**params))
+        return self.client.start_train(**params)
 
     def start_finetune(self, params: dict[str, Any]) -> JobRecord:
         params = dict(params)
-        return _record(self.client.start_finetune(params.pop("unfreeze", ""), match=params.pop("match", ""),
-                                                  **params))
+        return self.client.start_finetune(params.pop("unfreeze", ""), match=params.pop("match", ""), **params)
 
     def start_advise(self, params: dict[str, Any]) -> JobRecord:
         params = dict(params)
-        return _record(self.client.start_advise(params.pop("model", ""), params.pop("data", ""), **params))
+        return self.client.start_advise(params.pop("model", ""), params.pop("data", ""), **params)
 
     def list_jobs(self, *, state: str = "", kind: str = "") -> list[JobRecord]:
-        return [_record(j) for j in self.client.list_jobs(state=state, kind=kind)]
+        return self.client.list_jobs(state=state, kind=kind)
 
     def get_job(self, job_id: str) -> JobRecord:
-        return _record(self.client.get_job(job_id))
+        return self.client.get_job(job_id)
 
     def cancel_job(self, job_id: str) -> JobRecord:
-        return _record(self.client.cancel_job(job_id))
+        return self.client.cancel_job(job_id)
 
     def watch_job(self, job_id: str, *, after_seq: int = 0) -> Iterator[JobEvent]:
-        for e in self.client.watch_job(job_id, after_seq=after_seq):
-            yield JobEvent.from_dict(e)
+        yield from self.client.watch_job(job_id, after_seq=after_seq)
 
     def serving_stats(self) -> dict[str, Any]:
         return self.client.stats()
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        raise FailedPrecondition(f"{name.replace('_', ' ')} is not available with --server yet; "
-                                 "run it against a local --store")
 
 
 class _InfoSource:

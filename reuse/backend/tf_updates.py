@@ -1,4 +1,4 @@
-"""TensorFlow: optimizer updates for the compiled loop in far fewer graph ops than Keras builds."""
+"""TensorFlow backend: optimizer updates for the compiled loop in far fewer graph ops than Keras builds."""
 
 from __future__ import annotations
 

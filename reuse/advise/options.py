@@ -1,0 +1,100 @@
+"""The advisor for callers that hold plain values (the facade's ``Service.advise``, hence the CLI and
+the advise job): the options are checked together before any data is read (:func:`advise_options`),
+then the data are loaded, the advice runs (:func:`reuse.advise.advice.advise`), and its plot and the
+registrations asked for are made (:func:`advise_stored`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from reuse.advise.advice import Advice, AdviseConfig
+from reuse.advise.plan import expand_blocks, split_scopes
+from reuse.advise.plot import check_plot_path
+from reuse.data import load_data
+from reuse.errors import InvalidInput
+from reuse.heads import HeadSpec, load_head_file, parse_head
+from reuse.store import ModelStore, check_name
+
+
+@dataclass(frozen=True)
+class AdviseOptions:
+    """What :func:`advise_options` made of the options: the head, the scopes, the measuring config."""
+
+    head: HeadSpec
+    scopes: list[str] | None
+    config: AdviseConfig
+
+
+def advise_options(*, head: str | None = None, head_file: str | None = None, scopes: str | list[str] | None = None,
+                   blocks: str | None = None, val: str | None = None, val_split: float | None = None,
+                   register: str | None = None, register_ensemble: str | None = None, plot: str | None = None,
+                   **config: Any) -> AdviseOptions:
+    """Check the options of one advice that need no data, and return them parsed.
+
+    ``config`` holds :class:`AdviseConfig` field values (``None`` values are left at their defaults).
+
+    Raises:
+        InvalidName: a bad ``register`` or ``register_ensemble`` name. InvalidInput: options that
+        contradict each other, a plot path that cannot be written, a malformed block pattern or head.
+    """
+    if register is not None:
+        check_name(register)
+    if register_ensemble is not None:
+        check_name(register_ensemble)
+        seeds = config.get("seeds")
+        if seeds is not None and seeds < 2:
+            raise InvalidInput(f"--register-ensemble needs --seeds 2 or more; got --seeds {seeds}")
+    if plot is not None:
+        check_plot_path(plot)
+    if head is not None and head_file is not None:
+        raise InvalidInput("give either a head spec or a head file, not both")
+    if val is not None and val_split is not None:
+        raise InvalidInput("give validation data or a validation split, not both")
+    if isinstance(scopes, str):
+        scopes = split_scopes(scopes)
+    if blocks is not None:
+        if scopes is not None:
+            raise InvalidInput("give either scopes or a block pattern, not both")
+        expand_blocks(blocks)  # a malformed pattern is refused before the data are read
+    spec = load_head_file(head_file) if head_file is not None else parse_head(head or "")
+    given = {k: v for k, v in {**config, "val_split": val_split}.items() if v is not None}
+    return AdviseOptions(head=spec, scopes=scopes, config=AdviseConfig(**given))
+
+
+def advise_stored(store: ModelStore, base: str, data: str, options: Mapping[str, Any], *, progress: Any = None,
+                  cancel: Any = None, check_only: bool = False) -> Advice | None:
+    """``Service.advise`` on ``store``: ``options`` are its keyword arguments (plain values; its docstring
+    says what each does), ``progress``, ``cancel`` and ``check_only`` as there."""
+    from reuse.advise.advice import advise as run_advice
+    from reuse.advise.advice import prepare_advice
+    from reuse.advise.plot import plot_advice
+    from reuse.advise.register import register_advice
+
+    o = dict(options)
+    label, classes, depths, description = (o.pop(k, None) for k in ("label", "classes", "depths", "description"))
+    relabel, regression, match = o.pop("relabel", False), o.pop("regression", False), o.pop("match", "full")
+    val, register, register_ensemble, plot, blocks = (o.get(k) for k in ("val", "register", "register_ensemble",
+                                                                         "plot", "blocks"))
+    opts = advise_options(**o)
+    spec, scopes, config = opts.head, opts.scopes, opts.config
+    store.resolve(base)
+    ds = load_data(data, label=label, relabel_labels=relabel)
+    vds = load_data(val, label=label, relabel_labels=relabel,
+                    class_names=list(ds.class_names) if ds.class_names else None) if val else None
+    if check_only:
+        prepare_advice(store, base, ds, val=vds, head=spec, classes=classes, regression=regression,
+                       depths=depths, scopes=scopes, match=match, blocks=blocks, config=config)
+        return None
+    advice = run_advice(store, base, ds, val=vds, head=spec, classes=classes, regression=regression,
+                        depths=depths, scopes=scopes, match=match, blocks=blocks, config=config,
+                        keep_weights="seeds" if register_ensemble else register is not None,
+                        progress=progress, cancel=cancel)
+    advice.data, advice.val = data, val or advice.val
+    if plot is not None and any(r.scores for r in advice.rows):
+        advice.plot = str(plot_advice(advice, plot))
+    register_advice(store, advice, register=register, register_ensemble=register_ensemble, data=data,
+                    val=val, description=description,
+                    class_names=list(ds.class_names) if ds.class_names else None)
+    return advice
