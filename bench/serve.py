@@ -29,11 +29,13 @@ import multiprocessing as mp
 import os
 import platform
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent import futures
 from pathlib import Path
@@ -161,6 +163,8 @@ class Proc:
         else:
             self.log.seek(0)
             raise RuntimeError(f"{name} exited before it was ready: {self.log.read()[-2000:]}")
+        # keep reading what it prints, so that a full pipe never blocks it
+        threading.Thread(target=self.proc.stdout.read, daemon=True).start()
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -309,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
 
     has_processes = "--processes" in serve_help()
     servers: list[Proc] = []
+    naive = None
     try:
         for runtime in csv(args.runtime):
             for n in (int(p) for p in csv(args.processes)):
@@ -316,14 +321,16 @@ def main(argv: list[str] | None = None) -> int:
                     report["skipped"].append(f"reuse serve --processes {n}: reuse serve --help has no --processes")
                     print(report["skipped"][-1], file=sys.stderr)
                     continue
-                servers.append(start_reuse(store, runtime, n))
+                # One store per server: a store's jobs belong to one server at a time (the job lock).
+                own = Path(tmp.name) / f"store-{runtime}-p{n}"
+                shutil.copytree(store, own)
+                servers.append(start_reuse(str(own), runtime, n))
         if args.peers == "auto" and peer_python() is None:
             report["skipped"].append(f"PyTriton peers: no {PEERS_VENV} (make bench-peers builds it)")
             print(report["skipped"][-1], file=sys.stderr)
         elif args.peers == "auto":
             budget = 600 + 2 * s * (len(csv(args.levels)) + 1) * args.rounds * (len(servers) + 3)
             servers += [start_peer("tf", keras_file, budget), start_peer("onnx", onnx_path, budget)]
-        naive = None
         if not args.no_naive:
             naive, naive_port = naive_server(forward)
         targets = [(p.name, p.port) for p in servers] + ([("naive", naive_port)] if naive else [])
