@@ -1,6 +1,7 @@
 """What a serving process holds beside its store: the inference engine, the job manager and its job
-kinds, and the upload policy. The facade (:class:`reuse.service.Service`) keeps the operations and asks
-its runtime for this state; the gRPC server stops the runtime when it stops.
+kinds (or, where another server of the store runs its jobs, a desk that hands them to it:
+reuse.jobs.desk), and the upload policy. The facade (:class:`reuse.service.Service`) keeps the
+operations and asks its runtime for this state; the gRPC server stops the runtime when it stops.
 
 Both the engine and the job manager are made on first use, under one lock, so a command-line process
 that never serves pays for neither. Without a started job manager (a local command, not a server), the
@@ -9,6 +10,7 @@ job records are read from the store's jobs folder without touching them.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -21,7 +23,8 @@ from reuse.text import echo
 from reuse.uploads import DEFAULT_MAX_UPLOAD_BYTES, Upload
 
 if TYPE_CHECKING:
-    from reuse.jobs import JobEvent, JobManager, JobRecord
+    from reuse.jobs import JobEvent, JobRecord
+    from reuse.jobs.desk import JobDesk
     from reuse.serving.engine import InferenceEngine, ServingOptions
 
 
@@ -42,7 +45,7 @@ class ServerRuntime:
         self.max_upload_bytes = DEFAULT_MAX_UPLOAD_BYTES
         self.allow_unsafe_uploads = False
         self._engine: InferenceEngine | None = None
-        self._jobs: JobManager | None = None
+        self._jobs: JobDesk | None = None
         self._lock = threading.Lock()
 
     def configure(self, options: ServingOptions | None = None, *, job_workers: int = 2,
@@ -88,15 +91,27 @@ class ServerRuntime:
 
     # -- jobs ------------------------------------------------------------------------------------
     @property
-    def jobs(self) -> JobManager:
-        """The job manager, started on first use (it takes over the store's job records)."""
+    def jobs(self) -> JobDesk:
+        """The store's jobs as this process sees them, from first use: run here if no other server of the
+        store runs them (this process then takes over the job records), else handed to the one that does
+        (a serving replica; see reuse.jobs.desk)."""
         with self._lock:
             if self._jobs is None:
-                from reuse.jobs.manager import JobManager
+                from reuse.jobs.desk import JobDesk
 
-                self._jobs = JobManager(self.store.state_dir / "jobs", self.store.root, workers=self.job_workers,
-                                        kinds=self.kinds)
+                self._jobs = JobDesk(self.store.state_dir / "jobs", self.store.root, workers=self.job_workers,
+                                     kinds=self.kinds)
             return self._jobs
+
+    def jobs_line(self) -> str:
+        """Which process runs the store's jobs, as ``reuse serve`` says at start-up."""
+        desk = self.jobs
+        if desk.runs_jobs:
+            return f"jobs: run by this process (pid {os.getpid()})"
+        note = desk.runner()
+        who = f"pid {note.get('pid', '?')} on {note.get('host', '?')}"
+        return (f"jobs: run by another server of this store ({who}); this process is a serving replica "
+                "and takes the jobs over if that server stops")
 
     def list_jobs(self, *, state: str = "", kind: str = "") -> list[JobRecord]:
         """Jobs oldest first; without a started manager, read from the records without touching them."""

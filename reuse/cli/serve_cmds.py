@@ -33,7 +33,9 @@ _D = ServerSettings()
 @click.option("--onnx-threads", default=1, show_default=True, type=click.IntRange(1),
               help="ONNX Runtime intra-op threads per served version.")
 @click.option("--workers", default=_D.workers, show_default=True, type=click.IntRange(1),
-              help="Jobs (build, train, ...) running at once.")
+              help="Jobs (build, train, ...) running at once (in the process that runs them).")
+@click.option("--processes", default="1", show_default=True, metavar="N|auto",
+              help="Server processes on the one port, each with its own model cache (auto: one per core).")
 @click.option("--token-file", type=click.Path(dir_okay=False, exists=True), default=None,
               help=f"Require this bearer token on every RPC but health (default: ${ENV_TOKEN}).")
 @click.option("--tls-cert", type=click.Path(dir_okay=False, exists=True), default=None, help="TLS certificate (PEM).")
@@ -41,37 +43,51 @@ _D = ServerSettings()
 @click.option("--allow-unsafe-uploads", is_flag=True, help="Accept uploaded models that run code when loaded.")
 def serve_cmd(store: str | None, host: str, port: int, max_batch_size: int, max_batch_delay_ms: float,
               max_message_mb: int, max_upload_mb: int, cache_mb: int, runtime: str, onnx_threads: int,
-              workers: int, token_file: str | None,
-              tls_cert: str | None, tls_key: str | None, allow_unsafe_uploads: bool) -> None:
+              workers: int, processes: str, token_file: str | None, tls_cert: str | None, tls_key: str | None,
+              allow_unsafe_uploads: bool) -> None:
     """Serve the store over gRPC: KServe v2 inference, the reuse.v1 management API, health, reflection.
 
-    Prints `listening on HOST:PORT` when ready, and on stderr the runtime chosen for each version as it
-    is loaded (with the reason when it is not ONNX Runtime). SIGTERM or Ctrl-C: stops accepting calls, finishes those
-    in flight, marks running jobs interrupted, exits 0.
+    Prints `listening on HOST:PORT` when ready, then which process runs the store's jobs: this one, or
+    another server of the store (this one is then a serving replica); on stderr the runtime chosen for
+    each version as it is loaded (with the reason when it is not ONNX Runtime). SIGTERM or Ctrl-C: stops
+    accepting calls, finishes those in flight, marks running jobs interrupted, exits 0 (with --processes:
+    in every process).
     """
+    from reuse.config import store_root
+    from reuse.grpc.processes import ServeSpec, build_service, processes_count, serve_processes
     from reuse.grpc.server import ServerConfig, run_server
-    from reuse.service import Service
     from reuse.serving.engine import ServingOptions
     from reuse.serving.runtime_choice import check_mode, describe_mode, log_choices_to_stderr
 
     check_mode(runtime)
+    n = processes_count(processes)
     log_choices_to_stderr()
-    service = Service(store)
-    service.configure_serving(ServingOptions(max_batch_size, max_batch_delay_ms, cache_mb * 2**20, runtime,
-                                             onnx_threads),
-                              job_workers=workers, max_upload_bytes=max_upload_mb * 2**20,
-                              allow_unsafe_uploads=allow_unsafe_uploads)
-    service.runtime.jobs  # noqa: B018 - take over the store's job records (marks stale ones interrupted) before serving
     config = ServerConfig(host=host, port=port, max_message_bytes=max_message_mb * 2**20, token=read_token(token_file),
                           tls_cert=Path(tls_cert) if tls_cert else None, tls_key=Path(tls_key) if tls_key else None)
+    spec = ServeSpec(store, config, ServingOptions(max_batch_size, max_batch_delay_ms, cache_mb * 2**20, runtime,
+                                                   onnx_threads),
+                     job_workers=workers, max_upload_bytes=max_upload_mb * 2**20,
+                     allow_unsafe_uploads=allow_unsafe_uploads)
+    extras = f"{', token required' if config.token else ''}{', TLS' if tls_cert else ''}; {describe_mode(runtime)}"
 
-    def ready(bound: int) -> None:
-        click.echo(f"listening on {host}:{bound} (store {service.store.root}"
-                   f"{', token required' if config.token else ''}{', TLS' if tls_cert else ''}; "
-                   f"{describe_mode(runtime)})")
+    def say(*lines: str) -> None:
+        for line in lines:
+            click.echo(line)
         sys.stdout.flush()
 
-    sys.exit(run_server(service, config, ready))
+    if n == 1:
+        service = build_service(spec)
+        sys.exit(run_server(service, config, lambda bound: say(
+            f"listening on {host}:{bound} (store {service.store.root}{extras})", service.runtime.jobs_line())))
+
+    def ready(bound: int, ups: list) -> None:
+        runner = next((u for u in ups if u.runs_jobs), None)
+        jobs = (f"jobs: run by process pid {runner.pid}; the others are serving replicas" if runner
+                else ups[0].jobs_line)
+        say(f"listening on {host}:{bound} (store {store_root(store)}{extras}; {n} processes, pids "
+            f"{', '.join(str(u.pid) for u in ups)})", jobs)
+
+    sys.exit(serve_processes(spec, n, ready))
 
 
 def _model_or_progress(r) -> str:

@@ -42,7 +42,8 @@ class ServerConfig:
     """Transport settings of one server (the service carries the batching and job settings).
 
     ``threads`` bounds the calls served at once (each WatchJob stream holds one while it lasts); more
-    wait in grpc's queue.
+    wait in grpc's queue. ``reuse_port``: let other processes listen on the same port (SO_REUSEPORT; the
+    kernel spreads connections over them: ``reuse serve --processes``).
     """
 
     host: str = "127.0.0.1"
@@ -53,6 +54,7 @@ class ServerConfig:
     tls_key: Path | None = None
     grace_s: float = 10.0
     threads: int = 64
+    reuse_port: bool = False
 
 
 def _credentials(config: ServerConfig) -> grpc.ServerCredentials | None:
@@ -79,9 +81,11 @@ class RunningServer:
             ThreadPoolExecutor(config.threads, thread_name_prefix="rpc"),
             interceptors=[ServerInterceptor(config.token)],
             options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit),
-                     ("grpc.so_reuseport", 0)],
+                     ("grpc.so_reuseport", int(config.reuse_port))],
         )
-        inference_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(service, limit), self.server)
+        self.ready = False  # KServe ServerReady and health: SERVING once start() (or set_serving()) says so
+        inference_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
+            InferenceServicer(service, limit, ready=lambda: self.ready), self.server)
         reuse_v1_pb2_grpc.add_ReuseServiceServicer_to_server(ReuseServicer(service), self.server)
         self.health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
@@ -102,17 +106,24 @@ class RunningServer:
     def target(self) -> str:
         return f"{self.config.host}:{self.port}"
 
-    def start(self) -> RunningServer:
+    def start(self, *, serving: bool = True) -> RunningServer:
+        """Start answering; health says SERVING now, or (``serving=False``) from :meth:`set_serving`."""
         self.server.start()
-        for name in ("", *SERVICE_NAMES):
-            self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self.set_serving(serving)
         return self
+
+    def set_serving(self, serving: bool = True) -> None:
+        self.ready = serving
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in ("", *SERVICE_NAMES):
+            self.health.set(name, status)
 
     def stop(self) -> list[str]:
         """Refuse new calls, end job streams by interrupting running jobs, let in-flight calls finish."""
         if self._stopped:
             return self.interrupted
         self._stopped = True
+        self.ready = False
         self.health.enter_graceful_shutdown()
         done = self.server.stop(self.config.grace_s)  # refuses new calls at once
         self.interrupted = self.service.runtime.close()  # marks running jobs interrupted; their watchers finish

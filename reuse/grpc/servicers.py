@@ -6,6 +6,7 @@ batcher thread runs the forward pass, so concurrent requests pile up and merge.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import keras
@@ -23,15 +24,17 @@ from reuse.service import Service
 class InferenceServicer(igrpc.GRPCInferenceServiceServicer):
     """KServe Open Inference Protocol v2."""
 
-    def __init__(self, service: Service, max_message_bytes: int = convert.DEFAULT_MAX_BYTES) -> None:
+    def __init__(self, service: Service, max_message_bytes: int = convert.DEFAULT_MAX_BYTES,
+                 ready: Callable[[], bool] = lambda: True) -> None:
         self.service = service
         self.max_message_bytes = max_message_bytes
+        self.ready = ready  # false until every process of the server is up, and once it stops
 
     def ServerLive(self, request: Any, context: Any) -> ipb.ServerLiveResponse:
         return ipb.ServerLiveResponse(live=True)
 
     def ServerReady(self, request: Any, context: Any) -> ipb.ServerReadyResponse:
-        return ipb.ServerReadyResponse(ready=True)
+        return ipb.ServerReadyResponse(ready=self.ready())
 
     def ServerMetadata(self, request: Any, context: Any) -> ipb.ServerMetadataResponse:
         return ipb.ServerMetadataResponse(name="reuse", version=reuse.__version__, extensions=[])

@@ -16,6 +16,7 @@ from filelock import FileLock, Timeout
 
 from reuse.atomic import write_json_atomic
 from reuse.errors import Cancelled, FailedPrecondition, InvalidInput, NotFound, ReuseError
+from reuse.jobs import files
 from reuse.jobs.records import (
     JOB_ID_RE,
     PROGRESS_KEYS,
@@ -30,6 +31,25 @@ from reuse.text import echo
 
 log = logging.getLogger(__name__)
 PERSIST_EVERY_S = 0.5
+REQUEST_POLL_S = 0.05  # how often the runner looks for requests other servers of the store left
+
+
+def prepare_params(kinds: JobKinds, kind: str, params: dict[str, Any], store_root: Path) -> dict[str, Any]:
+    """The parameters of a job about to start, checked: the kind exists, they are a JSON object, and the
+    kind's validator accepts them. ``"store"`` is dropped (the manager sets it; a client cannot point a
+    job at another folder). Raises what :meth:`JobManager.start` documents."""
+    kinds.get(kind)
+    try:
+        params = json.loads(json.dumps(params))
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"job parameters must be JSON values: {exc}") from exc
+    if not isinstance(params, dict):
+        raise InvalidInput(f"job parameters must be a JSON object, got {type(params).__name__}")
+    params.pop("store", None)
+    validate = kinds.validator(kind)
+    if validate is not None:
+        validate({**params, "store": str(store_root)})
+    return params
 
 
 class _Job:
@@ -48,6 +68,10 @@ class JobManager:
         jobs_dir: folder of the JSON records (``<store>/.reuse/jobs``); created if missing.
         store_root: passed to every job kind as ``params["store"]``.
         workers: most jobs running at once; more wait in state ``queued``.
+
+    The manager holds the store's jobs lock while it lives (one runner per store). It also takes the
+    start and cancel requests that other servers of the store leave in the jobs folder, every
+    ``REQUEST_POLL_S``, and logs every event beside the record (:mod:`reuse.jobs.files`).
         kinds: the kinds it runs (default: none; a :class:`reuse.runtime.ServerRuntime` passes its own).
     """
 
@@ -67,36 +91,22 @@ class JobManager:
         self._cond = threading.Condition()
         self._queue: SimpleQueue[_Job | None] = SimpleQueue()
         self._stopping = False
+        files.write_runner_note(self.dir)
         self._recover()
         self._threads = [threading.Thread(target=self._work, name=f"job-worker-{i}", daemon=True)
                          for i in range(max(1, int(workers)))]
         for t in self._threads:
             t.start()
+        self._take_pending()  # requests left while no server ran the jobs are known before we answer
+        self._requests = threading.Thread(target=self._take_requests, name="job-requests", daemon=True)
+        self._requests.start()
 
     # -- public ----------------------------------------------------------------------------------
     def start(self, kind: str, params: dict[str, Any]) -> JobRecord:
         """Queue a job. Raises FailedPrecondition (unknown kind, stopping), or what the kind's validator
         raises for bad parameters (InvalidInput, NotFound)."""
-        self.kinds.get(kind)
-        try:
-            params = json.loads(json.dumps(params))
-        except (TypeError, ValueError) as exc:
-            raise InvalidInput(f"job parameters must be JSON values: {exc}") from exc
-        if not isinstance(params, dict):
-            raise InvalidInput(f"job parameters must be a JSON object, got {type(params).__name__}")
-        params.pop("store", None)  # the manager sets it; a client cannot point a job at another folder
-        validate = self.kinds.validator(kind)
-        if validate is not None:
-            validate({**params, "store": str(self.store_root)})
-        record = JobRecord(id=uuid.uuid4().hex[:12], kind=kind, params=params, created=_now())
-        job = _Job(record)
-        with self._cond:
-            if self._stopping:
-                raise FailedPrecondition("the server is shutting down; no new jobs")
-            self._jobs[record.id] = job
-            self._event(job, "queued")
-        self._queue.put(job)
-        return job.record
+        params = prepare_params(self.kinds, kind, params, self.store_root)
+        return self._admit(JobRecord(id=uuid.uuid4().hex[:12], kind=kind, params=params, created=_now()))
 
     def get(self, job_id: str) -> JobRecord:
         with self._cond:
@@ -161,12 +171,48 @@ class JobManager:
         for _ in self._threads:
             self._queue.put(None)
         end = time.monotonic() + timeout
-        for t in self._threads:
+        for t in (*self._threads, self._requests):
             t.join(max(0.0, end - time.monotonic()))
         self._owner.release()
         return [j.record.id for j in hit]
 
     # -- internals (call with self._cond held where noted) ---------------------------------------
+    def _admit(self, record: JobRecord) -> JobRecord:
+        job = _Job(record)
+        with self._cond:
+            if self._stopping:
+                raise FailedPrecondition("the server is shutting down; no new jobs")
+            self._jobs[record.id] = job
+            self._event(job, "queued")
+        self._queue.put(job)
+        return job.record
+
+    def _take_requests(self) -> None:
+        """Act on the requests other servers of the store leave (:mod:`reuse.jobs.files`), until stopped.
+        Their parameters were checked by the server that took the call, with the same kinds."""
+        while not self._stopping and self._take_pending():
+            time.sleep(REQUEST_POLL_S)
+
+    def _take_pending(self) -> bool:
+        """One pass over the waiting requests; False when stopping (what is left waits for the next runner)."""
+        for action, job_id, path in files.pending_requests(self.dir):
+            if self._stopping:
+                return False
+            body = files.read_request(path)
+            try:
+                if action == "start" and body is not None and job_id not in self._jobs:
+                    record = JobRecord(id=job_id, kind=str(body.get("kind", "")), params=dict(body["params"]),
+                                       created=str(body.get("created") or _now()))
+                    self._admit(record)
+                elif action == "cancel":
+                    self.cancel(job_id)
+            except (ReuseError, KeyError, TypeError, ValueError) as exc:
+                if self._stopping:
+                    return False
+                log.info("job request %s: %s", path.name, exc)
+            path.unlink(missing_ok=True)
+        return True
+
     def _job(self, job_id: str) -> _Job:
         job = self._jobs.get(job_id) if isinstance(job_id, str) and JOB_ID_RE.fullmatch(job_id) else None
         if job is None:
@@ -185,6 +231,10 @@ class JobManager:
         seq = job.events[-1].seq + 1 if job.events else 1
         ev = JobEvent(job_id=job.record.id, seq=seq, state=state, time=_now(), **fields)
         job.events.append(ev)
+        try:
+            files.append_event(self.dir, ev)  # before the record, which a reader trusts for "done"
+        except OSError:
+            log.exception("could not log an event of job %s", job.record.id)
         changed = job.record.state != state or state == "queued"
         job.record = replace(job.record, state=state, last_event=ev)
         if changed or time.monotonic() - job.last_write >= PERSIST_EVERY_S:
