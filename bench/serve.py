@@ -1,15 +1,23 @@
-"""Serving benchmark: KServe v2 over loopback with dynamic batching, against its limit and a naive server.
+"""Serving benchmark: KServe v2 over loopback, `reuse serve` per runtime and process count, side by side
+with PyTriton peers, against the in-process limits of the same forward passes.
 
-Model: MLP 784-300-100-10. Closed-loop load (each in-flight slot sends its next request when the last
-answer arrives) from separate client processes using grpc.aio, bounded in time:
+Model: MLP 784-300-100-10. Every server gets the same batching knobs (at most 32 rows, 2 ms) and the same
+closed-loop load from separate client processes using grpc.aio (each in-flight slot sends its next request
+when the last answer arrives), bounded in time:
 
 - single-row requests at concurrency 1, 8, 32: inferences/s, p50, p99 (ms);
 - 256-row requests: rows/s;
-- the limit: the same compiled forward pass called in-process at the same batch sizes;
-- the baseline: a naive server (grpc thread pool, no batching) whose handler runs the same compiled
-  forward pass on each request alone.
+- servers: ``reuse serve --runtime R [--processes N]`` as a subprocess for each R in --runtime and N in
+  --processes (N > 1 is skipped, saying so, when ``reuse serve --help`` has no --processes); a naive
+  in-process server (grpc thread pool, no batching, the compiled Keras forward per request) as the
+  baseline; and, when the peer venv exists (``make bench-peers``), PyTriton 0.7 with the Keras model in a
+  ``tf.function`` as a user would write it, and with an ONNX Runtime session on the Keras ONNX export;
+- the limits: the compiled Keras forward and the ONNX Runtime session (1 thread) called in-process.
 
-Usage: python bench/serve.py [--out FILE.json] [--seconds 3]
+Servers run at once and the load points interleave over them, so load from other processes on a shared
+machine falls on all alike; each figure is the median over --rounds.
+
+Usage: python bench/serve.py [--out FILE.json] [--seconds 5] [--runtime keras,onnx] [--processes 1,2]
 """
 
 from __future__ import annotations
@@ -20,8 +28,14 @@ import json
 import multiprocessing as mp
 import os
 import platform
+import re
+import shutil
+import signal
+import socket
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent import futures
 from pathlib import Path
@@ -119,6 +133,80 @@ def naive_server(forward, threads: int = 8):
     return server, port
 
 
+# -- servers in their own processes ---------------------------------------------------------------
+ROOT = Path(__file__).resolve().parent.parent
+PEERS_VENV = ROOT / ".venv-peers"
+BATCH_ROWS, BATCH_DELAY_MS = 32, 2.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Proc:
+    """A server subprocess: started, waited for until it prints ``ready_pattern``, stopped by SIGTERM."""
+
+    def __init__(self, name: str, cmd: list[str], port: int, ready_pattern: str, env: dict | None = None,
+                 timeout: float = 180.0) -> None:
+        self.name, self.port = name, port
+        self.log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - read when the server fails, closed in stop()
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.log, text=True,
+                                     env={**os.environ, **(env or {})}, cwd=ROOT)
+        deadline = time.monotonic() + timeout
+        for line in self.proc.stdout:
+            if re.search(ready_pattern, line):
+                break
+            if time.monotonic() > deadline:
+                break
+        else:
+            self.log.seek(0)
+            raise RuntimeError(f"{name} exited before it was ready: {self.log.read()[-2000:]}")
+        # keep reading what it prints, so that a full pipe never blocks it
+        threading.Thread(target=self.proc.stdout.read, daemon=True).start()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+def serve_help() -> str:
+    return subprocess.run([sys.executable, "-m", "reuse", "serve", "--help"], capture_output=True, text=True,
+                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout
+
+
+def start_reuse(store: str, runtime: str, processes: int) -> Proc:
+    port = free_port()
+    cmd = [sys.executable, "-m", "reuse", "serve", "--store", store, "--port", str(port), "--runtime", runtime,
+           "--max-batch-size", str(BATCH_ROWS), "--max-batch-delay-ms", str(BATCH_DELAY_MS)]
+    if processes > 1:
+        cmd += ["--processes", str(processes)]
+    return Proc(f"reuse-{runtime}-p{processes}", cmd, port, r"listening on", env={"PYTHONPATH": str(ROOT)})
+
+
+def peer_python() -> Path | None:
+    py = PEERS_VENV / "bin" / "python"
+    return py if (PEERS_VENV / ".installed").exists() and py.exists() else None
+
+
+def start_peer(kind: str, model_path: Path, seconds: float) -> Proc:
+    py = peer_python()
+    libdir = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_config_var('LIBDIR'))"],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    ports = [free_port() for _ in range(3)]
+    cmd = [str(py), str(ROOT / "bench" / "_pytriton_peer.py"), kind, str(model_path), *map(str, ports),
+           str(int(seconds))]
+    # The Triton Python-backend stub must link the interpreter's own libpython (../shared/PEERS.md).
+    return Proc(f"pytriton-{kind}", cmd, ports[0], r"^ready", env={"LD_LIBRARY_PATH": libdir})
+
+
 def limit(forward, rows: int, seconds: float) -> dict:
     x = [np.random.default_rng(2).random((rows, FEATURES), np.float32)]
     for _ in range(20):
@@ -131,66 +219,150 @@ def limit(forward, rows: int, seconds: float) -> dict:
     return {"batch_rows": rows, "calls_per_s": round(n / wall, 1), "rows_per_s": round(n * rows / wall, 1)}
 
 
+def ort_forward(path: Path):
+    from reuse.export import onnx_file
+
+    session = onnx_file.open_session(path, threads=1)
+    name = session.get_inputs()[0].name
+    return lambda xs: session.run(None, {name: xs[0]})
+
+
+def csv(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def table(report: dict, levels: list[str]) -> str:
+    rows = ["| server | " + " | ".join(levels) + " |", "|---" * (len(levels) + 1) + "|"]
+    for name, points in report["servers"].items():
+        cells = []
+        for key in levels:
+            r = points.get(key)
+            if r is None:
+                cells.append("-")
+            elif r["rows_per_request"] > 1:
+                cells.append(f"{r['rows_per_s']:,.0f} rows/s")
+            else:
+                cells.append(f"{r['inferences_per_s']:,.0f} inf/s, p50 {r['p50_ms']:.2f}, p99 {r['p99_ms']:.1f} ms")
+        rows.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def summary(report: dict) -> dict:
+    servers = report["servers"]
+    ours = {k: v for k, v in servers.items() if k.startswith("reuse-")}
+    peers = {k: v for k, v in servers.items() if k.startswith("pytriton-")}
+
+    def best(group: dict, key: str, by: str = "inferences_per_s") -> tuple[str, dict] | None:
+        have = [(k, v[key]) for k, v in group.items() if key in v]
+        return max(have, key=lambda kv: kv[1][by]) if have else None
+
+    out: dict = {"targets": {"c32_vs_best_peer": ">= 1.5", "c32_p99_ms": "<= 20", "c1_p50_ms": "<= 1",
+                             "rows256_fraction_of_onnx_limit": ">= 0.8"}}
+    if (b := best(ours, "c32")) is not None:
+        out["c32_best_reuse"] = {"server": b[0], "inferences_per_s": b[1]["inferences_per_s"], "p99_ms": b[1]["p99_ms"]}
+        if (p := best(peers, "c32")) is not None:
+            out["c32_best_peer"] = {"server": p[0], "inferences_per_s": p[1]["inferences_per_s"],
+                                    "p99_ms": p[1]["p99_ms"]}
+            out["c32_vs_best_peer"] = round(b[1]["inferences_per_s"] / p[1]["inferences_per_s"], 2)
+        if "naive" in servers:
+            out["c32_vs_naive"] = round(b[1]["inferences_per_s"] / servers["naive"]["c32"]["inferences_per_s"], 2)
+    if (b := best(ours, "c1")) is not None:
+        out["c1_best_reuse"] = {"server": b[0], "p50_ms": b[1]["p50_ms"], "inferences_per_s": b[1]["inferences_per_s"]}
+    if (b := best(ours, "rows256", "rows_per_s")) is not None and "256" in report["limit"].get("onnx", {}):
+        lim = report["limit"]["onnx"]["256"]["rows_per_s"]
+        out["rows256_best_reuse"] = {"server": b[0], "rows_per_s": b[1]["rows_per_s"]}
+        out["rows256_fraction_of_onnx_limit"] = round(b[1]["rows_per_s"] / lim, 3)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path)
-    ap.add_argument("--seconds", type=float, default=3.0)
-    ap.add_argument("--row-concurrency", type=int, default=4)
-    ap.add_argument("--rounds", type=int, default=3, help="interleaved repetitions; figures are medians")
+    ap.add_argument("--seconds", type=float, default=5.0, help="seconds per load point")
+    ap.add_argument("--levels", default="1,8,32", help="concurrency levels of single-row requests")
+    ap.add_argument("--row-concurrency", type=int, default=4, help="concurrency of the 256-row requests")
+    ap.add_argument("--runtime", default="keras,onnx", help="reuse serve --runtime values (auto, onnx, keras)")
+    ap.add_argument("--processes", default="1", help="reuse serve --processes values, e.g. 1,2")
+    ap.add_argument("--peers", choices=["auto", "none"], default="auto",
+                    help="auto: run the PyTriton peers when .venv-peers exists (make bench-peers)")
+    ap.add_argument("--no-naive", action="store_true", help="leave out the naive in-process baseline")
+    ap.add_argument("--rounds", type=int, default=1, help="interleaved repetitions; figures are medians")
     ap.add_argument("--client-processes", type=int, default=2, help="client processes at concurrency > 1")
     args = ap.parse_args(argv)
     global CLIENT_PROCESSES
     CLIENT_PROCESSES = args.client_processes
 
     from reuse.backend.compiled import CompiledForward
-    from reuse.grpc.server import ServerConfig, start_in_thread
+    from reuse.export.formats import export_version
     from reuse.service import Service
-    from reuse.serving.engine import ServingOptions
 
     tmp = tempfile.TemporaryDirectory()
-    model = make_model()
-    service = Service(tmp.name)
-    service.register_model(model, "mlp")
-    service.configure_serving(ServingOptions(max_batch_size=64, max_batch_delay_ms=1.0))
+    store = str(Path(tmp.name) / "store")
+    service = Service(store)
+    service.register_model(make_model(), "mlp")
+    keras_file, onnx_path = Path(tmp.name) / "mlp.keras", Path(tmp.name) / "mlp.onnx"
+    export_version(service.store, "mlp", keras_file)
+    export_version(service.store, "mlp", onnx_path)
     forward = CompiledForward(service.store.load("mlp"))
     s = args.seconds
-    report: dict = {"model": "MLP 784-300-100-10", "seconds_per_point": s, "cpus": os.cpu_count(),
-                    "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
-                    "server": "grpc thread pool (64) + dynamic batcher (max 64 rows, 1 ms)",
-                    "python": platform.python_version(), "limit": {}, "naive": {}, "batched": {}}
+    report: dict = {"model": "MLP 784-300-100-10", "seconds_per_point": s, "rounds": args.rounds,
+                    "cpus": os.cpu_count(), "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
+                    "batching": f"at most {BATCH_ROWS} rows, {BATCH_DELAY_MS} ms (every server)",
+                    "python": platform.python_version(), "command": " ".join(sys.argv), "skipped": [],
+                    "limit": {"keras": {}, "onnx": {}}, "servers": {}}
 
-    naive, naive_port = naive_server(forward)
-    server = start_in_thread(service, ServerConfig(port=0))
-    points = [(f"c{c}", c, 1) for c in (1, 8, 32)] + [("rows256", args.row_concurrency, 256)]
-    runs: dict[tuple[str, str], list[dict]] = {}
-    # Rounds interleave the limit, the naive server and ours, so that load from other processes on a
-    # shared machine falls on all three alike; each figure is the median over the rounds.
-    for _ in range(args.rounds):
-        for rows in (1, 8, 32, 64, 256):
-            runs.setdefault(("limit", str(rows)), []).append(limit(forward, rows, min(s, 2.0)))
-        for key, c, rows in points:
-            runs.setdefault(("naive", key), []).append(load(naive_port, c, rows, s))
-            runs.setdefault(("batched", key), []).append(load(server.port, c, rows, s))
-    for (section, key), results in runs.items():
-        by = "rows_per_s"
-        ordered = sorted(results, key=lambda r: r[by])
-        report[section][key] = {**ordered[len(ordered) // 2], "all_" + by: [r[by] for r in results]}
-    report["batch_stats"] = service.serving_stats()["models"]
-    server.stop()
-    naive.stop(0)
-
-    b32, n32 = report["batched"]["c32"], report["naive"]["c32"]
-    rows = report["batched"]["rows256"]
-    report["summary"] = {
-        "c32_inferences_per_s": b32["inferences_per_s"], "c32_p99_ms": b32["p99_ms"],
-        "c32_speedup_vs_naive": round(b32["inferences_per_s"] / n32["inferences_per_s"], 2),
-        "rows256_rows_per_s": rows["rows_per_s"],
-        "rows256_fraction_of_limit": round(rows["rows_per_s"] / report["limit"]["256"]["rows_per_s"], 3),
-        "targets": {"c32_speedup_vs_naive": ">= 1.5", "c32_inferences_per_s": ">= 3000", "c32_p99_ms": "< 20",
-                    "rows256_fraction_of_limit": ">= 0.6"},
-    }
+    has_processes = "--processes" in serve_help()
+    servers: list[Proc] = []
+    naive = None
+    try:
+        for runtime in csv(args.runtime):
+            for n in (int(p) for p in csv(args.processes)):
+                if n > 1 and not has_processes:
+                    report["skipped"].append(f"reuse serve --processes {n}: reuse serve --help has no --processes")
+                    print(report["skipped"][-1], file=sys.stderr)
+                    continue
+                # One store per server: a store's jobs belong to one server at a time (the job lock).
+                own = Path(tmp.name) / f"store-{runtime}-p{n}"
+                shutil.copytree(store, own)
+                servers.append(start_reuse(str(own), runtime, n))
+        if args.peers == "auto" and peer_python() is None:
+            report["skipped"].append(f"PyTriton peers: no {PEERS_VENV} (make bench-peers builds it)")
+            print(report["skipped"][-1], file=sys.stderr)
+        elif args.peers == "auto":
+            budget = 600 + 2 * s * (len(csv(args.levels)) + 1) * args.rounds * (len(servers) + 3)
+            servers += [start_peer("tf", keras_file, budget), start_peer("onnx", onnx_path, budget)]
+        if not args.no_naive:
+            naive, naive_port = naive_server(forward)
+        targets = [(p.name, p.port) for p in servers] + ([("naive", naive_port)] if naive else [])
+        points = [(f"c{c}", int(c), 1) for c in csv(args.levels)] + [("rows256", args.row_concurrency, 256)]
+        runs: dict[tuple[str, str], list[dict]] = {}
+        ort = ort_forward(onnx_path)
+        for _ in range(args.rounds):
+            for rows in (1, 32, 256):
+                runs.setdefault(("limit:keras", str(rows)), []).append(limit(forward, rows, min(s, 2.0)))
+                runs.setdefault(("limit:onnx", str(rows)), []).append(limit(ort, rows, min(s, 2.0)))
+            for key, c, rows in points:
+                for name, port in targets:
+                    runs.setdefault((name, key), []).append(load(port, c, rows, s))
+                    print(f"{name} {key}: {runs[(name, key)][-1]['inferences_per_s']} inf/s", file=sys.stderr)
+        for (section, key), results in runs.items():
+            by = "rows_per_s"
+            ordered = sorted(results, key=lambda r: r[by])
+            picked = {**ordered[len(ordered) // 2], "all_" + by: [r[by] for r in results]}
+            if section.startswith("limit:"):
+                report["limit"][section.split(":")[1]][key] = picked
+            else:
+                report["servers"].setdefault(section, {})[key] = picked
+    finally:
+        for p in servers:
+            p.stop()
+        if not args.no_naive and naive is not None:
+            naive.stop(0)
+    report["summary"] = summary(report)
+    report["table"] = table(report, [k for k, _, _ in points])
     text = json.dumps(report, indent=2, default=str)
     print(text)
+    print(report["table"], file=sys.stderr)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text + "\n")

@@ -94,7 +94,7 @@ def export_onnx(model: Any, sig: ModelSignature, out: Path, *, overwrite: bool =
 
 def export_savedmodel(model: Any, sig: ModelSignature, out: Path, *, overwrite: bool = False) -> ExportResult:
     """Write a SavedModel folder at ``out`` (serving signature ``serve``), checked by loading it back."""
-    from reuse.export import savedmodel
+    from reuse.backend import savedmodel
 
     _refuse_existing(out, overwrite)
     if out.exists() and not out.is_dir():

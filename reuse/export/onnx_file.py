@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import warnings
 from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -105,7 +106,10 @@ def _quiet_converter():
     for lg in loggers:
         lg.setLevel(logging.CRITICAL)
     try:
-        yield
+        with warnings.catch_warnings():
+            # Keras' tf2onnx shim probes numpy for a removed alias, which numpy 2 answers with a warning.
+            warnings.filterwarnings("ignore", message="In the future `np.object`", category=FutureWarning)
+            yield
     finally:
         for lg, level in zip(loggers, levels, strict=True):
             lg.setLevel(level)

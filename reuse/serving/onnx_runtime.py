@@ -28,7 +28,7 @@ _TEMP_RE = re.compile(r"\..+\.tmp-([0-9]+)-[0-9a-f]{32}\.onnx")
 
 
 class OnnxForward:
-    """An ONNX Runtime session called like :class:`~reuse.serving.forward.CompiledForward`: a list of
+    """An ONNX Runtime session called like :class:`~reuse.backend.compiled.CompiledForward`: a list of
     row-aligned numpy inputs in, a list of numpy outputs out; any batch size, no padding, no retrace."""
 
     polymorphic = True
