@@ -34,7 +34,8 @@ from bisect import bisect_left
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 
-from reuse.arch import INFERENCE_IDENTITY, parse_architecture
+from reuse.arch import INFERENCE_IDENTITY
+from reuse.arch_reader import parse_architecture
 from reuse.errors import InvalidInput, NoLayersMatched
 from reuse.select import MAX_PATTERN_LENGTH, select_layers
 from reuse.store import ModelStore
