@@ -11,6 +11,7 @@ a node in safe mode.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -123,6 +124,11 @@ class Architecture:
 def escape(name: str) -> str:
     """``name`` as a scope pattern matching exactly it."""
     return "".join("\\" + c if not (c.isalnum() or c == "_") else c for c in name)
+
+
+def exact_scope(names: Sequence[str]) -> str:
+    """A scope pattern matching exactly the layers ``names``."""
+    return "|".join(escape(n) for n in names)
 
 
 def _legacy_fixups(class_name: str, config: dict[str, Any]) -> dict[str, Any]:

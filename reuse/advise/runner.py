@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from reuse.advise.events import RunProgress
-from reuse.advise.plan import exact_scope
 from reuse.advise.recommend import Candidate
+from reuse.arch import exact_scope
 from reuse.data import Dataset
 from reuse.errors import Cancelled
 from reuse.keras_compat import all_layers
