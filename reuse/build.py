@@ -29,7 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from reuse.arch import Architecture, Call, LayerNode, Ref, new_layer, parse_architecture
+from reuse.arch import Architecture, Call, LayerNode, Ref, new_layer
+from reuse.arch_reader import parse_architecture
 from reuse.errors import IncompatibleShapes, InvalidInput, StoreCorrupt
 from reuse.heads import HeadSpec, parse_head
 from reuse.store import ModelStore

@@ -14,7 +14,7 @@ import keras
 
 import reuse.maxout  # noqa: F401  (registers Maxout)
 from reuse.errors import IncompatibleShapes, InvalidInput
-from reuse.heads import (
+from reuse.head_spec import (
     ActivationSpec,
     BatchNormSpec,
     DenseSpec,

@@ -41,6 +41,17 @@ def keras_history(tensor: Any) -> Any:
     return tensor._keras_history
 
 
+def producer_name(tensor: Any) -> str | None:
+    """The name of the layer (or operation) that made a symbolic Keras tensor; None when unknown.
+
+    Why private: output tensors carry generated names ("keras_tensor_7"); only the tensor's
+    ``_keras_history`` leads to the layer, whose name is the one a user chose.
+    """
+    history = getattr(tensor, "_keras_history", None)
+    op = getattr(history, "operation", None) if history is not None else None
+    return getattr(op, "name", None)
+
+
 def set_keras_history(tensor: Any, history: Any) -> None:
     """Put back a record saved with :func:`keras_history` (a temporary graph rewrites it)."""
     tensor._keras_history = history

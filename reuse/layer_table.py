@@ -64,7 +64,7 @@ def layer_table(store: ModelStore, ref: str, scope: str | None = None, match: st
     Raises:
         NotFound: no such model. InvalidPattern: a bad scope or match mode.
     """
-    from reuse.arch import parse_architecture
+    from reuse.arch_reader import parse_architecture
     from reuse.subgraph import select_scope
 
     r = store.resolve(ref)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from reuse.arch import INFERENCE_IDENTITY, MODEL_CLASSES, UNSAFE_CLASSES, Architecture, Call, Ref, escape
+from reuse.arch import INFERENCE_IDENTITY, MODEL_CLASSES, UNSAFE_CLASSES, Architecture, Call, Ref, exact_scope
 from reuse.errors import IncompatibleShapes, InvalidInput, UnsafeModel
 from reuse.select import Selection, select_layers
 
@@ -220,7 +220,7 @@ def _gap_error(arch: Architecture, blocking: list[Call], chosen: set[str], produ
     if len(names) > 12:
         listed += f" and {len(names) - 12} more"
     them = "it" if len(names) == 1 else "them"
-    hint_names = "|".join(escape(n) for n in names)
+    hint_names = exact_scope(names)
     hint = f"; select {them} too, e.g. --reuse '{pattern}|{hint_names}'," if pattern and len(hint_names) < 400 \
         else f"; select {them} too,"
     end = f" or end the selection at {above}" if above else " or end the selection before them"

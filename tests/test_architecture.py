@@ -1,6 +1,7 @@
 """The import rule (docs/architecture.md): imports point inward. The core never imports Click, gRPC,
-protobuf or generated code, nor any adapter or the facade; only reuse/cli imports Click; and no two
-modules under reuse/ import each other, however indirectly (imports inside functions and under
+protobuf or generated code, nor any adapter or the facade; only reuse/cli imports Click; only
+reuse/backend/ imports TensorFlow or JAX; only reuse/keras_compat.py touches private Keras API; and no
+two modules under reuse/ import each other, however indirectly (imports inside functions and under
 ``TYPE_CHECKING`` included: a cycle hidden in a function is still a cycle in the design)."""
 
 from __future__ import annotations
@@ -153,6 +154,93 @@ def test_only_the_backend_seam_imports_a_backend_library(path):
     bad = [n for n in imports_of(path) if _hits(n, BACKEND_LIBRARIES)]
     assert not bad, (f"reuse/{_relative(path)} imports {sorted(set(bad))}; backend-specific code belongs in "
                      "reuse/backend/ (docs/architecture.md)")
+
+
+COMPAT = "keras_compat.py"
+# Private names of libraries other than Keras that we use on purpose, and why.
+OTHER_PRIVATE = {"_Regexp": "google-re2 exposes its compiled-pattern type only under this name (annotations)"}
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+def defined_private_names(package_dir: Path = PACKAGE) -> set[str]:
+    """The private names our own code defines (functions, classes, attributes it assigns, names it binds),
+    outside the compatibility module: a private attribute not among them belongs to a library."""
+    ours: set[str] = set()
+    for path in _modules(package_dir):
+        if _relative_to(path, package_dir) == COMPAT:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                ours.add(node.name)
+            elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+                ours.add(node.attr)
+            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                ours.add(node.id)
+            elif isinstance(node, ast.alias):
+                ours.add(node.asname or node.name.rsplit(".", 1)[-1])
+    return {n for n in ours if _private(n)}
+
+
+def _relative_to(path: Path, package_dir: Path) -> str:
+    return path.relative_to(package_dir).as_posix()
+
+
+def private_library_uses(path: Path, ours: set[str]) -> list[str]:
+    """``line: name`` for each private attribute of a library ``path`` reads or writes (``x._name``, or
+    ``getattr(x, "_name")`` and its kin), and each ``keras.src`` import or attribute."""
+    found: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+        name = None
+        if isinstance(node, ast.Attribute):
+            if node.attr == "src" and isinstance(node.value, ast.Name) and node.value.id == "keras":
+                name = "keras.src"
+            elif _private(node.attr) and node.attr not in ours:
+                name = node.attr
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+              and node.func.id in ("getattr", "hasattr", "setattr", "delattr") and len(node.args) > 1
+              and isinstance(node.args[1], ast.Constant) and isinstance(node.args[1].value, str)
+              and _private(node.args[1].value) and node.args[1].value not in ours):
+            name = node.args[1].value
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            modules = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+            if any(_hits(m, ("keras.src",)) for m in modules):
+                name = "keras.src"
+        if name is not None and name not in OTHER_PRIVATE:
+            found.append(f"{node.lineno}: {name}")
+    return found
+
+
+def private_keras_outside_compat(package_dir: Path = PACKAGE) -> dict[str, list[str]]:
+    ours = defined_private_names(package_dir)
+    found = {}
+    for path in _modules(package_dir):
+        if _relative_to(path, package_dir) != COMPAT and (uses := private_library_uses(path, ours)):
+            found[_relative_to(path, package_dir)] = uses
+    return found
+
+
+def test_private_keras_api_only_in_keras_compat():
+    found = private_keras_outside_compat()
+    assert not found, (f"private Keras API outside reuse/{COMPAT}: {found}; add an accessor there that says "
+                       "why it is needed (docs/architecture.md)")
+
+
+def test_the_private_api_check_finds_a_private_attribute_and_keras_src(tmp_path):
+    copy = tmp_path / "reuse"
+    shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("_proto", "__pycache__"))
+    assert private_keras_outside_compat(copy) == {}
+    with (copy / "train" / "fit.py").open("a", encoding="utf-8") as f:
+        f.write("\n\ndef _peek(layer):\n    return layer._tracker, getattr(layer, '_inbound_nodes')\n")
+    with (copy / "select.py").open("a", encoding="utf-8") as f:
+        f.write("\n\ndef _late():\n    from keras.src import backend\n    return backend\n")
+    found = private_keras_outside_compat(copy)
+    assert set(found) == {"train/fit.py", "select.py"}
+    assert [u.split(": ")[1] for u in found["train/fit.py"]] in (["_tracker", "_inbound_nodes"],
+                                                                 ["_inbound_nodes", "_tracker"])
+    assert [u.split(": ")[1] for u in found["select.py"]] == ["keras.src"]
 
 
 def test_no_import_cycles_between_modules():

@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from reuse.arch import parse_architecture
+from reuse.arch_reader import parse_architecture
 from reuse.build import build_network
 from reuse.data import Dataset
 from reuse.errors import IncompatibleShapes, InvalidInput

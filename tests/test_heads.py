@@ -11,7 +11,7 @@ import yaml
 
 from reuse.errors import IncompatibleShapes, InvalidInput
 from reuse.head_layers import apply_head, head_layers
-from reuse.heads import (
+from reuse.head_spec import (
     ActivationSpec,
     BatchNormSpec,
     DenseSpec,
@@ -21,10 +21,8 @@ from reuse.heads import (
     GlobalMaxPoolSpec,
     HeadSpec,
     MaxoutSpec,
-    head_from_dict,
-    load_head_file,
-    parse_head,
 )
+from reuse.heads import head_from_dict, load_head_file, parse_head
 from reuse.maxout import Maxout
 
 EXAMPLE = "dense:64:relu:he_normal,batchnorm,dropout:0.2,dense:5:softmax"

@@ -34,7 +34,8 @@ from bisect import bisect_left
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 
-from reuse.arch import INFERENCE_IDENTITY, parse_architecture
+from reuse.arch import INFERENCE_IDENTITY, escape, exact_scope
+from reuse.arch_reader import parse_architecture
 from reuse.errors import InvalidInput, NoLayersMatched
 from reuse.select import MAX_PATTERN_LENGTH, select_layers
 from reuse.store import ModelStore
@@ -74,15 +75,6 @@ class CandidatePlan:
     @property
     def scratch(self) -> DepthPlan | None:
         return self.plans.get(0)
-
-
-def escape_name(name: str) -> str:
-    """``name`` as a scope pattern that matches exactly it."""
-    return "".join(c if (c.isalnum() or c == "_") else "\\" + c for c in name)
-
-
-def exact_scope(names: Sequence[str]) -> str:
-    return "|".join(escape_name(n) for n in names)
 
 
 def depth_layers(store: ModelStore, ref: str) -> list[tuple[str, ...]]:
@@ -274,7 +266,7 @@ def _compact(wanted: Sequence[str], allowed: Collection[str], with_prefix: _Pref
                             | ({extra_prefixes[n]} if n in extra_prefixes else set()), key=len)
         fit = next((p for p in candidates if all(m in allowed for m in with_prefix(p))
                     and (len(with_prefix(p)) > 1 or p == extra_prefixes.get(n))), None)
-        token = escape_name(n) if fit is None else escape_name(fit) + ".*"
+        token = escape(n) if fit is None else escape(fit) + ".*"
         if token not in tokens:
             tokens.append(token)
     return "|".join(tokens)

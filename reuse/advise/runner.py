@@ -19,10 +19,11 @@ from typing import Any
 import numpy as np
 
 from reuse.advise.events import RunProgress
-from reuse.advise.plan import exact_scope
 from reuse.advise.recommend import Candidate
+from reuse.arch import exact_scope
 from reuse.data import Dataset
 from reuse.errors import Cancelled
+from reuse.keras_compat import all_layers
 from reuse.store import ModelStore
 from reuse.train.config import TrainConfig
 from reuse.train.engine import Phase
@@ -124,7 +125,7 @@ def fresh_copy(model: Any, seed: int) -> Any:
         return type(layer).from_config(_seeded(layer.get_config(), seed * 1000 + next(counter) * 17))
 
     new = keras.models.clone_model(model, clone_function=clone)
-    for layer in new._flatten_layers(include_self=False, recursive=True):
+    for layer in all_layers(new):
         layer.trainable = True
     return new
 
@@ -143,7 +144,7 @@ def count_trainable(model: Any, extra: list[Any] | None = None) -> int:
 
 
 def _bn_extra(model: Any, names: tuple[str, ...]) -> list[Any]:
-    layers = {x.name: x for x in model._flatten_layers(include_self=False, recursive=True)}
+    layers = {x.name: x for x in all_layers(model)}
     return [v for n in names for v in (layers[n].gamma, layers[n].beta) if v is not None]
 
 

@@ -23,6 +23,7 @@ import numpy as np
 from jax import lax
 
 from reuse.backend.spec import ChunkResult, Forward, LoopSpec, eval_batches, map_arrays
+from reuse.keras_compat import all_layers
 
 NAME = "jax"
 
@@ -51,8 +52,8 @@ class Runner:
         opt = spec.optimizer
         opt.build(spec.train_vars)
         self.nt = len(spec.train_vars)
-        self.mixes_rows = any(type(v).__name__ == "BatchNormalization" and v.trainable
-                              for v in spec.forward.model._flatten_layers(include_self=True, recursive=True))
+        self.mixes_rows = any(isinstance(x, keras.layers.BatchNormalization) and x.trainable
+                              for x in all_layers(spec.forward.model, include_self=True))
         self.all_vars = spec.train_vars + spec.state_vars
         t = [v.value for v in spec.train_vars]
         st = [v.value for v in spec.state_vars]

@@ -41,7 +41,11 @@ class FusedUpdate:
 
     @classmethod
     def for_optimizer(cls, opt: Any, variables: list[Any]) -> FusedUpdate | None:
-        kind = {"SGD": "sgd", "RMSprop": "rmsprop", "Adam": "adam"}.get(type(opt).__name__)
+        import keras
+
+        # The exact classes: a subclass (AdamW is an Adam) may change the update.
+        kind = {keras.optimizers.SGD: "sgd", keras.optimizers.RMSprop: "rmsprop",
+                keras.optimizers.Adam: "adam"}.get(type(opt))
         if kind is None:
             return None
         cfg = opt.get_config()

@@ -24,14 +24,16 @@ class OutputKind:
     from_logits: bool = False
 
 
-def _last_activation(model: Any) -> str | None:
+def last_activation(model: Any) -> str | None:
+    """The activation of the model's last layer (looking into nested models), when it names one."""
+    import keras
+
     layer = model.layers[-1]
     while hasattr(layer, "layers") and layer.layers:
         layer = layer.layers[-1]
-    cls = type(layer).__name__
-    if cls == "Softmax":
+    if isinstance(layer, keras.layers.Softmax):
         return "softmax"
-    if cls == "Activation" or hasattr(layer, "activation"):
+    if isinstance(layer, keras.layers.Activation) or hasattr(layer, "activation"):
         act = layer.get_config().get("activation")
         if isinstance(act, dict):
             act = act.get("config", {}).get("name") or act.get("class_name")
@@ -51,7 +53,7 @@ def output_kind(model: Any) -> OutputKind:
     if len(shape) != 2 or shape[-1] is None:
         raise InvalidInput(f"model {model.name!r} has output shape {tuple(shape)}; expected (batch, units)")
     units = int(shape[-1])
-    act = _last_activation(model)
+    act = last_activation(model)
     if act == "softmax":
         return OutputKind("multiclass", units)
     if act == "sigmoid" and units == 1:

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from reuse.data.checks import _last_activation
+from reuse.data.checks import last_activation
 from reuse.ensemble.members import Member
 from reuse.errors import InvalidInput
+from reuse.keras_compat import producer_name
 
 
 def _output_name(model: Any) -> str:
-    history = getattr(model.outputs[0], "_keras_history", None)
-    op = getattr(history, "operation", None) if history is not None else None
-    return getattr(op, "name", None) or "output"
+    return producer_name(model.outputs[0]) or "output"
 
 
 def member_layer_name(index: int) -> str:
@@ -57,6 +56,6 @@ def output_ensemble(members: list[Member], weights: list[float], *, vote: bool =
         m.model.name = member_layer_name(i)
         outs.append(m.model(inputs if len(inputs) > 1 else inputs[0]))
     # The members' last activation, recorded so that output_kind reads the ensemble as it reads them.
-    act = _last_activation(first.model)
+    act = last_activation(first.model)
     combined = EnsembleCombine(list(weights), mode="vote" if vote else "mean", activation=act, name=out_name)(outs)
     return keras.Model(inputs if len(inputs) > 1 else inputs[0], combined, name=name)

@@ -7,7 +7,6 @@ seed-to-seed noise. When the service given has the full advisor (``advise``), it
 
 from __future__ import annotations
 
-import math
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
@@ -32,19 +31,35 @@ from reuse.store import ModelInfo
 
 @dataclass(frozen=True)
 class Approach:
+    """One row of the step-5 table: the advisor's result for a candidate (scores per seed, their mean and
+    std, trainable parameters) under the label shown, and the models its runs made."""
+
     label: str
-    scores: tuple[float, ...]
-    trainable_params: int
+    result: CandidateResult
     refs: tuple[str, ...]
 
     @property
+    def scores(self) -> tuple[float, ...]:
+        return self.result.scores
+
+    @property
+    def trainable_params(self) -> int:
+        return self.result.trainable_params
+
+    @property
     def mean(self) -> float:
-        return sum(self.scores) / len(self.scores)
+        return self.result.mean
 
     @property
     def std(self) -> float:
-        n = len(self.scores)
-        return 0.0 if n < 2 else math.sqrt(sum((s - self.mean) ** 2 for s in self.scores) / (n - 1))
+        return self.result.std
+
+
+def _approach(service: Service, label: str, candidate: Candidate, runs: list[tuple[str, float]]) -> Approach:
+    """``runs``: (model ref, test accuracy) per seed; the first one's model gives the trainable count."""
+    result = CandidateResult(candidate, tuple(a for _, a in runs),
+                             trainable_params=count_trainable(service, runs[0][0]))
+    return Approach(label, result, tuple(r for r, _ in runs))
 
 
 @dataclass(frozen=True)
@@ -117,19 +132,17 @@ def _compare(service: Service, out: Out, base_ref: str, first: ReuseRun, options
         name = plan.SCRATCH if seed == 0 else f"{plan.SCRATCH}-seed{seed}"
         scratch.append(run_scratch(service, first.built, name, options, seed, progress))
     approaches = (
-        Approach("scratch (same architecture)", tuple(a for _, a in scratch),
-                 count_trainable(service, scratch[0][0]), tuple(r for r, _ in scratch)),
-        Approach("reuse hidden1-3 frozen", tuple(r.frozen_accuracy for r in runs),
-                 count_trainable(service, first.trained.info.ref), tuple(r.trained.info.ref for r in runs)),
-        Approach(f"reuse, then fine-tune {plan.UNFREEZE}", tuple(r.finetuned_accuracy for r in runs),
-                 count_trainable(service, first.finetuned.info.ref), tuple(r.finetuned.info.ref for r in runs)),
+        _approach(service, "scratch (same architecture)", Candidate(0), scratch),
+        _approach(service, "reuse hidden1-3 frozen", Candidate(3),
+                  [(r.trained.info.ref, r.frozen_accuracy) for r in runs]),
+        _approach(service, f"reuse, then fine-tune {plan.UNFREEZE}", Candidate(3, finetune=True),
+                  [(r.finetuned.info.ref, r.finetuned_accuracy) for r in runs]),
     )
     rows = [(a.label, f"{a.trainable_params:,}", *(pct(s) for s in a.scores), f"{pct(a.mean)} ± {pct(a.std)}")
             for a in approaches]
     out.table(("APPROACH", "TRAINABLE", *(f"SEED {s}" for s in seeds), "MEAN ± STD"), rows,
               right=tuple(range(1, len(seeds) + 3)))
-    rec = recommend([CandidateResult(c, a.scores) for c, a in zip(
-        (Candidate(0), Candidate(3), Candidate(3, finetune=True)), approaches, strict=True)])
+    rec = recommend([a.result for a in approaches])
     out.line(f"test accuracy on {plan.TEST_DATA}")
     scratch_row, best_reuse = approaches[0], max(approaches[1:], key=lambda a: a.mean)
     gap = 100.0 * (best_reuse.mean - scratch_row.mean)

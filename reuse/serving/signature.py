@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from reuse.errors import InvalidInput
+from reuse.keras_compat import producer_name
 
 
 @dataclass(frozen=True)
@@ -45,9 +46,7 @@ def _dims(shape: Any) -> tuple[int | None, ...]:
 def _producer_name(tensor: Any, index: int) -> str:
     # Output KerasTensors carry generated names ("keras_tensor_7"); the layer that made them carries
     # the name the user chose.
-    history = getattr(tensor, "_keras_history", None)
-    op = getattr(history, "operation", None) if history is not None else None
-    return getattr(op, "name", None) or f"output_{index}"
+    return producer_name(tensor) or f"output_{index}"
 
 
 def signature_of(model: Any, name: str, version: int) -> ModelSignature:

@@ -64,6 +64,8 @@ def unfreeze_layers(model: Any, names: tuple[str, ...]) -> tuple[list[Any], list
     Batch-normalisation layers stay frozen, so Keras keeps them in inference mode; their scale and
     offset are returned to be trained as extra variables. Returns (extra variables, their BN layers).
     """
+    import keras
+
     everything = all_layers(model, include_self=True)
     leaves = [x for x in everything if not _is_container(x)]
     by_name = {x.name: x for x in everything}
@@ -84,11 +86,11 @@ def unfreeze_layers(model: Any, names: tuple[str, ...]) -> tuple[list[Any], list
         leaf.trainable = prior[id(leaf)]
     extra, bn = [], []
     for leaf in targets.values():
-        if type(leaf).__name__ == "BatchNormalization":
+        if isinstance(leaf, keras.layers.BatchNormalization):
             leaf.trainable = False
             extra += [v for v in (leaf.gamma, leaf.beta) if v is not None]
             bn.append(leaf.name)
-        elif type(leaf).__name__ != "InputLayer":
+        elif not isinstance(leaf, keras.layers.InputLayer):
             leaf.trainable = True
     return extra, bn
 

@@ -168,8 +168,9 @@ def train(model: Any, data: Dataset, config: TrainConfig | None = None, *, val: 
 
 def layer_names(model: Any) -> list[str]:
     """Every layer below ``model`` (nested models' layers too), in order, without input layers."""
-    return [x.name for x in all_layers(model)
-            if type(x).__name__ != "InputLayer"]
+    import keras
+
+    return [x.name for x in all_layers(model) if not isinstance(x, keras.layers.InputLayer)]
 
 
 def copy_model(model: Any) -> Any:

@@ -23,8 +23,15 @@ from reuse.keras_compat import (
     set_keras_history,
 )
 
-STOCHASTIC = ("Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "AlphaDropout",
-              "GaussianDropout", "GaussianNoise")
+
+def _stochastic_classes() -> tuple[type, ...]:
+    """Keras's dropout and noise layers and its random augmentation layers (the public ``Random*``)."""
+    import keras
+
+    kl = keras.layers
+    augmentation = tuple(getattr(kl, n) for n in dir(kl) if n.startswith("Random"))
+    return (kl.Dropout, kl.SpatialDropout1D, kl.SpatialDropout2D, kl.SpatialDropout3D, kl.AlphaDropout,
+            kl.GaussianDropout, kl.GaussianNoise, *augmentation)
 
 
 def _random_unused(layer: Any) -> bool:
@@ -37,13 +44,15 @@ def is_deterministic(layer: Any) -> bool:
     """Whether ``layer`` computes the same in training and inference: no dropout, noise or random
     augmentation (anything holding a random seed generator, except recurrent layers without dropout),
     and batch normalisation only when frozen (Keras then uses its moving statistics)."""
+    import keras
+
+    stochastic = _stochastic_classes()
     for x in all_layers(layer, include_self=True):
-        name = type(x).__name__
-        if name in STOCHASTIC or name.startswith("Random"):
+        if isinstance(x, stochastic):
             return False
         if seed_generators(x) and not _random_unused(x):
             return False
-        if name == "BatchNormalization" and x.trainable:
+        if isinstance(x, keras.layers.BatchNormalization) and x.trainable:
             return False
     return True
 
@@ -246,7 +255,7 @@ def cache_split(model: Any, train_vars: Sequence[Any]) -> CacheSplit | None:
     finally:
         restore()
     order = {id(x): i for i, x in enumerate(graph.layers)}
-    layers = sorted((op for op in cached_ops if type(op).__name__ != "InputLayer"
+    layers = sorted((op for op in cached_ops if not isinstance(op, keras.layers.InputLayer)
                      and is_layer(op)), key=lambda x: order.get(id(x), len(order)))
     return CacheSplit(prefix=prefix, rest=rest, layers=layers)
 
