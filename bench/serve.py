@@ -330,7 +330,8 @@ def main(argv: list[str] | None = None) -> int:
             print(report["skipped"][-1], file=sys.stderr)
         elif args.peers == "auto":
             budget = 600 + 2 * s * (len(csv(args.levels)) + 1) * args.rounds * (len(servers) + 3)
-            servers += [start_peer("tf", keras_file, budget), start_peer("onnx", onnx_path, budget)]
+            for kind, path in (("tf", keras_file), ("onnx", onnx_path)):
+                servers.append(start_peer(kind, path, budget))  # listed at once: stopped if the next fails
         if not args.no_naive:
             naive, naive_port = naive_server(forward)
         targets = [(p.name, p.port) for p in servers] + ([("naive", naive_port)] if naive else [])
