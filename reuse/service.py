@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -85,13 +86,11 @@ class Service:
                      unsafe: bool = False, format: str | None = None) -> ExportResult:
         """Export a version as ``format`` (keras, onnx, savedmodel; default from OUT's suffix, else keras)."""
         from reuse.export.formats import export_version
-
         return export_version(self.store, ref, Path(out), format=format, overwrite=overwrite, unsafe=unsafe)
 
     def export_triton(self, ref: str, repo: str | os.PathLike[str], **options: Any) -> TritonExport:
         """A Triton model repository entry for a version (see :func:`reuse.export.triton.export_version`)."""
         from reuse.export.triton import export_version
-
         return export_version(self.store, ref, Path(repo), **options)
 
     def check_store(self, *, repair: bool = False) -> CheckReport:
@@ -101,7 +100,6 @@ class Service:
     def layer_table(self, ref: str, scope: str | None = None, match: str = "full") -> LayerTable:
         """The layers of ``ref``; with ``scope``, a dry run of the selection (see reuse.layer_table)."""
         from reuse.layer_table import layer_table
-
         return layer_table(self.store, ref, scope, match)
 
     def build(self, new_name: str, base_ref: str, reuse: str, *, head: str | HeadSpec | None = None,
@@ -158,7 +156,6 @@ class Service:
     def lineage(self, ref: str) -> list[dict[str, Any]]:
         """Ancestry of ``ref``, newest first (see reuse.lineage.ancestry)."""
         from reuse.lineage import ancestry
-
         return ancestry(self.store, ref)
 
     # -- Training, fine-tuning, evaluation, prediction, pretraining ------------------------------
@@ -184,7 +181,6 @@ class Service:
         ``seeds`` >= 2): register every seed's model and then their averaged-output ensemble.
         """
         from reuse.train.versions import fit_version
-
         return fit_version(self.store, ref, data, unfreeze=None, match="full", val=val, label=label, relabel=relabel,
                          config=config, options=options, seeds=seeds, progress=progress, cancel=cancel,
                          description=description, ensemble=ensemble)
@@ -200,7 +196,6 @@ class Service:
         size); the learning rate defaults to a tenth of ``ref``'s. ``ensemble``: as for :meth:`train_model`.
         """
         from reuse.train.versions import fit_version
-
         return fit_version(self.store, ref, data, unfreeze=unfreeze, match=match, val=val, label=label, relabel=relabel,
                          config=config, options=options, seeds=seeds, progress=progress, cancel=cancel,
                          description=description, ensemble=ensemble)
@@ -239,7 +234,6 @@ class Service:
     def report_model(self, ref: str, *, plot: str | os.PathLike[str] | None = None) -> Report:
         """Learning curves (as a PNG at ``plot``) and a diagnosis of how ``ref`` was trained."""
         from reuse.train.versions import report_version
-
         return report_version(self.store, ref, plot=plot)
 
     def pretrain_model(self, name: str, data: str, *, config: Any, test: str | None = None,
@@ -248,7 +242,6 @@ class Service:
         """Greedy layer-wise pretraining on ``data``; registers the final network as the next version
         of ``name``. ``test`` defaults to the test split of a built-in set."""
         from reuse.train.versions import pretrain_version
-
         return pretrain_version(self.store, name, data, config=config, test=test, label=label, relabel=relabel,
                                 progress=progress, cancel=cancel, description=description)
 
@@ -281,7 +274,6 @@ class Service:
         options = {k: v for k, v in locals().items() if k not in ("self", "base", "data", "progress", "cancel",
                                                                   "check_only")}
         from reuse.advise.options import advise_stored
-
         return advise_stored(self.store, base, data, options, progress=progress, cancel=cancel, check_only=check_only)
 
     # -- Serving and jobs ------------------------------------------------------------------------
@@ -316,7 +308,6 @@ class Service:
 
     def describe_model(self, ref: str, *, scope: str = "", match: str = "full") -> ModelDescription:
         from reuse.describe import describe
-
         return describe(self.store, ref, scope=scope, match=match)
 
     def open_upload(self) -> Upload:
@@ -335,34 +326,35 @@ class Service:
     def store_dataset_upload(self, upload: Upload, name: str, *, format: str, description: str = "",
                              tags: dict[str, str] | None = None, overwrite: bool = False) -> DatasetInfo:
         from reuse.uploads import DatasetStore
-
         return DatasetStore(self.store).put(upload, name, fmt=format, description=description, tags=tags,
                                             overwrite=overwrite)
 
     def upload_model(self, chunks: Iterable[bytes], name: str, *, format: str = "h5", description: str = "",
                      tags: Mapping[str, str] | None = None, unsafe: bool = False) -> ModelInfo:
-        with self.open_upload() as up:
-            for chunk in chunks:
-                up.write(chunk)
+        with self._received(chunks) as up:
             return self.register_upload(up, name, format=format, description=description,
                                         tags=dict(tags) if tags is not None else None, unsafe=unsafe)
 
     def upload_dataset(self, chunks: Iterable[bytes], name: str, *, format: str, description: str = "",
                        tags: Mapping[str, str] | None = None, overwrite: bool = False) -> DatasetInfo:
-        with self.open_upload() as up:
-            for chunk in chunks:
-                up.write(chunk)
+        with self._received(chunks) as up:
             return self.store_dataset_upload(up, name, format=format, description=description,
                                              tags=dict(tags) if tags is not None else None, overwrite=overwrite)
 
+    @contextmanager
+    def _received(self, chunks: Iterable[bytes]) -> Iterator[Upload]:
+        """A staged upload holding every chunk (removed on leaving unless it was stored)."""
+        with self.open_upload() as up:
+            for chunk in chunks:
+                up.write(chunk)
+            yield up
+
     def list_datasets(self) -> list[DatasetInfo]:
         from reuse.uploads import DatasetStore
-
         return DatasetStore(self.store).list()
 
     def dataset_path(self, name: str) -> Path:
         from reuse.uploads import DatasetStore
-
         return DatasetStore(self.store).path(name)
 
     def start_job(self, kind: str, params: dict[str, Any]) -> JobRecord:
