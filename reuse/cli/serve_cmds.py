@@ -7,7 +7,15 @@ from pathlib import Path
 
 import click
 
-from reuse.cli.common import emit_json, get_service, json_option, read_token, server_option, store_option
+from reuse.cli.common import (
+    emit_json,
+    facade_options,
+    get_service,
+    json_option,
+    read_token,
+    server_option,
+    store_option,
+)
 from reuse.config import ENV_TOKEN, ServerSettings
 
 _D = ServerSettings()
@@ -159,9 +167,7 @@ def job_cmd(job_id: str, store: str | None, watch: bool, cancel: bool, as_json: 
               help="A .npy array, or a .npz with one array per model input (by input name).")
 @click.option("--out", "out_path", type=click.Path(dir_okay=False), default=None,
               help="Write the outputs to this .npz (by output name) instead of printing them.")
-@store_option
-@server_option
-@json_option
+@facade_options
 def infer_cmd(ref: str, input_path: str, out_path: str | None, store: str | None, as_json: bool) -> None:
     """Run NAME[:VERSION] on an array through the serving path (batched engine, or the server's v2 API).
 
