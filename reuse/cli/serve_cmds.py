@@ -64,6 +64,7 @@ def serve_cmd(store: str | None, host: str, port: int, max_batch_size: int, max_
     from reuse.config import store_root
     from reuse.grpc.processes import ServeSpec, build_service, processes_count, serve_processes
     from reuse.grpc.server import ServerConfig, run_server
+    from reuse.runtime import RuntimeSettings
     from reuse.serving.engine import ServingOptions
     from reuse.serving.runtime_choice import check_mode, describe_mode, log_choices_to_stderr
 
@@ -74,8 +75,8 @@ def serve_cmd(store: str | None, host: str, port: int, max_batch_size: int, max_
                           tls_cert=Path(tls_cert) if tls_cert else None, tls_key=Path(tls_key) if tls_key else None)
     spec = ServeSpec(store, config, ServingOptions(max_batch_size, max_batch_delay_ms, cache_mb * 2**20, runtime,
                                                    onnx_threads),
-                     job_workers=workers, max_upload_bytes=max_upload_mb * 2**20,
-                     allow_unsafe_uploads=allow_unsafe_uploads)
+                     RuntimeSettings(job_workers=workers, max_upload_bytes=max_upload_mb * 2**20,
+                                     allow_unsafe_uploads=allow_unsafe_uploads))
     extras = f"{', token required' if config.token else ''}{', TLS' if tls_cert else ''}; {describe_mode(runtime)}"
 
     def say(*lines: str) -> None:

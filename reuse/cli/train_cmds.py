@@ -23,9 +23,7 @@ from reuse.cli.common import (
 )
 from reuse.cli.ensemble_cmds import print_check
 from reuse.cli.train_progress import ProgressBar
-
-OPTIMIZERS = ("sgd", "adam", "rmsprop", "adamw", "nadam")
-
+from reuse.train.config import OPTIMIZERS
 
 _data_options = option_group(
     click.option("--data", "data", required=True, metavar="DATA",
