@@ -307,7 +307,7 @@ class Service(JobCalls):
         arrays = input_arrays(self.model_signature(ref) if isinstance(inputs, Mapping) else None, inputs)
         return self.runtime.engine.infer(ref, arrays)
 
-    def describe_model(self, ref: str, *, scope: str = "", match: str = "full") -> ModelDescription:
+    def describe_model(self, ref: str, *, scope: str | None = None, match: str = "full") -> ModelDescription:
         from reuse.describe import describe
         return describe(self.store, ref, scope=scope, match=match)
 

@@ -81,7 +81,7 @@ class RemoteService(JobCalls):
             return self.upload_model(_read_chunks(path), name, description=meta.get("description", ""),
                                      tags=meta.get("tags"))
 
-    def describe_model(self, ref: str, *, scope: str = "", match: str = "full") -> ModelDescription:
+    def describe_model(self, ref: str, *, scope: str | None = None, match: str = "full") -> ModelDescription:
         return self.client.describe_model(ref, scope=scope, match=match)
 
     @property
@@ -114,7 +114,7 @@ class RemoteService(JobCalls):
         """As the local one: the non-input layers, with the scope's dry run when given."""
         from reuse.layer_table import LayerRow, LayerTable
 
-        d = self.describe_model(ref, scope=scope or "", match=match)
+        d = self.describe_model(ref, scope=scope, match=match)
         if scope is not None and d.selection is None:  # an empty scope: the server previews nothing
             d = ModelDescription(d.info, d.versions, d.layers, Selection(scope, match, (), tuple(
                 x.name for x in d.layers if x.class_name != "InputLayer")))
