@@ -25,7 +25,7 @@ from reuse.data.formats import FORMATS, HDF5_MAGIC, ZIP_MAGIC
 from reuse.errors import AlreadyExists, InvalidInput, NotFound, ResourceExhausted
 from reuse.h5guard import check_tree
 from reuse.store import ModelInfo, ModelStore, check_name
-from reuse.store.records import Entry
+from reuse.store.records import StoreEntry
 from reuse.text import echo
 
 MODEL_FORMATS = {"h5": (".h5", HDF5_MAGIC), "keras": (".keras", ZIP_MAGIC)}
@@ -114,7 +114,7 @@ def register_model_file(store: ModelStore, path: Path, name: str, *, fmt: str = 
 
 
 @dataclass(frozen=True)
-class DatasetInfo(Entry):
+class DatasetInfo(StoreEntry):
     """An uploaded dataset: its name, format, size and checksum (and, once stored, its file)."""
 
     name: str

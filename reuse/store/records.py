@@ -33,7 +33,7 @@ class LayerInfo:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Entry:
+class StoreEntry:
     """What the store keeps of everything registered in it (a model version, an uploaded dataset) beside
     its content: when it was made, and the description and tags it was given. Keyword-only, so each kind
     of entry lists its own fields first."""
@@ -44,7 +44,7 @@ class Entry:
 
 
 @dataclass(frozen=True)
-class ModelInfo(Entry, Versioned):
+class ModelInfo(StoreEntry, Versioned):
     """What the store knows of one version, without loading its weights."""
 
     name: str
