@@ -60,8 +60,18 @@ class Call:
     inputs: tuple[Ref, ...]  # every Ref in args and kwargs, in order
 
 
+class Nested:
+    """A leaf layer or a nested model, inside the nested models its ``containers`` name (outermost first)."""
+
+    containers: tuple[str, ...]
+
+    @property
+    def depth(self) -> int:
+        return len(self.containers)
+
+
 @dataclass(frozen=True)
-class LayerNode:
+class LayerNode(Nested):
     """A leaf layer (nested models opened). ``name`` is its path; ``leaf`` the Keras layer name."""
 
     name: str
@@ -75,23 +85,15 @@ class LayerNode:
     registered_name: str | None = None
     containers: tuple[str, ...] = ()  # paths of the nested models around it, outermost first
 
-    @property
-    def depth(self) -> int:
-        return len(self.containers)
-
 
 @dataclass(frozen=True)
-class Container:
+class Container(Nested):
     """A nested model: its path, class and the paths of every leaf inside it (at any depth)."""
 
     name: str
     class_name: str
     leaves: tuple[str, ...]
     containers: tuple[str, ...] = ()
-
-    @property
-    def depth(self) -> int:
-        return len(self.containers)
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ class ModelDescription:
         return d
 
 
-def describe(store: ModelStore, ref: str, *, scope: str = "", match: str = "full") -> ModelDescription:
+def describe(store: ModelStore, ref: str, *, scope: str | None = None, match: str = "full") -> ModelDescription:
     """Describe ``ref``; with ``scope``, preview the layers it selects (no error when none match).
 
     Raises:
@@ -38,7 +38,7 @@ def describe(store: ModelStore, ref: str, *, scope: str = "", match: str = "full
     from reuse.layer_table import layer_table
 
     info = store.info(ref)
-    table = layer_table(store, info.ref, scope if scope else None, match)
+    table = layer_table(store, info.ref, scope, match)
     versions = tuple(v.version for v in store.versions(info.name))
     layers = tuple(LayerInfo(name=r.name, class_name=r.class_name, output_shape=r.output_shape, params=r.params,
                              trainable=r.trainable, depth=r.depth, inputs=tuple(r.inputs)) for r in table.rows)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from reuse.errors import FailedPrecondition, NotFound
@@ -28,6 +29,15 @@ if TYPE_CHECKING:
     from reuse.serving.engine import InferenceEngine, ServingOptions
 
 
+@dataclass(frozen=True)
+class RuntimeSettings:
+    """How a server's runtime runs jobs and takes uploads (flags of ``reuse serve``)."""
+
+    job_workers: int = 2
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
+    allow_unsafe_uploads: bool = False
+
+
 class ServerRuntime:
     """The serving state of one process over one store.
 
@@ -41,20 +51,15 @@ class ServerRuntime:
         self.store = store
         self.kinds = kinds if kinds is not None else JobKinds()
         self.serving_options: ServingOptions | None = None
-        self.job_workers = 2
-        self.max_upload_bytes = DEFAULT_MAX_UPLOAD_BYTES
-        self.allow_unsafe_uploads = False
+        self.settings = RuntimeSettings()
         self._engine: InferenceEngine | None = None
         self._jobs: JobDesk | None = None
         self._lock = threading.Lock()
 
-    def configure(self, options: ServingOptions | None = None, *, job_workers: int = 2,
-                  max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, allow_unsafe_uploads: bool = False) -> None:
+    def configure(self, options: ServingOptions | None = None, settings: RuntimeSettings | None = None) -> None:
         """Settings of the server this runtime backs; call before the first request."""
         self.serving_options = options
-        self.job_workers = job_workers
-        self.max_upload_bytes = max_upload_bytes
-        self.allow_unsafe_uploads = allow_unsafe_uploads
+        self.settings = settings or RuntimeSettings()
 
     # -- inference -------------------------------------------------------------------------------
     @property
@@ -81,11 +86,11 @@ class ServerRuntime:
     # -- uploads ---------------------------------------------------------------------------------
     def open_upload(self) -> Upload:
         """A staging file in the store, capped at ``max_upload_bytes``."""
-        return Upload(self.store.state_dir / "uploads", self.max_upload_bytes)
+        return Upload(self.store.state_dir / "uploads", self.settings.max_upload_bytes)
 
     def check_unsafe_upload(self, unsafe: bool) -> None:
         """Refuse an upload marked unsafe unless this server accepts them."""
-        if unsafe and not self.allow_unsafe_uploads:
+        if unsafe and not self.settings.allow_unsafe_uploads:
             raise FailedPrecondition("this server refuses unsafe models (they run code when loaded); "
                                      "start it with --allow-unsafe-uploads to accept them")
 
@@ -99,7 +104,7 @@ class ServerRuntime:
             if self._jobs is None:
                 from reuse.jobs.desk import JobDesk
 
-                self._jobs = JobDesk(self.store.state_dir / "jobs", self.store.root, workers=self.job_workers,
+                self._jobs = JobDesk(self.store.state_dir / "jobs", self.store.root, workers=self.settings.job_workers,
                                      kinds=self.kinds)
             return self._jobs
 
@@ -112,6 +117,9 @@ class ServerRuntime:
         who = f"pid {note.get('pid', '?')} on {note.get('host', '?')}"
         return (f"jobs: run by another server of this store ({who}); this process is a serving replica "
                 "and takes the jobs over if that server stops")
+
+    def start_job(self, kind: str, params: dict[str, Any]) -> JobRecord:
+        return self.jobs.start(kind, params)
 
     def list_jobs(self, *, state: str = "", kind: str = "") -> list[JobRecord]:
         """Jobs oldest first; without a started manager, read from the records without touching them."""

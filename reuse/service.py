@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 from reuse.config import store_root
 from reuse.data import load_data
 from reuse.errors import InvalidInput
+from reuse.jobs.calls import JobCalls
 from reuse.jobs.kinds import builtin_kinds
-from reuse.runtime import ServerRuntime
+from reuse.runtime import RuntimeSettings, ServerRuntime
 from reuse.store import CheckReport, LayerInfo, ModelInfo, ModelStore, check_name
 from reuse.train.output import Prediction, PretrainOutcome, Report, TrainOutcome
 
@@ -38,8 +39,8 @@ if TYPE_CHECKING:
     from reuse.uploads import DatasetInfo, Upload
 
 
-class Service:
-    """Operations on one model store."""
+class Service(JobCalls):
+    """Operations on one model store (the job operations go to its runtime)."""
 
     def __init__(self, store: str | os.PathLike[str] | None = None, *, runtime: ServerRuntime | None = None) -> None:
         """``runtime``: the serving state to use (its store is then this service's store); by default one
@@ -48,6 +49,7 @@ class Service:
             raise InvalidInput(f"the runtime serves store {runtime.store.root}, not {store_root(store)}")
         self.store = runtime.store if runtime is not None else ModelStore(store_root(store))
         self.runtime = runtime or ServerRuntime(self.store, builtin_kinds(type(self)))
+        self.job_host = self.runtime
 
     # -- Store -----------------------------------------------------------------------------------
     @property
@@ -277,11 +279,10 @@ class Service:
         return advise_stored(self.store, base, data, options, progress=progress, cancel=cancel, check_only=check_only)
 
     # -- Serving and jobs ------------------------------------------------------------------------
-    def configure_serving(self, options: ServingOptions | None = None, *, job_workers: int = 2,
-                          max_upload_bytes: int = 2 * 1024**3, allow_unsafe_uploads: bool = False) -> None:
+    def configure_serving(self, options: ServingOptions | None = None, settings: RuntimeSettings | None = None
+                          ) -> None:
         """Settings of the server this service backs (see :meth:`ServerRuntime.configure`)."""
-        self.runtime.configure(options, job_workers=job_workers, max_upload_bytes=max_upload_bytes,
-                               allow_unsafe_uploads=allow_unsafe_uploads)
+        self.runtime.configure(options, settings)
 
     def model_signature(self, ref: str) -> ModelSignature:
         """Inputs and outputs of ``ref`` (loading it into the serving cache)."""
@@ -306,7 +307,7 @@ class Service:
         arrays = input_arrays(self.model_signature(ref) if isinstance(inputs, Mapping) else None, inputs)
         return self.runtime.engine.infer(ref, arrays)
 
-    def describe_model(self, ref: str, *, scope: str = "", match: str = "full") -> ModelDescription:
+    def describe_model(self, ref: str, *, scope: str | None = None, match: str = "full") -> ModelDescription:
         from reuse.describe import describe
         return describe(self.store, ref, scope=scope, match=match)
 
@@ -357,40 +358,23 @@ class Service:
         from reuse.uploads import DatasetStore
         return DatasetStore(self.store).path(name)
 
-    def start_job(self, kind: str, params: dict[str, Any]) -> JobRecord:
-        return self.runtime.jobs.start(kind, params)
-
     def build_job(self, params: dict[str, Any], *, wait: bool = True, timeout: float | None = None) -> JobRecord:
         """Run the ``build`` job kind; by default wait for it and return the finished record."""
-        record = self.runtime.jobs.start("build", params)
+        record = self.start_job("build", params)
         return self.runtime.jobs.wait(record.id, timeout) if wait else record
 
     def start_train(self, params: dict[str, Any]) -> JobRecord:
-        return self.runtime.jobs.start("train", params)
+        return self.start_job("train", params)
 
     def start_finetune(self, params: dict[str, Any]) -> JobRecord:
-        return self.runtime.jobs.start("finetune", params)
+        return self.start_job("finetune", params)
 
     def start_advise(self, params: dict[str, Any]) -> JobRecord:
-        return self.runtime.jobs.start("advise", params)
-
-    def list_jobs(self, *, state: str = "", kind: str = "") -> list[JobRecord]:
-        """Jobs oldest first (read from the records when no job manager runs here)."""
-        return self.runtime.list_jobs(state=state, kind=kind)
-
-    def get_job(self, job_id: str) -> JobRecord:
-        return self.runtime.get_job(job_id)
-
-    def cancel_job(self, job_id: str) -> JobRecord:
-        return self.runtime.cancel_job(job_id)
+        return self.start_job("advise", params)
 
     def job_events(self, job_id: str, *, after_seq: int = 0, timeout: float | None = None
                    ) -> tuple[list[JobEvent], bool]:
         return self.runtime.jobs.events(job_id, after_seq, timeout)
-
-    def watch_job(self, job_id: str, *, after_seq: int = 0) -> Iterator[JobEvent]:
-        """Yield the job's events until it finishes (locally without a server: its last event)."""
-        return self.runtime.watch_job(job_id, after_seq=after_seq)
 
     def serving_stats(self) -> dict[str, Any]:
         return self.runtime.serving_stats()

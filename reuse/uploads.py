@@ -14,7 +14,7 @@ import io
 import json
 import os
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from reuse.data.formats import FORMATS, HDF5_MAGIC, ZIP_MAGIC
 from reuse.errors import AlreadyExists, InvalidInput, NotFound, ResourceExhausted
 from reuse.h5guard import check_tree
 from reuse.store import ModelInfo, ModelStore, check_name
+from reuse.store.records import StoreEntry
 from reuse.text import echo
 
 MODEL_FORMATS = {"h5": (".h5", HDF5_MAGIC), "keras": (".keras", ZIP_MAGIC)}
@@ -113,14 +114,13 @@ def register_model_file(store: ModelStore, path: Path, name: str, *, fmt: str = 
 
 
 @dataclass(frozen=True)
-class DatasetInfo:
+class DatasetInfo(StoreEntry):
+    """An uploaded dataset: its name, format, size and checksum (and, once stored, its file)."""
+
     name: str
     format: str
     size_bytes: int
     sha256: str
-    created: str
-    description: str = ""
-    tags: dict[str, str] = field(default_factory=dict)
     path: str = ""
 
     def to_dict(self) -> dict[str, Any]:

@@ -1,8 +1,9 @@
-"""Shared fixtures: a tiny real Keras model and a store in a temporary folder."""
+"""Shared fixtures: a tiny real Keras model, a store in a temporary folder, and a store of three models."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -26,6 +27,23 @@ def make_mlp(n_in: int = 8, hidden: tuple[int, ...] = (16, 12, 10), n_out: int =
     return keras.Sequential(layers, name="mlp")
 
 
+def make_conv(seed: int = 0) -> keras.Model:
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential([keras.Input((8, 8, 1), name="image"),
+                             keras.layers.Conv2D(4, 3, activation="relu", name="conv"),
+                             keras.layers.BatchNormalization(name="bn"),
+                             keras.layers.MaxPooling2D(name="pool"), keras.layers.Flatten(name="flat"),
+                             keras.layers.Dense(3, activation="softmax", name="probs")], name="conv")
+
+
+def make_binned() -> keras.Model:
+    """A built-in layer tf2onnx cannot convert: Discretization becomes TensorFlow's Bucketize, which ONNX
+    has no op for (checked: the export leaves the op in the graph and ONNX Runtime refuses the file)."""
+    keras.utils.set_random_seed(0)
+    return keras.Sequential([keras.Input((8,), name="features"), keras.layers.Dense(4, name="dense"),
+                             keras.layers.Discretization(bin_boundaries=[-0.5, 0.0, 0.5], name="bins")])
+
+
 @pytest.fixture
 def tiny_model() -> keras.Model:
     return make_mlp()
@@ -39,3 +57,17 @@ def store(tmp_path) -> ModelStore:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="module")
+def mixed_store(tmp_path_factory) -> Path:
+    """A store (one per test module) holding an MLP "mlp", a small conv net "conv", and "binned", a model
+    with a layer ONNX has no op for."""
+    from reuse.service import Service
+
+    root = tmp_path_factory.mktemp("mixed") / "store"
+    seed = Service(root)
+    seed.register_model(make_mlp(), "mlp")
+    seed.register_model(make_conv(), "conv")
+    seed.register_model(make_binned(), "binned")
+    return root

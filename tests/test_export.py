@@ -17,8 +17,7 @@ import numpy as np
 import pytest
 import yaml
 from click.testing import CliRunner
-from conftest import make_mlp
-from test_serving_runtime import make_binned, make_conv
+from conftest import make_conv
 
 from reuse.cli import cli
 from reuse.errors import AlreadyExists, FailedPrecondition, InvalidInput
@@ -30,16 +29,6 @@ pytest.importorskip("tf2onnx", reason="the onnx extra is not installed (pip inst
 
 ROOT = Path(__file__).resolve().parent.parent
 TRITON_VENV = Path(os.environ.get("REUSE_TRITON_VENV", ROOT / ".venv-triton"))
-
-
-@pytest.fixture(scope="module")
-def store_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("export") / "store"
-    seed = Service(root)
-    seed.register_model(make_mlp(), "mlp")
-    seed.register_model(make_conv(), "conv")
-    seed.register_model(make_binned(), "binned")
-    return root
 
 
 def run(*args, code: int = 0):
@@ -61,39 +50,39 @@ def keras_answer(root: Path, ref: str, x: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize(("ref", "shape"), [("mlp", (8,)), ("conv", (8, 8, 1))])
-def test_onnx_export_runs_in_onnxruntime_and_matches_keras(store_dir, tmp_path, ref, shape):
+def test_onnx_export_runs_in_onnxruntime_and_matches_keras(mixed_store, tmp_path, ref, shape):
     out = tmp_path / f"{ref}.onnx"
-    line = run("export", ref, out, "--store", store_dir).output
+    line = run("export", ref, out, "--store", mixed_store).output
     assert line.startswith(f"Exported {ref}:1 to {out} (onnx, matches Keras within ")
     x = np.random.default_rng(3).standard_normal((7, *shape)).astype(np.float32)
     session = onnx_file.open_session(out)
     got = session.run(None, {session.get_inputs()[0].name: x})[0]
-    np.testing.assert_allclose(got, keras_answer(store_dir, ref, x), atol=1e-5)
-    sig = Service(store_dir).model_signature(ref)  # the names a KServe v2 client of `reuse serve` uses
+    np.testing.assert_allclose(got, keras_answer(mixed_store, ref, x), atol=1e-5)
+    sig = Service(mixed_store).model_signature(ref)  # the names a KServe v2 client of `reuse serve` uses
     assert [i.name for i in session.get_inputs()] == [s.name for s in sig.inputs]
     assert [o.name for o in session.get_outputs()] == [s.name for s in sig.outputs]
     assert [p.name for p in tmp_path.iterdir()] == [out.name]  # no temp file left beside it
 
 
-def test_savedmodel_and_keras_exports_load_back(store_dir, tmp_path):
+def test_savedmodel_and_keras_exports_load_back(mixed_store, tmp_path):
     import tensorflow as tf
 
     out = tmp_path / "mlp_sm"
     assert "(savedmodel, matches Keras within" in run("export", "mlp", out, "--format", "savedmodel",
-                                                      "--store", store_dir).output
+                                                      "--store", mixed_store).output
     x = np.random.default_rng(4).standard_normal((5, 8)).astype(np.float32)
     loaded = tf.saved_model.load(str(out))
     got = np.asarray(loaded.serve(tf.constant(x)))
-    np.testing.assert_allclose(got, keras_answer(store_dir, "mlp", x), atol=1e-5)
+    np.testing.assert_allclose(got, keras_answer(mixed_store, "mlp", x), atol=1e-5)
     # the default stays a .keras file, with the line it always printed
     native = tmp_path / "mlp.keras"
-    assert run("export", "mlp", native, "--store", store_dir).output == f"Exported mlp:1 to {native}\n"
-    np.testing.assert_allclose(np.asarray(keras.saving.load_model(native)(x)), keras_answer(store_dir, "mlp", x),
+    assert run("export", "mlp", native, "--store", mixed_store).output == f"Exported mlp:1 to {native}\n"
+    np.testing.assert_allclose(np.asarray(keras.saving.load_model(native)(x)), keras_answer(mixed_store, "mlp", x),
                                atol=1e-6)
     # --force swaps a whole SavedModel folder in; without it the old one stays
-    r = run("export", "mlp", out, "--format", "savedmodel", "--store", store_dir, code=1)
+    r = run("export", "mlp", out, "--format", "savedmodel", "--store", mixed_store, code=1)
     assert error_line(r) == f"Error: {out} exists; pass overwrite (--force) to replace it"
-    run("export", "mlp", out, "--format", "savedmodel", "--force", "--store", store_dir)
+    run("export", "mlp", out, "--format", "savedmodel", "--force", "--store", mixed_store)
     assert (out / "saved_model.pb").is_file() and sorted(p.name for p in tmp_path.iterdir()) == ["mlp.keras", "mlp_sm"]
 
 
@@ -107,10 +96,10 @@ def _parse_with_tritonclient(config: Path) -> dict:
     return json.loads(done.stdout)
 
 
-def test_triton_repository_and_kserve_manifest(store_dir, tmp_path):
+def test_triton_repository_and_kserve_manifest(mixed_store, tmp_path):
     repo = tmp_path / "repo"
     r = run("export", "conv", "--triton-repo", repo, "--max-batch-size", "16", "--max-batch-delay-ms", "0.5",
-            "--kserve", "s3://bucket/models", "--store", store_dir)
+            "--kserve", "s3://bucket/models", "--store", mixed_store)
     config_path, model_path = repo / "conv" / "config.pbtxt", repo / "conv" / "1" / "model.onnx"
     assert r.stderr.startswith(f"Exported conv:1 to the Triton repository {repo}: {config_path}, {model_path}")
     manifest = yaml.safe_load(r.stdout)
@@ -126,20 +115,20 @@ def test_triton_repository_and_kserve_manifest(store_dir, tmp_path):
     assert config["output"] == [{"name": "probs", "data_type": "TYPE_FP32", "dims": ["3"]}]
     session = onnx_file.open_session(model_path)
     x = np.random.default_rng(5).standard_normal((4, 8, 8, 1)).astype(np.float32)
-    np.testing.assert_allclose(session.run(["probs"], {"image": x})[0], keras_answer(store_dir, "conv", x),
+    np.testing.assert_allclose(session.run(["probs"], {"image": x})[0], keras_answer(mixed_store, "conv", x),
                                atol=1e-5)
 
     # a second version goes beside the first; the same version again needs --force
-    Service(store_dir).register_model(make_conv(seed=1), "conv")
-    run("export", "conv:2", "--triton-repo", repo, "--store", store_dir)
+    Service(mixed_store).register_model(make_conv(seed=1), "conv")
+    run("export", "conv:2", "--triton-repo", repo, "--store", mixed_store)
     assert sorted(p.name for p in (repo / "conv").iterdir()) == ["1", "2", "config.pbtxt"]
-    r = run("export", "conv:1", "--triton-repo", repo, "--store", store_dir, code=1)
+    r = run("export", "conv:1", "--triton-repo", repo, "--store", mixed_store, code=1)
     assert error_line(r) == f"Error: {model_path} exists; pass overwrite (--force) to replace it"
-    Service(store_dir).delete_version("conv:2")
+    Service(mixed_store).delete_version("conv:2")
 
 
-def test_a_model_onnx_cannot_express_is_refused_and_nothing_is_written(store_dir, tmp_path):
-    svc = Service(store_dir)
+def test_a_model_onnx_cannot_express_is_refused_and_nothing_is_written(mixed_store, tmp_path):
+    svc = Service(mixed_store)
     with pytest.raises(FailedPrecondition, match="no ONNX equivalent: Bucketize"):
         svc.export_model("binned", tmp_path / "b.onnx")
     with pytest.raises(FailedPrecondition, match="no ONNX equivalent"):
@@ -153,8 +142,8 @@ def test_a_model_onnx_cannot_express_is_refused_and_nothing_is_written(store_dir
     assert (tmp_path / "m.onnx").read_text() == "mine"
 
 
-def test_cli_refuses_bad_combinations_with_one_line(store_dir, tmp_path):
-    before = store_files(store_dir)
+def test_cli_refuses_bad_combinations_with_one_line(mixed_store, tmp_path):
+    before = store_files(mixed_store)
     cases = [
         (["export", "mlp"], "Error: give OUT or --triton-repo DIR (one of them)"),
         (["export", "mlp", tmp_path / "a.onnx", "--triton-repo", tmp_path / "r"],
@@ -171,9 +160,9 @@ def test_cli_refuses_bad_combinations_with_one_line(store_dir, tmp_path):
         (["export", "nope:1", tmp_path / "a.onnx"], None),
     ]
     for args, line in cases:
-        r = run(*args, "--store", store_dir, code=1)
+        r = run(*args, "--store", mixed_store, code=1)
         got = error_line(r)
         assert got.startswith("Error: ") and (line is None or got == line), (args, got)
-    r = run("export", "mlp", tmp_path / "x", "--format", "tflite", "--store", store_dir, code=2)
+    r = run("export", "mlp", tmp_path / "x", "--format", "tflite", "--store", mixed_store, code=2)
     assert "'tflite' is not one of 'keras', 'onnx', 'savedmodel'" in r.stderr
-    assert not any(tmp_path.iterdir()) and store_files(store_dir) == before
+    assert not any(tmp_path.iterdir()) and store_files(mixed_store) == before

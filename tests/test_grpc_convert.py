@@ -61,6 +61,15 @@ def test_model_description_and_dataset_round_trip():
     assert cm.dataset_of(cm.dataset_pb(ds)) == dataclasses.replace(ds, path="")  # the server's path stays there
 
 
+@pytest.mark.parametrize("scope", [None, "hidden[12]"])
+def test_no_scope_is_none_in_the_domain_and_empty_on_the_wire(scope):
+    req = cm.describe_request("m:2", scope, "prefix")
+    assert (req.ref, req.scope, req.match) == ("m:2", scope or "", "prefix")
+    assert cm.describe_options(pb.DescribeModelRequest.FromString(req.SerializeToString())) == {
+        "scope": scope, "match": "prefix"}
+    assert cm.describe_options(pb.DescribeModelRequest(ref="m")) == {"scope": None, "match": "full"}
+
+
 def test_stats_round_trip():
     stats = {"cache_bytes": 5, "cache_limit_bytes": 9,
              "models": {"m:1": {"requests": 3, "rows": 7, "batches": 2, "max_batch_requests": 2,

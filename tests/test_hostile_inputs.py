@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import grpc
@@ -277,11 +278,12 @@ def test_hostile_uploads_store_nothing(served, call, code, text):
     staged = served["root"] / ".reuse" / "uploads"
     before = sorted(staged.iterdir()) if staged.exists() else []
     datasets = served["service"].list_datasets()
-    served["service"].runtime.max_upload_bytes = 200_000
+    runtime = served["service"].runtime
+    settings, runtime.settings = runtime.settings, replace(runtime.settings, max_upload_bytes=200_000)
     try:
         _refused(served, call, code, text)
     finally:
-        served["service"].runtime.max_upload_bytes = 2 * 1024**3
+        runtime.settings = settings
     assert (sorted(staged.iterdir()) if staged.exists() else []) == before
     assert served["service"].list_datasets() == datasets
 

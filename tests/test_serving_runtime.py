@@ -11,7 +11,6 @@ import shutil
 import sys
 
 import grpc
-import keras
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -29,36 +28,9 @@ pytest.importorskip("onnxruntime", reason="the onnx extra is not installed (pip 
 pytest.importorskip("tf2onnx", reason="the onnx extra is not installed (pip install 'reuse[onnx]')")
 
 
-def make_conv(seed: int = 0) -> keras.Model:
-    keras.utils.set_random_seed(seed)
-    return keras.Sequential([keras.Input((8, 8, 1), name="image"),
-                             keras.layers.Conv2D(4, 3, activation="relu", name="conv"),
-                             keras.layers.BatchNormalization(name="bn"),
-                             keras.layers.MaxPooling2D(name="pool"), keras.layers.Flatten(name="flat"),
-                             keras.layers.Dense(3, activation="softmax", name="probs")], name="conv")
-
-
-def make_binned() -> keras.Model:
-    """A built-in layer tf2onnx cannot convert: Discretization becomes TensorFlow's Bucketize, which ONNX
-    has no op for (checked: the export leaves the op in the graph and ONNX Runtime refuses the file)."""
-    keras.utils.set_random_seed(0)
-    return keras.Sequential([keras.Input((8,), name="features"), keras.layers.Dense(4, name="dense"),
-                             keras.layers.Discretization(bin_boundaries=[-0.5, 0.0, 0.5], name="bins")])
-
-
 def onnx_files(service: Service) -> list[str]:
     root = service.store_root / ".reuse" / "onnx"
     return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
-
-
-@pytest.fixture(scope="module")
-def store_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("runtime") / "store"
-    seed = Service(root)
-    seed.register_model(make_mlp(), "mlp")
-    seed.register_model(make_conv(), "conv")
-    seed.register_model(make_binned(), "binned")
-    return root
 
 
 def serve(root, runtime: str):
@@ -77,9 +49,9 @@ CASES = [("mlp", "features", (8,), "onnx"), ("conv", "image", (8, 8, 1), "onnx")
          ("binned", "features", (8,), "keras")]
 
 
-def test_auto_picks_per_version_and_answers_equal_keras_over_grpc(store_dir):
-    auto, auto_server = serve(store_dir, "auto")
-    keras_only, keras_server = serve(store_dir, "keras")
+def test_auto_picks_per_version_and_answers_equal_keras_over_grpc(mixed_store):
+    auto, auto_server = serve(mixed_store, "auto")
+    keras_only, keras_server = serve(mixed_store, "keras")
     ch1, inf_auto, api_auto = stubs(auto_server.target)
     ch2, inf_keras, _ = stubs(keras_server.target)
     rng = np.random.default_rng(3)
@@ -111,8 +83,8 @@ def test_auto_picks_per_version_and_answers_equal_keras_over_grpc(store_dir):
     assert [f.split("-")[0] for f in onnx_files(auto)] == ["conv/v1", "mlp/v1"]
 
 
-def test_forced_onnx_refuses_a_model_that_cannot_run_there(store_dir):
-    service, server = serve(store_dir, "onnx")
+def test_forced_onnx_refuses_a_model_that_cannot_run_there(mixed_store):
+    service, server = serve(mixed_store, "onnx")
     channel, inference, _ = stubs(server.target)
     try:
         err = rpc_error(inference.ModelInfer, infer_request(np.zeros((1, 8), np.float32), model="binned"))

@@ -1,7 +1,7 @@
 """Import the Keras backend without TensorFlow's start-up noise on the terminal.
 
-TensorFlow 2.x writes oneDNN/CUDA-probe lines from C++ before its logging is initialised, ignoring
-TF_CPP_MIN_LOG_LEVEL (tensorflow/tensorflow#100442). The CLI pre-imports the backend with file
+TensorFlow 2.x writes oneDNN/CUDA-probe lines from C++ before its logging is initialised, so
+TF_CPP_MIN_LOG_LEVEL does not silence them. The CLI pre-imports the backend with file
 descriptor 2 pointed at a temporary file, and replays what was written there only if the import fails.
 Set REUSE_BACKEND_LOGS=1 to see everything. CLI-only: the library never touches the process's stderr.
 """

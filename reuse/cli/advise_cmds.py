@@ -11,9 +11,9 @@ from typing import Any
 
 import click
 
-from reuse.cli.common import emit_json, get_service, json_option, local_only, store_option
+from reuse.cli.common import emit_json, get_service, json_option, local_only, option_group, store_option
+from reuse.train.config import OPTIMIZERS
 
-OPTIMIZERS = ("sgd", "adam", "rmsprop", "adamw", "nadam")
 INTERRUPTED = 130  # the shell's code for a run ended by Ctrl-C
 
 _JSON_HELP = (
@@ -102,6 +102,20 @@ def _print_advice(d: dict[str, Any]) -> None:
         click.echo(f"Plot written to {d['plot']}")
 
 
+# Where the runs go instead of local worker processes (the `ray` extra): a cluster, and what each run asks of it.
+_ray_options = option_group(
+    click.option("--ray", default=None, metavar="local|ADDRESS",
+                 help="Run the candidates as Ray tasks: 'local' starts a Ray instance on this machine "
+                 "(127.0.0.1) and stops it afterwards; HOST:PORT joins a running cluster, whose workers must "
+                 "see the store at the same path. --jobs then caps the runs in flight. Needs: pip install "
+                 "'reuse[ray]'."),
+    click.option("--ray-cpus", "ray_cpus", type=click.FloatRange(min=0, min_open=True), default=1.0,
+                 show_default=True, help="CPUs each Ray task asks for."),
+    click.option("--ray-gpus", "ray_gpus", type=click.FloatRange(min=0), default=0.0, show_default=True,
+                 help="GPUs each Ray task asks for."),
+)
+
+
 def _positive(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
     if value is not None and not (math.isfinite(value) and value > 0):
         raise click.BadParameter(f"{value} is not a positive number")
@@ -156,15 +170,7 @@ def _positive(ctx: click.Context, param: click.Parameter, value: float | None) -
               help="Start no run that would end after MINUTES (runs not started are listed).")
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Worker processes training candidates in parallel.")
-@click.option("--ray", default=None, metavar="local|ADDRESS",
-              help="Run the candidates as Ray tasks: 'local' starts a Ray instance on this machine "
-              "(127.0.0.1) and stops it afterwards; HOST:PORT joins a running cluster, whose workers must "
-              "see the store at the same path. --jobs then caps the runs in flight. Needs: pip install "
-              "'reuse[ray]'.")
-@click.option("--ray-cpus", "ray_cpus", type=click.FloatRange(min=0, min_open=True), default=1.0,
-              show_default=True, help="CPUs each Ray task asks for.")
-@click.option("--ray-gpus", "ray_gpus", type=click.FloatRange(min=0), default=0.0, show_default=True,
-              help="GPUs each Ray task asks for.")
+@_ray_options
 @click.option("--min-margin", "min_margin", type=click.FloatRange(min=0), default=None,
               help="Smallest difference that counts (default 0.005 accuracy, or one validation sample's "
               "worth if more; 1% of the best loss for regression).")

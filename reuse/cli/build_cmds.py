@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from reuse.cli.common import emit_json, get_service, json_option, name_list, server_option, store_option
+from reuse.cli.common import emit_json, facade_options, get_service, name_list
 from reuse.errors import InvalidInput
 
 match_option = click.option(
@@ -42,9 +42,7 @@ def _shape(shape: Any) -> str:
 @click.argument("ref", metavar="NAME[:V]")
 @click.option("--scope", default=None, metavar="PAT", help="Dry run: mark the layers this pattern selects.")
 @match_option
-@store_option
-@server_option
-@json_option
+@facade_options
 def layers_cmd(ref: str, scope: str | None, match: str, store: str | None, as_json: bool) -> None:
     """Show the layers of a stored model; with --scope, which of them a pattern selects.
 
@@ -105,9 +103,7 @@ def _inputs(names: tuple[str, ...]) -> str:
                    "along the last axis). Default: the one tensor no selected layer reads.")
 @click.option("--description", default="", help="Description stored with the new model.")
 @click.option("--seed", type=int, default=None, help="Seed for the head's initial weights and dropout.")
-@store_option
-@server_option
-@json_option
+@facade_options
 def build_cmd(new_name: str, base: str, reuse_pat: str, match: str, trainable: str | None, head: str | None,
               head_file: str | None, classes: int | None, regression: bool, outputs: int | None,
               input_shape: str | None, exits: tuple[str, ...], description: str, seed: int | None,
@@ -158,9 +154,7 @@ def _output(out: dict[str, int] | None) -> str:
 
 @click.command("lineage")
 @click.argument("ref", metavar="NAME[:V]")
-@store_option
-@server_option
-@json_option
+@facade_options
 def lineage_cmd(ref: str, store: str | None, as_json: bool) -> None:
     """Show where a model came from: its bases back to the first, and where each reused layer came from.
 

@@ -22,6 +22,17 @@ store_option = click.option(
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 
+
+def option_group(*options: Any) -> Any:
+    """One decorator that adds ``options`` (click option decorators), listed in ``--help`` in this order."""
+    def apply(f: Any) -> Any:
+        for option in reversed(options):
+            f = option(f)
+        return f
+
+    return apply
+
+
 _REMOTE_KEY = "reuse.remote"
 
 
@@ -30,20 +41,23 @@ def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     return value
 
 
-def server_option(f: Any) -> Any:
-    """Add --server/--token-file/--tls-ca: with --server, ``get_service`` talks to a running server.
+# --server/--token-file/--tls-ca: with --server, ``get_service`` talks to a running server. The values go
+# to the click context, not to the command's parameters, so adopting remote mode in a command is this one
+# decorator.
+server_option = option_group(
+    click.option("--server", "server", envvar=ENV_SERVER, show_envvar=True, default=None, metavar="HOST:PORT",
+                 expose_value=False, callback=_remember,
+                 help="Act on a running `reuse serve` instead of the local store."),
+    click.option("--token-file", "token_file", type=click.Path(dir_okay=False, exists=True), default=None,
+                 expose_value=False, callback=_remember,
+                 help=f"File holding the server's bearer token (default: ${ENV_TOKEN})."),
+    click.option("--tls-ca", "tls_ca", type=click.Path(dir_okay=False, exists=True), default=None,
+                 expose_value=False, callback=_remember, help="CA certificate of a TLS server (with --server)."),
+)
 
-    The values go to the click context, not to the command's parameters, so adopting remote mode in a
-    command is this one decorator.
-    """
-    f = click.option("--tls-ca", "tls_ca", type=click.Path(dir_okay=False, exists=True), default=None,
-                     expose_value=False, callback=_remember, help="CA certificate of a TLS server (with --server).")(f)
-    f = click.option("--token-file", "token_file", type=click.Path(dir_okay=False, exists=True), default=None,
-                     expose_value=False, callback=_remember,
-                     help=f"File holding the server's bearer token (default: ${ENV_TOKEN}).")(f)
-    return click.option("--server", "server", envvar=ENV_SERVER, show_envvar=True, default=None, metavar="HOST:PORT",
-                        expose_value=False, callback=_remember,
-                        help="Act on a running `reuse serve` instead of the local store.")(f)
+
+# What a command that works on either facade takes: the store, or a server instead, and --json.
+facade_options = option_group(store_option, server_option, json_option)
 
 
 def local_only(command: str) -> Any:

@@ -7,7 +7,15 @@ from pathlib import Path
 
 import click
 
-from reuse.cli.common import emit_json, get_service, json_option, read_token, server_option, store_option
+from reuse.cli.common import (
+    emit_json,
+    facade_options,
+    get_service,
+    json_option,
+    read_token,
+    server_option,
+    store_option,
+)
 from reuse.config import ENV_TOKEN, ServerSettings
 
 _D = ServerSettings()
@@ -56,6 +64,7 @@ def serve_cmd(store: str | None, host: str, port: int, max_batch_size: int, max_
     from reuse.config import store_root
     from reuse.grpc.processes import ServeSpec, build_service, processes_count, serve_processes
     from reuse.grpc.server import ServerConfig, run_server
+    from reuse.runtime import RuntimeSettings
     from reuse.serving.engine import ServingOptions
     from reuse.serving.runtime_choice import check_mode, describe_mode, log_choices_to_stderr
 
@@ -66,8 +75,8 @@ def serve_cmd(store: str | None, host: str, port: int, max_batch_size: int, max_
                           tls_cert=Path(tls_cert) if tls_cert else None, tls_key=Path(tls_key) if tls_key else None)
     spec = ServeSpec(store, config, ServingOptions(max_batch_size, max_batch_delay_ms, cache_mb * 2**20, runtime,
                                                    onnx_threads),
-                     job_workers=workers, max_upload_bytes=max_upload_mb * 2**20,
-                     allow_unsafe_uploads=allow_unsafe_uploads)
+                     RuntimeSettings(job_workers=workers, max_upload_bytes=max_upload_mb * 2**20,
+                                     allow_unsafe_uploads=allow_unsafe_uploads))
     extras = f"{', token required' if config.token else ''}{', TLS' if tls_cert else ''}; {describe_mode(runtime)}"
 
     def say(*lines: str) -> None:
@@ -159,9 +168,7 @@ def job_cmd(job_id: str, store: str | None, watch: bool, cancel: bool, as_json: 
               help="A .npy array, or a .npz with one array per model input (by input name).")
 @click.option("--out", "out_path", type=click.Path(dir_okay=False), default=None,
               help="Write the outputs to this .npz (by output name) instead of printing them.")
-@store_option
-@server_option
-@json_option
+@facade_options
 def infer_cmd(ref: str, input_path: str, out_path: str | None, store: str | None, as_json: bool) -> None:
     """Run NAME[:VERSION] on an array through the serving path (batched engine, or the server's v2 API).
 

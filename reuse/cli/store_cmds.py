@@ -12,7 +12,15 @@ from typing import Any
 
 import click
 
-from reuse.cli.common import emit_json, get_service, json_option, local_only, server_option, store_option
+from reuse.cli.common import (
+    emit_json,
+    facade_options,
+    get_service,
+    json_option,
+    local_only,
+    server_option,
+    store_option,
+)
 from reuse.errors import InvalidInput
 from reuse.store import CheckReport, ModelInfo, ModelRef
 from reuse.text import human_bytes, shape, short_time, table
@@ -55,9 +63,7 @@ def _tags_text(tags: dict[str, str]) -> str:
 @click.option("--tag", "tags", multiple=True, callback=_parse_tags, metavar="KEY=VALUE",
               help="A tag to keep with the version (repeatable).")
 @unsafe_option
-@store_option
-@server_option
-@json_option
+@facade_options
 def register_cmd(file: str, name: str, description: str, tags: dict[str, str], unsafe: bool,
                  store: str | None, as_json: bool) -> None:
     """Register a model FILE (.keras, Keras 3 .h5 or tf.keras 2 .h5) as the next version of NAME.
@@ -81,9 +87,7 @@ def _version_rows(infos: list[ModelInfo], *, with_name: bool) -> str:
 
 
 @click.command("list")
-@store_option
-@server_option
-@json_option
+@facade_options
 def list_cmd(store: str | None, as_json: bool) -> None:
     """List the models in the store, with their latest version. --json: a list of version objects."""
     svc = get_service(store)
@@ -99,9 +103,7 @@ def list_cmd(store: str | None, as_json: bool) -> None:
 
 @click.command("versions")
 @click.argument("name")
-@store_option
-@server_option
-@json_option
+@facade_options
 def versions_cmd(name: str, store: str | None, as_json: bool) -> None:
     """List every version of NAME, oldest first. --json: a list of version objects."""
     infos = get_service(store).model_versions(name)
@@ -143,9 +145,7 @@ def _show_lines(info: ModelInfo) -> list[tuple[str, Any]]:
 
 @click.command("show")
 @click.argument("ref", metavar="NAME[:VERSION]")
-@store_option
-@server_option
-@json_option
+@facade_options
 def show_cmd(ref: str, store: str | None, as_json: bool) -> None:
     """Show a version's metadata and its layers (latest version unless NAME:VERSION).
 

@@ -13,67 +13,60 @@ import click
 
 from reuse.cli.common import (
     emit_json,
+    facade_options,
     get_service,
     json_option,
     local_only,
     name_list,
-    server_option,
+    option_group,
     store_option,
 )
 from reuse.cli.ensemble_cmds import print_check
 from reuse.cli.train_progress import ProgressBar
+from reuse.train.config import OPTIMIZERS
 
-OPTIMIZERS = ("sgd", "adam", "rmsprop", "adamw", "nadam")
-
-
-def _data_options(f: Any) -> Any:
-    for opt in reversed([
-        click.option("--data", "data", required=True, metavar="DATA",
-                     help="Data file (.npz, .csv, .h5), builtin:digits / builtin:blobs[?options], or a folder "
-                     "of class sub-folders of images: images:DIR?size=H,W[&color=grayscale]."),
-        click.option("--label", "label", default=None, metavar="COLUMN",
-                     help="CSV: label column by name or 0-based index (default: the last)."),
-        click.option("--relabel", is_flag=True,
-                     help="Map labels to 0..k-1 (sorted) and record the originals as class names."),
-    ]):
-        f = opt(f)
-    return f
+_data_options = option_group(
+    click.option("--data", "data", required=True, metavar="DATA",
+                 help="Data file (.npz, .csv, .h5), builtin:digits / builtin:blobs[?options], or a folder "
+                 "of class sub-folders of images: images:DIR?size=H,W[&color=grayscale]."),
+    click.option("--label", "label", default=None, metavar="COLUMN",
+                 help="CSV: label column by name or 0-based index (default: the last)."),
+    click.option("--relabel", is_flag=True,
+                 help="Map labels to 0..k-1 (sorted) and record the originals as class names."),
+)
 
 
-def _train_options(f: Any) -> Any:
-    for opt in reversed([
-        click.option("--val", "val", default=None, metavar="DATA", help="Validation data."),
-        click.option("--val-split", "val_split", type=float, default=None,
-                     help="Hold out this fraction of the training data for validation."),
-        click.option("--epochs", type=click.IntRange(min=1), default=None, help="Epochs (default 20)."),
-        click.option("--batch-size", "batch_size", type=click.IntRange(min=1), default=None,
-                     help="Batch size (default 32)."),
-        click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=None, help="Optimizer (default adam)."),
-        click.option("--lr", type=float, default=None, help="Learning rate (default: the optimizer's)."),
-        click.option("--momentum", type=float, default=None, help="Momentum (sgd, rmsprop)."),
-        click.option("--nesterov", is_flag=True, default=None, help="Nesterov momentum (sgd)."),
-        click.option("--clipnorm", type=float, default=None, help="Clip gradient norms to this value."),
-        click.option("--clipvalue", type=float, default=None, help="Clip gradient values to +-this."),
-        click.option("--early-stopping", "early_stopping", type=click.IntRange(min=1), default=None,
-                     metavar="PATIENCE", help="Stop after PATIENCE epochs without improvement of the "
-                     "validation loss (training loss without validation data); keeps the best weights."),
-        click.option("--seed", type=click.IntRange(min=0), default=None, help="Seed (default 0)."),
-        click.option("--seeds", type=click.IntRange(min=1), default=1,
-                     help="Train N times (seeds SEED..SEED+N-1) and report mean ± std of each metric; "
-                     "the run with SEED is registered."),
-        click.option("--ensemble", is_flag=True,
-                     help="With --seeds N (N >= 2): register every seed's model and then their averaged-output "
-                     "ensemble, as the next N+1 versions of NAME (the ensemble last; see `reuse ensemble`)."),
-        click.option("--no-cache", "no_cache", is_flag=True,
-                     help="Do not cache the output of frozen leading layers (same results, slower)."),
-        click.option("--data-parallel", "data_parallel", is_flag=True, default=None,
-                     help="Split each batch over every local device (JAX backend only; several hosts "
-                     "through keras.distribution.initialize, see docs/scale-out.md)."),
-        click.option("--description", default=None, help="Description of the new version."),
-        click.option("--quiet", "-q", is_flag=True, help="No progress bar."),
-    ]):
-        f = opt(f)
-    return f
+_train_options = option_group(
+    click.option("--val", "val", default=None, metavar="DATA", help="Validation data."),
+    click.option("--val-split", "val_split", type=float, default=None,
+                 help="Hold out this fraction of the training data for validation."),
+    click.option("--epochs", type=click.IntRange(min=1), default=None, help="Epochs (default 20)."),
+    click.option("--batch-size", "batch_size", type=click.IntRange(min=1), default=None,
+                 help="Batch size (default 32)."),
+    click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=None, help="Optimizer (default adam)."),
+    click.option("--lr", type=float, default=None, help="Learning rate (default: the optimizer's)."),
+    click.option("--momentum", type=float, default=None, help="Momentum (sgd, rmsprop)."),
+    click.option("--nesterov", is_flag=True, default=None, help="Nesterov momentum (sgd)."),
+    click.option("--clipnorm", type=float, default=None, help="Clip gradient norms to this value."),
+    click.option("--clipvalue", type=float, default=None, help="Clip gradient values to +-this."),
+    click.option("--early-stopping", "early_stopping", type=click.IntRange(min=1), default=None,
+                 metavar="PATIENCE", help="Stop after PATIENCE epochs without improvement of the "
+                 "validation loss (training loss without validation data); keeps the best weights."),
+    click.option("--seed", type=click.IntRange(min=0), default=None, help="Seed (default 0)."),
+    click.option("--seeds", type=click.IntRange(min=1), default=1,
+                 help="Train N times (seeds SEED..SEED+N-1) and report mean ± std of each metric; "
+                 "the run with SEED is registered."),
+    click.option("--ensemble", is_flag=True,
+                 help="With --seeds N (N >= 2): register every seed's model and then their averaged-output "
+                 "ensemble, as the next N+1 versions of NAME (the ensemble last; see `reuse ensemble`)."),
+    click.option("--no-cache", "no_cache", is_flag=True,
+                 help="Do not cache the output of frozen leading layers (same results, slower)."),
+    click.option("--data-parallel", "data_parallel", is_flag=True, default=None,
+                 help="Split each batch over every local device (JAX backend only; several hosts "
+                 "through keras.distribution.initialize, see docs/scale-out.md)."),
+    click.option("--description", default=None, help="Description of the new version."),
+    click.option("--quiet", "-q", is_flag=True, help="No progress bar."),
+)
 
 
 def _options(kw: dict[str, Any]) -> dict[str, Any]:
@@ -142,9 +135,7 @@ _TRAIN_JSON = ("JSON keys: model, parent, metrics, history, epochs_run, best_epo
 @click.argument("ref", metavar="NAME[:VERSION]")
 @_data_options
 @_train_options
-@store_option
-@server_option
-@json_option
+@facade_options
 def train_cmd(ref: str, data: str, label: str | None, relabel: bool, store: str | None, as_json: bool,
               seeds: int, description: str | None, quiet: bool, **kw: Any) -> None:
     """Train a model's trainable layers; register the result as the next version of NAME."""
@@ -163,9 +154,7 @@ def train_cmd(ref: str, data: str, label: str | None, relabel: bool, store: str 
               help="The pattern must match the whole layer name, or a prefix of it.")
 @_data_options
 @_train_options
-@store_option
-@server_option
-@json_option
+@facade_options
 def finetune_cmd(ref: str, unfreeze: str, match: str, data: str, label: str | None, relabel: bool,
                  store: str | None, as_json: bool, seeds: int, description: str | None, quiet: bool,
                  **kw: Any) -> None:
@@ -182,9 +171,7 @@ def finetune_cmd(ref: str, unfreeze: str, match: str, data: str, label: str | No
                "ensemble also members (model, weight, samples, loss, accuracy|mae, or missing).")
 @click.argument("ref", metavar="NAME[:VERSION]")
 @_data_options
-@store_option
-@server_option
-@json_option
+@facade_options
 def evaluate_cmd(ref: str, data: str, label: str | None, relabel: bool, store: str | None, as_json: bool) -> None:
     """Loss and accuracy of a model on labelled data."""
     r = get_service(store).evaluate_model(ref, data, label=label, relabel=relabel)
@@ -209,9 +196,7 @@ def evaluate_cmd(ref: str, data: str, label: str | None, relabel: bool, store: s
               help="CSV: the file has no label column; every column is a feature.")
 @click.option("--out", "out", type=click.Path(dir_okay=False), default=None,
               help="Write predictions to FILE.npz (outputs, classes, labels) or FILE.csv.")
-@store_option
-@server_option
-@json_option
+@facade_options
 def predict_cmd(ref: str, data: str, label: str | None, no_label: bool, out: str | None, store: str | None,
                 as_json: bool) -> None:
     """Predict with a model: class and label per sample (and outputs with --out or --json).

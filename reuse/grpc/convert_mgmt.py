@@ -71,6 +71,16 @@ def model_of(m: pb.Model) -> ModelInfo:
     return ModelInfo(**fields)
 
 
+# No scope is None in the domain and the empty string (proto3's unset) on the wire.
+def describe_request(ref: str, scope: str | None, match: str) -> pb.DescribeModelRequest:
+    return pb.DescribeModelRequest(ref=ref, scope=scope or "", match=match)
+
+
+def describe_options(request: pb.DescribeModelRequest) -> dict[str, Any]:
+    """``describe_model``'s keywords from a request: an empty scope is no scope, an empty match "full"."""
+    return {"scope": request.scope or None, "match": request.match or "full"}
+
+
 def description_pb(d: ModelDescription) -> pb.ModelDescription:
     matched = set(d.selection.matched) if d.selection else set()
     out = pb.ModelDescription(model=model_pb(d.info), versions=list(d.versions))

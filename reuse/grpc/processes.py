@@ -34,6 +34,7 @@ from multiprocessing import connection, get_context
 from typing import Any
 
 from reuse.errors import FailedPrecondition, InvalidInput
+from reuse.runtime import RuntimeSettings
 
 log = logging.getLogger(__name__)
 STARTUP_TIMEOUT_S = 600.0
@@ -47,9 +48,7 @@ class ServeSpec:
     store: str | None
     config: Any  # reuse.grpc.server.ServerConfig
     serving: Any = None  # reuse.serving.engine.ServingOptions
-    job_workers: int = 2
-    max_upload_bytes: int = 2 * 1024**3
-    allow_unsafe_uploads: bool = False
+    runtime: RuntimeSettings = RuntimeSettings()
 
 
 @dataclass(frozen=True)
@@ -82,8 +81,7 @@ def build_service(spec: ServeSpec) -> Any:
 
     log_choices_to_stderr()  # each process says which runtime serves a version as it loads it
     service = Service(spec.store)
-    service.configure_serving(spec.serving, job_workers=spec.job_workers, max_upload_bytes=spec.max_upload_bytes,
-                              allow_unsafe_uploads=spec.allow_unsafe_uploads)
+    service.configure_serving(spec.serving, spec.runtime)
     service.runtime.jobs  # noqa: B018 - run the store's jobs here, or find the server that does, before serving
     return service
 

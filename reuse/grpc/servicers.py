@@ -70,7 +70,7 @@ class ReuseServicer(rgrpc.ReuseServiceServicer):
         return pb.ListModelsResponse(models=[cm.model_pb(i) for i in self.service.list_models()])
 
     def DescribeModel(self, request: pb.DescribeModelRequest, context: Any) -> pb.ModelDescription:
-        d = self.service.describe_model(request.ref, scope=request.scope, match=request.match or "full")
+        d = self.service.describe_model(request.ref, **cm.describe_options(request))
         return cm.description_pb(d)
 
     def _receive(self, request_iterator: Any) -> tuple[pb.UploadHeader, Any]:

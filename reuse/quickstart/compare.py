@@ -2,7 +2,8 @@
 
 Every run is scored on the held-out test set. The verdict uses the advisor's rule
 (:func:`reuse.advise.recommend`): the simplest approach that no other beats by more than the
-seed-to-seed noise. When the service given has the full advisor (``advise``), its table follows.
+seed-to-seed noise. With ``QuickstartOptions.advisor``, the advisor's own table (``Service.advise``)
+follows.
 """
 
 from __future__ import annotations
@@ -106,7 +107,7 @@ def planned_runs(service: Service, options: plan.QuickstartOptions) -> int:
     """Training runs step 5 makes: scratch for every seed, train + fine-tune for seeds after 0 (seed 0's
     are step 4's), and the advisor's: scratch, and each depth frozen and fine-tuned, for every seed."""
     runs = options.seeds + 2 * (options.seeds - 1)
-    if options.advisor and getattr(service, "advise", None) is not None:
+    if options.advisor:
         runs += (1 + 2 * (len(ADVISOR_DEPTHS) - 1)) * options.seeds
     return runs
 
@@ -153,17 +154,12 @@ def _compare(service: Service, out: Out, base_ref: str, first: ReuseRun, options
 
 
 def run_advisor(service: Service, out: Out, base_ref: str, options: plan.QuickstartOptions,
-                progress: Any = None) -> dict[str, Any] | None:
-    """``reuse advise`` on the same task, when the service has the advisor; says so when it does not."""
-    advise = getattr(service, "advise", None)
-    if advise is None:
-        out.line("(the full advisor, `reuse advise`, is not available here; the table above is its rule "
-                 "applied to runs made here)")
-        return None
+                progress: Any = None) -> dict[str, Any]:
+    """``reuse advise`` on the same task: its table and recommendation; returns its --json document."""
     out.line(f"reuse advise {base_ref} --data '{plan.TRAIN_DATA}' --classes {plan.CLASSES} --depths 0,1,2,3 "
              f"--seeds {options.seeds}   (scores on a validation split of the training images)")
-    advice = advise(base_ref, plan.TRAIN_DATA, classes=plan.CLASSES, depths=list(ADVISOR_DEPTHS),
-                    seeds=options.seeds, epochs=2 * options.epochs, progress=progress)
+    advice = service.advise(base_ref, plan.TRAIN_DATA, classes=plan.CLASSES, depths=list(ADVISOR_DEPTHS),
+                            seeds=options.seeds, epochs=2 * options.epochs, progress=progress)
     doc = advice.to_dict()
     rows = [(r["candidate"], pct(r["mean"]), pct(r["std"]), "<-" if r.get("recommended") else "")
             for r in doc["rows"]]

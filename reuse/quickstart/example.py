@@ -34,7 +34,7 @@ TAGS = {"dataset": "sklearn-digits", "classes": "0-4", "example": "yes"}
 
 
 def repo_root() -> Path:
-    """The checkout this package runs from (the example model ships in its ``models/`` folder)."""
+    """The source tree this package runs from (the example model ships in its ``models/`` folder)."""
     return Path(__file__).resolve().parents[2]
 
 

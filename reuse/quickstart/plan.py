@@ -26,7 +26,7 @@ class QuickstartOptions:
         finetune_epochs: epochs of the fine-tuning phase (lr: a tenth of the training rate).
         seeds: runs per approach in the comparison (seed 0 is the run shown in steps 3-4).
         lr: the training learning rate (Adam).
-        advisor: also run ``reuse advise`` in step 5 when the service has it.
+        advisor: also run ``reuse advise`` on the same task in step 5.
     """
 
     epochs: int = 100

@@ -107,9 +107,8 @@ class ReuseClient:
     def list_models(self) -> list[ModelInfo]:
         return [cm.model_of(m) for m in self._call(self.api.ListModels, pb.ListModelsRequest()).models]
 
-    def describe_model(self, ref: str, *, scope: str = "", match: str = "full") -> ModelDescription:
-        req = pb.DescribeModelRequest(ref=ref, scope=scope, match=match)
-        return cm.description_of(self._call(self.api.DescribeModel, req))
+    def describe_model(self, ref: str, *, scope: str | None = None, match: str = "full") -> ModelDescription:
+        return cm.description_of(self._call(self.api.DescribeModel, cm.describe_request(ref, scope, match)))
 
     def _upload(self, method: Any, path: str | os.PathLike[str], header: pb.UploadHeader) -> Any:
         def chunks() -> Iterator[pb.UploadChunk]:

@@ -25,7 +25,8 @@ import numpy as np
 
 from reuse.describe import ModelDescription
 from reuse.errors import InvalidInput, NotFound
-from reuse.jobs import JobEvent, JobRecord
+from reuse.jobs import JobRecord
+from reuse.jobs.calls import JobCalls
 from reuse.remote.client import ReuseClient
 from reuse.remote.jobs import (
     TrainEvents,
@@ -49,13 +50,15 @@ if TYPE_CHECKING:
 INFER_CHUNK_BYTES = 4 * 1024 * 1024  # rows per ModelInfer call in predict: well under the message limit
 
 
-class RemoteService:
-    """The same facade as :class:`reuse.service.Service`, over a server at ``target`` (``HOST:PORT``)."""
+class RemoteService(JobCalls):
+    """The same facade as :class:`reuse.service.Service`, over a server at ``target`` (``HOST:PORT``); the
+    job operations go to its client."""
 
     def __init__(self, target: str, *, token: str | None = None, tls_ca: str | os.PathLike[str] | None = None,
                  timeout: float | None = 60.0) -> None:
         self.target = target
         self.client = ReuseClient(target, token=token, tls_ca=tls_ca, timeout=timeout)
+        self.job_host = self.client
 
     def close(self) -> list[str]:
         self.client.close()
@@ -78,7 +81,7 @@ class RemoteService:
             return self.upload_model(_read_chunks(path), name, description=meta.get("description", ""),
                                      tags=meta.get("tags"))
 
-    def describe_model(self, ref: str, *, scope: str = "", match: str = "full") -> ModelDescription:
+    def describe_model(self, ref: str, *, scope: str | None = None, match: str = "full") -> ModelDescription:
         return self.client.describe_model(ref, scope=scope, match=match)
 
     @property
@@ -111,7 +114,7 @@ class RemoteService:
         """As the local one: the non-input layers, with the scope's dry run when given."""
         from reuse.layer_table import LayerRow, LayerTable
 
-        d = self.describe_model(ref, scope=scope or "", match=match)
+        d = self.describe_model(ref, scope=scope, match=match)
         if scope is not None and d.selection is None:  # an empty scope: the server previews nothing
             d = ModelDescription(d.info, d.versions, d.layers, Selection(scope, match, (), tuple(
                 x.name for x in d.layers if x.class_name != "InputLayer")))
@@ -300,9 +303,6 @@ class RemoteService:
         self.client.delete_version(ref)
         return info
 
-    def start_job(self, kind: str, params: dict[str, Any]) -> JobRecord:
-        return self.client.start_job(kind, params)
-
     def build_job(self, params: dict[str, Any], *, wait: bool = True, timeout: float | None = None) -> JobRecord:
         return self.client.build(**params, wait=wait)
 
@@ -316,18 +316,6 @@ class RemoteService:
     def start_advise(self, params: dict[str, Any]) -> JobRecord:
         params = dict(params)
         return self.client.start_advise(params.pop("model", ""), params.pop("data", ""), **params)
-
-    def list_jobs(self, *, state: str = "", kind: str = "") -> list[JobRecord]:
-        return self.client.list_jobs(state=state, kind=kind)
-
-    def get_job(self, job_id: str) -> JobRecord:
-        return self.client.get_job(job_id)
-
-    def cancel_job(self, job_id: str) -> JobRecord:
-        return self.client.cancel_job(job_id)
-
-    def watch_job(self, job_id: str, *, after_seq: int = 0) -> Iterator[JobEvent]:
-        yield from self.client.watch_job(job_id, after_seq=after_seq)
 
     def serving_stats(self) -> dict[str, Any]:
         return self.client.stats()

@@ -10,6 +10,7 @@ import numpy as np
 
 from reuse.errors import InvalidInput
 from reuse.keras_compat import producer_name
+from reuse.store.names import Versioned
 
 
 @dataclass(frozen=True)
@@ -26,17 +27,13 @@ class TensorSpec:
 
 
 @dataclass(frozen=True)
-class ModelSignature:
+class ModelSignature(Versioned):
     """The resolved model reference and its tensors, in the model's order."""
 
     name: str
     version: int
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
-
-    @property
-    def ref(self) -> str:
-        return f"{self.name}:{self.version}"
 
 
 def _dims(shape: Any) -> tuple[int | None, ...]:

@@ -91,7 +91,7 @@ def _nested_rows(model: Any, prefix: str) -> list[dict[str, Any]]:
             continue
         outer = f"{prefix}{layer.name}/"
         for inner in layer.layers:
-            if type(inner).__name__ == "InputLayer":
+            if isinstance(inner, keras.layers.InputLayer):
                 continue
             rows.append({"path": outer + inner.name, "class_name": type(inner).__name__,
                          "output_shape": _layer_output_shape(inner),

@@ -40,6 +40,17 @@ def check_name(name: str) -> str:
     return name
 
 
+class Versioned:
+    """A record of one stored version, by its ``name`` and ``version``: its reference ``NAME:VERSION``."""
+
+    name: str
+    version: int
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}:{self.version}"
+
+
 @dataclass(frozen=True)
 class ModelRef:
     """A model name and an optional version (``None`` means the latest)."""

@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from reuse.store.names import Versioned
+
 
 @dataclass(frozen=True)
 class LayerInfo:
@@ -30,16 +32,24 @@ class LayerInfo:
         return d
 
 
+@dataclass(frozen=True, kw_only=True)
+class StoreEntry:
+    """What the store keeps of everything registered in it (a model version, an uploaded dataset) beside
+    its content: when it was made, and the description and tags it was given. Keyword-only, so each kind
+    of entry lists its own fields first."""
+
+    created: str
+    description: str = ""
+    tags: dict[str, str] = field(default_factory=dict)
+
+
 @dataclass(frozen=True)
-class ModelInfo:
+class ModelInfo(StoreEntry, Versioned):
     """What the store knows of one version, without loading its weights."""
 
     name: str
     version: int
     path: Path
-    created: str
-    description: str = ""
-    tags: dict[str, str] = field(default_factory=dict)
     input_shape: Any = None
     output_shape: Any = None
     class_names: list[str] | None = None
@@ -54,10 +64,6 @@ class ModelInfo:
     source: str | None = None
     unsafe_layers: list[str] = field(default_factory=list)
     size_bytes: int | None = None
-
-    @property
-    def ref(self) -> str:
-        return f"{self.name}:{self.version}"
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__}
