@@ -230,10 +230,15 @@ def content_checksum(path: Path) -> str:
     so a file replaced on disk under the same name and version gets a new key.
     """
     with open_read(path) as f:
-        parts = [as_text(f[META_GROUP].attrs.get("model_config_sha256", "")) if META_GROUP in f else ""]
-        meta = f.get(f"{META_GROUP}/{META_DATASET}")
-        parts.append(as_text(meta.attrs.get("sha256", "")) if isinstance(meta, h5py.Dataset) else "")
-        parts.extend(f"{ds.name}={as_text(ds.attrs.get('sha256', ''))}" for ds in iter_weight_datasets(f, path))
+        return content_checksum_of(f, path)
+
+
+def content_checksum_of(f: h5py.File, path: Path) -> str:
+    """:func:`content_checksum` of an open version file."""
+    parts = [as_text(f[META_GROUP].attrs.get("model_config_sha256", "")) if META_GROUP in f else ""]
+    meta = f.get(f"{META_GROUP}/{META_DATASET}")
+    parts.append(as_text(meta.attrs.get("sha256", "")) if isinstance(meta, h5py.Dataset) else "")
+    parts.extend(f"{ds.name}={as_text(ds.attrs.get('sha256', ''))}" for ds in iter_weight_datasets(f, path))
     return sha256_bytes("\n".join(parts).encode())
 
 
