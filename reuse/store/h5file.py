@@ -145,11 +145,15 @@ def model_config_text(f: h5py.File, path: Path) -> str:
     return text
 
 
-def model_config(f: h5py.File, path: Path) -> dict[str, Any]:
+def parse_model_config(text: str, path: Path | str) -> dict[str, Any]:
     try:
-        return json.loads(model_config_text(f, path))
+        return json.loads(text)
     except ValueError as exc:
         raise StoreCorrupt(f"{path}: model_config is not JSON: {exc}") from exc
+
+
+def model_config(f: h5py.File, path: Path) -> dict[str, Any]:
+    return parse_model_config(model_config_text(f, path), path)
 
 
 # -- weights ----------------------------------------------------------------------------------------

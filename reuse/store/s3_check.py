@@ -23,6 +23,7 @@ from reuse.store import h5file
 from reuse.store.index import Key
 from reuse.store.layout import pid_alive, temp_file
 from reuse.store.records import CheckReport, FileCheck
+from reuse.store.s3_layout import parse_sidecar
 
 # A claim of a writer on another machine (whose process we cannot see) counts as abandoned after this.
 CLAIM_MAX_AGE_S = 3600.0
@@ -68,17 +69,22 @@ def _verify(store: Any, key: Key, parts: dict[str, Any]) -> tuple[FileCheck, byt
 def _disagrees(store: Any, key: Key, parts: dict[str, Any], want: bytes) -> bool:
     """Whether the sidecar is unreadable or says other than the object does (the object is the truth)."""
     try:
-        row = store._sidecar(key, parts["json"])
+        have = store._sidecar(key, parts["json"])
     except (StoreCorrupt, NotFound):
         return True
-    new = json.loads(want)
-    have = {k: v for k, v in row.meta.items() if k != "_sha256"}
-    return (row.size, row.meta.get("_sha256")) != (new["size"], new["sha256"]) or \
-        json.dumps(have, sort_keys=True) != json.dumps(new["meta"], sort_keys=True)
+    return not have.same(parse_sidecar(want, key, store.bucket.url_of(f"{key[0]}/v{key[1]}.json")))
+
+
+def _leftover(store: Any, key: Key, kind: str) -> str:
+    """How a leftover is named in the report: its URL (an unfinished upload says so)."""
+    if kind == "upload":
+        return f"{store.bucket.url_of(f'{key[0]}/v{key[1]}.h5')} (unfinished multipart upload)"
+    return store.bucket.url_of(f"{key[0]}/v{key[1]}.{kind}")
 
 
 def check_s3_store(store: Any, *, repair: bool = False) -> CheckReport:
     grouped, strays = store.objects()
+    uploads = store.bucket.uploads()
     files: list[FileCheck] = []
     mismatched: list[str] = []
     stale: list[str] = []
@@ -91,8 +97,10 @@ def check_s3_store(store: Any, *, repair: bool = False) -> CheckReport:
                 leftovers.append((key, extra))
             continue
         if "json" not in parts:
-            if "h5" in parts and _abandoned(store, key, parts):
-                leftovers.append((key, ["h5"]))
+            h5 = f"{key[0]}/v{key[1]}.h5"
+            kinds = (["h5"] if "h5" in parts else []) + (["upload"] if h5 in uploads else [])
+            if kinds and _abandoned(store, key, parts):
+                leftovers.append((key, kinds))
             continue
         if "h5" not in parts:
             stale.append(_ref(key))
@@ -102,7 +110,7 @@ def check_s3_store(store: Any, *, repair: bool = False) -> CheckReport:
         if want is not None:
             mismatched.append(_ref(key))
             fixes[key] = want
-    notes = [store.bucket.url_of(f"{k[0]}/v{k[1]}.{kind}") for k, kinds in leftovers for kind in kinds]
+    notes = [_leftover(store, k, kind) for k, kinds in leftovers for kind in kinds]
     removed: list[str] = []
     if repair:
         for key, body in fixes.items():
@@ -113,11 +121,13 @@ def check_s3_store(store: Any, *, repair: bool = False) -> CheckReport:
             store.bucket.delete(f"{name}/v{v}.json")
         for key, kinds in leftovers:
             for kind in kinds:
-                store.bucket.delete(f"{key[0]}/v{key[1]}.{kind}")
-                removed.append(store.bucket.url_of(f"{key[0]}/v{key[1]}.{kind}"))
-        for key, parts in grouped.items():
-            if "json" not in parts and "deleted" not in parts and _abandoned(store, key, parts):
-                removed.extend(store.bucket.url_of(k) for k in store.bucket.abort_uploads(f"{key[0]}/v{key[1]}.h5"))
+                rel = f"{key[0]}/v{key[1]}.{'h5' if kind == 'upload' else kind}"
+                if kind == "upload":
+                    for upload_id in uploads.get(rel, []):
+                        store.bucket.abort(rel, upload_id)
+                else:
+                    store.bucket.delete(rel)
+                removed.append(_leftover(store, key, kind))
     return CheckReport(
         root=store.root,
         files=tuple(files),

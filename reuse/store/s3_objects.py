@@ -138,15 +138,20 @@ class Bucket:
         with errors(self, key):
             self.client.delete_object(Bucket=self.bucket, Key=self.full(key))
 
-    def abort_uploads(self, under: str) -> list[str]:
-        """Abort the unfinished multipart uploads of keys starting with ``under``; return their keys."""
-        cut, aborted = len(self.full("")), []
-        with errors(self, under):
-            resp = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=self.full(under))
-            for up in resp.get("Uploads", []):
-                self.client.abort_multipart_upload(Bucket=self.bucket, Key=up["Key"], UploadId=up["UploadId"])
-                aborted.append(up["Key"][cut:])
-        return aborted
+    def uploads(self, under: str = "") -> dict[str, list[str]]:
+        """Unfinished multipart uploads of keys starting with ``under``: relative key -> upload ids."""
+        cut, found = len(self.full("")), {}
+        with errors(self, under or "/"):
+            pages = self.client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket,
+                                                                                  Prefix=self.full(under))
+            for page in pages:
+                for up in page.get("Uploads", []):
+                    found.setdefault(up["Key"][cut:], []).append(up["UploadId"])
+        return found
+
+    def abort(self, key: str, upload_id: str) -> None:
+        with errors(self, key):
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=self.full(key), UploadId=upload_id)
 
 
 class _Exists(ReuseError):

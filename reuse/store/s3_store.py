@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import socket
 import time
 from collections.abc import Iterator
@@ -37,49 +36,27 @@ from reuse.errors import NotFound, StoreCorrupt
 from reuse.store import h5file
 from reuse.store.index import IndexRow, Key
 from reuse.store.model_store import ModelStore
-from reuse.store.names import check_name, is_model_name
+from reuse.store.names import check_name
 from reuse.store.range_file import RangeFile
-from reuse.store.read_cache import ReadCache, file_sha256
+from reuse.store.read_cache import ReadCache
 from reuse.store.records import CheckReport
+from reuse.store.s3_layout import (
+    Objects,
+    Sidecar,
+    group_objects,
+    object_key,
+    parse_sidecar,
+    sidecar_text,
+    visible,
+)
 from reuse.store.s3_objects import Bucket, ObjectInfo
 
 log = logging.getLogger(__name__)
-
-SIDECAR_FORMAT = 1
-OBJECT_RE = re.compile(r"([^/]+)/v([1-9][0-9]{0,17})\.(h5|json|claim|deleted)")
-Objects = dict[Key, dict[str, ObjectInfo]]  # (name, N) -> {"h5"|"json"|"claim"|"deleted": object}
-
-
-def object_key(key: Key, kind: str) -> str:
-    return f"{key[0]}/v{key[1]}.{kind}"
-
-
-def group_objects(objs: dict[str, ObjectInfo]) -> tuple[Objects, list[str]]:
-    """The store's objects by version, and the keys that are no part of the layout (strays)."""
-    grouped: Objects = {}
-    strays = []
-    for rel, info in objs.items():
-        m = OBJECT_RE.fullmatch(rel)
-        if m and is_model_name(m.group(1)):
-            grouped.setdefault((m.group(1), int(m.group(2))), {})[m.group(3)] = info
-        else:
-            strays.append(rel)
-    return grouped, sorted(strays)
-
-
-def visible(parts: dict[str, ObjectInfo]) -> bool:
-    return "json" in parts and "deleted" not in parts
 
 
 def default_state_dir(bucket: str, prefix: str) -> Path:
     base = Path(os.environ.get(ENV_STATE) or Path.home() / ".cache" / "reuse")
     return base / "s3" / bucket / (prefix or "_")
-
-
-def sidecar_text(name: str, version: int, size: int, sha256: str, meta: dict[str, Any]) -> bytes:
-    body = {"format": SIDECAR_FORMAT, "name": name, "version": version, "size": size, "sha256": sha256,
-            "mtime_ns": time.time_ns(), "meta": {**meta, "name": name, "version": version}}
-    return json.dumps(body, sort_keys=True).encode()
 
 
 class S3Store(ModelStore, kind="s3"):
@@ -120,25 +97,15 @@ class S3Store(ModelStore, kind="s3"):
     def _versions(self, names: list[str] | None = None) -> list[Key]:
         return [k for k, parts in self.objects(names)[0].items() if visible(parts)]
 
-    def _sidecar(self, key: Key, info: ObjectInfo | None = None) -> IndexRow:
-        """The row in a version's sidecar (memoised by ETag: a sidecar changes only when repaired)."""
+    def _sidecar(self, key: Key, info: ObjectInfo | None = None) -> Sidecar:
+        """A version's sidecar (memoised by ETag: a sidecar changes only when repaired)."""
         rel = object_key(key, "json")
         if info is not None and (hit := self._sidecars.get(rel)) and hit[0] == info.etag:
             return hit[1]
-        url = self.bucket.url_of(rel)
-        try:
-            body = json.loads(self.bucket.get(rel))
-            row = IndexRow(key[0], key[1], int(body["size"]), int(body.get("mtime_ns", 0)), dict(body["meta"]))
-            sha = body["sha256"]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise StoreCorrupt(f"{url}: unreadable sidecar metadata: {exc}") from exc
-        if (row.meta.get("name"), row.meta.get("version")) != key or not isinstance(sha, str):
-            raise StoreCorrupt(f"{url}: the sidecar names {row.meta.get('name')}:{row.meta.get('version')}, "
-                               f"but lies where {key[0]}:{key[1]} belongs")
-        row.meta["_sha256"] = sha
+        side = parse_sidecar(self.bucket.get(rel), key, self.bucket.url_of(rel))
         if info is not None:
-            self._sidecars[rel] = (info.etag, row)
-        return row
+            self._sidecars[rel] = (info.etag, side)
+        return side
 
     def _synced(self, names: list[str] | None = None) -> dict[Key, IndexRow]:
         rows: dict[Key, IndexRow] = {}
@@ -146,15 +113,10 @@ class S3Store(ModelStore, kind="s3"):
             if not visible(parts):
                 continue
             try:
-                rows[key] = self._public(self._sidecar(key, parts["json"]))
+                rows[key] = self._sidecar(key, parts["json"]).row
             except (StoreCorrupt, NotFound) as exc:
                 log.warning("not listed: %s (run `reuse store check`)", exc)
         return rows
-
-    @staticmethod
-    def _public(row: IndexRow) -> IndexRow:
-        return IndexRow(row.name, row.version, row.size, row.mtime_ns,
-                        {k: v for k, v in row.meta.items() if k != "_sha256"})
 
     def _parts(self, key: Key) -> dict[str, ObjectInfo]:
         """The objects of one version (one listing); NotFound unless it is visible."""
@@ -163,16 +125,18 @@ class S3Store(ModelStore, kind="s3"):
             raise NotFound(f"model {key[0]!r} has no version {key[1]} in store {self.root}")
         return parts
 
-    def _visible_row(self, key: Key) -> tuple[IndexRow, str]:
+    def _visible(self, key: Key) -> Sidecar:
+        """The sidecar of a visible version whose object is there with the size the sidecar records."""
         parts = self._parts(key)
-        row = self._sidecar(key, parts["json"])
+        side = self._sidecar(key, parts["json"])
+        row = side.row
         if "h5" not in parts:
             raise StoreCorrupt(f"{self._where(key)}: the version object is missing (its sidecar is there); "
                                "run `reuse store check`")
         if parts["h5"].size != row.size:
             raise StoreCorrupt(f"{self._where(key)}: {parts['h5'].size} bytes, its sidecar says {row.size}; "
                                "the object is damaged")
-        return row, row.meta["_sha256"]
+        return side
 
     def _row(self, key: Key) -> IndexRow:
         """A row read from the version object itself (range reads of its metadata)."""
@@ -209,12 +173,12 @@ class S3Store(ModelStore, kind="s3"):
         key = (name, version)
         with h5py.File(tmp, "r+") as f:
             h5file.set_version(f, version)
-        size, sha = tmp.stat().st_size, file_sha256(tmp)
+        side = sidecar_text(key, tmp, meta)
         self.bucket.upload(object_key(key, "h5"), tmp)
-        if not self.bucket.put(object_key(key, "json"), sidecar_text(name, version, size, sha, meta), create=True):
+        if not self.bucket.put(object_key(key, "json"), side, create=True):
             raise StoreCorrupt(f"{self._where(key)}: another writer published version {version}, which this "
                                "writer had claimed; the store's claims were bypassed")
-        return IndexRow(name, version, size, time.time_ns(), {**meta, "name": name, "version": version})
+        return IndexRow(name, version, tmp.stat().st_size, time.time_ns(), {**meta, "name": name, "version": version})
 
     def _remove(self, key: Key) -> None:
         self._parts(key)
@@ -236,20 +200,30 @@ class S3Store(ModelStore, kind="s3"):
 
     @contextmanager
     def _open(self, key: Key) -> Iterator[h5py.File]:
-        row, _ = self._visible_row(key)
-        with self._open_object(key, row.size) as f:
+        with self._open_object(key, self._visible(key).row.size) as f:
             yield f
 
     @contextmanager
     def _whole(self, key: Key) -> Iterator[Path]:
-        _, sha = self._visible_row(key)
+        sha = self._visible(key).sha256
         rel = object_key(key, "h5")
         yield self.cache.get(sha, lambda dest: self.bucket.download(rel, dest), self._where(key))
 
     def content_checksum(self, ref: Any) -> str:
         """The SHA-256 of the version object, from its sidecar (verified whenever the whole is read)."""
         r = self.resolve(ref)
-        return self._visible_row((r.name, r.version or 0))[1]
+        return self._visible((r.name, r.version or 0)).sha256
+
+    def model_config(self, ref: Any) -> dict[str, Any]:
+        """The architecture from the sidecar (checked against the checksum recorded with it), so a layer
+        table or a build's plan reads no version object."""
+        r = self.resolve(ref)
+        key = (r.name, r.version or 0)
+        side = self._sidecar(key, self._parts(key)["json"])
+        if h5file.sha256_bytes(side.model_config.encode()) != side.model_config_sha256:
+            raise StoreCorrupt(f"{self.bucket.url_of(object_key(key, 'json'))}: checksum mismatch in model_config; "
+                               "the sidecar is damaged (`reuse store check --repair` rewrites it)")
+        return h5file.parse_model_config(side.model_config, self._where(key))
 
     # -- check and repair ------------------------------------------------------------------------
     def sidecar_from_object(self, key: Key, local: Path) -> bytes:
@@ -260,7 +234,7 @@ class S3Store(ModelStore, kind="s3"):
         if (meta.get("name"), meta.get("version")) != key:
             raise StoreCorrupt(f"{where}: records itself as {meta.get('name')}:{meta.get('version')}, "
                                f"but lies where {key[0]}:{key[1]} belongs")
-        return sidecar_text(key[0], key[1], local.stat().st_size, file_sha256(local), meta)
+        return sidecar_text(key, local, meta)
 
     def rebuild_index(self) -> int:
         """Rewrite every visible version's sidecar from its version object; return how many there are."""
