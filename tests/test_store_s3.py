@@ -145,10 +145,10 @@ def test_a_writer_with_a_stale_listing_takes_the_next_number(url, monkeypatch):
     first, second = ModelStore(url), ModelStore(url)
     assert first.register(make_mlp(), "race", description="first").version == 1
     real = type(second).objects
-    monkeypatch.setattr(type(second), "objects", lambda self, names=None: ({}, []) if names == ["race"]
-                        else real(self, names))
-    assert second.register(make_mlp(seed=1), "race", description="second").version == 2
-    monkeypatch.undo()
+    with monkeypatch.context() as m:
+        m.setattr(type(second), "objects", lambda self, names=None: ({}, []) if names == ["race"]
+                  else real(self, names))
+        assert second.register(make_mlp(seed=1), "race", description="second").version == 2
     assert [(i.version, i.description) for i in ModelStore(url).versions("race")] == [(1, "first"), (2, "second")]
     assert ModelStore(url).check().ok
 
