@@ -39,6 +39,15 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def file_sha256(path: Path) -> str:
+    """The hex SHA-256 of a whole file, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def array_sha256(arr: np.ndarray) -> str:
     """The checksum of an array's values in C order (shape and dtype are checked separately)."""
     return hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()
@@ -225,6 +234,13 @@ def read_path_weights(f: h5py.File, layer_path: str, path: Path) -> list[tuple[s
 def verify_all(f: h5py.File, path: Path) -> int:
     """Check every weight dataset's checksum; return the number of bytes read."""
     return sum(verified_array(ds, path).nbytes for ds in iter_weight_datasets(f, path))
+
+
+def verify_file(local: Path, where: Path | str) -> int:
+    """Verify a version file's config and every weight (errors name ``where``); return the bytes read."""
+    with open_read(local) as f:
+        model_config(f, where)  # type: ignore[arg-type]
+        return verify_all(f, where)  # type: ignore[arg-type]
 
 
 def content_checksum(path: Path) -> str:

@@ -8,7 +8,6 @@ recently used entries go (by modification time, refreshed on each use).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from collections.abc import Callable
@@ -17,17 +16,10 @@ from pathlib import Path
 from reuse.atomic import put_in_place, temp_beside
 from reuse.config import ENV_S3_CACHE_MB
 from reuse.errors import InvalidInput, StoreCorrupt
+from reuse.store.h5file import file_sha256
 
 log = logging.getLogger(__name__)
 DEFAULT_CACHE_MB = 4096
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def cache_limit_bytes() -> int:

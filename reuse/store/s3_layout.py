@@ -16,7 +16,6 @@ from reuse.errors import StoreCorrupt
 from reuse.store import h5file
 from reuse.store.index import IndexRow, Key
 from reuse.store.names import is_model_name
-from reuse.store.read_cache import file_sha256
 from reuse.store.s3_objects import ObjectInfo
 
 SIDECAR_FORMAT = 1
@@ -67,7 +66,7 @@ def sidecar_text(key: Key, local: Path, meta: dict[str, Any]) -> bytes:
     with h5file.open_read(local) as f:
         config = h5file.model_config_text(f, local)
     body = {"format": SIDECAR_FORMAT, "name": key[0], "version": key[1], "size": local.stat().st_size,
-            "sha256": file_sha256(local), "mtime_ns": time.time_ns(), "model_config": config,
+            "sha256": h5file.file_sha256(local), "mtime_ns": time.time_ns(), "model_config": config,
             "model_config_sha256": h5file.sha256_bytes(config.encode()),
             "meta": {**meta, "name": key[0], "version": key[1]}}
     return json.dumps(body, sort_keys=True).encode()
