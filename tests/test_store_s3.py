@@ -86,6 +86,37 @@ def test_register_list_show_read_only_sidecars(url, s3, monkeypatch):
     assert ModelStore(url).info("b").tags == {"team": "x"}
 
 
+def test_resolving_a_name_lists_once_in_a_while_and_sees_own_writes(url):
+    import pickle
+
+    store = ModelStore(url)
+    store.register(make_mlp(), "m")
+    before = store.bucket.requests
+    assert [str(store.resolve("m")) for _ in range(5)] == ["m:1"] * 5
+    assert store.bucket.requests - before <= 1  # a server resolving NAME per request does not list per request
+    store.register(make_mlp(seed=1), "m")
+    assert str(store.resolve("m")) == "m:2"
+    store.delete("m:2")
+    assert str(store.resolve("m")) == "m:1"
+    copy = pickle.loads(pickle.dumps(store))  # worker processes get a store with its own client
+    assert copy.root == url and [i.ref for i in copy.list()] == ["m:1"]
+
+
+def test_advise_with_worker_processes_on_the_bucket(url, tmp_path):
+    rng = np.random.default_rng(0)
+    y = np.arange(90) % 3
+    x = (np.eye(3)[y] @ rng.normal(scale=3.0, size=(3, 8)) + rng.normal(size=(90, 8))).astype("float32")
+    np.savez(tmp_path / "train.npz", x=x[:60], y=y[:60])
+    np.savez(tmp_path / "val.npz", x=x[60:], y=y[60:])
+    ModelStore(url).register(make_mlp(hidden=(16, 12)), "base")
+    out = json.loads(cli_run(url, "advise", "--from", "base", "--data", str(tmp_path / "train.npz"), "--val",
+                             str(tmp_path / "val.npz"), "--depths", "0,1", "--no-finetune", "--seeds", "1",
+                             "--epochs", "2", "--jobs", "2", "--quiet", "--json").output)
+    assert out["base"] == "base:1" and out["jobs"] == 2  # candidates trained in two worker processes
+    assert [r["candidate"] for r in out["rows"]] == ["scratch", "reuse 1 frozen"]
+    assert all(len(r["scores"]) == 1 and np.isfinite(r["mean"]) for r in out["rows"]), out["rows"]
+
+
 def test_load_verified_then_from_the_local_cache(url, s3, rng, monkeypatch):
     store = ModelStore(url)
     model = make_mlp(batchnorm=True)

@@ -52,6 +52,7 @@ from reuse.store.s3_layout import (
 from reuse.store.s3_objects import Bucket, ObjectInfo
 
 log = logging.getLogger(__name__)
+LIST_TTL_S = 1.0
 
 
 def default_state_dir(bucket: str, prefix: str) -> Path:
@@ -75,7 +76,11 @@ class S3Store(ModelStore, kind="s3"):
         self.bucket = Bucket(self.root, bucket, prefix)
         self._state = default_state_dir(bucket, prefix)
         self.cache = ReadCache(self._state / "cache")
-        self._sidecars: dict[str, tuple[str, IndexRow]] = {}  # relative key -> (etag, row)
+        self._sidecars: dict[str, tuple[str, Sidecar]] = {}  # relative key -> (etag, sidecar)
+        self._recent: dict[str, tuple[float, list[Key]]] = {}  # name -> (when listed, visible versions)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.root,))  # a fresh client in the other process
 
     @property
     def state_dir(self) -> Path:
@@ -95,7 +100,16 @@ class S3Store(ModelStore, kind="s3"):
         return group_objects(found)
 
     def _versions(self, names: list[str] | None = None) -> list[Key]:
-        return [k for k, parts in self.objects(names)[0].items() if visible(parts)]
+        """Visible versions; one model's are reused for ``LIST_TTL_S`` (this process's own writes and
+        deletes drop them at once), so a server resolving ``NAME`` per request does not list per request."""
+        if names is None or len(names) != 1:
+            return [k for k, parts in self.objects(names)[0].items() if visible(parts)]
+        hit, now = self._recent.get(names[0]), time.monotonic()
+        if hit is not None and now - hit[0] < LIST_TTL_S:
+            return hit[1]
+        keys = [k for k, parts in self.objects(names)[0].items() if visible(parts)]
+        self._recent[names[0]] = (now, keys)
+        return keys
 
     def _sidecar(self, key: Key, info: ObjectInfo | None = None) -> Sidecar:
         """A version's sidecar (memoised by ETag: a sidecar changes only when repaired)."""
@@ -169,6 +183,7 @@ class S3Store(ModelStore, kind="s3"):
         raise StoreCorrupt(f"{self.root}: could not claim a version number of {name!r} after 10000 tries")
 
     def _publish(self, name: str, tmp: Path, meta: dict[str, Any]) -> IndexRow:
+        self._recent.pop(name, None)
         version = self._claim(name)
         key = (name, version)
         with h5py.File(tmp, "r+") as f:
@@ -178,14 +193,17 @@ class S3Store(ModelStore, kind="s3"):
         if not self.bucket.put(object_key(key, "json"), side, create=True):
             raise StoreCorrupt(f"{self._where(key)}: another writer published version {version}, which this "
                                "writer had claimed; the store's claims were bypassed")
+        self._recent.pop(name, None)
         return IndexRow(name, version, tmp.stat().st_size, time.time_ns(), {**meta, "name": name, "version": version})
 
     def _remove(self, key: Key) -> None:
+        self._recent.pop(key[0], None)
         self._parts(key)
         if not self.bucket.put(object_key(key, "deleted"), b"", create=True):
             raise NotFound(f"model {key[0]!r} has no version {key[1]} (deleted meanwhile)")
         self.bucket.delete(object_key(key, "json"))  # the tombstone already hides it; now free the space
         self.bucket.delete(object_key(key, "h5"))
+        self._recent.pop(key[0], None)
 
     # -- reading ---------------------------------------------------------------------------------
     @contextmanager
