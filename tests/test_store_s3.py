@@ -151,8 +151,12 @@ def test_partial_build_reads_only_the_selected_layers(url):
             np.testing.assert_array_equal(got, want)
 
 
-def test_train_then_serve_over_grpc_from_the_bucket(url, tmp_path, rng):
-    from reuse.grpc.server import ServerConfig, start_in_thread
+def test_train_then_serve_over_grpc_from_the_bucket(url, s3, tmp_path, rng):
+    """`reuse train --store s3://...`, then `reuse serve --store s3://...` in its own process predicting,
+    and a build job over gRPC that runs against the bucket (its record stays on the server's machine)."""
+    from grpc_support import stubs
+
+    from reuse.grpc._proto import reuse_v1_pb2 as pb
 
     ModelStore(url).register(make_mlp(n_in=64, hidden=(16, 12), n_out=5), "digits")
     out = json.loads(cli_run(url, "train", "digits:1", "--data", DIGITS, "--epochs", "2", "--seed", "0",
@@ -163,24 +167,36 @@ def test_train_then_serve_over_grpc_from_the_bucket(url, tmp_path, rng):
     expected = ModelStore(url).load("digits:2").predict(x, verbose=0)
     token = tmp_path / "token"
     token.write_text("tok\n")
-    with start_in_thread(Service(url), ServerConfig(port=0, token="tok")) as srv:
+    proc = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "serve", "--port", "0", "--store", url,
+                             "--token-file", str(token)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**_worker_env(s3), "REUSE_STATE": str(tmp_path / "server-state")},
+                            cwd=ROOT)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("listening on 127.0.0.1:") and f"(store {url}" in line, line + proc.stderr.read()
+        target = line.split()[2]
         res = CliRunner().invoke(cli, ["infer", "digits", "--input", str(tmp_path / "x.npy"), "--json",
-                                       "--server", srv.target, "--token-file", str(token)])
+                                       "--server", target, "--token-file", str(token)])
         assert res.exit_code == 0, res.output
-        # a build job over gRPC: the job runs against the bucket (its record stays on this machine)
-        from grpc_support import stubs
-
-        from reuse.grpc._proto import reuse_v1_pb2 as pb
-
-        channel, _, api = stubs(srv.target)
+        channel, _, api = stubs(target)
         job = api.Build(pb.BuildRequest(name="child", base="digits:2", reuse="hidden1", classes=2),
                         metadata=[("authorization", "Bearer tok")])
         channel.close()
         assert job.state == "succeeded", job.error
-    assert ModelStore(url).info("child").lineage["base"] == {"name": "digits", "version": 2}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
     got = json.loads(res.output)
     assert got["model"] == "digits:2"
     np.testing.assert_allclose(np.asarray(next(iter(got["outputs"].values()))), expected, rtol=1e-5, atol=1e-6)
+    assert ModelStore(url).info("child").lineage["base"] == {"name": "digits", "version": 2}
+    assert list((tmp_path / "server-state").rglob("cache/*.h5"))  # the server loaded through its read cache
 
 
 def test_a_writer_with_a_stale_listing_takes_the_next_number(url, monkeypatch):
