@@ -2,6 +2,8 @@
 
     python store_worker.py register ROOT NAME COUNT   register COUNT small models, print each ref
     python store_worker.py forever ROOT NAME          print "ready", then register a ~24 MB model in a loop
+    python store_worker.py stall URL NAME             (s3://) register a ~24 MB model in 8 MiB parts; print
+                                                      "uploading" once the first part is sent, then hang
     python store_worker.py legacy OUT_DIR             write tf.keras 2 .h5 files (run with TF_USE_LEGACY_KERAS=1)
 """
 
@@ -39,6 +41,35 @@ def _forever(root: str, name: str) -> None:
         store.register(model, name)
 
 
+def _stall(root: str, name: str) -> None:
+    """A writer that hangs in the middle of a multipart upload, for the test to kill there."""
+    import threading
+    import time
+
+    import keras
+    from boto3.s3.transfer import TransferConfig
+
+    from reuse.store import ModelStore
+    from reuse.store.s3_objects import Bucket
+
+    said = threading.Event()
+
+    def progress(nbytes: int) -> None:
+        if not said.is_set():
+            said.set()
+            print("uploading", flush=True)
+        time.sleep(3600)
+
+    def upload(self, key, path):
+        config = TransferConfig(multipart_threshold=8 * 1024**2, multipart_chunksize=8 * 1024**2)
+        self.client.upload_file(str(path), self.bucket, self.full(key), Config=config, Callback=progress)
+
+    Bucket.upload = upload
+    model = keras.Sequential([keras.Input((1000,)), keras.layers.Dense(3000, name="big1"),
+                              keras.layers.Dense(1000, name="big2")])
+    ModelStore(root).register(model, name)
+
+
 def _legacy(out_dir: str) -> None:
     import numpy as np
     import tf_keras as k
@@ -73,12 +104,14 @@ def _light_keras() -> None:
 
 if __name__ == "__main__":
     mode, *args = sys.argv[1:]
-    if mode in ("register", "forever"):
+    if mode in ("register", "forever", "stall"):
         _light_keras()
     if mode == "register":
         _register(args[0], args[1], int(args[2]))
     elif mode == "forever":
         _forever(args[0], args[1])
+    elif mode == "stall":
+        _stall(args[0], args[1])
     elif mode == "legacy":
         _legacy(args[0])
     else:

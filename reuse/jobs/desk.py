@@ -48,11 +48,11 @@ class JobDesk:
     Args: as :class:`JobManager`; ``takeover_every_s``: how often a replica tries to become the runner.
     """
 
-    def __init__(self, jobs_dir: Path, store_root: Path, *, workers: int = 2, kinds: JobKinds | None = None,
+    def __init__(self, jobs_dir: Path, store_root: Path | str, *, workers: int = 2, kinds: JobKinds | None = None,
                  takeover_every_s: float = TAKEOVER_EVERY_S) -> None:
         self.dir = Path(jobs_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.store_root = Path(store_root)
+        self.store_root = store_root if isinstance(store_root, str) else Path(store_root)  # str: a URL
         self.kinds = kinds if kinds is not None else JobKinds()
         self.workers = workers
         self._manager: JobManager | None = None

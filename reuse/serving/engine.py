@@ -22,7 +22,6 @@ from reuse.serving.onnx_runtime import OnnxCache
 from reuse.serving.runtime_choice import RuntimeChoice, check_mode, choose
 from reuse.serving.signature import ModelSignature, check_arrays, signature_of
 from reuse.store import ModelRef, ModelStore
-from reuse.store.h5file import content_checksum
 
 SETTLE_NS = 50_000_000
 
@@ -86,7 +85,7 @@ class InferenceEngine:
         ref = ModelRef.parse(key)
         # The checksum is read before the model: a file replaced in between keys the ONNX file by the
         # content it replaced, which no later load asks for (and every load checks the file against Keras).
-        checksum = content_checksum(self.store.path(ref)) if self.options.runtime != "keras" else ""
+        checksum = self.store.content_checksum(ref) if self.options.runtime != "keras" else ""
         model = self.store.load(ref)
         sig = signature_of(model, ref.name, ref.version or 0)
         forward, runtime = choose(model, sig, mode=self.options.runtime, cache=self.onnx_cache, checksum=checksum,

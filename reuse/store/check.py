@@ -75,9 +75,7 @@ def _verify_file(store: CheckedStore, key: Key, st: os.stat_result) -> tuple[Fil
     row = None
     try:
         row = store.row_from_file(key, st)
-        with h5file.open_read(path) as f:
-            h5file.model_config(f, path)
-            nbytes = h5file.verify_all(f, path)
+        nbytes = h5file.verify_file(path, path)
     except (StoreCorrupt, NotFound) as exc:
         return FileCheck(ref, str(path), False, str(exc)), row
     return FileCheck(ref, str(path), True, None, nbytes), row

@@ -39,6 +39,15 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def file_sha256(path: Path) -> str:
+    """The hex SHA-256 of a whole file, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def array_sha256(arr: np.ndarray) -> str:
     """The checksum of an array's values in C order (shape and dtype are checked separately)."""
     return hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()
@@ -145,11 +154,15 @@ def model_config_text(f: h5py.File, path: Path) -> str:
     return text
 
 
-def model_config(f: h5py.File, path: Path) -> dict[str, Any]:
+def parse_model_config(text: str, path: Path | str) -> dict[str, Any]:
     try:
-        return json.loads(model_config_text(f, path))
+        return json.loads(text)
     except ValueError as exc:
         raise StoreCorrupt(f"{path}: model_config is not JSON: {exc}") from exc
+
+
+def model_config(f: h5py.File, path: Path) -> dict[str, Any]:
+    return parse_model_config(model_config_text(f, path), path)
 
 
 # -- weights ----------------------------------------------------------------------------------------
@@ -223,6 +236,13 @@ def verify_all(f: h5py.File, path: Path) -> int:
     return sum(verified_array(ds, path).nbytes for ds in iter_weight_datasets(f, path))
 
 
+def verify_file(local: Path, where: Path | str) -> int:
+    """Verify a version file's config and every weight (errors name ``where``); return the bytes read."""
+    with open_read(local) as f:
+        model_config(f, where)  # type: ignore[arg-type]
+        return verify_all(f, where)  # type: ignore[arg-type]
+
+
 def content_checksum(path: Path) -> str:
     """One hex SHA-256 naming a version's content: its config's, metadata's and weights' stored checksums.
 
@@ -230,10 +250,15 @@ def content_checksum(path: Path) -> str:
     so a file replaced on disk under the same name and version gets a new key.
     """
     with open_read(path) as f:
-        parts = [as_text(f[META_GROUP].attrs.get("model_config_sha256", "")) if META_GROUP in f else ""]
-        meta = f.get(f"{META_GROUP}/{META_DATASET}")
-        parts.append(as_text(meta.attrs.get("sha256", "")) if isinstance(meta, h5py.Dataset) else "")
-        parts.extend(f"{ds.name}={as_text(ds.attrs.get('sha256', ''))}" for ds in iter_weight_datasets(f, path))
+        return content_checksum_of(f, path)
+
+
+def content_checksum_of(f: h5py.File, path: Path) -> str:
+    """:func:`content_checksum` of an open version file."""
+    parts = [as_text(f[META_GROUP].attrs.get("model_config_sha256", "")) if META_GROUP in f else ""]
+    meta = f.get(f"{META_GROUP}/{META_DATASET}")
+    parts.append(as_text(meta.attrs.get("sha256", "")) if isinstance(meta, h5py.Dataset) else "")
+    parts.extend(f"{ds.name}={as_text(ds.attrs.get('sha256', ''))}" for ds in iter_weight_datasets(f, path))
     return sha256_bytes("\n".join(parts).encode())
 
 

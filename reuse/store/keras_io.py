@@ -6,7 +6,6 @@ Only the public Keras 3 API is used, so this runs on any Keras backend.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import zipfile
 from dataclasses import dataclass
@@ -202,14 +201,6 @@ class ModelFile:
                 "sha256": self.sha256}
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _inspect_keras_zip(path: Path) -> tuple[Any, str | None]:
     try:
         with zipfile.ZipFile(path) as z:
@@ -268,7 +259,7 @@ def inspect_model_file(path: Path) -> ModelFile:
     else:
         raise InvalidInput(f"{path}: unsupported model file type {suffix or '(none)'!r}; "
                            "expected .keras, .h5 or .hdf5")
-    return ModelFile(path.resolve(), fmt, version, tuple(find_lambda_layers(config)), _file_sha256(path))
+    return ModelFile(path.resolve(), fmt, version, tuple(find_lambda_layers(config)), h5file.file_sha256(path))
 
 
 def load_model_file(mf: ModelFile, *, unsafe: bool) -> Any:

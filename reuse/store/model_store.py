@@ -300,6 +300,13 @@ class ModelStore(ABC):
         with opened as f:
             return {name: h5file.read_path_weights(f, name, where) for name in paths}
 
+    def content_checksum(self, ref: str | ModelRef) -> str:
+        """One hex SHA-256 naming a version's content, for keying files derived from it (the ONNX cache);
+        reads checksums only, no weights."""
+        opened, where = self._opened(ref)
+        with opened as f:
+            return h5file.content_checksum_of(f, where)  # type: ignore[arg-type]
+
     def load(self, ref: str | ModelRef, *, safe_mode: bool = True) -> Any:
         """The Keras model of a version (latest by default), every weight checksum-verified, not compiled.
 

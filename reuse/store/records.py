@@ -137,8 +137,9 @@ class CheckReport:
     def notes(self) -> tuple[str, ...]:
         """What was found that is not damage: temp files of writers that are gone, unless removed."""
         gone = set(self.removed_temp_files)
-        return tuple(f"temp file of a writer that is gone: {t} (the next write to its folder, or --repair, "
-                     "removes it)" for t in self.temp_files if t not in gone)
+        return tuple(f"temp file of a writer that is gone: {t} "
+                     + ("(--repair removes it)" if "://" in t else "(the next write to its folder, or --repair, "
+                        "removes it)") for t in self.temp_files if t not in gone)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
