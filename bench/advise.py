@@ -22,8 +22,10 @@ runs per second with 1 and with ``--jobs`` workers on each engine: Ray with 1 an
 flight (one CPU, one thread each), local processes with ``--jobs 1`` (which trains in the calling
 process, with its threads, as ``reuse advise --jobs 1`` does) and ``--jobs`` worker processes (cores /
 jobs threads each). Every timed advice with workers starts fresh ones on both engines (each imports
-TensorFlow once). ``--repeat N`` times each configuration N times, round-robin, and reports the median
-(every time and the 1-minute load before it are in the JSON).
+TensorFlow once). Last, the ``--jobs`` advice on a Ray instance that is already running (started before
+the timed calls, its workers started by one untimed advice), as on a cluster. ``--repeat N`` times each
+configuration N times (round-robin) and reports the median; every time and the 1-minute load before it
+are in the JSON.
 
 Usage: python bench/advise.py --out bench/out/advise.json [--jobs 2] [--seeds 3] [--epochs 200] [--lr 0.01]
        python bench/advise.py --ray --jobs 2 [--repeat 3] --out bench/out/advise-ray.json
@@ -134,6 +136,7 @@ def ray_main(args: argparse.Namespace, depths: str) -> None:
     """``--ray``: the same advice on local worker processes and on a local Ray instance, each with 1 and
     with ``--jobs`` workers; every configuration ``--repeat`` times, round-robin (so a change in the load of
     the machine falls on all of them), summarised by the median."""
+    from reuse.advise.ray_schedule import connected
     from reuse.advise.schedule import cores
 
     jobs = max(2, args.jobs)
@@ -164,6 +167,17 @@ def ray_main(args: argparse.Namespace, depths: str) -> None:
                 tries[name].append(timed(store, base, data, val, **kw))
                 print(f"[{i + 1}/{args.repeat}] {name}: {tries[name][-1]['seconds']:.1f} s "
                       f"(load {tries[name][-1]['load_1min_before']})", flush=True)
+        # A Ray instance that is already running (as a cluster is): started once, outside the timed calls,
+        # with one untimed advice first that starts its workers; the advice then uses it as it is.
+        running = f"ray_{jobs}_running"
+        tries[running] = []
+        with connected("local", cores()):
+            timed(store, base, data, val, jobs=jobs, ray="local")
+            for i in range(args.repeat):
+                tries[running].append(timed(store, base, data, val, jobs=jobs, ray="local"))
+                print(f"[{i + 1}/{args.repeat}] {running}: {tries[running][-1]['seconds']:.1f} s "
+                      f"(load {tries[running][-1]['load_1min_before']})", flush=True)
+        configs[running] = {"jobs": jobs, "ray": "a running local instance"}
 
     def summary(name: str) -> dict:
         t = tries[name]
@@ -188,6 +202,9 @@ def ray_main(args: argparse.Namespace, depths: str) -> None:
         "ray_overhead": round(on_ray["seconds"] / local["seconds"] - 1.0, 3),
         "ray_scaling_runs_per_s": scaling(ray_one, on_ray),
         "ray_one_task": ray_one,
+        # The instance's start and stop and the workers' start-up (TensorFlow imports) left out.
+        "ray_running_instance": s[running],
+        "ray_running_overhead": round(s[running]["seconds"] / local["seconds"] - 1.0, 3),
         # --jobs 1 trains in the calling process (as `reuse advise --jobs 1` does): no worker start-up.
         "local_one_process": local_one,
         "local_scaling_runs_per_s": scaling(local_one, local),
@@ -200,7 +217,8 @@ def ray_main(args: argparse.Namespace, depths: str) -> None:
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"{local['runs']} runs (median of {args.repeat}): local processes ({jobs}) {local['seconds']:.1f} s; "
           f"Ray ({jobs} CPUs, start and stop included) {on_ray['seconds']:.1f} s: overhead "
-          f"{100 * result['ray_overhead']:+.1f}%; runs/s 1 -> {jobs} workers: local "
+          f"{100 * result['ray_overhead']:+.1f}% (on a running instance {s[running]['seconds']:.1f} s: "
+          f"{100 * result['ray_running_overhead']:+.1f}%); runs/s 1 -> {jobs} workers: local "
           f"{local_one['runs_per_s']:.3f} -> {local['runs_per_s']:.3f}, Ray {ray_one['runs_per_s']:.3f} -> "
           f"{on_ray['runs_per_s']:.3f}")
 

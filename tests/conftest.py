@@ -39,3 +39,13 @@ def store(tmp_path) -> ModelStore:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A running Ray cluster on 127.0.0.1 (``ray start --head`` in a subprocess), one per test session;
+    tests that use it carry ``ray_helpers.needs_ray``."""
+    from ray_helpers import ray_head
+
+    with ray_head() as head:
+        yield head

@@ -1,0 +1,63 @@
+"""``reuse advise --ray HOST:PORT``: the CLI, in a real subprocess, joins a Ray cluster that is already
+running (``ray start --head`` in another subprocess: the ``ray_cluster`` fixture, tests/ray_helpers.py),
+sends back the same run records as the same advice trained here, and leaves the cluster running."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from advise_helpers import shared_env
+from click.testing import CliRunner
+from ray_helpers import ROOT, needs_ray, past_drivers, ray_env
+
+from reuse.cli import cli
+
+TIMEOUT = 240
+QUICK = ["--depths", "0,1", "--seeds", "1", "--epochs", "8", "--patience", "3", "--lr", "0.03", "--batch-size", "8"]
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    return shared_env(tmp_path_factory)
+
+
+def _args(env) -> list[str]:
+    return ["advise", "--from", "blind", "--data", env.files["b_train"], "--val", env.files["b_val"], "--store",
+            str(env.store), *QUICK, "--json", "--quiet"]
+
+
+@needs_ray
+def test_cli_joins_a_running_cluster_and_leaves_it_running(env, ray_cluster):
+    assert ray_cluster.running()
+    proc = subprocess.Popen([sys.executable, "cli.py", *_args(env), "--jobs", "2", "--ray", ray_cluster.address],
+                            cwd=ROOT, env=ray_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = proc.communicate(timeout=TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err[-3000:]
+    on_ray = json.loads(out)
+    # The advice ran on this cluster (its job table lists the CLI as a driver that has ended), and the
+    # cluster it joined is still up.
+    assert (proc.pid, True) in past_drivers(ray_cluster.address)
+    assert ray_cluster.running()
+    here = CliRunner().invoke(cli, _args(env), catch_exceptions=False)
+    assert here.exit_code == 0, here.output
+    local = json.loads(here.output)
+    assert on_ray["settings"]["ray"] == ray_cluster.address and local["settings"].get("ray") is None
+    assert on_ray.keys() == local.keys() and on_ray["not_run"] == local["not_run"] == []
+    assert on_ray["warnings"] == local["warnings"] and on_ray["stopped"] == local["stopped"] is None
+    assert [r.keys() for r in on_ray["rows"]] == [r.keys() for r in local["rows"]]
+    assert [r["candidate"] for r in on_ray["rows"]] == ["scratch", "reuse 1 frozen", "reuse 1 fine-tuned"]
+    for ray_row, here_row in zip(on_ray["rows"], local["rows"], strict=True):
+        assert ray_row["candidate"] == here_row["candidate"]
+        assert ray_row["epochs_run"] == here_row["epochs_run"]
+        assert ray_row["trainable_params"] == here_row["trainable_params"]
+        np.testing.assert_allclose(ray_row["scores"], here_row["scores"], atol=1e-6)
+    assert on_ray["recommendation"] == local["recommendation"]
