@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import os
+import secrets
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Ray (the tests of `reuse advise --ray`): token authentication with a token of this test session, in
+# the environment of every process the tests start (Ray reads it when it is imported, so set here, before
+# any test module imports it); a Ray cluster the tests start then refuses anyone without it, and nothing
+# is read from or written to ~/.ray.
+os.environ.setdefault("RAY_AUTH_MODE", "token")
+os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402

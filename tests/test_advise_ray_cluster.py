@@ -5,6 +5,7 @@ sends back the same run records as the same advice trained here, and leaves the 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -61,3 +62,18 @@ def test_cli_joins_a_running_cluster_and_leaves_it_running(env, ray_cluster):
         assert ray_row["trainable_params"] == here_row["trainable_params"]
         np.testing.assert_allclose(ray_row["scores"], here_row["scores"], atol=1e-6)
     assert on_ray["recommendation"] == local["recommendation"]
+
+
+@needs_ray
+@pytest.mark.skipif(os.environ.get("RAY_AUTH_MODE") != "token", reason="the test cluster runs without a token")
+def test_without_the_clusters_token_the_error_says_what_to_set(env, ray_cluster):
+    """Ray turns token authentication on by itself only for a cluster it finds, not for an address."""
+    no_token = {k: v for k, v in ray_env().items() if k not in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}
+    proc = subprocess.run([sys.executable, "cli.py", *_args(env), "--ray", ray_cluster.address], cwd=ROOT,
+                          env=no_token, capture_output=True, text=True, timeout=TIMEOUT)
+    assert proc.returncode == 1
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"Error: cannot join the Ray cluster at {ray_cluster.address}: "), last
+    assert last.endswith("run with RAY_AUTH_MODE=token and its token in RAY_AUTH_TOKEN (or the file "
+                         "~/.ray/auth_token, or the file named by RAY_AUTH_TOKEN_PATH)"), last
+    assert ray_cluster.running()

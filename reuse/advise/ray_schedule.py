@@ -79,12 +79,20 @@ def connected(address: str, cpus: int) -> Iterator[Any]:
     else:
         try:
             ray.init(address=address, logging_level="WARNING", log_to_driver=False, configure_logging=False)
-        except (ConnectionError, RuntimeError) as exc:
-            raise FailedPrecondition(f"cannot join the Ray cluster at {address}: {exc}") from exc
+        except (ConnectionError, RuntimeError, ray.exceptions.AuthenticationError) as exc:
+            raise FailedPrecondition(f"cannot join the Ray cluster at {address}: {exc}{_auth_hint()}") from exc
     try:
         yield ray
     finally:
         ray.shutdown()  # stops a local instance; only disconnects from a cluster
+
+
+def _auth_hint() -> str:
+    # Ray turns token authentication on by itself only for a cluster it finds, never for an address.
+    if os.environ.get("RAY_AUTH_MODE", "").lower() == "token":
+        return ""
+    return ("; if the cluster uses token authentication (Ray's default), run with RAY_AUTH_MODE=token and "
+            "its token in RAY_AUTH_TOKEN (or the file ~/.ray/auth_token, or the file named by RAY_AUTH_TOKEN_PATH)")
 
 
 class _Channel:
