@@ -77,3 +77,22 @@ def test_without_the_clusters_token_the_error_says_what_to_set(env, ray_cluster)
     assert last.endswith("run with RAY_AUTH_MODE=token and its token in RAY_AUTH_TOKEN (or the file "
                          "~/.ray/auth_token, or the file named by RAY_AUTH_TOKEN_PATH)"), last
     assert ray_cluster.running()
+
+
+@needs_ray
+def test_a_tiny_budget_runs_the_first_unit_on_the_cluster_as_on_local_workers(env, ray_cluster):
+    """Joining the cluster is not counted as time the runs used: as with local workers, the first unit
+    (scratch, seed 0) runs and no other starts."""
+    import ray
+
+    from reuse.service import Service
+
+    advice = Service(env.store).advise("blind", env.files["b_train"], val=env.files["b_val"], depths="0,1",
+                                       seeds=2, epochs=5, patience=3, lr=0.03, batch_size=8, budget_minutes=0.0001,
+                                       ray=ray_cluster.address, jobs=1)
+    assert not ray.is_initialized()
+    assert advice.stopped == "budget"
+    assert [len(r.scores) for r in advice.rows] == [1, 0, 0]
+    assert {(c.label, s) for c, s in advice.not_run} == {("scratch", (1,)), ("reuse 1 frozen", (0, 1)),
+                                                        ("reuse 1 fine-tuned", (0, 1))}
+    assert ray_cluster.running()

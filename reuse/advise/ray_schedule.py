@@ -174,6 +174,7 @@ def run_units_ray(units: Sequence[Unit], job: Job, ctx: UnitContext, *, address:
     check_ray(address, cpus, gpus)
     out = schedule
     pending = deque(units)
+    t0 = time.perf_counter()
     with connected(address, local_cpus) as ray:
         channel = ray.remote(num_cpus=0)(_Channel).remote()
         task = ray.remote(_unit_task)
@@ -192,6 +193,8 @@ def run_units_ray(units: Sequence[Unit], job: Job, ctx: UnitContext, *, address:
                 on_event(RunRecorded(r.candidate, r.seed, r.score, r.seconds))
             out.take(result, budget, on_result)
 
+        # Starting or joining Ray is not time the budget's runs used (nor is a local pool's start).
+        budget.leave_out(time.perf_counter() - t0)
         try:
             while pending or running:
                 if out.stopped is None and cancel.is_set():
