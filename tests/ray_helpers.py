@@ -11,6 +11,7 @@ command line) is killed by its id.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -116,6 +117,7 @@ def ray_head(cpus: int = 2) -> Iterator[Head]:
                 os.kill(pid, signal.SIGKILL)
             except OSError:
                 continue
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def past_drivers(address: str) -> list[tuple[int, bool]]:
