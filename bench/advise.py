@@ -18,11 +18,17 @@ after a small warm-up of each; the recommendation of each comes from the same st
 ``--ray`` (needs the ray extra) measures the engines instead of Keras fit: the same advice on
 ``--jobs`` local worker processes and on a local Ray instance with as many CPUs (``ray="local"``: the
 instance is started and stopped inside the timed call, as ``reuse advise --ray local`` does), and the
-runs per second on Ray with 1 and with ``--jobs`` tasks in flight (one CPU each). Every timed advice
-starts fresh workers on both engines (each imports TensorFlow once).
+runs per second with 1 and with ``--jobs`` workers on each engine: Ray with 1 and ``--jobs`` tasks in
+flight (one CPU, one thread each), local processes with ``--jobs 1`` (which trains in the calling
+process, with its threads, as ``reuse advise --jobs 1`` does) and ``--jobs`` worker processes (cores /
+jobs threads each). Every timed advice with workers starts fresh ones on both engines (each imports
+TensorFlow once). Last, the ``--jobs`` advice on a Ray instance that is already running (started before
+the timed calls, its workers started by one untimed advice), as on a cluster. ``--repeat N`` times each
+configuration N times (round-robin) and reports the median; every time and the 1-minute load before it
+are in the JSON.
 
 Usage: python bench/advise.py --out bench/out/advise.json [--jobs 2] [--seeds 3] [--epochs 200] [--lr 0.01]
-       python bench/advise.py --ray --jobs 2 --out bench/out/advise-ray.json
+       python bench/advise.py --ray --jobs 2 [--repeat 3] --out bench/out/advise-ray.json
 """
 
 from __future__ import annotations
@@ -120,11 +126,22 @@ def table(rows: list[CandidateResult]) -> list[dict]:
             for r in rows]
 
 
+def _median(xs: list[float]) -> float:
+    xs = sorted(xs)
+    mid = len(xs) // 2
+    return xs[mid] if len(xs) % 2 else (xs[mid - 1] + xs[mid]) / 2
+
+
 def ray_main(args: argparse.Namespace, depths: str) -> None:
-    """``--ray``: the same advice on local worker processes and on a local Ray instance."""
+    """``--ray``: the same advice on local worker processes and on a local Ray instance, each with 1 and
+    with ``--jobs`` workers; every configuration ``--repeat`` times, round-robin (so a change in the load of
+    the machine falls on all of them), summarised by the median."""
+    from reuse.advise.ray_schedule import connected
     from reuse.advise.schedule import cores
 
     jobs = max(2, args.jobs)
+    configs = {"local_1": {"jobs": 1}, f"local_{jobs}": {"jobs": jobs},
+               "ray_1": {"jobs": 1, "ray": "local"}, f"ray_{jobs}": {"jobs": jobs, "ray": "local"}}
 
     def timed(store: ModelStore, base: str, data: Dataset, val: Dataset, **kw: object) -> dict:
         config = AdviseConfig(seeds=args.seeds, epochs=args.epochs, patience=args.patience, lr=args.lr, **kw)
@@ -136,34 +153,74 @@ def ray_main(args: argparse.Namespace, depths: str) -> None:
         rec = advice.recommendation
         return {"seconds": round(seconds, 2), "runs": runs, "runs_per_s": round(runs / seconds, 3),
                 "recommendation": rec.choice.candidate.label if rec else None, "load_1min_before": load,
-                "failed": [w for w in advice.warnings if " failed: " in w], **kw}
+                "failed": [w for w in advice.warnings if " failed: " in w]}
 
+    tries: dict[str, list[dict]] = {name: [] for name in configs}
     with tempfile.TemporaryDirectory() as tmp:
         store = ModelStore(Path(tmp) / "store")
         base = make_base(store)
         data, val = load_data(NEW_DATA), load_data(NEW_VAL)
         advise(store, base, data, val=val, depths="1", config=AdviseConfig(seeds=1, epochs=2, patience=2,
                                                                            finetune=False))
-        local = timed(store, base, data, val, jobs=jobs)
-        on_ray = timed(store, base, data, val, jobs=jobs, ray="local")
-        ray_one = timed(store, base, data, val, jobs=1, ray="local")
+        for i in range(args.repeat):
+            for name, kw in configs.items():
+                tries[name].append(timed(store, base, data, val, **kw))
+                print(f"[{i + 1}/{args.repeat}] {name}: {tries[name][-1]['seconds']:.1f} s "
+                      f"(load {tries[name][-1]['load_1min_before']})", flush=True)
+        # A Ray instance that is already running (as a cluster is): started once, outside the timed calls,
+        # with one untimed advice first that starts its workers; the advice then uses it as it is.
+        running = f"ray_{jobs}_running"
+        tries[running] = []
+        with connected("local", cores()):
+            timed(store, base, data, val, jobs=jobs, ray="local")
+            for i in range(args.repeat):
+                tries[running].append(timed(store, base, data, val, jobs=jobs, ray="local"))
+                print(f"[{i + 1}/{args.repeat}] {running}: {tries[running][-1]['seconds']:.1f} s "
+                      f"(load {tries[running][-1]['load_1min_before']})", flush=True)
+        configs[running] = {"jobs": jobs, "ray": "a running local instance"}
+
+    def summary(name: str) -> dict:
+        t = tries[name]
+        seconds = _median([x["seconds"] for x in t])
+        return {**configs[name], "seconds": round(seconds, 2), "runs": t[0]["runs"],
+                "runs_per_s": round(t[0]["runs"] / seconds, 3), "recommendation": t[0]["recommendation"],
+                "seconds_each": [x["seconds"] for x in t], "load_1min_before_each": [x["load_1min_before"] for x in t],
+                "failed": sorted({w for x in t for w in x["failed"]})}
+
+    s = {name: summary(name) for name in configs}
+    local, local_one, on_ray, ray_one = s[f"local_{jobs}"], s["local_1"], s[f"ray_{jobs}"], s["ray_1"]
+
+    def scaling(one: dict, many: dict) -> dict:
+        return {"1": one["runs_per_s"], str(jobs): many["runs_per_s"],
+                "ratio": round(many["runs_per_s"] / one["runs_per_s"], 2)}
+
     result = {
         "task": {"base": BASE_DATA, "data": NEW_DATA, "val": NEW_VAL, "depths": depths, "finetune": True,
                  "seeds": args.seeds, "epochs": args.epochs, "patience": args.patience, "lr": args.lr},
+        "repeat": args.repeat,
         "local_processes": local, "ray_local": on_ray,
         "ray_overhead": round(on_ray["seconds"] / local["seconds"] - 1.0, 3),
-        "ray_scaling_runs_per_s": {"1": ray_one["runs_per_s"], str(jobs): on_ray["runs_per_s"],
-                                   "ratio": round(on_ray["runs_per_s"] / ray_one["runs_per_s"], 2)},
+        "ray_scaling_runs_per_s": scaling(ray_one, on_ray),
         "ray_one_task": ray_one,
+        # The instance's start and stop and the workers' start-up (TensorFlow imports) left out.
+        "ray_running_instance": s[running],
+        "ray_running_overhead": round(s[running]["seconds"] / local["seconds"] - 1.0, 3),
+        # --jobs 1 trains in the calling process (as `reuse advise --jobs 1` does): no worker start-up.
+        "local_one_process": local_one,
+        "local_scaling_runs_per_s": scaling(local_one, local),
         "machine": {"python": platform.python_version(), "keras": keras.__version__,
-                    "backend": keras.backend.backend(), "cores": cores(), "cpus": os.cpu_count()},
+                    "backend": keras.backend.backend(), "cores": cores(), "cpus": os.cpu_count(),
+                    "load_1min_after": _load()},
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"{local['runs']} runs: local processes ({jobs}) {local['seconds']:.1f} s; Ray ({jobs} CPUs, start and "
-          f"stop included) {on_ray['seconds']:.1f} s: overhead {100 * result['ray_overhead']:+.1f}%; Ray runs/s "
-          f"1 -> {jobs} tasks: {ray_one['runs_per_s']:.3f} -> {on_ray['runs_per_s']:.3f}")
+    print(f"{local['runs']} runs (median of {args.repeat}): local processes ({jobs}) {local['seconds']:.1f} s; "
+          f"Ray ({jobs} CPUs, start and stop included) {on_ray['seconds']:.1f} s: overhead "
+          f"{100 * result['ray_overhead']:+.1f}% (on a running instance {s[running]['seconds']:.1f} s: "
+          f"{100 * result['ray_running_overhead']:+.1f}%); runs/s 1 -> {jobs} workers: local "
+          f"{local_one['runs_per_s']:.3f} -> {local['runs_per_s']:.3f}, Ray {ray_one['runs_per_s']:.3f} -> "
+          f"{on_ray['runs_per_s']:.3f}")
 
 
 def main() -> None:
@@ -175,6 +232,7 @@ def main() -> None:
     ap.add_argument("--patience", type=int, default=10)
     ap.add_argument("--lr", type=float, default=0.01)
     ap.add_argument("--ray", action="store_true", help="Local processes against a local Ray instance.")
+    ap.add_argument("--repeat", type=int, default=1, help="With --ray: time each configuration this many times.")
     args = ap.parse_args()
     depths = "0..3"
     if args.ray:

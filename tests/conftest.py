@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import os
+import secrets
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Ray (the tests of `reuse advise --ray`): token authentication with a token of this test session, in
+# the environment of every process the tests start (Ray reads it when it is imported, so set here, before
+# any test module imports it); a Ray cluster the tests start then refuses anyone without it, and nothing
+# is read from or written to ~/.ray.
+os.environ.setdefault("RAY_AUTH_MODE", "token")
+os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -71,3 +78,13 @@ def mixed_store(tmp_path_factory) -> Path:
     seed.register_model(make_conv(), "conv")
     seed.register_model(make_binned(), "binned")
     return root
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A running Ray cluster on 127.0.0.1 (``ray start --head`` in a subprocess), one per test session;
+    tests that use it carry ``ray_helpers.needs_ray``."""
+    from ray_helpers import ray_head
+
+    with ray_head() as head:
+        yield head

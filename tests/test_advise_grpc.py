@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 
 import grpc
 import numpy as np
 import pytest
 from advise_helpers import FAST, shared_env
 from grpc_support import rpc_error, stubs, wait_until
+from ray_helpers import needs_ray, past_drivers
 
 from reuse.grpc._proto import reuse_v1_pb2 as pb
 from reuse.grpc.server import start_in_thread
@@ -77,3 +79,24 @@ def test_cancelled_advise_job_registers_nothing(served):
     api.CancelJob(pb.CancelJobRequest(id=job.id))
     wait_until(lambda: api.GetJob(pb.GetJobRequest(id=job.id)).state == "cancelled", timeout=60)
     assert "cancelled-advice" not in ModelStore(env.store).names()
+
+
+@needs_ray
+def test_advise_job_with_a_ray_address_joins_the_cluster_and_leaves_it_running(served, ray_cluster):
+    """The server process is the Ray driver: it joins the cluster for the job, then only disconnects."""
+    import ray
+
+    api, _ = served
+    options = {**FAST, "val": "b-val", "depths": [0, 1], "seeds": 1, "epochs": 6, "jobs": 2,
+               "ray": ray_cluster.address}
+    job = api.StartAdvise(pb.AdviseRequest(model="blind", data="b-train", options_json=json.dumps(options)))
+    events = list(api.WatchJob(pb.WatchJobRequest(id=job.id), timeout=240))
+    assert events[-1].state == "succeeded", events[-1].error
+    result = json.loads(api.GetJob(pb.GetJobRequest(id=job.id)).result_json)
+    assert result["settings"]["ray"] == ray_cluster.address and result["not_run"] == []
+    assert not [w for w in result["warnings"] if " failed: " in w], result["warnings"]
+    assert [(r["candidate"], len(r["scores"])) for r in result["rows"]] == [
+        ("scratch", 1), ("reuse 1 frozen", 1), ("reuse 1 fine-tuned", 1)]
+    assert [e.epoch for e in events if e.epochs == 3 and e.epoch >= 1] == [1, 2, 3]  # one event per run
+    assert not ray.is_initialized()  # disconnected after the job
+    assert (os.getpid(), True) in past_drivers(ray_cluster.address) and ray_cluster.running()

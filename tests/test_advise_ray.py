@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from conftest import make_mlp
+from ray_helpers import needs_ray
 
 from reuse.cli import cli
 from reuse.errors import FailedPrecondition
@@ -25,17 +26,6 @@ from reuse.service import Service
 os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
 DEADLINE = 120.0
 QUICK = {"seeds": 1, "patience": 2, "lr": 0.03, "batch_size": 8}
-
-
-def _has_ray() -> bool:
-    try:
-        import ray  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-needs_ray = pytest.mark.skipif(not _has_ray(), reason="the ray extra is not installed (pip install 'reuse[ray]')")
 
 
 @pytest.fixture(scope="module")

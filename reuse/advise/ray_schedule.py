@@ -79,12 +79,20 @@ def connected(address: str, cpus: int) -> Iterator[Any]:
     else:
         try:
             ray.init(address=address, logging_level="WARNING", log_to_driver=False, configure_logging=False)
-        except (ConnectionError, RuntimeError) as exc:
-            raise FailedPrecondition(f"cannot join the Ray cluster at {address}: {exc}") from exc
+        except (ConnectionError, RuntimeError, ray.exceptions.AuthenticationError) as exc:
+            raise FailedPrecondition(f"cannot join the Ray cluster at {address}: {exc}{_auth_hint()}") from exc
     try:
         yield ray
     finally:
         ray.shutdown()  # stops a local instance; only disconnects from a cluster
+
+
+def _auth_hint() -> str:
+    # Ray turns token authentication on by itself only for a cluster it finds, never for an address.
+    if os.environ.get("RAY_AUTH_MODE", "").lower() == "token":
+        return ""
+    return ("; if the cluster uses token authentication (Ray's default), run with RAY_AUTH_MODE=token and "
+            "its token in RAY_AUTH_TOKEN (or the file ~/.ray/auth_token, or the file named by RAY_AUTH_TOKEN_PATH)")
 
 
 class _Channel:
@@ -166,6 +174,7 @@ def run_units_ray(units: Sequence[Unit], job: Job, ctx: UnitContext, *, address:
     check_ray(address, cpus, gpus)
     out = schedule
     pending = deque(units)
+    t0 = time.perf_counter()
     with connected(address, local_cpus) as ray:
         channel = ray.remote(num_cpus=0)(_Channel).remote()
         task = ray.remote(_unit_task)
@@ -184,6 +193,8 @@ def run_units_ray(units: Sequence[Unit], job: Job, ctx: UnitContext, *, address:
                 on_event(RunRecorded(r.candidate, r.seed, r.score, r.seconds))
             out.take(result, budget, on_result)
 
+        # Starting or joining Ray is not time the budget's runs used (nor is a local pool's start).
+        budget.leave_out(time.perf_counter() - t0)
         try:
             while pending or running:
                 if out.stopped is None and cancel.is_set():

@@ -73,6 +73,10 @@ class Budget:
             return True
         return time.perf_counter() - self.t0 + self.estimate(unit) <= self.seconds
 
+    def leave_out(self, seconds: float) -> None:
+        """Not count ``seconds`` already spent (an engine's start) as time used."""
+        self.t0 += seconds
+
     def add(self, result: UnitResult) -> None:
         if not result.cancelled:
             self.times.setdefault(result.unit.depth, []).append(result.seconds)
