@@ -81,6 +81,8 @@ class DynamicBatcher:
         self._last_batch = 0
         self._forward_s = 0.0  # moving average of the forward pass's duration
         self._busy = False  # a batch is forming or running (the worker's or an inline one)
+        self._queued_rows = 0
+        self._forming_rows = -1  # while the worker waits for more requests: the rows of its batch so far
         self._stats = BatchStats()
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
@@ -104,7 +106,12 @@ class DynamicBatcher:
                 self._last_batch = 1
             else:
                 self._queue.append(p)
-                self._cond.notify()
+                self._queued_rows += p.rows
+                # Wake the worker only when it acts on it: it waits for a first request, or for a batch
+                # that is now full (each arrival waking it cost a thread switch per request under load).
+                if not self._busy or (self._forming_rows >= 0
+                                      and self._forming_rows + self._queued_rows >= self.max_batch_size):
+                    self._cond.notify()
         if inline:
             try:
                 self._run([p])
@@ -143,6 +150,7 @@ class DynamicBatcher:
             p = q.popleft()
             batch.append(p)
             rows += p.rows
+            self._queued_rows -= p.rows
         return rows
 
     def _collect(self) -> list[_Pending] | None:
@@ -159,9 +167,16 @@ class DynamicBatcher:
                 while rows < self.max_batch_size and not self._closed and (
                         not self._queue or rows + self._queue[0].rows <= self.max_batch_size):
                     left = deadline - time.monotonic()
-                    if left <= 0 or (not self._queue and not self._cond.wait(left)):
+                    if left <= 0:
                         break
+                    woke = True
+                    if not self._queue:
+                        self._forming_rows = rows
+                        woke = self._cond.wait(left)
+                        self._forming_rows = -1
                     rows = self._take(batch, rows)
+                    if not woke:
+                        break
             self._last_batch = len(batch)
             return batch
 
