@@ -3,7 +3,8 @@ with PyTriton peers, against the in-process limits of the same forward passes.
 
 Model: MLP 784-300-100-10. Every server gets the same batching knobs (at most 32 rows, 2 ms) and the same
 closed-loop load from separate client processes using grpc.aio (each in-flight slot sends its next request
-when the last answer arrives), bounded in time:
+when the last answer arrives; at concurrency > 1, 4 connections per client process, so that the kernel
+spreads them over ``--processes`` servers), bounded in time:
 
 - single-row requests at concurrency 1, 8, 32: inferences/s, p50, p99 (ms);
 - 256-row requests: rows/s;
@@ -60,7 +61,7 @@ def make_model():
 
 
 # -- client processes ------------------------------------------------------------------------------
-def _client(port: int, slots: int, rows: int, seconds: float, out: mp.Queue) -> None:
+def _client(port: int, slots: int, rows: int, seconds: float, out: mp.Queue, channels: int = 1) -> None:
     import grpc
 
     from reuse.grpc._proto import inference_pb2 as pb
@@ -70,34 +71,45 @@ def _client(port: int, slots: int, rows: int, seconds: float, out: mp.Queue) -> 
         req = pb.ModelInferRequest(model_name="mlp")
         req.inputs.add(name="pixels", datatype="FP32", shape=[rows, FEATURES])
         req.raw_input_contents.append(np.random.default_rng(1).random((rows, FEATURES), np.float32).tobytes())
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=[
-                ("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20)]) as ch:
-            stub = pbg.GRPCInferenceServiceStub(ch)
-            for _ in range(20):  # warm up the connection and the server's compiled function
-                await stub.ModelInfer(req)
+        # Each channel its own connection (a local subchannel pool): with `reuse serve --processes N` the
+        # kernel spreads connections, not requests, over the processes.
+        opts = [("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20),
+                ("grpc.use_local_subchannel_pool", 1)]
+        chans = [grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=opts) for _ in range(max(1, channels))]
+        try:
+            stubs = [pbg.GRPCInferenceServiceStub(ch) for ch in chans]
+            for stub in stubs:
+                for _ in range(20):  # warm up the connection and the server's compiled function
+                    await stub.ModelInfer(req)
             lat: list[float] = []
             end = time.perf_counter() + seconds
 
-            async def slot() -> None:
+            async def slot(stub) -> None:
                 while (t0 := time.perf_counter()) < end:
                     await stub.ModelInfer(req)
                     lat.append(time.perf_counter() - t0)
 
             t0 = time.perf_counter()
-            await asyncio.gather(*[slot() for _ in range(slots)])
+            await asyncio.gather(*[slot(stubs[i % len(stubs)]) for i in range(slots)])
             out.put((lat, time.perf_counter() - t0))
+        finally:
+            for ch in chans:
+                await ch.close()
 
     asyncio.run(main())
 
 
 CLIENT_PROCESSES = 2
+CLIENT_CHANNELS = 4  # connections per client process at concurrency > 1
 
 
 def load(port: int, concurrency: int, rows: int, seconds: float) -> dict:
     procs = 1 if concurrency == 1 else min(CLIENT_PROCESSES, concurrency)
     q: mp.Queue = mp.get_context("spawn").Queue()
     ctx = mp.get_context("spawn")
-    ps = [ctx.Process(target=_client, args=(port, concurrency // procs, rows, seconds, q)) for _ in range(procs)]
+    slots = concurrency // procs
+    channels = min(CLIENT_CHANNELS, slots)
+    ps = [ctx.Process(target=_client, args=(port, slots, rows, seconds, q, channels)) for _ in range(procs)]
     for p in ps:
         p.start()
     results = []
@@ -118,7 +130,7 @@ def load(port: int, concurrency: int, rows: int, seconds: float) -> dict:
     return {"concurrency": concurrency, "rows_per_request": rows, "requests": int(lat.size),
             "inferences_per_s": round(lat.size / wall, 1), "rows_per_s": round(lat.size * rows / wall, 1),
             "p50_ms": round(float(np.percentile(lat, 50)), 3), "p99_ms": round(float(np.percentile(lat, 99)), 3),
-            "client_processes": procs, "loadavg_1min_after": round(os.getloadavg()[0], 2)}
+            "client_processes": procs, "connections": procs * channels, "loadavg_1min_after": round(os.getloadavg()[0], 2)}
 
 
 # -- the naive server --------------------------------------------------------------------------------
@@ -310,9 +322,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-naive", action="store_true", help="leave out the naive in-process baseline")
     ap.add_argument("--rounds", type=int, default=1, help="interleaved repetitions; figures are medians")
     ap.add_argument("--client-processes", type=int, default=2, help="client processes at concurrency > 1")
+    ap.add_argument("--client-channels", type=int, default=4,
+                    help="connections per client process at concurrency > 1 (each slot uses one)")
     args = ap.parse_args(argv)
-    global CLIENT_PROCESSES
-    CLIENT_PROCESSES = args.client_processes
+    global CLIENT_PROCESSES, CLIENT_CHANNELS
+    CLIENT_PROCESSES, CLIENT_CHANNELS = args.client_processes, args.client_channels
 
     from reuse.backend.compiled import CompiledForward
     from reuse.export.formats import export_version
