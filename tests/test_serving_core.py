@@ -50,6 +50,69 @@ def test_lone_request_is_not_held_back():
     b.close()
 
 
+def test_lone_request_runs_in_the_callers_thread_and_passes_never_overlap():
+    threads, active, worst = [], [0], [0]
+    gate = threading.Event()
+
+    def fwd(arrays):
+        threads.append(threading.current_thread())
+        active[0] += 1
+        worst[0] = max(worst[0], active[0])
+        if len(threads) == 1:
+            gate.wait(10)  # the first, inline pass holds the model while others arrive
+        active[0] -= 1
+        return [arrays[0] * 2]
+
+    b = DynamicBatcher(fwd, max_batch_size=64, max_delay_s=0.0)
+    first: list = []
+    lone = threading.Thread(target=lambda: first.append(b.submit([np.ones((1, 2), np.float32)])))
+    lone.start()
+    while not threads:
+        time.sleep(0.001)
+    assert threads[0] is lone  # no hand-off to the worker for a request that arrives alone
+    with ThreadPoolExecutor(3) as pool:
+        later = [pool.submit(b, [np.full((1, 2), i, np.float32)]) for i in range(3)]
+        time.sleep(0.05)
+        assert len(threads) == 1  # queued behind the inline pass, not run beside it
+        gate.set()
+        outs = [f.result(timeout=10)[0] for f in later]
+    lone.join(10)
+    assert first[0].done() and first[0].result()[0].tolist() == [[2.0, 2.0]]
+    assert [o.tolist() for o in outs] == [[[0.0, 0.0]], [[2.0, 2.0]], [[4.0, 4.0]]]
+    assert worst[0] == 1 and all(t is b._thread for t in threads[1:])
+    assert b.stats().requests == 4
+    b.close()
+
+
+def test_a_batch_that_fills_up_runs_without_waiting_out_the_delay():
+    gate, sizes = threading.Event(), []
+
+    def fwd(arrays):
+        sizes.append(arrays[0].shape[0])
+        if len(sizes) == 1:
+            gate.wait(10)  # a slow first pass: what follows looks like load, so the worker waits for more
+        return [arrays[0] * 2]
+
+    b = DynamicBatcher(fwd, max_batch_size=2, max_delay_s=30.0)
+    sizes.append(0)  # quick lone requests first: they teach the batcher that requests come close together
+    for _ in range(100):
+        b([np.ones((1, 2), np.float32)])
+    sizes.clear()
+    with ThreadPoolExecutor(3) as pool:
+        first = pool.submit(b, [np.ones((1, 2), np.float32)])
+        while not sizes:
+            time.sleep(0.001)
+        second = pool.submit(b, [np.ones((1, 2), np.float32)])
+        time.sleep(0.05)
+        gate.set()
+        time.sleep(0.05)  # the worker now holds `second` and waits for a row to fill its batch
+        third = pool.submit(b, [np.ones((1, 2), np.float32)])
+        for f in (first, second, third):  # a 30 s wait would time these out
+            assert f.result(timeout=10)[0].tolist() == [[2.0, 2.0]]
+    assert sizes == [1, 2]
+    b.close()
+
+
 def test_request_larger_than_max_batch_runs_alone_and_errors_reach_every_caller():
     fwd = SlowDouble(0.0)
     b = DynamicBatcher(fwd, max_batch_size=4)

@@ -8,6 +8,12 @@ one request arrives per forward pass (moving averages of the gaps and of the for
 client cannot send its next request before it has its answer, so its gaps exceed the forward time and
 its requests run at once; under load, batches fill. A request larger than ``max_batch_size`` rows runs alone; a
 request is never split.
+
+A request that arrives alone (nothing queued, no batch forming or running, and the arrival pattern
+would not make the worker wait for more) runs in the caller's own thread: no hand-off to the worker and
+back (measured in bench/serve.py: less CPU per request and lower latency at concurrency 1). The model
+still runs one batch at a time: requests arriving meanwhile queue for the worker, which starts once
+the inline pass is over.
 """
 
 from __future__ import annotations
@@ -74,12 +80,18 @@ class DynamicBatcher:
         self._gap_s = float("inf")  # moving average of the time between arrivals
         self._last_batch = 0
         self._forward_s = 0.0  # moving average of the forward pass's duration
+        self._busy = False  # a batch is forming or running (the worker's or an inline one)
+        self._queued_rows = 0
+        self._forming_rows = -1  # while the worker waits for more requests: the rows of its batch so far
         self._stats = BatchStats()
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
     def submit(self, arrays: list[np.ndarray]) -> Future[list[np.ndarray]]:
-        """Queue one request; the future resolves to its outputs (or the forward pass's exception)."""
+        """Queue one request; the future resolves to its outputs (or the forward pass's exception).
+
+        A request that arrives alone runs here, in the caller's thread, and its future is done on return.
+        """
         p = _Pending(arrays)
         with self._cond:
             if self._closed:
@@ -88,9 +100,32 @@ class DynamicBatcher:
             gap = now - self._last_arrival
             self._gap_s = gap if self._gap_s == float("inf") else 0.8 * self._gap_s + 0.2 * gap
             self._last_arrival = now
-            self._queue.append(p)
-            self._cond.notify()
+            inline = not self._busy and not self._queue and not self._under_load(1)
+            if inline:
+                self._busy = True
+                self._last_batch = 1
+            else:
+                self._queue.append(p)
+                self._queued_rows += p.rows
+                # Wake the worker only when it acts on it: it waits for a first request, or for a batch
+                # that is now full (each arrival waking it cost a thread switch per request under load).
+                if not self._busy or (self._forming_rows >= 0
+                                      and self._forming_rows + self._queued_rows >= self.max_batch_size):
+                    self._cond.notify()
+        if inline:
+            try:
+                self._run([p])
+            finally:
+                with self._cond:
+                    self._busy = False
+                    if self._queue:
+                        self._cond.notify()
         return p.future
+
+    def _under_load(self, queued: int) -> bool:
+        """Whether the worker should wait for more requests after taking ``queued`` (lock held)."""
+        gap = self._gap_s
+        return queued > 1 or (gap < self.max_delay_s and (self._last_batch > 1 or gap < self._forward_s))
 
     def __call__(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         return self.submit(arrays).result()
@@ -115,31 +150,43 @@ class DynamicBatcher:
             p = q.popleft()
             batch.append(p)
             rows += p.rows
+            self._queued_rows -= p.rows
         return rows
 
     def _collect(self) -> list[_Pending] | None:
         with self._cond:
-            while not self._queue:
-                if self._closed:
+            while not self._queue or self._busy:
+                if self._closed and not self._queue:
                     return None
                 self._cond.wait()
+            self._busy = True
             batch: list[_Pending] = []
             rows = self._take(batch, 0)
-            gap = self._gap_s
-            if len(batch) > 1 or (gap < self.max_delay_s and (self._last_batch > 1 or gap < self._forward_s)):
+            if self._under_load(len(batch)):
                 deadline = time.monotonic() + self.max_delay_s
                 while rows < self.max_batch_size and not self._closed and (
                         not self._queue or rows + self._queue[0].rows <= self.max_batch_size):
                     left = deadline - time.monotonic()
-                    if left <= 0 or (not self._queue and not self._cond.wait(left)):
+                    if left <= 0:
                         break
+                    woke = True
+                    if not self._queue:
+                        self._forming_rows = rows
+                        woke = self._cond.wait(left)
+                        self._forming_rows = -1
                     rows = self._take(batch, rows)
+                    if not woke:
+                        break
             self._last_batch = len(batch)
             return batch
 
     def _loop(self) -> None:
         while (batch := self._collect()) is not None:
-            self._run(batch)
+            try:
+                self._run(batch)
+            finally:
+                with self._cond:
+                    self._busy = False
 
     def _run(self, batch: list[_Pending]) -> None:
         live = [p for p in batch if p.future.set_running_or_notify_cancel()]

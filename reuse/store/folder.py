@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 STATE_DIR = ".reuse"
 INDEX_FILE = "index.sqlite"
+STAMP_DIRS = 4096  # model folders model_stamp remembers
 
 
 class FolderStore(ModelStore, kind="folder"):
@@ -51,6 +52,7 @@ class FolderStore(ModelStore, kind="folder"):
         self.lock_timeout = lock_timeout
         self.index = StoreIndex(self.state_dir / INDEX_FILE)
         self._file_lock: FileLock | None = None
+        self._stamp_dirs: dict[str, str] = {}  # model name -> its folder, for model_stamp (per request)
 
     # -- paths and locking -------------------------------------------------------------------
     @property
@@ -83,8 +85,15 @@ class FolderStore(ModelStore, kind="folder"):
         return self._where((name, version))
 
     def model_stamp(self, name: str) -> int | None:
+        folder = self._stamp_dirs.get(name)
         try:
-            return os.stat(self._model_dir(name)).st_mtime_ns
+            if folder is None:
+                folder = str(self._model_dir(name))
+                stamp = os.stat(folder).st_mtime_ns
+                if len(self._stamp_dirs) < STAMP_DIRS:  # names of folders that exist, bounded
+                    self._stamp_dirs[name] = folder
+                return stamp
+            return os.stat(folder).st_mtime_ns
         except OSError:
             return None
 
