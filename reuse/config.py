@@ -25,6 +25,7 @@ STORE_KINDS = "a folder path" + "".join(f", or {s}://BUCKET/PREFIX" for s in URL
 ENV_STATE = "REUSE_STATE"
 ENV_S3_ENDPOINT = "REUSE_S3_ENDPOINT"
 ENV_S3_CACHE_MB = "REUSE_S3_CACHE_MB"
+ENV_S3_TIMEOUT = "REUSE_S3_TIMEOUT"
 
 
 def store_root(explicit: str | os.PathLike[str] | None = None) -> Path | str:
