@@ -152,6 +152,10 @@ def test_a_cache_entry_trimmed_by_another_process_is_still_loaded(url, s3, monke
 
     monkeypatch.setattr(type(first.cache), "get", then_the_other_loads)
     assert first.load("a").name == make_mlp().name
+    monkeypatch.undo()
+    other.load("b")
+    left = sorted(p.name for p in (first.state_dir / "cache").iterdir())
+    assert len(left) == 1 and len(left[0]) == 64 + 3  # the bound holds, and no private link is left behind
 
 
 def test_a_corrupted_cache_entry_is_fetched_again(url):
@@ -270,3 +274,31 @@ def test_state_folders_of_different_stores_never_coincide(s3, monkeypatch, tmp_p
     dirs = {p: default_state_dir("b", p) for p in ("", "_", "a", "a/jobs", "a/cache", "a_jobs")}
     assert len(set(dirs.values())) == len(dirs)
     assert not any(d != e and e.is_relative_to(d) for d in dirs.values() for e in dirs.values())
+
+
+def test_a_sidecar_moved_to_another_version_is_refused(url, s3):
+    store = ModelStore(url)
+    store.register(make_mlp(), "m")
+    store.register(make_mlp(seed=1), "m")
+    _put(s3, url, "m/v2.json", json.dumps(_sidecar(s3, url, "m/v1.json")).encode())
+    with pytest.raises(StoreCorrupt, match=r"/m/v2\.json: the sidecar names 'm':1, but lies where m:2 belongs"):
+        ModelStore(url).load("m:2")
+
+
+def test_refused_credentials_never_print_the_secret(url, s3, monkeypatch):
+    ModelStore(url).register(make_mlp(), "m")
+    secret = "s3cr3t-that-must-not-show-" + "x" * 20
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
+    res = CliRunner().invoke(cli, ["list", "--store", url])
+    assert res.exit_code == 1 and "SignatureDoesNotMatch" in res.output
+    assert secret not in res.output and s3.env["AWS_SECRET_ACCESS_KEY"] not in res.output
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    res = CliRunner().invoke(cli, ["list", "--store", url])
+    assert res.exit_code == 1 and res.output.strip().splitlines()[-1].startswith("Error: no usable AWS credentials"), \
+        (res.output, res.exception)
+
+
+def test_a_malformed_endpoint_is_one_line(url, monkeypatch):
+    monkeypatch.setenv("REUSE_S3_ENDPOINT", "not a url")
+    code, line = _last_line(url, "list")
+    assert code == 1 and line.startswith("Error: REUSE_S3_ENDPOINT must be an http(s):// URL; received 'not a url'")

@@ -72,7 +72,12 @@ class Bucket:
         retries = None if _RETRY_VARS & os.environ.keys() else {"max_attempts": 3, "mode": "standard"}
         config = Config(retries=retries, connect_timeout=min(timeout, CONNECT_TIMEOUT_S), read_timeout=timeout,
                         max_pool_connections=16)
-        self.client = boto3.session.Session().client("s3", endpoint_url=endpoint, config=config)
+        try:
+            with errors(self, "/"):  # credentials are read here: partial ones fail here
+                self.client = boto3.session.Session().client("s3", endpoint_url=endpoint, config=config)
+        except ValueError as exc:  # botocore: "Invalid endpoint: ..."
+            raise InvalidInput(f"{ENV_S3_ENDPOINT} must be an http(s):// URL; received {echo(endpoint)} "
+                               f"({cut(str(exc), 200)})") from None
         self._lock = threading.Lock()
         self.bytes_read = 0
         self.requests = 0
