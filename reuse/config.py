@@ -28,6 +28,23 @@ ENV_S3_CACHE_MB = "REUSE_S3_CACHE_MB"
 ENV_S3_TIMEOUT = "REUSE_S3_TIMEOUT"
 
 
+def env_number(name: str, default: float, unit: str, *, zero_ok: bool) -> float:
+    """The finite number in ``$name`` (``default`` when unset), at least 0 (above 0 unless ``zero_ok``).
+
+    Raises:
+        InvalidInput: not a number, not finite (``nan``, ``inf``) or out of range; the message names ``name``.
+    """
+    raw = os.environ.get(name, "").strip()
+    try:
+        value = float(raw) if raw else default
+    except ValueError:
+        value = float("nan")
+    if not (value >= 0 if zero_ok else value > 0) or value == float("inf"):
+        raise InvalidInput(f"{name} must be a number of {unit}, {'0 or more' if zero_ok else 'above 0'}; "
+                           f"received {echo(raw)}")
+    return value
+
+
 def store_root(explicit: str | os.PathLike[str] | None = None) -> Path | str:
     """The store location: the explicit value, else ``$REUSE_STORE``, else ``./models``.
 

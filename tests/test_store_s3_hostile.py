@@ -5,7 +5,6 @@ by two processes, an endpoint that accepts connections and never answers, listin
 from __future__ import annotations
 
 import json
-import re
 import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -14,7 +13,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from conftest import make_mlp
-from s3_server import S3Server, moto_missing
+from s3_server import moto_missing
 
 from reuse.cli import cli
 from reuse.errors import StoreCorrupt
@@ -22,20 +21,6 @@ from reuse.store import ModelStore
 from reuse.store.read_cache import ReadCache
 
 pytestmark = pytest.mark.skipif(moto_missing() is not None, reason=moto_missing() or "")
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory):
-    with S3Server(tmp_path_factory.mktemp("s3state")) as server:
-        yield server
-
-
-@pytest.fixture
-def url(s3, monkeypatch, request):
-    for k, v in s3.env.items():
-        monkeypatch.setenv(k, v)
-    monkeypatch.delenv("REUSE_STORE", raising=False)
-    return s3.url(re.sub(r"[^A-Za-z0-9._-]", "-", request.node.name)[:60])
 
 
 def _key(s3, url: str, rel: str) -> str:

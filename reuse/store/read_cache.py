@@ -9,7 +9,6 @@ recently used entries go (by modification time, refreshed on each use).
 from __future__ import annotations
 
 import logging
-import math
 import os
 import re
 import shutil
@@ -18,8 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from reuse.atomic import put_in_place, temp_beside
-from reuse.config import ENV_S3_CACHE_MB
-from reuse.errors import InvalidInput, StoreCorrupt
+from reuse.config import ENV_S3_CACHE_MB, env_number
+from reuse.errors import StoreCorrupt
 from reuse.store.h5file import file_sha256
 from reuse.store.layout import pid_alive
 from reuse.text import echo
@@ -32,14 +31,7 @@ _TEMP_PID_RE = re.compile(r"\.tmp-([0-9]{1,9})-")  # reuse.atomic.temp_beside na
 
 def cache_limit_bytes() -> int:
     """``REUSE_S3_CACHE_MB`` (default 4096) in bytes; 0 keeps nothing past its use."""
-    raw = os.environ.get(ENV_S3_CACHE_MB, "").strip()
-    try:
-        mb = float(raw) if raw else DEFAULT_CACHE_MB
-    except ValueError:
-        mb = math.nan
-    if not math.isfinite(mb) or mb < 0:
-        raise InvalidInput(f"{ENV_S3_CACHE_MB} must be a number of megabytes, 0 or more; received {echo(raw)}")
-    return int(mb * 1024**2)
+    return int(env_number(ENV_S3_CACHE_MB, DEFAULT_CACHE_MB, "megabytes", zero_ok=True) * 1024**2)
 
 
 class ReadCache:

@@ -9,7 +9,6 @@ benchmark can say what moved over the network.
 
 from __future__ import annotations
 
-import math
 import os
 import threading
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reuse.config import ENV_S3_ENDPOINT, ENV_S3_TIMEOUT
+from reuse.config import ENV_S3_ENDPOINT, ENV_S3_TIMEOUT, env_number
 from reuse.errors import FailedPrecondition, InvalidInput, NotFound, ReuseError, StoreCorrupt, Unauthenticated
 from reuse.text import cut, echo
 
@@ -33,14 +32,7 @@ _CREDENTIAL_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToke
 
 def s3_timeout() -> float:
     """``REUSE_S3_TIMEOUT``: seconds a request may wait on the endpoint (connect at most 5 of them)."""
-    raw = os.environ.get(ENV_S3_TIMEOUT, "").strip()
-    try:
-        value = float(raw) if raw else DEFAULT_TIMEOUT_S
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value <= 0:
-        raise InvalidInput(f"{ENV_S3_TIMEOUT} must be a number of seconds above 0; received {echo(raw)}")
-    return value
+    return env_number(ENV_S3_TIMEOUT, DEFAULT_TIMEOUT_S, "seconds", zero_ok=False)
 
 
 class Unavailable(FailedPrecondition):
