@@ -19,6 +19,7 @@ from reuse.cli import cli
 from reuse.errors import StoreCorrupt
 from reuse.store import ModelStore
 from reuse.store.read_cache import ReadCache
+from reuse.store.s3_objects import errors
 
 pytestmark = pytest.mark.skipif(moto_missing() is not None, reason=moto_missing() or "")
 
@@ -209,17 +210,33 @@ def test_bad_timeout_setting_is_one_line(url, monkeypatch):
         assert code == 1 and line.startswith("Error: REUSE_S3_CACHE_MB must be"), line
 
 
-def test_long_server_message_is_cut(url):
+def test_a_busy_server_is_unavailable_not_damage_and_hides_no_version(url, monkeypatch):
+    """A 503 SlowDown (after boto3's retries) on a sidecar must fail the listing, not drop the version as
+    damaged; its long message is cut."""
     from botocore.exceptions import ClientError
 
-    from reuse.store.s3_objects import errors
+    from reuse.store.s3_objects import Bucket, Unavailable
 
     store = ModelStore(url)
+    store.register(make_mlp(), "m")
     exc = ClientError({"Error": {"Code": "SlowDown", "Message": "x" * 20_000},
                        "ResponseMetadata": {"HTTPStatusCode": 503}}, "GetObject")
-    with pytest.raises(StoreCorrupt) as info, errors(store.bucket, "m/v1.json"):
-        raise exc
-    assert "SlowDown" in str(info.value) and len(str(info.value)) < 1000
+    real = Bucket.get
+
+    def busy(bucket, key, **kwargs):
+        if key.endswith(".json"):
+            with errors(bucket, key):
+                raise exc
+        return real(bucket, key, **kwargs)
+
+    monkeypatch.setattr(Bucket, "get", busy)
+    with pytest.raises(Unavailable, match=r"unavailable for .*/m/v1\.json \(SlowDown: x+… \(20000 characters\)\)") \
+            as info:
+        ModelStore(url).list()
+    assert len(str(info.value)) < 1000
+    code, line = _last_line(url, "versions", "m")
+    assert code == 1 and "SlowDown" in line and len(line) < 1000, line
+
 
 
 def test_listing_past_one_page_and_odd_foreign_keys(url, s3):

@@ -25,6 +25,8 @@ INSTALL_HINT = "the s3:// store needs boto3: pip install 'reuse[s3]'"
 MULTIPART_THRESHOLD = 64 * 1024**2  # bigger uploads go in parts; S3 shows the object only once completed
 DEFAULT_TIMEOUT_S = 30.0  # per socket read; a dead or silent endpoint fails in seconds, not minutes
 CONNECT_TIMEOUT_S = 5.0
+_BUSY_CODES = {"SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout", "Throttling",
+               "ThrottlingException", "RequestTimeTooSkewed"}
 _RETRY_VARS = {"AWS_MAX_ATTEMPTS", "AWS_RETRY_MODE"}
 _CREDENTIAL_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken",
                      "InvalidClientTokenId", "AuthorizationHeaderMalformed", "UnrecognizedClientException"}
@@ -217,6 +219,10 @@ def errors(bucket: Bucket, key: str, *, conditional: bool = False) -> Iterator[N
         if code == "InvalidRange":
             raise StoreCorrupt(f"{where}: a range outside the object; it is shorter than its metadata says") \
                 from exc
+        if status >= 500 or code in _BUSY_CODES:  # the server's trouble, not damage: say so, hide nothing
+            raise Unavailable(f"the object store at {_endpoint(bucket)} is unavailable for {where} "
+                              f"({cut(str(code or status), 80)}: {cut(str(err.get('Message') or exc), 300)}); "
+                              "try again later") from exc
         raise StoreCorrupt(f"{where}: the object store answered {cut(str(code or status), 80)}: "
                            f"{cut(str(err.get('Message') or exc), 300)}") from exc
     except (NoCredentialsError, PartialCredentialsError) as exc:
