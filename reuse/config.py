@@ -25,6 +25,24 @@ STORE_KINDS = "a folder path" + "".join(f", or {s}://BUCKET/PREFIX" for s in URL
 ENV_STATE = "REUSE_STATE"
 ENV_S3_ENDPOINT = "REUSE_S3_ENDPOINT"
 ENV_S3_CACHE_MB = "REUSE_S3_CACHE_MB"
+ENV_S3_TIMEOUT = "REUSE_S3_TIMEOUT"
+
+
+def env_number(name: str, default: float, unit: str, *, zero_ok: bool) -> float:
+    """The finite number in ``$name`` (``default`` when unset), at least 0 (above 0 unless ``zero_ok``).
+
+    Raises:
+        InvalidInput: not a number, not finite (``nan``, ``inf``) or out of range; the message names ``name``.
+    """
+    raw = os.environ.get(name, "").strip()
+    try:
+        value = float(raw) if raw else default
+    except ValueError:
+        value = float("nan")
+    if not (value >= 0 if zero_ok else value > 0) or value == float("inf"):
+        raise InvalidInput(f"{name} must be a number of {unit}, {'0 or more' if zero_ok else 'above 0'}; "
+                           f"received {echo(raw)}")
+    return value
 
 
 def store_root(explicit: str | os.PathLike[str] | None = None) -> Path | str:

@@ -88,3 +88,23 @@ def ray_cluster():
 
     with ray_head() as head:
         yield head
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory):
+    """A moto S3 server on 127.0.0.1 for one test module (tests/s3_server.py)."""
+    from s3_server import S3Server
+
+    with S3Server(tmp_path_factory.mktemp("s3state")) as server:
+        yield server
+
+
+@pytest.fixture
+def url(s3, monkeypatch, request):
+    """A fresh prefix in the test bucket, with the server's endpoint and credentials in the environment."""
+    import re
+
+    for k, v in s3.env.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv("REUSE_STORE", raising=False)
+    return s3.url(re.sub(r"[^A-Za-z0-9._-]", "-", request.node.name)[:60])

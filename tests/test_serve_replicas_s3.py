@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from conftest import make_mlp
 from grpc_support import infer_request, slow_kind, stubs, wait_until
-from s3_server import S3Server, moto_missing
+from s3_server import moto_missing
 
 from reuse.grpc._proto import reuse_v1_pb2 as pb
 from reuse.grpc.server import start_in_thread
@@ -20,12 +20,6 @@ from reuse.service import Service
 from reuse.store.s3_store import LIST_TTL_S
 
 pytestmark = pytest.mark.skipif(moto_missing() is not None, reason=moto_missing() or "")
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory):
-    with S3Server(tmp_path_factory.mktemp("s3state")) as server:
-        yield server
 
 
 def _host(url, state, monkeypatch):

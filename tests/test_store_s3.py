@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from conftest import make_mlp
-from s3_server import S3Server, moto_missing
+from s3_server import moto_missing
 
 from reuse.cli import cli
 from reuse.errors import StoreCorrupt
@@ -29,21 +29,6 @@ pytestmark = pytest.mark.skipif(moto_missing() is not None, reason=moto_missing(
 ROOT = Path(__file__).resolve().parents[1]
 WORKER = Path(__file__).with_name("store_worker.py")
 DIGITS = "builtin:digits?classes=5-9&per_class=20&relabel=1"
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory):
-    with S3Server(tmp_path_factory.mktemp("s3state")) as server:
-        yield server
-
-
-@pytest.fixture
-def url(s3, monkeypatch, request):
-    """A fresh prefix in the test bucket, with the server's endpoint and credentials in the environment."""
-    for k, v in s3.env.items():
-        monkeypatch.setenv(k, v)
-    monkeypatch.delenv("REUSE_STORE", raising=False)
-    return s3.url(request.node.name.replace("[", "-").replace("]", "")[:60])
 
 
 def cli_run(url, *args, ok=True):

@@ -27,6 +27,7 @@ from reuse.store.s3_layout import parse_sidecar
 
 # A claim of a writer on another machine (whose process we cannot see) counts as abandoned after this.
 CLAIM_MAX_AGE_S = 3600.0
+CLAIM_MAX_BYTES = 64 * 1024  # ours are under 200 bytes
 
 
 def _ref(key: Key) -> str:
@@ -38,13 +39,13 @@ def _abandoned(store: Any, key: Key, parts: dict[str, Any]) -> bool:
     claim = parts.get("claim")
     if claim is None:
         return True  # an object without a claim was not written by a reuse writer in progress
-    try:
-        body = json.loads(store.bucket.get(f"{key[0]}/v{key[1]}.claim"))
+    try:  # a claim is read from the bucket: untrusted, so anything odd counts as no claim body
+        body = json.loads(store.bucket.get(f"{key[0]}/v{key[1]}.claim", limit=CLAIM_MAX_BYTES, what="a claim"))
         host, pid, started = str(body["host"]), int(body["pid"]), float(body["started"])
-    except (ValueError, KeyError, TypeError, NotFound):
+        if host == socket.gethostname() and not pid_alive(pid):
+            return True
+    except (ValueError, KeyError, TypeError, OverflowError, RecursionError, NotFound, StoreCorrupt):
         return time.time() - claim.mtime_ns / 1e9 > CLAIM_MAX_AGE_S
-    if host == socket.gethostname() and not pid_alive(pid):
-        return True
     return time.time() - started > CLAIM_MAX_AGE_S
 
 

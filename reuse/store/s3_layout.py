@@ -16,9 +16,13 @@ from reuse.errors import StoreCorrupt
 from reuse.store import h5file
 from reuse.store.index import IndexRow, Key
 from reuse.store.names import is_model_name
+from reuse.store.records import layers_from_meta
 from reuse.store.s3_objects import ObjectInfo
+from reuse.text import cut, echo
 
 SIDECAR_FORMAT = 1
+MAX_SIDECAR_BYTES = 64 * 1024**2  # a sidecar is metadata: the largest architectures' configs are a few MB
+SHA256_RE = re.compile(r"[0-9a-f]{64}")
 OBJECT_RE = re.compile(r"([^/]+)/v([1-9][0-9]{0,17})\.(h5|json|claim|deleted)")
 Objects = dict[Key, dict[str, ObjectInfo]]  # (name, N) -> {"h5"|"json"|"claim"|"deleted": object}
 
@@ -73,13 +77,23 @@ def sidecar_text(key: Key, local: Path, meta: dict[str, Any]) -> bytes:
 
 
 def parse_sidecar(text: bytes, key: Key, url: str) -> Sidecar:
+    """A sidecar read from the bucket: untrusted input, so anything but the shape we write is StoreCorrupt."""
+    if len(text) > MAX_SIDECAR_BYTES:
+        raise StoreCorrupt(f"{url}: {len(text)} bytes, more than a sidecar may have ({MAX_SIDECAR_BYTES})")
     try:
         body = json.loads(text)
-        side = Sidecar(IndexRow(key[0], key[1], int(body["size"]), int(body.get("mtime_ns", 0)), dict(body["meta"])),
-                       str(body["sha256"]), str(body["model_config"]), str(body["model_config_sha256"]))
-    except (ValueError, KeyError, TypeError) as exc:
-        raise StoreCorrupt(f"{url}: unreadable sidecar metadata: {exc}") from exc
+        if not isinstance(body, dict) or not isinstance(body.get("meta"), dict):
+            raise TypeError("not a JSON object with a 'meta' object")
+        size, sha = int(body["size"]), str(body["sha256"])
+        if size < 0 or not SHA256_RE.fullmatch(sha):
+            raise ValueError(f"size {echo(body['size'], 40)} or sha256 {echo(sha, 80)} is not a size or a SHA-256")
+        side = Sidecar(IndexRow(key[0], key[1], size, int(body.get("mtime_ns", 0)), body["meta"]),
+                       sha, str(body["model_config"]), str(body["model_config_sha256"]))
+        layers_from_meta(side.row.meta)  # the rows `reuse layers` and `show` make of it
+    except (ValueError, KeyError, TypeError, OverflowError, RecursionError) as exc:
+        raise StoreCorrupt(f"{url}: unreadable sidecar metadata: {cut(str(exc), 200)}") from None
     if (side.row.meta.get("name"), side.row.meta.get("version")) != key:
-        raise StoreCorrupt(f"{url}: the sidecar names {side.row.meta.get('name')}:{side.row.meta.get('version')}, "
-                           f"but lies where {key[0]}:{key[1]} belongs")
+        raise StoreCorrupt(f"{url}: the sidecar names {echo(side.row.meta.get('name'), 80)}:"
+                           f"{echo(side.row.meta.get('version'), 40)}, but lies where {key[0]}:{key[1]} belongs")
     return side
+

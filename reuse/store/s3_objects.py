@@ -17,13 +17,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reuse.config import ENV_S3_ENDPOINT
+from reuse.config import ENV_S3_ENDPOINT, ENV_S3_TIMEOUT, env_number
 from reuse.errors import FailedPrecondition, InvalidInput, NotFound, ReuseError, StoreCorrupt, Unauthenticated
+from reuse.text import cut, echo
 
 INSTALL_HINT = "the s3:// store needs boto3: pip install 'reuse[s3]'"
 MULTIPART_THRESHOLD = 64 * 1024**2  # bigger uploads go in parts; S3 shows the object only once completed
+DEFAULT_TIMEOUT_S = 30.0  # per socket read; a dead or silent endpoint fails in seconds, not minutes
+CONNECT_TIMEOUT_S = 5.0
+_BUSY_CODES = {"SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout", "Throttling",
+               "ThrottlingException", "RequestTimeTooSkewed"}
+_RETRY_VARS = {"AWS_MAX_ATTEMPTS", "AWS_RETRY_MODE"}
 _CREDENTIAL_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken",
                      "InvalidClientTokenId", "AuthorizationHeaderMalformed", "UnrecognizedClientException"}
+
+
+def s3_timeout() -> float:
+    """``REUSE_S3_TIMEOUT``: seconds a request may wait on the endpoint (connect at most 5 of them)."""
+    return env_number(ENV_S3_TIMEOUT, DEFAULT_TIMEOUT_S, "seconds", zero_ok=False)
 
 
 class Unavailable(FailedPrecondition):
@@ -50,9 +61,17 @@ class Bucket:
             raise InvalidInput(f"{INSTALL_HINT} (opening {url})") from exc
         endpoint = os.environ.get(ENV_S3_ENDPOINT) or os.environ.get("AWS_ENDPOINT_URL") or None
         self.endpoint = endpoint
-        config = Config(retries={"max_attempts": 4, "mode": "standard"}, connect_timeout=10, read_timeout=60,
+        timeout = s3_timeout()
+        # boto3's own AWS_MAX_ATTEMPTS / AWS_RETRY_MODE win; a Config's retries would silently replace them.
+        retries = None if _RETRY_VARS & os.environ.keys() else {"max_attempts": 3, "mode": "standard"}
+        config = Config(retries=retries, connect_timeout=min(timeout, CONNECT_TIMEOUT_S), read_timeout=timeout,
                         max_pool_connections=16)
-        self.client = boto3.session.Session().client("s3", endpoint_url=endpoint, config=config)
+        try:
+            with errors(self, "/"):  # credentials are read here: partial ones fail here
+                self.client = boto3.session.Session().client("s3", endpoint_url=endpoint, config=config)
+        except ValueError as exc:  # botocore: "Invalid endpoint: ..."
+            raise InvalidInput(f"{ENV_S3_ENDPOINT} must be an http(s):// URL; received {echo(endpoint)} "
+                               f"({cut(str(exc), 200)})") from None
         self._lock = threading.Lock()
         self.bytes_read = 0
         self.requests = 0
@@ -84,9 +103,16 @@ class Bucket:
                                           int(o["LastModified"].timestamp() * 1e9))
         return out
 
-    def get(self, key: str) -> bytes:
+    def get(self, key: str, *, limit: int | None = None, what: str = "this object") -> bytes:
+        """A whole (small) object; one over ``limit`` bytes is refused before its body is read."""
         with errors(self, key):
-            body = self.client.get_object(Bucket=self.bucket, Key=self.full(key))["Body"].read()
+            resp = self.client.get_object(Bucket=self.bucket, Key=self.full(key))
+            size = int(resp.get("ContentLength") or 0)
+            if limit is not None and size > limit:
+                resp["Body"].close()
+                raise StoreCorrupt(f"{self.url_of(key)}: {size} bytes, more than {what} may have ({limit}); "
+                                   "it is not one this store wrote")
+            body = resp["Body"].read(limit + 1 if limit is not None else None)
         self._count(len(body))
         return body
 
@@ -106,7 +132,8 @@ class Bucket:
 
         with errors(self, key):
             self.client.download_file(self.bucket, self.full(key), str(dest),
-                                      Config=TransferConfig(multipart_threshold=MULTIPART_THRESHOLD),
+                                      Config=TransferConfig(multipart_threshold=MULTIPART_THRESHOLD,
+                                                            num_download_attempts=2),
                                       Callback=self._count_chunk)
         self._count(0)
 
@@ -192,8 +219,12 @@ def errors(bucket: Bucket, key: str, *, conditional: bool = False) -> Iterator[N
         if code == "InvalidRange":
             raise StoreCorrupt(f"{where}: a range outside the object; it is shorter than its metadata says") \
                 from exc
-        raise StoreCorrupt(f"{where}: the object store answered {code or status}: "
-                           f"{err.get('Message') or exc}") from exc
+        if status >= 500 or code in _BUSY_CODES:  # the server's trouble, not damage: say so, hide nothing
+            raise Unavailable(f"the object store at {_endpoint(bucket)} is unavailable for {where} "
+                              f"({cut(str(code or status), 80)}: {cut(str(err.get('Message') or exc), 300)}); "
+                              "try again later") from exc
+        raise StoreCorrupt(f"{where}: the object store answered {cut(str(code or status), 80)}: "
+                           f"{cut(str(err.get('Message') or exc), 300)}") from exc
     except (NoCredentialsError, PartialCredentialsError) as exc:
         raise Unauthenticated(f"no usable AWS credentials for {bucket.url} ({exc}): set AWS_ACCESS_KEY_ID and "
                               "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE") from exc
@@ -201,7 +232,8 @@ def errors(bucket: Bucket, key: str, *, conditional: bool = False) -> Iterator[N
         raise Unavailable(f"cannot reach the object store at {_endpoint(bucket)} for {bucket.url}: {exc} "
                           f"(set {ENV_S3_ENDPOINT} for an S3-compatible server)") from exc
     except BotoCoreError as exc:
-        raise Unavailable(f"the object store at {_endpoint(bucket)} failed for {where}: {exc}") from exc
+        raise Unavailable(f"the object store at {_endpoint(bucket)} failed for {where}: {cut(str(exc), 300)}") \
+            from exc
 
 
 def _endpoint(bucket: Bucket) -> str:

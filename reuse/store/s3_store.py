@@ -33,7 +33,7 @@ import h5py
 
 from reuse.config import ENV_STATE
 from reuse.errors import NotFound, StoreCorrupt
-from reuse.store import h5file
+from reuse.store import h5file, s3_layout
 from reuse.store.index import IndexRow, Key
 from reuse.store.model_store import ModelStore
 from reuse.store.names import check_name
@@ -57,7 +57,8 @@ LIST_TTL_S = 1.0
 
 def default_state_dir(bucket: str, prefix: str) -> Path:
     base = Path(os.environ.get(ENV_STATE) or Path.home() / ".cache" / "reuse")
-    return base / "s3" / bucket / (prefix or "_")
+    # One folder per store, never inside another's: "/" (and no prefix) become "+", which no prefix has.
+    return base / "s3" / bucket / (prefix.replace("/", "+") or "+")
 
 
 class S3Store(ModelStore, kind="s3"):
@@ -116,7 +117,8 @@ class S3Store(ModelStore, kind="s3"):
         rel = object_key(key, "json")
         if info is not None and (hit := self._sidecars.get(rel)) and hit[0] == info.etag:
             return hit[1]
-        side = parse_sidecar(self.bucket.get(rel), key, self.bucket.url_of(rel))
+        text = self.bucket.get(rel, limit=s3_layout.MAX_SIDECAR_BYTES, what="a sidecar")
+        side = parse_sidecar(text, key, self.bucket.url_of(rel))
         if info is not None:
             self._sidecars[rel] = (info.etag, side)
         return side
@@ -225,7 +227,8 @@ class S3Store(ModelStore, kind="s3"):
     def _whole(self, key: Key) -> Iterator[Path]:
         sha = self._visible(key).sha256
         rel = object_key(key, "h5")
-        yield self.cache.get(sha, lambda dest: self.bucket.download(rel, dest), self._where(key))
+        with self.cache.use(sha, lambda dest: self.bucket.download(rel, dest), self._where(key)) as path:
+            yield path
 
     def content_checksum(self, ref: Any) -> str:
         """The SHA-256 of the version object, from its sidecar (verified whenever the whole is read)."""
