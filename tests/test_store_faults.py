@@ -13,7 +13,7 @@ from pathlib import Path
 import h5py
 import pytest
 from conftest import make_mlp
-from store_helpers import WORKER, flip_byte
+from store_helpers import WORKER, concurrent_registers, flip_byte
 
 from reuse.errors import StoreCorrupt
 from reuse.store import ModelStore, h5file
@@ -153,13 +153,7 @@ def test_dead_writers_temp_file_is_a_note_and_the_next_write_sweeps_it(store, ti
 
 def test_concurrent_registrations_from_processes_get_distinct_versions(tmp_path):
     root = tmp_path / "store"
-    procs = [subprocess.Popen([sys.executable, str(WORKER), "register", str(root), "shared", "2"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
-    refs = []
-    for p in procs:
-        out, err = p.communicate(timeout=240)
-        assert p.returncode == 0, err[-2000:]
-        refs += out.split()
+    refs = concurrent_registers(str(root), "shared", 2, 4, timeout=240)
     assert sorted(refs) == sorted(f"shared:{v}" for v in range(1, 9))
     store = ModelStore(root)
     infos = store.versions("shared")

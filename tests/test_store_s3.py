@@ -204,13 +204,9 @@ def _worker_env(s3) -> dict[str, str]:
 
 
 def test_eight_concurrent_writers_in_processes_get_eight_versions(url, s3):
-    procs = [subprocess.Popen([sys.executable, str(WORKER), "register", url, "shared", "1"], env=_worker_env(s3),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(8)]
-    refs = []
-    for p in procs:
-        out, err = p.communicate(timeout=300)
-        assert p.returncode == 0, err[-2000:]
-        refs += out.split()
+    from store_helpers import concurrent_registers
+
+    refs = concurrent_registers(url, "shared", 1, 8, env=_worker_env(s3))
     assert sorted(refs) == sorted(f"shared:{v}" for v in range(1, 9))
     infos = ModelStore(url).versions("shared")
     assert [i.version for i in infos] == list(range(1, 9))
