@@ -161,22 +161,18 @@ def decode_request(request: pb.ModelInferRequest, sig: ModelSignature, *,
 
 def _decode_one_raw(request: pb.ModelInferRequest, sig: ModelSignature, max_bytes: int) -> np.ndarray | None:
     """The common case, one input sent as raw bytes, decoded with the fewest steps; None when the request
-    is anything else or does not fit (the general path then decodes it or says what is wrong)."""
+    is anything else or its byte count is wrong (the general path then decodes it or says what is wrong)."""
     if len(sig.inputs) != 1 or len(request.inputs) != 1 or len(request.raw_input_contents) != 1:
         return None
     spec, tensor = sig.inputs[0], request.inputs[0]
     want_dt = v2_datatype(spec.dtype)
     if tensor.name != spec.name or tensor.datatype != want_dt or tensor.HasField("contents"):
         return None
-    shape = tuple(tensor.shape)
-    want = spec.shape
-    if len(shape) != len(want) or shape[0] < 1 or any(d < 0 or (w is not None and w != d)
-                                                      for w, d in zip(want, shape, strict=True)):
-        return None
+    # Shape and size are checked as the general path checks them, with its errors (it would raise the same).
+    shape = _check_shape(spec, tensor.shape)
     dtype = NP_OF[want_dt]
-    nbytes = math.prod(shape) * dtype.itemsize
     data = request.raw_input_contents[0]
-    if nbytes > max_bytes or len(data) != nbytes:
+    if len(data) != element_count(spec, shape, dtype.itemsize, max_bytes) * dtype.itemsize:
         return None
     arr = np.frombuffer(data, dtype=dtype).reshape(shape)
     _check_finite(spec, arr)
