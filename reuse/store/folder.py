@@ -132,10 +132,7 @@ class FolderStore(ModelStore, kind="folder"):
         name, version = key
         p = self.version_path(name, version)
         with h5file.open_read(p) as f:
-            meta = h5file.read_meta(f, p)
-        if meta.get("name") != name or meta.get("version") != version:
-            raise StoreCorrupt(f"{p}: records itself as {meta.get('name')}:{meta.get('version')}, "
-                               f"but lies where {name}:{version} belongs")
+            meta = h5file.read_meta_at(f, p, key)
         return IndexRow(name, version, st.st_size, st.st_mtime_ns, meta)
 
     def _row(self, key: Key) -> IndexRow:

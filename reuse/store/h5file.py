@@ -145,6 +145,16 @@ def read_meta(f: h5py.File, path: Path) -> dict[str, Any]:
     return meta
 
 
+def read_meta_at(f: h5py.File, path: Path | str, key: tuple[str, int]) -> dict[str, Any]:
+    """:func:`read_meta` of the version that lies where ``key`` (name, version) belongs; a file that records
+    itself as another version is refused (copied or moved by hand)."""
+    meta = read_meta(f, path)  # type: ignore[arg-type]
+    if (meta.get("name"), meta.get("version")) != key:
+        raise StoreCorrupt(f"{path}: records itself as {meta.get('name')}:{meta.get('version')}, "
+                           f"but lies where {key[0]}:{key[1]} belongs")
+    return meta
+
+
 def model_config_text(f: h5py.File, path: Path) -> str:
     """The ``model_config`` JSON text, verified against the checksum in our group."""
     text = raw_model_config(f, path)

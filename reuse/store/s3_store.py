@@ -161,10 +161,7 @@ class S3Store(ModelStore, kind="s3"):
             raise NotFound(f"{self._where(key)}: no such object")
         where = self._where(key)
         with self._open_object(key, parts["h5"].size) as f:
-            meta = h5file.read_meta(f, where)  # type: ignore[arg-type]
-        if (meta.get("name"), meta.get("version")) != key:
-            raise StoreCorrupt(f"{where}: records itself as {meta.get('name')}:{meta.get('version')}, "
-                               f"but lies where {key[0]}:{key[1]} belongs")
+            meta = h5file.read_meta_at(f, where, key)
         return IndexRow(key[0], key[1], parts["h5"].size, parts["h5"].mtime_ns, meta)
 
     # -- writing ---------------------------------------------------------------------------------
@@ -185,7 +182,12 @@ class S3Store(ModelStore, kind="s3"):
         raise StoreCorrupt(f"{self.root}: could not claim a version number of {name!r} after 10000 tries")
 
     def _publish(self, name: str, tmp: Path, meta: dict[str, Any]) -> IndexRow:
-        self._recent.pop(name, None)
+        try:
+            return self._publish_claimed(name, tmp, meta)
+        finally:
+            self._recent.pop(name, None)  # this process sees its own write (or its failure) at once
+
+    def _publish_claimed(self, name: str, tmp: Path, meta: dict[str, Any]) -> IndexRow:
         version = self._claim(name)
         key = (name, version)
         with h5py.File(tmp, "r+") as f:
@@ -195,17 +197,17 @@ class S3Store(ModelStore, kind="s3"):
         if not self.bucket.put(object_key(key, "json"), side, create=True):
             raise StoreCorrupt(f"{self._where(key)}: another writer published version {version}, which this "
                                "writer had claimed; the store's claims were bypassed")
-        self._recent.pop(name, None)
         return IndexRow(name, version, tmp.stat().st_size, time.time_ns(), {**meta, "name": name, "version": version})
 
     def _remove(self, key: Key) -> None:
-        self._recent.pop(key[0], None)
-        self._parts(key)
-        if not self.bucket.put(object_key(key, "deleted"), b"", create=True):
-            raise NotFound(f"model {key[0]!r} has no version {key[1]} (deleted meanwhile)")
-        self.bucket.delete(object_key(key, "json"))  # the tombstone already hides it; now free the space
-        self.bucket.delete(object_key(key, "h5"))
-        self._recent.pop(key[0], None)
+        try:
+            self._parts(key)
+            if not self.bucket.put(object_key(key, "deleted"), b"", create=True):
+                raise NotFound(f"model {key[0]!r} has no version {key[1]} (deleted meanwhile)")
+            self.bucket.delete(object_key(key, "json"))  # the tombstone already hides it; now free the space
+            self.bucket.delete(object_key(key, "h5"))
+        finally:
+            self._recent.pop(key[0], None)
 
     # -- reading ---------------------------------------------------------------------------------
     @contextmanager
@@ -251,10 +253,7 @@ class S3Store(ModelStore, kind="s3"):
         """The sidecar a version should have, from a local copy of its object."""
         where = self._where(key)
         with h5file.open_read(local) as f:
-            meta = h5file.read_meta(f, where)  # type: ignore[arg-type]
-        if (meta.get("name"), meta.get("version")) != key:
-            raise StoreCorrupt(f"{where}: records itself as {meta.get('name')}:{meta.get('version')}, "
-                               f"but lies where {key[0]}:{key[1]} belongs")
+            meta = h5file.read_meta_at(f, where, key)
         return sidecar_text(key, local, meta)
 
     def rebuild_index(self) -> int:
