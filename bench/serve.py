@@ -13,7 +13,13 @@ spreads them over ``--processes`` servers), bounded in time:
   in-process server (grpc thread pool, no batching, the compiled Keras forward per request) as the
   baseline; and, when the peer venv exists (``make bench-peers``), PyTriton 0.7 with the Keras model in a
   ``tf.function`` as a user would write it, and with an ONNX Runtime session on the Keras ONNX export;
-- the limits: the compiled Keras forward and the ONNX Runtime session (1 thread) called in-process.
+- the limits: the compiled Keras forward and the ONNX Runtime session (1 thread) called in-process;
+- the transport ceiling: an empty-handler server (bench/_empty_server.py: grpc's thread-pool server
+  with reuse serve's settings answering a prepared response, in --ceiling processes on one port), so a
+  target above it is seen to be out of reach of any handler on this machine.
+
+Each point also reports the CPU it cost per request: the server's (its process tree, from /proc), the
+client processes' own, and how busy the whole machine was (1.0: every core).
 
 Servers run at once and the load points interleave over them, so load from other processes on a shared
 machine falls on all alike; each figure is the median over --rounds.
@@ -25,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import multiprocessing as mp
 import os
@@ -61,7 +68,8 @@ def make_model():
 
 
 # -- client processes ------------------------------------------------------------------------------
-def _client(port: int, slots: int, rows: int, seconds: float, out: mp.Queue, channels: int = 1) -> None:
+def _client(port: int, slots: int, rows: int, seconds: float, out: mp.Queue, channels: int = 1,
+            start=None) -> None:
     import grpc
 
     from reuse.grpc._proto import inference_pb2 as pb
@@ -81,6 +89,8 @@ def _client(port: int, slots: int, rows: int, seconds: float, out: mp.Queue, cha
             for stub in stubs:
                 for _ in range(20):  # warm up the connection and the server's compiled function
                     await stub.ModelInfer(req)
+            if start is not None:  # every client warm: the parent starts counting CPU, all start at once
+                start.wait(60)
             lat: list[float] = []
             end = time.perf_counter() + seconds
 
@@ -89,9 +99,9 @@ def _client(port: int, slots: int, rows: int, seconds: float, out: mp.Queue, cha
                     await stub.ModelInfer(req)
                     lat.append(time.perf_counter() - t0)
 
-            t0 = time.perf_counter()
+            t0, cpu0 = time.perf_counter(), time.process_time()
             await asyncio.gather(*[slot(stubs[i % len(stubs)]) for i in range(slots)])
-            out.put((lat, time.perf_counter() - t0))
+            out.put((lat, time.perf_counter() - t0, time.process_time() - cpu0))
         finally:
             for ch in chans:
                 await ch.close()
@@ -103,15 +113,43 @@ CLIENT_PROCESSES = 2
 CLIENT_CHANNELS = 4  # connections per client process at concurrency > 1
 
 
-def load(port: int, concurrency: int, rows: int, seconds: float) -> dict:
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) used so far by process ``pid`` and every live descendant (Linux)."""
+    parent, used = {}, {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue  # it ended meanwhile
+        p = int(stat.parent.name)
+        parent[p], used[p] = int(fields[1]), int(fields[11]) + int(fields[12])
+    tree, todo = set(), [pid]
+    while todo:
+        p = todo.pop()
+        tree.add(p)
+        todo += [c for c, pp in parent.items() if pp == p and c not in tree]
+    return sum(used.get(p, 0) for p in tree) / os.sysconf("SC_CLK_TCK")
+
+
+def busy_ticks() -> tuple[int, int]:
+    """(busy, total) CPU ticks of the whole machine so far, from /proc/stat."""
+    ticks = [int(t) for t in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return sum(ticks) - ticks[3] - ticks[4], sum(ticks)  # idle and iowait are not busy
+
+
+def load(port: int, concurrency: int, rows: int, seconds: float, server_pid: int | None = None) -> dict:
     procs = 1 if concurrency == 1 else min(CLIENT_PROCESSES, concurrency)
-    q: mp.Queue = mp.get_context("spawn").Queue()
     ctx = mp.get_context("spawn")
+    q: mp.Queue = ctx.Queue()
     slots = concurrency // procs
     channels = min(CLIENT_CHANNELS, slots)
-    ps = [ctx.Process(target=_client, args=(port, slots, rows, seconds, q, channels)) for _ in range(procs)]
+    start = ctx.Barrier(procs + 1)
+    ps = [ctx.Process(target=_client, args=(port, slots, rows, seconds, q, channels, start)) for _ in range(procs)]
     for p in ps:
         p.start()
+    with contextlib.suppress(threading.BrokenBarrierError):  # a client failed: found below
+        start.wait(180)
+    cpu0, busy0 = (tree_cpu_s(server_pid) if server_pid else None), busy_ticks()
     results = []
     deadline = time.monotonic() + seconds + 120
     while len(results) < len(ps):  # a client that fails (its server refused) must not hang the run
@@ -123,14 +161,20 @@ def load(port: int, concurrency: int, rows: int, seconds: float) -> dict:
                     p.terminate()
                 return {"concurrency": concurrency, "rows_per_request": rows, "error": "a client failed (its "
                         "traceback is above) or timed out", "inferences_per_s": 0.0, "rows_per_s": 0.0}
+    busy1, cpu1 = busy_ticks(), (tree_cpu_s(server_pid) if server_pid else None)
     for p in ps:
         p.join()
     lat = np.concatenate([np.asarray(r[0]) for r in results]) * 1000.0
     wall = max(r[1] for r in results)
+    cpu = {"client_cpu_us_per_request": round(1e6 * sum(r[2] for r in results) / lat.size, 1),
+           "machine_cpu_busy": round((busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1]), 3)}
+    if server_pid:
+        cpu["server_cpu_us_per_request"] = round(1e6 * (cpu1 - cpu0) / lat.size, 1)
     return {"concurrency": concurrency, "rows_per_request": rows, "requests": int(lat.size),
             "inferences_per_s": round(lat.size / wall, 1), "rows_per_s": round(lat.size * rows / wall, 1),
             "p50_ms": round(float(np.percentile(lat, 50)), 3), "p99_ms": round(float(np.percentile(lat, 99)), 3),
-            "client_processes": procs, "connections": procs * channels, "loadavg_1min_after": round(os.getloadavg()[0], 2)}
+            "client_processes": procs, "connections": procs * channels, **cpu,
+            "loadavg_1min_after": round(os.getloadavg()[0], 2)}
 
 
 # -- the naive server --------------------------------------------------------------------------------
@@ -213,6 +257,12 @@ def start_reuse(store: str, runtime: str, processes: int) -> Proc:
     if processes > 1:
         cmd += ["--processes", str(processes)]
     return Proc(f"reuse-{runtime}-p{processes}", cmd, port, r"listening on", env={"PYTHONPATH": str(ROOT)})
+
+
+def start_empty(processes: int) -> Proc:
+    port = free_port()
+    cmd = [sys.executable, str(ROOT / "bench" / "_empty_server.py"), str(port), str(processes)]
+    return Proc(f"empty-p{processes}", cmd, port, r"^ready")
 
 
 def peer_python() -> Path | None:
@@ -300,6 +350,16 @@ def summary(report: dict) -> dict:
         lim = report["limit"]["onnx"]["256"]["rows_per_s"]
         out["rows256_best_reuse"] = {"server": b[0], "rows_per_s": b[1]["rows_per_s"]}
         out["rows256_fraction_of_onnx_limit"] = round(b[1]["rows_per_s"] / lim, 3)
+    # The empty-handler server: what grpc's Python server, the wire and this client allow on this machine
+    # with no work at all. A target above it cannot be met by any handler.
+    empty = {k: v for k, v in servers.items() if k.startswith("empty-")}
+    if (e := best(empty, "c32")) is not None and "c32_best_peer" in out:
+        out["c32_empty_server"] = {"server": e[0], "inferences_per_s": e[1]["inferences_per_s"],
+                                   "vs_best_peer": round(e[1]["inferences_per_s"]
+                                                         / out["c32_best_peer"]["inferences_per_s"], 2)}
+    if (e := best(empty, "rows256", "rows_per_s")) is not None and "256" in report["limit"].get("onnx", {}):
+        out["rows256_empty_server"] = {"server": e[0], "rows_per_s": e[1]["rows_per_s"], "fraction_of_onnx_limit":
+                                       round(e[1]["rows_per_s"] / report["limit"]["onnx"]["256"]["rows_per_s"], 3)}
     met = {"c32_vs_best_peer": lambda v: v >= 1.5, "rows256_fraction_of_onnx_limit": lambda v: v >= 0.8}
     out["met"] = {k: ok(out[k]) for k, ok in met.items() if k in out}
     if "c32_best_reuse" in out:
@@ -320,6 +380,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--peers", choices=["auto", "none"], default="auto",
                     help="auto: run the PyTriton peers when .venv-peers exists (make bench-peers)")
     ap.add_argument("--no-naive", action="store_true", help="leave out the naive in-process baseline")
+    ap.add_argument("--ceiling", default=None,
+                    help="process counts of the empty-handler server (the transport ceiling); default: those "
+                         "of --processes; 'none' leaves it out")
     ap.add_argument("--rounds", type=int, default=1, help="interleaved repetitions; figures are medians")
     ap.add_argument("--client-processes", type=int, default=2, help="client processes at concurrency > 1")
     ap.add_argument("--client-channels", type=int, default=4,
@@ -368,9 +431,11 @@ def main(argv: list[str] | None = None) -> int:
             budget = 600 + 2 * s * (len(csv(args.levels)) + 1) * args.rounds * (len(servers) + 3)
             for kind, path in (("tf", keras_file), ("onnx", onnx_path)):
                 servers.append(start_peer(kind, path, budget))  # listed at once: stopped if the next fails
+        for n in ([] if args.ceiling == "none" else csv(args.ceiling or args.processes)):
+            servers.append(start_empty(int(n)))
         if not args.no_naive:
             naive, naive_port = naive_server(forward)
-        targets = [(p.name, p.port) for p in servers] + ([("naive", naive_port)] if naive else [])
+        targets = [(p.name, p.port, p.proc.pid) for p in servers] + ([("naive", naive_port, None)] if naive else [])
         points = [(f"c{c}", int(c), 1) for c in csv(args.levels)] + [(f"rows{BIG_ROWS}", args.row_concurrency, BIG_ROWS)]
         runs: dict[tuple[str, str], list[dict]] = {}
         ort = ort_forward(onnx_path)
@@ -379,8 +444,8 @@ def main(argv: list[str] | None = None) -> int:
                 runs.setdefault(("limit:keras", str(rows)), []).append(limit(forward, rows, min(s, 2.0)))
                 runs.setdefault(("limit:onnx", str(rows)), []).append(limit(ort, rows, min(s, 2.0)))
             for key, c, rows in points:
-                for name, port in targets:
-                    runs.setdefault((name, key), []).append(load(port, c, rows, s))
+                for name, port, pid in targets:
+                    runs.setdefault((name, key), []).append(load(port, c, rows, s, pid))
                     print(f"{name} {key}: {runs[(name, key)][-1]['inferences_per_s']} inf/s", file=sys.stderr)
         for (section, key), results in runs.items():
             by = "rows_per_s"

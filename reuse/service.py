@@ -22,6 +22,7 @@ from reuse.store import CheckReport, LayerInfo, ModelInfo, ModelStore, check_nam
 from reuse.train.output import Prediction, PretrainOutcome, Report, TrainOutcome
 
 if TYPE_CHECKING:
+    import asyncio
     from concurrent.futures import Future
 
     import numpy as np
@@ -299,6 +300,11 @@ class Service(JobCalls):
     def submit_infer(self, ref: str | ModelSignature, arrays: list[np.ndarray]) -> tuple[ModelSignature, Future]:
         """Queue one inference (arrays in the model's input order) on the dynamic batcher."""
         return self.runtime.engine.submit(ref, arrays)
+
+    def submit_infer_on_loop(self, sig: ModelSignature, arrays: list[np.ndarray]) -> asyncio.Future | None:
+        """Queue one inference from a coroutine on the gRPC server's event loop (arrays checked against
+        ``sig``, a signature this service just returned); None when that version is not loaded."""
+        return self.runtime.engine.submit_on_loop(sig, arrays)
 
     def infer(self, ref: str, inputs: np.ndarray | Sequence[np.ndarray] | Mapping[str, np.ndarray]) -> InferResult:
         """Run ``ref`` on one array, a list in input order, or a dict by input name."""

@@ -275,6 +275,19 @@ def test_token_required_on_every_rpc_but_health(served):
                 err = rpc_error(call, req, metadata=[("authorization", "Bearer wrong")])
                 assert err.code() == CODE.UNAUTHENTICATED and err.details() == "invalid bearer token"
             assert inference.ServerLive(ipb.ServerLiveRequest(), metadata=[("authorization", "Bearer s3cret")]).live
+            # Every kind of call: ModelInfer (a coroutine), a response stream, a request stream, reflection.
+            x = np.zeros((1, 8), np.float32)
+            refl = reflection_pb2_grpc.ServerReflectionStub(channel)
+            upload = iter([pb.UploadChunk(header=pb.UploadHeader(name="m"))])
+            for call, req in [(inference.ModelInfer, infer_request(x)),
+                              (lambda r, **kw: list(api.WatchJob(r, **kw)), pb.WatchJobRequest(id="x")),
+                              (api.UploadModel, upload),
+                              (lambda r, **kw: list(refl.ServerReflectionInfo(r, **kw)),
+                               iter([reflection_pb2.ServerReflectionRequest(list_services="")]))]:
+                err = rpc_error(call, req)
+                assert err.code() == CODE.UNAUTHENTICATED and "missing bearer token" in err.details()
+            ok = inference.ModelInfer(infer_request(x), metadata=[("authorization", "Bearer s3cret")])
+            assert ok.model_name == "mlp"
             health = health_pb2_grpc.HealthStub(channel)
             assert health.Check(health_pb2.HealthCheckRequest()).status == health_pb2.HealthCheckResponse.SERVING
 

@@ -1,7 +1,10 @@
-"""The one server interceptor: bearer-token auth and the error-to-status mapping, for every RPC.
+"""Bearer-token auth and the error-to-status mapping, for every RPC.
 
-Servicers raise our exceptions; this maps them along the exception's MRO (reuse.grpc.status). Anything
-else becomes INTERNAL with a generic message, and its traceback goes to the server log.
+Servicers raise our exceptions; :func:`status_details` maps them along the exception's MRO
+(reuse.grpc.status). Anything else becomes INTERNAL with a generic message, and its traceback goes to
+the server log. :class:`ServerInterceptor` wraps plain (thread) handlers with both; on the asyncio
+server, :class:`TokenGate` checks the token of every call before its handler runs, the plain handlers
+keep ServerInterceptor's error mapping, and the ModelInfer coroutine maps its errors itself.
 """
 
 from __future__ import annotations
@@ -24,6 +27,28 @@ OPEN_PREFIXES = ("/grpc.health.v1.Health/",)
 MAX_DETAILS = 4000
 
 
+def check_token(token: bytes | None, metadata: Any) -> None:
+    """Raise Unauthenticated unless ``metadata`` carries ``authorization: Bearer <token>`` (or no token is set)."""
+    if token is None:
+        return
+    for key, value in metadata or ():
+        if key == "authorization":
+            scheme, _, given = str(value).partition(" ")
+            if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token):
+                return
+            raise Unauthenticated("invalid bearer token")
+    raise Unauthenticated("missing bearer token: send metadata 'authorization: Bearer <token>'")
+
+
+def status_details(exc: BaseException, method: str) -> tuple[grpc.StatusCode, str]:
+    """The status code and details a call that raised ``exc`` ends with (unexpected errors are logged)."""
+    code = status_of(exc)
+    if code is None:
+        log.error("unexpected error in %s", method, exc_info=exc)
+        return grpc.StatusCode.INTERNAL, "internal error; the server log has the details"
+    return code, cut(str(exc) or type(exc).__name__, MAX_DETAILS)
+
+
 class ServerInterceptor(grpc.ServerInterceptor):
     """Checks ``authorization: Bearer <token>`` (when a token is set) and maps errors to status codes.
 
@@ -37,8 +62,10 @@ class ServerInterceptor(grpc.ServerInterceptor):
 
     def intercept_service(self, continuation: Callable[[grpc.HandlerCallDetails], Any],
                           details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
-        handler = continuation(details)
-        method = details.method
+        return self.wrap(continuation(details), details.method)
+
+    def wrap(self, handler: grpc.RpcMethodHandler | None, method: str) -> grpc.RpcMethodHandler | None:
+        """``handler`` of ``method`` with the token check and the error mapping (health: as it is)."""
         if handler is None or method.startswith(OPEN_PREFIXES):
             return handler
         cached = self._wrapped.get(method)
@@ -47,23 +74,11 @@ class ServerInterceptor(grpc.ServerInterceptor):
         return cached[1]
 
     def _check(self, context: grpc.ServicerContext) -> None:
-        if self._token is None:
-            return
-        for key, value in context.invocation_metadata() or ():
-            if key == "authorization":
-                scheme, _, given = str(value).partition(" ")
-                if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self._token):
-                    return
-                raise Unauthenticated("invalid bearer token")
-        raise Unauthenticated("missing bearer token: send metadata 'authorization: Bearer <token>'")
+        check_token(self._token, context.invocation_metadata())
 
     @staticmethod
     def _abort(context: grpc.ServicerContext, exc: Exception, method: str) -> None:
-        code = status_of(exc)
-        if code is None:
-            log.error("unexpected error in %s", method, exc_info=exc)
-            context.abort(grpc.StatusCode.INTERNAL, "internal error; the server log has the details")
-        context.abort(code, cut(str(exc) or type(exc).__name__, MAX_DETAILS))
+        context.abort(*status_details(exc, method))
 
     def _wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
         check, abort = self._check, self._abort
@@ -97,3 +112,41 @@ class ServerInterceptor(grpc.ServerInterceptor):
         }[(handler.request_streaming, handler.response_streaming)]
         return make(wrapped, request_deserializer=handler.request_deserializer,
                     response_serializer=handler.response_serializer)
+
+
+class TokenGate(grpc.aio.ServerInterceptor):
+    """The bearer-token check of the asyncio server, before any handler runs (health stays open)."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token.encode()
+
+    async def intercept_service(self, continuation: Callable[[grpc.HandlerCallDetails], Any],
+                                details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+        handler = await continuation(details)
+        if handler is None or details.method.startswith(OPEN_PREFIXES):
+            return handler
+        try:
+            check_token(self._token, details.invocation_metadata)
+        except Unauthenticated as exc:
+            return _refusal(handler, str(exc))
+        return handler
+
+
+def _refusal(handler: grpc.RpcMethodHandler, details: str) -> grpc.RpcMethodHandler:
+    """A handler of the same kind as ``handler`` that ends every call UNAUTHENTICATED."""
+    code = grpc.StatusCode.UNAUTHENTICATED
+    kw = {"request_deserializer": handler.request_deserializer, "response_serializer": handler.response_serializer}
+    if handler.response_streaming:
+        async def refuse_stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            await context.abort(code, details)
+            yield  # an async generator, as a response-streaming handler must be
+
+        make = (grpc.stream_stream_rpc_method_handler if handler.request_streaming
+                else grpc.unary_stream_rpc_method_handler)
+        return make(refuse_stream, **kw)
+
+    async def refuse(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await context.abort(code, details)
+
+    make = grpc.stream_unary_rpc_method_handler if handler.request_streaming else grpc.unary_unary_rpc_method_handler
+    return make(refuse, **kw)

@@ -1,24 +1,32 @@
-"""The two gRPC servicers. Each method converts the request, calls the service, converts the result.
+"""The gRPC servicers. Each method converts the request, calls the service, converts the result.
 
-They run on the server's thread pool. A ModelInfer thread blocks on its batch's future while the model's
-batcher thread runs the forward pass, so concurrent requests pile up and merge.
+The two servicers' methods run in the server's thread pool (reuse.grpc.aio_bridge), except ModelInfer:
+:class:`LoopInfer` answers it as a coroutine on the server's event loop, where concurrent requests
+merge in the model's loop batcher (reuse.serving.loop_batcher).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
+from concurrent.futures import Executor
 from typing import Any
 
+import grpc
 import keras
 
 import reuse
+from reuse.errors import FailedPrecondition
 from reuse.grpc import convert
 from reuse.grpc import convert_mgmt as cm
 from reuse.grpc._proto import inference_pb2 as ipb
 from reuse.grpc._proto import inference_pb2_grpc as igrpc
 from reuse.grpc._proto import reuse_v1_pb2 as pb
 from reuse.grpc._proto import reuse_v1_pb2_grpc as rgrpc
+from reuse.grpc.interceptor import status_details
 from reuse.service import Service
+
+MODEL_INFER = "/inference.GRPCInferenceService/ModelInfer"
 
 
 class InferenceServicer(igrpc.GRPCInferenceServiceServicer):
@@ -58,6 +66,39 @@ class InferenceServicer(igrpc.GRPCInferenceServiceServicer):
         arrays, picked = convert.decode_request(request, sig, max_bytes=self.max_message_bytes)
         sig, future = self.service.submit_infer(sig, arrays)
         return convert.encode_response(request, sig, future.result(), picked)
+
+
+class LoopInfer:
+    """KServe ModelInfer as a coroutine on the server's event loop: decode, queue on the model's loop
+    batcher, await, encode. Loading a model (and resolving a name, when the store is not local) runs in
+    ``pool``; errors end the call with the status the interceptor would give them."""
+
+    def __init__(self, service: Service, max_message_bytes: int, pool: Executor) -> None:
+        self.service = service
+        self.max_message_bytes = max_message_bytes
+        self.pool = pool
+        self._inline_lookup = service.store.cheap_lookups
+
+    async def infer(self, request: ipb.ModelInferRequest, context: grpc.aio.ServicerContext
+                       ) -> ipb.ModelInferResponse:
+        try:
+            return await self._infer(request)
+        except Exception as exc:  # noqa: BLE001 - the call ends with the status of what was raised
+            await context.abort(*status_details(exc, MODEL_INFER))
+
+    async def _infer(self, request: ipb.ModelInferRequest) -> ipb.ModelInferResponse:
+        ref = convert.model_ref(request.model_name, request.model_version)
+        service, loop = self.service, asyncio.get_running_loop()
+        sig = service.cached_signature(ref) if self._inline_lookup else None
+        if sig is None:
+            sig = await loop.run_in_executor(self.pool, service.model_signature, ref)
+        arrays, picked = convert.decode_request(request, sig, max_bytes=self.max_message_bytes)
+        for _ in range(3):
+            future = service.submit_infer_on_loop(sig, arrays)
+            if future is not None:
+                return convert.encode_response(request, sig, await future, picked)
+            await loop.run_in_executor(self.pool, service.model_signature, sig.ref)  # evicted: load it again
+        raise FailedPrecondition(f"model {sig.ref} keeps being evicted from the cache; raise --cache-mb")
 
 
 class ReuseServicer(rgrpc.ReuseServiceServicer):

@@ -49,6 +49,15 @@ class BatchStats:
         self.max_batch_requests = max(self.max_batch_requests, n_requests)
         self.histogram[n_requests] = self.histogram.get(n_requests, 0) + 1
 
+    def merge(self, other: BatchStats) -> None:
+        """Add another batcher's counters to these."""
+        self.requests += other.requests
+        self.rows += other.rows
+        self.batches += other.batches
+        self.max_batch_requests = max(self.max_batch_requests, other.max_batch_requests)
+        for k, v in other.histogram.items():
+            self.histogram[k] = self.histogram.get(k, 0) + v
+
 
 class _Pending:
     __slots__ = ("arrays", "rows", "future")

@@ -6,6 +6,7 @@ served as the latest at once; ``NAME:VERSION`` keeps serving that version while 
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from concurrent.futures import Future
@@ -18,6 +19,7 @@ from reuse.backend.compiled import CompiledForward
 from reuse.errors import FailedPrecondition
 from reuse.serving.batcher import BatchStats, DynamicBatcher
 from reuse.serving.cache import ModelCache
+from reuse.serving.loop_batcher import LoopBatcher
 from reuse.serving.onnx_runtime import OnnxCache
 from reuse.serving.runtime_choice import RuntimeChoice, check_mode, choose
 from reuse.serving.signature import ModelSignature, check_arrays, signature_of
@@ -53,7 +55,8 @@ class ServedStats(BatchStats):
 
 
 class ServedModel:
-    """One loaded version: its signature, forward pass (and the runtime chosen for it) and batcher."""
+    """One loaded version: its signature, forward pass (and the runtime chosen for it) and batchers: a
+    thread's for callers in threads, and one on the gRPC server's event loop (made on first use)."""
 
     def __init__(self, model: Any, sig: ModelSignature, options: ServingOptions, forward: Any = None,
                  runtime: RuntimeChoice | None = None) -> None:
@@ -62,10 +65,29 @@ class ServedModel:
         self.runtime = runtime or RuntimeChoice("keras", "compiled Keras forward pass")
         self.batcher = DynamicBatcher(self.forward, max_batch_size=options.max_batch_size,
                                       max_delay_s=options.max_batch_delay_ms / 1000.0, name=f"batch-{sig.ref}")
+        self._options = options
+        self._loop_batcher: LoopBatcher | None = None
         self.nbytes = int(sum(np.prod(w.shape, dtype=np.int64) * np.dtype(w.dtype).itemsize
                               for w in model.weights))
 
+    def loop_batcher(self) -> LoopBatcher:
+        """The batcher of calls from the event loop (call on the loop)."""
+        if self._loop_batcher is None:
+            o = self._options
+            self._loop_batcher = LoopBatcher(self.forward, max_batch_size=o.max_batch_size,
+                                             max_delay_s=o.max_batch_delay_ms / 1000.0, name=f"batch-{self.signature.ref}")
+        return self._loop_batcher
+
+    def stats(self) -> BatchStats:
+        """Both batchers' counters together."""
+        s = self.batcher.stats()
+        if self._loop_batcher is not None:
+            s.merge(self._loop_batcher.stats())
+        return s
+
     def close(self) -> None:
+        if self._loop_batcher is not None:
+            self._loop_batcher.close()
         self.batcher.close(timeout=None)
 
 
@@ -150,6 +172,18 @@ class InferenceEngine:
                 continue  # evicted between lookup and submit: load again
         raise FailedPrecondition(f"model {key} keeps being evicted from the cache; raise --cache-mb")
 
+    def submit_on_loop(self, sig: ModelSignature, arrays: list[np.ndarray]) -> asyncio.Future | None:
+        """Queue one request from a coroutine on the event loop: ``arrays`` checked against ``sig``, a
+        signature this engine just returned. None when that version is not loaded (any more): load it
+        (:meth:`served`, off the loop) and call again."""
+        served = self.cache.peek(sig.ref)
+        if served is None:
+            return None
+        try:
+            return served.loop_batcher().submit(arrays)
+        except FailedPrecondition:
+            return None  # evicted between lookup and submit
+
     def infer(self, ref: str, arrays: list[np.ndarray]) -> InferResult:
         sig, future = self.submit(ref, arrays)
         return InferResult(sig, future.result())
@@ -166,7 +200,7 @@ class InferenceEngine:
         for key in self.cache.loaded():
             served = self.cache.peek(key)
             if served is not None:
-                out[key] = ServedStats(**vars(served.batcher.stats()), runtime=served.runtime.runtime,
+                out[key] = ServedStats(**vars(served.stats()), runtime=served.runtime.runtime,
                                        runtime_reason=served.runtime.reason)
         return out
 

@@ -47,6 +47,8 @@ class FolderStore(ModelStore, kind="folder"):
         lock_timeout: seconds to wait for the store lock before raising ResourceExhausted.
     """
 
+    cheap_lookups = True
+
     def __init__(self, root: str | os.PathLike[str], *, lock_timeout: float = 120.0) -> None:
         self.root = Path(root)
         self.lock_timeout = lock_timeout

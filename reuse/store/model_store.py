@@ -49,6 +49,9 @@ class ModelStore(ABC):
     """
 
     root: Where
+    # Whether resolving a name and checking it is current costs no more than a local file-system call
+    # (a folder), so a server may do it on its event loop; an object store makes network calls.
+    cheap_lookups: bool = False
 
     _backends: dict[str, type[ModelStore]] = {}
 
