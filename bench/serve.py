@@ -22,7 +22,10 @@ Each point also reports the CPU it cost per request: the server's (its process t
 client processes' own, and how busy the whole machine was (1.0: every core).
 
 Servers run at once and the load points interleave over them, so load from other processes on a shared
-machine falls on all alike; each figure is the median over --rounds.
+machine falls on all alike; each figure is the median over --rounds (of an even count, the lower
+middle one). The summary checks the targets, and for the 256-row one adds what it would cost in CPU
+cores on this machine (the client's and the empty server's CPU per request and the forward pass, at the
+target rate).
 
 Usage: python bench/serve.py [--out FILE.json] [--seconds 5] [--runtime keras,onnx] [--processes 1,2]
 """
@@ -360,6 +363,18 @@ def summary(report: dict) -> dict:
     if (e := best(empty, "rows256", "rows_per_s")) is not None and "256" in report["limit"].get("onnx", {}):
         out["rows256_empty_server"] = {"server": e[0], "rows_per_s": e[1]["rows_per_s"], "fraction_of_onnx_limit":
                                        round(e[1]["rows_per_s"] / report["limit"]["onnx"]["256"]["rows_per_s"], 3)}
+    if "rows256_empty_server" in out:
+        # What the 256-row target would cost on this machine, from this run's CPU figures: the client's own
+        # CPU and the empty server's transport per request, and the forward pass at its in-process rate.
+        lim = report["limit"]["onnx"]["256"]
+        per_s = 0.8 * lim["rows_per_s"] / BIG_ROWS
+        e = empty[out["rows256_empty_server"]["server"]]["rows256"]
+        need = {"requests_per_s": round(per_s, 1),
+                "client": round(per_s * e["client_cpu_us_per_request"] / 1e6, 2),
+                "transport": round(per_s * e["server_cpu_us_per_request"] / 1e6, 2),
+                "forward": round(per_s / lim["calls_per_s"], 2)}
+        need["total"] = round(need["client"] + need["transport"] + need["forward"], 2)
+        out["rows256_cores_needed_at_target"] = {**need, "cores": report["cpus"]}
     met = {"c32_vs_best_peer": lambda v: v >= 1.5, "rows256_fraction_of_onnx_limit": lambda v: v >= 0.8}
     out["met"] = {k: ok(out[k]) for k, ok in met.items() if k in out}
     if "c32_best_reuse" in out:
@@ -450,7 +465,8 @@ def main(argv: list[str] | None = None) -> int:
         for (section, key), results in runs.items():
             by = "rows_per_s"
             ordered = sorted(results, key=lambda r: r[by])
-            picked = {**ordered[len(ordered) // 2], "all_" + by: [r[by] for r in results]}
+            # the median; of an even count, the lower middle one (no server gains from its best round)
+            picked = {**ordered[(len(ordered) - 1) // 2], "all_" + by: [r[by] for r in results]}
             if section.startswith("limit:"):
                 report["limit"][section.split(":")[1]][key] = picked
             else:

@@ -23,7 +23,6 @@ from reuse.train.output import Prediction, PretrainOutcome, Report, TrainOutcome
 
 if TYPE_CHECKING:
     import asyncio
-    from concurrent.futures import Future
 
     import numpy as np
 
@@ -296,10 +295,6 @@ class Service(JobCalls):
     def cached_signature(self, ref: str) -> ModelSignature | None:
         """The signature of ``ref`` if it is loaded already, else None (never loads; cheap)."""
         return self.runtime.engine.cached_signature(ref)
-
-    def submit_infer(self, ref: str | ModelSignature, arrays: list[np.ndarray]) -> tuple[ModelSignature, Future]:
-        """Queue one inference (arrays in the model's input order) on the dynamic batcher."""
-        return self.runtime.engine.submit(ref, arrays)
 
     def submit_infer_on_loop(self, sig: ModelSignature, arrays: list[np.ndarray]) -> asyncio.Future | None:
         """Queue one inference from a coroutine on the gRPC server's event loop (arrays checked against

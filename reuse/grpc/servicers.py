@@ -30,7 +30,7 @@ MODEL_INFER = "/inference.GRPCInferenceService/ModelInfer"
 
 
 class InferenceServicer(igrpc.GRPCInferenceServiceServicer):
-    """KServe Open Inference Protocol v2."""
+    """KServe Open Inference Protocol v2, but ModelInfer (:class:`LoopInfer`)."""
 
     def __init__(self, service: Service, max_message_bytes: int = convert.DEFAULT_MAX_BYTES,
                  ready: Callable[[], bool] = lambda: True) -> None:
@@ -59,13 +59,6 @@ class InferenceServicer(igrpc.GRPCInferenceServiceServicer):
         runtime = self.service.serving_runtime(ref)
         return convert.metadata_response(sig, versions, platform=f"keras_{keras.backend.backend()}",
                                          parameters={"runtime": runtime.runtime, "runtime_reason": runtime.reason})
-
-    def ModelInfer(self, request: ipb.ModelInferRequest, context: Any) -> ipb.ModelInferResponse:
-        ref = convert.model_ref(request.model_name, request.model_version)
-        sig = self.service.cached_signature(ref) or self.service.model_signature(ref)
-        arrays, picked = convert.decode_request(request, sig, max_bytes=self.max_message_bytes)
-        sig, future = self.service.submit_infer(sig, arrays)
-        return convert.encode_response(request, sig, future.result(), picked)
 
 
 class LoopInfer:
