@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing as mp
+import os
 import signal
 import sys
+import threading
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -23,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 OUTPUTS = 10
 
 
-def serve(port: int, ready: mp.Event, stop: mp.Event) -> None:
+def serve(port: int, ready: mp.Event, stop: mp.Event, parent: int) -> None:
     import grpc
 
     from reuse.grpc._proto import inference_pb2 as pb
@@ -53,27 +56,37 @@ def serve(port: int, ready: mp.Event, stop: mp.Event) -> None:
         server.add_insecure_port(f"127.0.0.1:{port}")
         await server.start()
         ready.set()
-        await asyncio.get_running_loop().run_in_executor(None, stop.wait, 3600)
+        await asyncio.get_running_loop().run_in_executor(None, wait_for_stop, stop, parent)
         await server.stop(1)
 
     asyncio.run(run())
 
 
+def wait_for_stop(stop: mp.Event, parent: int, limit_s: float = 3600.0) -> None:
+    """Until the parent says stop, or is gone (killed), or the safety net's hour is over."""
+    end = time.monotonic() + limit_s
+    while not stop.wait(0.5) and os.getppid() == parent and time.monotonic() < end:
+        pass
+
+
 def main() -> int:
     port, processes = int(sys.argv[1]), int(sys.argv[2])
     ctx = mp.get_context("spawn")
-    stop = ctx.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    stop, asked = ctx.Event(), threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: asked.set())
     readies = [ctx.Event() for _ in range(processes)]
-    procs = [ctx.Process(target=serve, args=(port, r, stop)) for r in readies]
+    procs = [ctx.Process(target=serve, args=(port, r, stop, os.getpid()), daemon=True) for r in readies]
     for p in procs:
         p.start()
     for r in readies:
         r.wait(120)
     print("ready", flush=True)
-    stop.wait(3600)
+    asked.wait(3600)
+    stop.set()
     for p in procs:
         p.join(10)
+        if p.is_alive():
+            p.kill()
     return 0
 
 

@@ -63,32 +63,45 @@ class ServedModel:
         self.signature = sig
         self.forward = forward if forward is not None else CompiledForward(model)
         self.runtime = runtime or RuntimeChoice("keras", "compiled Keras forward pass")
-        self.batcher = DynamicBatcher(self.forward, max_batch_size=options.max_batch_size,
-                                      max_delay_s=options.max_batch_delay_ms / 1000.0, name=f"batch-{sig.ref}")
         self._options = options
+        self._batcher: DynamicBatcher | None = None
         self._loop_batcher: LoopBatcher | None = None
+        self._lock = threading.Lock()
         self.nbytes = int(sum(np.prod(w.shape, dtype=np.int64) * np.dtype(w.dtype).itemsize
                               for w in model.weights))
+
+    def _knobs(self) -> dict:
+        o = self._options
+        return {"max_batch_size": o.max_batch_size, "max_delay_s": o.max_batch_delay_ms / 1000.0,
+                "name": f"batch-{self.signature.ref}"}
+
+    @property
+    def batcher(self) -> DynamicBatcher:
+        """The batcher of calls from threads (its worker thread starts on first use)."""
+        with self._lock:
+            if self._batcher is None:
+                self._batcher = DynamicBatcher(self.forward, **self._knobs())
+            return self._batcher
 
     def loop_batcher(self) -> LoopBatcher:
         """The batcher of calls from the event loop (call on the loop)."""
         if self._loop_batcher is None:
-            o = self._options
-            self._loop_batcher = LoopBatcher(self.forward, max_batch_size=o.max_batch_size,
-                                             max_delay_s=o.max_batch_delay_ms / 1000.0, name=f"batch-{self.signature.ref}")
+            self._loop_batcher = LoopBatcher(self.forward, **self._knobs())
         return self._loop_batcher
 
     def stats(self) -> BatchStats:
         """Both batchers' counters together."""
-        s = self.batcher.stats()
-        if self._loop_batcher is not None:
-            s.merge(self._loop_batcher.stats())
+        s = BatchStats()
+        for b in (self._batcher, self._loop_batcher):
+            if b is not None:
+                s.merge(b.stats())
         return s
 
     def close(self) -> None:
         if self._loop_batcher is not None:
             self._loop_batcher.close()
-        self.batcher.close(timeout=None)
+        if self._batcher is not None:
+            self._batcher.close(timeout=None)
 
 
 class InferenceEngine:
