@@ -122,14 +122,20 @@ class LoopBatcher:
             return
         if self._thread is None:
             self._thread = ThreadPoolExecutor(1, thread_name_prefix=self._name)
-        started = time.perf_counter()
-        task = loop.run_in_executor(self._thread, self._forward, inputs)
-        task.add_done_callback(lambda t: self._done(batch, None if t.exception() else t.result(), t.exception(),
-                                                    time.perf_counter() - started))
+        task = loop.run_in_executor(self._thread, self._timed, inputs)
+        task.add_done_callback(lambda t: self._done(batch, None, t.exception(), took=0.0) if t.exception()
+                               else self._done(batch, *t.result()))
+
+    def _timed(self, inputs: list[np.ndarray]) -> tuple[list[np.ndarray], None, float]:
+        """The pass in the batcher's thread, timed there (the hand-off is not the pass's cost)."""
+        t0 = time.perf_counter()
+        outs = self._forward(inputs)
+        return outs, None, time.perf_counter() - t0
 
     def _done(self, batch: list, outs: list[np.ndarray] | None, exc: BaseException | None, took: float) -> None:
         self._running = False
-        self._forward_s = took if self._forward_s == float("inf") else 0.8 * self._forward_s + 0.2 * took
+        if took:  # a failed pass in the thread leaves the average as it was
+            self._forward_s = took if self._forward_s == float("inf") else 0.8 * self._forward_s + 0.2 * took
         if exc is None:
             self._stats.add(len(batch), sum(b[1] for b in batch))
             start = 0
