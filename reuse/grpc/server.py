@@ -2,9 +2,9 @@
 
 The server is ``grpc.aio`` on an event loop of its own thread. ModelInfer is a coroutine on that loop
 and concurrent requests merge in the model's loop batcher, with no thread per request: measured with
-bench/serve.py on the 2-core benchmark machine, grpc's thread-pool server cost about 300 us of CPU per
-single-row call with an empty handler and the asyncio one far less, and our ModelInfer on the thread pool
-(a thread blocked per request, a batcher thread) cost as much again. The other calls keep their plain
+bench/serve.py on the 2-core benchmark machine at concurrency 32, an empty-handler asyncio server
+answered about 1.5x the calls of grpc's thread-pool one, and our ModelInfer on the thread pool (a thread
+blocked per request, a batcher thread) cost 647 us of server CPU per call against 290 us here. The other calls keep their plain
 servicers and run in a thread pool (reuse.grpc.aio_bridge).
 
 ``run_server`` is what ``reuse serve`` calls: it serves until SIGTERM or SIGINT, then stops accepting
