@@ -31,22 +31,25 @@ def declared_bytes(ds: h5py.Dataset) -> int:
     return int(np.prod(ds.shape, dtype=np.int64)) * ds.dtype.itemsize if ds.shape else ds.dtype.itemsize
 
 
-def check_dataset(ds: h5py.Dataset, where: Where, error: type[ReuseError]) -> None:
+def check_dataset(ds: h5py.Dataset, where: Where, error: type[ReuseError],
+                  max_bytes: int = MAX_DATASET_BYTES) -> None:
     """Refuse a dataset stored outside the file or declaring an absurd size, before reading it.
 
     Args:
         ds: the dataset. where: how messages name the file. error: the exception type to raise.
+        max_bytes: the largest declared size allowed (data files read by slice allow more).
     """
     if ds.is_virtual or ds.external:
         raise error(f"{where}: dataset {ds.name} points outside the file; refused")
     nbytes = declared_bytes(ds)
-    if nbytes > MAX_DATASET_BYTES:
-        raise error(f"{where}: dataset {ds.name} declares {nbytes} bytes (limit {MAX_DATASET_BYTES}); refused")
+    if nbytes > max_bytes:
+        raise error(f"{where}: dataset {ds.name} declares {nbytes} bytes (limit {max_bytes}); refused")
     if nbytes > BOMB_FLOOR_BYTES and nbytes > MAX_EXPANSION * max(ds.id.get_storage_size(), 1):
         raise error(f"{where}: dataset {ds.name} declares {nbytes} bytes but stores far fewer; refused")
 
 
-def check_tree(group: h5py.Group, where: Where, error: type[ReuseError]) -> list[h5py.Dataset]:
+def check_tree(group: h5py.Group, where: Where, error: type[ReuseError],
+               max_bytes: int = MAX_DATASET_BYTES) -> list[h5py.Dataset]:
     """Refuse soft and external links at any depth below ``group``; return its datasets, each checked.
 
     Raises:
@@ -64,6 +67,6 @@ def check_tree(group: h5py.Group, where: Where, error: type[ReuseError]) -> list
     for name, _ in links:
         obj = group.get(name)
         if isinstance(obj, h5py.Dataset):
-            check_dataset(obj, where, error)
+            check_dataset(obj, where, error, max_bytes)
             found.append(obj)
     return found

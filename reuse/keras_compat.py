@@ -7,6 +7,8 @@ When Keras changes one of these, this module is the one to fix (the training and
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 
@@ -70,3 +72,43 @@ def is_layer(op: Any) -> bool:
     """Whether a graph operation is a layer (one :func:`all_layers` can walk) rather than a bare op
     (a ``keras.ops`` call in a functional graph)."""
     return hasattr(op, "_flatten_layers")
+
+
+def takes_training(layer: Any) -> bool:
+    """Whether ``layer``'s ``call`` has a ``training`` argument (it behaves differently while training)."""
+    import inspect
+
+    try:
+        return "training" in inspect.signature(type(layer).call).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+@contextmanager
+def inference_mode(layers: list[Any]) -> Iterator[None]:
+    """Within the block, ``layers`` run as in inference (``training=False``) whatever their caller asks.
+
+    Why not public: Keras passes a model's ``training`` flag to every layer it calls, and has no
+    per-layer switch except for batch normalisation (``trainable=False``). A frozen base called with
+    ``training=False``, as the Keras transfer-learning guide does, is not available inside one graph, so
+    each layer's bound ``call`` is shadowed by one that passes ``training=False`` (an instance attribute
+    set past Keras' attribute tracking), and removed afterwards. Graphs traced inside the block keep it.
+    """
+    import functools
+
+    done = []
+    try:
+        for layer in layers:
+            original = layer.call
+
+            @functools.wraps(original)
+            def call(*args: Any, _original: Any = original, **kwargs: Any) -> Any:
+                kwargs["training"] = False
+                return _original(*args, **kwargs)
+
+            object.__setattr__(layer, "call", call)
+            done.append(layer)
+        yield
+    finally:
+        for layer in done:
+            object.__delattr__(layer, "call")

@@ -37,6 +37,30 @@ class LoopRunner(Protocol):
         ...
 
 
+class ChunkLoopRunner(Protocol):
+    """A training run driven from the host a chunk of rows at a time (data not in memory whole)."""
+
+    def train(self, xc: Any, yc: np.ndarray) -> tuple[float, float]:
+        """The optimizer steps over one chunk's rows in order; sums of loss x rows and of the metric."""
+        ...
+
+    def evaluate(self, xb: Any, yb: np.ndarray) -> tuple[float, float, float]:
+        """Inference-mode sums of loss and metric over a batch, and the regularisation terms."""
+        ...
+
+    def snapshot(self, variables: list[Any]) -> list[np.ndarray]:
+        """The current values of ``variables`` (some of the run's), as arrays."""
+        ...
+
+    def restore(self, variables: list[Any], values: list[np.ndarray]) -> None:
+        """Set ``variables`` back to ``values`` (a :meth:`snapshot`)."""
+        ...
+
+    def finish(self) -> None:
+        """Leave the trained values in the Keras variables."""
+        ...
+
+
 @runtime_checkable
 class Backend(Protocol):
     """What a backend module provides.
@@ -67,6 +91,14 @@ class Backend(Protocol):
 
     def Runner(self, spec: LoopSpec) -> LoopRunner:  # noqa: N802 (a class in the backend module)
         """The compiled training loop of ``spec``."""
+        ...
+
+    def ChunkRunner(self, spec: LoopSpec) -> ChunkLoopRunner:  # noqa: N802 (a class in the backend module)
+        """The training loop of ``spec`` driven from the host a chunk of rows at a time."""
+        ...
+
+    def permutation(self, n: int, seed: int, epoch: int) -> np.ndarray:
+        """The order of ``n`` rows in ``epoch`` of a run seeded ``seed`` (the compiled loop's own)."""
         ...
 
 

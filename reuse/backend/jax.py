@@ -44,8 +44,9 @@ def _total(losses: list[Any]) -> Any:
     return sum((jnp.asarray(x, jnp.float32) for x in losses), jnp.float32(0.0))
 
 
-class Runner:
-    """Runs epochs up to ``stop`` per call; the state pytree stays on the device between calls."""
+class _Steps:
+    """The stateless optimizer step both loops run: the weights, slots and bookkeeping in one pytree
+    (``carry``), each batch optionally split over every device (data parallel)."""
 
     def __init__(self, spec: LoopSpec) -> None:
         self.s = spec
@@ -64,22 +65,15 @@ class Runner:
             "epoch": jnp.int32(0), "stopped": jnp.bool_(False),
             "best": jnp.float32(jnp.inf), "best_epoch": jnp.int32(-1), "wait": jnp.int32(0),
         }
-        # x is one array, or a tuple (one per model input) indexed alike: a pytree either way.
-        self.data = [map_arrays(jnp.asarray, spec.x), jnp.asarray(spec.y)]
-        if spec.has_val:
-            self.data += [map_arrays(jnp.asarray, spec.xv), jnp.asarray(spec.yv)]
-        self.batch_sharding = None
+        self.batch_sharding = self.replicated = None
         if spec.data_parallel:
             from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
             mesh = Mesh(np.array(jax.devices()), ("batch",))
             self.batch_sharding = NamedSharding(mesh, PartitionSpec("batch"))
-            replicated = NamedSharding(mesh, PartitionSpec())
-            self.carry = jax.device_put(self.carry, replicated)
-            self.data = jax.device_put(self.data, replicated)
-        self._fn = jax.jit(self._run)
+            self.replicated = NamedSharding(mesh, PartitionSpec())
+            self.carry = jax.device_put(self.carry, self.replicated)
 
-    # -- the compiled body ---------------------------------------------------------------------
     def _loss(self, t: list[Any], st: list[Any], xb: Any, yb: Any, w: Any) -> tuple[Any, tuple[list[Any], Any]]:
         s = self.s
         p, new, losses = stateless_forward(s.forward, self.all_vars, t + st, xb, True)
@@ -94,6 +88,35 @@ class Runner:
         t, o = self.s.optimizer.stateless_apply(c["o"], grads, c["t"])
         return {**c, "t": t, "s": st, "o": o}, loss, hits
 
+    def _write_back(self, t: list[Any], st: list[Any]) -> None:
+        s, c = self.s, self.carry
+        for v, val in zip(s.train_vars, t, strict=True):
+            v.assign(val)
+        for v, val in zip(s.state_vars, st, strict=True):
+            v.assign(val)
+        for v, val in zip(s.optimizer.variables, c["o"], strict=True):
+            v.assign(val)
+
+
+def permutation(n: int, seed: int, epoch: int) -> np.ndarray:
+    """The order of the rows in ``epoch``: the same one the compiled whole-run loop draws."""
+    return np.asarray(jax.random.permutation(jax.random.fold_in(jax.random.key(seed), jnp.int32(epoch)), n))
+
+
+class Runner(_Steps):
+    """Runs epochs up to ``stop`` per call; the state pytree stays on the device between calls."""
+
+    def __init__(self, spec: LoopSpec) -> None:
+        super().__init__(spec)
+        # x is one array, or a tuple (one per model input) indexed alike: a pytree either way.
+        self.data = [map_arrays(jnp.asarray, spec.x), jnp.asarray(spec.y)]
+        if spec.has_val:
+            self.data += [map_arrays(jnp.asarray, spec.xv), jnp.asarray(spec.yv)]
+        if self.replicated is not None:
+            self.data = jax.device_put(self.data, self.replicated)
+        self._fn = jax.jit(self._run)
+
+    # -- the compiled body ---------------------------------------------------------------------
     def _epoch(self, c: dict[str, Any], x: Any, y: Any) -> tuple[dict[str, Any], Any]:
         s = self.s
         n, b = s.n, s.batch
@@ -186,13 +209,85 @@ class Runner:
         c, s = self.carry, self.s
         best = int(c["best_epoch"]) if s.patience is not None else -1
         use_best = s.keep_best and best >= 0
-        for v, val in zip(s.train_vars, c["bt"] if use_best else c["t"], strict=True):
-            v.assign(val)
-        for v, val in zip(s.state_vars, c["bs"] if use_best else c["s"], strict=True):
-            v.assign(val)
-        for v, val in zip(s.optimizer.variables, c["o"], strict=True):
-            v.assign(val)
+        self._write_back(c["bt"] if use_best else c["t"], c["bs"] if use_best else c["s"])
         return best if best >= 0 else None
+
+
+class ChunkRunner(_Steps):
+    """Epochs driven from the host over chunks of rows (data that is not in memory whole): each call
+    runs the steps over one chunk in one jitted call. A chunk is padded to ``spec.chunk_rows`` rows and
+    the padding masked, so one trace serves every chunk; a short last batch of a network that mixes
+    rows in training (batch normalisation) gets its own exact-shape step instead, as in :class:`Runner`."""
+
+    def __init__(self, spec: LoopSpec) -> None:
+        super().__init__(spec)
+        self._train = jax.jit(self._train_chunk)
+        self._one = jax.jit(self._step)
+        self._eval: Any = None
+
+    def _train_chunk(self, c: dict[str, Any], xc: Any, yc: Any, w: Any, steps: Any) -> tuple[Any, Any, Any]:
+        b = self.s.batch
+
+        def body(i: Any, acc: tuple[Any, Any, Any]) -> tuple[Any, Any, Any]:
+            cc, tot, score = acc
+            xb = map_arrays(lambda a: lax.dynamic_slice_in_dim(a, i * b, b), xc)
+            wb = lax.dynamic_slice_in_dim(w, i * b, b)
+            cc, loss, hits = self._step(cc, xb, lax.dynamic_slice_in_dim(yc, i * b, b), wb)
+            return cc, tot + loss * jnp.sum(wb), score + hits
+
+        return lax.fori_loop(0, steps, body, (c, jnp.float32(0.0), jnp.float32(0.0)))
+
+    def train(self, xc: Any, yc: np.ndarray) -> tuple[float, float]:
+        """Steps over one chunk's rows, in order; the sums of loss x rows and of the metric."""
+        b, m = self.s.batch, len(yc)
+        full = m // b
+        exact_tail = bool(m % b) and self.mixes_rows
+        steps = full if exact_tail else -(-m // b)
+        size = max(self.s.chunk_rows or m, steps * b)
+        pad = lambda a: np.concatenate([a, np.zeros((size - len(a), *a.shape[1:]), a.dtype)])  # noqa: E731
+        w = (np.arange(size) < (full * b if exact_tail else m)).astype(np.float32)
+        c, tot, score = self._train(self.carry, map_arrays(pad, xc), pad(yc), w, jnp.int32(steps))
+        if exact_tail:
+            tail = slice(full * b, m)
+            c, loss, hits = self._one(c, map_arrays(lambda a: a[tail], xc), yc[tail],
+                                      jnp.ones((m - full * b,), jnp.float32))
+            tot, score = tot + loss * (m - full * b), score + hits
+        self.carry = c
+        return float(tot), float(score)
+
+    def _evaluate_batch(self, values: list[Any], xb: Any, yb: Any, w: Any) -> Any:
+        s = self.s
+        p, _, losses = stateless_forward(s.forward, self.all_vars, values, xb, False)
+        return jnp.stack([jnp.sum(w * s.task.loss(yb, p)), jnp.sum(w * s.task.score(yb, p)), _total(losses)])
+
+    def evaluate(self, xb: Any, yb: np.ndarray) -> tuple[float, float, float]:
+        """Inference-mode sums of the loss and the metric over a batch (padded to a power of two, the
+        padding masked), and the regularisation terms."""
+        from reuse.backend.compiled import bucket
+
+        m = len(yb)
+        size = bucket(m)
+        pad = lambda a: np.concatenate([a, np.zeros((size - m, *a.shape[1:]), a.dtype)])  # noqa: E731
+        w = (np.arange(size) < m).astype(np.float32)
+        if self._eval is None:
+            self._eval = jax.jit(self._evaluate_batch)
+        out = np.asarray(self._eval(self.carry["t"] + self.carry["s"], map_arrays(pad, xb), pad(yb), w))
+        return float(out[0]), float(out[1]), float(out[2])
+
+    def snapshot(self, variables: list[Any]) -> list[np.ndarray]:
+        values = {id(v): val for v, val in zip(self.all_vars, self.carry["t"] + self.carry["s"], strict=True)}
+        return [np.asarray(values[id(v)]) for v in variables]
+
+    def restore(self, variables: list[Any], values: list[np.ndarray]) -> None:
+        where = {id(v): i for i, v in enumerate(self.all_vars)}
+        merged = list(self.carry["t"] + self.carry["s"])
+        for v, val in zip(variables, values, strict=True):
+            merged[where[id(v)]] = jnp.asarray(val)
+        self.carry = {**self.carry, "t": merged[:self.nt], "s": merged[self.nt:]}
+
+    def finish(self) -> None:
+        """Write the trained values back into the Keras variables."""
+        self._write_back(self.carry["t"], self.carry["s"])
 
 
 def limit_threads(threads: int) -> None:

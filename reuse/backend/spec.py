@@ -52,9 +52,10 @@ class Objective(Protocol):
 
 @dataclass
 class LoopSpec:
-    """A training run as the loop sees it: arrays in memory, variables to train, and the rules.
+    """A training run as the loop sees it: the data, the variables to train, and the rules.
 
-    ``x``/``xv`` are one array or a tuple of arrays (one per input of ``forward``, the same rows).
+    ``x``/``xv`` are one array or a tuple of arrays (one per input of ``forward``, the same rows); for
+    the streamed loop (:mod:`reuse.train.stream_loop`) they may be row sources (:mod:`reuse.data.rows`).
     ``train_vars`` are updated by the optimizer; ``state_vars`` are every other variable the forward
     pass reads or updates (frozen weights, moving statistics, random seed states). ``patience`` ``None``
     disables early stopping; training always stops when the training loss stops being finite.
@@ -76,6 +77,7 @@ class LoopSpec:
     patience: int | None = None
     restore_best: bool = True
     data_parallel: bool = False  # shard each batch over every device (JAX)
+    chunk_rows: int | None = None  # streamed loop: rows per chunk (a multiple of the batch)
 
     @property
     def n(self) -> int:

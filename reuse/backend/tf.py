@@ -40,33 +40,20 @@ def _sum_losses(losses: list[Any]) -> Any:
     return tf.add_n([tf.cast(x, tf.float32) for x in losses]) if losses else 0.0
 
 
-class Runner:
-    """Runs epochs ``[start, stop)`` of ``spec`` per call; state lives in TF variables between calls."""
+class Stepper:
+    """One optimizer step on a batch, for both loops (the whole run compiled, and chunks from the host).
+
+    The tape watches trainable variables itself; frozen-flagged ones we train (batch-norm scale and
+    offset during fine-tuning) are watched explicitly.
+    """
 
     def __init__(self, spec: LoopSpec) -> None:
         self.s = spec
-        # x is one tensor, or a tuple (one per model input) indexed alike.
-        self.x = map_arrays(tf.convert_to_tensor, spec.x)
-        self.y = tf.convert_to_tensor(spec.y)
-        self.xv = map_arrays(tf.convert_to_tensor, spec.xv) if spec.has_val else None
-        self.yv = tf.convert_to_tensor(spec.yv) if spec.has_val else None
         spec.optimizer.build(spec.train_vars)
         self.fused = FusedUpdate.for_optimizer(spec.optimizer, spec.train_vars)
-        self.hist = tf.Variable(tf.fill([spec.epochs, 4], float("nan")), trainable=False)
-        self.epoch = tf.Variable(0, dtype=tf.int32, trainable=False)
-        self.stopped = tf.Variable(False, trainable=False)
-        self.best = tf.Variable(float("inf"), trainable=False)
-        self.best_epoch = tf.Variable(-1, dtype=tf.int32, trainable=False)
-        self.wait = tf.Variable(0, dtype=tf.int32, trainable=False)
-        # The tape watches trainable variables itself; frozen-flagged ones we train (batch-norm scale
-        # and offset during fine-tuning) must be watched explicitly.
         self.unwatched = [v.value for v in spec.train_vars if not v.trainable]
-        self.kept = spec.train_vars + spec.state_vars if spec.keep_best else []
-        self.copies = [tf.Variable(v.value, trainable=False) for v in self.kept]
-        self._fn = tf.function(self._run, autograph=False, jit_compile=False)
 
-    # -- the compiled body ---------------------------------------------------------------------
-    def _step(self, xb: Any, yb: Any) -> tuple[Any, Any]:
+    def step(self, xb: Any, yb: Any) -> tuple[Any, Any]:
         s = self.s
         with tf.GradientTape() as tape:
             if self.unwatched:
@@ -80,6 +67,35 @@ class Runner:
         s.optimizer.apply(grads, s.train_vars)
         return loss, tf.reduce_sum(s.task.score(yb, p))
 
+
+def permutation(n: int, seed: int, epoch: int) -> np.ndarray:
+    """The order of the rows in ``epoch``: the same one the compiled whole-run loop draws."""
+    key = tf.stack([tf.constant(seed, tf.int32), tf.constant(epoch, tf.int32)])
+    return tf.argsort(tf.random.stateless_uniform([n], seed=key)).numpy()
+
+
+class Runner:
+    """Runs epochs ``[start, stop)`` of ``spec`` per call; state lives in TF variables between calls."""
+
+    def __init__(self, spec: LoopSpec) -> None:
+        self.s = spec
+        # x is one tensor, or a tuple (one per model input) indexed alike.
+        self.x = map_arrays(tf.convert_to_tensor, spec.x)
+        self.y = tf.convert_to_tensor(spec.y)
+        self.xv = map_arrays(tf.convert_to_tensor, spec.xv) if spec.has_val else None
+        self.yv = tf.convert_to_tensor(spec.yv) if spec.has_val else None
+        self.stepper = Stepper(spec)
+        self.hist = tf.Variable(tf.fill([spec.epochs, 4], float("nan")), trainable=False)
+        self.epoch = tf.Variable(0, dtype=tf.int32, trainable=False)
+        self.stopped = tf.Variable(False, trainable=False)
+        self.best = tf.Variable(float("inf"), trainable=False)
+        self.best_epoch = tf.Variable(-1, dtype=tf.int32, trainable=False)
+        self.wait = tf.Variable(0, dtype=tf.int32, trainable=False)
+        self.kept = spec.train_vars + spec.state_vars if spec.keep_best else []
+        self.copies = [tf.Variable(v.value, trainable=False) for v in self.kept]
+        self._fn = tf.function(self._run, autograph=False, jit_compile=False)
+
+    # -- the compiled body ---------------------------------------------------------------------
     def _epoch(self, e: Any) -> Any:
         s = self.s
         n, b = s.n, s.batch
@@ -95,7 +111,8 @@ class Runner:
             start = i * b
             size = tf.minimum(b, n - start)
             idx = tf.slice(perm, [start], [size])
-            loss, hits = self._step(map_arrays(lambda a: tf.gather(a, idx), self.x), tf.gather(self.y, idx))
+            loss, hits = self.stepper.step(map_arrays(lambda a: tf.gather(a, idx), self.x),
+                                           tf.gather(self.y, idx))
             return i + 1, tot + loss * tf.cast(size, tf.float32), score + hits
 
         _, tot, score = tf.while_loop(lambda i, *_: i < s.steps_per_epoch, body,
@@ -175,6 +192,60 @@ class Runner:
             for c, v in zip(self.copies, self.kept, strict=True):
                 v.assign(c.value())
         return best if best >= 0 else None
+
+
+class ChunkRunner:
+    """Epochs driven from the host over chunks of rows (data that is not in memory whole): each call
+    runs the optimizer steps over one chunk, in order, in one compiled call (:class:`Stepper`)."""
+
+    def __init__(self, spec: LoopSpec) -> None:
+        self.s = spec
+        self.stepper = Stepper(spec)
+        self._train = tf.function(self._train_chunk, autograph=False, jit_compile=False, reduce_retracing=True)
+        self._eval: Any = None
+
+    def _train_chunk(self, xc: Any, yc: Any) -> Any:
+        b = self.s.batch
+        m = tf.shape(yc)[0]
+
+        def body(i: Any, tot: Any, score: Any) -> tuple[Any, Any, Any]:
+            start = i * b
+            size = tf.minimum(b, m - start)
+            loss, hits = self.stepper.step(map_arrays(lambda a: a[start:start + size], xc), yc[start:start + size])
+            return i + 1, tot + loss * tf.cast(size, tf.float32), score + hits
+
+        steps = (m + b - 1) // b
+        _, tot, score = tf.while_loop(lambda i, *_: i < steps, body,
+                                      (tf.constant(0), tf.constant(0.0), tf.constant(0.0)))
+        return tf.stack([tot, score])
+
+    def train(self, xc: Any, yc: np.ndarray) -> tuple[float, float]:
+        """Steps over one chunk's rows, in order; the sums of loss x rows and of the metric."""
+        out = self._train(map_arrays(tf.convert_to_tensor, xc), tf.convert_to_tensor(yc)).numpy()
+        return float(out[0]), float(out[1])
+
+    def _evaluate_batch(self, xb: Any, yb: Any) -> Any:
+        s = self.s
+        p = s.forward(xb, False)
+        return tf.stack([tf.reduce_sum(s.task.loss(yb, p)), tf.reduce_sum(s.task.score(yb, p)),
+                         tf.cast(_sum_losses(s.forward.losses()), tf.float32)])
+
+    def evaluate(self, xb: Any, yb: np.ndarray) -> tuple[float, float, float]:
+        """Inference-mode sums of the loss and the metric over a batch, and the regularisation terms."""
+        if self._eval is None:
+            self._eval = tf.function(self._evaluate_batch, autograph=False, reduce_retracing=True)
+        out = self._eval(map_arrays(tf.convert_to_tensor, xb), tf.convert_to_tensor(yb)).numpy()
+        return float(out[0]), float(out[1]), float(out[2])
+
+    def snapshot(self, variables: list[Any]) -> list[np.ndarray]:
+        return [v.numpy() for v in variables]
+
+    def restore(self, variables: list[Any], values: list[np.ndarray]) -> None:
+        for v, val in zip(variables, values, strict=True):
+            v.assign(val)
+
+    def finish(self) -> None:
+        """Nothing to write back: the steps update the Keras variables in place."""
 
 
 def limit_threads(threads: int) -> None:

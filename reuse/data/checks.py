@@ -8,7 +8,13 @@ from typing import Any
 import numpy as np
 
 from reuse.data.dataset import Dataset
+from reuse.data.rows import RowSource, fingerprint, is_lazy, read_range
 from reuse.errors import InvalidInput
+
+# A row source whose checked array takes at most this share of what the memory budget leaves is read
+# into memory when it is checked (one read, then every pass runs in memory); a larger one stays a source
+# and each batch is checked as a pass reads it (:class:`CheckedRows`).
+IN_MEMORY_SHARE = 0.25
 
 
 @dataclass(frozen=True)
@@ -104,7 +110,9 @@ def check_for_model(ds: Dataset, model: Any, *, kind: OutputKind | None = None,
     array keeps its input's dtype: float inputs get float32 (or the input's float type), integer inputs
     (token ids) their integer type; floats with fractions are refused for integer inputs. Flat rows are
     reshaped to an input's shape when the value counts agree (a CSV row of 784 values for a (28, 28)
-    input).
+    input). A row source (:mod:`reuse.data.rows`) is read into memory here when its checked array fits
+    :data:`IN_MEMORY_SHARE` of what the memory budget leaves; otherwise it stays a source whose batches are
+    checked as they are read (:class:`CheckedRows`).
 
     Raises:
         InvalidInput: a missing input array, wrong feature count or shape, NaN or infinite values,
@@ -164,30 +172,76 @@ def _match_inputs(ds: Dataset, specs: list[InputSpec], model_name: str) -> dict[
     return {n: arrays[n] for n in names}
 
 
-def _check_input(src: str, model_name: str, spec: InputSpec, x: np.ndarray, where: str) -> np.ndarray:
-    if x.dtype.kind not in "biuf":
-        raise InvalidInput(f"{src}: {where}features have type {x.dtype}; expected numbers")
+def _check_input(src: str, model_name: str, spec: InputSpec, x: Any, where: str) -> Any:
+    if np.dtype(x.dtype).kind not in "biuf":
+        raise InvalidInput(f"{src}: {where}features have type {np.dtype(x.dtype)}; expected numbers")
     want = spec.shape
     got = tuple(x.shape[1:])
     if not _shape_fits(got, want):
         known = all(d is not None for d in want)
-        if known and int(np.prod(got, dtype=np.int64)) == int(np.prod(want, dtype=np.int64)):
-            x = x.reshape((x.shape[0], *want))
-        else:
+        if not (known and int(np.prod(got, dtype=np.int64)) == int(np.prod(want, dtype=np.int64))):
             raise InvalidInput(
                 f"{src}: {where}samples have shape {got} ({int(np.prod(got, dtype=np.int64))} values); model "
                 f"{model_name!r} expects {_fmt(want)}")
+    if is_lazy(x):
+        if not _fits_in_memory(x, spec):
+            return CheckedRows(x, spec, src, where)
+        x = read_range(x, 0, len(x))
+    return _checked_values(src, spec, x, where)
+
+
+def _target_dtype(spec: InputSpec) -> np.dtype:
+    if spec.integer:
+        return np.dtype(spec.dtype)
+    return np.dtype(spec.dtype) if np.dtype(spec.dtype).kind == "f" else np.dtype(np.float32)
+
+
+def _fits_in_memory(x: Any, spec: InputSpec) -> bool:
+    from reuse.memory import process_budget
+
+    width = int(np.prod(x.shape[1:], dtype=np.int64)) * max(_target_dtype(spec).itemsize, np.dtype(x.dtype).itemsize)
+    return len(x) * width <= process_budget().available() * IN_MEMORY_SHARE
+
+
+def _checked_values(src: str, spec: InputSpec, x: np.ndarray, where: str, rows: np.ndarray | None = None
+                    ) -> np.ndarray:
+    """``x`` reshaped to the input's shape, typed, and checked (finite; integers where the input takes
+    them). ``rows``: the data set's row numbers of ``x``'s rows, for messages (default 0..)."""
+    want = spec.shape
+    if not _shape_fits(tuple(x.shape[1:]), want):
+        x = x.reshape((x.shape[0], *want))
     if spec.integer:
         return _as_integers(src, spec, x, where)
-    dtype = np.dtype(spec.dtype) if np.dtype(spec.dtype).kind == "f" else np.dtype(np.float32)
-    x = np.ascontiguousarray(x, dtype=dtype)
+    x = np.ascontiguousarray(x, dtype=_target_dtype(spec))
     bad = ~np.isfinite(x)
     if bad.any():
-        rows = np.flatnonzero(bad.reshape(len(x), -1).any(axis=1))
+        bad_rows = np.flatnonzero(bad.reshape(len(x), -1).any(axis=1))
+        first = int(bad_rows[0] if rows is None else rows[bad_rows[0]])
         what = "NaN" if np.isnan(x).any() else "infinite"
-        raise InvalidInput(f"{src}: {where}{int(bad.sum())} {what} feature value(s) in {len(rows)} sample(s) "
-                           f"(first at row {int(rows[0])}); expected finite numbers")
+        raise InvalidInput(f"{src}: {where}{int(bad.sum())} {what} feature value(s) in {len(bad_rows)} sample(s) "
+                           f"(first at row {first}); expected finite numbers")
     return x
+
+
+class CheckedRows(RowSource):
+    """A row source as a model input takes it: each batch read is reshaped, typed and checked like an
+    array in memory (:func:`check_features`); a bad value stops the pass, naming its row."""
+
+    def __init__(self, base: Any, spec: InputSpec, source: str, where: str) -> None:
+        self.base, self.spec, self.src, self.where = base, spec, source, where
+        shape = tuple(base.shape[1:])
+        self.shape = (len(base), *(shape if _shape_fits(shape, spec.shape) else spec.shape))
+        self.dtype = _target_dtype(spec)
+        self.source = getattr(base, "source", source)
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def fingerprint(self) -> str:
+        return f"{fingerprint(self.base)}\0{self.spec}"
+
+    def read(self, index: np.ndarray) -> np.ndarray:
+        return _checked_values(self.src, self.spec, self.base.read(index), self.where, rows=np.asarray(index))
 
 
 def _as_integers(src: str, spec: InputSpec, x: np.ndarray, where: str) -> np.ndarray:

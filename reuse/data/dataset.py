@@ -1,16 +1,23 @@
-"""The in-memory data set, its labels and its splits (:mod:`reuse.data.load` turns a data spec into one)."""
+"""A data set, its labels and its splits (:mod:`reuse.data.load` turns a data spec into one).
+
+Labels are always in memory (one number, or one target row, per sample); features are arrays in memory
+or row sources read a batch at a time (:mod:`reuse.data.rows`).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
+from reuse.data.rows import IndexedRows, is_lazy
 from reuse.errors import InvalidInput
 
-# One feature array, or several named ones (a model with several inputs), all with one row per sample.
-Features = np.ndarray | Mapping[str, np.ndarray]
+# One feature array, or several named ones (a model with several inputs), all with one row per sample;
+# each an array in memory or a row source (reuse.data.rows.Rows).
+Features = np.ndarray | Mapping[str, np.ndarray] | Any
 
 
 @dataclass(frozen=True, eq=False)
@@ -20,13 +27,15 @@ class Dataset:
     ``x`` is one array, or a mapping of names to arrays for a model with several inputs (a file's
     arrays named after the model's inputs: ``x_left``, ``x_right``); every array has one row per
     sample. ``class_names`` is set when labels were remapped to 0..k-1 (``class_names[i]`` is the
-    original label of class ``i``); it is recorded with every model trained on the set.
+    original label of class ``i``); it is recorded with every model trained on the set. ``skipped``
+    names the files a loader left out on request (``images:DIR?...&bad=skip``), each with why.
     """
 
     x: Features
     y: np.ndarray | None
     source: str
     class_names: tuple[str, ...] | None = None
+    skipped: tuple[str, ...] = ()
 
     @property
     def named(self) -> bool:
@@ -48,9 +57,18 @@ class Dataset:
             return {k: tuple(int(d) for d in a.shape[1:]) for k, a in self.x.items()}
         return tuple(int(d) for d in self.x.shape[1:])
 
+    @property
+    def lazy(self) -> bool:
+        """Whether any feature array is a row source (read a batch at a time) rather than in memory."""
+        return any(is_lazy(a) for a in self.arrays.values())
+
     def take(self, index: np.ndarray, source: str | None = None) -> Dataset:
-        """The rows at ``index`` (a NumPy index array), as a new data set (every array alike)."""
-        x = ({k: a[index] for k, a in self.x.items()} if isinstance(self.x, Mapping) else self.x[index])
+        """The rows at ``index`` (a NumPy index array), as a new data set (every array alike); a row
+        source stays one (a view of those rows), nothing is read."""
+        def pick(a: Any) -> Any:
+            return IndexedRows(a, index) if is_lazy(a) else a[index]
+
+        x = ({k: pick(a) for k, a in self.x.items()} if isinstance(self.x, Mapping) else pick(self.x))
         return replace(self, x=x, y=None if self.y is None else self.y[index], source=source or self.source)
 
 

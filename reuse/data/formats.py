@@ -13,6 +13,7 @@ from reuse.text import ECHO_LIMIT, cut
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 ZIP_MAGIC = b"PK\x03\x04"
+NPY_MAGIC = b"\x93NUMPY"
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,7 @@ class DataFormat:
 
 FORMATS: dict[str, DataFormat] = {f.name: f for f in (
     DataFormat("npz", (".npz",), ZIP_MAGIC),
+    DataFormat("npy", (".npy",), NPY_MAGIC),
     DataFormat("csv", (".csv",), None),
     DataFormat("h5", (".h5", ".hdf5"), HDF5_MAGIC),
 )}
@@ -42,7 +44,7 @@ def data_file_format(path: Path) -> str:
     fmt = format_of(path)
     if fmt is None:
         raise InvalidInput(f"{path}: unknown data format {path.suffix.lower() or '(no suffix)'!r}; expected .npz, "
-                           ".csv, .h5 or builtin:digits / builtin:blobs")
+                           ".npy, .csv, .h5, images:DIR?size=H,W or builtin:digits / builtin:blobs")
     return fmt
 
 

@@ -18,8 +18,11 @@ def load_data(spec: str | os.PathLike[str], *, label: str | int | None = None, r
     """Load a data set from a file or a built-in spec.
 
     Args:
-        spec: ``x.npz`` (arrays ``x``, ``y``), ``x.csv`` (one sample per row), ``x.h5`` (datasets ``x``,
-            ``y``), or ``builtin:digits`` / ``builtin:blobs`` with ``?key=value&...`` filters.
+        spec: ``x.npz`` (arrays ``x``, ``y``), ``x.npy`` (features only), ``x.csv`` (one sample per row),
+            ``x.h5`` (datasets ``x``, ``y``), ``images:DIR?size=H,W``, or ``builtin:digits`` /
+            ``builtin:blobs`` with ``?key=value&...`` filters. Large arrays are not read here: .npy,
+            uncompressed .npz members, .h5 datasets and image folders become row sources that passes
+            read a batch at a time (:mod:`reuse.data.rows`).
         label: CSV only: the label column, by header name or 0-based index (negative counts from the
             end); default the last column (for training, evaluation and prediction alike).
         relabel_labels: map the labels to 0..k-1 (sorted) and record the originals as class names.
@@ -41,6 +44,8 @@ def load_data(spec: str | os.PathLike[str], *, label: str | int | None = None, r
         fmt = data_file_format(path)
         if fmt == "npz":
             ds = readers.read_npz(path)
+        elif fmt == "npy":
+            ds = readers.read_npy(path)
         elif fmt == "csv":
             ds = readers.read_csv(path, label=label, has_label=has_label)
         else:

@@ -1,22 +1,31 @@
-"""Readers for user files: .npz, .csv and .h5. Every failure names the file and the problem."""
+"""Readers for user files: .npz, .npy, .csv and .h5. Every failure names the file and the problem."""
 
 from __future__ import annotations
 
 import csv
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from reuse.data.dataset import Dataset, features_from
-from reuse.errors import InvalidInput
-from reuse.h5guard import check_tree
+from reuse.data.rows import H5Rows, npy_rows, npz_member_offset, read_range, row_nbytes
+from reuse.errors import InvalidInput, ResourceExhausted
+from reuse.h5guard import check_tree, declared_bytes
+
+# Data files are read by slice, so a dataset may be larger than memory; the h5guard cap then only
+# guards against absurd declared shapes.
+MAX_DATA_BYTES = 1 << 40
+# What a loader may read into memory at once (labels, compressed arrays): this share of what the memory
+# budget leaves.
+IN_MEMORY_SHARE = 0.25
 
 
-def _check_array(path: Path, name: str, arr: np.ndarray) -> np.ndarray:
-    if arr.dtype.kind == "O":
+def _check_array(path: Path, name: str, arr: Any) -> Any:
+    if np.dtype(arr.dtype).kind == "O":
         raise InvalidInput(f"{path}: array {name!r} holds Python objects; expected numbers")
-    if arr.ndim == 0:
+    if len(arr.shape) == 0:
         raise InvalidInput(f"{path}: array {name!r} is a scalar; expected one row per sample")
     return arr
 
@@ -26,16 +35,25 @@ def read_npz(path: Path) -> Dataset:
 
     The features are the array ``x``, or, for a model with several inputs, every array but ``y``, by
     name (``x_left``, ``x_right``): :func:`reuse.data.check_for_model` matches them to the inputs.
+    Arrays stored uncompressed (``np.savez``) are read by rows from the file when a pass needs them
+    (:class:`reuse.data.rows.FileRows`), so an archive larger than memory works; compressed ones
+    (``np.savez_compressed``) are decompressed into memory when loaded, within the memory budget.
     """
     try:
-        with np.load(path, allow_pickle=False) as f:
-            names = list(f.files)
+        with zipfile.ZipFile(path) as zf:
+            members = {i.filename[:-4]: i for i in zf.infolist() if i.filename.endswith(".npy")}
+            names = list(members)
             if not [n for n in names if n != "y"]:
                 raise InvalidInput(f"{path}: no array 'x' (arrays found: {names or 'none'}); expected 'x', "
                                    "or one array per model input named after it")
-            arrays = {n: _check_array(path, n, a) for n in names if n != "y"
-                      if (a := f[n]).ndim > 0 or n == "x"}  # other scalars are metadata, not features
-            y = _check_array(path, "y", f["y"]) if "y" in names else None
+            arrays: dict[str, Any] = {}
+            y = None
+            for name, info in members.items():
+                arr = _npz_member(path, zf, name, info)
+                if name == "y":
+                    y = _check_array(path, "y", _in_memory(arr, path, name))
+                elif len(arr.shape) > 0 or name == "x":  # other scalars are metadata, not features
+                    arrays[name] = _check_array(path, name, arr)
     except InvalidInput:
         raise
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
@@ -43,16 +61,54 @@ def read_npz(path: Path) -> Dataset:
     return Dataset(x=features_from(str(path), arrays), y=y, source=str(path))
 
 
+def _npz_member(path: Path, zf: zipfile.ZipFile, name: str, info: zipfile.ZipInfo) -> Any:
+    """One member of an archive: a row source when stored uncompressed, else the decompressed array."""
+    if info.compress_type == zipfile.ZIP_STORED:
+        try:
+            return npy_rows(path, npz_member_offset(path, info), source=f"{path}:{name}")
+        except InvalidInput as exc:
+            reason = str(exc).removeprefix(f"{path}:{name}: ")
+            raise InvalidInput(f"{path}: cannot be read as .npz: array {name!r} {reason}") from exc
+    _budget_check(path, name, info.file_size)
+    with zf.open(info) as fh:
+        return np.lib.format.read_array(fh, allow_pickle=False)
+
+
+def _budget_check(path: Path, name: str, nbytes: int) -> None:
+    from reuse.memory import fmt_bytes, process_budget
+
+    budget = process_budget()
+    if nbytes > budget.available() * IN_MEMORY_SHARE:
+        raise ResourceExhausted(
+            f"{path}: array {name!r} is stored compressed and needs {fmt_bytes(nbytes)} in memory, more than "
+            f"the memory budget allows ({budget.origin}); save it uncompressed (np.savez, or .npy) so it is "
+            "read by rows, or raise --memory-mb")
+
+
+def _in_memory(arr: Any, path: Path, name: str) -> np.ndarray:
+    if isinstance(arr, np.ndarray):
+        return arr
+    _budget_check(path, name, len(arr) * row_nbytes(arr))
+    return read_range(arr, 0, len(arr))
+
+
+def read_npy(path: Path) -> Dataset:
+    """Features only (no labels) from one .npy file, read by rows when a pass needs them."""
+    return Dataset(x=_check_array(path, "x", npy_rows(path)), y=None, source=str(path))
+
+
 def read_h5(path: Path) -> Dataset:
     """Features and (optionally) labels ``y`` from an HDF5 file's top-level datasets (``x``, or one per
     model input, as :func:`read_npz`); the file is checked by :mod:`reuse.h5guard` first (links at any
-    depth, datasets outside the file, shape bombs are refused), other groups are ignored."""
+    depth, datasets outside the file, shape bombs are refused), other groups are ignored. Numeric
+    feature datasets are read by slice when a pass needs them (:class:`reuse.data.rows.H5Rows`);
+    labels and text datasets are read into memory."""
     import h5py
 
     try:
         with h5py.File(path, "r") as f:
-            check_tree(f, path, InvalidInput)
-            arrays = {}
+            check_tree(f, path, InvalidInput, max_bytes=MAX_DATA_BYTES)
+            arrays: dict[str, Any] = {}
             for name in f:
                 ds = f[name]
                 if not isinstance(ds, h5py.Dataset):
@@ -61,6 +117,10 @@ def read_h5(path: Path) -> Dataset:
                     continue
                 if ds.ndim == 0 and name not in ("x", "y"):
                     continue  # a scalar is metadata, not a feature array
+                if name != "y" and ds.ndim > 0 and ds.dtype.kind in "biuf":
+                    arrays[name] = H5Rows(path, name, ds.shape, ds.dtype, source=f"{path}:{name}")
+                    continue
+                _budget_check(path, name, declared_bytes(ds))
                 arr = ds[()]
                 if isinstance(arr, bytes) or (isinstance(arr, np.ndarray) and arr.dtype.kind == "S"):
                     arr = np.char.decode(np.asarray(arr), "utf-8")
@@ -68,7 +128,7 @@ def read_h5(path: Path) -> Dataset:
             if not [n for n in arrays if n != "y"]:
                 raise InvalidInput(f"{path}: no dataset 'x' (found: {sorted(f.keys()) or 'none'}); expected "
                                    "'x', or one dataset per model input named after it")
-    except InvalidInput:
+    except (InvalidInput, ResourceExhausted):
         raise
     except (OSError, ValueError, KeyError) as exc:
         raise InvalidInput(f"{path}: cannot be read as HDF5: {exc}") from exc

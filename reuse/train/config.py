@@ -12,6 +12,7 @@ from reuse.text import echo
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adam", "rmsprop", "adamw", "nadam")
 DEFAULT_LR = {"sgd": 0.01, "adam": 0.001, "rmsprop": 0.001, "adamw": 0.001, "nadam": 0.001}
 MOMENTUM_OPTIMIZERS = ("sgd", "rmsprop")
+FROZEN_MODES = ("inference", "training")
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,9 @@ class TrainConfig:
         weight_decay: for ``adamw`` (default 0.004, Keras's).
         data_parallel: split each batch over every local device (every host's, once
             ``keras.distribution.initialize`` has run); needs the JAX backend.
+        frozen_mode: ``inference`` (default): frozen layers run in inference mode while the rest
+            trains (frozen dropout and noise off, as a base called with ``training=False``);
+            ``training``: they follow the training flag, as in plain Keras.
     """
 
     epochs: int = 20
@@ -56,6 +60,7 @@ class TrainConfig:
     shuffle: bool = True
     weight_decay: float | None = None
     data_parallel: bool = False
+    frozen_mode: str = "inference"
 
     def __post_init__(self) -> None:
         def bad(field: str, value: Any, expected: str) -> InvalidInput:
@@ -93,6 +98,8 @@ class TrainConfig:
                 raise InvalidInput(f"weight_decay applies to adamw, not {self.optimizer}")
             if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
                 raise bad("weight decay", self.weight_decay, "a number >= 0")
+        if self.frozen_mode not in FROZEN_MODES:
+            raise bad("frozen mode", self.frozen_mode, f"one of {', '.join(FROZEN_MODES)}")
         if self.data_parallel:
             check_data_parallel()
 

@@ -1,6 +1,7 @@
 """Progress events of a training run: the one stream the CLI's progress bar and the gRPC server read.
 
-A run emits ``TrainStarted``, one ``EpochEnd`` per epoch, then ``TrainFinished``. Several epochs may run
+A run emits ``FeaturePass`` events while it computes the features of a frozen part (when it has one to
+cache), then ``TrainStarted``, one ``EpochEnd`` per epoch, then ``TrainFinished``. Several epochs may run
 in one compiled call; their ``EpochEnd`` events then arrive together after the call, with ``elapsed``
 spread evenly over the call and ``eta`` from the measured time per epoch. Runs made of several phases
 (``--seeds N``, pretraining) carry ``phase``/``phases`` numbers and a label.
@@ -76,5 +77,29 @@ class TrainFinished:
     phases: int = 1
 
 
-TrainEvent = TrainStarted | EpochEnd | TrainFinished
+@dataclass(frozen=True)
+class FeaturePass:
+    """Progress of the one pass that computes a frozen part's features (before the first epoch).
+
+    Attributes:
+        rows_done, rows_total: rows computed so far, of all.
+        elapsed: seconds since the pass started; ``eta``: estimated seconds left.
+        message: what is computed and where it goes (``frozen features (train) -> memory``), or why
+            nothing is cached.
+    """
+
+    rows_done: int
+    rows_total: int
+    elapsed: float
+    eta: float
+    message: str = ""
+    phase: int = 1
+    phases: int = 1
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows_done / self.elapsed if self.elapsed > 0 else 0.0
+
+
+TrainEvent = TrainStarted | EpochEnd | TrainFinished | FeaturePass
 ProgressCallback = Callable[[TrainEvent], None]

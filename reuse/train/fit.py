@@ -13,14 +13,17 @@ from reuse.backend import active
 from reuse.backend.spec import Forward, LoopSpec
 from reuse.data import Dataset, check_for_model, output_kind, split_validation
 from reuse.data.checks import OutputKind, model_inputs
+from reuse.data.rows import is_lazy, rows_of
 from reuse.errors import InvalidInput
 from reuse.keras_compat import all_layers
 from reuse.train.config import TrainConfig, make_optimizer
 from reuse.train.engine import Phase, finished_event, run_loop
 from reuse.train.events import ProgressCallback
 from reuse.train.features import FeatureCache
+from reuse.train.footprint import TRAIN_FACTOR, activation_bytes
 from reuse.train.infer import Predictor, score
-from reuse.train.network import cache_split, reseed
+from reuse.train.network import cache_split, frozen_in_inference, reseed
+from reuse.train.stream_loop import chunk_rows, run_stream_loop
 from reuse.train.task import Task
 
 
@@ -104,14 +107,20 @@ def train(model: Any, data: Dataset, config: TrainConfig | None = None, *, val: 
             scale and offset of batch-normalisation layers kept in inference mode).
         kind: what the output means; default read from the last layer (see
             :func:`reuse.data.output_kind`); autoencoders pass ``OutputKind("regression", n)``.
-        features: share the cached output of the frozen prefix with other runs on the same ``data``
-            and ``val`` objects (see :class:`reuse.train.features.FeatureCache`).
+        features: share the cached output of the frozen prefix with other runs on the same data (see
+            :class:`reuse.train.features.FeatureCache`); default a cache of this run alone.
+
+    Data in memory trains in one compiled call (:func:`reuse.train.engine.run_loop`); data that is
+    not (a row source too large for the memory budget, or frozen features written to disk) trains
+    chunk by chunk with the same batches (:func:`reuse.train.stream_loop.run_stream_loop`).
 
     Returns:
         a :class:`TrainResult`.
 
     Raises:
         InvalidInput: data that does not fit the model, or a model with nothing to train.
+        ResourceExhausted: a pass or a training batch that cannot fit the memory budget (refused before
+            the first epoch).
         Cancelled: ``cancel`` was set.
     """
     config = config or TrainConfig()
@@ -123,36 +132,49 @@ def train(model: Any, data: Dataset, config: TrainConfig | None = None, *, val: 
                            "(fine-tune with --unfreeze to train some)")
     prep = prepare_data(model, data, val, config, kind)
     reseed(model, config.seed)
-    split = cache_split(model, train_vars) if config.cache else None
-    one_shot_compiled = not active().EAGER_ONE_SHOT
+    inference = config.frozen_mode == "inference"
+    owned = features is None
+    cache = FeatureCache() if owned else features
+    try:
+        with frozen_in_inference(model, inference):
+            return _train(model, prep, config, train_vars, cache, inference, progress, cancel, phase)
+    finally:
+        if owned:
+            cache.close()
+
+
+def _train(model: Any, prep: _Prepared, config: TrainConfig, train_vars: list[Any], cache: FeatureCache,
+           inference: bool, progress: ProgressCallback | None, cancel: threading.Event | None,
+           phase: Phase) -> TrainResult:
+    split = cache_split(model, train_vars, inference) if config.cache else None
     x = model_inputs(prep.train)
     xv = model_inputs(prep.val) if prep.val is not None else None
+    forward_model, cached = model, ()
     if split is not None:
-        prefix = Predictor(split.prefix, compiled=one_shot_compiled)
-
-        def compute(x: Any = x, xv: Any = xv) -> tuple[Any, Any]:
-            return prefix(x), (prefix(xv) if xv is not None else None)
-
-        if features is not None:
-            rows = (config.val_split, config.seed) if config.val_split else ()
-            x, xv = features.features(split.layers, data, val, rows, compute)
-        else:
-            x, xv = compute()
-        forward = Forward(split.rest)
-    else:
-        forward = Forward(model)
+        check_train_batch(split.rest, config.batch_size)
+        got = cache.features(split.prefix, split.layers, x, xv, progress=progress, cancel=cancel, phase=phase)
+        if got is not None:
+            x, xv, forward_model, cached = got.x, got.xv, split.rest, split.prefix_names
+    check_train_batch(forward_model, config.batch_size)
+    forward = Forward(forward_model)
     trained = {id(v) for v in train_vars}
     state_vars = [v for v in forward.variables if id(v) not in trained]
+    streamed = any(is_lazy(a) for part in (x, xv) if part is not None
+                   for a in (part if isinstance(part, tuple) else (part,)))
     spec = LoopSpec(forward=forward, train_vars=train_vars, state_vars=state_vars,
                     optimizer=make_optimizer(config), task=prep.task, x=x, y=prep.train.y, xv=xv,
                     yv=prep.val.y if prep.val is not None else None, batch_size=config.batch_size,
                     epochs=config.epochs, seed=config.seed, shuffle=config.shuffle,
                     patience=config.early_stopping, restore_best=config.restore_best,
-                    data_parallel=config.data_parallel)
-    cached = split.prefix_names if split is not None else ()
-    outcome = run_loop(spec, metric=prep.task.metric, phase=phase, cached=cached, progress=progress,
-                       cancel=cancel)
-    predict_rest = Predictor(forward.model, compiled=one_shot_compiled)
+                    data_parallel=config.data_parallel,
+                    chunk_rows=chunk_rows(x, min(config.batch_size, rows_of(x))) if streamed else None)
+    predict_rest = Predictor(forward.model, compiled=streamed or not active().EAGER_ONE_SHOT)
+    if streamed:
+        outcome = run_stream_loop(spec, metric=prep.task.metric, eval_rows=predict_rest.batch_size, phase=phase,
+                                  cached=cached, progress=progress, cancel=cancel)
+    else:
+        outcome = run_loop(spec, metric=prep.task.metric, phase=phase, cached=cached, progress=progress,
+                           cancel=cancel)
     metrics = score(prep.task, predict_rest(x), prep.train.y)
     if xv is not None:
         metrics.update(score(prep.task, predict_rest(xv), prep.val.y, prefix="val_"))
@@ -164,6 +186,22 @@ def train(model: Any, data: Dataset, config: TrainConfig | None = None, *, val: 
                        seconds=outcome.seconds, samples=len(prep.train),
                        val_samples=0 if prep.val is None else len(prep.val), class_names=prep.class_names,
                        compiled_calls=outcome.calls)
+
+
+def check_train_batch(model: Any, batch_size: int) -> None:
+    """Refuse a training batch whose activations (forward values kept for the backward pass, and
+    gradients) cannot fit what the memory budget leaves.
+
+    Raises:
+        ResourceExhausted: naming the batch size and the budget it would need.
+    """
+    from reuse.memory import fmt_bytes, process_budget
+
+    need = batch_size * TRAIN_FACTOR * activation_bytes(model)
+    budget = process_budget()
+    if need > budget.available() * 0.5:
+        budget.refuse(f"a training batch of {batch_size} rows of {model.name!r} needs about {fmt_bytes(need)}",
+                      need, 0.5)
 
 
 def layer_names(model: Any) -> list[str]:

@@ -2,33 +2,43 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from reuse.backend.compiled import CompiledForward
-from reuse.backend.spec import Forward
+from reuse.backend.spec import Forward, rows
 from reuse.data import Dataset, check_for_model, output_kind
 from reuse.data.checks import model_inputs
+from reuse.data.rows import batches
+from reuse.data.stream import ahead, read_inputs
+from reuse.train.footprint import activation_bytes
 from reuse.train.task import Task
 
-BATCH = 4096
+BATCH = 4096  # most rows a pass runs at once, whatever the budget allows
 
 
 class Predictor:
-    """A compiled inference function for a model (or a part of one), applied in batches of
-    ``batch_size`` rows (:class:`reuse.backend.compiled.CompiledForward`).
+    """A compiled inference function for a model (or a part of one), applied batch by batch.
 
     Build once and reuse (the compiled function and its traces are kept); it reads the current
     weights on every call, so it stays valid while the model trains. ``compiled=False`` runs the
-    model eagerly instead: cheaper for a single pass over data (no tracing), e.g. caching features.
-    Inputs are one array or a tuple of arrays (one per model input, the same rows); outputs likewise.
+    model eagerly instead: cheaper for a single short pass (no tracing). Inputs are one array or row
+    source, or a tuple of them (one per model input, the same rows); outputs are arrays in memory.
+
+    Rows per batch: ``batch_size`` when given, else as many as the memory budget allows for the
+    model's activations (:func:`reuse.train.footprint.activation_bytes`, measured once here), at most
+    :data:`BATCH`. Row sources are read a batch ahead on a thread (decoding overlaps the forward pass).
+
+    Raises:
+        ResourceExhausted: (on creation) not even one row's activations fit the memory budget.
     """
 
-    def __init__(self, model: Any, *, batch_size: int = BATCH, compiled: bool = True) -> None:
+    def __init__(self, model: Any, *, batch_size: int | None = None, compiled: bool = True) -> None:
         self.forward = Forward(model)
-        self.batch_size = int(batch_size)
+        self.batch_size = int(batch_size) if batch_size else rows_for_pass(model)
         self.compiled = compiled
         self._compiled = CompiledForward(model, max_rows=self.batch_size) if compiled else None
 
@@ -38,12 +48,21 @@ class Predictor:
         out = self.forward(tuple(arrays) if several else arrays[0], False)
         return [np.asarray(o) for o in (out if isinstance(out, (list, tuple)) else [out])]
 
-    def __call__(self, x: np.ndarray | tuple[np.ndarray, ...]) -> Any:
-        """Outputs for every row of ``x`` (float32 unless the model says otherwise), in compiled batches."""
+    def batches(self, x: Any) -> Iterator[tuple[int, int, list[np.ndarray]]]:
+        """``(lo, hi, outputs)`` for consecutive batches of ``x``'s rows."""
         several = isinstance(x, tuple)
-        xs = [_typed(a) for a in (x if several else (x,))]
-        n, b = len(xs[0]), self.batch_size
-        parts = [self._run([a[lo:lo + b] for a in xs], several) for lo in range(0, n, b)]
+        spans = list(batches(rows(x), self.batch_size))
+
+        def load(span: tuple[int, int]) -> list[np.ndarray]:
+            got = read_inputs(x, *span)
+            return [_typed(a) for a in (got if several else (got,))]
+
+        for (lo, hi), xs in zip(spans, ahead(load, spans), strict=True):
+            yield lo, hi, self._run(xs, several)
+
+    def __call__(self, x: Any) -> Any:
+        """Outputs for every row of ``x`` (float32 unless the model says otherwise), in batches."""
+        parts = [outs for _, _, outs in self.batches(x)]
         if not parts:
             return np.zeros((0,), np.float32)
         joined = [np.concatenate(col) for col in zip(*parts, strict=True)]
@@ -53,6 +72,18 @@ class Predictor:
 def _typed(a: np.ndarray) -> np.ndarray:
     # Integer inputs (token ids) keep their type; everything else is float32, as the loops train.
     return np.ascontiguousarray(a) if a.dtype.kind in "iub" else np.ascontiguousarray(a, dtype=np.float32)
+
+
+def rows_for_pass(model: Any, *, share: float = 0.5) -> int:
+    """Rows a pass of ``model`` may run at once under the process's memory budget (at most BATCH).
+
+    Raises:
+        ResourceExhausted: not even one row fits; the message gives the budget it would need.
+    """
+    from reuse.memory import process_budget
+
+    return process_budget().rows_for(activation_bytes(model), what=f"a pass of {model.name!r}", share=share,
+                                     cap=BATCH)
 
 
 def score(task: Task, outputs: np.ndarray, y: np.ndarray, prefix: str = "") -> dict[str, float]:
@@ -66,7 +97,7 @@ def score(task: Task, outputs: np.ndarray, y: np.ndarray, prefix: str = "") -> d
             f"{prefix}{task.metric}": float(np.concatenate(metric_parts).mean())}
 
 
-def evaluate(model: Any, data: Dataset, *, batch_size: int = BATCH) -> dict[str, float]:
+def evaluate(model: Any, data: Dataset, *, batch_size: int | None = None) -> dict[str, float]:
     """Loss and metric of ``model`` on ``data``, after checking the data fits the model.
 
     Returns:
@@ -84,7 +115,7 @@ def evaluate(model: Any, data: Dataset, *, batch_size: int = BATCH) -> dict[str,
 
 
 def predict(model: Any, data: Dataset | np.ndarray | dict[str, np.ndarray], *,
-            batch_size: int = BATCH) -> np.ndarray:
+            batch_size: int | None = None) -> np.ndarray:
     """The model's outputs (class probabilities for a softmax output) for every sample of ``data``
     (a data set, one array, or arrays by input name for a model with several inputs).
 

@@ -1,10 +1,16 @@
-"""The frozen-feature cache split of a network, and reseeding its random layers.
+"""The frozen-feature cache split of a network, the frozen part in inference mode, and reseeding.
+
+**Frozen layers run in inference mode while the rest trains** (:func:`frozen_in_inference`), as the
+Keras transfer-learning guide calls a frozen base with ``training=False``: dropout and noise in frozen
+reused layers are off, frozen batch normalisation uses its moving statistics (Keras' own rule). The
+switch is ``TrainConfig.frozen_mode = "training"`` (``--frozen-mode training``), which leaves frozen
+dropout active as plain Keras would.
 
 When part of a model's graph holds no weight being trained and behaves the same in training and
-inference (no dropout, noise or batch-statistics normalisation), and the rest reads it only through a
-few tensors (the *cut*), those tensors are computed once and the loop runs only the rest on them. The
-two parts are Keras models over the same layer objects, so training the rest trains the whole model in
-place.
+inference (frozen, or free of dropout, noise and batch-statistics normalisation), and the rest reads it
+only through a few tensors (the *cut*), those tensors are computed once and the loop runs only the rest
+on them. The two parts are Keras models over the same layer objects, so training the rest trains the
+whole model in place.
 """
 
 from __future__ import annotations
@@ -16,11 +22,13 @@ from typing import Any
 from reuse.keras_compat import (
     all_layers,
     inbound_nodes,
+    inference_mode,
     is_layer,
     keras_history,
     outbound_nodes,
     seed_generators,
     set_keras_history,
+    takes_training,
 )
 
 
@@ -55,6 +63,27 @@ def is_deterministic(layer: Any) -> bool:
         if isinstance(x, keras.layers.BatchNormalization) and x.trainable:
             return False
     return True
+
+
+def frozen_leaves(model: Any) -> list[Any]:
+    """The frozen layers of ``model`` (nested models opened) that behave differently while training."""
+    import keras
+
+    return [x for x in all_layers(model) if not x.trainable and not isinstance(x, keras.Model)
+            and takes_training(x)]
+
+
+def frozen_in_inference(model: Any, enabled: bool = True) -> Any:
+    """A context in which ``model``'s frozen layers run in inference mode (see the module docstring)."""
+    return inference_mode(frozen_leaves(model) if enabled else [])
+
+
+def _all_frozen(op: Any) -> bool:
+    """Whether every layer of ``op`` that behaves differently in training is frozen."""
+    import keras
+
+    return all(not x.trainable for x in all_layers(op, include_self=True)
+               if not isinstance(x, keras.Model) and takes_training(x))
 
 
 def _node_of(tensor: Any) -> tuple[Any, Any]:
@@ -121,13 +150,14 @@ def _holds_trained(op: Any, trained: set[int]) -> bool:
     return any(id(v) in trained for v in getattr(op, "variables", []))
 
 
-def _cacheable(op: Any, trained: set[int]) -> bool:
+def _cacheable(op: Any, trained: set[int], frozen_inference: bool) -> bool:
     if _holds_trained(op, trained):
         return False
-    return not is_layer(op) or is_deterministic(op)
+    return not is_layer(op) or is_deterministic(op) or (frozen_inference and _all_frozen(op))
 
 
-def find_cut(model: Any, train_vars: Sequence[Any]) -> tuple[list[Any], list[Any]] | None:
+def find_cut(model: Any, train_vars: Sequence[Any], frozen_inference: bool = True
+             ) -> tuple[list[Any], list[Any]] | None:
     """The cut of ``model``'s graph: (cut tensors, cached operations), or ``None`` when nothing is
     worth caching.
 
@@ -144,7 +174,7 @@ def find_cut(model: Any, train_vars: Sequence[Any]) -> tuple[list[Any], list[Any
     fixed: set[int] = {id(t) for t in model.inputs}
     cached_ops: list[Any] = []
     for op, ins, outs, _ in nodes:
-        if all(id(t) in fixed for t in ins) and _cacheable(op, trained):
+        if all(id(t) in fixed for t in ins) and _cacheable(op, trained, frozen_inference):
             fixed.update(id(t) for t in outs)
             if all(op is not o for o in cached_ops):
                 cached_ops.append(op)
@@ -200,7 +230,7 @@ def _is_graph_model(op: Any) -> bool:
     return isinstance(op, keras.Model) and graph_nodes(op) is not None
 
 
-def opened_graph(model: Any, train_vars: Sequence[Any]) -> Any:
+def opened_graph(model: Any, train_vars: Sequence[Any], frozen_inference: bool = True) -> Any:
     """``model``, or, when a nested model in it is not cacheable whole (some of its layers train, or
     it holds dropout), an equivalent functional model over the same layers with such nested models
     opened up (their layers called directly), so the cut can reach inside them. Nested models that
@@ -211,7 +241,7 @@ def opened_graph(model: Any, train_vars: Sequence[Any]) -> Any:
     trained = {id(v) for v in train_vars}
 
     def to_open(op: Any) -> bool:
-        return _is_graph_model(op) and not _cacheable(op, trained)
+        return _is_graph_model(op) and not _cacheable(op, trained, frozen_inference)
 
     nodes = graph_nodes(model)
     if not nodes or not any(to_open(op) for op, _, _, _ in nodes):
@@ -237,16 +267,17 @@ def opened_graph(model: Any, train_vars: Sequence[Any]) -> Any:
         return model
 
 
-def cache_split(model: Any, train_vars: Sequence[Any]) -> CacheSplit | None:
+def cache_split(model: Any, train_vars: Sequence[Any], frozen_inference: bool = True) -> CacheSplit | None:
     """Split ``model`` at the cut :func:`find_cut` finds: a prefix model from the inputs to the cut
     tensors and a rest model from them to the outputs, over the same layers; ``None`` when there is
-    nothing worth caching."""
+    nothing worth caching. ``frozen_inference``: frozen layers run in inference mode, so frozen dropout
+    and noise count as deterministic."""
     import keras
 
     restore = _restoring_graph(model)
     try:
-        graph = opened_graph(model, train_vars)
-        found = find_cut(graph, train_vars)
+        graph = opened_graph(model, train_vars, frozen_inference)
+        found = find_cut(graph, train_vars, frozen_inference)
         if found is None:
             return None
         cut, cached_ops = found
