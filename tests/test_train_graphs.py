@@ -159,13 +159,17 @@ def test_two_input_model_trains_evaluates_and_predicts():
     np.testing.assert_allclose(out, model.predict([arrays["x_left"], arrays["x_right"]], verbose=0), atol=1e-5)
 
 
-def test_frozen_recurrent_layers_without_dropout_are_cached():
+def test_frozen_recurrent_layers_are_cached_their_dropout_off_unless_asked():
     model = token_model()
     result = train(model, token_data(), CFG)
     assert result.cached_layers == ("emb", "lstm")
     assert evaluate(model, token_data(seed=1))["samples"] == 32
+    # Frozen layers run in inference mode, so a frozen LSTM's dropout is off and it is cached too...
     with_dropout = token_model(dropout=0.3)
-    assert train(with_dropout, token_data(), CFG).cached_layers == ("emb",)
+    assert train(with_dropout, token_data(), CFG).cached_layers == ("emb", "lstm")
+    # ...unless frozen layers follow the training flag, as in plain Keras: then its dropout is live.
+    live = token_model(dropout=0.3)
+    assert train(live, token_data(), CFG.with_(frozen_mode="training")).cached_layers == ("emb",)
 
 
 def _same_training(build, data: Dataset, val: Dataset, cfg: TrainConfig, frozen: list[str]) -> None:

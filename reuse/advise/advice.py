@@ -301,7 +301,7 @@ def advise(store: ModelStore, base_ref: str, data: Dataset, *, val: Dataset | No
         records.extend(result.records)
 
     budget = Budget(config.budget_minutes * 60.0 if config.budget_minutes else None)
-    with tempfile.TemporaryDirectory(prefix="reuse-advise-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="reuse-advise-") as tmp, ctx.cache:
         sched = run_units(units, job, ctx, jobs=config.jobs, budget=budget, on_event=on_event, on_result=on_result,
                           cancel=cancel, workdir=Path(tmp), ray=config.ray, ray_cpus=config.ray_cpus,
                           ray_gpus=config.ray_gpus)
@@ -337,13 +337,15 @@ def advise(store: ModelStore, base_ref: str, data: Dataset, *, val: Dataset | No
 
 
 def _check_candidates(ctx: UnitContext, job: Job, plan: CandidatePlan) -> str:
-    """Build every candidate once and check the data against it, so errors come before any training."""
+    """Build every candidate once and check the data against it, so errors come before any training.
+    The context keeps the checked data (typed, or read into memory where it fits: see
+    :func:`reuse.data.check_for_model`), so every run uses the same arrays and no run reads them again."""
     kind = None
     for depth, p in plan.plans.items():
         model, _ = build_candidate(ctx, job, Unit(depth, p.scope, 0, False))
         out = output_kind(model)
-        check_for_model(ctx.train, model, kind=out)
-        check_for_model(ctx.val, model, kind=out)
+        ctx.train = check_for_model(ctx.train, model, kind=out)
+        ctx.val = check_for_model(ctx.val, model, kind=out)
         kind = out.kind
     assert kind is not None
     return kind

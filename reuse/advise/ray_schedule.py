@@ -2,8 +2,12 @@
 
 ``local`` starts a Ray instance on this machine (node address 127.0.0.1, no dashboard) and stops it
 afterwards (Ray's own servers still listen on every interface: see docs/scale-out.md); an address (``HOST:PORT`` or ``ray://HOST:PORT``) joins a running cluster, whose workers
-must see the store at the same path (a shared folder). The training and validation arrays go to Ray's
-object store once per advice and every task reads them from there. Each unit is one task asking for
+must see the store at the same path (a shared folder). What each task reads, and from where: arrays
+in memory (a built-in set, a CSV, data small enough for the memory budget) go to Ray's object store
+once per advice and every task reads them from there; data read from files (an image folder, an .npy,
+an .h5, a large .npz) goes as its paths, so every node must see those files at the same paths, and each
+task reads the batches it needs from them. Each worker process keeps its own frozen-feature cache (in
+memory, or in its node's temporary folder), shared by the tasks it runs for one advice. Each unit is one task asking for
 ``cpus`` CPUs (and ``gpus`` GPUs); it sends back the same :class:`~reuse.advise.runner.UnitResult` as a
 local worker process. Tasks are not retried: a worker that dies (out of memory, killed, node lost)
 becomes a failed unit, reported as such, and the advice goes on with the others.
@@ -148,6 +152,8 @@ def _unit_task(store_root: str, key: str, train: Any, val: Any, threads: int, jo
     # Imports Keras and its backend now, so their import time does not count as training time.
     active().limit_threads(threads)
     if _CTX.get("key") != key:
+        if "ctx" in _CTX:
+            _CTX["ctx"].cache.close()  # the last advice's features (a temporary folder if on disk)
         _CTX.clear()
         _CTX.update(key=key, ctx=UnitContext(ModelStore(store_root), train, val))
 

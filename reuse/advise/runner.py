@@ -5,7 +5,8 @@ candidate), and then, when asked, unfreezes the reused layers and trains on at a
 *fine-tuned* candidate: frozen, then fine-tuned, so it shares the whole frozen phase). A unit of depth 0
 trains the scratch network. Units get everything as plain values, so a worker process rebuilds them from
 the store on disk; the frozen-prefix features are shared through the context's :class:`FeatureCache`
-between the units that reuse the same layers.
+between the units that reuse the same layers (and, with worker processes, between the workers, through
+one folder on disk).
 """
 
 from __future__ import annotations
@@ -97,11 +98,13 @@ class UnitResult:
 
 
 class UnitContext:
-    """What units read in one process: the store, the data, and the shared feature cache."""
+    """What units read in one process: the store, the data (checked against the candidates once), and
+    the frozen-feature cache the units share (``cache``; default one of this process, in memory or a
+    temporary folder: :class:`reuse.train.features.FeatureCache`)."""
 
-    def __init__(self, store: ModelStore, train: Dataset, val: Dataset) -> None:
+    def __init__(self, store: ModelStore, train: Dataset, val: Dataset, cache: FeatureCache | None = None) -> None:
         self.store, self.train, self.val = store, train, val
-        self.cache = FeatureCache()
+        self.cache = cache if cache is not None else FeatureCache()
 
 
 def build_candidate(ctx: UnitContext, job: Job, unit: Unit) -> tuple[Any, dict[str, Any]]:

@@ -1,7 +1,11 @@
 """Running advisor units in this process (one job) or in spawned worker processes (``jobs > 1``).
 
-Workers get plain values only: the store's folder, the training and validation data as ``.npz`` files
-written once, and each unit's :class:`~reuse.advise.runner.Job` and :class:`~reuse.advise.runner.Unit`.
+Workers get plain values only: the store's folder, the training and validation data as row sources over
+files (:func:`reuse.data.stream.shared`: data read from files stays where it is, arrays in memory are
+written once to an uncompressed ``.npz``; no worker gets a pickled copy of the data), one folder for the
+frozen-feature cache they share (the first worker to need a prefix's features computes them under a file
+lock, the others read them), and each unit's :class:`~reuse.advise.runner.Job` and
+:class:`~reuse.advise.runner.Unit`.
 They ignore Ctrl-C (the terminal sends it to the whole process group): the parent turns it into a
 cancellation, which workers see through a shared event and answer by returning the runs they finished.
 
@@ -26,11 +30,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from reuse.advise.runner import Job, Unit, UnitContext, UnitResult, run_unit
 from reuse.data import Dataset
+from reuse.data.stream import shared
 from reuse.errors import ResourceExhausted
+from reuse.train.features import FeatureCache
 
 POLL_SECONDS = 0.1
 
@@ -129,19 +133,6 @@ def _run_here(units: Sequence[Unit], job: Job, ctx: UnitContext, budget: Budget,
     return out
 
 
-def write_data(ds: Dataset, path: Path) -> str:
-    # One array per model input (by name) when the set holds several; "x" otherwise.
-    np.savez(path, **ds.arrays, y=ds.y)
-    return str(path)
-
-
-def _read_data(path: str) -> Dataset:
-    from reuse.data.dataset import features_from
-
-    with np.load(path, allow_pickle=False) as f:
-        return Dataset(features_from(path, {k: f[k] for k in f.files if k != "y"}), f["y"], path)
-
-
 _WORKER: dict[str, Any] = {}
 
 
@@ -152,7 +143,8 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-def _init_worker(store_root: str, train_path: str, val_path: str, threads: int, stop: Any, events: Any) -> None:
+def _init_worker(store_root: str, train: Dataset, val: Dataset, features: str, threads: int, stop: Any,
+                 events: Any) -> None:
     # The parent handles Ctrl-C and tells workers through ``stop``.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from reuse.backend import active
@@ -160,8 +152,8 @@ def _init_worker(store_root: str, train_path: str, val_path: str, threads: int, 
 
     # Imports Keras and its backend now, so their import time does not count as training time.
     active().limit_threads(threads)
-    _WORKER.update(ctx=UnitContext(ModelStore(store_root), _read_data(train_path), _read_data(val_path)),
-                   stop=stop, events=events)
+    cache = FeatureCache(features, keep=True)  # the folder is shared; the parent removes it
+    _WORKER.update(ctx=UnitContext(ModelStore(store_root), train, val, cache), stop=stop, events=events)
 
 
 def _work(job: Job, unit: Unit) -> UnitResult:
@@ -182,12 +174,13 @@ def _run_pool(units: Sequence[Unit], job: Job, ctx: UnitContext, jobs: int, budg
               on_event: OnEvent, on_result: OnResult, cancel: threading.Event, workdir: Path) -> Schedule:
     mp = multiprocessing.get_context("spawn")
     stop, events = mp.Event(), mp.Queue()
-    files = (write_data(ctx.train, workdir / "train.npz"), write_data(ctx.val, workdir / "val.npz"))
+    data = (shared(ctx.train, workdir / "train.npz"), shared(ctx.val, workdir / "val.npz"))
     out = Schedule()
     pending = deque(units)
     running: dict[Future, Unit] = {}
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=mp, initializer=_init_worker,
-                               initargs=(str(ctx.store.root), *files, max(1, cores() // jobs), stop, events))
+                               initargs=(str(ctx.store.root), *data, str(workdir / "features"),
+                                         max(1, cores() // jobs), stop, events))
     try:
         while pending or running:
             if out.stopped is None and cancel.is_set():

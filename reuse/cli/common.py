@@ -60,6 +60,23 @@ server_option = option_group(
 facade_options = option_group(store_option, server_option, json_option)
 
 
+def _set_budget(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    from reuse.memory import set_process_budget
+
+    flag = ctx.get_parameter_source(param.name) == click.core.ParameterSource.COMMANDLINE
+    set_process_budget(value if flag else None)  # None: $REUSE_MEMORY_MB (named so in messages), or the default
+    return value
+
+
+# The process's memory budget (reuse.memory), set as the option is parsed, before any data is read.
+memory_option = click.option(
+    "--memory-mb", "memory_mb", metavar="MB", envvar="REUSE_MEMORY_MB", show_envvar=True, default=None,
+    expose_value=False, callback=_set_budget,
+    help="Cap this process's memory at MB megabytes: passes over data size their batches to fit, frozen "
+    "features go to disk when they do not fit, and work that cannot fit is refused before it starts "
+    "(default: a quarter of the machine's memory, at least 2048).")
+
+
 def local_only(command: str) -> Any:
     """For a command the remote facade does not offer (reuse.facade.Facade lacks what it calls):
     ``--server`` is refused with one clear line instead of an unknown-option usage error."""

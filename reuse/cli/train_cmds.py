@@ -1,8 +1,10 @@
 """Training commands: train, finetune, evaluate, predict, report, pretrain.
 
-DATA is a file (.npz with arrays x, y; .csv with the label in the last column or --label; .h5 with
-datasets x, y; for a model with several inputs, one array per input named after it, plus y) or a built-in set: builtin:digits, builtin:blobs, with options such as
-builtin:digits?classes=5-9&per_class=10&relabel=1&split=test (see reuse.data.builtin).
+DATA is a file (.npz with arrays x, y; .npy with features only; .csv with the label in the last column or
+--label; .h5 with datasets x, y; for a model with several inputs, one array per input named after it,
+plus y), a folder of class sub-folders of images (images:DIR?size=H,W), or a built-in set:
+builtin:digits, builtin:blobs, with options such as builtin:digits?classes=5-9&per_class=10&relabel=1&split=test
+(see reuse.data.builtin). Arrays larger than the memory budget are read a batch at a time (reuse.data.rows).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from reuse.cli.common import (
     get_service,
     json_option,
     local_only,
+    memory_option,
     name_list,
     option_group,
     store_option,
@@ -27,8 +30,8 @@ from reuse.train.config import OPTIMIZERS
 
 _data_options = option_group(
     click.option("--data", "data", required=True, metavar="DATA",
-                 help="Data file (.npz, .csv, .h5), builtin:digits / builtin:blobs[?options], or a folder "
-                 "of class sub-folders of images: images:DIR?size=H,W[&color=grayscale]."),
+                 help="Data file (.npz, .npy, .csv, .h5), builtin:digits / builtin:blobs[?options], or a "
+                 "folder of class sub-folders of images: images:DIR?size=H,W[&color=grayscale][&bad=skip]."),
     click.option("--label", "label", default=None, metavar="COLUMN",
                  help="CSV: label column by name or 0-based index (default: the last)."),
     click.option("--relabel", is_flag=True,
@@ -61,6 +64,14 @@ _train_options = option_group(
                  "ensemble, as the next N+1 versions of NAME (the ensemble last; see `reuse ensemble`)."),
     click.option("--no-cache", "no_cache", is_flag=True,
                  help="Do not cache the output of frozen leading layers (same results, slower)."),
+    click.option("--keep-features", "features_dir", type=click.Path(file_okay=False), default=None,
+                 metavar="DIR", help="Write the frozen layers' features to DIR (as .npy files) and keep them; "
+                 "a later run on the same data with the same frozen weights reads them instead (default: "
+                 "in memory, or a temporary folder removed afterwards; local store only)."),
+    click.option("--frozen-mode", "frozen_mode", type=click.Choice(["inference", "training"]), default=None,
+                 help="How frozen layers run while the rest trains: inference (default; frozen dropout and "
+                 "noise off, as a frozen base called with training=False) or training (as plain Keras)."),
+    memory_option,
     click.option("--data-parallel", "data_parallel", is_flag=True, default=None,
                  help="Split each batch over every local device (JAX backend only; several hosts "
                  "through keras.distribution.initialize, see docs/scale-out.md)."),
@@ -80,6 +91,11 @@ def _options(kw: dict[str, Any]) -> dict[str, Any]:
     out = {k: kw[k] for k in TRAIN_OPTIONS if kw.get(k) is not None and kw.get(k) is not False}
     if kw.get("no_cache"):
         out["cache"] = False
+    if kw.get("features_dir"):
+        ctx = click.get_current_context()
+        if ctx.meta.get("reuse.remote", {}).get("server"):
+            raise click.UsageError("--keep-features names a folder on this machine; it does not apply with --server")
+        out["features_dir"] = kw["features_dir"]
     return out
 
 
@@ -171,6 +187,7 @@ def finetune_cmd(ref: str, unfreeze: str, match: str, data: str, label: str | No
                "ensemble also members (model, weight, samples, loss, accuracy|mae, or missing).")
 @click.argument("ref", metavar="NAME[:VERSION]")
 @_data_options
+@memory_option
 @facade_options
 def evaluate_cmd(ref: str, data: str, label: str | None, relabel: bool, store: str | None, as_json: bool) -> None:
     """Loss and accuracy of a model on labelled data."""
@@ -196,6 +213,7 @@ def evaluate_cmd(ref: str, data: str, label: str | None, relabel: bool, store: s
               help="CSV: the file has no label column; every column is a feature.")
 @click.option("--out", "out", type=click.Path(dir_okay=False), default=None,
               help="Write predictions to FILE.npz (outputs, classes, labels) or FILE.csv.")
+@memory_option
 @facade_options
 def predict_cmd(ref: str, data: str, label: str | None, no_label: bool, out: str | None, store: str | None,
                 as_json: bool) -> None:
@@ -283,6 +301,7 @@ def report_cmd(ref: str, plot: str | None, store: str | None, as_json: bool) -> 
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--no-cache", "no_cache", is_flag=True)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@memory_option
 @store_option
 @local_only("pretrain")
 @json_option

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from reuse.train.events import EpochEnd, TrainEvent, TrainFinished, TrainStarted
+from reuse.train.events import EpochEnd, FeaturePass, TrainEvent, TrainFinished, TrainStarted
 
 
 def _fmt(values: dict[str, float]) -> str:
@@ -37,6 +37,8 @@ class ProgressBar:
         self.enabled = sys.stderr.isatty() if enabled is None else enabled
         self._progress: Any = None
         self._task: Any = None
+        self._pass: Any = None
+        self._pass_key: Any = None
 
     def __enter__(self) -> ProgressBar:
         return self
@@ -49,7 +51,7 @@ class ProgressBar:
         from rich.progress import BarColumn, Progress, TextColumn
 
         self._progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), TextColumn("epoch {task.completed:.0f}/{task.total:.0f}"),
+            TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[unit]}"),
             TextColumn("{task.fields[info]}"), TextColumn("ETA {task.fields[eta]}"),
             console=Console(stderr=True), transient=False)
         self._progress.start()
@@ -60,16 +62,31 @@ class ProgressBar:
         if self._progress is None:
             self._start()
         p = self._progress
+        if isinstance(event, FeaturePass):
+            self._feature_pass(p, event)
+            return
         if isinstance(event, TrainStarted):
             name = event.label or event.task
             if event.phases > 1 and not event.label:
                 name = f"{name} {event.phase}/{event.phases}"
-            self._task = p.add_task(name, total=event.epochs, info="", eta="?")
+            self._task = p.add_task(name, total=event.epochs, info="", eta="?", unit="epoch")
         elif isinstance(event, EpochEnd) and self._task is not None:
-            p.update(self._task, completed=event.epoch, info=epoch_figures(event),
-                     eta=f"{event.eta:.1f}s")
+            p.update(self._task, completed=event.epoch, info=epoch_figures(event), eta=f"{event.eta:.1f}s",
+                     unit=f"epoch {event.epoch}/{event.epochs}")
         elif isinstance(event, TrainFinished) and self._task is not None:
             p.update(self._task, total=event.epochs_run, completed=event.epochs_run, eta="done")
+
+    def _feature_pass(self, p: Any, event: FeaturePass) -> None:
+        """The one pass over the data that computes a frozen part's features: rows, rows/s and ETA."""
+        name = event.message.split(" -> ")[0]
+        key = (name, event.phase)
+        if self._pass is None or key != self._pass_key:
+            self._pass_key = key
+            self._pass = p.add_task(name, total=max(event.rows_total, 1), info="", eta="?", unit="")
+        rate = f"{event.rows_per_second:.0f} rows/s -> {event.message.split(' -> ')[-1]}" if event.rows_done else (
+            event.message.split(" -> ")[-1])
+        p.update(self._pass, completed=event.rows_done, info=f"{event.rows_done}/{event.rows_total} rows, {rate}",
+                 eta=f"{event.eta:.1f}s" if event.rows_done < event.rows_total else "done")
 
     def close(self) -> None:
         if self._progress is not None:

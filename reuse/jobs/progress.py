@@ -14,7 +14,7 @@ from typing import Any
 
 from reuse.errors import Cancelled
 from reuse.jobs.records import JobEvent, Progress
-from reuse.train.events import EpochEnd, TrainEvent, TrainFinished, TrainStarted
+from reuse.train.events import EpochEnd, FeaturePass, TrainEvent, TrainFinished, TrainStarted
 
 
 def _name(started: TrainStarted | None) -> str:
@@ -29,6 +29,10 @@ def progress_of(ev: TrainEvent, started: TrainStarted | None) -> dict[str, Any]:
     name = _name(started)
     phase = {"task": started.task if started else "", "label": started.label if started else "",
              "phase": ev.phase, "phases": ev.phases}
+    if isinstance(ev, FeaturePass):
+        rate = f", {ev.rows_per_second:.0f} rows/s, ETA {ev.eta:.0f} s" if ev.rows_done else ""
+        return {"stage": "feature_pass", **phase, "rows_done": ev.rows_done, "rows_total": ev.rows_total,
+                "eta_s": ev.eta, "message": f"{ev.message}: {ev.rows_done}/{ev.rows_total} rows{rate}"}
     if isinstance(ev, TrainStarted):
         cached = f"; cached {', '.join(ev.cached_layers)}" if ev.cached_layers else ""
         return {"stage": "train_started", **phase, "epoch": 0, "epochs": ev.epochs, "samples": ev.samples,
@@ -59,7 +63,7 @@ def job_progress(progress: Progress, cancel: threading.Event) -> Callable[[Any],
             raise Cancelled("cancelled during training; nothing was registered")
         if isinstance(ev, Mapping):
             progress(dict(ev))
-        elif isinstance(ev, (TrainStarted, EpochEnd, TrainFinished)):
+        elif isinstance(ev, (FeaturePass, TrainStarted, EpochEnd, TrainFinished)):
             if isinstance(ev, TrainStarted):
                 started = ev
             progress(progress_of(ev, started))
@@ -75,6 +79,10 @@ def train_event(ev: JobEvent) -> TrainEvent | None:
     if ev.state != "running":
         return None
     phase = {"phase": ev.phase or 1, "phases": ev.phases or 1}
+    if ev.stage == "feature_pass":
+        # elapsed is not sent; it is left so that rows_per_second reads 0 (unknown) on the client
+        return FeaturePass(ev.rows_done, ev.rows_total, 0.0, max(ev.eta_s, 0.0),
+                           ev.message.split(": ")[0], **phase)
     if ev.stage == "train_started":
         return TrainStarted(task=ev.task, epochs=ev.epochs, samples=ev.samples, val_samples=ev.val_samples,
                             steps_per_epoch=ev.steps_per_epoch, cached_layers=tuple(ev.cached_layers),

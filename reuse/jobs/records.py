@@ -18,7 +18,7 @@ Validator = Callable[[dict[str, Any]], None]
 STATES = ("queued", "running", "succeeded", "failed", "cancelled", "interrupted")
 FINISHED = frozenset({"succeeded", "failed", "cancelled", "interrupted"})
 # What a training job's progress event stands for (JobEvent.stage); "" for anything else.
-STAGES = ("train_started", "epoch_end", "train_finished")
+STAGES = ("feature_pass", "train_started", "epoch_end", "train_finished")
 JOB_ID_RE = re.compile(r"[0-9a-f]{12}")
 
 
@@ -58,6 +58,8 @@ class JobEvent:
     cached_layers: tuple[str, ...] = ()
     stopped_early: bool = False
     best_epoch: int = 0  # 0: none
+    rows_done: int = 0  # feature_pass: rows computed so far, of rows_total
+    rows_total: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

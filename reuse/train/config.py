@@ -42,6 +42,9 @@ class TrainConfig:
         frozen_mode: ``inference`` (default): frozen layers run in inference mode while the rest
             trains (frozen dropout and noise off, as a base called with ``training=False``);
             ``training``: they follow the training flag, as in plain Keras.
+        features_dir: write the frozen part's features to this folder and keep them there (a later
+            run on the same data with the same frozen weights reads them instead of computing them);
+            default: in memory, or a temporary folder removed after the run.
     """
 
     epochs: int = 20
@@ -61,6 +64,7 @@ class TrainConfig:
     weight_decay: float | None = None
     data_parallel: bool = False
     frozen_mode: str = "inference"
+    features_dir: str | None = None
 
     def __post_init__(self) -> None:
         def bad(field: str, value: Any, expected: str) -> InvalidInput:

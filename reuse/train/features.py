@@ -212,6 +212,12 @@ class FeatureCache:
         return len(self._entries)
 
 
+def feature_cache(config: Any) -> FeatureCache:
+    """The cache a run with ``config`` uses: in ``config.features_dir``, kept, when one is given."""
+    folder = getattr(config, "features_dir", None)
+    return FeatureCache(folder, keep=True) if folder else FeatureCache()
+
+
 def _phase(phase: Any) -> dict[str, int]:
     return {"phase": getattr(phase, "phase", 1), "phases": getattr(phase, "phases", 1)}
 

@@ -19,7 +19,7 @@ from reuse.keras_compat import all_layers
 from reuse.train.config import TrainConfig, make_optimizer
 from reuse.train.engine import Phase, finished_event, run_loop
 from reuse.train.events import ProgressCallback
-from reuse.train.features import FeatureCache
+from reuse.train.features import FeatureCache, feature_cache
 from reuse.train.footprint import TRAIN_FACTOR, activation_bytes
 from reuse.train.infer import Predictor, score
 from reuse.train.network import cache_split, frozen_in_inference, reseed
@@ -134,7 +134,7 @@ def train(model: Any, data: Dataset, config: TrainConfig | None = None, *, val: 
     reseed(model, config.seed)
     inference = config.frozen_mode == "inference"
     owned = features is None
-    cache = FeatureCache() if owned else features
+    cache = feature_cache(config) if owned else features
     try:
         with frozen_in_inference(model, inference):
             return _train(model, prep, config, train_vars, cache, inference, progress, cancel, phase)

@@ -27,6 +27,7 @@ import numpy as np
 
 from reuse.data import Dataset
 from reuse.data.checks import OutputKind
+from reuse.data.rows import is_lazy
 from reuse.errors import InvalidInput
 from reuse.train.config import TrainConfig
 from reuse.train.engine import Phase
@@ -143,8 +144,13 @@ class _Builder:
         self.count = 0
         self.norm = None
         if config.scale:
-            self.norm = keras.layers.Normalization(axis=-1, name="scale")
-            self.norm.adapt(x)
+            if is_lazy(x):  # streamed: the per-feature mean and variance, a batch at a time
+                mean, var = _moments(x)
+                self.norm = keras.layers.Normalization(axis=-1, mean=mean, variance=var, name="scale")
+                self.norm.build((None, *n_in))
+            else:
+                self.norm = keras.layers.Normalization(axis=-1, name="scale")
+                self.norm.adapt(x)
             self.norm.trainable = False
 
     def _seed(self) -> int:
@@ -162,6 +168,19 @@ class _Builder:
     def model(self, layers: list[Any], name: str) -> Any:
         front = [self.norm] if self.norm is not None else []
         return self.keras.Sequential([self.keras.Input(self.n_in), *front, *layers], name=name)
+
+
+def _moments(x: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and (population) variance of a row source's last axis, in one streamed pass."""
+    from reuse.data.rows import batches, read_range
+    from reuse.train.infer import BATCH
+
+    count, total, squares = 0, 0.0, 0.0
+    for lo, hi in batches(len(x), BATCH):
+        b = read_range(x, lo, hi).astype(np.float64).reshape(-1, x.shape[-1])
+        count, total, squares = count + len(b), total + b.sum(axis=0), squares + np.square(b).sum(axis=0)
+    mean = total / max(count, 1)
+    return mean.astype(np.float32), np.maximum(squares / max(count, 1) - np.square(mean), 0.0).astype(np.float32)
 
 
 def pretrain(data: Dataset, config: PretrainConfig, *, test: Dataset | None = None,
@@ -189,7 +208,7 @@ def pretrain(data: Dataset, config: PretrainConfig, *, test: Dataset | None = No
     n_classes = max(int(y.max()) + 1, len(data.class_names or ()))
     if n_classes < 2:
         raise InvalidInput(f"{data.source}: pretraining needs at least two classes")
-    x = np.asarray(data.x, dtype=np.float32)
+    x = data.x if is_lazy(data.x) else np.asarray(data.x, dtype=np.float32)
     b = _Builder(config, tuple(x.shape[1:]), x)
     run = _Run(config, b, data, test, n_classes, progress, cancel)
     grown = run.supervised() if config.mode == "supervised" else run.unsupervised()
@@ -263,7 +282,7 @@ class _Run:
         c, b = self.c, self.b
         hidden: list[Any] = []
         model = None
-        x = np.asarray(self.data.x, dtype=np.float32)
+        x = self.data.x if is_lazy(self.data.x) else np.asarray(self.data.x, dtype=np.float32)
         for depth in range(1, c.layers + 1):
             for h in hidden:
                 h.trainable = False

@@ -11,6 +11,7 @@ from reuse.errors import InvalidInput
 from reuse.train.config import TrainConfig
 from reuse.train.engine import Phase
 from reuse.train.events import ProgressCallback
+from reuse.train.features import feature_cache
 from reuse.train.finetune import finetune
 from reuse.train.fit import TrainResult, copy_model, summarize, train
 
@@ -50,15 +51,16 @@ def train_seeds(model: Any, data: Dataset, config: TrainConfig, n: int, *, val: 
         config = config.with_(val_split=0.0)
     start = copy_model(model) if n > 1 else None
     runs: list[TrainResult] = []
-    for i in range(n):
-        m = model if i == 0 else copy_model(start)
-        cfg = config.with_(seed=config.seed + i)
-        phase = Phase(task, i + 1, n, f"seed {cfg.seed}")
-        if finetune_scope:
-            r = finetune(m, finetune_scope, data, cfg, match=match, base_lr=base_lr, val=val,
-                         progress=progress, cancel=cancel, phase=phase)
-        else:
-            r = train(m, data, cfg, val=val, progress=progress, cancel=cancel, phase=phase)
-        runs.append(r)
+    with feature_cache(config) as cache:  # the seeds share the frozen part's features
+        for i in range(n):
+            m = model if i == 0 else copy_model(start)
+            cfg = config.with_(seed=config.seed + i)
+            phase = Phase(task, i + 1, n, f"seed {cfg.seed}")
+            if finetune_scope:
+                r = finetune(m, finetune_scope, data, cfg, match=match, base_lr=base_lr, val=val,
+                             progress=progress, cancel=cancel, phase=phase, features=cache)
+            else:
+                r = train(m, data, cfg, val=val, progress=progress, cancel=cancel, phase=phase, features=cache)
+            runs.append(r)
     keys = [k for k in runs[0].metrics if all(k in r.metrics for r in runs)]
     return SeedsResult(runs, summarize({k: [r.metrics[k] for r in runs] for k in keys}), val)

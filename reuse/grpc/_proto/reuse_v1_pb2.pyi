@@ -207,7 +207,7 @@ class BuildRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., base: _Optional[str] = ..., reuse: _Optional[str] = ..., trainable: _Optional[str] = ..., match: _Optional[str] = ..., head: _Optional[str] = ..., classes: _Optional[int] = ..., regression: _Optional[bool] = ..., input_shape: _Optional[_Iterable[int]] = ..., description: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., wait: _Optional[bool] = ..., seed: _Optional[int] = ..., outputs: _Optional[int] = ..., exits: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class TrainRequest(_message.Message):
-    __slots__ = ("model", "data", "val", "val_split", "label", "epochs", "batch_size", "optimizer", "lr", "momentum", "clipnorm", "clipvalue", "early_stopping", "seed", "no_cache", "description", "relabel", "nesterov", "seeds", "data_parallel")
+    __slots__ = ("model", "data", "val", "val_split", "label", "epochs", "batch_size", "optimizer", "lr", "momentum", "clipnorm", "clipvalue", "early_stopping", "seed", "no_cache", "description", "relabel", "nesterov", "seeds", "data_parallel", "frozen_mode")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
     VAL_FIELD_NUMBER: _ClassVar[int]
@@ -228,6 +228,7 @@ class TrainRequest(_message.Message):
     NESTEROV_FIELD_NUMBER: _ClassVar[int]
     SEEDS_FIELD_NUMBER: _ClassVar[int]
     DATA_PARALLEL_FIELD_NUMBER: _ClassVar[int]
+    FROZEN_MODE_FIELD_NUMBER: _ClassVar[int]
     model: str
     data: str
     val: str
@@ -248,7 +249,8 @@ class TrainRequest(_message.Message):
     nesterov: bool
     seeds: int
     data_parallel: bool
-    def __init__(self, model: _Optional[str] = ..., data: _Optional[str] = ..., val: _Optional[str] = ..., val_split: _Optional[float] = ..., label: _Optional[str] = ..., epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., optimizer: _Optional[str] = ..., lr: _Optional[float] = ..., momentum: _Optional[float] = ..., clipnorm: _Optional[float] = ..., clipvalue: _Optional[float] = ..., early_stopping: _Optional[int] = ..., seed: _Optional[int] = ..., no_cache: _Optional[bool] = ..., description: _Optional[str] = ..., relabel: _Optional[bool] = ..., nesterov: _Optional[bool] = ..., seeds: _Optional[int] = ..., data_parallel: _Optional[bool] = ...) -> None: ...
+    frozen_mode: str
+    def __init__(self, model: _Optional[str] = ..., data: _Optional[str] = ..., val: _Optional[str] = ..., val_split: _Optional[float] = ..., label: _Optional[str] = ..., epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., optimizer: _Optional[str] = ..., lr: _Optional[float] = ..., momentum: _Optional[float] = ..., clipnorm: _Optional[float] = ..., clipvalue: _Optional[float] = ..., early_stopping: _Optional[int] = ..., seed: _Optional[int] = ..., no_cache: _Optional[bool] = ..., description: _Optional[str] = ..., relabel: _Optional[bool] = ..., nesterov: _Optional[bool] = ..., seeds: _Optional[int] = ..., data_parallel: _Optional[bool] = ..., frozen_mode: _Optional[str] = ...) -> None: ...
 
 class FinetuneRequest(_message.Message):
     __slots__ = ("train", "unfreeze", "match")
@@ -279,7 +281,7 @@ class StartJobRequest(_message.Message):
     def __init__(self, kind: _Optional[str] = ..., params_json: _Optional[str] = ...) -> None: ...
 
 class JobEvent(_message.Message):
-    __slots__ = ("job_id", "seq", "state", "epoch", "epochs", "losses", "metrics", "eta_seconds", "message", "model", "error", "time", "stage", "task", "label", "phase", "phases", "samples", "val_samples", "steps_per_epoch", "cached_layers", "stopped_early", "best_epoch")
+    __slots__ = ("job_id", "seq", "state", "epoch", "epochs", "losses", "metrics", "eta_seconds", "message", "model", "error", "time", "stage", "task", "label", "phase", "phases", "samples", "val_samples", "steps_per_epoch", "cached_layers", "stopped_early", "best_epoch", "rows_done", "rows_total")
     class LossesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -317,6 +319,8 @@ class JobEvent(_message.Message):
     CACHED_LAYERS_FIELD_NUMBER: _ClassVar[int]
     STOPPED_EARLY_FIELD_NUMBER: _ClassVar[int]
     BEST_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    ROWS_DONE_FIELD_NUMBER: _ClassVar[int]
+    ROWS_TOTAL_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     seq: int
     state: str
@@ -340,7 +344,9 @@ class JobEvent(_message.Message):
     cached_layers: _containers.RepeatedScalarFieldContainer[str]
     stopped_early: bool
     best_epoch: int
-    def __init__(self, job_id: _Optional[str] = ..., seq: _Optional[int] = ..., state: _Optional[str] = ..., epoch: _Optional[int] = ..., epochs: _Optional[int] = ..., losses: _Optional[_Mapping[str, float]] = ..., metrics: _Optional[_Mapping[str, float]] = ..., eta_seconds: _Optional[float] = ..., message: _Optional[str] = ..., model: _Optional[str] = ..., error: _Optional[str] = ..., time: _Optional[str] = ..., stage: _Optional[str] = ..., task: _Optional[str] = ..., label: _Optional[str] = ..., phase: _Optional[int] = ..., phases: _Optional[int] = ..., samples: _Optional[int] = ..., val_samples: _Optional[int] = ..., steps_per_epoch: _Optional[int] = ..., cached_layers: _Optional[_Iterable[str]] = ..., stopped_early: _Optional[bool] = ..., best_epoch: _Optional[int] = ...) -> None: ...
+    rows_done: int
+    rows_total: int
+    def __init__(self, job_id: _Optional[str] = ..., seq: _Optional[int] = ..., state: _Optional[str] = ..., epoch: _Optional[int] = ..., epochs: _Optional[int] = ..., losses: _Optional[_Mapping[str, float]] = ..., metrics: _Optional[_Mapping[str, float]] = ..., eta_seconds: _Optional[float] = ..., message: _Optional[str] = ..., model: _Optional[str] = ..., error: _Optional[str] = ..., time: _Optional[str] = ..., stage: _Optional[str] = ..., task: _Optional[str] = ..., label: _Optional[str] = ..., phase: _Optional[int] = ..., phases: _Optional[int] = ..., samples: _Optional[int] = ..., val_samples: _Optional[int] = ..., steps_per_epoch: _Optional[int] = ..., cached_layers: _Optional[_Iterable[str]] = ..., stopped_early: _Optional[bool] = ..., best_epoch: _Optional[int] = ..., rows_done: _Optional[int] = ..., rows_total: _Optional[int] = ...) -> None: ...
 
 class Job(_message.Message):
     __slots__ = ("id", "kind", "state", "params_json", "created", "started", "finished", "model", "result_json", "error", "last_event")
