@@ -163,7 +163,7 @@ class MemoryBudget:
             ResourceExhausted: always.
         """
         used = process_rss()
-        enough = (used + need / share) / MiB
+        enough = (used + need / share) * 1.1 / MiB  # a margin: the process grows a little as it works
         raise ResourceExhausted(
             f"{need_text}, but the memory budget ({self.origin}: {fmt_bytes(self.total)}) leaves "
             f"{fmt_bytes(max(0, self.available()))} with the process already using {fmt_bytes(used)}; "

@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import datetime as _dt
 import hashlib
-import io
 import json
 import os
 import uuid
@@ -22,6 +21,8 @@ import numpy as np
 
 from reuse.atomic import write_json_atomic
 from reuse.data.formats import FORMATS, HDF5_MAGIC, ZIP_MAGIC
+from reuse.data.readers import MAX_DATA_BYTES
+from reuse.data.rows import npy_rows
 from reuse.errors import AlreadyExists, InvalidInput, NotFound, ResourceExhausted
 from reuse.h5guard import check_tree
 from reuse.store import ModelInfo, ModelStore, check_name
@@ -139,34 +140,61 @@ def _check_array_names(names: list[str], found: str, what: str = "array") -> Non
 
 
 def _check_dataset(path: Path, fmt: str) -> None:
+    """Check a staged dataset without holding it in memory: every archive member's checksum and array
+    header (streamed), every HDF5 dataset's declared size, every CSV row's width."""
     if fmt == "npz":
+        import zipfile
+
         try:
-            with np.load(path, allow_pickle=False) as z:
-                _check_array_names(list(z.files), "npz dataset has arrays")
-                for k in z.files:
-                    z[k]  # noqa: B018 - reads each array: refuses pickled objects and truncated data
-        except (OSError, ValueError, EOFError) as exc:
+            with zipfile.ZipFile(path) as z:
+                names = [n[:-4] for n in z.namelist() if n.endswith(".npy")]
+                _check_array_names(names, "npz dataset has arrays")
+                bad = z.testzip()  # reads every member in chunks and checks its CRC
+                if bad is not None:
+                    raise ValueError(f"member {bad!r} is damaged (CRC mismatch)")
+                for info in z.infolist():
+                    with z.open(info) as fh:
+                        _check_npy_header(fh, info.filename)
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
             raise InvalidInput(f"uploaded dataset is not a readable npz file: {exc}") from exc
+    elif fmt == "npy":
+        try:
+            with open(path, "rb") as fh:
+                _check_npy_header(fh, "x")
+            npy_rows(path)  # the file holds every row its header promises
+        except (OSError, ValueError, InvalidInput) as exc:
+            raise InvalidInput(f"uploaded dataset is not a readable npy file: {exc}") from exc
     elif fmt == "h5":
         import h5py
 
         try:
             with h5py.File(path, "r") as f:
-                check_tree(f, "uploaded dataset", InvalidInput)
+                check_tree(f, "uploaded dataset", InvalidInput, max_bytes=MAX_DATA_BYTES)
                 _check_array_names([k for k in f if isinstance(f.get(k), h5py.Dataset)], "h5 dataset has datasets",
                                    what="dataset")
         except OSError as exc:
             raise InvalidInput(f"uploaded dataset is not a readable HDF5 file: {exc}") from exc
     else:
+        rows, widths = 0, set()
         try:
             with open(path, encoding="utf-8", newline="") as f:
-                rows = list(csv.reader(io.StringIO(f.read())))
+                for r in csv.reader(f):
+                    if r:
+                        rows += 1
+                        widths.add(len(r))
         except (UnicodeDecodeError, csv.Error) as exc:
             raise InvalidInput(f"uploaded dataset is not UTF-8 CSV text: {exc}") from exc
-        widths = {len(r) for r in rows if r}
-        if len(rows) < 2 or len(widths) != 1:
+        if rows < 2 or len(widths) != 1:
             raise InvalidInput(f"csv dataset needs a header and at least one row, all with the same number of "
-                               f"columns; got {len(rows)} rows with widths {sorted(widths)}")
+                               f"columns; got {rows} rows with widths {sorted(widths)}")
+
+
+def _check_npy_header(fh: Any, name: str) -> None:
+    version = np.lib.format.read_magic(fh)
+    reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    _, _, dtype = reader(fh, max_header_size=100_000)
+    if dtype.hasobject:
+        raise ValueError(f"array {name!r} holds Python objects (pickled data is refused)")
 
 
 class DatasetStore:

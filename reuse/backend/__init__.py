@@ -80,7 +80,7 @@ class Backend(Protocol):
 
         ``on_trace`` is called each time the backend traces. Returns ``(fn, polymorphic)``: when
         ``polymorphic`` is False every new batch size is a new trace, so callers pad to
-        :func:`reuse.backend.compiled.bucket` sizes.
+        :func:`reuse.backend.spec.bucket` sizes.
         """
         ...
 

@@ -12,14 +12,7 @@ from typing import Any
 import numpy as np
 
 from reuse.backend import active
-from reuse.backend.spec import Forward
-
-
-def bucket(rows: int, cap: int | None = None) -> int:
-    """The padded size of a batch of ``rows``: the power of two at or above it, but at most ``cap`` (or
-    ``rows`` itself when that is more)."""
-    padded = 1 << max(0, rows - 1).bit_length()
-    return padded if cap is None else max(rows, min(cap, padded))
+from reuse.backend.spec import Forward, bucket
 
 
 class CompiledForward:

@@ -22,7 +22,7 @@ import keras
 import numpy as np
 from jax import lax
 
-from reuse.backend.spec import ChunkResult, Forward, LoopSpec, eval_batches, map_arrays
+from reuse.backend.spec import ChunkResult, Forward, LoopSpec, bucket, eval_batches, map_arrays
 from reuse.keras_compat import all_layers
 
 NAME = "jax"
@@ -263,8 +263,6 @@ class ChunkRunner(_Steps):
     def evaluate(self, xb: Any, yb: np.ndarray) -> tuple[float, float, float]:
         """Inference-mode sums of the loss and the metric over a batch (padded to a power of two, the
         padding masked), and the regularisation terms."""
-        from reuse.backend.compiled import bucket
-
         m = len(yb)
         size = bucket(m)
         pad = lambda a: np.concatenate([a, np.zeros((size - m, *a.shape[1:]), a.dtype)])  # noqa: E731

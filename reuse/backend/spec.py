@@ -137,3 +137,10 @@ def eval_batches(n: int) -> tuple[int, int, int]:
     """(batch, full batches, remainder) for evaluating ``n`` rows inside a compiled loop."""
     b = max(1, min(n, EVAL_BATCH))
     return b, n // b, n - (n // b) * b
+
+
+def bucket(rows: int, cap: int | None = None) -> int:
+    """The padded size of a batch of ``rows``: the power of two at or above it, but at most ``cap`` (or
+    ``rows`` itself when that is more)."""
+    padded = 1 << max(0, rows - 1).bit_length()
+    return padded if cap is None else max(rows, min(cap, padded))

@@ -116,8 +116,16 @@ def _figures(metrics: dict[str, Any]) -> str:
 def _print_training(o: Any, verb: str) -> None:
     r = o.result
     cached = f"; cached frozen features of {name_list(r.cached_layers)}" if r.cached_layers else ""
+    if r.cached_layers and getattr(r, "features", ""):
+        from reuse.memory import fmt_bytes
+
+        cached += f" ({fmt_bytes(r.feature_bytes)} {'on disk' if r.features == 'disk' else 'in memory'})"
     stop = f", stopped early (best epoch {r.best_epoch})" if r.stopped_early else ""
     click.echo(f"{verb} {o.parent} -> {o.info.ref}: {r.epochs_run} epochs in {r.seconds:.2f} s{stop}{cached}")
+    if o.skipped:
+        files = "file that cannot" if len(o.skipped) == 1 else "files that cannot"
+        click.echo(f"  skipped {len(o.skipped)} image {files} be read (bad=skip): "
+                   f"{'; '.join(o.skipped[:3])}{'; ...' if len(o.skipped) > 3 else ''}")
     if r.unfrozen:
         click.echo(f"  unfrozen: {', '.join(r.unfrozen)}")
     if r.bn_inference:
@@ -144,7 +152,7 @@ def _print_training(o: Any, verb: str) -> None:
 _TRAIN_JSON = ("JSON keys: model, parent, metrics, history, epochs_run, best_epoch, stopped_early, diverged, "
                "seconds, cached_layers, unfrozen, bn_inference, seeds (metric -> mean/std/values, or null), "
                "settings, class_names, seed_models and ensemble (with --ensemble: the seeds' versions and the "
-               "ensemble's, else null).")
+               "ensemble's, else null), skipped (image files left out by bad=skip, each 'PATH: why').")
 
 
 @click.command("train", epilog=_TRAIN_JSON)

@@ -55,6 +55,7 @@ MAX_SIDE = 4096
 EXAMPLE = "images:DIR?size=96,96"
 LISTED = 5  # problem files named in an error
 TAIL = 1024  # bytes read from each file's end to find its end marker
+SCAN_CHUNK = 512  # files checked per task of the scan's thread pool
 
 
 def parse_spec(spec: str) -> tuple[Path, tuple[int, int], str]:
@@ -114,7 +115,17 @@ def _is_image(name: str) -> bool:
 def list_images(folder: Path, spec: str) -> tuple[tuple[str, ...], list[tuple[Path, int]]]:
     """The class names and every ``(image path, label)`` under ``folder``, in the documented order.
 
-    Symbolic links to folders are not followed (as ``os.walk`` does by default).
+    Raises:
+        InvalidInput: as :func:`image_files`.
+    """
+    classes, paths, labels = image_files(folder, spec)
+    return classes, [(Path(p), int(label)) for p, label in zip(paths, labels, strict=True)]
+
+
+def image_files(folder: Path, spec: str) -> tuple[tuple[str, ...], list[str], np.ndarray]:
+    """The class names, every image file's path (as text: a folder may hold 100,000 of them) and its
+    label, in the documented order. Symbolic links to folders are not followed (as ``os.walk`` does by
+    default).
 
     Raises:
         InvalidInput: the folder is missing, has no class sub-folders, or a class has no images.
@@ -128,21 +139,24 @@ def list_images(folder: Path, spec: str) -> tuple[tuple[str, ...], list[tuple[Pa
     if not classes:
         raise InvalidInput(f"{folder}: no class sub-folders; expected one sub-folder of images per class, "
                            f"e.g. {folder / 'cat'}/1.png and {folder / 'dog'}/2.png")
-    items: list[tuple[Path, int]] = []
-    for label, name in enumerate(classes):
-        found = []
-        for root, dirs, files in os.walk(folder / name):
+    paths: list[str] = []
+    counts: list[int] = []
+    for name in classes:
+        found: list[str] = []
+        for root, dirs, files in os.walk(os.path.join(folder, name)):
             dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-            found.extend(Path(root) / f for f in files if _is_image(f))
+            found.extend(os.path.join(root, f) for f in files if _is_image(f))
         if not found:
             raise InvalidInput(f"{folder / name}: class folder with no images (expected files ending in "
                                f"{', '.join(EXTENSIONS)})")
-        items.extend((p, label) for p in sorted(found))
-    return tuple(classes), items
+        found.sort(key=lambda p: p.split(os.sep))
+        paths.extend(found)
+        counts.append(len(found))
+    return tuple(classes), paths, np.repeat(np.arange(len(classes), dtype=np.int64), counts)
 
 
 # -- the up-front check of every file ----------------------------------------------------------------
-def _end_marker_missing(fmt: str, path: Path, size: int) -> bool:
+def _end_marker_missing(fmt: str, path: str, size: int) -> bool:
     """Whether a PNG or JPEG file lacks its end marker near its end (the sign of a truncated file)."""
     marker = {"PNG": b"IEND", "JPEG": b"\xff\xd9"}.get(fmt)
     if marker is None:
@@ -152,16 +166,16 @@ def _end_marker_missing(fmt: str, path: Path, size: int) -> bool:
         return marker not in fh.read(TAIL)
 
 
-def check_file(path: Path, root_real: str) -> str | None:
+def check_file(path: str, root_real: str) -> str | None:
     """Why ``path`` cannot be used as an image (``None``: it looks fine), from its header and end only."""
     from PIL import Image, UnidentifiedImageError
 
-    if path.is_symlink():
+    if os.path.islink(path):
         target = os.path.realpath(path)
         if os.path.commonpath([root_real, target]) != root_real:
             return f"a symbolic link leading out of the folder (to {target})"
     try:
-        size = path.stat().st_size
+        size = os.stat(path).st_size
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a size over the limit is judged below, not warned about
             with Image.open(path) as img:
@@ -196,19 +210,24 @@ class Scan:
     fingerprint: str
 
 
-def scan(folder: Path, spec: str, *, bad: str = "error", threads: int | None = None) -> Scan:
+def scan(folder: Path, spec: str, *, bad_rule: str = "error", threads: int | None = None) -> Scan:
     """List ``folder`` and check every image file's header and end (see the module docstring).
 
     Raises:
         InvalidInput: a bad layout; with ``bad="error"``, any file that cannot be used (the first few
             named, with the count); with ``bad="skip"``, a class left with no usable image.
     """
-    class_names, items = list_images(folder, spec)
+    class_names, paths, labels = image_files(folder, spec)
     root_real = os.path.realpath(folder)
+
+    def check(lo: int) -> list[str | None]:
+        return [check_file(p, root_real) for p in paths[lo:lo + SCAN_CHUNK]]
+
     with ThreadPoolExecutor(max_workers=threads or _threads()) as pool:
-        verdicts = list(pool.map(lambda item: check_file(item[0], root_real), items, chunksize=64))
-    problems = tuple((str(p), why) for (p, _), why in zip(items, verdicts, strict=True) if why is not None)
-    if problems and bad == "error":
+        verdicts = [v for part in pool.map(check, range(0, len(paths), SCAN_CHUNK)) for v in part]
+    bad = np.array([v is not None for v in verdicts], dtype=bool)
+    problems = tuple((paths[i], verdicts[i]) for i in np.flatnonzero(bad))
+    if problems and bad_rule == "error":
         first, why = problems[0]
         more = ""
         if len(problems) > 1:
@@ -216,17 +235,17 @@ def scan(folder: Path, spec: str, *, bad: str = "error", threads: int | None = N
             more = f" (and {len(problems) - 1} more: {named}{', ...' if len(problems) > LISTED else ''})"
         raise InvalidInput(f"{first}: cannot read this image: {why}{more}; fix or remove such files, or add "
                            "&bad=skip to the spec to leave them out")
-    kept = [(p, label) for (p, label), why in zip(items, verdicts, strict=True) if why is None]
-    labels = np.fromiter((label for _, label in kept), dtype=np.int64, count=len(kept))
+    kept = [p for p, b in zip(paths, bad, strict=True) if not b]
+    labels = labels[~bad]
     for i, name in enumerate(class_names):
         if not np.any(labels == i):
             raise InvalidInput(f"{folder / name}: class folder with no readable images ({len(problems)} files "
                                "were left out by bad=skip)")
     h = hashlib.blake2b(digest_size=16)
-    for p, label in kept:
+    for p, label in zip(kept, labels.tolist(), strict=True):
         st = os.stat(p)
         h.update(f"{p}\0{label}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-    return Scan(class_names, tuple(str(p) for p, _ in kept), labels, problems, h.hexdigest())
+    return Scan(class_names, tuple(kept), labels, problems, h.hexdigest())
 
 
 def _threads() -> int:
@@ -305,7 +324,7 @@ def load(spec: str) -> Dataset:
         InvalidInput: a bad spec or folder layout, or (``bad=error``) a file that cannot be used.
     """
     folder, size, color, bad = parse_options(spec)
-    found = scan(folder, spec, bad=bad)
+    found = scan(folder, spec, bad_rule=bad)
     rows: Any = ImageRows(found.paths, size, color, spec, found.fingerprint)
     skipped = tuple(f"{p}: {why}" for p, why in found.problems)
     return Dataset(x=rows, y=found.labels, source=spec, class_names=found.class_names, skipped=skipped)

@@ -45,15 +45,19 @@ PROGRESS_SECONDS = 0.5
 
 
 def weights_digest(layers: Sequence[Any]) -> str:
-    """A digest of the names, shapes and values of every variable of ``layers``."""
+    """A digest of the layers' names and the shapes and values of their weights (not of random seed
+    states: the cached part is deterministic, and Keras names seed generators by a process-wide count)."""
     from keras import ops
+
+    from reuse.train.network import seed_generator_states
 
     h = hashlib.blake2b(digest_size=16)
     for layer in layers:
+        seeds = {id(s) for s in seed_generator_states(layer)}
         h.update(layer.name.encode())
-        for v in layer.variables:
+        for i, v in enumerate(v for v in layer.variables if id(v) not in seeds):
             arr = np.ascontiguousarray(ops.convert_to_numpy(v.value))
-            h.update(str((v.path, arr.shape, arr.dtype.str)).encode())
+            h.update(str((i, arr.shape, arr.dtype.str)).encode())
             h.update(arr.tobytes())
     return h.hexdigest()
 

@@ -53,12 +53,16 @@ class TrainResult:
     unfrozen: tuple[str, ...] = ()
     bn_inference: tuple[str, ...] = ()
     compiled_calls: int = 1
+    features: str = ""  # where the cached features were kept: "memory", "disk" or "" (no cache)
+    feature_bytes: int = 0
 
     def settings(self) -> dict[str, Any]:
         """The settings to record with the registered model."""
         out = self.config.to_dict()
         out.update(epochs_run=self.epochs_run, best_epoch=self.best_epoch, stopped_early=self.stopped_early,
                    cached_layers=list(self.cached_layers), samples=self.samples, val_samples=self.val_samples)
+        if self.features:
+            out.update(features=self.features, feature_bytes=self.feature_bytes)
         if self.unfrozen:
             out.update(unfrozen=list(self.unfrozen), bn_inference=list(self.bn_inference))
         return out
@@ -149,13 +153,14 @@ def _train(model: Any, prep: _Prepared, config: TrainConfig, train_vars: list[An
     split = cache_split(model, train_vars, inference) if config.cache else None
     x = model_inputs(prep.train)
     xv = model_inputs(prep.val) if prep.val is not None else None
-    forward_model, cached = model, ()
+    forward_model, cached, where, nbytes = model, (), "", 0
     if split is not None:
-        check_train_batch(split.rest, config.batch_size)
+        check_memory(split.rest, config.batch_size, prefix=split.prefix)
         got = cache.features(split.prefix, split.layers, x, xv, progress=progress, cancel=cancel, phase=phase)
         if got is not None:
             x, xv, forward_model, cached = got.x, got.xv, split.rest, split.prefix_names
-    check_train_batch(forward_model, config.batch_size)
+            where, nbytes = ("disk" if got.on_disk else "memory"), got.nbytes
+    check_memory(forward_model, config.batch_size)
     forward = Forward(forward_model)
     trained = {id(v) for v in train_vars}
     state_vars = [v for v in forward.variables if id(v) not in trained]
@@ -185,23 +190,30 @@ def _train(model: Any, prep: _Prepared, config: TrainConfig, train_vars: list[An
                        stopped_early=outcome.stopped_early, diverged=outcome.diverged, cached_layers=cached,
                        seconds=outcome.seconds, samples=len(prep.train),
                        val_samples=0 if prep.val is None else len(prep.val), class_names=prep.class_names,
-                       compiled_calls=outcome.calls)
+                       compiled_calls=outcome.calls, features=where, feature_bytes=nbytes)
 
 
-def check_train_batch(model: Any, batch_size: int) -> None:
-    """Refuse a training batch whose activations (forward values kept for the backward pass, and
-    gradients) cannot fit what the memory budget leaves.
+def check_memory(trained: Any, batch_size: int, *, prefix: Any = None) -> None:
+    """Refuse, before any work, a run whose bounded footprint cannot fit what the memory budget leaves:
+    a training batch of ``trained`` (its activations kept for the backward pass, and gradients) and,
+    with a frozen ``prefix`` to cache, one row of the pass that computes its features. The message asks
+    for a budget that fits both.
 
     Raises:
-        ResourceExhausted: naming the batch size and the budget it would need.
+        ResourceExhausted: naming the part that does not fit and the budget it would need.
     """
     from reuse.memory import fmt_bytes, process_budget
+    from reuse.train.footprint import input_bytes
 
-    need = batch_size * TRAIN_FACTOR * activation_bytes(model)
+    parts = [(f"a training batch of {batch_size} rows", batch_size * TRAIN_FACTOR * activation_bytes(trained))]
+    if prefix is not None:
+        parts.append(("one row of the pass through the frozen layers", activation_bytes(prefix) + 2 * input_bytes(prefix)))
     budget = process_budget()
-    if need > budget.available() * 0.5:
-        budget.refuse(f"a training batch of {batch_size} rows of {model.name!r} needs about {fmt_bytes(need)}",
-                      need, 0.5)
+    room = budget.available() * 0.5
+    if all(need <= room for _, need in parts):
+        return
+    what, need = max(parts, key=lambda p: p[1])
+    budget.refuse(f"{what} needs about {fmt_bytes(need)}", need, 0.5)
 
 
 def layer_names(model: Any) -> list[str]:

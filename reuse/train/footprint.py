@@ -52,6 +52,11 @@ def activation_bytes(model: Any) -> int:
     return max(1, total + walk(model))
 
 
+def input_bytes(model: Any) -> int:
+    """Per-row bytes of ``model``'s inputs."""
+    return sum(tensor_bytes(t) for t in model.inputs)
+
+
 def output_bytes(model: Any) -> int:
     """Per-row bytes of ``model``'s outputs (what a pass keeps of each row)."""
     return sum(tensor_bytes(t) for t in model.outputs)

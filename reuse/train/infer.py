@@ -18,6 +18,9 @@ from reuse.train.footprint import activation_bytes
 from reuse.train.task import Task
 
 BATCH = 4096  # most rows a pass runs at once, whatever the budget allows
+# Most estimated activation bytes a pass's batch may hold, whatever the budget allows: past a few dozen
+# rows of a conv net, larger batches only cost memory on a CPU (measured in docs/training.md).
+MAX_PASS_BYTES = 1024**3
 
 
 class Predictor:
@@ -81,9 +84,13 @@ def rows_for_pass(model: Any, *, share: float = 0.5) -> int:
         ResourceExhausted: not even one row fits; the message gives the budget it would need.
     """
     from reuse.memory import process_budget
+    from reuse.train.footprint import input_bytes
 
-    return process_budget().rows_for(activation_bytes(model), what=f"a pass of {model.name!r}", share=share,
-                                     cap=BATCH)
+    # Inputs are held three times: the batch read ahead (decoded, for images), the batch computed, and
+    # the copy the backend makes of it.
+    per_row = activation_bytes(model) + 2 * input_bytes(model)
+    cap = max(1, min(BATCH, MAX_PASS_BYTES // per_row))
+    return process_budget().rows_for(per_row, what=f"a pass of {model.name!r}", share=share, cap=cap)
 
 
 def score(task: Task, outputs: np.ndarray, y: np.ndarray, prefix: str = "") -> dict[str, float]:

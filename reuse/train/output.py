@@ -26,6 +26,7 @@ class TrainOutcome:
     seeds: dict[str, dict[str, Any]] | None = None
     seed_models: list[str] | None = None
     ensemble: Any = None
+    skipped: list[str] = field(default_factory=list)  # files an images:...&bad=skip spec left out, with why
 
     def to_dict(self) -> dict[str, Any]:
         r = self.result
@@ -36,6 +37,7 @@ class TrainOutcome:
             "unfrozen": list(r.unfrozen), "bn_inference": list(r.bn_inference), "seeds": self.seeds,
             "settings": self.info.settings, "class_names": self.info.class_names,
             "seed_models": self.seed_models, "ensemble": self.ensemble.ref if self.ensemble is not None else None,
+            "skipped": list(self.skipped),
         }
 
 

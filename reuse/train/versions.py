@@ -65,6 +65,8 @@ def fit_version(store: ModelStore, ref: str, data: str, *, unfreeze: str | None,
     first = res.first
     op = "finetune" if unfreeze else "train"
     extra = {"unfreeze": unfreeze, "match": match} if unfreeze else {}
+    if ds.skipped:  # files the data spec left out (images:...&bad=skip): recorded with the version
+        extra["skipped_files"] = len(ds.skipped)
     record = train_record(first, op=op, data=data, val=val, parent_ref=parent.ref,
                           parent_lineage=parent.lineage, seeds=res.summary if seeds > 1 else None,
                           extra_settings={"seeds": seeds, **extra})
@@ -76,7 +78,8 @@ def fit_version(store: ModelStore, ref: str, data: str, *, unfreeze: str | None,
     class_names = list(first.class_names) if first.class_names else names
     info = store.register(first.model, parent.name, description=description or parent.description,
                           tags=parent.tags, class_names=class_names, **record)
-    outcome = TrainOutcome(info=info, parent=parent.ref, result=first, seeds=res.summary if seeds > 1 else None)
+    outcome = TrainOutcome(info=info, parent=parent.ref, result=first, seeds=res.summary if seeds > 1 else None,
+                           skipped=list(ds.skipped))
     if ensemble:
         _register_seed_ensemble(store, outcome, res, parent, data=data, val=val, op=op, extra=extra,
                                 class_names=class_names, description=description)
