@@ -11,7 +11,15 @@ from typing import Any
 
 import click
 
-from reuse.cli.common import emit_json, get_service, json_option, local_only, option_group, store_option
+from reuse.cli.common import (
+    emit_json,
+    get_service,
+    json_option,
+    local_only,
+    memory_option,
+    option_group,
+    store_option,
+)
 from reuse.train.config import OPTIMIZERS
 
 INTERRUPTED = 130  # the shell's code for a run ended by Ctrl-C
@@ -184,6 +192,7 @@ def _positive(ctx: click.Context, param: click.Parameter, value: float | None) -
 @click.option("--plot", type=click.Path(dir_okay=False), default=None,
               help="Write the metric against depth (error bars: std over seeds) to FILE.png (.pdf, .svg).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+@memory_option
 @store_option
 @local_only("advise")
 @json_option

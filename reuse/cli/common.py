@@ -61,10 +61,12 @@ facade_options = option_group(store_option, server_option, json_option)
 
 
 def _set_budget(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
-    from reuse.memory import set_process_budget
+    from reuse.memory import ENV_MEMORY_MB, set_process_budget
 
     flag = ctx.get_parameter_source(param.name) == click.core.ParameterSource.COMMANDLINE
-    set_process_budget(value if flag else None)  # None: $REUSE_MEMORY_MB (named so in messages), or the default
+    budget = set_process_budget(value if flag else None)  # None: $REUSE_MEMORY_MB, or the default
+    if flag:  # processes this one starts (serving processes, advisor workers) take the same cap
+        os.environ[ENV_MEMORY_MB] = str(budget.mb)
     return value
 
 
@@ -72,9 +74,9 @@ def _set_budget(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
 memory_option = click.option(
     "--memory-mb", "memory_mb", metavar="MB", envvar="REUSE_MEMORY_MB", show_envvar=True, default=None,
     expose_value=False, callback=_set_budget,
-    help="Cap this process's memory at MB megabytes: passes over data size their batches to fit, frozen "
-    "features go to disk when they do not fit, and work that cannot fit is refused before it starts "
-    "(default: a quarter of the machine's memory, at least 2048).")
+    help="Cap the memory of this process (and of each process it starts) at MB megabytes: passes over data "
+    "size their batches to fit, frozen features go to disk when they do not fit, and work that cannot fit is "
+    "refused before it starts (default: a quarter of the machine's memory, at least 2048).")
 
 
 def local_only(command: str) -> Any:

@@ -12,6 +12,7 @@ from reuse.cli.common import (
     facade_options,
     get_service,
     json_option,
+    memory_option,
     read_token,
     server_option,
     store_option,
@@ -49,6 +50,7 @@ _D = ServerSettings()
 @click.option("--tls-cert", type=click.Path(dir_okay=False, exists=True), default=None, help="TLS certificate (PEM).")
 @click.option("--tls-key", type=click.Path(dir_okay=False, exists=True), default=None, help="TLS private key (PEM).")
 @click.option("--allow-unsafe-uploads", is_flag=True, help="Accept uploaded models that run code when loaded.")
+@memory_option
 def serve_cmd(store: str | None, host: str, port: int, max_batch_size: int, max_batch_delay_ms: float,
               max_message_mb: int, max_upload_mb: int, cache_mb: int, runtime: str, onnx_threads: int,
               workers: int, processes: str, token_file: str | None, tls_cert: str | None, tls_key: str | None,
