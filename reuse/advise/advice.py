@@ -56,6 +56,8 @@ class AdviseConfig:
             validation sample's worth; for regression 1% of the best mean loss).
         val_split: the fraction held out (stratified by class) when no validation data is given.
         cache: cache the frozen layers' output (same results, faster).
+        augment, augment_views: augmentation of the training images in every run, as
+            :class:`reuse.train.TrainConfig` (never part of a registered network).
     """
 
     seeds: int = 3
@@ -75,6 +77,8 @@ class AdviseConfig:
     ray: str | None = None
     ray_cpus: float = 1.0
     ray_gpus: float = 0.0
+    augment: str | None = None
+    augment_views: int = 0
 
     def __post_init__(self) -> None:
         def whole(name: str, low: int) -> None:
@@ -101,7 +105,8 @@ class AdviseConfig:
 
     def train_config(self) -> TrainConfig:
         return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, optimizer=self.optimizer, lr=self.lr,
-                           early_stopping=self.patience, seed=self.seed, cache=self.cache)
+                           early_stopping=self.patience, seed=self.seed, cache=self.cache, augment=self.augment,
+                           augment_views=self.augment_views)
 
     @property
     def seed_list(self) -> tuple[int, ...]:

@@ -26,11 +26,11 @@ class CompiledForward:
         traces: how many times the backend traced the function (for tests and stats).
     """
 
-    def __init__(self, model: Any, *, max_rows: int | None = None) -> None:
+    def __init__(self, model: Any, *, max_rows: int | None = None, forward: Forward | None = None) -> None:
         self.model = model
         self.max_rows = max_rows
         self.traces = 0
-        self._fn, self.polymorphic = active().compile_forward(Forward(model), self._count_trace)
+        self._fn, self.polymorphic = active().compile_forward(forward or Forward(model), self._count_trace)
 
     def _count_trace(self) -> None:
         self.traces += 1

@@ -32,7 +32,8 @@ _FLOATS = "a list of numbers"
 # name and expected type; ``cache`` travels as ``no_cache``. The remote client and the CLI read it.
 TRAIN_OPTIONS = {"epochs": _INT, "batch_size": _INT, "optimizer": _STR, "lr": _FLOAT, "momentum": _FLOAT,
                  "nesterov": _BOOL, "clipnorm": _FLOAT, "clipvalue": _FLOAT, "early_stopping": _INT,
-                 "seed": _INT, "val_split": _FLOAT, "data_parallel": _BOOL, "frozen_mode": _STR}
+                 "seed": _INT, "val_split": _FLOAT, "data_parallel": _BOOL, "frozen_mode": _STR,
+                 "augment": _STR, "augment_views": _INT}
 TRAIN_PARAMS = {"model": _STR, "data": _STR, "val": _STR, "label": _STR, "relabel": _BOOL, "seeds": _INT,
                 "no_cache": _BOOL, "description": _STR, "ensemble": _BOOL, **TRAIN_OPTIONS}
 FINETUNE_PARAMS = {**TRAIN_PARAMS, "unfreeze": _STR, "match": _STR}

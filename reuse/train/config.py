@@ -45,6 +45,11 @@ class TrainConfig:
         features_dir: write the frozen part's features to this folder and keep them there (a later
             run on the same data with the same frozen weights reads them instead of computing them);
             default: in memory, or a temporary folder removed after the run.
+        augment: augmentation of the training images, e.g. ``flip,rotate:0.1`` (see
+            :mod:`reuse.train.augment`); never part of the trained network.
+        augment_views: with a frozen part, compute this many augmented views of the training set
+            through it once (epoch ``e`` trains on view ``e mod K``) instead of augmenting every batch
+            and running the frozen part each time (0, the default).
     """
 
     epochs: int = 20
@@ -65,6 +70,8 @@ class TrainConfig:
     data_parallel: bool = False
     frozen_mode: str = "inference"
     features_dir: str | None = None
+    augment: str | None = None
+    augment_views: int = 0
 
     def __post_init__(self) -> None:
         def bad(field: str, value: Any, expected: str) -> InvalidInput:
@@ -102,6 +109,14 @@ class TrainConfig:
                 raise InvalidInput(f"weight_decay applies to adamw, not {self.optimizer}")
             if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
                 raise bad("weight decay", self.weight_decay, "a number >= 0")
+        if self.augment is not None:
+            from reuse.train.augment import AugmentSpec
+
+            AugmentSpec.parse(self.augment)
+        if not isinstance(self.augment_views, int) or self.augment_views < 0:
+            raise bad("augment views", self.augment_views, "an integer >= 0")
+        if self.augment_views and not self.augment:
+            raise InvalidInput("--augment-views needs --augment (the augmentation to make the views with)")
         if self.frozen_mode not in FROZEN_MODES:
             raise bad("frozen mode", self.frozen_mode, f"one of {', '.join(FROZEN_MODES)}")
         if self.data_parallel:

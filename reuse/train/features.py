@@ -123,21 +123,25 @@ class FeatureCache:
             self._fps[id(x)] = (x, fp)
         return fp
 
-    def key(self, layers: Sequence[Any], x: Any, xv: Any) -> str:
+    def key(self, layers: Sequence[Any], x: Any, xv: Any, view: Any = None) -> str:
         parts = (self._fingerprint(x), self._fingerprint(xv), tuple(v.name for v in layers), weights_digest(layers))
+        if view is not None:
+            augmenter, k = view
+            parts += (augmenter.spec.to_string(), augmenter.seed, k)
         return hashlib.blake2b(repr(parts).encode(), digest_size=16).hexdigest()
 
     def features(self, prefix: Any, layers: Sequence[Any], x: Any, xv: Any, *,
                  progress: ProgressCallback | None = None, cancel: threading.Event | None = None,
-                 phase: Any = None) -> Features | None:
+                 phase: Any = None, view: tuple[Any, int] | None = None) -> Features | None:
         """The features of ``prefix`` (a model from the inputs to the cut) on ``x`` and ``xv``: found,
-        or computed now; ``None`` when they fit neither memory nor disk.
+        or computed now; ``None`` when they fit neither memory nor disk. ``view``: ``(augmenter, k)``
+        computes the ``k``-th augmented view of ``x`` (and no ``xv``) instead.
 
         Raises:
             ResourceExhausted: not even one row of the prefix's pass fits the memory budget.
             Cancelled: ``cancel`` was set during the pass.
         """
-        key = self.key(layers, x, xv)
+        key = self.key(layers, x, xv, view)
         with self._lock:
             if key in self._entries:
                 self.hits += 1
@@ -145,7 +149,7 @@ class FeatureCache:
         got = self._from_disk(key)
         if got is None:
             self.misses += 1
-            got = self._compute(key, prefix, x, xv, progress, cancel, phase)
+            got = self._compute(key, prefix, x, xv, progress, cancel, phase, view)
         else:
             self.hits += 1
         with self._lock:
@@ -164,15 +168,17 @@ class FeatureCache:
         return _open_entry(d)
 
     def _compute(self, key: str, prefix: Any, x: Any, xv: Any, progress: Any, cancel: Any,
-                 phase: Any) -> Features | None:
+                 phase: Any, view: Any = None) -> Features | None:
         n, nv = rows_of(x), (rows_of(xv) if xv is not None else 0)
         width = output_bytes(prefix)
         need = (n + nv) * width
         budget = process_budget()
+        part = "train" if view is None else f"augmented view {view[1] + 1}"
         if not self.on_disk and need <= budget.available() * IN_MEMORY_SHARE:
             with budget.reserve(need):
                 t0 = time.perf_counter()
-                fx = feature_pass(prefix, x, None, progress=progress, cancel=cancel, phase=phase, part="train")
+                fx = feature_pass(prefix, x, None, progress=progress, cancel=cancel, phase=phase, part=part,
+                                  view=view)
                 fxv = (feature_pass(prefix, xv, None, progress=progress, cancel=cancel, phase=phase, part="val")
                        if xv is not None else None)
                 return Features(fx, fxv, False, need, time.perf_counter() - t0)
@@ -194,7 +200,7 @@ class FeatureCache:
                 shutil.rmtree(d)  # a half-written entry of a process that stopped
             d.mkdir(parents=True)
             t0 = time.perf_counter()
-            feature_pass(prefix, x, d / "train", progress=progress, cancel=cancel, phase=phase, part="train")
+            feature_pass(prefix, x, d / "train", progress=progress, cancel=cancel, phase=phase, part=part, view=view)
             if xv is not None:
                 feature_pass(prefix, xv, d / "val", progress=progress, cancel=cancel, phase=phase, part="val")
             (d / "done").write_text(f"{time.perf_counter() - t0:.3f}\n")
@@ -240,9 +246,11 @@ def _open_entry(d: Path) -> Features:
 
 
 def feature_pass(prefix: Any, x: Any, dest: Path | None, *, progress: ProgressCallback | None = None,
-                 cancel: threading.Event | None = None, phase: Any = None, part: str = "train") -> Any:
+                 cancel: threading.Event | None = None, phase: Any = None, part: str = "train",
+                 view: tuple[Any, int] | None = None) -> Any:
     """``prefix``'s outputs for every row of ``x``, in one streaming pass: into memory (``dest`` None)
-    or into ``dest-<i>.npy`` files (one per output), returned as row sources over them.
+    or into ``dest-<i>.npy`` files (one per output), returned as row sources over them. ``view``:
+    ``(augmenter, k)`` augments each batch first, its random state set from ``(k, batch number)``.
 
     Raises:
         ResourceExhausted: not even one row fits the memory budget.
@@ -255,7 +263,17 @@ def feature_pass(prefix: Any, x: Any, dest: Path | None, *, progress: ProgressCa
     rows = rows_for_pass(prefix)
     # A single short pass is cheaper eager on backends that trace slowly; a long one compiled.
     compiled = not active().EAGER_ONE_SHOT or n > 2 * rows
-    predictor = Predictor(prefix, batch_size=rows, compiled=compiled)
+    forward, before = None, None
+    if view is not None:
+        from reuse.train.augment import ViewForward
+
+        augmenter, k = view
+        forward = ViewForward(prefix, augmenter)
+
+        def before(i: int, augmenter: Any = augmenter, k: int = k) -> None:
+            augmenter.reseed(k, i)
+
+    predictor = Predictor(prefix, batch_size=rows, compiled=compiled or view is not None, forward=forward)
     shapes = [tuple(int(d) for d in t.shape[1:]) for t in prefix.outputs]
     dtypes = [np.dtype(str(t.dtype)) for t in prefix.outputs]
     where = "memory" if dest is None else str(dest.parent)
@@ -274,7 +292,7 @@ def feature_pass(prefix: Any, x: Any, dest: Path | None, *, progress: ProgressCa
     if progress:
         progress(FeaturePass(0, n, 0.0, 0.0, f"{label} -> {where}", **_phase(phase)))
     try:
-        for lo, hi, got in predictor.batches(x):
+        for lo, hi, got in predictor.batches(x, before):
             if cancel is not None and cancel.is_set():
                 raise Cancelled("cancelled while computing frozen features; nothing was registered")
             for i, arr in enumerate(got):

@@ -16,6 +16,7 @@ from reuse.data.checks import OutputKind, model_inputs
 from reuse.data.rows import is_lazy, rows_of
 from reuse.errors import InvalidInput
 from reuse.keras_compat import all_layers
+from reuse.train.augment import AugmentedForward, Augmenter, AugmentSpec, check_images
 from reuse.train.config import TrainConfig, make_optimizer
 from reuse.train.engine import Phase, finished_event, run_loop
 from reuse.train.events import ProgressCallback
@@ -23,7 +24,7 @@ from reuse.train.features import FeatureCache, feature_cache
 from reuse.train.footprint import TRAIN_FACTOR, activation_bytes
 from reuse.train.infer import Predictor, score
 from reuse.train.network import cache_split, frozen_in_inference, reseed
-from reuse.train.stream_loop import chunk_rows, run_stream_loop
+from reuse.train.stream_loop import EpochViews, chunk_rows, run_stream_loop
 from reuse.train.task import Task
 
 
@@ -150,29 +151,32 @@ def train(model: Any, data: Dataset, config: TrainConfig | None = None, *, val: 
 def _train(model: Any, prep: _Prepared, config: TrainConfig, train_vars: list[Any], cache: FeatureCache,
            inference: bool, progress: ProgressCallback | None, cancel: threading.Event | None,
            phase: Phase) -> TrainResult:
+    augmenter = _augmenter(model, config)
     split = cache_split(model, train_vars, inference) if config.cache else None
     x = model_inputs(prep.train)
     xv = model_inputs(prep.val) if prep.val is not None else None
-    forward_model, cached, where, nbytes = model, (), "", 0
-    if split is not None:
+    raw_x = x
+    forward: Forward = AugmentedForward(model, augmenter) if augmenter is not None else Forward(model)
+    cached, where, nbytes = (), "", 0
+    if split is not None and (augmenter is None or config.augment_views):
         check_memory(split.rest, config.batch_size, prefix=split.prefix)
-        got = cache.features(split.prefix, split.layers, x, xv, progress=progress, cancel=cancel, phase=phase)
+        got = _cached(cache, split, x, xv, augmenter, config.augment_views, progress, cancel, phase)
         if got is not None:
-            x, xv, forward_model, cached = got.x, got.xv, split.rest, split.prefix_names
-            where, nbytes = ("disk" if got.on_disk else "memory"), got.nbytes
-    check_memory(forward_model, config.batch_size)
-    forward = Forward(forward_model)
+            (x, xv, fbytes, on_disk) = got
+            forward, cached = Forward(split.rest), split.prefix_names
+            where, nbytes = ("disk" if on_disk else "memory"), fbytes
+    check_memory(forward.model, config.batch_size)
     trained = {id(v) for v in train_vars}
     state_vars = [v for v in forward.variables if id(v) not in trained]
-    streamed = any(is_lazy(a) for part in (x, xv) if part is not None
-                   for a in (part if isinstance(part, tuple) else (part,)))
+    streamed = isinstance(x, EpochViews) or any(is_lazy(a) for part in (x, xv) if part is not None
+                                                for a in (part if isinstance(part, tuple) else (part,)))
     spec = LoopSpec(forward=forward, train_vars=train_vars, state_vars=state_vars,
                     optimizer=make_optimizer(config), task=prep.task, x=x, y=prep.train.y, xv=xv,
                     yv=prep.val.y if prep.val is not None else None, batch_size=config.batch_size,
                     epochs=config.epochs, seed=config.seed, shuffle=config.shuffle,
                     patience=config.early_stopping, restore_best=config.restore_best,
                     data_parallel=config.data_parallel,
-                    chunk_rows=chunk_rows(x, min(config.batch_size, rows_of(x))) if streamed else None)
+                    chunk_rows=chunk_rows(x, min(config.batch_size, rows_of(raw_x))) if streamed else None)
     predict_rest = Predictor(forward.model, compiled=streamed or not active().EAGER_ONE_SHOT)
     if streamed:
         outcome = run_stream_loop(spec, metric=prep.task.metric, eval_rows=predict_rest.batch_size, phase=phase,
@@ -180,7 +184,9 @@ def _train(model: Any, prep: _Prepared, config: TrainConfig, train_vars: list[An
     else:
         outcome = run_loop(spec, metric=prep.task.metric, phase=phase, cached=cached, progress=progress,
                            cancel=cancel)
-    metrics = score(prep.task, predict_rest(x), prep.train.y)
+    # Final figures on the training rows as they are (augmented views: the whole network on the data).
+    train_out = Predictor(model)(raw_x) if isinstance(x, EpochViews) else predict_rest(x)
+    metrics = score(prep.task, train_out, prep.train.y)
     if xv is not None:
         metrics.update(score(prep.task, predict_rest(xv), prep.val.y, prefix="val_"))
     if progress:
@@ -191,6 +197,32 @@ def _train(model: Any, prep: _Prepared, config: TrainConfig, train_vars: list[An
                        seconds=outcome.seconds, samples=len(prep.train),
                        val_samples=0 if prep.val is None else len(prep.val), class_names=prep.class_names,
                        compiled_calls=outcome.calls, features=where, feature_bytes=nbytes)
+
+
+def _augmenter(model: Any, config: TrainConfig) -> Augmenter | None:
+    if not config.augment:
+        return None
+    spec = AugmentSpec.parse(config.augment)
+    check_images(model, spec)
+    return Augmenter(spec, config.seed, tuple(model.inputs[0].shape[1:]))
+
+
+def _cached(cache: FeatureCache, split: Any, x: Any, xv: Any, augmenter: Augmenter | None, views: int,
+            progress: Any, cancel: Any, phase: Phase) -> tuple[Any, Any, int, bool] | None:
+    """The frozen part's features: of the data as it is, or of ``views`` augmented views of the
+    training rows (and of the validation rows as they are); ``None`` when they fit neither memory nor
+    disk."""
+    kw = {"progress": progress, "cancel": cancel, "phase": phase}
+    if augmenter is None:
+        got = cache.features(split.prefix, split.layers, x, xv, **kw)
+        return None if got is None else (got.x, got.xv, got.nbytes, got.on_disk)
+    parts = [cache.features(split.prefix, split.layers, x, None, view=(augmenter, k), **kw) for k in range(views)]
+    val = cache.features(split.prefix, split.layers, xv, None, **kw) if xv is not None else None
+    if any(p is None for p in parts) or (xv is not None and val is None):
+        return None
+    nbytes = sum(p.nbytes for p in parts) + (val.nbytes if val is not None else 0)
+    return (EpochViews([p.x for p in parts]), val.x if val is not None else None, nbytes,
+            any(p.on_disk for p in parts))
 
 
 def check_memory(trained: Any, batch_size: int, *, prefix: Any = None) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -39,11 +39,13 @@ class Predictor:
         ResourceExhausted: (on creation) not even one row's activations fit the memory budget.
     """
 
-    def __init__(self, model: Any, *, batch_size: int | None = None, compiled: bool = True) -> None:
-        self.forward = Forward(model)
+    def __init__(self, model: Any, *, batch_size: int | None = None, compiled: bool = True,
+                 forward: Forward | None = None) -> None:
+        self.forward = forward or Forward(model)
         self.batch_size = int(batch_size) if batch_size else rows_for_pass(model)
         self.compiled = compiled
-        self._compiled = CompiledForward(model, max_rows=self.batch_size) if compiled else None
+        self._compiled = (CompiledForward(model, max_rows=self.batch_size, forward=self.forward) if compiled
+                          else None)
 
     def _run(self, arrays: list[np.ndarray], several: bool) -> list[np.ndarray]:
         if self._compiled is not None:
@@ -51,8 +53,10 @@ class Predictor:
         out = self.forward(tuple(arrays) if several else arrays[0], False)
         return [np.asarray(o) for o in (out if isinstance(out, (list, tuple)) else [out])]
 
-    def batches(self, x: Any) -> Iterator[tuple[int, int, list[np.ndarray]]]:
-        """``(lo, hi, outputs)`` for consecutive batches of ``x``'s rows."""
+    def batches(self, x: Any, before: Callable[[int], None] | None = None
+                ) -> Iterator[tuple[int, int, list[np.ndarray]]]:
+        """``(lo, hi, outputs)`` for consecutive batches of ``x``'s rows; ``before(i)`` runs before the
+        ``i``-th batch is computed (to set random state per batch)."""
         several = isinstance(x, tuple)
         spans = list(batches(rows(x), self.batch_size))
 
@@ -60,7 +64,9 @@ class Predictor:
             got = read_inputs(x, *span)
             return [_typed(a) for a in (got if several else (got,))]
 
-        for (lo, hi), xs in zip(spans, ahead(load, spans), strict=True):
+        for i, ((lo, hi), xs) in enumerate(zip(spans, ahead(load, spans), strict=True)):
+            if before is not None:
+                before(i)
             yield lo, hi, self._run(xs, several)
 
     def __call__(self, x: Any) -> Any:

@@ -26,6 +26,23 @@ from reuse.train.engine import LoopOutcome, Phase, _history, _row
 from reuse.train.events import EpochEnd, ProgressCallback, TrainStarted
 
 
+class EpochViews:
+    """Several versions of the training rows (augmented views' features): epoch ``e`` reads view
+    ``e mod K``. Only the streamed loop takes it."""
+
+    def __init__(self, views: list[Any]) -> None:
+        self.views = views
+        first = views[0][0] if isinstance(views[0], tuple) else views[0]
+        self.shape = tuple(first.shape)
+        self.dtype = first.dtype
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def view(self, epoch: int) -> Any:
+        return self.views[epoch % len(self.views)]
+
+
 def _check_cancel(cancel: threading.Event | None) -> None:
     if cancel is not None and cancel.is_set():
         raise Cancelled("training cancelled; nothing was registered")
@@ -66,9 +83,11 @@ def run_stream_loop(spec: LoopSpec, *, metric: str, eval_rows: int, phase: Phase
         order = backend.permutation(n, spec.seed, e) if spec.shuffle else np.arange(n)
         spans = list(batches(n, chunk))
 
-        def read(span: tuple[int, int], order: np.ndarray = order) -> tuple[Any, np.ndarray]:
+        xe = spec.x.view(e) if isinstance(spec.x, EpochViews) else spec.x
+
+        def read(span: tuple[int, int], order: np.ndarray = order, xe: Any = xe) -> tuple[Any, np.ndarray]:
             idx = order[span[0]:span[1]]
-            return take_inputs(spec.x, idx), spec.y[idx]
+            return take_inputs(xe, idx), spec.y[idx]
 
         tot = score = 0.0
         for xc, yc in ahead(read, spans):
@@ -120,6 +139,8 @@ def chunk_rows(x: Any, batch: int, *, share: float = 0.2, cap_bytes: int = 256 *
     from reuse.data.rows import row_nbytes
     from reuse.memory import fmt_bytes, process_budget
 
+    if isinstance(x, EpochViews):
+        x = x.view(0)
     parts = x if isinstance(x, tuple) else (x,)
     per_row = sum(max(row_nbytes(a), int(np.prod(a.shape[1:], dtype=np.int64)) * 4) for a in parts)
     budget = process_budget()

@@ -207,7 +207,7 @@ class BuildRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., base: _Optional[str] = ..., reuse: _Optional[str] = ..., trainable: _Optional[str] = ..., match: _Optional[str] = ..., head: _Optional[str] = ..., classes: _Optional[int] = ..., regression: _Optional[bool] = ..., input_shape: _Optional[_Iterable[int]] = ..., description: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., wait: _Optional[bool] = ..., seed: _Optional[int] = ..., outputs: _Optional[int] = ..., exits: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class TrainRequest(_message.Message):
-    __slots__ = ("model", "data", "val", "val_split", "label", "epochs", "batch_size", "optimizer", "lr", "momentum", "clipnorm", "clipvalue", "early_stopping", "seed", "no_cache", "description", "relabel", "nesterov", "seeds", "data_parallel", "frozen_mode")
+    __slots__ = ("model", "data", "val", "val_split", "label", "epochs", "batch_size", "optimizer", "lr", "momentum", "clipnorm", "clipvalue", "early_stopping", "seed", "no_cache", "description", "relabel", "nesterov", "seeds", "data_parallel", "frozen_mode", "augment", "augment_views")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
     VAL_FIELD_NUMBER: _ClassVar[int]
@@ -229,6 +229,8 @@ class TrainRequest(_message.Message):
     SEEDS_FIELD_NUMBER: _ClassVar[int]
     DATA_PARALLEL_FIELD_NUMBER: _ClassVar[int]
     FROZEN_MODE_FIELD_NUMBER: _ClassVar[int]
+    AUGMENT_FIELD_NUMBER: _ClassVar[int]
+    AUGMENT_VIEWS_FIELD_NUMBER: _ClassVar[int]
     model: str
     data: str
     val: str
@@ -250,7 +252,9 @@ class TrainRequest(_message.Message):
     seeds: int
     data_parallel: bool
     frozen_mode: str
-    def __init__(self, model: _Optional[str] = ..., data: _Optional[str] = ..., val: _Optional[str] = ..., val_split: _Optional[float] = ..., label: _Optional[str] = ..., epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., optimizer: _Optional[str] = ..., lr: _Optional[float] = ..., momentum: _Optional[float] = ..., clipnorm: _Optional[float] = ..., clipvalue: _Optional[float] = ..., early_stopping: _Optional[int] = ..., seed: _Optional[int] = ..., no_cache: _Optional[bool] = ..., description: _Optional[str] = ..., relabel: _Optional[bool] = ..., nesterov: _Optional[bool] = ..., seeds: _Optional[int] = ..., data_parallel: _Optional[bool] = ..., frozen_mode: _Optional[str] = ...) -> None: ...
+    augment: str
+    augment_views: int
+    def __init__(self, model: _Optional[str] = ..., data: _Optional[str] = ..., val: _Optional[str] = ..., val_split: _Optional[float] = ..., label: _Optional[str] = ..., epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., optimizer: _Optional[str] = ..., lr: _Optional[float] = ..., momentum: _Optional[float] = ..., clipnorm: _Optional[float] = ..., clipvalue: _Optional[float] = ..., early_stopping: _Optional[int] = ..., seed: _Optional[int] = ..., no_cache: _Optional[bool] = ..., description: _Optional[str] = ..., relabel: _Optional[bool] = ..., nesterov: _Optional[bool] = ..., seeds: _Optional[int] = ..., data_parallel: _Optional[bool] = ..., frozen_mode: _Optional[str] = ..., augment: _Optional[str] = ..., augment_views: _Optional[int] = ...) -> None: ...
 
 class FinetuneRequest(_message.Message):
     __slots__ = ("train", "unfreeze", "match")
