@@ -187,8 +187,12 @@ def process_budget() -> MemoryBudget:
 
 def set_process_budget(mb: int | str | None) -> MemoryBudget:
     """Set this process's budget from a flag's value (``None``: the environment or the default)."""
+    return set_budget(MemoryBudget.from_settings(mb))
+
+
+def set_budget(budget: MemoryBudget) -> MemoryBudget:
+    """Make ``budget`` this process's budget (and return it)."""
     global _PROCESS
-    budget = MemoryBudget.from_settings(mb)
     with _PROCESS_LOCK:
         _PROCESS = budget
     return budget

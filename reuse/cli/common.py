@@ -61,12 +61,22 @@ facade_options = option_group(store_option, server_option, json_option)
 
 
 def _set_budget(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
-    from reuse.memory import ENV_MEMORY_MB, set_process_budget
+    from reuse.memory import ENV_MEMORY_MB, process_budget, set_budget, set_process_budget
 
+    before, env = process_budget(), os.environ.get(ENV_MEMORY_MB)
     flag = ctx.get_parameter_source(param.name) == click.core.ParameterSource.COMMANDLINE
     budget = set_process_budget(value if flag else None)  # None: $REUSE_MEMORY_MB, or the default
     if flag:  # processes this one starts (serving processes, advisor workers) take the same cap
         os.environ[ENV_MEMORY_MB] = str(budget.mb)
+
+    def restore() -> None:  # the command is over (matters when commands run in one process: tests)
+        set_budget(before)
+        if env is None:
+            os.environ.pop(ENV_MEMORY_MB, None)
+        else:
+            os.environ[ENV_MEMORY_MB] = env
+
+    ctx.call_on_close(restore)
     return value
 
 

@@ -127,7 +127,8 @@ def _print_training(o: Any, verb: str) -> None:
     if r.cached_layers and getattr(r, "features", ""):
         from reuse.memory import fmt_bytes
 
-        cached += f" ({fmt_bytes(r.feature_bytes)} {'on disk' if r.features == 'disk' else 'in memory'})"
+        took = f", computed in {r.feature_seconds:.1f} s" if getattr(r, "feature_seconds", 0) else ""
+        cached += f" ({fmt_bytes(r.feature_bytes)} {'on disk' if r.features == 'disk' else 'in memory'}{took})"
     stop = f", stopped early (best epoch {r.best_epoch})" if r.stopped_early else ""
     click.echo(f"{verb} {o.parent} -> {o.info.ref}: {r.epochs_run} epochs in {r.seconds:.2f} s{stop}{cached}")
     if o.skipped:

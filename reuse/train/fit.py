@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +22,7 @@ from reuse.train.config import TrainConfig, make_optimizer
 from reuse.train.engine import Phase, finished_event, run_loop
 from reuse.train.events import ProgressCallback
 from reuse.train.features import FeatureCache, feature_cache
-from reuse.train.footprint import TRAIN_FACTOR, activation_bytes
+from reuse.train.footprint import activation_bytes, training_bytes
 from reuse.train.infer import Predictor, score
 from reuse.train.network import cache_split, frozen_in_inference, reseed
 from reuse.train.stream_loop import EpochViews, chunk_rows, run_stream_loop
@@ -56,6 +57,7 @@ class TrainResult:
     compiled_calls: int = 1
     features: str = ""  # where the cached features were kept: "memory", "disk" or "" (no cache)
     feature_bytes: int = 0
+    feature_seconds: float = 0.0  # the pass that computed them (0: found in the cache)
 
     def settings(self) -> dict[str, Any]:
         """The settings to record with the registered model."""
@@ -63,7 +65,8 @@ class TrainResult:
         out.update(epochs_run=self.epochs_run, best_epoch=self.best_epoch, stopped_early=self.stopped_early,
                    cached_layers=list(self.cached_layers), samples=self.samples, val_samples=self.val_samples)
         if self.features:
-            out.update(features=self.features, feature_bytes=self.feature_bytes)
+            out.update(features=self.features, feature_bytes=self.feature_bytes,
+                       feature_seconds=round(self.feature_seconds, 3))
         if self.unfrozen:
             out.update(unfrozen=list(self.unfrozen), bn_inference=list(self.bn_inference))
         return out
@@ -157,15 +160,17 @@ def _train(model: Any, prep: _Prepared, config: TrainConfig, train_vars: list[An
     xv = model_inputs(prep.val) if prep.val is not None else None
     raw_x = x
     forward: Forward = AugmentedForward(model, augmenter) if augmenter is not None else Forward(model)
-    cached, where, nbytes = (), "", 0
+    cached, where, nbytes, fseconds = (), "", 0, 0.0
     if split is not None and (augmenter is None or config.augment_views):
-        check_memory(split.rest, config.batch_size, prefix=split.prefix)
+        check_memory(split.rest, train_vars, config.batch_size, prefix=split.prefix)
+        t0 = time.perf_counter()
         got = _cached(cache, split, x, xv, augmenter, config.augment_views, progress, cancel, phase)
+        fseconds = time.perf_counter() - t0
         if got is not None:
             (x, xv, fbytes, on_disk) = got
             forward, cached = Forward(split.rest), split.prefix_names
             where, nbytes = ("disk" if on_disk else "memory"), fbytes
-    check_memory(forward.model, config.batch_size)
+    check_memory(forward.model, train_vars, config.batch_size)
     trained = {id(v) for v in train_vars}
     state_vars = [v for v in forward.variables if id(v) not in trained]
     streamed = isinstance(x, EpochViews) or any(is_lazy(a) for part in (x, xv) if part is not None
@@ -196,7 +201,8 @@ def _train(model: Any, prep: _Prepared, config: TrainConfig, train_vars: list[An
                        stopped_early=outcome.stopped_early, diverged=outcome.diverged, cached_layers=cached,
                        seconds=outcome.seconds, samples=len(prep.train),
                        val_samples=0 if prep.val is None else len(prep.val), class_names=prep.class_names,
-                       compiled_calls=outcome.calls, features=where, feature_bytes=nbytes)
+                       compiled_calls=outcome.calls, features=where, feature_bytes=nbytes,
+                       feature_seconds=fseconds if cached else 0.0)
 
 
 def _augmenter(model: Any, config: TrainConfig) -> Augmenter | None:
@@ -225,11 +231,11 @@ def _cached(cache: FeatureCache, split: Any, x: Any, xv: Any, augmenter: Augment
             any(p.on_disk for p in parts))
 
 
-def check_memory(trained: Any, batch_size: int, *, prefix: Any = None) -> None:
+def check_memory(trained: Any, train_vars: list[Any], batch_size: int, *, prefix: Any = None) -> None:
     """Refuse, before any work, a run whose bounded footprint cannot fit what the memory budget leaves:
-    a training batch of ``trained`` (its activations kept for the backward pass, and gradients) and,
-    with a frozen ``prefix`` to cache, one row of the pass that computes its features. The message asks
-    for a budget that fits both.
+    a training batch of ``trained`` (what its forward and backward passes keep: see
+    :func:`reuse.train.footprint.training_bytes`) and, with a frozen ``prefix`` to cache, one row of the
+    pass that computes its features. The message asks for a budget that fits both.
 
     Raises:
         ResourceExhausted: naming the part that does not fit and the budget it would need.
@@ -237,7 +243,7 @@ def check_memory(trained: Any, batch_size: int, *, prefix: Any = None) -> None:
     from reuse.memory import fmt_bytes, process_budget
     from reuse.train.footprint import input_bytes
 
-    parts = [(f"a training batch of {batch_size} rows", batch_size * TRAIN_FACTOR * activation_bytes(trained))]
+    parts = [(f"a training batch of {batch_size} rows", batch_size * training_bytes(trained, train_vars))]
     if prefix is not None:
         parts.append(("one row of the pass through the frozen layers", activation_bytes(prefix) + 2 * input_bytes(prefix)))
     budget = process_budget()
