@@ -26,6 +26,7 @@ import shutil
 import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,6 +109,8 @@ class FeatureCache:
             return self._folder
         if self._made is None:
             self._made = Path(tempfile.mkdtemp(prefix="reuse-features-"))
+            # Removed by close(), or when the cache is dropped or the process exits, whichever is first.
+            self._finalizer = weakref.finalize(self, shutil.rmtree, self._made, True)
         return self._made
 
     def _fingerprint(self, x: Any) -> str:
@@ -215,7 +218,7 @@ class FeatureCache:
         """Forget every entry; remove the feature files unless they are to be kept."""
         self.clear()
         if self._made is not None:
-            shutil.rmtree(self._made, ignore_errors=True)
+            self._finalizer()
             self._made = None
 
     def __len__(self) -> int:
