@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from reuse.heads import HeadSpec
     from reuse.jobs import JobEvent, JobRecord
     from reuse.layer_table import LayerTable
+    from reuse.rank import Ranking
     from reuse.serving.engine import InferResult
     from reuse.serving.signature import ModelSignature
     from reuse.store import LayerInfo, ModelInfo
@@ -99,6 +100,14 @@ class Facade(Protocol):
     def predict_model(self, ref: str, data: str, *, label: str | int | None = None, no_label: bool = False,
                       out: str | os.PathLike[str] | None = None) -> Prediction: ...
 
+    # -- ranking --------------------------------------------------------------------------------
+    def rank(self, data: str, *, models: str | None = None, cuts: str | None = None, blocks: str | None = None,
+             match: str = "full", metric: str | None = None, regression: bool = False,
+             label: str | int | None = None, relabel: bool = False, budget: float | None = None,
+             memory_mb: float | None = None, ray: str | None = None, ray_cpus: float = 1.0,
+             plot: str | None = None, progress: Any = None, cancel: threading.Event | None = None
+             ) -> Ranking | None: ...
+
     # -- serving and jobs -----------------------------------------------------------------------
     def model_signature(self, ref: str) -> ModelSignature: ...
 
@@ -115,6 +124,8 @@ class Facade(Protocol):
     def start_finetune(self, params: dict[str, Any]) -> JobRecord: ...
 
     def start_advise(self, params: dict[str, Any]) -> JobRecord: ...
+
+    def start_rank(self, params: dict[str, Any]) -> JobRecord: ...
 
     def list_jobs(self, *, state: str = "", kind: str = "") -> list[JobRecord]: ...
 

@@ -29,7 +29,7 @@ _JSON_HELP = (
 
 
 @contextmanager
-def _ctrl_c_cancels(cancel: threading.Event) -> Iterator[None]:
+def ctrl_c_cancels(cancel: threading.Event) -> Iterator[None]:
     """The first Ctrl-C sets ``cancel`` (finished runs are kept); a second one aborts at once."""
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -198,7 +198,7 @@ def advise_cmd(base: str, no_finetune: bool, budget: float | None, regression: b
     from reuse.cli.advise_progress import AdviceProgressBar  # imports the advisor: not at CLI start-up
 
     cancel = threading.Event()
-    with AdviceProgressBar(False if quiet else None) as bar, _ctrl_c_cancels(cancel):
+    with AdviceProgressBar(False if quiet else None) as bar, ctrl_c_cancels(cancel):
         advice = get_service(store).advise(base, finetune=not no_finetune, budget_minutes=budget,
                                            regression=regression, progress=bar, cancel=cancel, **kw)
     d = advice.to_dict()

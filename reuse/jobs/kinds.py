@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from reuse.errors import Cancelled, InvalidInput
+from reuse.jobs import rank_kind
 from reuse.jobs.records import Progress
 from reuse.jobs.registry import JobKinds
 from reuse.text import echo
@@ -363,4 +365,6 @@ def builtin_kinds(service_for: Callable[[str], Any]) -> JobKinds:
     kinds.register("evaluate", bound(evaluate_job), validate=bound(_validate_evaluate))
     kinds.register("advise", bound(advise_job), validate=bound(_validate_advise))
     kinds.register("ensemble", bound(ensemble_job), validate=bound(_validate_ensemble))
+    kinds.register("rank", bound(partial(rank_kind.rank_job, resolve=resolve_data)),
+                   validate=bound(partial(rank_kind.validate_rank, check=check_params, resolve=resolve_data)))
     return kinds
