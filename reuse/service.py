@@ -249,7 +249,7 @@ class Service(JobCalls):
                                 progress=progress, cancel=cancel, description=description)
 
     # -- Advisor ---------------------------------------------------------------------------------
-    def advise(self, base: str, data: str, *, val: str | None = None, val_split: float | None = None,
+    def advise(self, base: str | None, data: str, *, val: str | None = None, val_split: float | None = None,
                label: str | int | None = None, relabel: bool = False, head: str | None = None,
                head_file: str | None = None, classes: int | None = None, regression: bool | int = False,
                depths: str | list[int] | None = None, scopes: list[str] | None = None, match: str = "full",
@@ -260,7 +260,8 @@ class Service(JobCalls):
                min_margin: float | None = None, register: str | None = None, description: str | None = None,
                plot: str | None = None, progress: Any = None, cancel: Any = None,
                check_only: bool = False, register_ensemble: str | None = None, ray: str | None = None,
-               ray_cpus: float = 1.0, ray_gpus: float = 0.0) -> Advice | None:
+               ray_cpus: float = 1.0, ray_gpus: float = 0.0, shortlist: int | None = None,
+               models: str | None = None, metric: str | None = None) -> Advice | None:
         """Measure how many layers of ``base`` to reuse for the task of ``data``, and whether to reuse.
 
         Every argument but ``progress`` and ``cancel`` is a plain JSON value. ``progress`` receives
@@ -273,6 +274,9 @@ class Service(JobCalls):
         that needs no training (options, head, candidates, the data against each) and return None.
         ``register_ensemble``: register every seed of the recommended network and their averaged-output
         ensemble as the next versions of that name (the ensemble last; ``advice.registered_ensemble``).
+        ``shortlist``: rank the candidates first (reuse.rank, by ``metric``) and train only that many of the
+        best (with scratch); with ``models`` instead of ``base`` the candidates are every cut of every model
+        that pattern selects (``base`` None). See docs/rank.md.
         """
         options = {k: v for k, v in locals().items() if k not in ("self", "base", "data", "progress", "cancel",
                                                                   "check_only")}

@@ -262,7 +262,8 @@ ADVISE_PARAMS = {"model": _STR, "data": _STR, "val": _STR, "val_split": _FLOAT, 
                  "blocks": _STR, "seeds": _INT, "seed": _INT, "epochs": _INT, "patience": _INT, "batch_size": _INT,
                  "optimizer": _STR, "lr": _FLOAT, "finetune_lr": _FLOAT, "finetune": _BOOL,
                  "budget_minutes": _FLOAT, "jobs": _INT, "min_margin": _FLOAT, "register": _STR, "register_ensemble": _STR,
-                 "description": _STR, "ray": _STR, "ray_cpus": _FLOAT, "ray_gpus": _FLOAT}
+                 "description": _STR, "ray": _STR, "ray_cpus": _FLOAT, "ray_gpus": _FLOAT,
+                 "shortlist": _INT, "models": _STR, "metric": _STR}
 
 
 def _advise_args(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -282,9 +283,9 @@ def _validate_advise(svc: Any, params: dict[str, Any]) -> None:
     checked = params
     if isinstance(depths, list) and all(_is(d, _INT) for d in depths):
         checked = {k: v for k, v in params.items() if k != "depths"}
-    check_params("advise", checked, ADVISE_PARAMS, ("model", "data"))
+    check_params("advise", checked, ADVISE_PARAMS, ("data",) if params.get("models") else ("model", "data"))
     data = resolve_data(params["store"], params["data"])
-    svc.advise(params["model"], data, **_advise_args(params), check_only=True)
+    svc.advise(params.get("model") or None, data, **_advise_args(params), check_only=True)
 
 
 def advise_job(svc: Any, params: dict[str, Any], progress: Progress, cancel: threading.Event) -> dict[str, Any]:
@@ -309,7 +310,7 @@ def advise_job(svc: Any, params: dict[str, Any], progress: Progress, cancel: thr
         elif isinstance(ev, AdviceFinished) and ev.stopped:
             progress({"message": f"advise stopped ({ev.stopped}) after {ev.done} of {ev.total} runs"})
 
-    advice = svc.advise(params["model"], resolve_data(params["store"], params["data"]),
+    advice = svc.advise(params.get("model") or None, resolve_data(params["store"], params["data"]),
                         **_advise_args(params), progress=relay, cancel=cancel)
     if advice.stopped == "cancelled":
         done = sum(len(r.scores) for r in advice.rows)
