@@ -5,9 +5,11 @@ version, any other item is a scope pattern (RE2, whole-name match) over the stor
 matching name at its latest version. ``None`` means every model.
 
 Cuts: by default the advisor's own candidates (:func:`reuse.advise.plan.plan_candidates`): depth ``k``
-reuses the layers up to the ``k``-th layer with weights, and on a graph base only the depths where the
-part can stand alone (one exit, no gap: the ends of residual blocks), so a conv base is cut block by
-block. A block pattern (``block_{1..16}_``) gives one cut per block as ``advise --blocks`` does. Given
+reuses the layers up to the ``k``-th layer with weights (on a graph base, of the depths where the part can
+stand alone), keeping the advisor's depth numbers, and of those only the clean cuts: the ones where
+nothing after the cut reads any layer of it but the last. On a chain every depth is clean; on a residual
+network only the ends of blocks are (inside a block the skip connection still reads an earlier layer), so
+a conv base is cut block by block. A block pattern (``block_{1..16}_``) gives one cut per block as ``advise --blocks`` does. Given
 scopes are cuts as written (each its own candidate, matched against every model). A cut is scored only
 when it reads the data itself (its entries are the model's inputs); one that reads another layer's
 output, matches nothing, or is not a part of the graph that can stand alone gets a reason instead.
@@ -133,18 +135,19 @@ def data_fits(ds: Dataset, specs: Sequence[InputSpec], ref: str) -> str | None:
     return None
 
 
-def _standalone(arch: Architecture, layers: tuple[str, ...]) -> str | None:
-    """Why the part ``layers`` cannot be scored on the data, or None."""
+def _standalone(arch: Architecture, layers: tuple[str, ...]) -> tuple[str | None, bool]:
+    """Why the part ``layers`` cannot be scored on the data (None: it can), and whether it is a clean
+    cut: nothing after it reads any of its layers but the last (false inside a residual block)."""
     from reuse.subgraph import plan_subgraph
 
     try:
         plan = plan_subgraph(arch, layers)
     except ReuseError as exc:
-        return str(exc).splitlines()[0]
+        return str(exc).splitlines()[0], False
     inner = [e.source for e in plan.entries if not e.ref.input]
     if inner:
-        return f"it reads the output of {', '.join(inner[:3])}, not the data"
-    return None
+        return f"it reads the output of {', '.join(inner[:3])}, not the data", False
+    return None, not plan.left_out
 
 
 def plan_model(store: ModelStore, ref: str, ds: Dataset, *, scopes: Sequence[str] | None = None,
@@ -178,7 +181,7 @@ def plan_model(store: ModelStore, ref: str, ds: Dataset, *, scopes: Sequence[str
                 cuts.append(Cut(i, scope, (), 0, f"scope {echo(scope, 80)} matches no layer"
                                 if "matched no layer" in str(exc) else str(exc).splitlines()[0]))
                 continue
-            cuts.append(Cut(i, scope, layers, sum(params.get(n, 0) for n in layers), _standalone(arch, layers)))
+            cuts.append(Cut(i, scope, layers, sum(params.get(n, 0) for n in layers), _standalone(arch, layers)[0]))
     else:
         try:
             plan = plan_candidates(store, ref, blocks=blocks, match=match)
@@ -187,10 +190,18 @@ def plan_model(store: ModelStore, ref: str, ds: Dataset, *, scopes: Sequence[str
         except ReuseError as exc:
             return ModelPlan(ref, inputs=specs, reason=str(exc).splitlines()[0])
         notes = plan.notes
+        inside = 0
         for depth, p in sorted(plan.plans.items()):
-            if depth > 0:
-                cuts.append(Cut(depth, p.scope, p.layers, sum(params.get(n, 0) for n in p.layers),
-                                _standalone(arch, p.layers)))
+            if depth == 0:
+                continue
+            reason, clean = _standalone(arch, p.layers)
+            if reason is None and not clean and blocks is None:
+                inside += 1  # by default a graph base is cut between blocks, never inside one
+                continue
+            cuts.append(Cut(depth, p.scope, p.layers, sum(params.get(n, 0) for n in p.layers), reason))
+        if inside:
+            notes = (*notes, f"{ref}: {inside} of the advisor's depths end inside a block (a later layer reads "
+                             "an earlier one of theirs) and were not scored; name them with --cuts to score them")
     if not cuts:
         return ModelPlan(ref, inputs=specs, reason="no cut to score", match=match)
     return ModelPlan(ref, tuple(cuts), specs, match, None, notes)

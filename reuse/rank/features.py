@@ -118,7 +118,8 @@ def feature_passes(store: Any, plan: ModelPlan) -> tuple[list[FeaturePass], dict
     while todo:
         root, rest = todo[0], todo[1:]
         try:
-            built = build_network(store, plan.ref, root.scope, regression=True, match=plan.match,
+            # build_network wants a head; a one-unit Dense (left out of the feature network) takes any exit.
+            built = build_network(store, plan.ref, root.scope, head="dense:1", match=plan.match,
                                   name="rank_features")
         except ReuseError as exc:
             reasons[root] = f"its layers cannot be built: {str(exc).splitlines()[0]}"

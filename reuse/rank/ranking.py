@@ -300,9 +300,10 @@ def rank(store: ModelStore, data: Dataset, *, models: str | Sequence[str] | None
     settings = {"models": models if models is None or isinstance(models, str) else list(models),
                 "scopes": list(scopes) if scopes else None, "blocks": blocks, "match": match,
                 "budget_seconds": budget_seconds, "memory_mb": memory_mb, "rows": rows}
+    notes = [n for p in plans for n in p.notes]
     return Ranking(data.source, len(data), "regression" if task.regression else "classification", task.classes,
                    chosen, scores, candidates, baseline, not_ranked, refs, time.perf_counter() - t0, stopped,
-                   _warnings(candidates, baseline, len(data), base_note), settings)
+                   [*notes, *_warnings(candidates, baseline, len(data), base_note)], settings)
 
 
 def _warnings(candidates: list[Scored], baseline: Scored, n: int, base_note: str | None) -> list[str]:
