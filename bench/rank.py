@@ -148,6 +148,14 @@ def main() -> None:
             if not r.candidate.finetune:
                 frozen_s += r.seconds * len(r.scores)
     cands = ranking.candidates
+    best_key = max(frozen, key=lambda k: frozen[k].mean)
+    best = frozen[best_key]
+    margin = max(0.005, 1.0 / len(val))
+
+    def within(r) -> bool:
+        """The advisor's noise rule: within the larger std of the two (at least its minimum margin)."""
+        return bool(best.mean - r.mean <= max(best.std, r.std, margin))
+
     keys = [(c.model, c.depth) for c in cands]
     ours = [-c.rank for c in cands]
     acc_f = [frozen[k].mean for k in keys]
@@ -158,11 +166,13 @@ def main() -> None:
             entries = [type(c)(c.model, c.version, c.depth, c.scope, c.layers, c.params, c.width, c.scores, 0.0)
                        for c in [*cands, ranking.baseline]]
             ranked = {(e.model, e.depth): e.rank for e in order(entries, rule)}
+            first = min((k for k in keys), key=lambda k: ranked[k])
             per_rule["+".join(rule)] = {"frozen": _tau([-ranked[k] for k in keys], acc_f),
-                                        "fine_tuned": _tau([-ranked[k] for k in keys], acc_t)}
-    best_key = max(frozen, key=lambda k: frozen[k].mean)
-    best, top = frozen[best_key], frozen[keys[0]]
-    margin = max(0.005, 1.0 / len(val))
+                                        "fine_tuned": _tau([-ranked[k] for k in keys], acc_t),
+                                        "top": f"{first[0]} depth {first[1]}",
+                                        "top_within_noise": within(frozen[first])}
+    per_rule = dict(per_rule)
+    top = frozen[keys[0]]
     noise = max(best.std, top.std, margin)
     runs = sum(len(r.scores) for a in advices.values() for r in a.rows)
     result = {
@@ -179,7 +189,7 @@ def main() -> None:
         "top": {"ranked_first": f"{keys[0][0]} depth {keys[0][1]}", "its_frozen_accuracy": round(top.mean, 4),
                 "its_std": round(top.std, 4), "best_frozen": f"{best_key[0]} depth {best_key[1]}",
                 "best_frozen_accuracy": round(best.mean, 4), "best_std": round(best.std, 4),
-                "noise": round(noise, 4), "within_noise": bool(best.mean - top.mean <= noise)},
+                "noise": round(noise, 4), "within_noise": within(top)},
         "baseline": {"rank": ranking.baseline.rank, "scores": ranking.baseline.scores},
         "candidates": [{"model": c.model, "depth": c.depth, "rank": c.rank, "scores": c.scores,
                         "frozen": round(frozen[(c.model, c.depth)].mean, 4),

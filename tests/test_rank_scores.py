@@ -126,3 +126,17 @@ def test_the_rule_averages_positions_with_ties_and_one_score_ranks_by_itself():
     assert [e.model for e in ranked] == ["c", "a", "b"] and [e.rank for e in ranked] == [1, 2, 3]
     assert c.combined == pytest.approx(1.75)
     assert [e.model for e in order([a, b, c], ("knn",))] == ["b", "c", "a"]  # ties keep their order
+
+
+def test_sfda_of_wide_features_is_computed_exactly_in_their_row_space():
+    from reuse.rank.scores import _fisher, _gram_eig
+
+    rng = np.random.default_rng(3)
+    y = np.repeat(np.arange(3), 4)
+    f = 0.3 * (np.eye(3)[y] @ rng.normal(size=(3, 40)) + rng.normal(size=(12, 40)))
+    s, u, left = _gram_eig(f)
+    assert left and len(s) == 12
+    full, _, shrink = _fisher(f, y, 3, None, 40)  # 40 x 40 scatter matrices
+    span, _, same = _fisher(u * np.sqrt(s), y, 3, None, 40)  # 12 x 12
+    assert same == pytest.approx(shrink) and 0.01 < shrink < 0.99
+    assert span == pytest.approx(full, abs=1e-6)

@@ -25,7 +25,7 @@ from reuse.data import Dataset
 from reuse.data.checks import InputSpec, check_features, input_specs, model_inputs
 from reuse.errors import ReuseError
 from reuse.rank.cuts import Cut, ModelPlan
-from reuse.rank.scores import KNN_MAX_ROWS
+from reuse.rank.scores import DISTANCE_BLOCK_BYTES, KNN_MAX_ROWS
 
 BATCH_BYTES = 256 * 1024 * 1024  # activations of one batch through the network, at most (an estimate)
 MAX_BATCH_ROWS = 1024
@@ -162,14 +162,16 @@ def feature_passes(store: Any, plan: ModelPlan) -> tuple[list[FeaturePass], dict
 
 def memory_needed(rows: int, widths: Sequence[int]) -> int:
     """Bytes that the pooled features of ``widths`` over ``rows`` rows take (float32), plus what scoring
-    the widest of them takes at once (a float64 copy, its decomposition, the k-NN distance block)."""
+    the widest of them takes at once: float64 copies (four of rows x width at most: SFDA's features, their
+    centred and challenged copies and NumPy's covariance copy), about eight matrices of min(rows, width) squared (the Gram matrix and its
+    eigenvectors, SFDA's scatter matrices and factors), the k-NN sample and its distance block."""
     if not widths:
         return 0
     kept = 4 * rows * sum(widths)
     w = max(widths)
     knn = min(rows, KNN_MAX_ROWS)
-    scoring = 8 * (2 * rows * w + min(rows, w) ** 2 + knn * w) + 32 * 1024 * 1024
-    return kept + scoring
+    block = min(DISTANCE_BLOCK_BYTES, 8 * knn * knn)
+    return kept + 8 * (4 * rows * w + 8 * min(rows, w) ** 2 + knn * w) + block
 
 
 Stop = Callable[[], str | None]

@@ -111,20 +111,39 @@ def task_of(ds: Dataset, regression: bool | None = None) -> Task:
         raise InvalidInput(f"{ds.source}: {exc}") from None
 
 
-def baseline_features(ds: Dataset, rows: int = 1024) -> tuple[np.ndarray, str | None]:
-    """The raw inputs, one flat float32 row per sample (every input array side by side), read in batches;
-    above :data:`MAX_BASELINE_WIDTH` values per row, a seeded random choice of that many columns.
+def baseline_width(rows: int, width: int, memory_bytes: int) -> int:
+    """How many input values per row the baseline scores: all of them, at most :data:`MAX_BASELINE_WIDTH`,
+    and no more than its features and their scoring fit in ``memory_bytes``.
 
     Raises:
-        InvalidInput: non-numeric, NaN or infinite values (the message says how many and where).
+        InvalidInput: not even one value per row fits.
+    """
+    w = min(width, MAX_BASELINE_WIDTH)
+    while w > 1 and memory_needed(rows, [w]) > memory_bytes:
+        w //= 2
+    if memory_needed(rows, [w]) > memory_bytes:
+        raise InvalidInput(f"{rows} rows cannot be scored within the memory limit of {memory_bytes / 2**20:.3g} MB "
+                           f"(scoring one value per row takes {memory_needed(rows, [1]) / 2**20:.3g} MB); raise "
+                           "--memory-mb or use fewer rows")
+    return w
+
+
+def baseline_features(ds: Dataset, rows: int = 1024, memory_bytes: int | None = None) -> tuple[np.ndarray, str | None]:
+    """The raw inputs, one flat float32 row per sample (every input array side by side), read in batches;
+    above :func:`baseline_width` values per row, a seeded random choice of that many columns.
+
+    Raises:
+        InvalidInput: non-numeric, NaN or infinite values (the message says how many and where), or rows
+        too many for the memory limit.
     """
     width = sum(int(np.prod(a.shape[1:], dtype=np.int64)) for a in ds.arrays.values())
+    keep = min(width, MAX_BASELINE_WIDTH) if memory_bytes is None else baseline_width(len(ds), width, memory_bytes)
     cols = None
     note = None
-    if width > MAX_BASELINE_WIDTH:
-        cols = np.sort(np.random.default_rng(0).choice(width, MAX_BASELINE_WIDTH, replace=False))
-        note = f"scored on {MAX_BASELINE_WIDTH} of the {width} input values per row (a seeded random choice)"
-    out = np.empty((len(ds), MAX_BASELINE_WIDTH if cols is not None else width), dtype=np.float32)
+    if keep < width:
+        cols = np.sort(np.random.default_rng(0).choice(width, keep, replace=False))
+        note = f"scored on {keep} of the {width} input values per row (a seeded random choice)"
+    out = np.empty((len(ds), keep), dtype=np.float32)
     lo = 0
     for batch in batches(ds, rows):
         arrays = list(batch.values()) if isinstance(batch, dict) else [batch]
@@ -167,7 +186,7 @@ def rank_model(store: ModelStore, plan: ModelPlan, ds: Dataset, task: Task, scor
         if need > memory_bytes:
             for cut in fp.cuts:
                 skip(cut, f"its features ({len(ds)} rows x {sum(fp.widths)} values) and their scoring would take "
-                     f"{need / 2**20:.0f} MB, over the limit of {memory_bytes / 2**20:.0f} MB (--memory-mb)")
+                     f"{need / 2**20:.1f} MB, over the limit of {memory_bytes / 2**20:.3g} MB (--memory-mb)")
             continue
         t1 = time.perf_counter()
         feats, done, why = run_pass(fp, ds, plan.ref, rows=rows, stop=stop)
@@ -237,6 +256,8 @@ def prepare_rank(store: ModelStore, data: Dataset, *, models: str | Sequence[str
     task = task_of(data, regression)
     chosen = parse_metric(metric, task)
     scores = tuple(s for s in SCORES if s != "sfda" or not task.regression)
+    width = sum(int(np.prod(a.shape[1:], dtype=np.int64)) for a in data.arrays.values())
+    baseline_width(len(data), width, round(memory_mb * 2**20))
     refs = match_models(store, models)
     plans = [plan_model(store, ref, data, scopes=scopes, blocks=blocks, match=match) for ref in refs]
     _refuse_if_nothing_fits(plans, data, scopes)
@@ -272,7 +293,7 @@ def rank(store: ModelStore, data: Dataset, *, models: str | Sequence[str] | None
     setup = prepare_rank(store, data, models=models, scopes=scopes, blocks=blocks, match=match, metric=metric,
                          regression=regression, budget_seconds=budget_seconds, memory_mb=memory_mb, rows=rows)
     task, chosen, scores, refs, plans = setup.task, setup.metric, setup.scores, setup.refs, setup.plans
-    base_f, base_note = baseline_features(data)
+    base_f, base_note = baseline_features(data, memory_bytes=round(memory_mb * 2**20))
     tb = time.perf_counter()
     baseline = Scored(None, None, None, None, (), 0, base_f.shape[1], score_all(base_f, task, scores), 0.0,
                       note=base_note)
@@ -288,7 +309,7 @@ def rank(store: ModelStore, data: Dataset, *, models: str | Sequence[str] | None
             not_ranked.extend(NotRanked(p.name, p.version, c.reason, c.scope, c.depth) for c in p.cuts if c.reason)
     todo = [p for p in plans if p.scorable]
     run = runner or run_here
-    outcomes = run(store, todo, data, task, scores, memory_bytes=int(memory_mb * 2**20), rows=rows,
+    outcomes = run(store, todo, data, task, scores, memory_bytes=round(memory_mb * 2**20), rows=rows,
                    deadline=deadline, cancel=cancel, emit=emit)
     scored = [s for o in outcomes for s in o.scored]
     for o in outcomes:

@@ -32,7 +32,7 @@ LOGME_MAX_ITER = 1000  # cheap: each step is O(rank x columns); alpha -> inf (no
 LOGME_TOL = 1e-7
 SFDA_A = 1.0  # the shrinkage lambda = exp(-a * largest eigenvalue of the within-class covariance)
 SCORES = ("logme", "knn", "sfda")
-_BLOCK_BYTES = 32 * 1024 * 1024  # one block of the pairwise distance matrix
+DISTANCE_BLOCK_BYTES = 32 * 1024 * 1024  # one block of k-NN's pairwise distance matrix, at most
 
 
 @dataclass(frozen=True)
@@ -91,19 +91,23 @@ class Evidence:
     iterations: int
 
 
-def _decompose(f: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The non-zero eigenvalues ``s`` of F'F and the targets' coordinates ``z`` (rank x columns) along
-    the matching left singular vectors of F: an SVD of F when it has fewer rows than columns, else an
-    eigendecomposition of the smaller F'F (the same numbers, cheaper)."""
+def _gram_eig(f: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+    """The non-zero eigenvalues ``s`` of F'F (the squared singular values of F) with the matching
+    eigenvectors of the smaller of F F' (rows side: ``left`` True) and F'F (columns side): one symmetric
+    decomposition of a min(rows, width)-square matrix, so nothing of size rows x width is made."""
     n, d = f.shape
-    if n < d:
-        u, sv, _ = np.linalg.svd(f, full_matrices=False)
-        s = sv ** 2
-        keep = s > s.max(initial=0.0) * 1e-12
-        return s[keep], u[:, keep].T @ y
-    s, v = np.linalg.eigh(f.T @ f)
+    left = n < d
+    s, v = np.linalg.eigh(f @ f.T if left else f.T @ f)
     keep = s > s.max(initial=0.0) * 1e-12
-    s, v = s[keep], v[:, keep]
+    return s[keep], v[:, keep], left
+
+
+def _decompose(f: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The non-zero eigenvalues ``s`` of F'F and the targets' coordinates ``z`` (rank x columns) along the
+    matching left singular vectors of F (the numbers an SVD of F gives, from :func:`_gram_eig`)."""
+    s, v, left = _gram_eig(f)
+    if left:
+        return s, v.T @ y
     return s, (v.T @ (f.T @ y)) / np.sqrt(s)[:, None]
 
 
@@ -169,7 +173,7 @@ def nearest(f: np.ndarray, k: int) -> np.ndarray:
     n = len(f)
     sq = (f ** 2).sum(axis=1)
     out = np.empty((n, k), dtype=np.int64)
-    block = max(1, _BLOCK_BYTES // (8 * max(n, 1)))
+    block = max(1, DISTANCE_BLOCK_BYTES // (8 * max(n, 1)))
     for lo in range(0, n, block):
         hi = min(n, lo + block)
         d2 = sq[lo:hi, None] + sq[None, :] - 2.0 * (f[lo:hi] @ f.T)
@@ -203,10 +207,11 @@ def knn_accuracy(f: np.ndarray, task: Task, k: int = KNN_K, max_rows: int = KNN_
 
 
 # -- SFDA ---------------------------------------------------------------------------------------------
-def _fisher(f: np.ndarray, y: np.ndarray, classes: int, shrink: float | None) -> tuple[np.ndarray, np.ndarray,
-                                                                                         float]:
+def _fisher(f: np.ndarray, y: np.ndarray, classes: int, shrink: float | None,
+            width: int) -> tuple[np.ndarray, np.ndarray, float]:
     """The regularised FDA of ``f``: class posteriors of the Bayes classifier in Fisher space, the class
-    means, and the shrinkage used (``shrink`` None: ``exp(-a * largest eigenvalue of S_w)``)."""
+    means, and the shrinkage used (``shrink`` None: ``exp(-a * largest eigenvalue of S_w)``). ``width``:
+    the features' own width (``f`` may hold their row-space coordinates), for the shrinkage target."""
     n, d = f.shape
     counts = np.bincount(y, minlength=classes).astype(np.float64)
     means = np.zeros((classes, d))
@@ -217,7 +222,7 @@ def _fisher(f: np.ndarray, y: np.ndarray, classes: int, shrink: float | None) ->
     s_b = np.cov(f.T, bias=True).reshape(d, d) - within
     if shrink is None:
         shrink = float(np.exp(-SFDA_A * np.linalg.eigvalsh(within)[-1]))
-    mu = np.trace(within) / d
+    mu = np.trace(within) / width
     s_w = (1.0 - shrink) * within + shrink * max(mu, 1e-12) * np.eye(d)
     # S_b v = e S_w v, through the Cholesky factor of S_w: L^-1 S_b L^-T w = e w, v = L^-T w.
     chol = np.linalg.cholesky(s_w + 1e-10 * max(mu, 1e-12) * np.eye(d))
@@ -236,12 +241,21 @@ def _softmax(z: np.ndarray) -> np.ndarray:
 
 
 def sfda(f: np.ndarray, task: Task) -> float | None:
-    """SFDA of ``f`` (classification; None for regression): see the module docstring."""
+    """SFDA of ``f`` (classification; None for regression): see the module docstring.
+
+    With more columns than rows the features are first written in coordinates of their row space (``F V =
+    U S``, from :func:`_gram_eig`): the scatter matrices live in that space, the shrinkage's identity term
+    does not mix it with the rest, and every step after is linear, so the score is the same while no
+    width x width matrix is made."""
     if task.regression:
         return None
     f = np.asarray(f, dtype=np.float64)
+    width = f.shape[1]
+    if f.shape[0] < width:
+        s, u, _ = _gram_eig(f)
+        f = u * np.sqrt(s)[None, :]
     y, classes = task.y, task.classes
-    prob, means, shrink = _fisher(f, y, classes, None)
+    prob, means, shrink = _fisher(f, y, classes, None, width)
     # The self-challenge: each sample moves towards the mean of the other classes by one minus its
     # (softened) probability of being classified right, so confidently separated samples stay and
     # ambiguous ones become harder; the second FDA scores the challenged features.
@@ -250,7 +264,7 @@ def sfda(f: np.ndarray, task: Task) -> float | None:
     total = f.sum(axis=0)
     others = (total[None, :] - means * counts[:, None]) / np.maximum(len(y) - counts, 1.0)[:, None]
     mixed = soft * f + (1.0 - soft) * others[y]
-    prob2, _, _ = _fisher(mixed, y, classes, shrink)
+    prob2, _, _ = _fisher(mixed, y, classes, shrink, width)
     return float(prob2[np.arange(len(y)), y].mean())
 
 
