@@ -14,9 +14,10 @@ its base (60 epochs of Adam, seed 0), on source tasks of graded relatedness:
 
 Candidates: every cut of every base, depths 1-5 (30). ``rank``: :func:`reuse.rank.rank` over the store (the
 default rule, LogME + k-NN by mean position; the baseline and all six feature passes included), timed after
-one warm-up call, ``--repeat`` times before and as many after the advice, median of all. ``advise``: :func:`reuse.advise.advise` on each base with the
-same depths 1-5 (frozen, and frozen then fine-tuned), ``--seeds`` seeds, early stopping, ``--lr``, as
-bench/advise.py runs it; timed from the first call to the last return, after a warm-up.
+one warm-up call, ``--repeat`` times before and as many after the advice, median of all. ``advise``:
+:func:`reuse.advise.advise` on each base with the same depths 1-5 (frozen, and frozen then fine-tuned),
+``--seeds`` seeds, early stopping, ``--lr``, as bench/advise.py runs it; timed from the first call to the
+last return, after a warm-up.
 
 Reported: (a) the seconds of each and their ratio (target >= 50x), also against the frozen runs alone
 (what the scores predict: a head on frozen features); (b) Kendall's tau between the rank order and the
@@ -51,7 +52,7 @@ from scipy.stats import kendalltau  # noqa: E402
 from reuse.advise import AdviseConfig, advise  # noqa: E402
 from reuse.data import Dataset, load_data  # noqa: E402
 from reuse.rank import rank  # noqa: E402
-from reuse.rank.result import order  # noqa: E402
+from reuse.rank.result import Scored, order  # noqa: E402
 from reuse.store import ModelStore  # noqa: E402
 from reuse.train import TrainConfig, train  # noqa: E402
 
@@ -117,7 +118,8 @@ def main() -> None:
         names = list(bases)
         # Warm-up: one small call of each path, so neither pays process-wide start-up costs.
         rank(store, data, models="untrained")
-        advise(store, "untrained", data, val=val, depths="1", config=AdviseConfig(seeds=1, epochs=2, patience=2))
+        tiny = AdviseConfig(seeds=1, epochs=2, patience=2)
+        advise(store, "untrained", data, val=val, depths="1", config=tiny)
 
         rank_times, loads = [], []
 
@@ -163,29 +165,28 @@ def main() -> None:
     per_rule = {}
     for size in (1, 2, 3):
         for rule in combinations(ranking.scores, size):
-            entries = [type(c)(c.model, c.version, c.depth, c.scope, c.layers, c.params, c.width, c.scores, 0.0)
-                       for c in [*cands, ranking.baseline]]
+            entries = [Scored(c.model, c.version, c.depth, c.scope, c.layers, c.params, c.width, c.scores,
+                              0.0) for c in [*cands, ranking.baseline]]
             ranked = {(e.model, e.depth): e.rank for e in order(entries, rule)}
             first = min((k for k in keys), key=lambda k: ranked[k])
             per_rule["+".join(rule)] = {"frozen": _tau([-ranked[k] for k in keys], acc_f),
                                         "fine_tuned": _tau([-ranked[k] for k in keys], acc_t),
                                         "top": f"{first[0]} depth {first[1]}",
                                         "top_within_noise": within(frozen[first])}
-    per_rule = dict(per_rule)
     top = frozen[keys[0]]
     noise = max(best.std, top.std, margin)
     runs = sum(len(r.scores) for a in advices.values() for r in a.rows)
+    settings = {"seeds": args.seeds, "epochs": args.epochs, "patience": args.patience, "lr": args.lr,
+                "finetune": True, "runs": runs}
     result = {
-        "task": {"data": NEW_DATA, "val": NEW_VAL, "samples": len(data), "val_samples": len(val), "depths": DEPTHS,
-                 "bases": bases, "candidates": len(cands), "advise": {"seeds": args.seeds, "epochs": args.epochs,
-                                                                     "patience": args.patience, "lr": args.lr,
-                                                                     "finetune": True, "runs": runs}},
+        "task": {"data": NEW_DATA, "val": NEW_VAL, "samples": len(data), "val_samples": len(val),
+                 "depths": DEPTHS, "bases": bases, "candidates": len(cands), "advise": settings},
         "seconds": {"rank": round(rank_s, 3), "rank_each": [round(t, 3) for t in rank_times],
                     "advise": round(advise_s, 2), "advise_frozen_runs": round(frozen_s, 2)},
         "speedup": round(advise_s / rank_s, 1),
         "speedup_vs_frozen_runs": round(frozen_s / rank_s, 1),
-        "kendall_tau": {"rule": list(ranking.metric), "frozen": _tau(ours, acc_f), "fine_tuned": _tau(ours, acc_t),
-                        "by_rule": per_rule},
+        "kendall_tau": {"rule": list(ranking.metric), "frozen": _tau(ours, acc_f),
+                        "fine_tuned": _tau(ours, acc_t), "by_rule": per_rule},
         "top": {"ranked_first": f"{keys[0][0]} depth {keys[0][1]}", "its_frozen_accuracy": round(top.mean, 4),
                 "its_std": round(top.std, 4), "best_frozen": f"{best_key[0]} depth {best_key[1]}",
                 "best_frozen_accuracy": round(best.mean, 4), "best_std": round(best.std, 4),
@@ -195,19 +196,21 @@ def main() -> None:
                         "frozen": round(frozen[(c.model, c.depth)].mean, 4),
                         "frozen_std": round(frozen[(c.model, c.depth)].std, 4),
                         "fine_tuned": round(tuned[(c.model, c.depth)].mean, 4)} for c in cands],
-        "advice": {n: (a.recommendation.choice.candidate.label if a.recommendation else None) for n, a in advices.items()},
-        "machine": {"python": platform.python_version(), "keras": keras.__version__, "backend": keras.backend.backend(),
-                    "cpus": os.cpu_count(), "load_1min_before_each_rank_and_advise": loads},
+        "advice": {n: (a.recommendation.choice.candidate.label if a.recommendation else None)
+                   for n, a in advices.items()},
+        "machine": {"python": platform.python_version(), "keras": keras.__version__,
+                    "backend": keras.backend.backend(), "cpus": os.cpu_count(),
+                    "load_1min_before_each_rank_and_advise": loads},
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, default=float) + "\n")
-    t = result["top"]
-    print(f"rank {rank_s:.2f} s vs advise {advise_s:.1f} s on the same {len(cands)} candidates: {result['speedup']}x "
-          f"({result['speedup_vs_frozen_runs']}x vs its frozen runs alone); Kendall tau {result['kendall_tau']['frozen']} "
-          f"(frozen), {result['kendall_tau']['fine_tuned']} (fine-tuned); top-ranked {t['ranked_first']} "
-          f"{t['its_frozen_accuracy']} vs best {t['best_frozen']} {t['best_frozen_accuracy']} (noise {t['noise']}): "
-          f"within noise {t['within_noise']}; load {loads}")
+    t, tau = result["top"], result["kendall_tau"]
+    print(f"rank {rank_s:.2f} s vs advise {advise_s:.1f} s on the same {len(cands)} candidates: "
+          f"{result['speedup']}x ({result['speedup_vs_frozen_runs']}x vs its frozen runs alone); Kendall tau "
+          f"{tau['frozen']} (frozen), {tau['fine_tuned']} (fine-tuned); top-ranked {t['ranked_first']} "
+          f"{t['its_frozen_accuracy']} vs best {t['best_frozen']} {t['best_frozen_accuracy']} "
+          f"(noise {t['noise']}): within noise {t['within_noise']}; load {loads}")
 
 
 if __name__ == "__main__":

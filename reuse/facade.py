@@ -5,7 +5,8 @@
 command behaves the same with ``--store`` and ``--server``. What only the local facade offers (export,
 store check, report, pretrain, advise, the server's own hooks) is not part of it: a command that needs
 it is refused with ``--server`` (``reuse.cli.common.local_only``). ``tests/test_facade.py`` checks that
-both classes have every method here with the same parameters.
+both classes have every method here with the same parameters. ``rank`` runs here or as a ``rank`` job
+on the server.
 """
 
 from __future__ import annotations
@@ -101,12 +102,12 @@ class Facade(Protocol):
                       out: str | os.PathLike[str] | None = None) -> Prediction: ...
 
     # -- ranking --------------------------------------------------------------------------------
-    def rank(self, data: str, *, models: str | None = None, cuts: str | None = None, blocks: str | None = None,
-             match: str = "full", metric: str | None = None, regression: bool = False,
-             label: str | int | None = None, relabel: bool = False, budget: float | None = None,
-             memory_mb: float | None = None, ray: str | None = None, ray_cpus: float = 1.0,
-             plot: str | None = None, progress: Any = None, cancel: threading.Event | None = None
-             ) -> Ranking | None: ...
+    def rank(self, data: str, *, models: str | None = None, cuts: str | None = None,
+             blocks: str | None = None, match: str = "full", metric: str | None = None,
+             regression: bool = False, label: str | int | None = None, relabel: bool = False,
+             budget: float | None = None, memory_mb: float | None = None, ray: str | None = None,
+             ray_cpus: float = 1.0, plot: str | None = None, progress: Any = None,
+             cancel: threading.Event | None = None) -> Ranking | None: ...
 
     # -- serving and jobs -----------------------------------------------------------------------
     def model_signature(self, ref: str) -> ModelSignature: ...

@@ -284,11 +284,11 @@ class Service(JobCalls):
         return advise_stored(self.store, base, data, options, progress=progress, cancel=cancel, check_only=check_only)
 
     # -- Ranking ---------------------------------------------------------------------------------
-    def rank(self, data: str, *, models: str | None = None, cuts: str | None = None, blocks: str | None = None,
-             match: str = "full", metric: str | None = None, regression: bool = False,
-             label: str | int | None = None, relabel: bool = False, budget: float | None = None,
-             memory_mb: float | None = None, ray: str | None = None, ray_cpus: float = 1.0,
-             plot: str | None = None, progress: Any = None, cancel: Any = None,
+    def rank(self, data: str, *, models: str | None = None, cuts: str | None = None,
+             blocks: str | None = None, match: str = "full", metric: str | None = None,
+             regression: bool = False, label: str | int | None = None, relabel: bool = False,
+             budget: float | None = None, memory_mb: float | None = None, ray: str | None = None,
+             ray_cpus: float = 1.0, plot: str | None = None, progress: Any = None, cancel: Any = None,
              check_only: bool = False) -> Ranking | None:
         """Score every cut of every stored model ``models`` selects (a name pattern or ``NAME:V`` list;
         default all) against the labels of ``data``, without training, and rank them with the raw-input
@@ -301,7 +301,8 @@ class Service(JobCalls):
         reuse.rank's events; setting ``cancel`` stops it (``stopped == "cancelled"``). ``check_only``: make
         every check that reads no weight and return None. The result's ``to_dict()`` is the ``--json``
         document."""
-        options = {k: v for k, v in locals().items() if k not in ("self", "data", "progress", "cancel", "check_only")}
+        options = {k: v for k, v in locals().items()
+                   if k not in ("self", "data", "progress", "cancel", "check_only")}
         from reuse.rank.options import rank_stored
         return rank_stored(self.store, data, options, progress=progress, cancel=cancel, check_only=check_only)
 

@@ -50,7 +50,8 @@ def test_rank_orders_the_bases_as_trained_heads_do(ranking, heads):
     ours = [-c.rank for c in ranking.candidates]
     trained = [heads[(c.model, c.depth)] for c in ranking.candidates]
     tau = kendalltau(ours, trained).statistic
-    assert tau >= 0.6, (tau, [(c.model, c.depth, c.rank, heads[(c.model, c.depth)]) for c in ranking.candidates])
+    assert tau >= 0.6, (tau, [(c.model, c.depth, c.rank, heads[(c.model, c.depth)])
+                              for c in ranking.candidates])
     best_head = max(heads, key=heads.get)
     top = ranking.candidates[0]
     assert top.model == best_head[0] == "all10"
@@ -64,7 +65,8 @@ def test_untrained_and_random_label_bases_rank_below_raw_pixels(ranking):
     assert len(weak) == 6
     for c in weak:
         assert c.rank > base.rank, (c.model, c.depth)
-        assert c.scores["logme"] < base.scores["logme"] and c.scores["knn"] < base.scores["knn"], (c.model, c.depth)
+        assert c.scores["logme"] < base.scores["logme"], (c.model, c.depth)
+        assert c.scores["knn"] < base.scores["knn"], (c.model, c.depth)
     assert ranking.recommendation()["beats_baseline"] is True
 
 
@@ -72,7 +74,7 @@ def test_logme_matches_a_direct_numpy_evidence_on_the_same_features(env, ranking
     store, data = ModelStore(env.store), load_data(TARGET)
     built = build_network(store, "d04", "hidden1|hidden2", regression=True)
     features = keras.Model(built.model.inputs, built.model.get_layer("hidden2").output)
-    f = np.asarray(features(data.x), dtype=np.float64)
+    f = np.asarray(features([data.x]), dtype=np.float64)
     ours = next(c for c in ranking.candidates if c.model == "d04" and c.depth == 2)
     assert ours.width == 32 and ours.layers == ("hidden1", "hidden2")
     assert ours.scores["logme"] == pytest.approx(best_direct(f, Task.of(data.y).targets()), abs=1e-5)
@@ -85,7 +87,8 @@ def test_one_pass_per_model_built_from_only_the_layers_up_to_the_deepest_cut(env
     assert not reasons and len(passes) == 1
     fp = passes[0]
     assert [c.depth for c in fp.cuts] == [1, 2, 3] and fp.widths == (32, 32, 32)
-    assert [x.name for x in fp.model.layers if isinstance(x, keras.layers.Dense)] == ["hidden1", "hidden2", "hidden3"]
+    dense = [x.name for x in fp.model.layers if isinstance(x, keras.layers.Dense)]
+    assert dense == ["hidden1", "hidden2", "hidden3"]  # the output layer was never read
     # A cut that reads another layer's output cannot take the data: it gets a reason, not a pass.
     plan = plan_model(store, "all10:1", load_data(TARGET), scopes=["hidden1", "hidden2"])
     assert plan.cuts[0].reason is None and "reads the output of hidden1" in plan.cuts[1].reason
@@ -98,7 +101,8 @@ def _residual_base() -> keras.Model:
     for b in (1, 2):
         y = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name=f"block{b}_conv1")(x)
         y = keras.layers.Conv2D(8, 3, padding="same", name=f"block{b}_conv2")(y)
-        x = keras.layers.Activation("relu", name=f"block{b}_out")(keras.layers.Add(name=f"block{b}_add")([x, y]))
+        y = keras.layers.Add(name=f"block{b}_add")([x, y])
+        x = keras.layers.Activation("relu", name=f"block{b}_out")(y)
     x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
     return keras.Model(inp, keras.layers.Dense(5, activation="softmax", name="probs")(x), name="resnet")
 
@@ -116,7 +120,8 @@ def test_conv_bases_are_cut_block_by_block_and_their_maps_pooled(tmp_path):
     assert any("2 of the advisor's depths end inside a block" in w for w in auto.warnings)
     assert all(c.width == 8 for c in auto.candidates)  # (rows, 8, 8, 8) maps pooled over positions
     by_block = rank(store, data, blocks="block{1..2}_")
-    assert sorted((c.depth, c.layers[-1]) for c in by_block.candidates) == [(1, "block1_out"), (2, "block2_out")]
+    assert sorted((c.depth, c.layers[-1]) for c in by_block.candidates) == [(1, "block1_out"),
+                                                                            (2, "block2_out")]
     one = next(c for c in by_block.candidates if c.depth == 1)
     same = next(c for c in auto.candidates if c.layers == one.layers)
     assert one.scores == pytest.approx(same.scores)

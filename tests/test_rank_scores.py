@@ -54,7 +54,8 @@ def test_logme_prefers_features_that_carry_the_labels():
     informative = np.eye(4)[y] * 3 + rng.normal(size=(120, 4))
     noise = rng.normal(size=(120, 4))
     task = Task.of(y)
-    assert logme(informative, task) > logme(np.concatenate([informative, noise], 1), task) > logme(noise, task)
+    both = np.concatenate([informative, noise], 1)
+    assert logme(informative, task) > logme(both, task) > logme(noise, task)
 
 
 def _knn_by_hand(f: np.ndarray, y: np.ndarray, k: int) -> float:
@@ -120,7 +121,8 @@ def _entry(name: str, **scores: float) -> Scored:
 
 
 def test_the_rule_averages_positions_with_ties_and_one_score_ranks_by_itself():
-    a, b, c = _entry("a", logme=0.3, knn=0.8), _entry("b", logme=0.1, knn=0.9), _entry("c", logme=0.2, knn=0.9)
+    a, b = _entry("a", logme=0.3, knn=0.8), _entry("b", logme=0.1, knn=0.9)
+    c = _entry("c", logme=0.2, knn=0.9)
     ranked = order([a, b, c], ("logme", "knn"))
     # logme positions a1 c2 b3; knn b,c tie for 1-2 (1.5 each), a3: means a 2.0, c 1.75, b 2.25
     assert [e.model for e in ranked] == ["c", "a", "b"] and [e.rank for e in ranked] == [1, 2, 3]

@@ -102,14 +102,16 @@ def advise_stored(store: ModelStore, base: str | None, data: str, options: Mappi
         prepare_advice(store, str(base), ds, **common)
         return None
     else:
-        advice = run_advice(store, str(base), ds, keep_weights="seeds" if register_ensemble else register is not None,
-                            progress=progress, cancel=cancel, **common)
+        keep = "seeds" if register_ensemble else register is not None
+        advice = run_advice(store, str(base), ds, keep_weights=keep, progress=progress, cancel=cancel,
+                            **common)
     advice.data, advice.val = data, val or advice.val
     if plot is not None and any(r.scores for r in advice.rows):
         advice.plot = str(plot_advice(advice, plot))
     source = advice if shortlist is None else part_of(advice)
     register_advice(store, source, register=register, register_ensemble=register_ensemble, data=data,
-                    val=val, description=description, class_names=list(ds.class_names) if ds.class_names else None)
+                    val=val, description=description,
+                    class_names=list(ds.class_names) if ds.class_names else None)
     advice.registered, advice.registered_ensemble = source.registered, source.registered_ensemble
     return advice
 
@@ -128,11 +130,11 @@ def _check_shortlist(base: str | None, shortlist: int | None, models: str | None
     if isinstance(shortlist, bool) or not isinstance(shortlist, int) or not 1 <= shortlist <= MAX_SHORTLIST:
         raise InvalidInput(f"invalid shortlist {shortlist!r}: expected an integer 1..{MAX_SHORTLIST}")
     if (base is None) == (models is None):
-        raise InvalidInput("--shortlist ranks the candidates of one base (--from NAME) or of the models --models "
-                           "selects: give exactly one of them")
+        raise InvalidInput("--shortlist ranks the candidates of one base (--from NAME) or of the models "
+                           "--models selects: give exactly one of them")
     if models is not None and register_ensemble is not None:
-        raise InvalidInput("--register-ensemble is not available with --models: the seeds kept are those of each "
-                           "base's own choice; give --from NAME")
+        raise InvalidInput("--register-ensemble is not available with --models: the seeds kept are those of "
+                           "each base's own choice; give --from NAME")
 
 
 def _check_shortlist_data(store: ModelStore, base: str | None, models: str | None, ds: Any, scopes: Any,

@@ -49,8 +49,8 @@ class BaseCandidate(Candidate):
         return plain if self.depth == 0 else f"{self.base} {plain}"
 
 
-def train_part(data: Dataset, val: Dataset | None, head: HeadSpec, classes: int | None, regression: bool | int,
-               config: AdviseConfig) -> Dataset:
+def train_part(data: Dataset, val: Dataset | None, head: HeadSpec, classes: int | None,
+               regression: bool | int, config: AdviseConfig) -> Dataset:
     """The rows the advisor will train on: all of ``data`` with validation data, else the part its
     validation split leaves (the same split as the advice's)."""
     if val is not None:
@@ -67,9 +67,10 @@ def _entry(c: Any) -> dict[str, Any]:
 
 def shortlist_advice(store: ModelStore, data: Dataset, *, k: int, base: str | None = None,
                      models: str | Sequence[str] | None = None, val: Dataset | None = None,
-                     head: HeadSpec | None = None, classes: int | None = None, regression: bool | int = False,
-                     depths: str | list[int] | None = None, scopes: list[str] | None = None, match: str = "full",
-                     blocks: str | None = None, metric: str | None = None, config: AdviseConfig | None = None,
+                     head: HeadSpec | None = None, classes: int | None = None,
+                     regression: bool | int = False, depths: str | list[int] | None = None,
+                     scopes: list[str] | None = None, match: str = "full", blocks: str | None = None,
+                     metric: str | None = None, config: AdviseConfig | None = None,
                      keep_weights: bool | str = False, progress: Any = None, cancel: Any = None) -> Advice:
     """Rank, then advise on the ``k`` best candidates (see the module docstring).
 
@@ -89,14 +90,15 @@ def shortlist_advice(store: ModelStore, data: Dataset, *, k: int, base: str | No
         pool = set(parse_depths(depths, plan_candidates(store, base, scopes=scopes, match=match,
                                                         blocks=blocks).max_depth, str(base))) - {0}
     elif depths is not None:
-        raise InvalidInput("--depths picks among one base's candidates; with --models give --scopes or --blocks")
+        raise InvalidInput("--depths picks among one base's candidates; with --models give --scopes or "
+                           "--blocks")
     else:
         pool = None
     config = config or AdviseConfig()
     spec = head or HeadSpec()
     ranking = rank(store, train_part(data, val, spec, classes, regression, config),
-                   models=str(store.resolve(base)) if base is not None else models, scopes=scopes, blocks=blocks,
-                   match=match, metric=metric, progress=progress, cancel=cancel)
+                   models=str(store.resolve(base)) if base is not None else models, scopes=scopes,
+                   blocks=blocks, match=match, metric=metric, progress=progress, cancel=cancel)
     pool_cands = [c for c in ranking.candidates if pool is None or c.depth in pool]
     if not pool_cands:
         why = "; ".join(f"{n.model}:{n.version}: {n.reason}" for n in ranking.not_ranked[:5]) or "no cut"
@@ -117,7 +119,8 @@ def shortlist_advice(store: ModelStore, data: Dataset, *, k: int, base: str | No
     out.shortlist = {"k": k, "metric": list(ranking.metric), "ranked": len(ranking.candidates),
                      "models": list(groups), "trained": [_entry(c) for c in top],
                      "skipped": [_entry(c) for c in skipped], "baseline": _entry(ranking.baseline),
-                     "not_ranked": [n.to_dict() for n in ranking.not_ranked], "seconds": round(ranking.seconds, 3)}
+                     "not_ranked": [n.to_dict() for n in ranking.not_ranked],
+                     "seconds": round(ranking.seconds, 3)}
     out.settings = {**out.settings, "shortlist": k, "models": models, "metric": metric}
     return out
 
@@ -140,7 +143,8 @@ def _joined(advices: list[Advice], config: AdviseConfig) -> Advice:
     for a in advices:
         for r in a.rows:
             c = BaseCandidate(r.candidate.depth, r.candidate.finetune, a.base)
-            rows.append(CandidateResult(c, r.scores, r.seconds, r.trainable_params, {**r.extra, "base": a.base}))
+            extra = {**r.extra, "base": a.base}
+            rows.append(CandidateResult(c, r.scores, r.seconds, r.trainable_params, extra))
             owner[c] = (a, r.candidate)
             if r.candidate in a.kept:
                 kept[c] = a.kept[r.candidate]

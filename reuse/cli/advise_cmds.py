@@ -25,8 +25,9 @@ _JSON_HELP = (
     "seconds, output (head, classes, regression), settings, warnings, registered (NAME:VERSION or null), "
     "registered_ensemble (NAME:VERSION of the seeds' ensemble, or null), "
     "plot (path or null), shortlist (with --shortlist: k, metric, ranked, models, trained and skipped (each "
-    "model, version, depth, scope, rank, scores, combined), baseline, not_ranked, seconds; else null; rows of a "
-    "shortlist across models also carry base). Ctrl-C keeps the finished runs, prints them and exits with code 130."
+    "model, version, depth, scope, rank, scores, combined), baseline, not_ranked, seconds; else null; rows "
+    "of a shortlist across models also carry base). Ctrl-C keeps the finished runs, prints them and exits "
+    "with code 130."
 )
 
 
@@ -111,12 +112,13 @@ _SCORE_LABELS = {"logme": "LogME", "knn": "k-NN", "sfda": "SFDA"}
 
 def _print_shortlist(s: dict[str, Any]) -> None:
     def cut(e: dict[str, Any]) -> str:
-        scores = ", ".join(f"{_SCORE_LABELS.get(k, k)} {v:.3f}" for k, v in e["scores"].items() if v is not None)
+        scores = ", ".join(f"{_SCORE_LABELS.get(k, k)} {v:.3f}" for k, v in e["scores"].items()
+                           if v is not None)
         return f"{e['model']}:{e['version']} depth {e['depth']} (rank {e['rank']}; {scores})"
 
+    rule = " + ".join(_SCORE_LABELS.get(m, m) for m in s["metric"])
     click.echo(f"Shortlist: trained the {len(s['trained'])} best of {s['ranked']} ranked cut(s) (rank by "
-               f"{' + '.join(_SCORE_LABELS.get(m, m) for m in s['metric'])} in {s['seconds']:.2f} s); the raw inputs "
-               f"rank {s['baseline']['rank']}")
+               f"{rule} in {s['seconds']:.2f} s); the raw inputs rank {s['baseline']['rank']}")
     if s["skipped"]:
         click.echo(f"  not trained ({len(s['skipped'])}):")
         for e in s["skipped"][:5]:

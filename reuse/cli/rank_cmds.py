@@ -1,4 +1,4 @@
-"""``reuse rank``: which stored network, and which of its layers, to reuse for new labels, without training."""
+"""``reuse rank``: which stored network, and which of its layers, to reuse for new labels (no training)."""
 
 from __future__ import annotations
 
@@ -16,9 +16,10 @@ MAX_SHOWN = 40  # table rows printed (every one is in --json)
 
 _JSON_HELP = (
     "JSON keys: candidates (best first; each: model, version, depth, scope, layers, reused_params, width, "
-    "scores {logme, knn, sfda}, combined, rank, seconds), baseline (the same for the raw inputs, model null), "
-    "recommendation (model, version, depth, scope, runner_up, margin per score, combined_margin, beats_baseline; "
-    "null if nothing was scored), not_ranked (model, version, depth, scope, reason), metric, scores, models, "
+    "scores {logme, knn, sfda}, combined, rank, seconds), baseline (the same for the raw inputs, model "
+    "null), recommendation (model, version, depth, scope, runner_up, margin per score, combined_margin, "
+    "beats_baseline; null if nothing was scored), not_ranked (model, version, depth, scope, reason), metric, "
+    "scores, models, "
     "data, samples, task, classes, stopped (null, budget or cancelled), seconds, warnings, settings, plot. "
     "Exit codes: 0 ranked; 1 bad input (nothing was run); 3 nothing could be ranked (the table says why); "
     "130 interrupted (the partial ranking is printed)."
@@ -84,7 +85,8 @@ def print_ranking(d: dict[str, Any]) -> None:
             click.echo(f"  margin over the runner-up ({r['model']}:{r['version']} depth {r['depth']}): "
                        f"{_margin(rec, scores)}")
         click.echo("  it ranks above the raw inputs" if rec["beats_baseline"] else
-                   "  it does NOT rank above the raw inputs: none of these is likely to beat training from scratch")
+                   "  it does NOT rank above the raw inputs: none of these is likely to beat training from "
+                   "scratch")
     if d["not_ranked"]:
         click.echo("Not ranked:")
         for n in d["not_ranked"]:
@@ -107,7 +109,8 @@ def _positive(ctx: click.Context, param: click.Parameter, value: float | None) -
 
 @click.command("rank", epilog=_JSON_HELP)
 @click.option("--data", required=True, metavar="DATA",
-              help="Labelled data of the new task: .npz, .csv, .h5, builtin:NAME[?options] or images:DIR?size=H,W.")
+              help="Labelled data of the new task: .npz, .csv, .h5, builtin:NAME[?options] or "
+              "images:DIR?size=H,W.")
 @click.option("--models", default=None, metavar="PATTERN|NAME:V,...",
               help="Which stored models: name patterns (RE2, whole name; latest version) or NAME:VERSION, "
               "separated by commas. Default: every model.")

@@ -36,7 +36,8 @@ def _rank_args(params: dict[str, Any]) -> dict[str, Any]:
     limit = default_memory_mb()
     asked = params.get("memory_mb")
     if asked is not None and not 0 < asked <= limit:
-        raise InvalidInput(f"rank job: parameter 'memory_mb' is {asked}; this server allows at most {limit:g}")
+        raise InvalidInput(f"rank job: parameter 'memory_mb' is {asked}; this server allows at most "
+                           f"{limit:g}")
     return {k: v for k, v in params.items() if k in RANK_PARAMS and k != "data" and v is not None}
 
 

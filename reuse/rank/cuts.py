@@ -9,7 +9,8 @@ reuses the layers up to the ``k``-th layer with weights (on a graph base, of the
 stand alone), keeping the advisor's depth numbers, and of those only the clean cuts: the ones where
 nothing after the cut reads any layer of it but the last. On a chain every depth is clean; on a residual
 network only the ends of blocks are (inside a block the skip connection still reads an earlier layer), so
-a conv base is cut block by block. A block pattern (``block_{1..16}_``) gives one cut per block as ``advise --blocks`` does. Given
+a conv base is cut block by block. A block pattern (``block_{1..16}_``) gives one cut per block as
+``advise --blocks`` does. Given
 scopes are cuts as written (each its own candidate, matched against every model). A cut is scored only
 when it reads the data itself (its entries are the model's inputs); one that reads another layer's
 output, matches nothing, or is not a part of the graph that can stand alone gets a reason instead.
@@ -181,7 +182,8 @@ def plan_model(store: ModelStore, ref: str, ds: Dataset, *, scopes: Sequence[str
                 cuts.append(Cut(i, scope, (), 0, f"scope {echo(scope, 80)} matches no layer"
                                 if "matched no layer" in str(exc) else str(exc).splitlines()[0]))
                 continue
-            cuts.append(Cut(i, scope, layers, sum(params.get(n, 0) for n in layers), _standalone(arch, layers)[0]))
+            reason = _standalone(arch, layers)[0]
+            cuts.append(Cut(i, scope, layers, sum(params.get(n, 0) for n in layers), reason))
     else:
         try:
             plan = plan_candidates(store, ref, blocks=blocks, match=match)
@@ -200,8 +202,9 @@ def plan_model(store: ModelStore, ref: str, ds: Dataset, *, scopes: Sequence[str
                 continue
             cuts.append(Cut(depth, p.scope, p.layers, sum(params.get(n, 0) for n in p.layers), reason))
         if inside:
-            notes = (*notes, f"{ref}: {inside} of the advisor's depths end inside a block (a later layer reads "
-                             "an earlier one of theirs) and were not scored; name them with --cuts to score them")
+            notes = (*notes, f"{ref}: {inside} of the advisor's depths end inside a block (a later layer "
+                             "reads an earlier one of theirs) and were not scored; name them with --cuts to "
+                             "score them")
     if not cuts:
         return ModelPlan(ref, inputs=specs, reason="no cut to score", match=match)
     return ModelPlan(ref, tuple(cuts), specs, match, None, notes)

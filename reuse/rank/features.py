@@ -163,8 +163,9 @@ def feature_passes(store: Any, plan: ModelPlan) -> tuple[list[FeaturePass], dict
 def memory_needed(rows: int, widths: Sequence[int]) -> int:
     """Bytes that the pooled features of ``widths`` over ``rows`` rows take (float32), plus what scoring
     the widest of them takes at once: float64 copies (four of rows x width at most: SFDA's features, their
-    centred and challenged copies and NumPy's covariance copy), about eight matrices of min(rows, width) squared (the Gram matrix and its
-    eigenvectors, SFDA's scatter matrices and factors), the k-NN sample and its distance block."""
+    centred and challenged copies and NumPy's covariance copy), about eight matrices of min(rows, width)
+    squared (the Gram matrix and its eigenvectors, SFDA's scatter matrices and factors), the k-NN sample
+    and its distance block."""
     if not widths:
         return 0
     kept = 4 * rows * sum(widths)

@@ -30,8 +30,8 @@ def parse_cuts(cuts: str | list[str] | None) -> list[str] | None:
         return None
     scopes = split_scopes(cuts) if isinstance(cuts, str) else list(cuts)
     if not scopes or any(not isinstance(s, str) or not s.strip() for s in scopes):
-        raise InvalidInput(f"invalid cuts {echo(cuts)}: expected auto or scope patterns separated by ';', e.g. "
-                           "'hidden1;hidden[12]'")
+        raise InvalidInput(f"invalid cuts {echo(cuts)}: expected auto or scope patterns separated by ';', "
+                           "e.g. 'hidden1;hidden[12]'")
     if len(scopes) > MAX_CANDIDATES:
         raise InvalidInput(f"{len(scopes)} cut scopes given; at most {MAX_CANDIDATES}")
     return scopes
@@ -47,7 +47,8 @@ def check_options(options: Mapping[str, Any]) -> dict[str, Any]:
     """
     unknown = sorted(set(options) - set(RANK_OPTIONS))
     if unknown:
-        raise InvalidInput(f"unknown rank option(s) {', '.join(unknown)}; expected some of {', '.join(RANK_OPTIONS)}")
+        raise InvalidInput(f"unknown rank option(s) {', '.join(unknown)}; expected some of "
+                           f"{', '.join(RANK_OPTIONS)}")
     scopes = parse_cuts(options.get("cuts"))
     blocks = options.get("blocks")
     if blocks is not None:
@@ -65,11 +66,12 @@ def check_options(options: Mapping[str, Any]) -> dict[str, Any]:
 
         check_ray(options["ray"], options.get("ray_cpus") or 1.0)
     budget = options.get("budget")
+    if isinstance(budget, (int, float)) and not isinstance(budget, bool):
+        budget = float(budget)
     return {"models": options.get("models"), "scopes": scopes, "blocks": blocks,
             "match": options.get("match") or "full", "metric": options.get("metric"),
             "regression": True if options.get("regression") else None,
-            "budget_seconds": float(budget) if isinstance(budget, (int, float)) and not isinstance(budget, bool)
-            else budget, "memory_mb": options.get("memory_mb") or default_memory_mb()}
+            "budget_seconds": budget, "memory_mb": options.get("memory_mb") or default_memory_mb()}
 
 
 def default_memory_mb() -> float:

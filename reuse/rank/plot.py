@@ -9,7 +9,8 @@ from pathlib import Path
 from reuse.rank.result import LABELS, Ranking
 
 MAX_MODELS_SHOWN = 10
-TITLES = {"logme": "LogME (nats per sample)", "knn": "k-NN leave-one-out accuracy", "sfda": "SFDA (mean p(true class))"}
+TITLES = {"logme": "LogME (nats per sample)", "knn": "k-NN leave-one-out accuracy",
+          "sfda": "SFDA (mean p(true class))"}
 
 
 def plot_ranking(ranking: Ranking, path: str | os.PathLike[str]) -> Path:
@@ -56,7 +57,8 @@ def plot_ranking(ranking: Ranking, path: str | os.PathLike[str]) -> Path:
             handles.append(plt.Line2D([], [], color="lightgray", marker="o"))
         fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=8, frameon=False)
         rule = " + ".join(LABELS.get(m, m) for m in ranking.metric)
-        fig.suptitle(f"reuse rank: {ranking.data} ({ranking.samples} rows), ranked by {rule}"[:110], fontsize=10)
+        title = f"reuse rank: {ranking.data} ({ranking.samples} rows), ranked by {rule}"
+        fig.suptitle(title[:110], fontsize=10)
         rows_of_legend = (len(labels) + 3) // 4
         fig.tight_layout(rect=(0, 0.05 + 0.04 * rows_of_legend, 1, 0.95))
         fig.savefig(out, dpi=110)

@@ -80,6 +80,14 @@ class ModelOutcome:
     stopped: str | None = None
 
 
+def unfinished(plan: ModelPlan, why: str, *, started: bool) -> ModelOutcome:
+    """The outcome of a model stopped (``why``: ``budget`` or ``cancelled``) before it was ranked."""
+    when = "not finished" if started else "not started"
+    reason = f"{when}: the time budget ran out" if why == "budget" else f"{when}: cancelled"
+    skipped = NotRanked(plan.name, plan.version, reason, stopped=why)
+    return ModelOutcome(plan.ref, not_ranked=[skipped], stopped=why)
+
+
 def parse_metric(metric: str | Sequence[str] | None, task: Task) -> tuple[str, ...]:
     """``auto`` (LogME and k-NN), one score, or several (``logme,knn,sfda``), checked.
 
@@ -122,13 +130,14 @@ def baseline_width(rows: int, width: int, memory_bytes: int) -> int:
     while w > 1 and memory_needed(rows, [w]) > memory_bytes:
         w //= 2
     if memory_needed(rows, [w]) > memory_bytes:
-        raise InvalidInput(f"{rows} rows cannot be scored within the memory limit of {memory_bytes / 2**20:.3g} MB "
-                           f"(scoring one value per row takes {memory_needed(rows, [1]) / 2**20:.3g} MB); raise "
-                           "--memory-mb or use fewer rows")
+        one, limit = memory_needed(rows, [1]) / 2**20, memory_bytes / 2**20
+        raise InvalidInput(f"{rows} rows cannot be scored within the memory limit of {limit:.3g} MB (scoring "
+                           f"one value per row takes {one:.3g} MB); raise --memory-mb or use fewer rows")
     return w
 
 
-def baseline_features(ds: Dataset, rows: int = 1024, memory_bytes: int | None = None) -> tuple[np.ndarray, str | None]:
+def baseline_features(ds: Dataset, rows: int = 1024,
+                      memory_bytes: int | None = None) -> tuple[np.ndarray, str | None]:
     """The raw inputs, one flat float32 row per sample (every input array side by side), read in batches;
     above :func:`baseline_width` values per row, a seeded random choice of that many columns.
 
@@ -137,7 +146,8 @@ def baseline_features(ds: Dataset, rows: int = 1024, memory_bytes: int | None = 
         too many for the memory limit.
     """
     width = sum(int(np.prod(a.shape[1:], dtype=np.int64)) for a in ds.arrays.values())
-    keep = min(width, MAX_BASELINE_WIDTH) if memory_bytes is None else baseline_width(len(ds), width, memory_bytes)
+    keep = (min(width, MAX_BASELINE_WIDTH) if memory_bytes is None
+            else baseline_width(len(ds), width, memory_bytes))
     cols = None
     note = None
     if keep < width:
@@ -185,8 +195,9 @@ def rank_model(store: ModelStore, plan: ModelPlan, ds: Dataset, task: Task, scor
         need = memory_needed(len(ds), fp.widths)
         if need > memory_bytes:
             for cut in fp.cuts:
-                skip(cut, f"its features ({len(ds)} rows x {sum(fp.widths)} values) and their scoring would take "
-                     f"{need / 2**20:.1f} MB, over the limit of {memory_bytes / 2**20:.3g} MB (--memory-mb)")
+                skip(cut, f"its features ({len(ds)} rows x {sum(fp.widths)} values) and their scoring would "
+                     f"take {need / 2**20:.1f} MB, over the limit of {memory_bytes / 2**20:.3g} MB "
+                     "(--memory-mb)")
             continue
         t1 = time.perf_counter()
         feats, done, why = run_pass(fp, ds, plan.ref, rows=rows, stop=stop)
@@ -215,11 +226,12 @@ def _refuse_if_nothing_fits(plans: list[ModelPlan], ds: Dataset, scopes: Sequenc
     if any(p.scorable for p in plans):
         return
     if all(p.reason and p.reason.startswith("the data does not fit") for p in plans):
-        listed = "; ".join(f"{p.ref}: {p.reason.split(': ', 1)[1]}" for p in plans[:5])  # type: ignore[union-attr]
+        listed = "; ".join(f"{p.ref}: {str(p.reason).split(': ', 1)[1]}" for p in plans[:5])
         raise InvalidInput(f"{ds.source}: the data fits no matching model ({listed})")
-    if scopes is not None and all(p.reason is None and all("matches no layer" in (c.reason or "") for c in p.cuts)
-                                  for p in plans):
-        raise NoLayersMatched(f"no cut scope matches a layer of any matching model ({', '.join(p.ref for p in plans[:10])})")
+    if scopes is not None and all(p.reason is None and all("matches no layer" in (c.reason or "")
+                                                           for c in p.cuts) for p in plans):
+        shown = ", ".join(p.ref for p in plans[:10])
+        raise NoLayersMatched(f"no cut scope matches a layer of any matching model ({shown})")
 
 
 @dataclass(frozen=True)
@@ -246,7 +258,8 @@ def prepare_rank(store: ModelStore, data: Dataset, *, models: str | Sequence[str
     """
     if isinstance(memory_mb, bool) or not isinstance(memory_mb, (int, float)) or not memory_mb > 0:
         raise InvalidInput(f"invalid memory limit {echo(memory_mb)} MB: expected a positive number")
-    if budget_seconds is not None and (isinstance(budget_seconds, bool) or not isinstance(budget_seconds, (int, float))
+    if budget_seconds is not None and (isinstance(budget_seconds, bool)
+                                       or not isinstance(budget_seconds, (int, float))
                                        or not budget_seconds > 0):
         raise InvalidInput(f"invalid budget {echo(budget_seconds)} s: expected a positive number of seconds")
     if rows is not None and (not isinstance(rows, int) or isinstance(rows, bool) or rows < 1):
@@ -306,7 +319,8 @@ def rank(store: ModelStore, data: Dataset, *, models: str | Sequence[str] | None
         if p.reason is not None:
             not_ranked.append(NotRanked(p.name, p.version, p.reason))
         else:
-            not_ranked.extend(NotRanked(p.name, p.version, c.reason, c.scope, c.depth) for c in p.cuts if c.reason)
+            not_ranked.extend(NotRanked(p.name, p.version, c.reason, c.scope, c.depth)
+                              for c in p.cuts if c.reason)
     todo = [p for p in plans if p.scorable]
     run = runner or run_here
     outcomes = run(store, todo, data, task, scores, memory_bytes=round(memory_mb * 2**20), rows=rows,
@@ -322,8 +336,9 @@ def rank(store: ModelStore, data: Dataset, *, models: str | Sequence[str] | None
                 "scopes": list(scopes) if scopes else None, "blocks": blocks, "match": match,
                 "budget_seconds": budget_seconds, "memory_mb": memory_mb, "rows": rows}
     notes = [n for p in plans for n in p.notes]
-    return Ranking(data.source, len(data), "regression" if task.regression else "classification", task.classes,
-                   chosen, scores, candidates, baseline, not_ranked, refs, time.perf_counter() - t0, stopped,
+    kind = "regression" if task.regression else "classification"
+    return Ranking(data.source, len(data), kind, task.classes, chosen, scores, candidates, baseline,
+                   not_ranked, refs, time.perf_counter() - t0, stopped,
                    [*notes, *_warnings(candidates, baseline, len(data), base_note)], settings)
 
 
@@ -360,9 +375,7 @@ def run_here(store: ModelStore, plans: Sequence[ModelPlan], ds: Dataset, task: T
     for i, p in enumerate(plans, start=1):
         why = stop()
         if why is not None:
-            reason = "not started: the time budget ran out" if why == "budget" else "not started: cancelled"
-            outcomes.append(ModelOutcome(p.ref, not_ranked=[NotRanked(p.name, p.version, reason, stopped=why)],
-                                         stopped=why))
+            outcomes.append(unfinished(p, why, started=False))
             continue
         o = rank_model(store, p, ds, task, scores, memory_bytes=memory_bytes, rows=rows, stop=stop)
         outcomes.append(o)

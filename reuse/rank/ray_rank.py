@@ -17,7 +17,7 @@ from typing import Any
 from reuse.data import Dataset
 from reuse.errors import ReuseError
 from reuse.rank.cuts import ModelPlan
-from reuse.rank.ranking import ModelOutcome, ModelRanked, rank_model
+from reuse.rank.ranking import ModelOutcome, ModelRanked, rank_model, unfinished
 from reuse.rank.result import NotRanked
 from reuse.rank.scores import Task
 
@@ -32,10 +32,9 @@ def _model_task(store_root: str, plan: ModelPlan, ds: Dataset, task: Task, score
         return "budget" if wall_deadline is not None and time.time() > wall_deadline else None
 
     if stop() is not None:
-        return ModelOutcome(plan.ref, not_ranked=[NotRanked(plan.name, plan.version,
-                                                            "not started: the time budget ran out", stopped="budget")],
-                            stopped="budget")
-    return rank_model(ModelStore(store_root), plan, ds, task, scores, memory_bytes=memory_bytes, rows=rows, stop=stop)
+        return unfinished(plan, "budget", started=False)
+    return rank_model(ModelStore(store_root), plan, ds, task, scores, memory_bytes=memory_bytes, rows=rows,
+                      stop=stop)
 
 
 def ray_runner(address: str, *, cpus: float = 1.0) -> Callable[..., list[ModelOutcome]]:
@@ -70,8 +69,7 @@ def ray_runner(address: str, *, cpus: float = 1.0) -> Callable[..., list[ModelOu
                     if cancel is not None and cancel.is_set():
                         for ref, p in pending.items():
                             ray.cancel(ref, force=True)
-                            outcomes[p.ref] = ModelOutcome(p.ref, not_ranked=[NotRanked(
-                                p.name, p.version, "not finished: cancelled", stopped="cancelled")], stopped="cancelled")
+                            outcomes[p.ref] = unfinished(p, "cancelled", started=True)
                         pending = {}
                         break
                     done, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_SECONDS)
@@ -79,7 +77,8 @@ def ray_runner(address: str, *, cpus: float = 1.0) -> Callable[..., list[ModelOu
                         p = pending.pop(ref)
                         outcomes[p.ref] = _result(ray, ref, p)
                         o = outcomes[p.ref]
-                        emit(ModelRanked(p.ref, len(outcomes), len(plans), len(o.scored), o.seconds, o.stopped))
+                        emit(ModelRanked(p.ref, len(outcomes), len(plans), len(o.scored), o.seconds,
+                                         o.stopped))
             finally:
                 for ref in pending:
                     ray.cancel(ref, force=True)
@@ -98,4 +97,5 @@ def _result(ray: Any, ref: Any, plan: ModelPlan) -> ModelOutcome:
     except ray.exceptions.RayError as exc:  # the worker or its node died
         text = str(exc).strip().splitlines()
         why = f"{type(exc).__name__}: {text[0] if text else ''}"
-    return ModelOutcome(plan.ref, not_ranked=[NotRanked(plan.name, plan.version, f"its Ray task failed ({why})")])
+    failed = NotRanked(plan.name, plan.version, f"its Ray task failed ({why})")
+    return ModelOutcome(plan.ref, not_ranked=[failed])

@@ -44,9 +44,10 @@ class Scored:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Scored:
-        return cls(d.get("model"), d.get("version"), d.get("depth"), d.get("scope"), tuple(d.get("layers") or ()),
-                   int(d.get("reused_params") or 0), int(d.get("width") or 0), dict(d.get("scores") or {}),
-                   float(d.get("seconds") or 0.0), d.get("combined"), d.get("rank"), d.get("note"))
+        return cls(d.get("model"), d.get("version"), d.get("depth"), d.get("scope"),
+                   tuple(d.get("layers") or ()), int(d.get("reused_params") or 0), int(d.get("width") or 0),
+                   dict(d.get("scores") or {}), float(d.get("seconds") or 0.0), d.get("combined"),
+                   d.get("rank"), d.get("note"))
 
     def to_dict(self) -> dict[str, Any]:
         d = {"model": self.model, "version": self.version, "depth": self.depth, "scope": self.scope,
@@ -75,7 +76,8 @@ class NotRanked:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> NotRanked:
-        return cls(str(d.get("model")), d.get("version"), str(d.get("reason")), d.get("scope"), d.get("depth"))
+        return cls(str(d.get("model")), d.get("version"), str(d.get("reason")), d.get("scope"),
+                   d.get("depth"))
 
 
 def _finite(v: float | None) -> float | None:
@@ -139,7 +141,7 @@ class Ranking:
     plot: str | None = None
 
     def recommendation(self) -> dict[str, Any] | None:
-        """The best candidate, its margin to the runner-up (each score) and whether it beats the raw inputs."""
+        """The best candidate, its margin to the runner-up (each score), whether it beats the raw inputs."""
         if not self.candidates:
             return None
         best = self.candidates[0]
@@ -170,6 +172,7 @@ class Ranking:
         """The ranking a ``to_dict()`` document describes (what a rank job sends back)."""
         return cls(str(d["data"]), int(d["samples"]), str(d["task"]), int(d.get("classes") or 0),
                    tuple(d["metric"]), tuple(d["scores"]), [Scored.from_dict(c) for c in d["candidates"]],
-                   Scored.from_dict(d["baseline"]), [NotRanked.from_dict(n) for n in d.get("not_ranked") or ()],
+                   Scored.from_dict(d["baseline"]),
+                   [NotRanked.from_dict(n) for n in d.get("not_ranked") or ()],
                    list(d.get("models") or ()), float(d.get("seconds") or 0.0), d.get("stopped"),
                    list(d.get("warnings") or ()), dict(d.get("settings") or {}), d.get("plot"))

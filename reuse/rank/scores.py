@@ -133,7 +133,8 @@ def logme_evidence(f: np.ndarray, y: np.ndarray) -> Evidence:
         new_alpha = gamma / np.maximum(m2, 1e-300)
         new_beta = (n - gamma) / np.maximum(res2, 1e-300)
         new_alpha, new_beta = np.clip(new_alpha, 1e-12, 1e12), np.clip(new_beta, 1e-12, 1e12)
-        done = np.all(np.abs(new_alpha / alpha - 1) < LOGME_TOL) and np.all(np.abs(new_beta / beta - 1) < LOGME_TOL)
+        done = bool(np.all(np.abs(new_alpha / alpha - 1) < LOGME_TOL)
+                    and np.all(np.abs(new_beta / beta - 1) < LOGME_TOL))
         alpha, beta = new_alpha, new_beta
         if done:
             break
@@ -141,7 +142,8 @@ def logme_evidence(f: np.ndarray, y: np.ndarray) -> Evidence:
     m2 = (beta ** 2 * s * z2 / t ** 2).sum(axis=0)
     res2 = (alpha ** 2 * z2 / t ** 2).sum(axis=0) + outside
     logdet = np.log(t).sum(axis=0) + (d - r) * np.log(alpha)
-    ev = (n * np.log(beta) + d * np.log(alpha) - n * math.log(2 * math.pi) - beta * res2 - alpha * m2 - logdet) / 2
+    ev = (n * np.log(beta) + d * np.log(alpha) - n * math.log(2 * math.pi)
+          - beta * res2 - alpha * m2 - logdet) / 2
     return Evidence(float(np.mean(ev / n)), alpha, beta, iterations)
 
 

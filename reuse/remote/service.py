@@ -271,11 +271,12 @@ class RemoteService(JobCalls):
         return pred
 
     # -- ranking -----------------------------------------------------------------------------------
-    def rank(self, data: str, *, models: str | None = None, cuts: str | None = None, blocks: str | None = None,
-             match: str = "full", metric: str | None = None, regression: bool = False,
-             label: str | int | None = None, relabel: bool = False, budget: float | None = None,
-             memory_mb: float | None = None, ray: str | None = None, ray_cpus: float = 1.0,
-             plot: str | None = None, progress: Any = None, cancel: threading.Event | None = None) -> Ranking:
+    def rank(self, data: str, *, models: str | None = None, cuts: str | None = None,
+             blocks: str | None = None, match: str = "full", metric: str | None = None,
+             regression: bool = False, label: str | int | None = None, relabel: bool = False,
+             budget: float | None = None, memory_mb: float | None = None, ray: str | None = None,
+             ray_cpus: float = 1.0, plot: str | None = None, progress: Any = None,
+             cancel: threading.Event | None = None) -> Ranking:
         """Rank on the server (a ``rank`` job through StartJob), following its progress; a local data file
         is uploaded first; the plot is drawn here. As ``Service.rank``; a cancelled job raises Cancelled."""
         from reuse.advise.plot import check_plot_path
