@@ -125,3 +125,29 @@ def test_conv_bases_are_cut_block_by_block_and_their_maps_pooled(tmp_path):
     one = next(c for c in by_block.candidates if c.depth == 1)
     same = next(c for c in auto.candidates if c.layers == one.layers)
     assert one.scores == pytest.approx(same.scores)
+
+
+def test_the_pass_reads_batches_and_stops_between_them(env):
+    import threading
+
+    from reuse.rank.features import batches, run_pass
+
+    data = load_data(TARGET)
+    named = Dataset({"pixels": data.x, "other": data.x[:, :3]}, data.y, "named")
+    parts = list(batches(named, 30))
+    assert [len(p["pixels"]) for p in parts] == [30, 30, 30, 10] and set(parts[0]) == {"pixels", "other"}
+    store = ModelStore(env.store)
+    (fp,), _ = feature_passes(store, plan_model(store, "d04:1", data))
+    asked = []
+
+    def stop():
+        asked.append(1)
+        return "budget" if len(asked) > 2 else None
+
+    feats, done, why = run_pass(fp, data, "d04:1", rows=30, stop=stop)
+    assert (done, why) == (60, "budget") and len(feats) == 3 and feats[0].shape == (100, 32)
+    cancel = threading.Event()
+    cancel.set()
+    stopped = rank(store, data, models="d04", cancel=cancel)
+    assert stopped.stopped == "cancelled" and not stopped.candidates
+    assert [n.reason for n in stopped.not_ranked] == ["not started: cancelled"]

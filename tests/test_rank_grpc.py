@@ -102,3 +102,16 @@ def test_rank_on_a_ray_cluster_scores_as_here(served, ray_cluster):
         [(c["model"], c["depth"], c["rank"]) for c in here["candidates"]]
     assert on_ray["candidates"][0]["scores"] == pytest.approx(here["candidates"][0]["scores"], abs=1e-6)
     assert ray_cluster.running()
+
+
+def test_advise_job_with_a_shortlist_across_models(served):
+    api, _, _, _ = served
+    options = {"models": "d04|untrained", "shortlist": 1, "finetune": False, "seeds": 1, "epochs": 10,
+               "val_split": 0.3, "lr": 0.01}
+    job = api.StartAdvise(pb.AdviseRequest(model="", data="target", options_json=json.dumps(options)))
+    events = list(api.WatchJob(pb.WatchJobRequest(id=job.id), timeout=120))
+    assert events[-1].state == "succeeded", events[-1].error
+    result = json.loads(api.GetJob(pb.GetJobRequest(id=job.id)).result_json)
+    trained = result["shortlist"]["trained"]
+    assert len(trained) == 1 and len(result["shortlist"]["skipped"]) == 5
+    assert [r["depth"] for r in result["rows"]] == [0, trained[0]["depth"]]
