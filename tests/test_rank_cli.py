@@ -74,9 +74,12 @@ def test_table_recommendation_reasons_and_plot(env, tmp_path):
     assert lines[0].endswith("ranked by LogME + k-NN (mean position)")
     assert lines[1].split() == ["RANK", "MODEL", "VERSION", "CUT", "REUSED", "PARAMS", "LogME", "k-NN",
                                 "SFDA", "MEAN", "POS", "SECONDS"]
-    assert lines[2].split()[:4] == ["1", "all10", "1", "3:"]
+    top = lines[2].split()
+    assert top[:3] == ["1", "all10", "1"] and top[3].endswith(":")
     assert any("(raw inputs, no reuse)" in line and "64 input values" in line for line in lines)
-    assert "Recommendation: all10:1 up to depth 3 (reuse 'hidden1|hidden2|hidden3')" in out
+    depth = int(top[3][:-1])
+    scope = "|".join(f"hidden{i}" for i in range(1, depth + 1))
+    assert f"Recommendation: all10:1 up to depth {depth} (reuse '{scope}')" in out
     assert "  it ranks above the raw inputs" in out
     assert "Not ranked:\n  wild:1 depth 2: not scored: the features hold" in out
     assert "(a diverged base?)" in out
