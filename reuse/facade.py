@@ -5,7 +5,8 @@
 command behaves the same with ``--store`` and ``--server``. What only the local facade offers (export,
 store check, report, pretrain, advise, the server's own hooks) is not part of it: a command that needs
 it is refused with ``--server`` (``reuse.cli.common.local_only``). ``tests/test_facade.py`` checks that
-both classes have every method here with the same parameters.
+both classes have every method here with the same parameters. ``rank`` runs here or as a ``rank`` job
+on the server.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from reuse.heads import HeadSpec
     from reuse.jobs import JobEvent, JobRecord
     from reuse.layer_table import LayerTable
+    from reuse.rank import Ranking
     from reuse.serving.engine import InferResult
     from reuse.serving.signature import ModelSignature
     from reuse.store import LayerInfo, ModelInfo
@@ -99,6 +101,14 @@ class Facade(Protocol):
     def predict_model(self, ref: str, data: str, *, label: str | int | None = None, no_label: bool = False,
                       out: str | os.PathLike[str] | None = None) -> Prediction: ...
 
+    # -- ranking --------------------------------------------------------------------------------
+    def rank(self, data: str, *, models: str | None = None, cuts: str | None = None,
+             blocks: str | None = None, match: str = "full", metric: str | None = None,
+             regression: bool = False, label: str | int | None = None, relabel: bool = False,
+             budget: float | None = None, memory_mb: float | None = None, ray: str | None = None,
+             ray_cpus: float = 1.0, plot: str | None = None, progress: Any = None,
+             cancel: threading.Event | None = None) -> Ranking | None: ...
+
     # -- serving and jobs -----------------------------------------------------------------------
     def model_signature(self, ref: str) -> ModelSignature: ...
 
@@ -115,6 +125,8 @@ class Facade(Protocol):
     def start_finetune(self, params: dict[str, Any]) -> JobRecord: ...
 
     def start_advise(self, params: dict[str, Any]) -> JobRecord: ...
+
+    def start_rank(self, params: dict[str, Any]) -> JobRecord: ...
 
     def list_jobs(self, *, state: str = "", kind: str = "") -> list[JobRecord]: ...
 

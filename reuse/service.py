@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from reuse.heads import HeadSpec
     from reuse.jobs import JobEvent, JobRecord
     from reuse.layer_table import LayerTable
+    from reuse.rank import Ranking
     from reuse.serving.engine import InferResult, ServingOptions
     from reuse.serving.runtime_choice import RuntimeChoice
     from reuse.serving.signature import ModelSignature
@@ -248,7 +249,7 @@ class Service(JobCalls):
                                 progress=progress, cancel=cancel, description=description)
 
     # -- Advisor ---------------------------------------------------------------------------------
-    def advise(self, base: str, data: str, *, val: str | None = None, val_split: float | None = None,
+    def advise(self, base: str | None, data: str, *, val: str | None = None, val_split: float | None = None,
                label: str | int | None = None, relabel: bool = False, head: str | None = None,
                head_file: str | None = None, classes: int | None = None, regression: bool | int = False,
                depths: str | list[int] | None = None, scopes: list[str] | None = None, match: str = "full",
@@ -259,7 +260,8 @@ class Service(JobCalls):
                min_margin: float | None = None, register: str | None = None, description: str | None = None,
                plot: str | None = None, progress: Any = None, cancel: Any = None,
                check_only: bool = False, register_ensemble: str | None = None, ray: str | None = None,
-               ray_cpus: float = 1.0, ray_gpus: float = 0.0) -> Advice | None:
+               ray_cpus: float = 1.0, ray_gpus: float = 0.0, shortlist: int | None = None,
+               models: str | None = None, metric: str | None = None) -> Advice | None:
         """Measure how many layers of ``base`` to reuse for the task of ``data``, and whether to reuse.
 
         Every argument but ``progress`` and ``cancel`` is a plain JSON value. ``progress`` receives
@@ -272,11 +274,37 @@ class Service(JobCalls):
         that needs no training (options, head, candidates, the data against each) and return None.
         ``register_ensemble``: register every seed of the recommended network and their averaged-output
         ensemble as the next versions of that name (the ensemble last; ``advice.registered_ensemble``).
+        ``shortlist``: rank the candidates first (reuse.rank, by ``metric``) and train only that many of the
+        best (with scratch); with ``models`` instead of ``base`` the candidates are every cut of every model
+        that pattern selects (``base`` None). See docs/rank.md.
         """
         options = {k: v for k, v in locals().items() if k not in ("self", "base", "data", "progress", "cancel",
                                                                   "check_only")}
         from reuse.advise.options import advise_stored
         return advise_stored(self.store, base, data, options, progress=progress, cancel=cancel, check_only=check_only)
+
+    # -- Ranking ---------------------------------------------------------------------------------
+    def rank(self, data: str, *, models: str | None = None, cuts: str | None = None,
+             blocks: str | None = None, match: str = "full", metric: str | None = None,
+             regression: bool = False, label: str | int | None = None, relabel: bool = False,
+             budget: float | None = None, memory_mb: float | None = None, ray: str | None = None,
+             ray_cpus: float = 1.0, plot: str | None = None, progress: Any = None, cancel: Any = None,
+             check_only: bool = False) -> Ranking | None:
+        """Score every cut of every stored model ``models`` selects (a name pattern or ``NAME:V`` list;
+        default all) against the labels of ``data``, without training, and rank them with the raw-input
+        baseline (see reuse.rank and docs/rank.md).
+
+        ``cuts``: ``auto`` (the advisor's candidates) or scope patterns separated by ``;``. ``blocks``: a
+        block pattern instead. ``metric``: ``auto``, a score, or several. ``budget``: seconds. ``memory_mb``:
+        the most the kept features and their scoring may take (default ``$REUSE_MEMORY_MB`` or 2048).
+        ``ray``: each model as a Ray task. ``plot``: write the plot there. ``progress`` receives
+        reuse.rank's events; setting ``cancel`` stops it (``stopped == "cancelled"``). ``check_only``: make
+        every check that reads no weight and return None. The result's ``to_dict()`` is the ``--json``
+        document."""
+        options = {k: v for k, v in locals().items()
+                   if k not in ("self", "data", "progress", "cancel", "check_only")}
+        from reuse.rank.options import rank_stored
+        return rank_stored(self.store, data, options, progress=progress, cancel=cancel, check_only=check_only)
 
     # -- Serving and jobs ------------------------------------------------------------------------
     def configure_serving(self, options: ServingOptions | None = None, settings: RuntimeSettings | None = None
@@ -372,6 +400,9 @@ class Service(JobCalls):
 
     def start_advise(self, params: dict[str, Any]) -> JobRecord:
         return self.start_job("advise", params)
+
+    def start_rank(self, params: dict[str, Any]) -> JobRecord:
+        return self.start_job("rank", params)
 
     def job_events(self, job_id: str, *, after_seq: int = 0, timeout: float | None = None
                    ) -> tuple[list[JobEvent], bool]:

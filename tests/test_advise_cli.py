@@ -52,7 +52,7 @@ def test_json_document(env):
     d = json.loads(out)
     assert set(d) == {"base", "data", "val", "metric", "higher_is_better", "samples", "val_samples", "seeds",
                       "jobs", "rows", "recommendation", "not_run", "stopped", "seconds", "output", "settings",
-                      "warnings", "registered", "registered_ensemble", "plot"}
+                      "warnings", "registered", "registered_ensemble", "plot", "shortlist"}
     assert d["base"] == "blind:1" and d["samples"] == 105 and d["val_samples"] == 45 and d["seeds"] == [0, 1]
     assert [r["candidate"] for r in d["rows"]] == ["reuse 1 frozen", "reuse 1 fine-tuned"]
     row = d["rows"][0]

@@ -149,6 +149,10 @@ class Advice:
     kept_seeds: list[RunRecord] = field(default_factory=list, repr=False)
     val_data: Dataset | None = field(default=None, repr=False)
     registered_ensemble: str | None = None
+    # advise --shortlist: what the ranking trained and skipped (reuse.advise.shortlist), and for a shortlist
+    # across models each joined row's own advice run and candidate there
+    shortlist: dict[str, Any] | None = None
+    parts: dict[Candidate, Any] = field(default_factory=dict, repr=False)
 
     def row_dict(self, r: CandidateResult) -> dict[str, Any]:
         c = r.candidate
@@ -160,7 +164,7 @@ class Advice:
             "seeds": list(r.extra.get("seeds", ())), "seconds": round(r.seconds, 4),
             "trainable_params": r.trainable_params if r.scores else None, "epochs_run": list(r.extra.get("epochs_run", ())),
             "recommended": chosen,
-        }
+        } | ({"base": r.extra["base"]} if "base" in r.extra else {})
 
     def to_dict(self) -> dict[str, Any]:
         rec = self.recommendation
@@ -178,6 +182,7 @@ class Advice:
             "settings": self.settings, "warnings": list(self.warnings), "registered": self.registered,
             "registered_ensemble": self.registered_ensemble,
             "plot": self.plot,
+            "shortlist": self.shortlist,
         }
 
 

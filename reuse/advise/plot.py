@@ -39,11 +39,16 @@ def plot_advice(advice: Advice, path: str | os.PathLike[str]) -> Path:
     try:
         rows = [r for r in advice.rows if r.scores]
         scratch = [r for r in rows if r.candidate.depth == 0]
-        for ft, label, marker in ((False, "frozen", "o"), (True, "fine-tuned", "s")):
-            series = [r for r in rows if r.candidate.depth > 0 and r.candidate.finetune is ft]
-            if series:
-                ax.errorbar([r.candidate.depth for r in series], [r.mean for r in series],
-                            yerr=[r.std for r in series], marker=marker, capsize=4, label=label)
+        # A shortlist across models (reuse.advise.shortlist) joins rows of several bases: a series each.
+        bases = list(dict.fromkeys(r.extra.get("base") for r in rows if r.candidate.depth > 0))
+        for base in bases:
+            for ft, label, marker in ((False, "frozen", "o"), (True, "fine-tuned", "s")):
+                series = [r for r in rows if r.candidate.depth > 0 and r.candidate.finetune is ft
+                          and r.extra.get("base") == base]
+                if series:
+                    ax.errorbar([r.candidate.depth for r in series], [r.mean for r in series],
+                                yerr=[r.std for r in series], marker=marker, capsize=4,
+                                label=label if base is None else f"{base} {label}")
         if scratch:
             s = scratch[0]
             ax.errorbar([0], [s.mean], yerr=[s.std], marker="D", color="black", capsize=4, linestyle="none",

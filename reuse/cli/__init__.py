@@ -46,12 +46,14 @@ def _register_commands() -> None:
         build_cmds,
         ensemble_cmds,
         quickstart_cmds,
+        rank_cmds,
         serve_cmds,
         store_cmds,
         train_cmds,
     )
 
-    for module in (store_cmds, build_cmds, ensemble_cmds, train_cmds, advise_cmds, serve_cmds, quickstart_cmds):
+    for module in (store_cmds, build_cmds, ensemble_cmds, train_cmds, advise_cmds, rank_cmds, serve_cmds,
+                   quickstart_cmds):
         for cmd in module.COMMANDS:
             cli.add_command(cmd)
 

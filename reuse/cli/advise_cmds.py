@@ -32,12 +32,15 @@ _JSON_HELP = (
     "run finished), not_run (candidate, depth, finetune, seeds), stopped (null, budget or cancelled), "
     "seconds, output (head, classes, regression), settings, warnings, registered (NAME:VERSION or null), "
     "registered_ensemble (NAME:VERSION of the seeds' ensemble, or null), "
-    "plot (path or null). Ctrl-C keeps the finished runs, prints them and exits with code 130."
+    "plot (path or null), shortlist (with --shortlist: k, metric, ranked, models, trained and skipped (each "
+    "model, version, depth, scope, rank, scores, combined), baseline, not_ranked, seconds; else null; rows "
+    "of a shortlist across models also carry base). Ctrl-C keeps the finished runs, prints them and exits "
+    "with code 130."
 )
 
 
 @contextmanager
-def _ctrl_c_cancels(cancel: threading.Event) -> Iterator[None]:
+def ctrl_c_cancels(cancel: threading.Event) -> Iterator[None]:
     """The first Ctrl-C sets ``cancel`` (finished runs are kept); a second one aborts at once."""
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -106,8 +109,30 @@ def _print_advice(d: dict[str, Any]) -> None:
     if d.get("registered_ensemble"):
         click.echo(f"Registered {d['registered_ensemble']}: the ensemble of the {rec['candidate'] if rec else ''} "
                    "network's seeds (each registered before it)")
+    if d.get("shortlist"):
+        _print_shortlist(d["shortlist"])
     if d["plot"]:
         click.echo(f"Plot written to {d['plot']}")
+
+
+_SCORE_LABELS = {"logme": "LogME", "knn": "k-NN", "sfda": "SFDA"}
+
+
+def _print_shortlist(s: dict[str, Any]) -> None:
+    def cut(e: dict[str, Any]) -> str:
+        scores = ", ".join(f"{_SCORE_LABELS.get(k, k)} {v:.3f}" for k, v in e["scores"].items()
+                           if v is not None)
+        return f"{e['model']}:{e['version']} depth {e['depth']} (rank {e['rank']}; {scores})"
+
+    rule = " + ".join(_SCORE_LABELS.get(m, m) for m in s["metric"])
+    click.echo(f"Shortlist: trained the {len(s['trained'])} best of {s['ranked']} ranked cut(s) (rank by "
+               f"{rule} in {s['seconds']:.2f} s); the raw inputs rank {s['baseline']['rank']}")
+    if s["skipped"]:
+        click.echo(f"  not trained ({len(s['skipped'])}):")
+        for e in s["skipped"][:5]:
+            click.echo(f"    {cut(e)}")
+        if len(s["skipped"]) > 5:
+            click.echo(f"    ... {len(s['skipped']) - 5} more (see --json)")
 
 
 # Where the runs go instead of local worker processes (the `ray` extra): a cluster, and what each run asks of it.
@@ -131,7 +156,8 @@ def _positive(ctx: click.Context, param: click.Parameter, value: float | None) -
 
 
 @click.command("advise", epilog=_JSON_HELP)
-@click.option("--from", "base", required=True, metavar="NAME[:VERSION]", help="The base network.")
+@click.option("--from", "base", default=None, metavar="NAME[:VERSION]",
+              help="The base network (required unless --shortlist with --models).")
 @click.option("--data", required=True, metavar="DATA",
               help="Labelled training data: .npz, .csv, .h5, builtin:digits / builtin:blobs[?options] or "
               "images:DIR?size=H,W (one sub-folder of images per class).")
@@ -199,23 +225,32 @@ def _positive(ctx: click.Context, param: click.Parameter, value: float | None) -
 @click.option("--description", default=None, help="Description of the registered version.")
 @click.option("--plot", type=click.Path(dir_okay=False), default=None,
               help="Write the metric against depth (error bars: std over seeds) to FILE.png (.pdf, .svg).")
+@click.option("--shortlist", type=click.IntRange(1, 50), default=None, metavar="K",
+              help="Rank the candidates first without training (reuse rank) and train only the K best, with "
+              "scratch; the rest are listed as skipped with their scores.")
+@click.option("--models", default=None, metavar="PATTERN|NAME:V,...",
+              help="With --shortlist, instead of --from: rank every cut of every model these name patterns "
+              "select and train the K best across them.")
+@click.option("--metric", default=None, metavar="auto|logme|knn|sfda|A,B",
+              help="With --shortlist: the ranking rule (default auto: LogME and k-NN by mean position).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 @memory_option
 @store_option
 @local_only("advise")
 @json_option
-def advise_cmd(base: str, no_finetune: bool, budget: float | None, regression: bool, quiet: bool,
+def advise_cmd(base: str | None, no_finetune: bool, budget: float | None, regression: bool, quiet: bool,
                store: str | None, as_json: bool, **kw: Any) -> None:
     """Train the new task's network from scratch and reusing 1..N lower layers of a base (frozen, and
     frozen then fine-tuned), each over several seeds; print the table and a recommendation.
 
     The recommendation is the simplest candidate that no other beats by more than the seed-to-seed
-    noise; "reuse does not help here" when nothing beats training from scratch.
+    noise; "reuse does not help here" when nothing beats training from scratch. With --shortlist K only
+    the K candidates `reuse rank` scores best are trained (across --models too).
     """
     from reuse.cli.advise_progress import AdviceProgressBar  # imports the advisor: not at CLI start-up
 
     cancel = threading.Event()
-    with AdviceProgressBar(False if quiet else None) as bar, _ctrl_c_cancels(cancel):
+    with AdviceProgressBar(False if quiet else None) as bar, ctrl_c_cancels(cancel):
         advice = get_service(store).advise(base, finetune=not no_finetune, budget_minutes=budget,
                                            regression=regression, progress=bar, cancel=cancel, **kw)
     d = advice.to_dict()

@@ -46,6 +46,7 @@ class AdviceProgressBar:
         if isinstance(event, AdviceStarted):
             self.metric = event.metric
             if self.bar:
+                self.close()  # a shortlist across models runs one advice per model
                 self._start(event.runs)
             else:
                 click.echo(f"advise: {event.runs} runs ({len(event.candidates)} candidates x "
@@ -64,6 +65,12 @@ class AdviceProgressBar:
                 click.echo(text, err=True)
         elif isinstance(event, AdviceFinished) and self._progress is None and event.stopped:
             click.echo(f"advise: stopped ({event.stopped}) after {event.done} of {event.total} runs", err=True)
+        elif self._progress is None:  # the ranking before a --shortlist
+            from reuse.rank.ranking import describe
+
+            line = describe(event)
+            if line:
+                click.echo(f"shortlist: {line}", err=True)
 
     def close(self) -> None:
         if self._progress is not None:

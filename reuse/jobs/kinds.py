@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from reuse.errors import Cancelled, InvalidInput
+from reuse.jobs import rank_kind
 from reuse.jobs.records import Progress
 from reuse.jobs.registry import JobKinds
 from reuse.text import echo
@@ -261,7 +263,8 @@ ADVISE_PARAMS = {"model": _STR, "data": _STR, "val": _STR, "val_split": _FLOAT, 
                  "blocks": _STR, "seeds": _INT, "seed": _INT, "epochs": _INT, "patience": _INT, "batch_size": _INT,
                  "optimizer": _STR, "lr": _FLOAT, "finetune_lr": _FLOAT, "finetune": _BOOL,
                  "budget_minutes": _FLOAT, "jobs": _INT, "min_margin": _FLOAT, "register": _STR, "register_ensemble": _STR,
-                 "description": _STR, "ray": _STR, "ray_cpus": _FLOAT, "ray_gpus": _FLOAT}
+                 "description": _STR, "ray": _STR, "ray_cpus": _FLOAT, "ray_gpus": _FLOAT,
+                 "shortlist": _INT, "models": _STR, "metric": _STR}
 
 
 def _advise_args(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -281,9 +284,9 @@ def _validate_advise(svc: Any, params: dict[str, Any]) -> None:
     checked = params
     if isinstance(depths, list) and all(_is(d, _INT) for d in depths):
         checked = {k: v for k, v in params.items() if k != "depths"}
-    check_params("advise", checked, ADVISE_PARAMS, ("model", "data"))
+    check_params("advise", checked, ADVISE_PARAMS, ("data",) if params.get("models") else ("model", "data"))
     data = resolve_data(params["store"], params["data"])
-    svc.advise(params["model"], data, **_advise_args(params), check_only=True)
+    svc.advise(params.get("model") or None, data, **_advise_args(params), check_only=True)
 
 
 def advise_job(svc: Any, params: dict[str, Any], progress: Progress, cancel: threading.Event) -> dict[str, Any]:
@@ -308,7 +311,7 @@ def advise_job(svc: Any, params: dict[str, Any], progress: Progress, cancel: thr
         elif isinstance(ev, AdviceFinished) and ev.stopped:
             progress({"message": f"advise stopped ({ev.stopped}) after {ev.done} of {ev.total} runs"})
 
-    advice = svc.advise(params["model"], resolve_data(params["store"], params["data"]),
+    advice = svc.advise(params.get("model") or None, resolve_data(params["store"], params["data"]),
                         **_advise_args(params), progress=relay, cancel=cancel)
     if advice.stopped == "cancelled":
         done = sum(len(r.scores) for r in advice.rows)
@@ -364,4 +367,6 @@ def builtin_kinds(service_for: Callable[[str], Any]) -> JobKinds:
     kinds.register("evaluate", bound(evaluate_job), validate=bound(_validate_evaluate))
     kinds.register("advise", bound(advise_job), validate=bound(_validate_advise))
     kinds.register("ensemble", bound(ensemble_job), validate=bound(_validate_ensemble))
+    kinds.register("rank", bound(partial(rank_kind.rank_job, resolve=resolve_data)),
+                   validate=bound(partial(rank_kind.validate_rank, check=check_params, resolve=resolve_data)))
     return kinds

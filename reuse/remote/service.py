@@ -45,6 +45,7 @@ from reuse.uploads import DatasetInfo
 if TYPE_CHECKING:
     from reuse.heads import HeadSpec
     from reuse.layer_table import LayerTable
+    from reuse.rank import Ranking
     from reuse.train.output import Prediction, TrainOutcome
 
 INFER_CHUNK_BYTES = 4 * 1024 * 1024  # rows per ModelInfer call in predict: well under the message limit
@@ -269,6 +270,41 @@ class RemoteService(JobCalls):
             write_prediction(pred, out)
         return pred
 
+    # -- ranking -----------------------------------------------------------------------------------
+    def rank(self, data: str, *, models: str | None = None, cuts: str | None = None,
+             blocks: str | None = None, match: str = "full", metric: str | None = None,
+             regression: bool = False, label: str | int | None = None, relabel: bool = False,
+             budget: float | None = None, memory_mb: float | None = None, ray: str | None = None,
+             ray_cpus: float = 1.0, plot: str | None = None, progress: Any = None,
+             cancel: threading.Event | None = None) -> Ranking:
+        """Rank on the server (a ``rank`` job through StartJob), following its progress; a local data file
+        is uploaded first; the plot is drawn here. As ``Service.rank``; a cancelled job raises Cancelled."""
+        from reuse.advise.plot import check_plot_path
+        from reuse.rank.ranking import RankNote
+        from reuse.rank.result import Ranking
+
+        if plot is not None:
+            check_plot_path(plot)
+        params: dict[str, Any] = {"data": remote_data(self.client, data), "match": match,
+                                  "regression": bool(regression), "relabel": relabel, "ray_cpus": ray_cpus}
+        given = {"models": models, "cuts": cuts, "blocks": blocks, "metric": metric, "budget": budget,
+                 "memory_mb": memory_mb, "ray": ray, "label": None if label is None else str(label)}
+        params.update({k: v for k, v in given.items() if v is not None})
+
+        def on_event(ev: Any) -> None:
+            if progress is not None and ev.state == "running" and ev.message:
+                progress(RankNote(ev.message))
+
+        record = self.start_job("rank", params)
+        done = follow_job(record.id, lambda: self.watch_job(record.id), lambda: self.get_job(record.id),
+                          lambda: self.client.cancel_job(record.id), on_event, cancel)
+        ranking = Ranking.from_dict({**done.result, "data": data})
+        if plot is not None and ranking.candidates:
+            from reuse.rank.plot import plot_ranking
+
+            ranking.plot = str(plot_ranking(ranking, plot))
+        return ranking
+
     # -- serving and jobs --------------------------------------------------------------------------
     def model_signature(self, ref: str) -> ModelSignature:
         name, _, version = ref.partition(":")
@@ -316,6 +352,9 @@ class RemoteService(JobCalls):
     def start_advise(self, params: dict[str, Any]) -> JobRecord:
         params = dict(params)
         return self.client.start_advise(params.pop("model", ""), params.pop("data", ""), **params)
+
+    def start_rank(self, params: dict[str, Any]) -> JobRecord:
+        return self.start_job("rank", params)
 
     def serving_stats(self) -> dict[str, Any]:
         return self.client.stats()
