@@ -261,7 +261,8 @@ class Service(JobCalls):
                plot: str | None = None, progress: Any = None, cancel: Any = None,
                check_only: bool = False, register_ensemble: str | None = None, ray: str | None = None,
                ray_cpus: float = 1.0, ray_gpus: float = 0.0, shortlist: int | None = None,
-               models: str | None = None, metric: str | None = None) -> Advice | None:
+               models: str | None = None, metric: str | None = None, augment: str | None = None,
+               augment_views: int | None = None) -> Advice | None:
         """Measure how many layers of ``base`` to reuse for the task of ``data``, and whether to reuse.
 
         Every argument but ``progress`` and ``cancel`` is a plain JSON value. ``progress`` receives
@@ -276,7 +277,8 @@ class Service(JobCalls):
         ensemble as the next versions of that name (the ensemble last; ``advice.registered_ensemble``).
         ``shortlist``: rank the candidates first (reuse.rank, by ``metric``) and train only that many of the
         best (with scratch); with ``models`` instead of ``base`` the candidates are every cut of every model
-        that pattern selects (``base`` None). See docs/rank.md.
+        that pattern selects (``base`` None). See docs/rank.md. ``augment``, ``augment_views``: augment the
+        training images of every run (see docs/training.md).
         """
         options = {k: v for k, v in locals().items() if k not in ("self", "base", "data", "progress", "cancel",
                                                                   "check_only")}

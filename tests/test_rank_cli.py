@@ -112,7 +112,7 @@ def test_json_keys_are_stable(env):
     (["--data", "target", "--cuts", "hidden1", "--blocks", "b{1..2}_"], "give either cut scopes or a block"),
     (["--data", "target", "--models", "all10:9"], "model 'all10' has no version 9 (versions: 1)"),
     (["--data", "target", "--plot", "rank.gif"], "unknown plot format '.gif'"),
-    (["--data", "target", "--memory-mb", "0.001"], "100 rows cannot be scored within the memory limit of"),
+    (["--data", "target", "--memory-mb", "1"], "but the memory budget (--memory-mb 1: 1.0 MiB) leaves 0 bytes"),
 ])
 def test_bad_input_is_refused_before_any_pass_and_the_store_is_untouched(env, args, error):
     store, files = env
@@ -124,15 +124,25 @@ def test_bad_input_is_refused_before_any_pass_and_the_store_is_untouched(env, ar
     assert _files(store) == before
 
 
-@pytest.mark.parametrize(("args", "reason"), [
-    (["--budget", "0.000001"], "not started: the time budget ran out"),
-    (["--memory-mb", "0.2", "--models", "all10|d04"], "over the limit of 0.2 MB (--memory-mb)"),
-])
-def test_when_nothing_can_be_ranked_the_table_says_why_and_the_exit_code_is_3(env, args, reason):
+def test_when_nothing_can_be_ranked_the_table_says_why_and_the_exit_code_is_3(env):
     store, files = env
-    d = json.loads(run(store, "--data", files["target"], "--json", *args, code=3).stdout)
+    d = json.loads(run(store, "--data", files["target"], "--json", "--budget", "0.000001", code=3).stdout)
     assert d["candidates"] == [] and d["recommendation"] is None and d["baseline"]["scores"]["knn"] > 0
-    assert d["not_ranked"] and all(reason in n["reason"] for n in d["not_ranked"])
+    assert d["not_ranked"] and all("not started: the time budget ran out" in n["reason"] for n in d["not_ranked"])
+
+
+def test_rank_own_memory_limit_refuses_and_skips_with_the_figure(env):
+    """The limit on kept features and their scoring (half of what the memory budget leaves, or a job's
+    memory_mb): too small for the raw inputs, refused; too small for a model, that model listed."""
+    from reuse.errors import InvalidInput
+    from reuse.service import Service
+
+    store, files = env
+    with pytest.raises(InvalidInput, match="100 rows cannot be scored within the memory limit of"):
+        Service(store).rank(data=files["target"], memory_mb=0.001)
+    d = Service(store).rank(data=files["target"], memory_mb=0.2, models="all10|d04").to_dict()
+    assert d["candidates"] == [] and d["not_ranked"]
+    assert all("over the limit of 0.2 MB" in n["reason"] for n in d["not_ranked"])
 
 
 def test_a_subprocess_prints_json(env):

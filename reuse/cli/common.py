@@ -80,13 +80,19 @@ def _set_budget(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     return value
 
 
-# The process's memory budget (reuse.memory), set as the option is parsed, before any data is read.
-memory_option = click.option(
-    "--memory-mb", "memory_mb", metavar="MB", envvar="REUSE_MEMORY_MB", show_envvar=True, default=None,
-    expose_value=False, callback=_set_budget,
-    help="Cap the memory of this process (and of each process it starts) at MB megabytes: passes over data "
-    "size their batches to fit, frozen features go to disk when they do not fit, and work that cannot fit is "
-    "refused before it starts (default: a quarter of the machine's memory, at least 2048).")
+def _memory_option(expose: bool) -> Any:
+    return click.option(
+        "--memory-mb", "memory_mb", metavar="MB", envvar="REUSE_MEMORY_MB", show_envvar=True, default=None,
+        expose_value=expose, callback=_set_budget,
+        help="Cap the memory of this process (and of each process it starts) at MB megabytes: passes over "
+        "data size their batches to fit, frozen features go to disk when they do not fit, and work that cannot "
+        "fit is refused before it starts (default: a quarter of the machine's memory, at least 2048).")
+
+
+# The process's memory budget (reuse.memory), set as the option is parsed, before any data is read;
+# ``memory_option_value`` also hands the command the value (to pass on to a server's job).
+memory_option = _memory_option(expose=False)
+memory_option_value = _memory_option(expose=True)
 
 
 def local_only(command: str) -> Any:

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from reuse.cli.advise_cmds import INTERRUPTED, ctrl_c_cancels
-from reuse.cli.common import emit_json, facade_options, get_service
+from reuse.cli.common import emit_json, facade_options, get_service, memory_option_value
 
 NOTHING_RANKED = 3  # exit code: no candidate could be scored (the table says why)
 MAX_SHOWN = 40  # table rows printed (every one is in --json)
@@ -128,9 +128,7 @@ def _positive(ctx: click.Context, param: click.Parameter, value: float | None) -
 @click.option("--relabel", is_flag=True, help="Map labels to 0..k-1 (sorted).")
 @click.option("--budget", type=float, default=None, metavar="SECONDS", callback=_positive,
               help="Stop after SECONDS: models not finished are listed, the rest ranked.")
-@click.option("--memory-mb", "memory_mb", type=float, default=None, callback=_positive,
-              help="Refuse a model whose pooled features and their scoring would take more (default "
-              "$REUSE_MEMORY_MB, else 2048).")
+@memory_option_value
 @click.option("--ray", default=None, metavar="local|ADDRESS",
               help="Rank each model as a Ray task ('local' or HOST:PORT; needs pip install 'reuse[ray]').")
 @click.option("--ray-cpus", "ray_cpus", type=click.FloatRange(min=0, min_open=True), default=1.0,
@@ -153,9 +151,13 @@ def rank_cmd(quiet: bool, store: str | None, as_json: bool, **kw: Any) -> None:
         if line and not quiet:
             click.echo(line, err=True)
 
+    service = get_service(store)
+    memory_mb = kw.pop("memory_mb", None)
+    if memory_mb is not None and hasattr(service, "client"):  # --server: the job's own cap (the server's at most)
+        kw["memory_mb"] = float(memory_mb)
     cancel = threading.Event()
     with ctrl_c_cancels(cancel):
-        ranking = get_service(store).rank(progress=progress, cancel=cancel, **kw)
+        ranking = service.rank(progress=progress, cancel=cancel, **kw)
     d = ranking.to_dict()
     emit_json(d) if as_json else print_ranking(d)
     if ranking.stopped == "cancelled":

@@ -20,6 +20,7 @@ MAX_DATA_BYTES = 1 << 40
 # What a loader may read into memory at once (labels, compressed arrays): this share of what the memory
 # budget leaves.
 IN_MEMORY_SHARE = 0.25
+SMALL_BYTES = 64 * 1024**2  # arrays this small are read whatever the budget (labels, a CSV's values)
 
 
 def _check_array(path: Path, name: str, arr: Any) -> Any:
@@ -78,7 +79,7 @@ def _budget_check(path: Path, name: str, nbytes: int) -> None:
     from reuse.memory import fmt_bytes, process_budget
 
     budget = process_budget()
-    if nbytes > budget.available() * IN_MEMORY_SHARE:
+    if nbytes > SMALL_BYTES and nbytes > budget.available() * IN_MEMORY_SHARE:
         raise ResourceExhausted(
             f"{path}: array {name!r} is stored compressed and needs {fmt_bytes(nbytes)} in memory, more than "
             f"the memory budget allows ({budget.origin}); save it uncompressed (np.savez, or .npy) so it is "

@@ -4,7 +4,7 @@ params_json=...)`` (or ``Service.start_rank``), followed with ``WatchJob``.
 Parameters: ``data`` (an uploaded dataset's name or ``builtin:...``; required) and the facade's options
 by name: ``models``, ``cuts``, ``blocks``, ``match``, ``metric``, ``regression``, ``label``, ``relabel``,
 ``budget`` (seconds), ``memory_mb``, ``ray``, ``ray_cpus``. Not ``plot``, which would name a server file.
-``memory_mb`` may not exceed the server's own limit (``$REUSE_MEMORY_MB`` there, else 2048): a client
+``memory_mb`` may not exceed the server's own limit (half of what its memory budget leaves): a client
 cannot make the server hold more. Every check that reads no weight runs when the job is started.
 Progress: one event per ranked model (``epoch`` of ``epochs`` models). Result: ``Ranking.to_dict()``.
 """

@@ -6,7 +6,7 @@ model, without training, and ranked against the same scores on the raw inputs.
 Public API::
 
     rank(store, data, *, models=None, scopes=None, blocks=None, match="full", metric=None, regression=None,
-         budget_seconds=None, memory_mb=2048, rows=None, progress=None, cancel=None) -> Ranking
+         budget_seconds=None, memory_mb=None, rows=None, progress=None, cancel=None) -> Ranking
     reuse.rank.scores: logme, knn_accuracy, sfda, score_all (pure NumPy)
     reuse.rank.plot.plot_ranking(ranking, path) -> Path   (imports matplotlib)
 

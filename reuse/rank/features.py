@@ -16,7 +16,7 @@ so a model that would not fit the limit is refused before its pass.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -27,11 +27,6 @@ from reuse.errors import ReuseError
 from reuse.rank.cuts import Cut, ModelPlan
 from reuse.rank.scores import DISTANCE_BLOCK_BYTES, KNN_MAX_ROWS
 
-BATCH_BYTES = 256 * 1024 * 1024  # activations of one batch through the network, at most (an estimate)
-MAX_BATCH_ROWS = 1024
-MIN_BATCH_ROWS = 8
-_UNKNOWN_DIM = 64  # an axis the network leaves open, for the activation estimate only
-
 
 @dataclass(frozen=True)
 class FeaturePass:
@@ -41,11 +36,6 @@ class FeaturePass:
     cuts: tuple[Cut, ...]
     widths: tuple[int, ...]
     specs: tuple[InputSpec, ...]
-    row_bytes: int  # activation bytes of one row through the network (an estimate)
-
-    def batch_rows(self) -> int:
-        """Rows per batch so that one batch's activations stay near :data:`BATCH_BYTES`."""
-        return int(min(MAX_BATCH_ROWS, max(MIN_BATCH_ROWS, BATCH_BYTES // max(1, self.row_bytes))))
 
 
 def batches(ds: Dataset, rows: int) -> Iterator[Any]:
@@ -90,18 +80,6 @@ def _exit_tensor(model: Any, arch: Any, lineage: dict[str, Any], cut: Cut) -> An
         raise ValueError(f"its exit, layer {path}, is called {arch.node(path).calls} times")
     out = model.get_layer(names[path]).output
     return out[ref.index] if isinstance(out, (list, tuple)) else out
-
-
-def _row_bytes(model: Any) -> int:
-    total = 0
-    for layer in model.layers:
-        try:
-            outs = layer.output
-        except (AttributeError, ValueError):
-            continue
-        for t in outs if isinstance(outs, (list, tuple)) else [outs]:
-            total += 4 * int(np.prod([d if d is not None else _UNKNOWN_DIM for d in t.shape[1:]]))
-    return total
 
 
 def feature_passes(store: Any, plan: ModelPlan) -> tuple[list[FeaturePass], dict[Cut, str]]:
@@ -156,7 +134,7 @@ def feature_passes(store: Any, plan: ModelPlan) -> tuple[list[FeaturePass], dict
         order = sorted(range(len(kept)), key=lambda i: kept[i].depth)
         model = keras.Model(built.model.inputs, [outputs[i] for i in order], name="rank_features")
         passes.append(FeaturePass(model, tuple(kept[i] for i in order), tuple(widths[i] for i in order),
-                                  tuple(input_specs(model)), _row_bytes(model)))
+                                  tuple(input_specs(model))))
     return passes, reasons
 
 
@@ -188,19 +166,18 @@ def run_pass(fp: FeaturePass, ds: Dataset, ref: str, *, rows: int | None = None,
     """
     from reuse.train.infer import Predictor
 
-    rows = rows or fp.batch_rows()
     n = len(ds)
     outs = [np.empty((n, w), dtype=np.float32) for w in fp.widths]
+    # Checked once: data in memory stay so; a row source is read, and checked, a batch at a time, ahead
+    # of the pass; the batch is sized from the memory budget unless ``rows`` is given.
+    x = model_inputs(check_features(replace(ds, y=None), list(fp.specs), ref))
     predictor = Predictor(fp.model, batch_size=rows)
     done = 0
-    for batch in batches(ds, rows):
+    for lo, hi, got in predictor.batches(x):
         why = stop()
         if why is not None:
             return outs, done, why
-        x = model_inputs(check_features(Dataset(batch, None, ds.source), list(fp.specs), ref))
-        got = predictor(x)
-        got = got if isinstance(got, tuple) else (got,)
         for out, part in zip(outs, got, strict=True):
-            out[done:done + len(part)] = part.reshape(len(part), -1)
-        done += len(got[0])
+            out[lo:hi] = part.reshape(hi - lo, -1)
+        done = hi
     return outs, done, None

@@ -75,11 +75,10 @@ def check_options(options: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def default_memory_mb() -> float:
-    """``$REUSE_MEMORY_MB``, else 2048: the most a rank's kept features and their scoring may take."""
-    from reuse.config import env_number
-    from reuse.rank.ranking import DEFAULT_MEMORY_MB
+    """See :func:`reuse.rank.ranking.default_memory_mb`."""
+    from reuse.rank.ranking import default_memory_mb as default
 
-    return env_number("REUSE_MEMORY_MB", DEFAULT_MEMORY_MB, "megabytes", zero_ok=False)
+    return default()
 
 
 def rank_stored(store: ModelStore, data: str, options: Mapping[str, Any], *, progress: Any = None,

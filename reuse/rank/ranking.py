@@ -29,7 +29,6 @@ from reuse.rank.scores import KNN_MAX_ROWS, SCORES, Task, score_all
 from reuse.store import ModelStore
 from reuse.text import echo
 
-DEFAULT_MEMORY_MB = 2048
 MAX_BASELINE_WIDTH = 4096
 FEW_ROWS = 50
 
@@ -245,10 +244,18 @@ class RankSetup:
     plans: list[ModelPlan]
 
 
+def default_memory_mb() -> float:
+    """The most a rank's kept features and their scoring may take: half of what the process's memory
+    budget (``--memory-mb``, ``$REUSE_MEMORY_MB``: :mod:`reuse.memory`) leaves, at least 1 MB."""
+    from reuse.memory import MiB, process_budget
+
+    return max(1.0, process_budget().available() * 0.5 / MiB)
+
+
 def prepare_rank(store: ModelStore, data: Dataset, *, models: str | Sequence[str] | None = None,
                  scopes: Sequence[str] | None = None, blocks: str | None = None, match: str = "full",
                  metric: str | Sequence[str] | None = None, regression: bool | None = None,
-                 budget_seconds: float | None = None, memory_mb: float = DEFAULT_MEMORY_MB,
+                 budget_seconds: float | None = None, memory_mb: float | None = None,
                  rows: int | None = None) -> RankSetup:
     """Every check of :func:`rank` that reads no weight and no feature: the options, the labels, the
     metric, the models and their cuts, the data against each model's input. Arguments as :func:`rank`.
@@ -256,6 +263,7 @@ def prepare_rank(store: ModelStore, data: Dataset, *, models: str | Sequence[str
     Raises:
         InvalidInput, InvalidPattern, NoLayersMatched, NotFound.
     """
+    memory_mb = default_memory_mb() if memory_mb is None else memory_mb
     if isinstance(memory_mb, bool) or not isinstance(memory_mb, (int, float)) or not memory_mb > 0:
         raise InvalidInput(f"invalid memory limit {echo(memory_mb)} MB: expected a positive number")
     if budget_seconds is not None and (isinstance(budget_seconds, bool)
@@ -280,7 +288,7 @@ def prepare_rank(store: ModelStore, data: Dataset, *, models: str | Sequence[str
 def rank(store: ModelStore, data: Dataset, *, models: str | Sequence[str] | None = None,
          scopes: Sequence[str] | None = None, blocks: str | None = None, match: str = "full",
          metric: str | Sequence[str] | None = None, regression: bool | None = None,
-         budget_seconds: float | None = None, memory_mb: float = DEFAULT_MEMORY_MB, rows: int | None = None,
+         budget_seconds: float | None = None, memory_mb: float | None = None, rows: int | None = None,
          progress: Callable[[Any], None] | None = None, cancel: threading.Event | None = None,
          runner: Callable[..., list[ModelOutcome]] | None = None) -> Ranking:
     """Rank every cut of every model ``models`` selects for the labelled ``data``, without training.
@@ -291,7 +299,8 @@ def rank(store: ModelStore, data: Dataset, *, models: str | Sequence[str] | None
         match: how ``scopes`` match layer names (``full`` or ``prefix``).
         metric: the ranking rule (``auto``, one score, or several); regression: force regression targets.
         budget_seconds: stop starting models, and stop a pass, once this much time has passed.
-        memory_mb: refuse a model whose pooled features and their scoring would take more than this.
+        memory_mb: refuse a model whose pooled features and their scoring would take more than this
+            (default: half of what the process's memory budget leaves, :func:`default_memory_mb`).
         rows: rows per batch of the pass (default: from the network's activations per row).
         progress: receives :class:`RankStarted` and :class:`ModelRanked`; cancel: set it to stop.
         runner: runs the models' work (default :func:`run_here`, one after another in this process;
@@ -303,6 +312,7 @@ def rank(store: ModelStore, data: Dataset, *, models: str | Sequence[str] | None
     t0 = time.perf_counter()
     cancel = cancel or threading.Event()
     emit = progress or (lambda ev: None)
+    memory_mb = default_memory_mb() if memory_mb is None else memory_mb
     setup = prepare_rank(store, data, models=models, scopes=scopes, blocks=blocks, match=match, metric=metric,
                          regression=regression, budget_seconds=budget_seconds, memory_mb=memory_mb, rows=rows)
     task, chosen, scores, refs, plans = setup.task, setup.metric, setup.scores, setup.refs, setup.plans
