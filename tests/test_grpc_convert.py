@@ -24,7 +24,7 @@ EVENT = JobEvent(job_id="0123456789ab", seq=7, state="running", epoch=3, epochs=
                  metrics={"accuracy": 0.75}, eta_s=1.5, message="train", model="m:2", error="e", time="t",
                  stage="train_finished", task="finetune", label="seed 1", phase=2, phases=3, samples=60,
                  val_samples=12, steps_per_epoch=4, cached_layers=("hidden1", "hidden2"), stopped_early=True,
-                 best_epoch=2)
+                 best_epoch=2, rows_done=300, rows_total=23000)
 
 
 def test_every_event_field_is_set_in_the_example_and_crosses_the_wire():

@@ -40,6 +40,21 @@ for dp in (False, True):
     # 60 rows in batches of 8: seven full batches and a padded, masked last one.
     train(model, ds, TrainConfig(epochs=3, batch_size=8, lr=0.05, seed=1, data_parallel=dp))
     out[str(dp)] = [w.tolist() for w in model.get_weights()]
+# Streamed (data not in memory whole: the loop driven a chunk at a time): the same batches, each split
+# over the devices.
+from reuse.backend.spec import Forward, LoopSpec
+from reuse.data.rows import IndexedRows
+from reuse.train.config import make_optimizer
+from reuse.train.stream_loop import run_stream_loop
+from reuse.train.task import Task
+model = make_mlp()
+cfg = TrainConfig(epochs=3, batch_size=8, lr=0.05, seed=1)
+spec = LoopSpec(forward=Forward(model), train_vars=list(model.trainable_variables),
+                state_vars=list(model.non_trainable_variables), optimizer=make_optimizer(cfg),
+                task=Task("multiclass"), x=IndexedRows(x, np.arange(len(x))), y=ds.y.astype("int32"), xv=None,
+                yv=None, batch_size=8, epochs=3, seed=1, data_parallel=True, chunk_rows=24)
+run_stream_loop(spec, metric="accuracy", eval_rows=64)
+out["streamed"] = [w.tolist() for w in model.get_weights()]
 print("RESULT " + json.dumps(out))
 """
 
@@ -58,8 +73,9 @@ def test_two_devices_give_the_weights_of_one(tmp_path):
     assert out["devices"] == 2
     optimized = [f.read_text() for f in dump.glob("*after_optimizations.txt")]
     assert any("all-reduce" in t for t in optimized), "no compiled step sums gradients across the devices"
-    for one, two in zip(out["False"], out["True"], strict=True):
+    for one, two, streamed in zip(out["False"], out["True"], out["streamed"], strict=True):
         np.testing.assert_allclose(np.array(two), np.array(one), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(np.array(streamed), np.array(one), rtol=1e-4, atol=1e-5)
 
 
 def test_tensorflow_backend_refuses_clearly(tmp_path):
