@@ -25,7 +25,7 @@ from typing import Any
 
 from reuse.preprocess_spec import FAMILY_PRESETS, PRESET_MEANING, family_key
 
-PREPROCESSING_CLASSES = frozenset({"Rescaling", "Normalization", "Preprocess"})
+PREPROCESSING_CLASSES = frozenset({"Rescaling", "Normalization", "Preprocess", "reuse>Preprocess"})
 STEM_WITHIN = 8  # the first marker must be among the first layers of its model (input layers not counted)
 Row = tuple[str, str]  # (path, class_name)
 
@@ -140,12 +140,13 @@ class BaseFamily:
         return need
 
     def describe(self) -> str:
+        """What its inputs must be: ``tf preprocessing (pixels scaled to [-1, 1]), as keras.applications
+        MobileNetV2``, or ``raw pixels: ...`` when the model carries its preprocessing."""
         where = f" (nested model {self.container})" if self.container else ""
         if self.included:
-            what = "carries its own preprocessing; takes raw pixels"
-        else:
-            what = f"expects {self.preset} preprocessing: {PRESET_MEANING[self.preset]}"
-        return f"keras.applications {self.architecture}{where}: {what}"
+            return f"raw pixels: keras.applications {self.architecture}{where} with its preprocessing layers"
+        return f"{self.preset} preprocessing ({PRESET_MEANING[self.preset]}), as keras.applications " \
+               f"{self.architecture}{where}"
 
     def to_dict(self) -> dict[str, Any]:
         return {"family": self.family, "architecture": self.architecture, "preset": self.preset,

@@ -111,7 +111,7 @@ class ReuseClient:
     def model_metadata(self, model: str, version: str = "") -> ipb.ModelMetadataResponse:
         return self._call(self.inference.ModelMetadata, ipb.ModelMetadataRequest(name=model, version=version))
 
-    def _metadata(self, model: str, version: str) -> ipb.ModelMetadataResponse:
+    def _cached_metadata(self, model: str, version: str) -> ipb.ModelMetadataResponse:
         key = f"{model}:{version}"
         return self._meta_cache.get(key) or self._meta_cache.setdefault(key, self.model_metadata(model, version))
 
@@ -128,7 +128,7 @@ class ReuseClient:
         """
         images = _images(inputs)
         if images is not None or not isinstance(inputs, Mapping):
-            meta = self._metadata(model, version)
+            meta = self._cached_metadata(model, version)
             if images is not None:
                 inputs = {meta.inputs[0].name: images} if meta.inputs else {}
             else:
@@ -137,7 +137,7 @@ class ReuseClient:
             if classification and not outputs:
                 outputs = [t.name for t in meta.outputs]
         elif classification and not outputs:
-            outputs = [t.name for t in self._metadata(model, version).outputs]
+            outputs = [t.name for t in self._cached_metadata(model, version).outputs]
         req = convert.infer_request(model, version, inputs, raw=raw, outputs=outputs, classification=classification)
         return convert.decode_outputs(self._call(self.inference.ModelInfer, req))
 

@@ -131,7 +131,7 @@ def decode_image(data: bytes, target: ImageTarget, *, name: str = "input", index
             than the decompression-bomb limit; the message names ``name`` and ``index``.
     """
     import keras
-    from PIL import Image
+    from PIL import Image, UnidentifiedImageError
 
     if len(data) > limits.max_image_bytes:
         raise _fail(name, index, f"{len(data)} bytes; the most one image may have is {limits.max_image_bytes}")
@@ -141,6 +141,10 @@ def decode_image(data: bytes, target: ImageTarget, *, name: str = "input", index
     try:
         with Image.open(io.BytesIO(data), formats=FORMATS) as probe:  # reads the header only
             width, height = probe.size
+    except Image.DecompressionBombError as exc:
+        raise _fail(name, index, f"refused as a decompression bomb ({_first_line(exc)})") from None
+    except UnidentifiedImageError:
+        raise _fail(name, index, f"not a {'/'.join(FORMATS)} image (Pillow does not recognise its bytes)") from None
     except errors as exc:
         raise _fail(name, index, f"not a readable {'/'.join(FORMATS)} image ({_first_line(exc)})") from None
     most = _max_pixels(limits)
