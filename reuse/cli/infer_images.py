@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")  # as images:DIR read
 CHUNK_IMAGES = 32
 CHUNK_BYTES = 16 * 1024 * 1024
 MAX_FILES = 100_000
+_ELEMENT = re.compile(r"input '[^']*': element (\d+): ")
 
 
 def image_files(paths: tuple[str, ...]) -> list[Path] | None:
@@ -62,6 +64,14 @@ def _chunks(paths: list[Path]) -> Any:
         yield chunk
 
 
+def _naming_the_file(exc: InvalidInput, chunk: list[tuple[Path, bytes]]) -> InvalidInput:
+    """The error of one element of a chunk, said of its file (``input 'x': element 3: ...`` -> ``PATH: ...``)."""
+    found = _ELEMENT.match(str(exc))
+    if found is None or int(found.group(1)) >= len(chunk):
+        return exc
+    return InvalidInput(f"{chunk[int(found.group(1))][0]}: {str(exc)[found.end():]}")
+
+
 def infer_image_files(svc: Any, ref: str, paths: list[Path], *, top: int, out_path: str | None,
                       as_json: bool) -> None:
     """Run ``ref`` on the images at ``paths`` (a chunk per call) and print each image's best classes."""
@@ -73,7 +83,10 @@ def infer_image_files(svc: Any, ref: str, paths: list[Path], *, top: int, out_pa
     sig = None
     rows: list[dict[str, Any]] = []
     for chunk in _chunks(paths):
-        result = svc.infer_images(ref if sig is None else sig.ref, [data for _, data in chunk])
+        try:
+            result = svc.infer_images(ref if sig is None else sig.ref, [data for _, data in chunk])
+        except InvalidInput as exc:
+            raise _naming_the_file(exc, chunk) from None
         sig = result.signature
         outputs.append(result.outputs)
         first = result.outputs[0]
