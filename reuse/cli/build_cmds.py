@@ -158,7 +158,7 @@ def build_cmd(new_name: str, base: str, reuse_pat: str, match: str, trainable: s
         from reuse.preprocess_spec import describe_ops
 
         click.echo(f"  preprocessing:      {lin['preprocess']['spec']} ({describe_ops(lin['preprocess']['ops'])}); "
-                   "NEW takes raw pixels")
+                   f"{info.name} takes raw pixels")
     click.echo(f"  input shape {_shape(lin['input_shape'])}, output shape {_shape(info.output_shape[1:])}")
     for line in warnings:
         click.echo(f"Warning: {line}")
