@@ -299,3 +299,27 @@ def test_onnx_export_of_a_model_with_a_stage_matches_keras_on_raw_pixels(tmp_pat
     x = np.random.default_rng(2).uniform(0, 255, (5, 8, 8, 3)).astype("float32")
     got = session.run(None, {session.get_inputs()[0].name: x})[0]
     np.testing.assert_allclose(got, svc.load_model(info.ref).predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+
+
+def test_build_over_grpc_carries_the_stage_and_the_warning(apps):
+    from reuse.client import ReuseClient
+    from reuse.grpc.server import start_in_thread
+    from reuse.remote import RemoteService
+
+    svc, _ = apps
+    with start_in_thread(svc) as server, ReuseClient(server.target) as client:
+        warned = client.build(name="mnv2-remote", base="mnv2", reuse="Conv1|bn_Conv1|Conv1_relu", head="gap",
+                              classes=2)
+        assert warned.state == "succeeded"
+        assert warned.result["warnings"][0].startswith("mnv2:1 looks like keras.applications MobileNetV2")
+        with pytest.raises(InvalidInput, match="unknown preprocessing 'imagenet'"):  # refused before the job runs
+            client.build(name="mnv2-remote", base="mnv2", reuse="Conv1", head="gap", classes=2, preprocess="imagenet")
+        remote = RemoteService(server.target)
+        try:
+            info = remote.build("mnv2-remote", "mnv2", "Conv1|bn_Conv1|Conv1_relu", head="gap", classes=2,
+                                preprocess="tf")
+        finally:
+            remote.close()
+    assert info.lineage["preprocess"]["spec"] == "tf" and info.lineage["warnings"] == []
+    assert info.preprocess == {"spec": "tf", "ops": TF_OPS, "layer": "preprocess"}  # DescribeModel carries it
+    assert [i.version for i in svc.model_versions("mnv2-remote")] == [1, 2]
