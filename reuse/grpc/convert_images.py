@@ -58,8 +58,9 @@ def image_tensor(tensor: pb.ModelInferRequest.InferInputTensor, raw: bytes | Non
     target = image_target(spec)
     assert target is not None
     name, shape = spec.name, [int(d) for d in tensor.shape]
-    if any(d < 0 for d in shape) or not shape:
-        raise InvalidInput(f"input {name!r}: shape {echo(shape)}; expected non-negative sizes")
+    if not shape or any(d < 0 for d in shape):
+        want = "[n] or [n, 1]" if tensor.datatype == "BYTES" else f"[n, height, width, {target.channels}]"
+        raise InvalidInput(f"input {name!r}: {tensor.datatype} shape {echo(shape)}; expected {want}")
     if raw is not None and tensor.HasField("contents"):
         raise InvalidInput(f"input {name!r}: has contents although raw_input_contents is used; expected one or "
                            "the other")
