@@ -13,7 +13,10 @@ Limits, checked before anything is decoded: each encoded image at most ``max_ima
 request's at most ``max_request_bytes``; an image's pixel count at most Pillow's decompression-bomb limit
 (``PIL.Image.MAX_IMAGE_PIXELS``; Pillow itself refuses twice that when it reads the header); the decoded
 batch at most ``max_batch_bytes``. Only PNG, JPEG, BMP and GIF are read. Each failure is an
-:class:`InvalidInput` naming the input and the element index.
+:class:`InvalidInput` naming the input and the element index. At most :data:`DECODE_SLOTS` images are
+decoded at once in a process (one per core, at least two): an image may take up to Pillow's limit of
+pixels while it is decoded (89.5 million: about 270 MB as RGB), so concurrent requests must not multiply
+that.
 
 The gRPC wire conversion (reuse.grpc.convert) and the REST adapter call :func:`decode_images` with the
 tensor's datatype, shape and elements.
@@ -22,7 +25,9 @@ tensor's datatype, shape and elements.
 from __future__ import annotations
 
 import io
+import os
 import struct
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +42,8 @@ IMAGE_DATATYPES = ("BYTES", "UINT8")
 FORMATS = ("PNG", "JPEG", "BMP", "GIF")
 COLOR_MODES = {1: "grayscale", 3: "rgb", 4: "rgba"}
 MiB = 1024 * 1024
+DECODE_SLOTS = max(2, os.cpu_count() or 2)
+_decoding = threading.BoundedSemaphore(DECODE_SLOTS)
 
 
 @dataclass(frozen=True)
@@ -151,9 +158,10 @@ def decode_image(data: bytes, target: ImageTarget, *, name: str = "input", index
     if width * height > most:
         raise _fail(name, index, f"{width}x{height} pixels, more than the decompression-bomb limit of {most}")
     try:
-        img = keras.utils.load_img(io.BytesIO(data), color_mode=target.color_mode,
-                                   target_size=(target.height, target.width), interpolation="bilinear")
-        arr = keras.utils.img_to_array(img, data_format="channels_last", dtype="float32")
+        with _decoding:  # the full-size pixels exist only inside this block
+            img = keras.utils.load_img(io.BytesIO(data), color_mode=target.color_mode,
+                                       target_size=(target.height, target.width), interpolation="bilinear")
+            arr = keras.utils.img_to_array(img, data_format="channels_last", dtype="float32")
     except errors as exc:
         raise _fail(name, index, f"cannot decode the {width}x{height} image ({_first_line(exc)})") from None
     return arr
