@@ -129,22 +129,20 @@ def _first_line(exc: BaseException) -> str:
     return cut(text[0], 160) if text else type(exc).__name__
 
 
-def decode_image(data: bytes, target: ImageTarget, *, name: str = "input", index: int = 0,
-                 limits: ImageLimits = DEFAULT_LIMITS) -> np.ndarray:
-    """One encoded image as the float array ``(height, width, channels)`` the model takes.
+def check_image(data: bytes, *, name: str = "input", index: int = 0,
+                limits: ImageLimits = DEFAULT_LIMITS) -> tuple[int, int]:
+    """The ``(width, height)`` an encoded image's header gives, after the checks that need no decoding.
 
     Raises:
-        InvalidInput: over the byte limit, not a PNG/JPEG/BMP/GIF, truncated or damaged, or more pixels
-            than the decompression-bomb limit; the message names ``name`` and ``index``.
+        InvalidInput: empty or over the byte limit, not a PNG/JPEG/BMP/GIF, or more pixels than the
+            decompression-bomb limit; the message names ``name`` and ``index``.
     """
-    import keras
     from PIL import Image, UnidentifiedImageError
 
     if len(data) > limits.max_image_bytes:
         raise _fail(name, index, f"{len(data)} bytes; the most one image may have is {limits.max_image_bytes}")
     if not data:
         raise _fail(name, index, "empty; expected an encoded PNG, JPEG, BMP or GIF image")
-    errors = _decode_errors()
     try:
         with Image.open(io.BytesIO(data), formats=FORMATS) as probe:  # reads the header only
             width, height = probe.size
@@ -152,17 +150,31 @@ def decode_image(data: bytes, target: ImageTarget, *, name: str = "input", index
         raise _fail(name, index, f"refused as a decompression bomb ({_first_line(exc)})") from None
     except UnidentifiedImageError:
         raise _fail(name, index, f"not a {'/'.join(FORMATS)} image (Pillow does not recognise its bytes)") from None
-    except errors as exc:
+    except _decode_errors() as exc:
         raise _fail(name, index, f"not a readable {'/'.join(FORMATS)} image ({_first_line(exc)})") from None
     most = _max_pixels(limits)
     if width * height > most:
         raise _fail(name, index, f"{width}x{height} pixels, more than the decompression-bomb limit of {most}")
+    return width, height
+
+
+def decode_image(data: bytes, target: ImageTarget, *, name: str = "input", index: int = 0,
+                 limits: ImageLimits = DEFAULT_LIMITS) -> np.ndarray:
+    """One encoded image as the float array ``(height, width, channels)`` the model takes.
+
+    Raises:
+        InvalidInput: what :func:`check_image` refuses, or an image that is truncated or damaged; the
+            message names ``name`` and ``index``.
+    """
+    import keras
+
+    width, height = check_image(data, name=name, index=index, limits=limits)
     try:
         with _decoding:  # the full-size pixels exist only inside this block
             img = keras.utils.load_img(io.BytesIO(data), color_mode=target.color_mode,
                                        target_size=(target.height, target.width), interpolation="bilinear")
             arr = keras.utils.img_to_array(img, data_format="channels_last", dtype="float32")
-    except errors as exc:
+    except _decode_errors() as exc:
         raise _fail(name, index, f"cannot decode the {width}x{height} image ({_first_line(exc)})") from None
     return arr
 
@@ -217,6 +229,8 @@ def decode_images(datatype: str, shape: Sequence[int], elements: Sequence[bytes]
             raise InvalidInput(f"input {name!r}: {total} bytes of images; the most one request may carry is "
                                f"{limits.max_request_bytes}")
         _batch_bytes(dims[0], target, name, limits)
+        for i, data in enumerate(elements):  # every header first: refuse before decoding any
+            check_image(bytes(data), name=name, index=i, limits=limits)
         out = np.empty((dims[0], target.height, target.width, target.channels), dtype=target.dtype)
         for i, data in enumerate(elements):
             out[i] = decode_image(bytes(data), target, name=name, index=i, limits=limits)
