@@ -156,8 +156,7 @@ def new_layer(node: LayerNode, name: str | None = None) -> Any:
     """
     import keras
 
-    import reuse.ensemble_combine  # noqa: F401  (registers our custom layers before lookup)
-    import reuse.maxout  # noqa: F401  (registers our custom layers before lookup)
+    import reuse.layers  # noqa: F401  (registers our custom layers before lookup)
 
     if node.class_name in UNSAFE_CLASSES:
         raise UnsafeModel(f"layer {node.name} is a {node.class_name} layer, which runs arbitrary Python code")

@@ -31,6 +31,7 @@ import numpy as np
 
 from reuse.arch import Architecture, Call, LayerNode, Ref, new_layer
 from reuse.arch_reader import parse_architecture
+from reuse.build_preprocess import StagePlan, plan_stage
 from reuse.errors import IncompatibleShapes, InvalidInput, StoreCorrupt
 from reuse.heads import HeadSpec, parse_head
 from reuse.store import ModelStore
@@ -114,6 +115,7 @@ def build_network(
     name: str = "built",
     seed: int | None = None,
     exits: Sequence[str] | None = None,
+    preprocess: str | None = None,
 ) -> BuiltNetwork:
     """Build a new network from the layers of ``base_ref`` that the scope ``reuse`` selects.
 
@@ -132,6 +134,10 @@ def build_network(
         seed: makes head initialisation and dropout reproducible.
         exits: selected layers whose outputs end the reused part (default: the one tensor no selected layer
             reads); several are joined along the last axis before the head.
+        preprocess: a preprocessing spec (:mod:`reuse.preprocess_spec`) put in front of the reused layers
+            as a ``reuse>Preprocess`` layer, so the new network takes raw pixels; ``none`` for no stage.
+            Without it, a base recognised as a keras.applications model that expects preprocessing gets
+            a warning in the lineage (``warnings``).
 
     Returns:
         The uncompiled model and its lineage dict (see docs/building.md).
@@ -151,9 +157,11 @@ def build_network(
     arch, plan, keep_trainable = plan_build(store, ref, reuse, trainable=trainable, match=match, exits=exits)
     weights = store.read_weights(ref, list(plan.layers))
     specs = _entry_specs(arch, plan, shape_override)
+    stage = plan_stage(arch, plan, specs, preprocess, base)
     output = "classes" if classes is not None else ("regression" if regression is not False else None)
     model, head_names, new_names = _assemble(arch, plan, weights, specs, full_head, keep_trainable, base, name,
-                                             seed, output_appended=full_head is not spec, output=output)
+                                             seed, output_appended=full_head is not spec, output=output,
+                                             stage=stage)
     lineage = {
         "format": LINEAGE_FORMAT,
         "operation": "build",
@@ -177,8 +185,21 @@ def build_network(
         "skipped": [{"name": p, "class_name": arch.node(p).class_name} for p in plan.skipped],
         "left_out": {k: list(v) for k, v in plan.left_out.items()},
         "head_layers": head_names,
+        "preprocess": stage.lineage([s[0] for s in specs]),
+        "base_family": stage.family.to_dict() if stage.family else None,
+        "warnings": list(stage.warnings),
     }
     return BuiltNetwork(model, lineage)
+
+
+def plan_preprocess(store: ModelStore, base_ref: Any, reuse: str, preprocess: str | None, *,
+                    match: str = "full", exits: Sequence[str] | None = None,
+                    input_shape: Sequence[int | None] | None = None) -> StagePlan:
+    """The preprocessing checks of a build (no weight read): ``preprocess`` against the new network's
+    inputs, and the warning a keras.applications base gets without it (see reuse.build_preprocess)."""
+    ref = store.resolve(base_ref)
+    arch, plan, _ = plan_build(store, ref, reuse, match=match, exits=exits)
+    return plan_stage(arch, plan, _entry_specs(arch, plan, _input_shape(input_shape)), preprocess, str(ref))
 
 
 def plan_build(store: ModelStore, base_ref: Any, reuse: str, *, trainable: str | None = None, match: str = "full",
@@ -357,7 +378,7 @@ def _new_names(arch: Architecture, plan: Plan) -> dict[str, str]:
 def _assemble(arch: Architecture, plan: Plan, weights: dict[str, list[tuple[str, np.ndarray]]],
               specs: list[tuple[str, tuple, str]], head: HeadSpec, keep_trainable: set[str], base: str,
               name: str, seed: int | None, *, output_appended: bool,
-              output: str | None) -> tuple[Any, list[str], dict[str, str]]:
+              output: str | None, stage: StagePlan | None = None) -> tuple[Any, list[str], dict[str, str]]:
     import keras
 
     from reuse.head_layers import apply_head
@@ -365,10 +386,16 @@ def _assemble(arch: Architecture, plan: Plan, weights: dict[str, list[tuple[str,
     names = _new_names(arch, plan)
     tensors: dict[Ref, Any] = {}
     inputs = []
-    for entry, (input_name, shape, dtype) in zip(plan.entries, specs, strict=True):
+    stage_name = None
+    for i, (entry, (input_name, shape, dtype)) in enumerate(zip(plan.entries, specs, strict=True)):
         t = keras.Input(shape=shape, dtype=dtype, name=input_name)
         inputs.append(t)
         tensors[entry.ref] = t
+        if stage is not None and stage.spec is not None and stage.entry == i:
+            from reuse.layers.preprocess import Preprocess
+
+            stage_name = _unique("preprocess", set(names.values()) | {s[0] for s in specs})
+            tensors[entry.ref] = Preprocess(stage.spec.text, stage.spec.to_dict()["ops"], name=stage_name)(t)
     layers: dict[str, Any] = {}
     for call in plan.calls:
         node = arch.node(call.layer)
@@ -391,7 +418,7 @@ def _assemble(arch: Architecture, plan: Plan, weights: dict[str, list[tuple[str,
             raise IncompatibleShapes(f"the exits have shapes {shapes}, which cannot be joined along the last "
                                      f"axis: {_first_line(exc)}") from exc
         source = "the joined exits"
-    taken = set(names.values()) | {s[0] for s in specs}
+    taken = set(names.values()) | {s[0] for s in specs} | ({stage_name} if stage_name else set())
     x, head_names = apply_head(head, x, taken=taken, seed=seed, output_appended=output_appended, output=output,
                                source=source)
     return keras.Model(inputs if len(inputs) > 1 else inputs[0], x, name=name), head_names, names

@@ -74,7 +74,8 @@ class Facade(Protocol):
               head_file: str | os.PathLike[str] | None = None, classes: int | None = None,
               regression: bool | int = False, trainable: str | None = None, match: str = "full",
               input_shape: tuple[int | None, ...] | None = None, description: str = "", seed: int | None = None,
-              tags: dict[str, str] | None = None, exits: Sequence[str] | None = None) -> ModelInfo: ...
+              tags: dict[str, str] | None = None, exits: Sequence[str] | None = None,
+              preprocess: str | None = None) -> ModelInfo: ...
 
     def ensemble(self, new_name: str, members: str | Sequence[str], *, weights: str | Sequence[float] | None = None,
                  vote: bool = False, average_weights: bool = False, data: str | None = None,
@@ -113,6 +114,10 @@ class Facade(Protocol):
     def model_signature(self, ref: str) -> ModelSignature: ...
 
     def infer(self, ref: str, inputs: np.ndarray | Sequence[np.ndarray] | Mapping[str, np.ndarray]) -> InferResult: ...
+
+    def infer_images(self, ref: str, images: Sequence[bytes]) -> InferResult:
+        """Run an image model on encoded images; the server (or the local engine) decodes them."""
+        ...
 
     def serving_stats(self) -> dict[str, Any]: ...
 

@@ -109,11 +109,15 @@ class Service(JobCalls):
               head_file: str | os.PathLike[str] | None = None, classes: int | None = None,
               regression: bool | int = False, trainable: str | None = None, match: str = "full",
               input_shape: tuple[int | None, ...] | None = None, description: str = "", seed: int | None = None,
-              tags: dict[str, str] | None = None, exits: Sequence[str] | None = None) -> ModelInfo:
+              tags: dict[str, str] | None = None, exits: Sequence[str] | None = None,
+              preprocess: str | None = None) -> ModelInfo:
         """Build a network from the layers of ``base_ref`` that ``reuse`` selects, plus a head, and
         register it as the next version of ``new_name`` with its lineage (see reuse.build).
 
-        ``head`` is a spec string or a parsed HeadSpec (the build job parses a head file's text)."""
+        ``head`` is a spec string or a parsed HeadSpec (the build job parses a head file's text);
+        ``preprocess`` a preprocessing spec put in front of the reused layers (reuse.preprocess_spec). The
+        lineage's ``warnings`` say what the caller should know (a keras.applications base reused without
+        the preprocessing it expects)."""
         from reuse.build import build_network
         from reuse.heads import HeadSpec, load_head_file, parse_head
 
@@ -126,7 +130,7 @@ class Service(JobCalls):
             spec = head if isinstance(head, HeadSpec) else parse_head(head or "")
         built = build_network(self.store, base_ref, reuse, head=spec, classes=classes, regression=regression,
                               trainable=trainable, match=match, input_shape=input_shape, name=new_name, seed=seed,
-                              exits=exits)
+                              exits=exits, preprocess=preprocess)
         return self.store.register(built.model, new_name, description=description, tags=tags,
                                    lineage=built.lineage)
 
@@ -337,6 +341,16 @@ class Service(JobCalls):
 
         arrays = input_arrays(self.model_signature(ref) if isinstance(inputs, Mapping) else None, inputs)
         return self.runtime.engine.infer(ref, arrays)
+
+    def infer_images(self, ref: str, images: Sequence[bytes]) -> InferResult:
+        """Run an image model on encoded images (PNG, JPEG, BMP, GIF), decoded and resized as the server
+        decodes BYTES inputs (reuse.serving.image_inputs); the result's signature carries the class names."""
+        from reuse.serving.image_inputs import decode_images, image_input
+
+        sig = self.model_signature(ref)
+        spec, target = image_input(sig)
+        batch = decode_images("BYTES", [len(images)], list(images), target, name=spec.name)
+        return self.runtime.engine.infer(sig.ref, [batch])
 
     def describe_model(self, ref: str, *, scope: str | None = None, match: str = "full") -> ModelDescription:
         from reuse.describe import describe

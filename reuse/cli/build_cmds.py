@@ -101,13 +101,20 @@ def _inputs(names: tuple[str, ...]) -> str:
 @click.option("--exit", "exits", multiple=True, metavar="LAYER",
               help="A selected layer whose output ends the reused part (repeatable; several are joined "
                    "along the last axis). Default: the one tensor no selected layer reads.")
+@click.option("--preprocess", default=None, metavar="SPEC",
+              help="Preprocessing put in front of the reused layers, so NEW takes raw pixels (0..255) in "
+                   "training, evaluation, prediction, serving and exports: a preset tf ([-1, 1]), caffe (BGR, "
+                   "ImageNet mean), torch ([0, 1], ImageNet mean/std) or none; a keras.applications family "
+                   "(mobilenet_v2, resnet50, vgg16, densenet, efficientnet, ...); or steps bgr, "
+                   "rescale:SCALE[:OFFSET] (1/255 divides), normalize:MEAN:STD (per-channel lists) joined "
+                   "with +.")
 @click.option("--description", default="", help="Description stored with the new model.")
 @click.option("--seed", type=int, default=None, help="Seed for the head's initial weights and dropout.")
 @facade_options
 def build_cmd(new_name: str, base: str, reuse_pat: str, match: str, trainable: str | None, head: str | None,
               head_file: str | None, classes: int | None, regression: bool, outputs: int | None,
-              input_shape: str | None, exits: tuple[str, ...], description: str, seed: int | None,
-              store: str | None, as_json: bool) -> None:
+              input_shape: str | None, exits: tuple[str, ...], preprocess: str | None, description: str,
+              seed: int | None, store: str | None, as_json: bool) -> None:
     """Build NEW from copies of the layers of a stored model that --reuse selects, plus a new head.
 
     --reuse matches layer paths (a layer inside a nested model is NESTED/LAYER; the nested model's path
@@ -116,9 +123,14 @@ def build_cmd(new_name: str, base: str, reuse_pat: str, match: str, trainable: s
     unselected layers — becomes an input of NEW with its shape and dtype. Unselected dropout/noise layers
     between selected ones are skipped; any other unselected layer between them is an error that names a
     scope which closes the gap. Conv and sequence outputs need a gap, gmp or flatten head layer before a
-    classifier. Reused layers are frozen unless --trainable selects them. --json prints the registered
-    model's info; its "lineage" key holds the build record (base, scope, match, trainable, head, output,
-    inputs, exits, layers, skipped, left_out, head_layers).
+    classifier. Reused layers are frozen unless --trainable selects them.
+
+    A base recognised as a keras.applications model (reuse show prints "expects") that needs
+    preprocessing, built without --preprocess, gets a "Warning:" line naming the preset to use.
+
+    --json prints the registered model's info plus "warnings" (a list of lines); its "lineage" key holds
+    the build record (base, scope, match, trainable, head, output, inputs, exits, layers, skipped,
+    left_out, head_layers, preprocess, base_family, warnings).
     """
     if outputs is not None and not regression:
         raise InvalidInput("--outputs needs --regression")
@@ -127,10 +139,11 @@ def build_cmd(new_name: str, base: str, reuse_pat: str, match: str, trainable: s
         new_name, base, reuse_pat, head=head, head_file=head_file, classes=classes,
         regression=targets, trainable=trainable, match=match,
         input_shape=parse_shape(input_shape) if input_shape is not None else None,
-        description=description, seed=seed, exits=list(exits) or None,
+        description=description, seed=seed, exits=list(exits) or None, preprocess=preprocess,
     )
+    warnings = list(info.lineage.get("warnings") or [])
     if as_json:
-        emit_json(info.to_dict())
+        emit_json({**info.to_dict(), "warnings": warnings})
         return
     lin = info.lineage
     frozen = [x["name"] for x in lin["layers"] if not x["trainable"]]
@@ -141,7 +154,14 @@ def build_cmd(new_name: str, base: str, reuse_pat: str, match: str, trainable: s
     if lin["skipped"]:
         click.echo(f"  skipped:            {', '.join(x['name'] for x in lin['skipped'])}")
     click.echo(f"  head:               {', '.join(lin['head_layers'])}")
+    if lin.get("preprocess") and lin["preprocess"].get("ops"):
+        from reuse.preprocess_spec import describe_ops
+
+        click.echo(f"  preprocessing:      {lin['preprocess']['spec']} ({describe_ops(lin['preprocess']['ops'])}); "
+                   f"{info.name} takes raw pixels")
     click.echo(f"  input shape {_shape(lin['input_shape'])}, output shape {_shape(info.output_shape[1:])}")
+    for line in warnings:
+        click.echo(f"Warning: {line}")
 
 
 def _output(out: dict[str, int] | None) -> str:
@@ -150,6 +170,10 @@ def _output(out: dict[str, int] | None) -> str:
     if "classes" in out:
         return f", output {out['classes']} classes (softmax)"
     return f", output {out.get('regression')} regression target(s) (linear)"
+
+
+def _preprocess(pre: dict | None) -> str:
+    return f", preprocess {pre['spec']}" if pre else ""
 
 
 @click.command("lineage")
@@ -176,7 +200,8 @@ def lineage_cmd(ref: str, store: str | None, as_json: bool) -> None:
         lin = e["lineage"]
         if e["operation"] == "build":
             click.echo(f"{pad}{e['model']}  built from {e['base']}: reuse {lin['scope']!r} ({lin['match']} match), "
-                       f"trainable {lin['trainable'] or '-'}, head {lin['head'] or '-'}{_output(lin.get('output'))}")
+                       f"trainable {lin['trainable'] or '-'}, head {lin['head'] or '-'}{_output(lin.get('output'))}"
+                       f"{_preprocess(lin.get('preprocess'))}")
         elif e["operation"] == "ensemble" and lin.get("members"):  # the first member is its base
             parts = ", ".join(f"{m.get('name')}:{m.get('version')} ({float(m.get('weight') or 0):.3g})"
                               for m in lin["members"])

@@ -166,13 +166,19 @@ def job_cmd(job_id: str, store: str | None, watch: bool, cancel: bool, as_json: 
 
 @click.command("infer")
 @click.argument("ref")
-@click.option("--input", "input_path", required=True, type=click.Path(dir_okay=False, exists=True),
-              help="A .npy array, or a .npz with one array per model input (by input name).")
+@click.option("--input", "input_paths", required=True, multiple=True, type=click.Path(exists=True),
+              help="A .npy array, a .npz with one array per model input (by input name), or images: "
+                   "image files (.png, .jpg, .jpeg, .bmp, .gif) and folders of them (searched recursively); "
+                   "repeatable for images.")
+@click.option("--top", default=3, show_default=True, type=click.IntRange(1),
+              help="Images: how many of each image's best classes to print.")
 @click.option("--out", "out_path", type=click.Path(dir_okay=False), default=None,
               help="Write the outputs to this .npz (by output name) instead of printing them.")
 @facade_options
-def infer_cmd(ref: str, input_path: str, out_path: str | None, store: str | None, as_json: bool) -> None:
-    """Run NAME[:VERSION] on an array through the serving path (batched engine, or the server's v2 API).
+def infer_cmd(ref: str, input_paths: tuple[str, ...], top: int, out_path: str | None, store: str | None,
+              as_json: bool) -> None:
+    """Run NAME[:VERSION] on an array or on images through the serving path (batched engine, or the
+    server's v2 API).
 
     The --input .npy holds float32 values, one row per sample, shaped like the model's input (`reuse
     show NAME` prints its input shape). Make one from the x array of a data file, or from a built-in set:
@@ -184,16 +190,30 @@ def infer_cmd(ref: str, input_path: str, out_path: str | None, store: str | None
     A model with several inputs takes a .npz with one array per input name:
     np.savez('x.npz', NAME1=..., NAME2=...).
 
-    JSON: {"model": "NAME:VERSION", "outputs": {"NAME": nested lists}}.
+    An image model (input (height, width, channels)) also takes image files and folders: each image is
+    decoded and resized to the model's input as `images:DIR` training data is (the server does it with
+    --server), fed through the model's own preprocessing, and printed with its best --top classes.
+
+    JSON: {"model": "NAME:VERSION", "outputs": {"NAME": nested lists}}; for images also "images":
+    [{"input": PATH, "top": [{"class", "index", "score"}]}].
     """
+    from reuse.cli.infer_images import image_files, infer_image_files
+
+    paths = image_files(input_paths)
+    if paths is not None:
+        infer_image_files(get_service(store), ref, paths, top=top, out_path=out_path, as_json=as_json)
+        return
     import numpy as np
 
     from reuse.errors import InvalidInput
 
+    if len(input_paths) != 1:
+        raise InvalidInput("give one .npy or .npz --input (several --input are for images)")
+    input_path = input_paths[0]
     try:
         data = np.load(input_path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as exc:
-        raise InvalidInput(f"{input_path}: expected a .npy or .npz array file ({exc})") from exc
+        raise InvalidInput(f"{input_path}: expected a .npy or .npz array file, or images ({exc})") from exc
     inputs = dict(data) if isinstance(data, np.lib.npyio.NpzFile) else data
     result = get_service(store).infer(ref, inputs)
     outputs = {s.name: o for s, o in zip(result.signature.outputs, result.outputs, strict=True)}

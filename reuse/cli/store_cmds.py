@@ -126,6 +126,7 @@ def _show_lines(info: ModelInfo) -> list[tuple[str, Any]]:
     ]
     if info.class_names:
         lines.append(("classes", ", ".join(info.class_names)))
+    lines.extend(_preprocessing_lines(info))
     if info.metrics:
         lines.append(("metrics", " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                           for k, v in info.metrics.items())))
@@ -140,6 +141,23 @@ def _show_lines(info: ModelInfo) -> list[tuple[str, Any]]:
         lines.append(("source", f"{info.source.get('path')} ({info.source.get('format')})"))
     if info.unsafe_layers:
         lines.append(("unsafe layers", ", ".join(info.unsafe_layers) + " (Lambda: loading needs --unsafe)"))
+    return lines
+
+
+def _preprocessing_lines(info: ModelInfo) -> list[tuple[str, Any]]:
+    """What the model does to raw pixels, and what its architecture expects."""
+    from reuse.applications import base_family_of
+    from reuse.preprocess_spec import describe_ops
+
+    lines: list[tuple[str, Any]] = []
+    pre = info.preprocess
+    if pre:
+        lines.append(("preprocessing", f"{pre.get('spec')} ({describe_ops(pre.get('ops') or [])}) in layer "
+                                       f"{pre.get('layer')}: takes raw pixels 0..255"))
+    family = base_family_of(info.base_family)
+    if family is not None:
+        hint = f"; build from it with --preprocess {family.suggestion}" if family.needs and not pre else ""
+        lines.append(("expects", family.describe() + hint))
     return lines
 
 

@@ -6,11 +6,19 @@ The server decodes requests and encodes responses and metadata; the client encod
 (and that their size fits in a message at all), typed-content counts, raw byte lengths and finite
 floating-point values, each refused with :class:`InvalidInput` naming what was received and what was
 expected. Raw requests get raw answers (stock clients read only those).
+
+Images: an image input (:func:`reuse.serving.image_inputs.image_target`) also takes ``BYTES`` (one encoded
+PNG/JPEG/BMP/GIF per element; raw contents as KServe serialises them, a 4-byte little-endian length
+before each element) and ``UINT8`` pixels of any height and width; the elements are checked here and
+decoded and resized by :func:`reuse.serving.image_inputs.decode_images`. Classification (Triton's
+extension): a requested output with the parameter ``classification`` = k comes back as ``BYTES``
+``[n, k]``, each element ``"score:index:label"`` (``"score:index"`` without class names), best first.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import math
 from collections.abc import Mapping, Sequence
 
@@ -18,6 +26,14 @@ import numpy as np
 
 from reuse.errors import InvalidInput
 from reuse.grpc._proto import inference_pb2 as pb
+from reuse.grpc.convert_images import (
+    classification,
+    classification_strings,
+    image_tensor,
+    join_bytes,
+    split_bytes,
+)
+from reuse.serving.image_inputs import IMAGE_DATATYPES, image_target
 from reuse.serving.signature import ModelSignature, TensorSpec
 from reuse.store.names import parse_version
 from reuse.text import ECHO_LIMIT, cut, echo
@@ -127,9 +143,17 @@ def decode_request(request: pb.ModelInferRequest, sig: ModelSignature, *,
         i = by_name[spec.name]
         tensor = request.inputs[i]
         want_dt = v2_datatype(spec.dtype)
+        if tensor.datatype in IMAGE_DATATYPES and tensor.datatype != want_dt and image_target(spec) is not None:
+            arr = image_tensor(tensor, raw[i] if raw else None, spec, max_bytes)
+            if arrays and arr.shape[0] != arrays[0].shape[0]:
+                raise InvalidInput(f"inputs have different row counts ({arrays[0].shape[0]} and {arr.shape[0]}); "
+                                   "expected equal")
+            arrays.append(arr)
+            continue
         if tensor.datatype != want_dt:
             got = cut(tensor.datatype, ECHO_LIMIT) if tensor.datatype else "(empty)"
-            raise InvalidInput(f"input {spec.name!r}: datatype {got}, expected {want_dt}")
+            also = f" (or images as {' or '.join(IMAGE_DATATYPES)})" if image_target(spec) is not None else ""
+            raise InvalidInput(f"input {spec.name!r}: datatype {got}, expected {want_dt}{also}")
         shape = _check_shape(spec, tensor.shape)
         if arrays and shape[0] != arrays[0].shape[0]:
             raise InvalidInput(f"inputs have different row counts ({arrays[0].shape[0]} and {shape[0]}); expected "
@@ -180,6 +204,7 @@ def _decode_one_raw(request: pb.ModelInferRequest, sig: ModelSignature, max_byte
 
 
 def select_outputs(request: pb.ModelInferRequest, sig: ModelSignature) -> list[int]:
+    """The indices of the outputs to return (all when none is named); checks their parameters."""
     names = [s.name for s in sig.outputs]
     if not request.outputs:
         return list(range(len(names)))
@@ -187,53 +212,96 @@ def select_outputs(request: pb.ModelInferRequest, sig: ModelSignature) -> list[i
     for out in request.outputs:
         if out.name not in names:
             raise InvalidInput(f"unknown output {echo(out.name)}; model {sig.ref} has outputs {names}")
+        classification(out, sig.outputs[names.index(out.name)])
         picked.append(names.index(out.name))
     return picked
 
 
 def encode_response(request: pb.ModelInferRequest, sig: ModelSignature, outputs: list[np.ndarray],
                     picked: list[int]) -> pb.ModelInferResponse:
-    """The v2 response: raw bytes when the request was raw, typed contents otherwise."""
+    """The v2 response: raw bytes when the request was raw, typed contents otherwise; an output asked for
+    with ``classification`` = k as its top-k class strings (BYTES)."""
     resp = pb.ModelInferResponse(model_name=sig.name, model_version=str(sig.version), id=request.id)
-    dts = [v2_datatype(outputs[i].dtype) for i in picked]
-    raw = bool(request.raw_input_contents) or any(dt not in FIELD_OF for dt in dts)
-    for i, dt in zip(picked, dts, strict=True):
-        spec, arr = sig.outputs[i], outputs[i]
-        tensor = resp.outputs.add(name=spec.name, datatype=dt, shape=arr.shape)
-        if raw:
+    arrays, dts = [], []
+    for j, i in enumerate(picked):
+        k = classification(request.outputs[j], sig.outputs[i]) if request.outputs else 0
+        arrays.append(classification_strings(outputs[i], k, sig.class_names) if k else outputs[i])
+        dts.append("BYTES" if k else v2_datatype(outputs[i].dtype))
+    raw = bool(request.raw_input_contents) or any(dt not in FIELD_OF and dt != "BYTES" for dt in dts)
+    for i, dt, arr in zip(picked, dts, arrays, strict=True):
+        tensor = resp.outputs.add(name=sig.outputs[i].name, datatype=dt, shape=arr.shape)
+        if dt == "BYTES":
+            if raw:
+                resp.raw_output_contents.append(join_bytes(arr.ravel()))
+            else:
+                tensor.contents.bytes_contents.extend(arr.ravel().tolist())
+        elif raw:
             resp.raw_output_contents.append(np.ascontiguousarray(arr, dtype=NP_OF[dt]).tobytes())
         else:
             getattr(tensor.contents, FIELD_OF[dt]).extend(arr.ravel().tolist())
     return resp
 
 
+def _strings(values: Mapping[str, str]) -> dict[str, pb.InferParameter]:
+    return {k: pb.InferParameter(string_param=v) for k, v in values.items()}
+
+
 def metadata_response(sig: ModelSignature, versions: Sequence[int], platform: str,
                       parameters: dict[str, str] | None = None) -> pb.ModelMetadataResponse:
-    def meta(spec: TensorSpec) -> pb.ModelMetadataResponse.TensorMetadata:
+    """ModelMetadata: the tensors (an image input with the forms it also takes, as its parameters), and
+    the model's parameters (``parameters`` given, plus ``class_names`` as a JSON list when known)."""
+    def meta(spec: TensorSpec, extra: dict[str, str] | None = None) -> pb.ModelMetadataResponse.TensorMetadata:
         return pb.ModelMetadataResponse.TensorMetadata(name=spec.name, datatype=v2_datatype(spec.dtype),
-                                                       shape=_wire_shape(spec))
+                                                       shape=_wire_shape(spec), parameters=_strings(extra or {}))
 
+    def input_meta(spec: TensorSpec) -> pb.ModelMetadataResponse.TensorMetadata:
+        target = image_target(spec)
+        return meta(spec, target.parameters(sig.preprocess) if target is not None else None)
+
+    params = dict(parameters or {})
+    if sig.class_names:
+        params["class_names"] = json.dumps(list(sig.class_names))
     return pb.ModelMetadataResponse(name=sig.name, versions=[str(v) for v in versions], platform=platform,
-                                    inputs=[meta(s) for s in sig.inputs], outputs=[meta(s) for s in sig.outputs],
-                                    parameters={k: pb.InferParameter(string_param=v)
-                                                for k, v in (parameters or {}).items()})
+                                    inputs=[input_meta(s) for s in sig.inputs],
+                                    outputs=[meta(s) for s in sig.outputs], parameters=_strings(params))
 
 
 def signature_of(meta: pb.ModelMetadataResponse, version: str = "") -> ModelSignature:
-    """The signature a ModelMetadata answer describes (``version`` asked for; empty: the latest listed)."""
+    """The signature a ModelMetadata answer describes (``version`` asked for; empty: the latest listed),
+    with the class names and the preprocessing it advertises."""
     def spec(t: pb.ModelMetadataResponse.TensorMetadata) -> TensorSpec:
         return TensorSpec(t.name, NP_OF[t.datatype].name, tuple(None if d < 0 else int(d) for d in t.shape))
 
     served = int(version) if version else max(int(v) for v in meta.versions)
-    return ModelSignature(meta.name, served, tuple(spec(t) for t in meta.inputs), tuple(spec(t) for t in meta.outputs))
+    names = meta.parameters["class_names"].string_param if "class_names" in meta.parameters else ""
+    try:
+        class_names = tuple(str(c) for c in json.loads(names)) if names else ()
+    except (ValueError, TypeError):
+        class_names = ()
+    preprocess = next((t.parameters["preprocess"].string_param for t in meta.inputs if "preprocess" in t.parameters),
+                      "")
+    return ModelSignature(meta.name, served, tuple(spec(t) for t in meta.inputs), tuple(spec(t) for t in meta.outputs),
+                          class_names, "" if preprocess == "none" else preprocess)
 
 
-def infer_request(model: str, version: str, inputs: Mapping[str, np.ndarray], *, raw: bool = True,
-                  outputs: Sequence[str] = ()) -> pb.ModelInferRequest:
-    """A ModelInfer request for numpy inputs by name: raw little-endian bytes, or typed contents."""
-    req = pb.ModelInferRequest(model_name=model, model_version=version, outputs=[{"name": n} for n in outputs])
-    for name, arr in inputs.items():
-        arr = np.asarray(arr)
+def infer_request(model: str, version: str, inputs: Mapping[str, np.ndarray | Sequence[bytes]], *,
+                  raw: bool = True, outputs: Sequence[str] = (), classification: int = 0) -> pb.ModelInferRequest:
+    """A ModelInfer request for inputs by name: numpy arrays as raw little-endian bytes or typed contents;
+    a list of ``bytes`` (encoded images) as a BYTES tensor ``[n]``. ``classification``: ask each output in
+    ``outputs`` for its top-k class strings."""
+    extra = {"classification": pb.InferParameter(int64_param=classification)} if classification else {}
+    req = pb.ModelInferRequest(model_name=model, model_version=version,
+                               outputs=[pb.ModelInferRequest.InferRequestedOutputTensor(name=n, parameters=extra)
+                                        for n in outputs])
+    for name, value in inputs.items():
+        if isinstance(value, (list, tuple)) and all(isinstance(v, (bytes, bytearray)) for v in value):
+            tensor = req.inputs.add(name=name, datatype="BYTES", shape=[len(value)])
+            if raw:
+                req.raw_input_contents.append(join_bytes(value))
+            else:
+                tensor.contents.bytes_contents.extend(bytes(v) for v in value)
+            continue
+        arr = np.asarray(value)
         dt = v2_datatype(arr.dtype)
         tensor = req.inputs.add(name=name, datatype=dt, shape=arr.shape)
         if raw:
@@ -244,13 +312,23 @@ def infer_request(model: str, version: str, inputs: Mapping[str, np.ndarray], *,
 
 
 def decode_outputs(resp: pb.ModelInferResponse) -> dict[str, np.ndarray]:
-    """Outputs of a v2 response by name, from raw bytes or typed contents."""
+    """Outputs of a v2 response by name, from raw bytes or typed contents; BYTES outputs as object arrays
+    of ``bytes``."""
     out = {}
     for i, t in enumerate(resp.outputs):
+        shape = tuple(t.shape)
+        if t.datatype == "BYTES":
+            count = math.prod(shape)
+            values = (split_bytes(resp.raw_output_contents[i], count, t.name) if resp.raw_output_contents
+                      else list(t.contents.bytes_contents))
+            arr = np.empty(len(values), dtype=object)
+            arr[:] = values
+            out[t.name] = arr.reshape(shape)
+            continue
         dtype = NP_OF[t.datatype]
         if resp.raw_output_contents:
             arr = np.frombuffer(resp.raw_output_contents[i], dtype=dtype)
         else:
             arr = np.asarray(getattr(t.contents, FIELD_OF[t.datatype]), dtype=dtype)
-        out[t.name] = arr.reshape(tuple(t.shape))
+        out[t.name] = arr.reshape(shape)
     return out

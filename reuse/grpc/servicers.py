@@ -8,6 +8,7 @@ merge in the model's loop batcher (reuse.serving.loop_batcher).
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Any
@@ -23,6 +24,7 @@ from reuse.grpc._proto import inference_pb2 as ipb
 from reuse.grpc._proto import inference_pb2_grpc as igrpc
 from reuse.grpc._proto import reuse_v1_pb2 as pb
 from reuse.grpc._proto import reuse_v1_pb2_grpc as rgrpc
+from reuse.grpc.convert_images import has_images
 from reuse.grpc.interceptor import status_details
 from reuse.service import Service
 
@@ -45,7 +47,7 @@ class InferenceServicer(igrpc.GRPCInferenceServiceServicer):
         return ipb.ServerReadyResponse(ready=self.ready())
 
     def ServerMetadata(self, request: Any, context: Any) -> ipb.ServerMetadataResponse:
-        return ipb.ServerMetadataResponse(name="reuse", version=reuse.__version__, extensions=[])
+        return ipb.ServerMetadataResponse(name="reuse", version=reuse.__version__, extensions=["classification"])
 
     def ModelReady(self, request: ipb.ModelReadyRequest, context: Any) -> ipb.ModelReadyResponse:
         ref = convert.model_ref(request.name, request.version)
@@ -85,7 +87,11 @@ class LoopInfer:
         sig = service.cached_signature(ref) if self._inline_lookup else None
         if sig is None:
             sig = await loop.run_in_executor(self.pool, service.model_signature, ref)
-        arrays, picked = convert.decode_request(request, sig, max_bytes=self.max_message_bytes)
+        if has_images(request):  # decoding images is CPU work: off the loop, so other calls go on
+            arrays, picked = await loop.run_in_executor(
+                self.pool, functools.partial(convert.decode_request, request, sig, max_bytes=self.max_message_bytes))
+        else:
+            arrays, picked = convert.decode_request(request, sig, max_bytes=self.max_message_bytes)
         for _ in range(3):
             future = service.submit_infer_on_loop(sig, arrays)
             if future is not None:

@@ -41,7 +41,7 @@ TRAIN_PARAMS = {"model": _STR, "data": _STR, "val": _STR, "label": _STR, "relabe
 FINETUNE_PARAMS = {**TRAIN_PARAMS, "unfreeze": _STR, "match": _STR}
 BUILD_PARAMS = {"name": _STR, "base": _STR, "reuse": _STR, "trainable": _STR, "match": _STR, "head": _STR,
                 "classes": _INT, "regression": _BOOL, "outputs": _INT, "input_shape": _INTS, "description": _STR,
-                "tags": _DICT, "seed": _INT, "exits": _STRS}
+                "tags": _DICT, "seed": _INT, "exits": _STRS, "preprocess": _STR}
 EVALUATE_PARAMS = {"model": _STR, "data": _STR, "label": _STR, "relabel": _BOOL}
 
 
@@ -190,14 +190,15 @@ def _build_args(params: Mapping[str, Any]) -> dict[str, Any]:
     return {"head": _head(params.get("head") or ""), "classes": params.get("classes"), "regression": regression,
             "trainable": params.get("trainable") or None, "match": params.get("match") or "full",
             "input_shape": tuple(None if d == -1 else d for d in shape) if shape else None, "description": params.get("description") or "",
-            "seed": params.get("seed"), "tags": params.get("tags") or None, "exits": params.get("exits") or None}
+            "seed": params.get("seed"), "tags": params.get("tags") or None, "exits": params.get("exits") or None,
+            "preprocess": params.get("preprocess") or None}
 
 
 def _validate_build(svc: Any, params: dict[str, Any]) -> None:
     """The checks of ``Service.build`` that need no weights: the scopes against the base's layer paths
     (``reuse``, then ``trainable`` among the reused ones), the selection as a part of the graph (gaps,
-    exits) and the head with its output layer."""
-    from reuse.build import plan_build
+    exits), the preprocessing stage against the new input and the head with its output layer."""
+    from reuse.build import plan_build, plan_preprocess
     from reuse.store import check_name
 
     check_params("build", params, BUILD_PARAMS, ("name", "base", "reuse"))
@@ -206,18 +207,23 @@ def _validate_build(svc: Any, params: dict[str, Any]) -> None:
     store = svc.store
     base = store.info(params["base"]).ref
     plan_build(store, base, params["reuse"], trainable=args["trainable"], match=args["match"], exits=args["exits"])
+    if args["preprocess"] is not None:
+        plan_preprocess(store, base, params["reuse"], args["preprocess"], match=args["match"], exits=args["exits"],
+                        input_shape=args["input_shape"])
     if not args["head"].with_output(classes=args["classes"], regression=args["regression"]).layers:
         raise InvalidInput("build job: nothing to put on top of the reused layers: give a head, classes or "
                            "regression")
 
 
 def build_job(svc: Any, params: dict[str, Any], progress: Progress, cancel: threading.Event) -> dict[str, Any]:
-    """``Service.build`` as a job. Result: ``{"model": "NAME:V", "metrics": {}, "lineage": {...}}``."""
+    """``Service.build`` as a job. Result: ``{"model": "NAME:V", "metrics": {}, "lineage": {...}, "warnings":
+    [...]}`` (warnings: the lineage's, e.g. a keras.applications base reused without its preprocessing)."""
     if cancel.is_set():
         raise Cancelled("build cancelled before it started")
     progress({"message": f"building {params['name']} from {params['base']}"})
     info = svc.build(params["name"], params["base"], params["reuse"], **_build_args(params))
-    return {"model": info.ref, "metrics": dict(info.metrics or {}), "lineage": info.lineage}
+    return {"model": info.ref, "metrics": dict(info.metrics or {}), "lineage": info.lineage,
+            "warnings": list((info.lineage or {}).get("warnings") or [])}
 
 
 # -- evaluate ------------------------------------------------------------------------------------

@@ -3,6 +3,8 @@
     from reuse.client import ReuseClient          # or reuse.remote
     with ReuseClient("127.0.0.1:8500", token="...") as c:
         probs = c.infer("digits", x)["output"]      # x: a numpy batch
+        probs = c.infer("pets", ["cat.png", "dog.jpg"])["output"]   # images: paths or bytes
+        top = c.infer("pets", [png_bytes], classification=3)["output"]  # [[b"0.91:2:cat", ...]]
         job = c.start_job("verify", {})             # a reuse.jobs.JobRecord
         for event in c.watch_job(job.id):           # reuse.jobs.JobEvent
             print(event.state, event.message)
@@ -25,6 +27,7 @@ import grpc
 import numpy as np
 
 from reuse.describe import ModelDescription
+from reuse.errors import InvalidInput, NotFound
 from reuse.grpc import convert
 from reuse.grpc import convert_mgmt as cm
 from reuse.grpc._proto import inference_pb2 as ipb
@@ -38,6 +41,29 @@ from reuse.store import ModelInfo
 from reuse.uploads import DatasetInfo
 
 CHUNK_BYTES = 1024 * 1024
+MAX_IMAGE_FILE_BYTES = 64 * 1024 * 1024  # the most of one image file read to send (the server caps lower)
+
+
+def _images(inputs: Any) -> list[bytes] | None:
+    """Encoded images from one path or bytes, or a list of them; None for anything else (arrays)."""
+    one = isinstance(inputs, (bytes, bytearray, str, os.PathLike))
+    items = [inputs] if one else inputs
+    if not isinstance(items, (list, tuple)) or not items or not all(
+            isinstance(x, (bytes, bytearray, str, os.PathLike)) for x in items):
+        return None
+    out = []
+    for x in items:
+        if isinstance(x, (bytes, bytearray)):
+            out.append(bytes(x))
+            continue
+        path = Path(x)
+        if not path.is_file():
+            raise NotFound(f"{path}: no such image file")
+        if path.stat().st_size > MAX_IMAGE_FILE_BYTES:
+            raise InvalidInput(f"{path}: {path.stat().st_size} bytes, more than an image may have "
+                               f"({MAX_IMAGE_FILE_BYTES})")
+        out.append(path.read_bytes())
+    return out
 
 
 class ReuseClient:
@@ -85,18 +111,34 @@ class ReuseClient:
     def model_metadata(self, model: str, version: str = "") -> ipb.ModelMetadataResponse:
         return self._call(self.inference.ModelMetadata, ipb.ModelMetadataRequest(name=model, version=version))
 
-    def infer(self, model: str, inputs: np.ndarray | Sequence[np.ndarray] | Mapping[str, np.ndarray], *,
-              version: str = "", raw: bool = True, outputs: Sequence[str] = ()) -> dict[str, np.ndarray]:
-        """Run the model on numpy inputs (one array, a list in input order, or a dict by name).
+    def _cached_metadata(self, model: str, version: str) -> ipb.ModelMetadataResponse:
+        key = f"{model}:{version}"
+        return self._meta_cache.get(key) or self._meta_cache.setdefault(key, self.model_metadata(model, version))
+
+    def infer(self, model: str, inputs: Any, *, version: str = "", raw: bool = True, outputs: Sequence[str] = (),
+              classification: int = 0) -> dict[str, np.ndarray]:
+        """Run the model on numpy inputs (one array, a list in input order, or a dict by name), or on images
+        for an image model: one image or a list of them, each a file path or the encoded bytes (PNG, JPEG,
+        BMP, GIF), sent as a KServe BYTES tensor that the server decodes and resizes.
 
         Returns the outputs by name. ``raw=False`` sends typed contents instead of raw bytes.
+        ``classification`` = k: each output (``outputs``, default all) comes back as its top-k classes, a
+        ``[n, k]`` object array of ``b"score:index:label"`` (:func:`reuse.grpc.convert_images.parse_classification`
+        reads them).
         """
-        if not isinstance(inputs, Mapping):
-            key = f"{model}:{version}"
-            meta = self._meta_cache.get(key) or self._meta_cache.setdefault(key, self.model_metadata(model, version))
-            arrays = [inputs] if isinstance(inputs, np.ndarray) else list(inputs)
-            inputs = {t.name: a for t, a in zip(meta.inputs, arrays, strict=False)}
-        req = convert.infer_request(model, version, inputs, raw=raw, outputs=outputs)
+        images = _images(inputs)
+        if images is not None or not isinstance(inputs, Mapping):
+            meta = self._cached_metadata(model, version)
+            if images is not None:
+                inputs = {meta.inputs[0].name: images} if meta.inputs else {}
+            else:
+                arrays = [inputs] if isinstance(inputs, np.ndarray) else list(inputs)
+                inputs = {t.name: a for t, a in zip(meta.inputs, arrays, strict=False)}
+            if classification and not outputs:
+                outputs = [t.name for t in meta.outputs]
+        elif classification and not outputs:
+            outputs = [t.name for t in self._cached_metadata(model, version).outputs]
+        req = convert.infer_request(model, version, inputs, raw=raw, outputs=outputs, classification=classification)
         return convert.decode_outputs(self._call(self.inference.ModelInfer, req))
 
     def signature(self, model: str, version: str = "") -> ModelSignature:

@@ -133,7 +133,8 @@ class RemoteService(JobCalls):
               head_file: str | os.PathLike[str] | None = None, classes: int | None = None,
               regression: bool | int = False, trainable: str | None = None, match: str = "full",
               input_shape: tuple[int | None, ...] | None = None, description: str = "", seed: int | None = None,
-              tags: dict[str, str] | None = None, exits: Sequence[str] | None = None) -> ModelInfo:
+              tags: dict[str, str] | None = None, exits: Sequence[str] | None = None,
+              preprocess: str | None = None) -> ModelInfo:
         """Build on the server (the Build RPC, waiting for its job); a head file is sent as its text, a
         HeadSpec as its spec string."""
         from reuse.heads import load_head_file
@@ -155,6 +156,8 @@ class RemoteService(JobCalls):
         req.update({k: v for k, v in (("classes", classes), ("seed", seed)) if v is not None})
         if exits:
             req["exits"] = list(exits)
+        if preprocess is not None:
+            req["preprocess"] = preprocess
         record = self.client.build(**req, wait=True)
         if record.state != "succeeded":
             raise job_error(record)
@@ -317,6 +320,16 @@ class RemoteService(JobCalls):
             arrays = [inputs] if isinstance(inputs, np.ndarray) else list(inputs)
             inputs = {s.name: a for s, a in zip(sig.inputs, arrays, strict=False)}
         out = self.client.infer(name, inputs, version=version)
+        return InferResult(sig, [out[s.name] for s in sig.outputs])
+
+    def infer_images(self, ref: str, images: Sequence[bytes]) -> InferResult:
+        """Send encoded images as a KServe BYTES tensor; the server decodes and resizes them."""
+        from reuse.serving.image_inputs import image_input
+
+        sig = self.model_signature(ref)
+        image_input(sig)  # refuse a model that takes no images here, with the same message
+        name, _, version = ref.partition(":")
+        out = self.client.infer(name, list(images), version=version or str(sig.version))
         return InferResult(sig, [out[s.name] for s in sig.outputs])
 
     def upload_model(self, chunks: Iterable[bytes], name: str, *, format: str = "h5", description: str = "",

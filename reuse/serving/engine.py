@@ -122,7 +122,7 @@ class InferenceEngine:
         # content it replaced, which no later load asks for (and every load checks the file against Keras).
         checksum = self.store.content_checksum(ref) if self.options.runtime != "keras" else ""
         model = self.store.load(ref)
-        sig = signature_of(model, ref.name, ref.version or 0)
+        sig = signature_of(model, ref.name, ref.version or 0, class_names=self.store.info(ref).class_names)
         forward, runtime = choose(model, sig, mode=self.options.runtime, cache=self.onnx_cache, checksum=checksum,
                                   threads=self.options.onnx_threads, keras_forward=CompiledForward)
         return ServedModel(model, sig, self.options, forward, runtime)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,12 +28,16 @@ class TensorSpec:
 
 @dataclass(frozen=True)
 class ModelSignature(Versioned):
-    """The resolved model reference and its tensors, in the model's order."""
+    """The resolved model reference and its tensors, in the model's order; the names of its output
+    classes when it was trained on named classes (index i names output column i), and the spec of its
+    preprocessing stage ("" when it has none)."""
 
     name: str
     version: int
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
+    class_names: tuple[str, ...] = ()
+    preprocess: str = ""
 
 
 def _dims(shape: Any) -> tuple[int | None, ...]:
@@ -46,12 +50,18 @@ def _producer_name(tensor: Any, index: int) -> str:
     return producer_name(tensor) or f"output_{index}"
 
 
-def signature_of(model: Any, name: str, version: int) -> ModelSignature:
-    """Read the signature of a Keras functional or Sequential model."""
+def signature_of(model: Any, name: str, version: int, *, class_names: Sequence[str] | None = None
+                 ) -> ModelSignature:
+    """Read the signature of a Keras functional or Sequential model (``class_names``: as the store
+    records them)."""
+    from reuse.layers.preprocess import stage_record
+
     inputs = tuple(TensorSpec(t.name, str(t.dtype), _dims(t.shape)) for t in model.inputs)
     outputs = tuple(TensorSpec(_producer_name(t, i), str(t.dtype), _dims(t.shape))
                     for i, t in enumerate(model.outputs))
-    return ModelSignature(name, version, inputs, outputs)
+    stage = stage_record(model)
+    return ModelSignature(name, version, inputs, outputs, tuple(str(c) for c in class_names or ()),
+                          stage["spec"] if stage else "")
 
 
 def check_arrays(sig: ModelSignature, arrays: list[np.ndarray]) -> int:

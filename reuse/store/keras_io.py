@@ -138,8 +138,7 @@ def _keras_with_our_layers() -> Any:
     """Keras, with our registered layers (e.g. Maxout heads) known to the deserialiser."""
     import keras
 
-    import reuse.ensemble_combine  # noqa: F401  (registration is the side effect we need)
-    import reuse.maxout  # noqa: F401  (registration is the side effect we need)
+    import reuse.layers  # noqa: F401  (registration is the side effect we need)
 
     return keras
 

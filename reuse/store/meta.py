@@ -63,11 +63,16 @@ def build_meta(model: Any, given: VersionMeta) -> dict[str, Any]:
     """
     import keras
 
+    from reuse.applications import recognise, rows_of_meta
+    from reuse.layers.preprocess import stage_record
+
     description, tags, class_names, metrics, history, lineage, settings, source = astuple(given)
     try:
         hist = {str(k): [float(x) for x in v] for k, v in (history or {}).items()}
     except (TypeError, ValueError) as exc:
         raise InvalidInput(f"history must map names to lists of numbers: {exc}") from exc
+    described = keras_io.describe_model(model)
+    family = recognise(rows_of_meta(described))
     return {
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds"),
         "description": str(description or ""),
@@ -81,5 +86,9 @@ def build_meta(model: Any, given: VersionMeta) -> dict[str, Any]:
         "keras_version": keras.__version__,
         "backend": keras.backend.backend(),
         "tensorflow_version": _pkg_version("tensorflow"),
-        **keras_io.describe_model(model),
+        # The stage that makes the model take raw pixels, and the keras.applications architecture it
+        # looks like with the preprocessing that expects (docs/store-format.md).
+        "preprocess": stage_record(model),
+        "base_family": family.to_dict() if family is not None else None,
+        **described,
     }

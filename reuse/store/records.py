@@ -64,6 +64,10 @@ class ModelInfo(StoreEntry, Versioned):
     source: str | None = None
     unsafe_layers: list[str] = field(default_factory=list)
     size_bytes: int | None = None
+    # The preprocessing stage the model carries ({"spec", "ops", "layer"}), and the keras.applications
+    # architecture it was recognised as (reuse.applications.BaseFamily.to_dict()); None when not.
+    preprocess: dict[str, Any] | None = None
+    base_family: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__}

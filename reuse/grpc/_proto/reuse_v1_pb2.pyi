@@ -166,7 +166,7 @@ class DeleteVersionResponse(_message.Message):
     def __init__(self, deleted: _Optional[str] = ...) -> None: ...
 
 class BuildRequest(_message.Message):
-    __slots__ = ("name", "base", "reuse", "trainable", "match", "head", "classes", "regression", "input_shape", "description", "tags", "wait", "seed", "outputs", "exits")
+    __slots__ = ("name", "base", "reuse", "trainable", "match", "head", "classes", "regression", "input_shape", "description", "tags", "wait", "seed", "outputs", "exits", "preprocess")
     class TagsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -189,6 +189,7 @@ class BuildRequest(_message.Message):
     SEED_FIELD_NUMBER: _ClassVar[int]
     OUTPUTS_FIELD_NUMBER: _ClassVar[int]
     EXITS_FIELD_NUMBER: _ClassVar[int]
+    PREPROCESS_FIELD_NUMBER: _ClassVar[int]
     name: str
     base: str
     reuse: str
@@ -204,7 +205,8 @@ class BuildRequest(_message.Message):
     seed: int
     outputs: int
     exits: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, name: _Optional[str] = ..., base: _Optional[str] = ..., reuse: _Optional[str] = ..., trainable: _Optional[str] = ..., match: _Optional[str] = ..., head: _Optional[str] = ..., classes: _Optional[int] = ..., regression: _Optional[bool] = ..., input_shape: _Optional[_Iterable[int]] = ..., description: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., wait: _Optional[bool] = ..., seed: _Optional[int] = ..., outputs: _Optional[int] = ..., exits: _Optional[_Iterable[str]] = ...) -> None: ...
+    preprocess: str
+    def __init__(self, name: _Optional[str] = ..., base: _Optional[str] = ..., reuse: _Optional[str] = ..., trainable: _Optional[str] = ..., match: _Optional[str] = ..., head: _Optional[str] = ..., classes: _Optional[int] = ..., regression: _Optional[bool] = ..., input_shape: _Optional[_Iterable[int]] = ..., description: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., wait: _Optional[bool] = ..., seed: _Optional[int] = ..., outputs: _Optional[int] = ..., exits: _Optional[_Iterable[str]] = ..., preprocess: _Optional[str] = ...) -> None: ...
 
 class TrainRequest(_message.Message):
     __slots__ = ("model", "data", "val", "val_split", "label", "epochs", "batch_size", "optimizer", "lr", "momentum", "clipnorm", "clipvalue", "early_stopping", "seed", "no_cache", "description", "relabel", "nesterov", "seeds", "data_parallel", "frozen_mode", "augment", "augment_views")
