@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from reuse.cli.common import (
+    augment_options,
     emit_json,
     get_service,
     json_option,
@@ -200,14 +201,7 @@ def _positive(ctx: click.Context, param: click.Parameter, value: float | None) -
 @click.option("--finetune-lr", "finetune_lr", type=float, default=None, callback=_positive,
               help="Fine-tuning learning rate (default: a tenth of --lr).")
 @click.option("--no-finetune", "no_finetune", is_flag=True, help="Try each depth frozen only.")
-@option_group(click.option("--augment", default=None, metavar="SPEC",
-                 help="Augment the training images while training only (never part of the registered network): "
-                 "comma-separated steps flip (or flip:vertical, flip:both), rotate:F, zoom:F, translate:F, "
-                 "contrast:F, brightness:F, e.g. flip,rotate:0.1 (Keras' random image layers; pixels 0..255)."),
-    click.option("--augment-views", "augment_views", type=click.IntRange(min=1), default=None, metavar="K",
-                 help="With --augment and frozen layers: pass K augmented copies of the training set through "
-                 "the frozen layers once (epoch e trains on copy e mod K; kept like cached features) instead of "
-                 "augmenting every batch and running the frozen layers each time."),)
+@augment_options
 @click.option("--budget", type=float, default=None, metavar="MINUTES", callback=_positive,
               help="Start no run that would end after MINUTES (runs not started are listed).")
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,

@@ -95,6 +95,19 @@ memory_option = _memory_option(expose=False)
 memory_option_value = _memory_option(expose=True)
 
 
+# Training-only augmentation (reuse.train.augment), on train, finetune and advise.
+augment_options = option_group(
+    click.option("--augment", default=None, metavar="SPEC",
+                 help="Augment the training images while training only (never part of the registered network): "
+                 "comma-separated steps flip (or flip:vertical, flip:both), rotate:F, zoom:F, translate:F, "
+                 "contrast:F, brightness:F, e.g. flip,rotate:0.1 (Keras' random image layers; pixels 0..255)."),
+    click.option("--augment-views", "augment_views", type=click.IntRange(min=1), default=None, metavar="K",
+                 help="With --augment and frozen layers: pass K augmented copies of the training set through "
+                 "the frozen layers once (epoch e trains on copy e mod K; kept like cached features) instead of "
+                 "augmenting every batch and running the frozen layers each time."),
+)
+
+
 def local_only(command: str) -> Any:
     """For a command the remote facade does not offer (reuse.facade.Facade lacks what it calls):
     ``--server`` is refused with one clear line instead of an unknown-option usage error."""

@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from reuse.cli.common import (
+    augment_options,
     emit_json,
     facade_options,
     get_service,
@@ -71,14 +72,7 @@ _train_options = option_group(
     click.option("--frozen-mode", "frozen_mode", type=click.Choice(["inference", "training"]), default=None,
                  help="How frozen layers run while the rest trains: inference (default; frozen dropout and "
                  "noise off, as a frozen base called with training=False) or training (as plain Keras)."),
-    click.option("--augment", default=None, metavar="SPEC",
-                 help="Augment the training images while training only (never part of the registered network): "
-                 "comma-separated steps flip (or flip:vertical, flip:both), rotate:F, zoom:F, translate:F, "
-                 "contrast:F, brightness:F, e.g. flip,rotate:0.1 (Keras' random image layers; pixels 0..255)."),
-    click.option("--augment-views", "augment_views", type=click.IntRange(min=1), default=None, metavar="K",
-                 help="With --augment and frozen layers: pass K augmented copies of the training set through "
-                 "the frozen layers once (epoch e trains on copy e mod K; kept like cached features) instead of "
-                 "augmenting every batch and running the frozen layers each time."),
+    augment_options,
     memory_option,
     click.option("--data-parallel", "data_parallel", is_flag=True, default=None,
                  help="Split each batch over every local device (JAX backend only; several hosts "

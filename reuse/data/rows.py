@@ -90,6 +90,23 @@ class RowSource:
         return out if dtype is None else out.astype(dtype, copy=False)
 
 
+class _Reopens:
+    """A source holding an open file handle (``_HANDLE``) behind a lock: pickled without either, so the
+    process that unpickles it opens the file itself on first read."""
+
+    _HANDLE = "_handle_obj"
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state[self._HANDLE] = None
+        state.pop("_lock")
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+
 def is_lazy(x: Any) -> bool:
     """Whether ``x`` is a row source rather than an array in memory."""
     return not isinstance(x, np.ndarray)
@@ -166,7 +183,7 @@ def _check_index(index: np.ndarray, n: int, source: str) -> np.ndarray:
     return index
 
 
-class FileRows(RowSource):
+class FileRows(_Reopens, RowSource):
     """A C-ordered array of ``shape`` and ``dtype`` stored raw in ``path`` from byte ``offset``."""
 
     def __init__(self, path: str | os.PathLike[str], offset: int, dtype: Any, shape: tuple[int, ...],
@@ -184,18 +201,7 @@ class FileRows(RowSource):
             raise InvalidInput(f"{self.source}: the file holds {size} bytes, fewer than the {need} its array "
                                "header promises (truncated?)")
 
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state["_fd"] = None
-        state.pop("_lock")
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._lock = threading.Lock()
+    _HANDLE = "_fd"
 
     def _handle(self) -> int:
         with self._lock:
@@ -275,7 +281,7 @@ def npz_member_offset(path: str | os.PathLike[str], info: zipfile.ZipInfo) -> in
     return info.header_offset + 30 + name_len + extra_len
 
 
-class H5Rows(RowSource):
+class H5Rows(_Reopens, RowSource):
     """An HDF5 dataset of a file, read by slice (the file reopened after pickling)."""
 
     def __init__(self, path: str | os.PathLike[str], name: str, shape: tuple[int, ...], dtype: Any,
@@ -287,18 +293,7 @@ class H5Rows(RowSource):
         self._file: Any = None
         self._lock = threading.Lock()
 
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state["_file"] = None
-        state.pop("_lock")
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._lock = threading.Lock()
+    _HANDLE = "_file"
 
     def fingerprint(self) -> str:
         return f"{_file_stat(self.path)}\0{self.name}"
