@@ -29,12 +29,13 @@ from typing import Any
 
 import numpy as np
 
-from reuse.arch import Architecture, Call, LayerNode, Ref, new_layer
+from reuse.arch import Architecture, Call, LayerNode, Ref, new_layer, node_entry
 from reuse.arch_reader import parse_architecture
 from reuse.errors import IncompatibleShapes, InvalidInput, StoreCorrupt
 from reuse.heads import HeadSpec, parse_head
 from reuse.store import ModelStore
 from reuse.subgraph import Plan, plan_subgraph, select_scope, upstream
+from reuse.trust import check_config, unsafe_code_allowed
 
 LINEAGE_FORMAT = 1
 
@@ -114,6 +115,7 @@ def build_network(
     name: str = "built",
     seed: int | None = None,
     exits: Sequence[str] | None = None,
+    unsafe: bool | None = None,
 ) -> BuiltNetwork:
     """Build a new network from the layers of ``base_ref`` that the scope ``reuse`` selects.
 
@@ -132,6 +134,8 @@ def build_network(
         seed: makes head initialisation and dropout reproducible.
         exits: selected layers whose outputs end the reused part (default: the one tensor no selected layer
             reads); several are joined along the last axis before the head.
+        unsafe: Lambda layers may be selected (their Python code is rebuilt); None: as this process allows
+            (``reuse.trust.allow_unsafe_code``, the CLI's ``--unsafe``).
 
     Returns:
         The uncompiled model and its lineage dict (see docs/building.md).
@@ -148,12 +152,15 @@ def build_network(
     shape_override = _input_shape(input_shape)
     ref = store.resolve(base_ref)
     base = str(ref)
-    arch, plan, keep_trainable = plan_build(store, ref, reuse, trainable=trainable, match=match, exits=exits)
-    weights = store.read_weights(ref, list(plan.layers))
-    specs = _entry_specs(arch, plan, shape_override)
+    unsafe = unsafe_code_allowed() if unsafe is None else unsafe
+    arch, plan, keep_trainable = plan_build(store, ref, reuse, trainable=trainable, match=match, exits=exits,
+                                            unsafe=unsafe)
+    weights = store.read_weights(ref, [p for p in plan.layers if not arch.node(p).op])  # operations hold none
+    specs = _entry_specs(arch, plan, shape_override, unsafe)
     output = "classes" if classes is not None else ("regression" if regression is not False else None)
     model, head_names, new_names = _assemble(arch, plan, weights, specs, full_head, keep_trainable, base, name,
-                                             seed, output_appended=full_head is not spec, output=output)
+                                             seed, output_appended=full_head is not spec, output=output,
+                                             unsafe=unsafe)
     lineage = {
         "format": LINEAGE_FORMAT,
         "operation": "build",
@@ -170,8 +177,8 @@ def build_network(
         "exits": [{"layer": _producer(arch, r), "index": r.index} for r in plan.exits],
         "layers": [
             {"name": new_names[p], "path": p, "class_name": arch.node(p).class_name, "trainable": p in keep_trainable,
-             "params": int(sum(a.size for _, a in weights[p])),
-             "from": {"name": ref.name, "version": ref.version, "layer": p}}
+             "params": int(sum(a.size for _, a in weights.get(p, []))),
+             "from": {"name": ref.name, "version": ref.version, "layer": p}, **({"op": True} if arch.node(p).op else {})}
             for p in plan.layers
         ],
         "skipped": [{"name": p, "class_name": arch.node(p).class_name} for p in plan.skipped],
@@ -182,9 +189,10 @@ def build_network(
 
 
 def plan_build(store: ModelStore, base_ref: Any, reuse: str, *, trainable: str | None = None, match: str = "full",
-               exits: Sequence[str] | None = None) -> tuple[Architecture, Plan, set[str]]:
+               exits: Sequence[str] | None = None, unsafe: bool | None = None) -> tuple[Architecture, Plan, set[str]]:
     """Every check of a build that reads no weight: the scopes (``reuse`` over the base's paths, then
-    ``trainable`` among the reused layers) and the selection as a part of the graph.
+    ``trainable`` among the reused layers), the selection as a part of the graph, and the classes of the
+    layers it copies (Keras' own, ours or a trusted module's).
 
     Returns the architecture, the plan and the reused layers to leave trainable.
 
@@ -199,7 +207,10 @@ def plan_build(store: ModelStore, base_ref: Any, reuse: str, *, trainable: str |
                            containers=arch.containers, order=tuple(
                                n for n in arch.order if n in leaves or _has_leaf(arch, n, leaves)))
         keep_trainable = set(select_scope(sub, trainable, match=match)[1])
-    plan = plan_subgraph(arch, leaves, reuse, _exit_paths(arch, exits, leaves))
+    unsafe = unsafe_code_allowed() if unsafe is None else unsafe
+    plan = plan_subgraph(arch, leaves, reuse, _exit_paths(arch, exits, leaves), unsafe=unsafe)
+    for p in plan.layers:
+        check_config(node_entry(arch.node(p)), f"layer {p}", model=False)
     return arch, plan, keep_trainable
 
 
@@ -238,14 +249,15 @@ def _output_entry(classes: int | None, regression: bool | int) -> dict[str, int]
 
 
 # -- the entries: an Input per base tensor the selection reads ---------------------------------------
-def _entry_specs(arch: Architecture, plan: Plan, override: tuple | None) -> list[tuple[str, tuple, str]]:
+def _entry_specs(arch: Architecture, plan: Plan, override: tuple | None,
+                 unsafe: bool = False) -> list[tuple[str, tuple, str]]:
     """(input name, shape without batch, dtype) for each entry, in the plan's order."""
     if override is not None and len(plan.entries) != 1:
         raise InvalidInput(f"an input shape can only be given for one input; the selection reads "
                            f"{len(plan.entries)} ({', '.join(e.source for e in plan.entries)})")
     found = {e.ref: arch.specs.get(e.ref) for e in plan.entries}
     missing = [r for r, s in found.items() if s is None or s.shape is None or s.dtype is None]
-    inferred = _infer_specs(arch, missing) if missing and override is None else {}
+    inferred = _infer_specs(arch, missing, unsafe) if missing and override is None else {}
     out: list[tuple[str, tuple, str]] = []
     taken = set(plan.layers) | {arch.node(p).leaf for p in plan.layers}
     base_entries = sum(1 for e in plan.entries if e.ref.input)
@@ -277,7 +289,7 @@ def _unique(wanted: str, taken: set[str]) -> str:
     return name
 
 
-def _infer_specs(arch: Architecture, refs: list[Ref]) -> dict[Ref, Any]:
+def _infer_specs(arch: Architecture, refs: list[Ref], unsafe: bool = False) -> dict[Ref, Any]:
     """Shapes the config does not record (Sequential models, tf.keras 2 files, inside a nested Sequential):
     replay the layers above ``refs`` on the base's inputs with fresh, unloaded copies."""
     import keras
@@ -293,7 +305,8 @@ def _infer_specs(arch: Architecture, refs: list[Ref]) -> dict[Ref, Any]:
     layers: dict[str, Any] = {}
     for call in arch.calls:
         if call.key in needed:
-            layer = layers.get(call.layer) or layers.setdefault(call.layer, new_layer(arch.node(call.layer)))
+            layer = layers.get(call.layer) or layers.setdefault(call.layer, new_layer(arch.node(call.layer),
+                                                                                       unsafe=unsafe))
             _run_call(arch, call, layer, tensors, {})
     out = {}
     for r in refs:
@@ -305,15 +318,40 @@ def _infer_specs(arch: Architecture, refs: list[Ref]) -> dict[Ref, Any]:
 
 # -- replay ---------------------------------------------------------------------------------------
 def _substituted(obj: Any, tensors: dict[Ref, Any], sub: dict[Ref, Ref]) -> Any:
+    """A call's recorded arguments with tensors in place of Refs and constants rebuilt: a tensor an
+    operation captured (``x + ops.arange(8)``), a slice or ``...`` of an index (``x[..., ::-1]``)."""
     if isinstance(obj, Ref):
         return tensors[sub.get(obj, obj)]
     if isinstance(obj, dict):
+        if isinstance(obj.get("class_name"), str) and "config" in obj:
+            return _constant(obj)
         return {k: _substituted(v, tensors, sub) for k, v in obj.items()}
     if isinstance(obj, list):
         return [_substituted(v, tensors, sub) for v in obj]
     if isinstance(obj, tuple):
         return tuple(_substituted(v, tensors, sub) for v in obj)
     return obj
+
+
+def _constant(obj: dict[str, Any]) -> Any:
+    """A constant argument Keras serialised (``__tensor__``, ``__numpy__``, ``__slice__``, ...), rebuilt by
+    Keras in safe mode; its classes were checked with the layer (:func:`reuse.trust.check_config`)."""
+    import keras
+
+    if _holds_ref(obj):  # a tensor of the graph inside a serialised object: nothing we can replay
+        raise InvalidInput(f"an argument of type {obj['class_name']} holds a tensor of the graph; not supported")
+    try:
+        return keras.saving.deserialize_keras_object(obj, safe_mode=True)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"cannot rebuild a constant argument ({obj['class_name']}): {_first_line(exc)}") from exc
+
+
+def _holds_ref(obj: Any) -> bool:
+    if isinstance(obj, Ref):
+        return True
+    if isinstance(obj, dict):
+        return any(_holds_ref(v) for v in obj.values())
+    return isinstance(obj, (list, tuple)) and any(_holds_ref(v) for v in obj)
 
 
 def _describe_source(arch: Architecture, r: Ref, names: dict[str, str]) -> str:
@@ -357,7 +395,7 @@ def _new_names(arch: Architecture, plan: Plan) -> dict[str, str]:
 def _assemble(arch: Architecture, plan: Plan, weights: dict[str, list[tuple[str, np.ndarray]]],
               specs: list[tuple[str, tuple, str]], head: HeadSpec, keep_trainable: set[str], base: str,
               name: str, seed: int | None, *, output_appended: bool,
-              output: str | None) -> tuple[Any, list[str], dict[str, str]]:
+              output: str | None, unsafe: bool = False) -> tuple[Any, list[str], dict[str, str]]:
     import keras
 
     from reuse.head_layers import apply_head
@@ -373,7 +411,8 @@ def _assemble(arch: Architecture, plan: Plan, weights: dict[str, list[tuple[str,
     for call in plan.calls:
         node = arch.node(call.layer)
         first_call = call.layer not in layers
-        layer = layers.get(call.layer) or layers.setdefault(call.layer, new_layer(node, names[call.layer]))
+        layer = layers.get(call.layer) or layers.setdefault(call.layer, new_layer(node, names[call.layer],
+                                                                                   unsafe=unsafe))
         got = tensors[plan.substitute.get(call.inputs[0], call.inputs[0])].shape if call.inputs else None
         _run_call(arch, call, layer, tensors, plan.substitute, names)
         if first_call and isinstance(layer, keras.layers.Layer):

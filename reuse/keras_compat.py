@@ -70,3 +70,35 @@ def is_layer(op: Any) -> bool:
     """Whether a graph operation is a layer (one :func:`all_layers` can walk) rather than a bare op
     (a ``keras.ops`` call in a functional graph)."""
     return hasattr(op, "_flatten_layers")
+
+
+def keras_class(module: str, name: str) -> Any | None:
+    """The object Keras defines as ``name`` in ``module`` (``keras`` or a module below it), or None.
+
+    Why private: Keras records some classes of its own by the private module that defines them — the
+    operations of a functional graph (``keras.src.ops.numpy.Add``) and layers that only its applications
+    use (ConvNeXt's ``LayerScale`` in ``keras.src.applications.convnext``). Keras' own loader imports that
+    module to find the class; we resolve it the same way, to check what a config names before Keras loads
+    it, and never copy the class. Only modules inside the ``keras`` package are imported here.
+    """
+    import importlib
+
+    if not (module == "keras" or module.startswith("keras.")):
+        return None
+    try:
+        mod = importlib.import_module(module)
+    except ImportError:
+        return None
+    return vars(mod).get(name)
+
+
+def is_functional(model: Any) -> bool:
+    """Whether ``model`` is a functional model (a graph of layer calls), whatever its own class.
+
+    Why private: a subclass of ``keras.Model`` whose ``__init__`` builds a graph (KerasHub backbones) is
+    an instance of Keras' ``Functional`` class, which is not exported; a subclassed model with its own
+    ``call`` is not. No public attribute tells the two apart.
+    """
+    from keras.src.models.functional import Functional
+
+    return isinstance(model, Functional)

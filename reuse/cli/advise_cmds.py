@@ -11,7 +11,15 @@ from typing import Any
 
 import click
 
-from reuse.cli.common import emit_json, get_service, json_option, local_only, option_group, store_option
+from reuse.cli.common import (
+    emit_json,
+    get_service,
+    json_option,
+    load_options,
+    local_only,
+    option_group,
+    store_option,
+)
 from reuse.train.config import OPTIMIZERS
 
 INTERRUPTED = 130  # the shell's code for a run ended by Ctrl-C
@@ -187,6 +195,7 @@ def _positive(ctx: click.Context, param: click.Parameter, value: float | None) -
 @store_option
 @local_only("advise")
 @json_option
+@load_options
 def advise_cmd(base: str, no_finetune: bool, budget: float | None, regression: bool, quiet: bool,
                store: str | None, as_json: bool, **kw: Any) -> None:
     """Train the new task's network from scratch and reusing 1..N lower layers of a base (frozen, and

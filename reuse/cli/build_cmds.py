@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from reuse.cli.common import emit_json, facade_options, get_service, name_list
+from reuse.cli.common import emit_json, facade_options, get_service, load_options, name_list
 from reuse.errors import InvalidInput
 
 match_option = click.option(
@@ -49,10 +49,12 @@ def layers_cmd(ref: str, scope: str | None, match: str, store: str | None, as_js
     Layers inside a nested model (a Sequential or functional model used as a layer) are listed by path,
     indented under it: NESTED/LAYER, with "/" between names. A scope is matched against the whole path
     (full match), so select them with e.g. 'backbone/block_1_.*'; the nested model's own path selects
-    every layer inside it. The "inputs" column names the layers each one reads.
+    every layer inside it. The "inputs" column names the layers each one reads. Operation nodes (x + y,
+    ops.mean, x[..., 0] in a functional graph) are listed as "(op)": they have paths and are selected,
+    replayed and named in gaps like layers, and hold no weights.
 
     --json prints {"model", "scope", "match", "layers": [{"index", "name", "class_name", "output_shape",
-    "params", "trainable", "matched", "depth", "inputs"}], "matched", "unmatched", "selected"} (scope,
+    "params", "trainable", "matched", "depth", "inputs", "op"}], "matched", "unmatched", "selected"} (scope,
     match, matched, unmatched, selected and each "matched" are null without --scope; "selected" lists the
     layers a build would copy).
     """
@@ -61,7 +63,8 @@ def layers_cmd(ref: str, scope: str | None, match: str, store: str | None, as_js
         emit_json(table.to_dict())
         return
     header = ["#", "name", "class", "output shape", "params", "trainable", "inputs"] + (["matched"] if scope else [])
-    rows = [[str(r.index), "  " * r.depth + r.name, r.class_name, _shape(r.output_shape), f"{r.params:,}",
+    rows = [[str(r.index), "  " * r.depth + r.name, r.class_name + (" (op)" if r.op else ""), _shape(r.output_shape),
+             f"{r.params:,}",
              "yes" if r.trainable else "no", _inputs(r.inputs)] + (["yes" if r.matched else "-"] if scope else [])
             for r in table.rows]
     widths = [max(len(x) for x in col) for col in zip(header, *rows, strict=False)]
@@ -104,6 +107,7 @@ def _inputs(names: tuple[str, ...]) -> str:
 @click.option("--description", default="", help="Description stored with the new model.")
 @click.option("--seed", type=int, default=None, help="Seed for the head's initial weights and dropout.")
 @facade_options
+@load_options
 def build_cmd(new_name: str, base: str, reuse_pat: str, match: str, trainable: str | None, head: str | None,
               head_file: str | None, classes: int | None, regression: bool, outputs: int | None,
               input_shape: str | None, exits: tuple[str, ...], description: str, seed: int | None,

@@ -20,6 +20,7 @@ from reuse.cli.common import (
     local_only,
     server_option,
     store_option,
+    trust_option,
 )
 from reuse.errors import InvalidInput
 from reuse.store import CheckReport, ModelInfo, ModelRef
@@ -63,6 +64,7 @@ def _tags_text(tags: dict[str, str]) -> str:
 @click.option("--tag", "tags", multiple=True, callback=_parse_tags, metavar="KEY=VALUE",
               help="A tag to keep with the version (repeatable).")
 @unsafe_option
+@trust_option
 @facade_options
 def register_cmd(file: str, name: str, description: str, tags: dict[str, str], unsafe: bool,
                  store: str | None, as_json: bool) -> None:
@@ -198,6 +200,7 @@ def delete_cmd(ref: str, store: str | None) -> None:
                    "once it is copied to STORAGE_URI (s3://..., gs://..., pvc://...).")
 @click.option("--force", is_flag=True, help="Replace what exists at OUT (or that version in the repository).")
 @unsafe_option
+@trust_option
 @store_option
 @local_only("export")
 def export_cmd(ref: str, out: str | None, fmt: str | None, triton_repo: str | None, max_batch_size: int,

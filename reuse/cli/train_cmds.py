@@ -16,6 +16,7 @@ from reuse.cli.common import (
     facade_options,
     get_service,
     json_option,
+    load_options,
     local_only,
     name_list,
     option_group,
@@ -136,6 +137,7 @@ _TRAIN_JSON = ("JSON keys: model, parent, metrics, history, epochs_run, best_epo
 @_data_options
 @_train_options
 @facade_options
+@load_options
 def train_cmd(ref: str, data: str, label: str | None, relabel: bool, store: str | None, as_json: bool,
               seeds: int, description: str | None, quiet: bool, **kw: Any) -> None:
     """Train a model's trainable layers; register the result as the next version of NAME."""
@@ -155,6 +157,7 @@ def train_cmd(ref: str, data: str, label: str | None, relabel: bool, store: str 
 @_data_options
 @_train_options
 @facade_options
+@load_options
 def finetune_cmd(ref: str, unfreeze: str, match: str, data: str, label: str | None, relabel: bool,
                  store: str | None, as_json: bool, seeds: int, description: str | None, quiet: bool,
                  **kw: Any) -> None:
@@ -172,6 +175,7 @@ def finetune_cmd(ref: str, unfreeze: str, match: str, data: str, label: str | No
 @click.argument("ref", metavar="NAME[:VERSION]")
 @_data_options
 @facade_options
+@load_options
 def evaluate_cmd(ref: str, data: str, label: str | None, relabel: bool, store: str | None, as_json: bool) -> None:
     """Loss and accuracy of a model on labelled data."""
     r = get_service(store).evaluate_model(ref, data, label=label, relabel=relabel)
@@ -197,6 +201,7 @@ def evaluate_cmd(ref: str, data: str, label: str | None, relabel: bool, store: s
 @click.option("--out", "out", type=click.Path(dir_okay=False), default=None,
               help="Write predictions to FILE.npz (outputs, classes, labels) or FILE.csv.")
 @facade_options
+@load_options
 def predict_cmd(ref: str, data: str, label: str | None, no_label: bool, out: str | None, store: str | None,
                 as_json: bool) -> None:
     """Predict with a model: class and label per sample (and outputs with --out or --json).
