@@ -29,10 +29,11 @@ from typing import Any
 
 import numpy as np
 
-from reuse.arch import Architecture, Call, LayerNode, Ref, new_layer, node_entry
+from reuse.arch import Architecture, LayerNode, Ref, new_layer, node_entry
 from reuse.arch_reader import parse_architecture
 from reuse.errors import IncompatibleShapes, InvalidInput, StoreCorrupt
 from reuse.heads import HeadSpec, parse_head
+from reuse.replay import first_line, fmt_shape, producer, run_call
 from reuse.store import ModelStore
 from reuse.subgraph import Plan, plan_subgraph, select_scope, upstream
 from reuse.trust import check_config, unsafe_code_allowed
@@ -46,15 +47,6 @@ class BuiltNetwork:
 
     model: Any
     lineage: dict[str, Any]
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _fmt(shape: Any) -> str:
-    return str(tuple(shape)) if shape is not None else "unknown"
 
 
 def _input_shape(value: Sequence[int | None] | None) -> tuple[int | None, ...] | None:
@@ -94,7 +86,7 @@ def _copy_weights(layer: Any, stored: list[tuple[str, np.ndarray]], node: LayerN
                            f"built from its config has {len(targets)}")
     if built != shapes:
         raise IncompatibleShapes(
-            f"layer {node.name} ({node.class_name}) gets input of shape {_fmt(got)} here, which gives it weights "
+            f"layer {node.name} ({node.class_name}) gets input of shape {fmt_shape(got)} here, which gives it weights "
             f"of shapes {built}, but its weights in {base} have shapes {shapes}"
         )
     for var, arr in zip(targets, arrays, strict=True):
@@ -174,7 +166,7 @@ def build_network(
         "input_shape": list(specs[0][1]) if len(specs) == 1 else [list(s[1]) for s in specs],
         "inputs": [{"name": input_name, "shape": list(shape), "dtype": dtype, "from": entry.source}
                    for (input_name, shape, dtype), entry in zip(specs, plan.entries, strict=True)],
-        "exits": [{"layer": _producer(arch, r), "index": r.index} for r in plan.exits],
+        "exits": [{"layer": producer(arch, r), "index": r.index} for r in plan.exits],
         "layers": [
             {"name": new_names[p], "path": p, "class_name": arch.node(p).class_name, "trainable": p in keep_trainable,
              "params": int(sum(a.size for _, a in weights.get(p, []))),
@@ -232,12 +224,6 @@ def _exit_paths(arch: Architecture, exits: Sequence[str] | None, leaves: Sequenc
             raise InvalidInput(f"exit {e!r} is not one of the selected layers")
         out.append(found[0])
     return out
-
-
-def _producer(arch: Architecture, r: Ref) -> str:
-    if r.input:
-        return r.input
-    return next(c.layer for c in arch.calls if c.key == r.call)
 
 
 def _output_entry(classes: int | None, regression: bool | int) -> dict[str, int] | None:
@@ -307,80 +293,13 @@ def _infer_specs(arch: Architecture, refs: list[Ref], unsafe: bool = False) -> d
         if call.key in needed:
             layer = layers.get(call.layer) or layers.setdefault(call.layer, new_layer(arch.node(call.layer),
                                                                                        unsafe=unsafe))
-            _run_call(arch, call, layer, tensors, {})
+            run_call(arch, call, layer, tensors, {})
     out = {}
     for r in refs:
         t = tensors.get(r)
         if t is not None:
             out[r] = TensorSpec(tuple(t.shape), str(t.dtype))
     return out
-
-
-# -- replay ---------------------------------------------------------------------------------------
-def _substituted(obj: Any, tensors: dict[Ref, Any], sub: dict[Ref, Ref]) -> Any:
-    """A call's recorded arguments with tensors in place of Refs and constants rebuilt: a tensor an
-    operation captured (``x + ops.arange(8)``), a slice or ``...`` of an index (``x[..., ::-1]``)."""
-    if isinstance(obj, Ref):
-        return tensors[sub.get(obj, obj)]
-    if isinstance(obj, dict):
-        if isinstance(obj.get("class_name"), str) and "config" in obj:
-            return _constant(obj)
-        return {k: _substituted(v, tensors, sub) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_substituted(v, tensors, sub) for v in obj]
-    if isinstance(obj, tuple):
-        return tuple(_substituted(v, tensors, sub) for v in obj)
-    return obj
-
-
-def _constant(obj: dict[str, Any]) -> Any:
-    """A constant argument Keras serialised (``__tensor__``, ``__numpy__``, ``__slice__``, ...), rebuilt by
-    Keras in safe mode; its classes were checked with the layer (:func:`reuse.trust.check_config`)."""
-    import keras
-
-    if _holds_ref(obj):  # a tensor of the graph inside a serialised object: nothing we can replay
-        raise InvalidInput(f"an argument of type {obj['class_name']} holds a tensor of the graph; not supported")
-    try:
-        return keras.saving.deserialize_keras_object(obj, safe_mode=True)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput(f"cannot rebuild a constant argument ({obj['class_name']}): {_first_line(exc)}") from exc
-
-
-def _holds_ref(obj: Any) -> bool:
-    if isinstance(obj, Ref):
-        return True
-    if isinstance(obj, dict):
-        return any(_holds_ref(v) for v in obj.values())
-    return isinstance(obj, (list, tuple)) and any(_holds_ref(v) for v in obj)
-
-
-def _describe_source(arch: Architecture, r: Ref, names: dict[str, str]) -> str:
-    if r.input:
-        return f"the input {r.input}"
-    layer = _producer(arch, r)
-    return f"layer {names.get(layer, layer)}"
-
-
-def _run_call(arch: Architecture, call: Call, layer: Any, tensors: dict[Ref, Any], sub: dict[Ref, Ref],
-              names: dict[str, str] | None = None) -> Any:
-    args = _substituted(call.args, tensors, sub)
-    kwargs = _substituted(call.kwargs, tensors, sub)
-    try:
-        out = layer(*args, **kwargs)
-    except (ValueError, TypeError) as exc:
-        node = arch.node(call.layer)
-        first = sub.get(call.inputs[0], call.inputs[0]) if call.inputs else None
-        if first is not None:
-            t = tensors[first]
-            source = _describe_source(arch, first, names or {})
-            raise IncompatibleShapes(f"layer {node.name} ({node.class_name}) cannot take the output of {source}, "
-                                     f"of shape {_fmt(t.shape)}: {_first_line(exc)}") from exc
-        raise IncompatibleShapes(f"layer {node.name} ({node.class_name}) cannot be called: "
-                                 f"{_first_line(exc)}") from exc
-    outs = list(out) if isinstance(out, (list, tuple)) else [out]
-    for i, t in enumerate(outs):
-        tensors[Ref(call=call.key, index=i)] = t
-    return outs
 
 
 def _new_names(arch: Architecture, plan: Plan) -> dict[str, str]:
@@ -414,21 +333,21 @@ def _assemble(arch: Architecture, plan: Plan, weights: dict[str, list[tuple[str,
         layer = layers.get(call.layer) or layers.setdefault(call.layer, new_layer(node, names[call.layer],
                                                                                    unsafe=unsafe))
         got = tensors[plan.substitute.get(call.inputs[0], call.inputs[0])].shape if call.inputs else None
-        _run_call(arch, call, layer, tensors, plan.substitute, names)
+        run_call(arch, call, layer, tensors, plan.substitute, names)
         if first_call and isinstance(layer, keras.layers.Layer):
             _copy_weights(layer, weights[call.layer], node, base, got)
             layer.trainable = call.layer in keep_trainable
     outs = [tensors[r] for r in plan.exits]
-    source = f"layer {names[_producer(arch, plan.exits[0])]}"
+    source = f"layer {names[producer(arch, plan.exits[0])]}"
     if len(outs) == 1:
         x = outs[0]
     else:
         try:
             x = keras.layers.Concatenate(name=_unique("exits", set(names.values())))(outs)
         except ValueError as exc:
-            shapes = ", ".join(_fmt(t.shape) for t in outs)
+            shapes = ", ".join(fmt_shape(t.shape) for t in outs)
             raise IncompatibleShapes(f"the exits have shapes {shapes}, which cannot be joined along the last "
-                                     f"axis: {_first_line(exc)}") from exc
+                                     f"axis: {first_line(exc)}") from exc
         source = "the joined exits"
     taken = set(names.values()) | {s[0] for s in specs}
     x, head_names = apply_head(head, x, taken=taken, seed=seed, output_appended=output_appended, output=output,

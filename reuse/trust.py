@@ -135,7 +135,7 @@ def check_depth(config: Any, what: str, limit: int = MAX_CONFIG_DEPTH) -> None:
             stack.extend((v, depth + 1) for v in obj if isinstance(v, (dict, list)))
 
 
-def check_config(config: Any, what: str, *, model: bool = True) -> None:
+def check_config(config: Any, what: str, *, model: bool = True, entry: bool = True) -> None:
     """Refuse a model config that names a class Keras would not find among Keras' own, ours and the
     trusted modules' classes, or a layer entry that is not a layer or operation.
 
@@ -144,6 +144,7 @@ def check_config(config: Any, what: str, *, model: bool = True) -> None:
             one layer entry of one (``model=False``).
         what: the file or model it came from, for messages.
         model: ``config`` is a whole model (its own class is checked as a model's).
+        entry: ``config`` must name a layer or operation (False: any object, e.g. a call's argument).
 
     Raises:
         UntrustedClass: a class no trusted module defines (the message names it and --trust-module).
@@ -156,7 +157,7 @@ def check_config(config: Any, what: str, *, model: bool = True) -> None:
     allowed = (*OWN_PACKAGES, *trusted_modules())
     if model and isinstance(config, dict):
         _check_model_class(config, allowed, what)
-    stack: list[tuple[Any, int, bool, str]] = [(config, 0, True, "the model" if model else what)]
+    stack: list[tuple[Any, int, bool, str]] = [(config, 0, entry, "the model" if model else what)]
     while stack:
         obj, depth, is_entry, where = stack.pop()
         if isinstance(obj, list):
