@@ -216,9 +216,12 @@ def _entry_name(entry: dict[str, Any], lcfg: dict[str, Any]) -> str:
 
 
 def _node_list(value: Any) -> list[tuple[str, int, int]]:
-    """``input_layers``/``output_layers``: ``[name, node, tensor]`` or a list of them."""
+    """``input_layers``/``output_layers``: ``[name, node, tensor]``, a list of them, or a dict of them by
+    name (a model called on a dict, as KerasHub's text backbones are), flattened in order."""
     if isinstance(value, list) and len(value) == 3 and isinstance(value[0], str):
         value = [value]
+    if isinstance(value, dict):
+        value = list(value.values())
     out = []
     for item in value or []:
         if not (isinstance(item, list) and len(item) >= 3 and isinstance(item[0], str)):

@@ -3,7 +3,8 @@
 --json output is an API with stable keys: a model version is an object with ref, name,
 version, path, created, description, tags, input_shape, output_shape,
 class_names, metrics, history, lineage, settings, keras_version, backend,
-tensorflow_version, params, source, unsafe_layers and size_bytes.
+tensorflow_version, params, source, unsafe_layers, size_bytes and model_class (the class of a functional
+subclass, e.g. a KerasHub backbone, stored as its graph; else null).
 """
 
 from __future__ import annotations
@@ -142,6 +143,8 @@ def _show_lines(info: ModelInfo) -> list[tuple[str, Any]]:
         lines.append(("source", f"{info.source.get('path')} ({info.source.get('format')})"))
     if info.unsafe_layers:
         lines.append(("unsafe layers", ", ".join(info.unsafe_layers) + " (Lambda: loading needs --unsafe)"))
+    if info.model_class:
+        lines.append(("model class", f"{info.model_class} (stored as its functional graph)"))
     return lines
 
 

@@ -64,6 +64,7 @@ class ModelInfo(StoreEntry, Versioned):
     source: str | None = None
     unsafe_layers: list[str] = field(default_factory=list)
     size_bytes: int | None = None
+    model_class: str | None = None  # a functional subclass's class (module.Name), stored as its graph
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__}
