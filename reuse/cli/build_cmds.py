@@ -116,13 +116,15 @@ def build_cmd(new_name: str, base: str, reuse_pat: str, match: str, trainable: s
 
     --reuse matches layer paths (a layer inside a nested model is NESTED/LAYER; the nested model's path
     selects all of it). The selected layers may form any connected part of the graph (residual adds,
-    concatenations, shared layers): each tensor they read from outside — the base's inputs or outputs of
-    unselected layers — becomes an input of NEW with its shape and dtype. Unselected dropout/noise layers
-    between selected ones are skipped; any other unselected layer between them is an error that names a
-    scope which closes the gap. Conv and sequence outputs need a gap, gmp or flatten head layer before a
-    classifier. Reused layers are frozen unless --trainable selects them. --json prints the registered
-    model's info; its "lineage" key holds the build record (base, scope, match, trainable, head, output,
-    inputs, exits, layers, skipped, left_out, head_layers).
+    concatenations, shared layers, operation nodes such as add_3 or get_item, listed by `reuse layers`):
+    each tensor they read from outside — the base's inputs or outputs of unselected layers — becomes an
+    input of NEW with its shape and dtype. Unselected dropout/noise layers between selected ones are
+    skipped, and random augmentation layers (RandomFlip, ...) are never copied; any other unselected layer
+    between them is an error that names a scope which closes the gap. Conv and sequence outputs need a
+    gap, gmp or flatten head layer before a classifier. Reused layers are frozen unless --trainable selects
+    them. Copying a Lambda layer needs --unsafe, a layer class of your own --trust-module. --json prints the
+    registered model's info; its "lineage" key holds the build record (base, scope, match, trainable, head,
+    output, inputs, exits, layers (an operation node's with "op": true), skipped, left_out, head_layers).
     """
     if outputs is not None and not regression:
         raise InvalidInput("--outputs needs --regression")

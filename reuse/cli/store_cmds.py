@@ -72,7 +72,10 @@ def register_cmd(file: str, name: str, description: str, tags: dict[str, str], u
     """Register a model FILE (.keras, Keras 3 .h5 or tf.keras 2 .h5) as the next version of NAME.
 
     The file is loaded in Keras safe mode, without compiling; a model with Lambda layers is refused
-    unless --unsafe. With --json, prints the new version's object.
+    unless --unsafe, and one naming a class that neither Keras nor a trusted module defines (your own
+    registered layers) until --trust-module names its module. A functional subclass of keras.Model (a
+    KerasHub backbone) is stored as its graph, its class kept as model_class; a subclassed model (its own
+    call(), no graph) is refused. With --json, prints the new version's object.
     """
     info = get_service(store).register_file(file, name, unsafe=unsafe, description=description, tags=tags)
     if as_json:
