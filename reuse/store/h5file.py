@@ -187,14 +187,12 @@ def read_meta_at(f: h5py.File, path: Path | str, key: tuple[str, int]) -> dict[s
 def model_config_text(f: h5py.File, path: Path) -> str:
     """The architecture's JSON text, checksum verified: the Keras 3 config when the file records one (it
     names every class's module), else Keras' legacy ``model_config``."""
-    keras3 = keras_config_text(f, path)
-    if keras3 is not None:
-        return keras3
     text = raw_model_config(f, path)
     want = f[META_GROUP].attrs.get("model_config_sha256") if META_GROUP in f else None
     if want is None or sha256_bytes(text.encode()) != as_text(want):
         raise StoreCorrupt(f"{path}: checksum mismatch in model_config; the file is damaged")
-    return text
+    keras3 = keras_config_text(f, path)
+    return keras3 if keras3 is not None else text
 
 
 def parse_model_config(text: str, path: Path | str) -> dict[str, Any]:

@@ -189,15 +189,38 @@ def load_verified(path: Path, *, safe_mode: bool) -> Any:
     return model
 
 
+_LEGACY_KNOWN = frozenset({"Functional", "Sequential", "Model", "InputLayer"})  # recorded under keras.src too
+
+
+def _needs_keras3(config: Any) -> bool:
+    """Whether a Keras 3 config names a class by a private Keras module (an operation node, a layer only
+    Keras' applications use), which Keras' legacy config cannot stand for."""
+    stack = [config]
+    while stack:
+        obj = stack.pop()
+        if isinstance(obj, dict):
+            module = obj.get("module")
+            if isinstance(module, str) and module.startswith("keras.src.") and "class_name" in obj \
+                    and obj["class_name"] not in _LEGACY_KNOWN:
+                return True
+            stack.extend(v for v in obj.values() if isinstance(v, (dict, list)))
+        elif isinstance(obj, list):
+            stack.extend(v for v in obj if isinstance(v, (dict, list)))
+    return False
+
+
 def _keras_load(path: Path, keras3: str | None, *, safe_mode: bool) -> Any:
-    """The model of an HDF5 model file, uncompiled: rebuilt from its Keras 3 config when a reuse store
-    recorded one (Keras' legacy loader cannot rebuild operation nodes), else by Keras' legacy loader."""
+    """The model of an HDF5 model file, uncompiled. Keras' legacy loader rebuilds it, unless it has
+    operation nodes or layers Keras keeps in private modules: then it is rebuilt from the Keras 3 config a
+    reuse store kept with it. (The legacy loader stays the rule: it names the variables of a nested model
+    after it, ``member1/hidden1/kernel``, which saving a model that holds two such models needs.)"""
     keras = _keras_with_our_layers()
 
+    config = h5file.parse_model_config(keras3, path) if keras3 is not None else None
     with h5file.quiet_legacy_h5_warning():
-        if keras3 is None:
+        if config is None or not _needs_keras3(config):
             return keras.models.load_model(str(path), compile=False, safe_mode=safe_mode)
-        model = keras.saving.deserialize_keras_object(h5file.parse_model_config(keras3, path), safe_mode=safe_mode)
+        model = keras.saving.deserialize_keras_object(config, safe_mode=safe_mode)
         model.load_weights(str(path))
         return model
 
