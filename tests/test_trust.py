@@ -65,10 +65,19 @@ def _frozen_bits(model: keras.Model, names) -> list[bytes]:
     return [np.asarray(w).tobytes() for n in names for w in model.get_layer(n).get_weights()]
 
 
+def _serve_one(store: ModelStore, built, name: str, x) -> None:
+    """Register the built model and answer one request through the serving engine, as Keras would."""
+    from reuse.service import Service
+
+    info = store.register(built.model, name, lineage=built.lineage)
+    _same(Service(store.root).infer(info.ref, x).outputs[0], built.model.predict(x, verbose=0))
+
+
 def _train_one_epoch_frozen(built, x) -> None:
     reused = [e["name"] for e in built.lineage["layers"] if not e.get("op")]
     before = _frozen_bits(built.model, reused)
-    result = train(built.model, Dataset(x, RNG.integers(0, 2, size=len(x)), "synthetic"),
+    n = len(next(iter(x.values()))) if isinstance(x, dict) else len(x)
+    result = train(built.model, Dataset(x, RNG.integers(0, 2, size=n), "synthetic"),
                    TrainConfig(epochs=1, batch_size=8, seed=0))
     assert result.epochs_run == 1 and _frozen_bits(built.model, reused) == before
 
@@ -100,14 +109,15 @@ def test_a_custom_layer_loads_only_from_a_trusted_module(tmp_path, cli_run):
     assert not ModelStore(root).names()
     cli_run("register", tmp_path / "tok.keras", "--name", "tok", "--trust-module", MODULE, "--store", root)
     store = ModelStore(root)
+    add = next(r.name for r in layer_table(store, "tok").rows if r.op)  # x + ff; ops are named by a counter
     # layers after the custom one build without trusting it (it is never deserialised) ...
-    after = build_network(store, "tok", "mix|ff|norm|add", classes=2, head="gap")
+    after = build_network(store, "tok", f"mix|ff|norm|{add}", classes=2, head="gap")
     assert [i["from"] for i in after.lineage["inputs"]] == ["tok_pos"]
     # ... selecting it needs the module, named by the error
     with pytest.raises(UntrustedClass, match=r"--trust-module MODULE \(the server and its jobs"):
         build_network(store, "tok", "tok_pos|mix", classes=2, head="gap")
     with trusting([MODULE]):
-        built = build_network(store, "tok", "tok_pos|mix|ff|add|norm", head="gap", classes=2, seed=0)
+        built = build_network(store, "tok", f"tok_pos|mix|ff|{add}|norm", head="gap", classes=2, seed=0)
         _same(_cut(built.model, "norm").predict(TOKENS[:4], verbose=0), _cut(base, "norm").predict(TOKENS[:4], verbose=0))
         _train_one_epoch_frozen(built, TOKENS)
         info = store.register(built.model, "tok-built", lineage=built.lineage)
@@ -155,6 +165,7 @@ def test_our_functional_subclass_is_stored_as_its_graph(tmp_path, cli_run):
     _same(_cut(built.model, "block2_conv").predict(IMAGES[:3], verbose=0),
           _cut(base, "block2_conv").predict(IMAGES[:3], verbose=0))
     _train_one_epoch_frozen(built, IMAGES)
+    _serve_one(store, built, "tiny-built", IMAGES[:2])
     # a .keras file of it: the class is refused (with the reason) until its module is trusted
     base.save(tmp_path / "tiny.keras")
     r = cli_run("register", tmp_path / "tiny.keras", "--name", "t2", "--store", tmp_path / "store", code=1)
@@ -197,6 +208,7 @@ def test_keras_hub_backbones_are_stored_as_graphs_and_reused(hub, tmp_path):
     end = built.lineage["exits"][0]["layer"]
     _same(_cut(built.model, end).predict(images[:2], verbose=0), _cut(resnet, end).predict(images[:2], verbose=0))
     _train_one_epoch_frozen(built, images)
+    _serve_one(store, built, "resnet-built", images[:2])
 
     bert = hub.models.BertBackbone(vocabulary_size=50, num_layers=2, num_heads=2, hidden_dim=16, intermediate_dim=32,
                                    max_sequence_length=8)
@@ -213,6 +225,9 @@ def test_keras_hub_backbones_are_stored_as_graphs_and_reused(hub, tmp_path):
         got = _cut(built.model, "transformer_layer_0").predict([inputs[t.name] for t in built.model.inputs],
                                                               verbose=0)
         _same(got, _cut(bert, "transformer_layer_0").predict(inputs, verbose=0))
+        tokens = [inputs[t.name] for t in built.model.inputs]
+        _train_one_epoch_frozen(built, {t.name: np.resize(inputs[t.name], (8, 6)) for t in built.model.inputs})
+        _serve_one(store, built, "bert-built", tokens)
 
 
 # -- one story for unsafe models -------------------------------------------------------------------
