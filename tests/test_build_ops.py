@@ -160,6 +160,32 @@ def test_constants_slices_and_ellipsis_are_rebuilt(modern):
           bases["pre"].predict(IMAGES[:3], verbose=0))
 
 
+def test_keras_internal_application_layers_load_where_keras_defines_them(tmp_path):
+    """Every layer class keras.applications keeps in a private module: ConvNeXt's LayerScale and
+    StochasticDepth, InceptionResNetV2's CustomScaleLayer (a tiny graph of them, not the 55M-parameter
+    network). Recorded by their module, they are resolved there; nothing of theirs is copied into reuse."""
+    from keras.src.applications.convnext import LayerScale, StochasticDepth
+    from keras.src.applications.inception_resnet_v2 import CustomScaleLayer
+
+    keras.utils.set_random_seed(0)
+    x = keras.Input((8, 8, 4), name="x")
+    h = layers.Conv2D(4, 3, padding="same", name="conv")(x)
+    h = LayerScale(0.5, 4, name="scale")(h)
+    h = StochasticDepth(0.2, name="drop_path")(h)
+    h = CustomScaleLayer(0.3, name="mix")([x, h])
+    base = keras.Model(x, layers.Dense(2, name="out")(layers.GlobalAveragePooling2D(name="pool")(h)))
+    base.get_layer("scale").set_weights([np.arange(4, dtype="float32")])
+    store = ModelStore(tmp_path / "store")
+    store.register(base, "internal")
+    built = build_network(store, "internal", "conv|scale|drop_path|mix", head="gap", classes=2, seed=0)
+    assert [e["class_name"] for e in built.lineage["layers"]] == ["Conv2D", "LayerScale", "StochasticDepth",
+                                                                  "CustomScaleLayer"]
+    images = np.concatenate([IMAGES[:3, :8, :8, :], IMAGES[:3, :8, :8, :1]], axis=-1)
+    _same(keras.Model(built.model.inputs, built.model.get_layer("mix").output).predict(images, verbose=0),
+          keras.Model(base.input, base.get_layer("mix").output).predict(images, verbose=0))
+    assert type(store.load("internal").get_layer("scale")) is LayerScale  # the whole model loads too
+
+
 def _ops(store: ModelStore, name: str) -> list[str]:
     return [n.name for n in parse_architecture(store.model_config(name)).layers if n.op]
 
