@@ -248,12 +248,41 @@ def _gap_error(arch: Architecture, blocking: list[Call], chosen: set[str], produ
     hint_names = exact_scope(names)
     hint = f"; select {them} too, e.g. --reuse '{pattern}|{hint_names}'," if pattern and len(hint_names) < 400 \
         else f"; select {them} too,"
-    lambdas = [n for n in names if arch.node(n).class_name in UNSAFE_CLASSES]
-    if lambdas and not unsafe:  # selecting them is refused without --unsafe: say so in the same breath
-        hint += f" with --unsafe ({', '.join(lambdas[:3])} {'runs' if len(lambdas) == 1 else 'run'} Python code),"
+    # Never suggest what the build would then refuse without saying what it needs, or at all.
+    needs, never = _gap_needs(arch, names, unsafe)
+    if never:
+        hint = f"; {never},"
+    elif needs:
+        hint += f" {' and '.join(needs)},"
     end = f" or end the selection at {above}" if above else " or end the selection before them"
     return _refused(f"unselected layer(s) {listed} sit between selected layers {above or '?'} and {below}, "
                     f"and {below} was trained on their output{hint}{end}")
+
+
+def _gap_needs(arch: Architecture, names: list[str], unsafe: bool) -> tuple[list[str], str]:
+    """What selecting the gap layers ``names`` would take (--unsafe for a Lambda, --trust-module for a class
+    of the user's own), and why it cannot be done at all, if so (a class this Keras does not define)."""
+    from reuse.arch import node_entry
+    from reuse.errors import UntrustedClass
+    from reuse.trust import check_config
+
+    needs = []
+    lambdas = [n for n in names if arch.node(n).class_name in UNSAFE_CLASSES]
+    if lambdas and not unsafe:
+        needs.append(f"with --unsafe ({', '.join(lambdas[:3])} {'runs' if len(lambdas) == 1 else 'run'} Python code)")
+    untrusted = []
+    for n in names:
+        if n in lambdas:
+            continue
+        try:
+            check_config(node_entry(arch.node(n)), f"layer {n}", model=False)
+        except UntrustedClass:
+            untrusted.append(n)
+        except InvalidInput as exc:
+            return needs, f"{n} cannot be rebuilt here ({str(exc).split(': ', 1)[-1]})"
+    if untrusted:
+        needs.append(f"with --trust-module naming the module that defines {', '.join(untrusted[:3])}")
+    return needs, ""
 
 
 def _nearest_selected(call: Call, chosen: set[str], producer: dict[str, Call]) -> str | None:

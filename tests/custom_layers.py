@@ -1,5 +1,5 @@
 """Keras classes of a user's own module, for the tests of ``--trust-module``: the keras.io
-TokenAndPositionEmbedding layer, a functional subclass of keras.Model (a graph built in ``__init__``, as
+TokenAndPositionEmbedding layer, a Scale layer, a functional subclass of keras.Model (a graph built in ``__init__``, as
 KerasHub backbones are) and a subclassed model (its own ``call``, no graph). Imported as
 ``tests.custom_layers``, the name a test trusts."""
 
@@ -26,6 +26,17 @@ class TokenAndPositionEmbedding(layers.Layer):
     def get_config(self):
         return {**super().get_config(), "maxlen": self.maxlen, "vocab_size": self.vocab_size,
                 "embed_dim": self.embed_dim}
+
+
+@keras.saving.register_keras_serializable(package="reuse_tests")
+class Scale(layers.Layer):
+    """One learned scale per feature."""
+
+    def build(self, input_shape):
+        self.gamma = self.add_weight(shape=(input_shape[-1],), initializer="ones")
+
+    def call(self, x):
+        return x * self.gamma
 
 
 @keras.saving.register_keras_serializable(package="reuse_tests")

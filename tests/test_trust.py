@@ -26,7 +26,7 @@ from reuse.layer_table import layer_table
 from reuse.store import ModelStore
 from reuse.train import TrainConfig, train
 from reuse.trust import trusting, unsafe_code
-from tests.custom_layers import Subclassed, TinyBackbone, TokenAndPositionEmbedding
+from tests.custom_layers import Scale, Subclassed, TinyBackbone, TokenAndPositionEmbedding
 
 ROOT = Path(__file__).resolve().parents[1]
 MODULE = "tests.custom_layers"
@@ -124,6 +124,19 @@ def test_a_custom_layer_loads_only_from_a_trusted_module(tmp_path, cli_run):
         assert store.load(info.ref).get_layer("tok_pos").__class__ is TokenAndPositionEmbedding
     with pytest.raises(UntrustedClass):  # a later process that does not trust it cannot load it either
         store.load("tok-built")
+
+
+def test_the_gap_rule_says_what_selecting_a_custom_layer_takes(tmp_path):
+    keras.utils.set_random_seed(0)
+    x = keras.Input((6,), name="features")
+    h = Scale(name="scale")(layers.Dense(5, name="d1")(x))
+    store = ModelStore(tmp_path / "store")
+    store.register(keras.Model(x, layers.Dense(2, name="d2")(h)), "scaled")
+    with pytest.raises(IncompatibleShapes, match=r"select it too, e.g. --reuse 'd1\|d2\|scale', with --trust-module "
+                                                 r"naming the module that defines scale, or end the selection at d1"):
+        build_network(store, "scaled", "d1|d2", classes=2)
+    with trusting([MODULE]):
+        assert build_network(store, "scaled", "d1|d2|scale", classes=2).lineage["layers"][1]["class_name"] == "Scale"
 
 
 def test_grpc_uploads_use_only_the_classes_the_server_trusts(tmp_path):
