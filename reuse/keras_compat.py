@@ -82,8 +82,9 @@ def keras_class(module: str, name: str) -> Any | None:
     it, and never copy the class. Only modules inside the ``keras`` package are imported here.
     """
     import importlib
+    import re
 
-    if not (module == "keras" or module.startswith("keras.")):
+    if not re.fullmatch(r"keras(\.[A-Za-z_][A-Za-z0-9_]*)*", module) or len(module) > 200:
         return None
     try:
         mod = importlib.import_module(module)

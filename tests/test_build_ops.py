@@ -251,6 +251,9 @@ def test_augmentation_layers_are_never_copied(modern, tmp_path):
     info = store.register(built.model, "aug-built", lineage=built.lineage)
     from reuse.export.formats import export_version
 
+    if keras.backend.backend() == "jax":
+        pytest.importorskip("jax2onnx")  # Keras' ONNX export on JAX goes through it
+
     export_version(store, info.ref, tmp_path / "aug.onnx")  # checked in ONNX Runtime against Keras
     assert (tmp_path / "aug.onnx").stat().st_size > 0
 
