@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 VERSION_KEYS = {
     "ref", "name", "version", "path", "created", "description", "tags", "input_shape", "output_shape",
     "class_names", "metrics", "history", "lineage", "settings", "keras_version", "backend",
-    "tensorflow_version", "params", "source", "unsafe_layers", "size_bytes",
+    "tensorflow_version", "params", "source", "unsafe_layers", "size_bytes", "model_class",
 }
 
 

@@ -64,8 +64,8 @@ def layers_cmd(ref: str, scope: str | None, match: str, store: str | None, as_js
         return
     header = ["#", "name", "class", "output shape", "params", "trainable", "inputs"] + (["matched"] if scope else [])
     rows = [[str(r.index), "  " * r.depth + r.name, r.class_name + (" (op)" if r.op else ""), _shape(r.output_shape),
-             f"{r.params:,}",
-             "yes" if r.trainable else "no", _inputs(r.inputs)] + (["yes" if r.matched else "-"] if scope else [])
+             f"{r.params:,}", "-" if r.op else "yes" if r.trainable else "no", _inputs(r.inputs)]
+            + (["yes" if r.matched else "-"] if scope else [])
             for r in table.rows]
     widths = [max(len(x) for x in col) for col in zip(header, *rows, strict=False)]
     click.echo(f"{table.model}")
