@@ -29,6 +29,9 @@ from reuse.keras_compat import keras_class
 from reuse.text import echo
 
 OWN_PACKAGES = ("keras", "reuse")  # classes defined here are always allowed
+# Our modules that register Keras classes ("reuse>Maxout"), imported before a name of ours is looked up: a
+# legacy config names the class only, not the module that registers it.
+OUR_LAYER_MODULES = ("reuse.maxout", "reuse.ensemble_combine")
 MAX_CONFIG_DEPTH = 200  # nesting of dicts and lists in a model config (a deep backbone needs about 40)
 MODEL_CLASS_NAMES = frozenset({"Functional", "Sequential", "Model"})
 OPTION_HINT = (f"if you trust the Python module that defines it, name that module with --trust-module MODULE "
@@ -236,6 +239,10 @@ def _registered(name: str, module: Any, allowed: tuple[str, ...], what: str, her
     import keras
 
     found = keras.saving.get_registered_object(name)
+    if found is None and name.startswith("reuse>"):
+        for ours in OUR_LAYER_MODULES:
+            importlib.import_module(ours)
+        found = keras.saving.get_registered_object(name)
     if found is None and isinstance(module, str) and covered(module, allowed):
         _import(module, "a trusted module's submodule")  # as Keras would; it is inside a trusted module
         found = keras.saving.get_registered_object(name) or vars(importlib.import_module(module)).get(

@@ -97,6 +97,52 @@ def cli_run(monkeypatch):
     return run
 
 
+# -- which classes a config may name: (entry, trusted modules, None or the error's type and text) ----
+def _layer(module, cls, registered=None, **config):
+    return {"module": module, "class_name": cls, "registered_name": registered, "config": {"name": "x", **config},
+            "name": "x", "inbound_nodes": []}
+
+
+CLASS_CASES = [
+    (_layer("keras.layers", "Dense", units=2), (), None),
+    (_layer("keras.src.ops.numpy", "Add", "Add"), (), None),  # an operation node
+    (_layer("keras.src.applications.convnext", "LayerScale", "LayerScale"), (), None),  # Keras-internal
+    ({"class_name": "Dense", "config": {"name": "x", "units": 2}}, (), None),  # a legacy (.h5) entry
+    ({"class_name": "reuse>Maxout", "config": {"name": "x", "units": 2}}, (), None),  # ours, legacy
+    (_layer("keras.src.ops.numpy", "FancyOp", "FancyOp"), (), (InvalidInput, "which Keras")),
+    (_layer("keras.optimizers", "Adam"), (), (InvalidInput, "not a Keras layer or operation")),
+    (_layer("tests.custom_layers", "Scale", "reuse_tests>Scale"), (), (UntrustedClass, "which is not trusted")),
+    (_layer("tests.custom_layers", "Scale", "reuse_tests>Scale"), (MODULE,), None),
+    (_layer("tests", "Scale", "reuse_tests>Scale"), ("tests",), None),  # a package covers its modules
+    (_layer("evil.mod", "Evil", "evil>Evil"), (MODULE,), (UntrustedClass, "neither Keras nor a trusted module")),
+    (_layer("keras.layers", "Dense", kernel_initializer={"module": "evil", "class_name": "Init",
+                                                          "registered_name": "evil>Init", "config": {}}),
+     (), (UntrustedClass, "'evil>Init'")),  # nested objects are checked too
+]
+
+
+@pytest.mark.parametrize(("entry", "modules", "refused"), CLASS_CASES)
+def test_which_classes_a_config_may_name(entry, modules, refused):
+    from reuse.trust import check_config
+
+    with trusting(modules):
+        if refused is None:
+            check_config(entry, "case", model=False)
+            return
+        with pytest.raises(refused[0], match=refused[1]):
+            check_config(entry, "case", model=False)
+
+
+def test_a_config_nested_too_deep_is_refused_without_recursing():
+    from reuse.trust import MAX_CONFIG_DEPTH, check_config
+
+    deep: dict = {"class_name": "Dense", "config": {"name": "x"}}
+    for _ in range(5000):  # deeper than Python's recursion limit
+        deep = {"v": [deep]}
+    with pytest.raises(InvalidInput, match=f"nested more than {MAX_CONFIG_DEPTH} levels deep"):
+        check_config(deep, "case")
+
+
 # -- custom layers from trusted modules ------------------------------------------------------------
 def test_a_custom_layer_loads_only_from_a_trusted_module(tmp_path, cli_run):
     base = tokens_model()
