@@ -323,6 +323,22 @@ def test_lambda_models_take_unsafe_on_every_command_that_runs_them(tmp_path, cli
     assert r.output.startswith("Error: --trust-module and --unsafe apply to the models this process loads")
 
 
+def test_an_operation_graph_in_a_legacy_h5_file_says_to_save_it_as_keras(tmp_path):
+    """Keras' .h5 format drops the module of each node, so its own loader cannot rebuild x + y; the same
+    model as .keras registers."""
+    keras.utils.set_random_seed(0)
+    x = keras.Input((4,), name="x")
+    h = layers.Dense(3, name="d1")(x)
+    model = keras.Model(x, layers.Dense(2, name="d2")(h + 3.0))
+    model.save(tmp_path / "ops.h5")
+    model.save(tmp_path / "ops.keras")
+    store = ModelStore(tmp_path / "store")
+    with pytest.raises(InvalidInput, match=r"Keras cannot load it as a model \(if the model has operation nodes, "
+                                           r"such as x \+ y or ops.\* calls, save it as .keras"):
+        store.register_file(tmp_path / "ops.h5", "ops")
+    assert store.register_file(tmp_path / "ops.keras", "ops").ref == "ops:1"
+
+
 # -- configs refused before Keras sees them ---------------------------------------------------------
 def _keras_file(tmp_path: Path, name: str, edit) -> Path:
     """A real .keras archive of a small model whose config.json ``edit`` rewrites (a dict -> a str)."""

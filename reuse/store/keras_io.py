@@ -392,7 +392,10 @@ def load_model_file(mf: ModelFile, *, unsafe: bool) -> Any:
             return keras.models.load_model(str(mf.path), compile=False, safe_mode=not unsafe)
         return _keras_load(mf.path, mf.keras3, safe_mode=not unsafe)
     except KERAS_LOAD_ERRORS as exc:
-        raise InvalidInput(f"{mf.path}: Keras cannot load it as a model: {exc}") from exc
+        hint = "" if mf.format == "keras" or mf.keras3 is not None else (
+            " (if the model has operation nodes, such as x + y or ops.* calls, save it as .keras: Keras' "
+            ".h5 format cannot rebuild them)")
+        raise InvalidInput(f"{mf.path}: Keras cannot load it as a model{hint}: {exc}") from exc
 
 
 # -- writing .keras files -------------------------------------------------------------------------
