@@ -31,7 +31,7 @@ import numpy as np
 
 from reuse.config import store_location
 from reuse.errors import AlreadyExists, InvalidInput, NotFound, StoreCorrupt
-from reuse.store import h5file, keras_io
+from reuse.store import h5file, keras_graph, keras_io
 from reuse.store.index import IndexRow, Key
 from reuse.store.meta import VersionMeta, build_meta, check_tags
 from reuse.store.names import ModelRef, check_name
@@ -164,11 +164,11 @@ class ModelStore(ABC):
         from reuse.store.layout import temp_file
 
         check_name(name)
-        model, model_class = keras_io.as_graph_model(model)
+        model, model_class = keras_graph.as_graph_model(model)
         meta = build_meta(model, given)
         if model_class is not None:
             meta["model_class"] = model_class
-        keras3 = keras_io.keras_config_text(model)
+        keras3 = keras_graph.keras_config_text(model)
         tmp = temp_file(self._staging(name))
         try:
             try:
@@ -202,7 +202,7 @@ class ModelStore(ABC):
         check_name(name)
         tags = check_tags(tags)
         mf = keras_io.inspect_model_file(Path(path))
-        keras_io.check_graph(mf.config, str(mf.path))
+        keras_graph.check_graph(mf.config, str(mf.path))
         model = keras_io.load_model_file(mf, unsafe=unsafe)
         carried = VersionMeta.carried(_store_file_meta(mf.path) if mf.format == "h5-keras3" else {})
         source = mf.source()
