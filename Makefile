@@ -24,13 +24,14 @@ run: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-# The tests also cover the optional engines: Ray (reuse advise --ray), JAX (data-parallel training) and
+# The tests also cover the optional engines: Ray (reuse advise --ray), JAX (data-parallel training), KerasHub
+# backbones (tests/test_trust.py) and
 # ONNX Runtime (the serving runtime and `reuse export --format onnx`) and boto3 with a local moto S3
 # server (the s3:// store). A separate stamp keeps `make run`
 # from installing them.
 EXTRAS := $(VENV)/.extras-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 $(EXTRAS): $(STAMP)
-	$(BIN)/python -m pip install -q -e '.[test,ray,jax,onnx,s3]'
+	$(BIN)/python -m pip install -q -e '.[test,ray,jax,onnx,s3,hub]'
 	rm -f $(VENV)/.extras-*; touch $@
 
 extras: $(EXTRAS)

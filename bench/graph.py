@@ -20,8 +20,15 @@ Case ``read``: a ResNet50 (32x32x3, random weights, ~95 MB file) reused through 
 /proc/self/io around the build, with the file evicted from the page cache first) against the file's
 size. Target: at most 30%.
 
+Case ``ops``: bases whose graphs hold operation nodes (ConvNeXtTiny, MobileNetV3Small) and one without
+(EfficientNetV2B0), 32x32x3, random weights. For each: what keeping the Keras 3 config costs in the file
+(``reuse/keras_config`` bytes against the file), the register and whole-load times, and a build through
+the first blocks (the scope the gap error suggests for ``FIRST``): bytes read from the base file (page
+cache evicted) against its size, and the build time.
+
     python bench/graph.py --out bench/out/graph.json
     python bench/graph.py --cases read --out /tmp/g.json
+    python bench/graph.py --cases ops --out /tmp/ops.json
 """
 
 from __future__ import annotations
@@ -168,6 +175,64 @@ def case_read() -> dict:
             "reused_layers": len(built.lineage["layers"]), "build_seconds": seconds}
 
 
+OPS_BASES = {  # name: (constructor, first scope, as in tests/test_build_ops.py)
+    "ConvNeXtTiny": (keras.applications.ConvNeXtTiny, "convnext_tiny_(prestem_normalization|stem|stage_0_.*)"),
+    "MobileNetV3Small": (keras.applications.MobileNetV3Small,
+                         r"rescaling(_\d+)?|conv|conv_bn|expanded_conv_[a-z].*|expanded_conv_[1-3]_.*"),
+    "EfficientNetV2B0": (keras.applications.EfficientNetV2B0,
+                         r"rescaling(_\d+)?|normalization(_\d+)?|stem_.*|block1.*|block2.*"),
+}
+
+
+def _suggested(store: ModelStore, name: str, scope: str) -> str:
+    import re
+
+    from reuse.build import plan_build
+    from reuse.errors import IncompatibleShapes
+
+    try:
+        plan_build(store, name, scope)
+    except IncompatibleShapes as exc:
+        return re.search(r"--reuse '([^']+)'", str(exc)).group(1)
+    return scope
+
+
+def case_ops() -> dict:
+    import h5py
+
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        store = ModelStore(Path(tmp) / "store")
+        for name, (make, first) in OPS_BASES.items():
+            keras.utils.set_random_seed(0)
+            model = make(input_shape=(32, 32, 3), weights=None, include_top=False)
+            t0 = time.perf_counter()
+            info = store.register(model, name.lower())
+            register_s = time.perf_counter() - t0
+            size = info.path.stat().st_size
+            with h5py.File(info.path, "r") as f:
+                keras3 = len(f["reuse/keras_config"][()])
+                legacy = len(f.attrs["model_config"])
+            t0 = time.perf_counter()
+            store.load(info.ref)
+            load_s = time.perf_counter() - t0
+            scope = _suggested(store, info.name, first)
+            build_network(store, info.name, scope, head="gap", classes=10)  # warm the code paths
+            evict(info.path)
+            before = _rchar()
+            t0 = time.perf_counter()
+            built = build_network(store, info.name, scope, head="gap", classes=10)
+            build_s = time.perf_counter() - t0
+            read = _rchar() - before
+            out[name] = {
+                "file_bytes": size, "keras_config_bytes": keras3, "legacy_config_bytes": legacy,
+                "keras_config_fraction": keras3 / size, "register_seconds": register_s, "load_seconds": load_s,
+                "reused_nodes": len(built.lineage["layers"]),
+                "reused_ops": sum(1 for x in built.lineage["layers"] if x.get("op")),
+                "build_read_bytes": read, "build_read_fraction": read / size, "build_seconds": build_s}
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", required=True)
@@ -184,6 +249,8 @@ def main() -> None:
         result["train"] = case_train(args.repeats, args.epochs, args.samples)
     if "read" in cases:
         result["read"] = case_read()
+    if "ops" in cases:
+        result["ops"] = case_ops()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))

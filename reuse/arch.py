@@ -20,14 +20,25 @@ from reuse.errors import InvalidInput, UnsafeModel
 Shape = tuple  # a shape with its batch dimension first, e.g. (None, 28, 28, 1)
 SEPARATOR = "/"  # between the names of nested models and a layer in a path
 
+# Keras' random image augmentation layers: the identity at inference (tests/test_build_ops.py checks each
+# against this Keras), no weights. A build never copies them, selected or not: the built model has none.
+AUGMENTATION = frozenset({
+    "RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation", "RandomContrast", "RandomBrightness",
+    "RandomColorDegeneration", "RandomColorJitter", "RandomElasticTransform", "RandomErasing",
+    "RandomGaussianBlur", "RandomGrayscale", "RandomHue", "RandomInvert", "RandomPerspective",
+    "RandomPosterization", "RandomSaturation", "RandomSharpness", "RandomShear", "Solarization", "AugMix",
+    "CutMix", "MixUp", "RandAugment",
+})
 # Layers that are the identity at inference and hold no weights: a gap made only of these may be skipped,
 # because the selected layers after the gap saw the same values at inference as they will now.
 INFERENCE_IDENTITY = frozenset({
     "Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianDropout",
     "GaussianNoise", "AlphaDropout", "ActivityRegularization",
-})
+}) | AUGMENTATION
 MODEL_CLASSES = frozenset({"Sequential", "Functional", "Model"})
+OP_MODULE = "keras.src.ops."  # where Keras records the operations of a functional graph (``x + y``: Add)
 UNSAFE_CLASSES = frozenset({"Lambda", "TFOpLambda"})
+UNSAFE_HINT = "pass --unsafe (unsafe=True) to run it, only if you trust the model's source"
 MAX_DEPTH = 16  # nested models inside nested models
 
 
@@ -84,6 +95,11 @@ class LayerNode(Nested):
     module: str | None = None  # where Keras finds the class (ops in functional graphs are not layers)
     registered_name: str | None = None
     containers: tuple[str, ...] = ()  # paths of the nested models around it, outermost first
+
+    @property
+    def op(self) -> bool:
+        """An operation node (``x + y``, ``ops.mean``), not a layer: no weights, replayed all the same."""
+        return bool(self.module) and str(self.module).startswith(OP_MODULE)
 
 
 @dataclass(frozen=True)
@@ -143,33 +159,45 @@ def _legacy_fixups(class_name: str, config: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
-def new_layer(node: LayerNode, name: str | None = None) -> Any:
-    """A fresh, unbuilt Keras layer (or operation) from ``node``'s config, deserialised in safe mode.
-
-    Args:
-        node: the layer to copy.
-        name: the new layer's name (default: the base layer's name).
-
-    Raises:
-        UnsafeModel: the layer needs arbitrary code (Lambda).
-        InvalidInput: Keras does not know the class or cannot rebuild the layer from its config.
-    """
-    import keras
-
-    import reuse.layers  # noqa: F401  (registers our custom layers before lookup)
-
-    if node.class_name in UNSAFE_CLASSES:
-        raise UnsafeModel(f"layer {node.name} is a {node.class_name} layer, which runs arbitrary Python code")
+def node_entry(node: LayerNode, name: str | None = None) -> dict[str, Any]:
+    """The config entry Keras would deserialise for ``node`` (named ``name``), with its module when the
+    config recorded one."""
     config = _legacy_fixups(node.class_name, node.config)
     if name is not None:
         config["name"] = name
     entry: dict[str, Any] = {"class_name": node.class_name, "config": config}
     if node.module:
         entry.update(module=node.module, registered_name=node.registered_name)
-    elif hasattr(keras.layers, node.class_name):
+    return entry
+
+
+def new_layer(node: LayerNode, name: str | None = None, *, unsafe: bool = False) -> Any:
+    """A fresh, unbuilt Keras layer (or operation) from ``node``'s config, deserialised in safe mode.
+
+    Args:
+        node: the layer to copy.
+        name: the new layer's name (default: the base layer's name).
+        unsafe: allow a Lambda layer (its Python code is rebuilt and runs; only for trusted models).
+
+    Raises:
+        UnsafeModel: the layer needs arbitrary code (Lambda) and not ``unsafe``.
+        UntrustedClass: a class that neither Keras nor a trusted module defines.
+        InvalidInput: Keras does not know the class or cannot rebuild the layer from its config.
+    """
+    import keras
+
+    import reuse.layers  # noqa: F401  (registers our custom layers before lookup)
+    from reuse.trust import check_config
+
+    if node.class_name in UNSAFE_CLASSES and not unsafe:
+        raise UnsafeModel(f"layer {node.name} is a {node.class_name} layer, which runs arbitrary Python code; "
+                          f"{UNSAFE_HINT}")
+    entry = node_entry(node, name)
+    if "module" not in entry and hasattr(keras.layers, node.class_name):
         entry.update(module="keras.layers", registered_name=None)
+    check_config(entry, f"layer {node.name}", model=False)
     try:
-        layer = keras.saving.deserialize_keras_object(entry, safe_mode=True)
+        layer = keras.saving.deserialize_keras_object(entry, safe_mode=not unsafe)
     except (TypeError, ValueError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InvalidInput(f"cannot rebuild layer {node.name} ({node.class_name}) from its config: {first}") from exc

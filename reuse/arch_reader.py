@@ -136,7 +136,7 @@ class _Builder:
             rest = []
             for item in pending:
                 entry, cls, lcfg, name, k, node = item
-                parsed = _parse_node(node, scope, self.specs)
+                parsed = _parse_node(node, scope, self.specs, scope.prefix + name)
                 if parsed is None:
                     rest.append(item)
                     continue
@@ -145,8 +145,9 @@ class _Builder:
                 scope.table[(name, k)] = outs if isinstance(outs, list) and cls in MODEL_CLASSES else outs[0].call
                 progressed = True
             if not progressed:
-                names = ", ".join(sorted({p[3] for p in rest}))
-                raise StoreCorrupt(f"model_config: layers {names} read tensors that no layer produces")
+                names = ", ".join(sorted({p[3] for p in rest})[:20])
+                raise StoreCorrupt(f"model_config: layers {names} read tensors that no layer produces, or "
+                                   "read their own outputs (a cycle)")
             pending = rest
         outs = []
         for lname, node, tensor in _node_list(cfg.get("output_layers")):
@@ -215,14 +216,17 @@ def _entry_name(entry: dict[str, Any], lcfg: dict[str, Any]) -> str:
 
 
 def _node_list(value: Any) -> list[tuple[str, int, int]]:
-    """``input_layers``/``output_layers``: ``[name, node, tensor]`` or a list of them."""
+    """``input_layers``/``output_layers``: ``[name, node, tensor]``, a list of them, or a dict of them by
+    name (a model called on a dict, as KerasHub's text backbones are), flattened in order."""
     if isinstance(value, list) and len(value) == 3 and isinstance(value[0], str):
         value = [value]
+    if isinstance(value, dict):
+        value = list(value.values())
     out = []
     for item in value or []:
         if not (isinstance(item, list) and len(item) >= 3 and isinstance(item[0], str)):
             raise StoreCorrupt(f"model_config: malformed input/output entry {item!r}")
-        out.append((item[0], int(item[1]), int(item[2])))
+        out.append((item[0], _int(item[1]), _int(item[2])))
     return out
 
 
@@ -240,7 +244,16 @@ class _Unresolved(Exception):
     pass
 
 
-def _parse_node(node: Any, scope: _Scope, specs: dict[Ref, TensorSpec]) -> tuple[Any, Any] | None:
+def _int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise StoreCorrupt(f"model_config: a node or tensor index {value!r} that is not an integer")
+    return value
+
+
+MAX_ARG_DEPTH = 64  # nesting of one call's arguments (a list of tensors in a tuple is 2)
+
+
+def _parse_node(node: Any, scope: _Scope, specs: dict[Ref, TensorSpec], owner: str) -> tuple[Any, Any] | None:
     """(args, kwargs) of one recorded call with Ref in place of tensors; None if a producer is pending."""
 
     def tensor(name: str, node_index: int, tensor_index: int, cfg: dict[str, Any]) -> Ref:
@@ -251,19 +264,23 @@ def _parse_node(node: Any, scope: _Scope, specs: dict[Ref, TensorSpec]) -> tuple
             specs[ref] = TensorSpec(_shape(cfg.get("shape")), _dtype(cfg.get("dtype")))
         return ref
 
-    def walk(obj: Any) -> Any:
+    def walk(obj: Any, depth: int = 0) -> Any:
+        if depth > MAX_ARG_DEPTH:
+            raise StoreCorrupt(f"model_config: the arguments of {owner} are nested more than {MAX_ARG_DEPTH} "
+                               "levels deep")
         if isinstance(obj, dict):
             if obj.get("class_name") == "__keras_tensor__":
                 cfg = obj.get("config") or {}
-                hist = cfg.get("keras_history")
+                hist = cfg.get("keras_history") if isinstance(cfg, dict) else None
                 if not (isinstance(hist, list) and len(hist) == 3):
                     raise StoreCorrupt("model_config: a tensor without keras_history")
-                return tensor(str(hist[0]), int(hist[1]), int(hist[2]), cfg)
+                return tensor(str(hist[0]), _int(hist[1]), _int(hist[2]), cfg)
             if obj.get("class_name") == "__tuple__":
-                return tuple(walk(v) for v in (obj.get("config") or {}).get("value", []))
-            return {k: walk(v) for k, v in obj.items()}
+                values = (obj.get("config") or {}).get("value", []) if isinstance(obj.get("config"), dict) else []
+                return tuple(walk(v, depth + 1) for v in values)
+            return {k: walk(v, depth + 1) for k, v in obj.items()}
         if isinstance(obj, list):
-            return [walk(v) for v in obj]
+            return [walk(v, depth + 1) for v in obj]
         return obj
 
     try:
@@ -274,7 +291,7 @@ def _parse_node(node: Any, scope: _Scope, specs: dict[Ref, TensorSpec]) -> tuple
             for item in node:
                 if not (isinstance(item, list) and len(item) >= 3):
                     raise StoreCorrupt(f"model_config: malformed inbound node {item!r}")
-                refs.append(tensor(str(item[0]), int(item[1]), int(item[2]), {}))
+                refs.append(tensor(str(item[0]), _int(item[1]), _int(item[2]), {}))
                 if len(item) > 3 and isinstance(item[3], dict):
                     kwargs.update(walk(item[3]))
             return ([refs[0]] if len(refs) == 1 else [refs]), kwargs

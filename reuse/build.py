@@ -29,13 +29,15 @@ from typing import Any
 
 import numpy as np
 
-from reuse.arch import Architecture, Call, LayerNode, Ref, new_layer
+from reuse.arch import Architecture, LayerNode, Ref, new_layer, node_entry
 from reuse.arch_reader import parse_architecture
 from reuse.build_preprocess import StagePlan, plan_stage
 from reuse.errors import IncompatibleShapes, InvalidInput, StoreCorrupt
 from reuse.heads import HeadSpec, parse_head
+from reuse.replay import first_line, fmt_shape, producer, run_call
 from reuse.store import ModelStore
 from reuse.subgraph import Plan, plan_subgraph, select_scope, upstream
+from reuse.trust import check_config, unsafe_code_allowed
 
 LINEAGE_FORMAT = 1
 
@@ -46,15 +48,6 @@ class BuiltNetwork:
 
     model: Any
     lineage: dict[str, Any]
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _fmt(shape: Any) -> str:
-    return str(tuple(shape)) if shape is not None else "unknown"
 
 
 def _input_shape(value: Sequence[int | None] | None) -> tuple[int | None, ...] | None:
@@ -94,7 +87,7 @@ def _copy_weights(layer: Any, stored: list[tuple[str, np.ndarray]], node: LayerN
                            f"built from its config has {len(targets)}")
     if built != shapes:
         raise IncompatibleShapes(
-            f"layer {node.name} ({node.class_name}) gets input of shape {_fmt(got)} here, which gives it weights "
+            f"layer {node.name} ({node.class_name}) gets input of shape {fmt_shape(got)} here, which gives it weights "
             f"of shapes {built}, but its weights in {base} have shapes {shapes}"
         )
     for var, arr in zip(targets, arrays, strict=True):
@@ -116,6 +109,7 @@ def build_network(
     seed: int | None = None,
     exits: Sequence[str] | None = None,
     preprocess: str | None = None,
+    unsafe: bool | None = None,
 ) -> BuiltNetwork:
     """Build a new network from the layers of ``base_ref`` that the scope ``reuse`` selects.
 
@@ -138,6 +132,8 @@ def build_network(
             as a ``reuse>Preprocess`` layer, so the new network takes raw pixels; ``none`` for no stage.
             Without it, a base recognised as a keras.applications model that expects preprocessing gets
             a warning in the lineage (``warnings``).
+        unsafe: Lambda layers may be selected (their Python code is rebuilt); None: as this process allows
+            (``reuse.trust.allow_unsafe_code``, the CLI's ``--unsafe``).
 
     Returns:
         The uncompiled model and its lineage dict (see docs/building.md).
@@ -154,14 +150,16 @@ def build_network(
     shape_override = _input_shape(input_shape)
     ref = store.resolve(base_ref)
     base = str(ref)
-    arch, plan, keep_trainable = plan_build(store, ref, reuse, trainable=trainable, match=match, exits=exits)
-    weights = store.read_weights(ref, list(plan.layers))
-    specs = _entry_specs(arch, plan, shape_override)
+    unsafe = unsafe_code_allowed() if unsafe is None else unsafe
+    arch, plan, keep_trainable = plan_build(store, ref, reuse, trainable=trainable, match=match, exits=exits,
+                                            unsafe=unsafe)
+    weights = store.read_weights(ref, [p for p in plan.layers if not arch.node(p).op])  # operations hold none
+    specs = _entry_specs(arch, plan, shape_override, unsafe)
     stage = plan_stage(arch, plan, specs, preprocess, base)
     output = "classes" if classes is not None else ("regression" if regression is not False else None)
     model, head_names, new_names = _assemble(arch, plan, weights, specs, full_head, keep_trainable, base, name,
                                              seed, output_appended=full_head is not spec, output=output,
-                                             stage=stage)
+                                             stage=stage, unsafe=unsafe)
     lineage = {
         "format": LINEAGE_FORMAT,
         "operation": "build",
@@ -175,11 +173,11 @@ def build_network(
         "input_shape": list(specs[0][1]) if len(specs) == 1 else [list(s[1]) for s in specs],
         "inputs": [{"name": input_name, "shape": list(shape), "dtype": dtype, "from": entry.source}
                    for (input_name, shape, dtype), entry in zip(specs, plan.entries, strict=True)],
-        "exits": [{"layer": _producer(arch, r), "index": r.index} for r in plan.exits],
+        "exits": [{"layer": producer(arch, r), "index": r.index} for r in plan.exits],
         "layers": [
             {"name": new_names[p], "path": p, "class_name": arch.node(p).class_name, "trainable": p in keep_trainable,
-             "params": int(sum(a.size for _, a in weights[p])),
-             "from": {"name": ref.name, "version": ref.version, "layer": p}}
+             "params": int(sum(a.size for _, a in weights.get(p, []))),
+             "from": {"name": ref.name, "version": ref.version, "layer": p}, **({"op": True} if arch.node(p).op else {})}
             for p in plan.layers
         ],
         "skipped": [{"name": p, "class_name": arch.node(p).class_name} for p in plan.skipped],
@@ -203,9 +201,10 @@ def plan_preprocess(store: ModelStore, base_ref: Any, reuse: str, preprocess: st
 
 
 def plan_build(store: ModelStore, base_ref: Any, reuse: str, *, trainable: str | None = None, match: str = "full",
-               exits: Sequence[str] | None = None) -> tuple[Architecture, Plan, set[str]]:
+               exits: Sequence[str] | None = None, unsafe: bool | None = None) -> tuple[Architecture, Plan, set[str]]:
     """Every check of a build that reads no weight: the scopes (``reuse`` over the base's paths, then
-    ``trainable`` among the reused layers) and the selection as a part of the graph.
+    ``trainable`` among the reused layers), the selection as a part of the graph, and the classes of the
+    layers it copies (Keras' own, ours or a trusted module's).
 
     Returns the architecture, the plan and the reused layers to leave trainable.
 
@@ -220,7 +219,10 @@ def plan_build(store: ModelStore, base_ref: Any, reuse: str, *, trainable: str |
                            containers=arch.containers, order=tuple(
                                n for n in arch.order if n in leaves or _has_leaf(arch, n, leaves)))
         keep_trainable = set(select_scope(sub, trainable, match=match)[1])
-    plan = plan_subgraph(arch, leaves, reuse, _exit_paths(arch, exits, leaves))
+    unsafe = unsafe_code_allowed() if unsafe is None else unsafe
+    plan = plan_subgraph(arch, leaves, reuse, _exit_paths(arch, exits, leaves), unsafe=unsafe)
+    for p in plan.layers:
+        check_config(node_entry(arch.node(p)), f"layer {p}", model=False)
     return arch, plan, keep_trainable
 
 
@@ -244,12 +246,6 @@ def _exit_paths(arch: Architecture, exits: Sequence[str] | None, leaves: Sequenc
     return out
 
 
-def _producer(arch: Architecture, r: Ref) -> str:
-    if r.input:
-        return r.input
-    return next(c.layer for c in arch.calls if c.key == r.call)
-
-
 def _output_entry(classes: int | None, regression: bool | int) -> dict[str, int] | None:
     if classes is not None:
         return {"classes": int(classes)}
@@ -259,14 +255,15 @@ def _output_entry(classes: int | None, regression: bool | int) -> dict[str, int]
 
 
 # -- the entries: an Input per base tensor the selection reads ---------------------------------------
-def _entry_specs(arch: Architecture, plan: Plan, override: tuple | None) -> list[tuple[str, tuple, str]]:
+def _entry_specs(arch: Architecture, plan: Plan, override: tuple | None,
+                 unsafe: bool = False) -> list[tuple[str, tuple, str]]:
     """(input name, shape without batch, dtype) for each entry, in the plan's order."""
     if override is not None and len(plan.entries) != 1:
         raise InvalidInput(f"an input shape can only be given for one input; the selection reads "
                            f"{len(plan.entries)} ({', '.join(e.source for e in plan.entries)})")
     found = {e.ref: arch.specs.get(e.ref) for e in plan.entries}
     missing = [r for r, s in found.items() if s is None or s.shape is None or s.dtype is None]
-    inferred = _infer_specs(arch, missing) if missing and override is None else {}
+    inferred = _infer_specs(arch, missing, unsafe) if missing and override is None else {}
     out: list[tuple[str, tuple, str]] = []
     taken = set(plan.layers) | {arch.node(p).leaf for p in plan.layers}
     base_entries = sum(1 for e in plan.entries if e.ref.input)
@@ -298,7 +295,7 @@ def _unique(wanted: str, taken: set[str]) -> str:
     return name
 
 
-def _infer_specs(arch: Architecture, refs: list[Ref]) -> dict[Ref, Any]:
+def _infer_specs(arch: Architecture, refs: list[Ref], unsafe: bool = False) -> dict[Ref, Any]:
     """Shapes the config does not record (Sequential models, tf.keras 2 files, inside a nested Sequential):
     replay the layers above ``refs`` on the base's inputs with fresh, unloaded copies."""
     import keras
@@ -314,56 +311,15 @@ def _infer_specs(arch: Architecture, refs: list[Ref]) -> dict[Ref, Any]:
     layers: dict[str, Any] = {}
     for call in arch.calls:
         if call.key in needed:
-            layer = layers.get(call.layer) or layers.setdefault(call.layer, new_layer(arch.node(call.layer)))
-            _run_call(arch, call, layer, tensors, {})
+            layer = layers.get(call.layer) or layers.setdefault(call.layer, new_layer(arch.node(call.layer),
+                                                                                       unsafe=unsafe))
+            run_call(arch, call, layer, tensors, {})
     out = {}
     for r in refs:
         t = tensors.get(r)
         if t is not None:
             out[r] = TensorSpec(tuple(t.shape), str(t.dtype))
     return out
-
-
-# -- replay ---------------------------------------------------------------------------------------
-def _substituted(obj: Any, tensors: dict[Ref, Any], sub: dict[Ref, Ref]) -> Any:
-    if isinstance(obj, Ref):
-        return tensors[sub.get(obj, obj)]
-    if isinstance(obj, dict):
-        return {k: _substituted(v, tensors, sub) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_substituted(v, tensors, sub) for v in obj]
-    if isinstance(obj, tuple):
-        return tuple(_substituted(v, tensors, sub) for v in obj)
-    return obj
-
-
-def _describe_source(arch: Architecture, r: Ref, names: dict[str, str]) -> str:
-    if r.input:
-        return f"the input {r.input}"
-    layer = _producer(arch, r)
-    return f"layer {names.get(layer, layer)}"
-
-
-def _run_call(arch: Architecture, call: Call, layer: Any, tensors: dict[Ref, Any], sub: dict[Ref, Ref],
-              names: dict[str, str] | None = None) -> Any:
-    args = _substituted(call.args, tensors, sub)
-    kwargs = _substituted(call.kwargs, tensors, sub)
-    try:
-        out = layer(*args, **kwargs)
-    except (ValueError, TypeError) as exc:
-        node = arch.node(call.layer)
-        first = sub.get(call.inputs[0], call.inputs[0]) if call.inputs else None
-        if first is not None:
-            t = tensors[first]
-            source = _describe_source(arch, first, names or {})
-            raise IncompatibleShapes(f"layer {node.name} ({node.class_name}) cannot take the output of {source}, "
-                                     f"of shape {_fmt(t.shape)}: {_first_line(exc)}") from exc
-        raise IncompatibleShapes(f"layer {node.name} ({node.class_name}) cannot be called: "
-                                 f"{_first_line(exc)}") from exc
-    outs = list(out) if isinstance(out, (list, tuple)) else [out]
-    for i, t in enumerate(outs):
-        tensors[Ref(call=call.key, index=i)] = t
-    return outs
 
 
 def _new_names(arch: Architecture, plan: Plan) -> dict[str, str]:
@@ -378,7 +334,8 @@ def _new_names(arch: Architecture, plan: Plan) -> dict[str, str]:
 def _assemble(arch: Architecture, plan: Plan, weights: dict[str, list[tuple[str, np.ndarray]]],
               specs: list[tuple[str, tuple, str]], head: HeadSpec, keep_trainable: set[str], base: str,
               name: str, seed: int | None, *, output_appended: bool,
-              output: str | None, stage: StagePlan | None = None) -> tuple[Any, list[str], dict[str, str]]:
+              output: str | None, stage: StagePlan | None = None, unsafe: bool = False
+              ) -> tuple[Any, list[str], dict[str, str]]:
     import keras
 
     from reuse.head_layers import apply_head
@@ -400,23 +357,24 @@ def _assemble(arch: Architecture, plan: Plan, weights: dict[str, list[tuple[str,
     for call in plan.calls:
         node = arch.node(call.layer)
         first_call = call.layer not in layers
-        layer = layers.get(call.layer) or layers.setdefault(call.layer, new_layer(node, names[call.layer]))
+        layer = layers.get(call.layer) or layers.setdefault(call.layer, new_layer(node, names[call.layer],
+                                                                                   unsafe=unsafe))
         got = tensors[plan.substitute.get(call.inputs[0], call.inputs[0])].shape if call.inputs else None
-        _run_call(arch, call, layer, tensors, plan.substitute, names)
+        run_call(arch, call, layer, tensors, plan.substitute, names)
         if first_call and isinstance(layer, keras.layers.Layer):
             _copy_weights(layer, weights[call.layer], node, base, got)
             layer.trainable = call.layer in keep_trainable
     outs = [tensors[r] for r in plan.exits]
-    source = f"layer {names[_producer(arch, plan.exits[0])]}"
+    source = f"layer {names[producer(arch, plan.exits[0])]}"
     if len(outs) == 1:
         x = outs[0]
     else:
         try:
             x = keras.layers.Concatenate(name=_unique("exits", set(names.values())))(outs)
         except ValueError as exc:
-            shapes = ", ".join(_fmt(t.shape) for t in outs)
+            shapes = ", ".join(fmt_shape(t.shape) for t in outs)
             raise IncompatibleShapes(f"the exits have shapes {shapes}, which cannot be joined along the last "
-                                     f"axis: {_first_line(exc)}") from exc
+                                     f"axis: {first_line(exc)}") from exc
         source = "the joined exits"
     taken = set(names.values()) | {s[0] for s in specs} | ({stage_name} if stage_name else set())
     x, head_names = apply_head(head, x, taken=taken, seed=seed, output_appended=output_appended, output=output,

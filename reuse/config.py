@@ -26,6 +26,13 @@ ENV_STATE = "REUSE_STATE"
 ENV_S3_ENDPOINT = "REUSE_S3_ENDPOINT"
 ENV_S3_CACHE_MB = "REUSE_S3_CACHE_MB"
 ENV_S3_TIMEOUT = "REUSE_S3_TIMEOUT"
+ENV_TRUSTED_MODULES = "REUSE_TRUSTED_MODULES"
+
+
+def env_trusted_modules() -> tuple[str, ...]:
+    """The Python modules named in ``$REUSE_TRUSTED_MODULES`` (separated by commas or spaces), in order."""
+    raw = os.environ.get(ENV_TRUSTED_MODULES, "")
+    return tuple(dict.fromkeys(m for m in re.split(r"[,\s]+", raw) if m))
 
 
 def env_number(name: str, default: float, unit: str, *, zero_ok: bool) -> float:

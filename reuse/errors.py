@@ -44,6 +44,10 @@ class UnsafeModel(InvalidInput):
     """A model file that needs arbitrary code to load (e.g. a Lambda layer) without --unsafe."""
 
 
+class UntrustedClass(UnsafeModel):
+    """A model that names a class neither Keras nor a module the operator trusts (--trust-module) defines."""
+
+
 class StoreCorrupt(ReuseError):
     """A store file or index that is damaged: checksum mismatch, unreadable file, bad layout."""
 

@@ -112,3 +112,36 @@ def inference_mode(layers: list[Any]) -> Iterator[None]:
     finally:
         for layer in done:
             object.__delattr__(layer, "call")
+
+
+def keras_class(module: str, name: str) -> Any | None:
+    """The object Keras defines as ``name`` in ``module`` (``keras`` or a module below it), or None.
+
+    Why private: Keras records some classes of its own by the private module that defines them — the
+    operations of a functional graph (``keras.src.ops.numpy.Add``) and layers that only its applications
+    use (ConvNeXt's ``LayerScale`` in ``keras.src.applications.convnext``). Keras' own loader imports that
+    module to find the class; we resolve it the same way, to check what a config names before Keras loads
+    it, and never copy the class. Only modules inside the ``keras`` package are imported here.
+    """
+    import importlib
+    import re
+
+    if not re.fullmatch(r"keras(\.[A-Za-z_][A-Za-z0-9_]*)*", module) or len(module) > 200:
+        return None
+    try:
+        mod = importlib.import_module(module)
+    except ImportError:
+        return None
+    return vars(mod).get(name)
+
+
+def is_functional(model: Any) -> bool:
+    """Whether ``model`` is a functional model (a graph of layer calls), whatever its own class.
+
+    Why private: a subclass of ``keras.Model`` whose ``__init__`` builds a graph (KerasHub backbones) is
+    an instance of Keras' ``Functional`` class, which is not exported; a subclassed model with its own
+    ``call`` is not. No public attribute tells the two apart.
+    """
+    from keras.src.models.functional import Functional
+
+    return isinstance(model, Functional)

@@ -27,6 +27,7 @@ class LayerRow:
     matched: bool | None  # None when no scope was given
     depth: int = 0
     inputs: tuple[str, ...] = ()
+    op: bool = False  # an operation node (x + y, ops.mean): no weights, replayed like a layer
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,7 @@ def layer_table(store: ModelStore, ref: str, scope: str | None = None, match: st
     selection, leaves = (select_scope(arch, scope, match=match, require_match=False)
                          if scope is not None else (None, ()))
     chosen = set(leaves)
+    recorded = _recorded_shapes(arch)
     rows = []
     for i, path in enumerate(arch.order):
         info = infos.get(path)
@@ -88,15 +90,29 @@ def layer_table(store: ModelStore, ref: str, scope: str | None = None, match: st
         rows.append(LayerRow(
             index=i, name=path,
             class_name=container.class_name if container else node.class_name,
-            output_shape=_list(info.output_shape) if info else row.get("output_shape"),
+            output_shape=_list(info.output_shape) if info else row.get("output_shape", recorded.get(path)),
             params=info.params if info else int(row.get("params", 0)),
-            trainable=info.trainable if info else bool(row.get("trainable", True)),
+            trainable=info.trainable if info else bool(row.get("trainable", node is None or not node.op)),
             matched=(path in chosen or (container is not None and bool(container.leaves)
                                         and set(container.leaves) <= chosen)) if selection else None,
             depth=(container.depth if container else node.depth),
             inputs=() if container else node.inputs,
+            op=node is not None and node.op,
         ))
     return LayerTable(str(r), tuple(rows), selection, leaves)
+
+
+def _recorded_shapes(arch: Any) -> dict[str, list[int | None]]:
+    """The output shape of each node's first call as the config records it where a later call reads it
+    (operation nodes are not in the store's layer table, so this is where their shapes come from)."""
+    from reuse.arch import Ref
+
+    out: dict[str, list[int | None]] = {}
+    for call in arch.calls:
+        spec = arch.specs.get(Ref(call=call.key))
+        if call.layer not in out and spec is not None and spec.shape is not None:
+            out[call.layer] = list(spec.shape)
+    return out
 
 
 def _list(shape: Any) -> Any:

@@ -36,6 +36,8 @@ class RuntimeSettings:
     job_workers: int = 2
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     allow_unsafe_uploads: bool = False
+    trusted_modules: tuple[str, ...] = ()  # imported at start; their Keras classes may be loaded (with the env's)
+    run_unsafe: bool = False  # run the Lambda layers of stored models (serve --unsafe)
 
 
 class ServerRuntime:

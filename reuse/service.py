@@ -77,7 +77,7 @@ class Service(JobCalls):
         return self.store.layers(ref)
 
     def load_model(self, ref: str, *, unsafe: bool = False) -> Any:
-        return self.store.load(ref, safe_mode=not unsafe)
+        return self.store.load(ref, safe_mode=False if unsafe else None)
 
     def delete_version(self, ref: str) -> ModelInfo:
         """Delete one version (``NAME:VERSION``), and drop it from the serving cache if loaded."""

@@ -6,8 +6,10 @@ that do not depend on any selected layer — and ends in one *exit* tensor (or s
 
 Gap rule: an unselected layer whose input depends on a selected layer and whose output a selected
 layer reads sits *between* selected layers. It is skipped when it is the identity at inference and
-holds no weights (dropout, noise); anything else there is refused, naming it and a scope that closes the
-gap, because the layers after it were trained on its output.
+holds no weights (dropout, noise, random augmentation); anything else there is refused, naming it and a
+scope that closes the gap, because the layers after it were trained on its output. Operation nodes
+(``x + y``, ``ops.mean``) are nodes like layers: selected, they are replayed; in a gap, they are named.
+Random augmentation layers (``RandomFlip``, ...) are skipped even when selected: the built model has none.
 """
 
 from __future__ import annotations
@@ -15,7 +17,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from reuse.arch import INFERENCE_IDENTITY, MODEL_CLASSES, UNSAFE_CLASSES, Architecture, Call, Ref, exact_scope
+from reuse.arch import (
+    AUGMENTATION,
+    INFERENCE_IDENTITY,
+    MODEL_CLASSES,
+    UNSAFE_CLASSES,
+    UNSAFE_HINT,
+    Architecture,
+    Call,
+    Ref,
+    exact_scope,
+)
 from reuse.errors import IncompatibleShapes, InvalidInput, UnsafeModel
 from reuse.select import Selection, select_layers
 
@@ -75,29 +87,34 @@ def _refused(msg: str) -> IncompatibleShapes:
 
 
 def plan_subgraph(arch: Architecture, selected: Sequence[str], pattern: str = "",
-                  exits: Sequence[str] | None = None) -> Plan:
+                  exits: Sequence[str] | None = None, *, unsafe: bool = False) -> Plan:
     """Check that the layers ``selected`` (leaf paths) form a part of the graph that can be replayed.
 
     Args:
         arch: the base's architecture.
-        selected: leaf layer paths.
+        selected: leaf layer and operation paths.
         pattern: the user's scope, quoted in hints.
         exits: layers (paths) whose outputs end the selection; default: the one tensor that no selected
             layer reads.
+        unsafe: Lambda layers may be selected (the build will run their Python code).
 
     Raises:
         IncompatibleShapes: a gap holds a layer that cannot be skipped, or the selection ends in several
             tensors (the message names them and how to fix it).
-        UnsafeModel: a selected layer runs arbitrary Python code (Lambda).
-        InvalidInput: an exit that is not selected.
+        UnsafeModel: a selected layer runs arbitrary Python code (Lambda) and not ``unsafe``.
+        InvalidInput: an exit that is not selected; a selection of augmentation layers only.
     """
-    chosen = set(selected)
     by_name = {n.name: n for n in arch.layers}
+    augment = {n for n in selected if by_name[n].class_name in AUGMENTATION}
+    chosen = set(selected) - augment
+    if not chosen:
+        raise InvalidInput(f"the scope selects only random augmentation layers ({', '.join(sorted(augment)[:5])}), "
+                           "which are the identity at inference and never copied; select layers after them too")
     for name in selected:
         node = by_name[name]
-        if node.class_name in UNSAFE_CLASSES:
+        if node.class_name in UNSAFE_CLASSES and not unsafe:
             raise UnsafeModel(f"layer {name} is a {node.class_name} layer, which runs arbitrary Python "
-                              "code; it cannot be reused in safe mode")
+                              f"code; {UNSAFE_HINT}")
         assert node.class_name not in MODEL_CLASSES
     calls = {c.key: c for c in arch.calls}
     producer = {c.key: c for c in arch.calls}
@@ -123,9 +140,18 @@ def plan_subgraph(arch: Architecture, selected: Sequence[str], pattern: str = ""
     blocking = [c for c in gap
                 if arch.node(c.layer).class_name not in INFERENCE_IDENTITY or len(c.inputs) != 1]
     if blocking:
-        raise _gap_error(arch, blocking, chosen, producer, consumers, pattern)
+        raise _gap_error(arch, blocking, chosen, producer, consumers, pattern, unsafe)
+    gap_keys = {c.key for c in gap}
+    # Augmentation above the selection is passed through too, so the new input is the tensor it augmented.
+    above = {c.key for c in arch.calls if c.key in up and arch.node(c.layer).class_name in AUGMENTATION
+             and len(c.inputs) == 1}
+    skipped = [c for c in arch.calls if c.key in gap_keys or c.key in above or c.layer in augment]
+    for c in skipped:
+        if len(c.inputs) != 1:
+            raise IncompatibleShapes(f"layer {c.layer} ({arch.node(c.layer).class_name}) reads "
+                                     f"{len(c.inputs)} tensors, so it cannot be skipped; leave it out")
     substitute: dict[Ref, Ref] = {}
-    for c in gap:  # in graph order, so a chain of skipped layers resolves to its first input
+    for c in skipped:  # in graph order, so a chain of skipped layers resolves to its first input
         src = c.inputs[0]
         substitute[Ref(call=c.key, index=0)] = substitute.get(src, src)
 
@@ -151,14 +177,13 @@ def plan_subgraph(arch: Architecture, selected: Sequence[str], pattern: str = ""
             raise _exit_error(out, producer)
     _check_reaches(arch, sel_calls, out, producer)
     left_out: dict[str, tuple[str, ...]] = {}
-    gap_keys = {c.key for c in gap}
     for c in sel_calls:
         readers = sorted({x.layer for x in consumers.get(c.key, [])
                           if x.layer not in chosen and x.key not in gap_keys})
         if readers and Ref(call=c.key) not in out:
             left_out[c.layer] = tuple(readers)
     return Plan(tuple(n for n in arch.names if n in chosen), tuple(sel_calls), tuple(entries.values()),
-                tuple(out), tuple(dict.fromkeys(c.layer for c in gap)), substitute, left_out)
+                tuple(out), tuple(dict.fromkeys(c.layer for c in skipped)), substitute, left_out)
 
 
 def _produced(arch: Architecture, sel_calls: list[Call], consumers: dict[str, list[Call]]) -> list[Ref]:
@@ -202,7 +227,7 @@ def _check_reaches(arch: Architecture, sel_calls: list[Call], out: list[Ref], pr
 
 
 def _gap_error(arch: Architecture, blocking: list[Call], chosen: set[str], producer: dict[str, Call],
-               consumers: dict[str, list[Call]], pattern: str) -> IncompatibleShapes:
+               consumers: dict[str, list[Call]], pattern: str, unsafe: bool) -> IncompatibleShapes:
     names = list(dict.fromkeys(c.layer for c in blocking))
     first = blocking[0]
     # The nearest selected layer above the gap and the selected layer that reads from it.
@@ -223,9 +248,41 @@ def _gap_error(arch: Architecture, blocking: list[Call], chosen: set[str], produ
     hint_names = exact_scope(names)
     hint = f"; select {them} too, e.g. --reuse '{pattern}|{hint_names}'," if pattern and len(hint_names) < 400 \
         else f"; select {them} too,"
+    # Never suggest what the build would then refuse without saying what it needs, or at all.
+    needs, never = _gap_needs(arch, names, unsafe)
+    if never:
+        hint = f"; {never},"
+    elif needs:
+        hint += f" {' and '.join(needs)},"
     end = f" or end the selection at {above}" if above else " or end the selection before them"
     return _refused(f"unselected layer(s) {listed} sit between selected layers {above or '?'} and {below}, "
                     f"and {below} was trained on their output{hint}{end}")
+
+
+def _gap_needs(arch: Architecture, names: list[str], unsafe: bool) -> tuple[list[str], str]:
+    """What selecting the gap layers ``names`` would take (--unsafe for a Lambda, --trust-module for a class
+    of the user's own), and why it cannot be done at all, if so (a class this Keras does not define)."""
+    from reuse.arch import node_entry
+    from reuse.errors import UntrustedClass
+    from reuse.trust import check_config
+
+    needs = []
+    lambdas = [n for n in names if arch.node(n).class_name in UNSAFE_CLASSES]
+    if lambdas and not unsafe:
+        needs.append(f"with --unsafe ({', '.join(lambdas[:3])} {'runs' if len(lambdas) == 1 else 'run'} Python code)")
+    untrusted = []
+    for n in names:
+        if n in lambdas:
+            continue
+        try:
+            check_config(node_entry(arch.node(n)), f"layer {n}", model=False)
+        except UntrustedClass:
+            untrusted.append(n)
+        except InvalidInput as exc:
+            return needs, f"{n} cannot be rebuilt here ({str(exc).split(': ', 1)[-1]})"
+    if untrusted:
+        needs.append(f"with --trust-module naming the module that defines {', '.join(untrusted[:3])}")
+    return needs, ""
 
 
 def _nearest_selected(call: Call, chosen: set[str], producer: dict[str, Call]) -> str | None:

@@ -55,7 +55,7 @@ def test_layers_json(store_dir):
     assert data["matched"] == ["hidden1"]
     assert data["layers"][0] == {"index": 0, "name": "hidden1", "class_name": "Dense", "output_shape": [None, 16],
                                  "params": 144, "trainable": True, "matched": True, "depth": 0,
-                                 "inputs": ["features"]}
+                                 "inputs": ["features"], "op": False}
 
 
 def test_layers_errors(store_dir):

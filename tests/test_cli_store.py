@@ -23,6 +23,7 @@ VERSION_KEYS = {
     "ref", "name", "version", "path", "created", "description", "tags", "input_shape", "output_shape",
     "class_names", "metrics", "history", "lineage", "settings", "keras_version", "backend",
     "tensorflow_version", "params", "source", "unsafe_layers", "size_bytes", "preprocess", "base_family",
+    "model_class",
 }
 
 

@@ -16,6 +16,7 @@ from reuse.cli.common import (
     emit_json,
     get_service,
     json_option,
+    load_options,
     local_only,
     memory_option,
     option_group,
@@ -232,6 +233,7 @@ def _positive(ctx: click.Context, param: click.Parameter, value: float | None) -
 @store_option
 @local_only("advise")
 @json_option
+@load_options
 def advise_cmd(base: str | None, no_finetune: bool, budget: float | None, regression: bool, quiet: bool,
                store: str | None, as_json: bool, **kw: Any) -> None:
     """Train the new task's network from scratch and reusing 1..N lower layers of a base (frozen, and

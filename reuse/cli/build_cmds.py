@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from reuse.cli.common import emit_json, facade_options, get_service, name_list
+from reuse.cli.common import emit_json, facade_options, get_service, load_options, name_list
 from reuse.errors import InvalidInput
 
 match_option = click.option(
@@ -49,10 +49,12 @@ def layers_cmd(ref: str, scope: str | None, match: str, store: str | None, as_js
     Layers inside a nested model (a Sequential or functional model used as a layer) are listed by path,
     indented under it: NESTED/LAYER, with "/" between names. A scope is matched against the whole path
     (full match), so select them with e.g. 'backbone/block_1_.*'; the nested model's own path selects
-    every layer inside it. The "inputs" column names the layers each one reads.
+    every layer inside it. The "inputs" column names the layers each one reads. Operation nodes (x + y,
+    ops.mean, x[..., 0] in a functional graph) are listed as "(op)": they have paths and are selected,
+    replayed and named in gaps like layers, and hold no weights.
 
     --json prints {"model", "scope", "match", "layers": [{"index", "name", "class_name", "output_shape",
-    "params", "trainable", "matched", "depth", "inputs"}], "matched", "unmatched", "selected"} (scope,
+    "params", "trainable", "matched", "depth", "inputs", "op"}], "matched", "unmatched", "selected"} (scope,
     match, matched, unmatched, selected and each "matched" are null without --scope; "selected" lists the
     layers a build would copy).
     """
@@ -61,8 +63,9 @@ def layers_cmd(ref: str, scope: str | None, match: str, store: str | None, as_js
         emit_json(table.to_dict())
         return
     header = ["#", "name", "class", "output shape", "params", "trainable", "inputs"] + (["matched"] if scope else [])
-    rows = [[str(r.index), "  " * r.depth + r.name, r.class_name, _shape(r.output_shape), f"{r.params:,}",
-             "yes" if r.trainable else "no", _inputs(r.inputs)] + (["yes" if r.matched else "-"] if scope else [])
+    rows = [[str(r.index), "  " * r.depth + r.name, r.class_name + (" (op)" if r.op else ""), _shape(r.output_shape),
+             f"{r.params:,}", "-" if r.op else "yes" if r.trainable else "no", _inputs(r.inputs)]
+            + (["yes" if r.matched else "-"] if scope else [])
             for r in table.rows]
     widths = [max(len(x) for x in col) for col in zip(header, *rows, strict=False)]
     click.echo(f"{table.model}")
@@ -111,6 +114,7 @@ def _inputs(names: tuple[str, ...]) -> str:
 @click.option("--description", default="", help="Description stored with the new model.")
 @click.option("--seed", type=int, default=None, help="Seed for the head's initial weights and dropout.")
 @facade_options
+@load_options
 def build_cmd(new_name: str, base: str, reuse_pat: str, match: str, trainable: str | None, head: str | None,
               head_file: str | None, classes: int | None, regression: bool, outputs: int | None,
               input_shape: str | None, exits: tuple[str, ...], preprocess: str | None, description: str,
@@ -119,18 +123,20 @@ def build_cmd(new_name: str, base: str, reuse_pat: str, match: str, trainable: s
 
     --reuse matches layer paths (a layer inside a nested model is NESTED/LAYER; the nested model's path
     selects all of it). The selected layers may form any connected part of the graph (residual adds,
-    concatenations, shared layers): each tensor they read from outside — the base's inputs or outputs of
-    unselected layers — becomes an input of NEW with its shape and dtype. Unselected dropout/noise layers
-    between selected ones are skipped; any other unselected layer between them is an error that names a
-    scope which closes the gap. Conv and sequence outputs need a gap, gmp or flatten head layer before a
-    classifier. Reused layers are frozen unless --trainable selects them.
+    concatenations, shared layers, operation nodes such as add_3 or get_item, listed by `reuse layers`):
+    each tensor they read from outside — the base's inputs or outputs of unselected layers — becomes an
+    input of NEW with its shape and dtype. Unselected dropout/noise layers between selected ones are
+    skipped, and random augmentation layers (RandomFlip, ...) are never copied; any other unselected layer
+    between them is an error that names a scope which closes the gap. Conv and sequence outputs need a
+    gap, gmp or flatten head layer before a classifier. Reused layers are frozen unless --trainable selects
+    them. Copying a Lambda layer needs --unsafe, a layer class of your own --trust-module.
 
     A base recognised as a keras.applications model (reuse show prints "expects") that needs
     preprocessing, built without --preprocess, gets a "Warning:" line naming the preset to use.
 
     --json prints the registered model's info plus "warnings" (a list of lines); its "lineage" key holds
-    the build record (base, scope, match, trainable, head, output, inputs, exits, layers, skipped,
-    left_out, head_layers, preprocess, base_family, warnings).
+    the build record (base, scope, match, trainable, head, output, inputs, exits, layers (an operation
+    node's with "op": true), skipped, left_out, head_layers, preprocess, base_family, warnings).
     """
     if outputs is not None and not regression:
         raise InvalidInput("--outputs needs --regression")

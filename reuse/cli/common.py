@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from reuse.config import ENV_SERVER, ENV_STORE, ENV_TOKEN
+from reuse.config import ENV_SERVER, ENV_STORE, ENV_TOKEN, ENV_TRUSTED_MODULES
 from reuse.errors import FailedPrecondition
 
 store_option = click.option(
@@ -58,6 +58,49 @@ server_option = option_group(
 
 # What a command that works on either facade takes: the store, or a server instead, and --json.
 facade_options = option_group(store_option, server_option, json_option)
+
+_LOAD_KEY = "reuse.load"
+
+
+def _remember_load(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    ctx.meta.setdefault(_LOAD_KEY, {})[param.name] = value
+    return value
+
+
+TRUST_HELP = (f"Import MODULE and allow the Keras classes it defines (registered with "
+              f"keras.saving.register_keras_serializable) in the models this command loads; repeatable. "
+              f"Modules in ${ENV_TRUSTED_MODULES} are trusted too. Code is only ever imported from MODULE, "
+              "never from a model file.")
+# --trust-module and --unsafe for the commands that load or build models: like --server, their values go to
+# the click context, and get_service applies them, so adopting them in a command is one decorator.
+trust_option = click.option("--trust-module", "trust_modules", multiple=True, metavar="MODULE", expose_value=False,
+                            callback=_remember_load, help=TRUST_HELP)
+load_options = option_group(
+    trust_option,
+    click.option("--unsafe", "unsafe", is_flag=True, expose_value=False, callback=_remember_load,
+                 help="Run the Python code of Lambda layers in the models this command loads or builds (a "
+                      "model registered with --unsafe); only for models whose source you trust."),
+)
+
+
+def apply_load_options(ctx: click.Context | None, *, remote: bool = False) -> None:
+    """Trust the modules given with --trust-module (and let processes this one starts trust them too) and
+    allow Lambda code with --unsafe, for the rest of this process. With --server both are refused: the
+    server loads the models, with what it trusts."""
+    from reuse.trust import allow_unsafe_code, trust_modules
+
+    given = ctx.meta.get(_LOAD_KEY, {}) if ctx is not None else {}
+    names = list(given.get("trust_modules") or ())
+    if remote and (names or given.get("unsafe")):
+        raise FailedPrecondition("--trust-module and --unsafe apply to the models this process loads; with "
+                                 "--server the server loads them (start it with reuse serve --trust-module "
+                                 "MODULE / --unsafe)")
+    if names:
+        trust_modules(names)
+        inherited = [m for m in os.environ.get(ENV_TRUSTED_MODULES, "").replace(",", " ").split() if m]
+        os.environ[ENV_TRUSTED_MODULES] = ",".join(dict.fromkeys([*inherited, *names]))
+    if given.get("unsafe"):
+        allow_unsafe_code(True)
 
 
 def _set_budget(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
@@ -135,6 +178,7 @@ def get_service(store: str | None):
     """The facade: a local Service on ``store``, or a RemoteService when the command got --server."""
     ctx = click.get_current_context(silent=True)
     remote = ctx.meta.get(_REMOTE_KEY, {}) if ctx is not None else {}
+    apply_load_options(ctx, remote=bool(remote.get("server")))
     if remote.get("server"):
         from reuse.remote import RemoteService
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from reuse.cli.common import emit_json, facade_options, get_service, memory_option
+from reuse.cli.common import emit_json, facade_options, get_service, load_options, memory_option
 
 _JSON = ("JSON: the new version's info (as `reuse show --json`): ref, name, version, description, "
          "class_names, input_shape, output_shape, lineage (operation \"ensemble\", method mean|vote|average_weights, "
@@ -49,6 +49,7 @@ def print_check(check: dict[str, Any], indent: str = "  ") -> None:
 @click.option("--description", default="", help="Description of the new version.")
 @memory_option
 @facade_options
+@load_options
 def ensemble_cmd(name: str, members: str, weights: str | None, vote: bool, average_weights: bool, data: str | None,
                  label: str | None, relabel: bool, description: str, store: str | None, as_json: bool) -> None:
     """Register one model that averages its members' outputs (class probabilities; the mean for

@@ -12,12 +12,13 @@ from reuse.cli.common import (
     facade_options,
     get_service,
     json_option,
+    load_options,
     memory_option,
     read_token,
     server_option,
     store_option,
 )
-from reuse.config import ENV_TOKEN, ServerSettings
+from reuse.config import ENV_TOKEN, ENV_TRUSTED_MODULES, ServerSettings
 
 _D = ServerSettings()
 
@@ -51,10 +52,16 @@ _D = ServerSettings()
 @click.option("--tls-key", type=click.Path(dir_okay=False, exists=True), default=None, help="TLS private key (PEM).")
 @click.option("--allow-unsafe-uploads", is_flag=True, help="Accept uploaded models that run code when loaded.")
 @memory_option
+@click.option("--trust-module", "trust_modules", multiple=True, metavar="MODULE",
+              help=f"Import MODULE at start and allow the Keras classes it defines in the models this server "
+                   f"loads, uploads included (repeatable; with ${ENV_TRUSTED_MODULES}). Code is only ever "
+                   "imported from MODULE, never from an uploaded file.")
+@click.option("--unsafe", is_flag=True, help="Load and build stored models with Lambda layers, running their "
+              "Python code in this server (only for models whose source you trust).")
 def serve_cmd(store: str | None, host: str, port: int, max_batch_size: int, max_batch_delay_ms: float,
               max_message_mb: int, max_upload_mb: int, cache_mb: int, runtime: str, onnx_threads: int,
               workers: int, processes: str, token_file: str | None, tls_cert: str | None, tls_key: str | None,
-              allow_unsafe_uploads: bool) -> None:
+              allow_unsafe_uploads: bool, trust_modules: tuple[str, ...], unsafe: bool) -> None:
     """Serve the store over gRPC: KServe v2 inference, the reuse.v1 management API, health, reflection.
 
     Prints `listening on HOST:PORT` when ready, then which process runs the store's jobs: this one, or
@@ -78,7 +85,8 @@ def serve_cmd(store: str | None, host: str, port: int, max_batch_size: int, max_
     spec = ServeSpec(store, config, ServingOptions(max_batch_size, max_batch_delay_ms, cache_mb * 2**20, runtime,
                                                    onnx_threads),
                      RuntimeSettings(job_workers=workers, max_upload_bytes=max_upload_mb * 2**20,
-                                     allow_unsafe_uploads=allow_unsafe_uploads))
+                                     allow_unsafe_uploads=allow_unsafe_uploads, trusted_modules=trust_modules,
+                                     run_unsafe=unsafe))
     extras = f"{', token required' if config.token else ''}{', TLS' if tls_cert else ''}; {describe_mode(runtime)}"
 
     def say(*lines: str) -> None:
@@ -175,6 +183,7 @@ def job_cmd(job_id: str, store: str | None, watch: bool, cancel: bool, as_json: 
 @click.option("--out", "out_path", type=click.Path(dir_okay=False), default=None,
               help="Write the outputs to this .npz (by output name) instead of printing them.")
 @facade_options
+@load_options
 def infer_cmd(ref: str, input_paths: tuple[str, ...], top: int, out_path: str | None, store: str | None,
               as_json: bool) -> None:
     """Run NAME[:VERSION] on an array or on images through the serving path (batched engine, or the

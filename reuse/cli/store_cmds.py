@@ -3,7 +3,8 @@
 --json output is an API with stable keys: a model version is an object with ref, name,
 version, path, created, description, tags, input_shape, output_shape,
 class_names, metrics, history, lineage, settings, keras_version, backend,
-tensorflow_version, params, source, unsafe_layers and size_bytes.
+tensorflow_version, params, source, unsafe_layers, size_bytes and model_class (the class of a functional
+subclass, e.g. a KerasHub backbone, stored as its graph; else null).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from reuse.cli.common import (
     local_only,
     server_option,
     store_option,
+    trust_option,
 )
 from reuse.errors import InvalidInput
 from reuse.store import CheckReport, ModelInfo, ModelRef
@@ -63,13 +65,17 @@ def _tags_text(tags: dict[str, str]) -> str:
 @click.option("--tag", "tags", multiple=True, callback=_parse_tags, metavar="KEY=VALUE",
               help="A tag to keep with the version (repeatable).")
 @unsafe_option
+@trust_option
 @facade_options
 def register_cmd(file: str, name: str, description: str, tags: dict[str, str], unsafe: bool,
                  store: str | None, as_json: bool) -> None:
     """Register a model FILE (.keras, Keras 3 .h5 or tf.keras 2 .h5) as the next version of NAME.
 
     The file is loaded in Keras safe mode, without compiling; a model with Lambda layers is refused
-    unless --unsafe. With --json, prints the new version's object.
+    unless --unsafe, and one naming a class that neither Keras nor a trusted module defines (your own
+    registered layers) until --trust-module names its module. A functional subclass of keras.Model (a
+    KerasHub backbone) is stored as its graph, its class kept as model_class; a subclassed model (its own
+    call(), no graph) is refused. With --json, prints the new version's object.
     """
     info = get_service(store).register_file(file, name, unsafe=unsafe, description=description, tags=tags)
     if as_json:
@@ -141,6 +147,8 @@ def _show_lines(info: ModelInfo) -> list[tuple[str, Any]]:
         lines.append(("source", f"{info.source.get('path')} ({info.source.get('format')})"))
     if info.unsafe_layers:
         lines.append(("unsafe layers", ", ".join(info.unsafe_layers) + " (Lambda: loading needs --unsafe)"))
+    if info.model_class:
+        lines.append(("model class", f"{info.model_class} (stored as its functional graph)"))
     return lines
 
 
@@ -216,6 +224,7 @@ def delete_cmd(ref: str, store: str | None) -> None:
                    "once it is copied to STORAGE_URI (s3://..., gs://..., pvc://...).")
 @click.option("--force", is_flag=True, help="Replace what exists at OUT (or that version in the repository).")
 @unsafe_option
+@trust_option
 @store_option
 @local_only("export")
 def export_cmd(ref: str, out: str | None, fmt: str | None, triton_repo: str | None, max_batch_size: int,

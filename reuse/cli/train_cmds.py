@@ -19,6 +19,7 @@ from reuse.cli.common import (
     facade_options,
     get_service,
     json_option,
+    load_options,
     local_only,
     memory_option,
     name_list,
@@ -163,6 +164,7 @@ _TRAIN_JSON = ("JSON keys: model, parent, metrics, history, epochs_run, best_epo
 @_data_options
 @_train_options
 @facade_options
+@load_options
 def train_cmd(ref: str, data: str, label: str | None, relabel: bool, store: str | None, as_json: bool,
               seeds: int, description: str | None, quiet: bool, **kw: Any) -> None:
     """Train a model's trainable layers; register the result as the next version of NAME."""
@@ -182,6 +184,7 @@ def train_cmd(ref: str, data: str, label: str | None, relabel: bool, store: str 
 @_data_options
 @_train_options
 @facade_options
+@load_options
 def finetune_cmd(ref: str, unfreeze: str, match: str, data: str, label: str | None, relabel: bool,
                  store: str | None, as_json: bool, seeds: int, description: str | None, quiet: bool,
                  **kw: Any) -> None:
@@ -200,6 +203,7 @@ def finetune_cmd(ref: str, unfreeze: str, match: str, data: str, label: str | No
 @_data_options
 @memory_option
 @facade_options
+@load_options
 def evaluate_cmd(ref: str, data: str, label: str | None, relabel: bool, store: str | None, as_json: bool) -> None:
     """Loss and accuracy of a model on labelled data."""
     r = get_service(store).evaluate_model(ref, data, label=label, relabel=relabel)
@@ -226,6 +230,7 @@ def evaluate_cmd(ref: str, data: str, label: str | None, relabel: bool, store: s
               help="Write predictions to FILE.npz (outputs, classes, labels) or FILE.csv.")
 @memory_option
 @facade_options
+@load_options
 def predict_cmd(ref: str, data: str, label: str | None, no_label: bool, out: str | None, store: str | None,
                 as_json: bool) -> None:
     """Predict with a model: class and label per sample (and outputs with --out or --json).

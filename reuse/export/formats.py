@@ -48,7 +48,7 @@ def format_for(out: Path, given: str | None) -> str:
 def load_source(store: ModelStore, ref: str, unsafe: bool = False) -> tuple[Any, ModelSignature]:
     """The stored version's Keras model (safe mode unless ``unsafe``) and its signature."""
     r = store.resolve(ref)
-    model = store.load(r, safe_mode=not unsafe)
+    model = store.load(r, safe_mode=False if unsafe else None)
     return model, signature_of(model, r.name, r.version or 0)
 
 
@@ -64,7 +64,8 @@ def export_version(store: ModelStore, ref: str, out: Path, *, format: str | None
     fmt = format_for(out, format)
     if fmt == "keras":
         r = store.resolve(ref)
-        return ExportResult(str(r), "keras", store.export(r, out, overwrite=overwrite, safe_mode=not unsafe))
+        safe = False if unsafe else None
+        return ExportResult(str(r), "keras", store.export(r, out, overwrite=overwrite, safe_mode=safe))
     if fmt == "onnx":
         _check_onnx_path(out, overwrite)
     model, sig = load_source(store, ref, unsafe)

@@ -78,8 +78,11 @@ def build_service(spec: ServeSpec) -> Any:
     """The service a server process serves, with its runtime configured and its jobs role decided."""
     from reuse.service import Service
     from reuse.serving.runtime_choice import log_choices_to_stderr
+    from reuse.trust import allow_unsafe_code, trust_modules
 
     log_choices_to_stderr()  # each process says which runtime serves a version as it loads it
+    trust_modules(spec.runtime.trusted_modules)  # and $REUSE_TRUSTED_MODULES: a bad module stops it here
+    allow_unsafe_code(spec.runtime.run_unsafe)
     service = Service(spec.store)
     service.configure_serving(spec.serving, spec.runtime)
     service.runtime.jobs  # noqa: B018 - run the store's jobs here, or find the server that does, before serving

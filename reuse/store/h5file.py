@@ -8,7 +8,11 @@ directly. We add, in the same file (see docs/store-format.md):
 - a group ``reuse`` with ``format_version``, ``name``, ``version`` and ``model_config_sha256``
   attributes and a ``meta`` dataset (JSON text, with its own ``sha256`` attribute). Metadata lives in a
   dataset, not in attributes, because HDF5 caps an object's attributes at 64 KiB and a long training
-  history or a big layer table would not fit.
+  history or a big layer table would not fit;
+- a ``keras_config`` dataset (with a ``sha256`` attribute): the model's Keras 3 config, which names the
+  module of every layer and operation. Keras' legacy ``model_config`` drops those, so an operation node
+  (``x + y`` in a functional graph, recorded as ``Add``) cannot be told from the layer of the same name,
+  and a class Keras keeps in a private module (ConvNeXt's ``LayerScale``) cannot be found.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from reuse.h5guard import check_dataset, check_tree
 
 META_GROUP = "reuse"
 META_DATASET = "meta"
+KERAS_CONFIG_DATASET = "keras_config"
 WEIGHTS_GROUP = "model_weights"
 TOP_LEVEL_WEIGHTS = "top_level_model_weights"
 FORMAT_VERSION = 1
@@ -117,6 +122,30 @@ def write_meta(f: h5py.File, path: Path, name: str, meta: dict[str, Any]) -> Non
     ds.attrs["sha256"] = sha256_bytes(text.encode())
 
 
+def write_keras_config(f: h5py.File, text: str) -> None:
+    """Write the model's Keras 3 config (JSON text) into our group, with its checksum."""
+    g = f.require_group(META_GROUP)
+    ds = g.create_dataset(KERAS_CONFIG_DATASET, data=text, dtype=h5py.string_dtype("utf-8"))
+    ds.attrs["sha256"] = sha256_bytes(text.encode())
+
+
+def keras_config_text(f: h5py.File, path: Path | str) -> str | None:
+    """The Keras 3 config text our group holds, checksum verified; None for files without one (written
+    before it was recorded, or not by a reuse store)."""
+    g = f.get(META_GROUP)
+    ds = g.get(KERAS_CONFIG_DATASET) if isinstance(g, h5py.Group) else None
+    if ds is None:
+        return None
+    if not isinstance(ds, h5py.Dataset) or ds.shape != ():
+        raise StoreCorrupt(f"{path}: '{META_GROUP}/{KERAS_CONFIG_DATASET}' is not a text dataset")
+    text = as_text(ds[()])
+    if len(text) > MAX_TEXT_BYTES:
+        raise StoreCorrupt(f"{path}: {KERAS_CONFIG_DATASET} is {len(text)} bytes; refused")
+    if sha256_bytes(text.encode()) != as_text(ds.attrs.get("sha256", "")):
+        raise StoreCorrupt(f"{path}: checksum mismatch in {KERAS_CONFIG_DATASET}; the file is damaged")
+    return text
+
+
 def set_version(f: h5py.File, version: int) -> None:
     f[META_GROUP].attrs["version"] = int(version)
 
@@ -156,12 +185,14 @@ def read_meta_at(f: h5py.File, path: Path | str, key: tuple[str, int]) -> dict[s
 
 
 def model_config_text(f: h5py.File, path: Path) -> str:
-    """The ``model_config`` JSON text, verified against the checksum in our group."""
+    """The architecture's JSON text, checksum verified: the Keras 3 config when the file records one (it
+    names every class's module), else Keras' legacy ``model_config``."""
     text = raw_model_config(f, path)
     want = f[META_GROUP].attrs.get("model_config_sha256") if META_GROUP in f else None
     if want is None or sha256_bytes(text.encode()) != as_text(want):
         raise StoreCorrupt(f"{path}: checksum mismatch in model_config; the file is damaged")
-    return text
+    keras3 = keras_config_text(f, path)
+    return keras3 if keras3 is not None else text
 
 
 def parse_model_config(text: str, path: Path | str) -> dict[str, Any]:
@@ -169,6 +200,8 @@ def parse_model_config(text: str, path: Path | str) -> dict[str, Any]:
         return json.loads(text)
     except ValueError as exc:
         raise StoreCorrupt(f"{path}: model_config is not JSON: {exc}") from exc
+    except RecursionError as exc:  # json recurses once per nesting level
+        raise StoreCorrupt(f"{path}: model_config is nested too deeply to be a model") from exc
 
 
 def model_config(f: h5py.File, path: Path) -> dict[str, Any]:
@@ -268,6 +301,9 @@ def content_checksum_of(f: h5py.File, path: Path) -> str:
     parts = [as_text(f[META_GROUP].attrs.get("model_config_sha256", "")) if META_GROUP in f else ""]
     meta = f.get(f"{META_GROUP}/{META_DATASET}")
     parts.append(as_text(meta.attrs.get("sha256", "")) if isinstance(meta, h5py.Dataset) else "")
+    keras3 = f.get(f"{META_GROUP}/{KERAS_CONFIG_DATASET}")
+    if isinstance(keras3, h5py.Dataset):
+        parts.append(as_text(keras3.attrs.get("sha256", "")))
     parts.extend(f"{ds.name}={as_text(ds.attrs.get('sha256', ''))}" for ds in iter_weight_datasets(f, path))
     return sha256_bytes("\n".join(parts).encode())
 

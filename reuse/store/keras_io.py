@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,8 @@ import numpy as np
 from reuse.atomic import atomic_path
 from reuse.errors import InvalidInput, NotFound, StoreCorrupt, UnsafeModel
 from reuse.h5guard import check_tree
-from reuse.store import h5file
+from reuse.store import h5file, keras_graph
+from reuse.trust import check_config
 
 # Errors Keras raises for a file or config it cannot turn into a model.
 KERAS_LOAD_ERRORS = (ValueError, TypeError, KeyError, OSError, AttributeError, NotImplementedError,
@@ -147,15 +148,19 @@ def load_verified(path: Path, *, safe_mode: bool) -> Any:
     """Load a store file with Keras and check every weight Keras set against the file's checksums.
 
     Keras reads the weights from disk once; we hash the values it put into the model, so the check
-    covers exactly what the caller gets. Raises StoreCorrupt naming the file on any mismatch.
+    covers exactly what the caller gets. Raises StoreCorrupt naming the file on any mismatch, UnsafeModel
+    for Lambda layers in safe mode, UntrustedClass for a class no trusted module defines.
     """
     keras = _keras_with_our_layers()
 
     with h5file.open_read(path) as f:
         h5file.read_meta(f, path)
-        lambdas = find_lambda_layers(h5file.model_config(f, path))
+        keras3 = h5file.keras_config_text(f, path)
+        config = h5file.model_config(f, path)
+        lambdas = find_lambda_layers(config)
         if safe_mode:
             refuse_unsafe(lambdas, str(path))
+        check_config(config, str(path))
         expected = {
             layer: [(ds.name, h5file.as_text(ds.attrs.get("sha256", "")), ds.shape, ds.dtype) for ds in dss]
             for layer, dss in _expected_weights(f, path).items()
@@ -165,8 +170,7 @@ def load_verified(path: Path, *, safe_mode: bool) -> Any:
             for ds in check_tree(top, path, StoreCorrupt):
                 h5file.verified_array(ds, path)
     try:
-        with h5file.quiet_legacy_h5_warning():
-            model = keras.models.load_model(str(path), compile=False, safe_mode=safe_mode)
+        model = _keras_load(path, keras3, safe_mode=safe_mode)
     except KERAS_LOAD_ERRORS as exc:
         raise StoreCorrupt(f"{path}: Keras cannot load it: {exc}") from exc
     for layer in model.layers:
@@ -184,6 +188,19 @@ def load_verified(path: Path, *, safe_mode: bool) -> Any:
     return model
 
 
+def _keras_load(path: Path, keras3: str | None, *, safe_mode: bool) -> Any:
+    """The model of an HDF5 model file, uncompiled. Keras' legacy loader rebuilds it, unless it has
+    operation nodes or layers Keras keeps in private modules: then it is rebuilt from the Keras 3 config a
+    reuse store kept with it (:func:`reuse.store.keras_graph.rebuild`)."""
+    keras = _keras_with_our_layers()
+
+    config = h5file.parse_model_config(keras3, path) if keras3 is not None else None
+    with h5file.quiet_legacy_h5_warning():
+        if config is None or not keras_graph.needs_keras3(config):
+            return keras.models.load_model(str(path), compile=False, safe_mode=safe_mode)
+        return keras_graph.rebuild(path, config, safe_mode=safe_mode)
+
+
 # -- files users hand us --------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ModelFile:
@@ -194,10 +211,19 @@ class ModelFile:
     keras_version: str | None
     lambda_layers: tuple[str, ...]
     sha256: str
+    config: Any = field(default=None, compare=False, repr=False)  # the architecture Keras will read
+    keras3: str | None = field(default=None, compare=False, repr=False)  # a reuse store file's Keras 3 config
 
     def source(self) -> dict[str, Any]:
         return {"path": str(self.path), "format": self.format, "keras_version": self.keras_version,
                 "sha256": self.sha256}
+
+
+def _json(data: str | bytes, path: Path, what: str) -> Any:
+    try:
+        return json.loads(data)
+    except RecursionError as exc:  # json recurses once per nesting level
+        raise InvalidInput(f"{path}: {what} is nested too deeply to be a model") from exc
 
 
 def _inspect_keras_zip(path: Path) -> tuple[Any, str | None]:
@@ -206,14 +232,14 @@ def _inspect_keras_zip(path: Path) -> tuple[Any, str | None]:
             info = z.getinfo("config.json")
             if info.file_size > MAX_CONFIG_BYTES:
                 raise InvalidInput(f"{path}: config.json is {info.file_size} bytes; refused")
-            config = json.loads(z.read(info))
-            meta = json.loads(z.read("metadata.json")) if "metadata.json" in z.namelist() else {}
+            config = _json(z.read(info), path, "config.json")
+            meta = _json(z.read("metadata.json"), path, "metadata.json") if "metadata.json" in z.namelist() else {}
     except (zipfile.BadZipFile, KeyError, ValueError) as exc:
         raise InvalidInput(f"{path}: not a Keras .keras archive: {exc}") from exc
     return config, meta.get("keras_version") if isinstance(meta, dict) else None
 
 
-def _inspect_h5(path: Path) -> tuple[Any, str | None]:
+def _inspect_h5(path: Path) -> tuple[Any, str | None, str | None]:
     try:
         f = h5py.File(path, "r")
     except OSError as exc:
@@ -222,13 +248,15 @@ def _inspect_h5(path: Path) -> tuple[Any, str | None]:
         try:
             check_tree(f, path, StoreCorrupt)
             text = h5file.raw_model_config(f, path)
+            keras3 = h5file.keras_config_text(f, path)  # a reuse store's file: the config that names modules
         except StoreCorrupt as exc:
             raise InvalidInput(str(exc)) from exc
         if not isinstance(f.get(h5file.WEIGHTS_GROUP), h5py.Group):
             raise InvalidInput(f"{path}: no '{h5file.WEIGHTS_GROUP}' group; not a whole-model Keras .h5 file")
         version = f.attrs.get("keras_version")
     try:
-        return json.loads(text), h5file.as_text(version) if version is not None else None
+        return _json(keras3 or text, path, "model_config"), h5file.as_text(version) if version is not None else None, \
+            keras3
     except ValueError as exc:
         raise InvalidInput(f"{path}: model_config is not JSON: {exc}") from exc
 
@@ -249,29 +277,38 @@ def inspect_model_file(path: Path) -> ModelFile:
         if not head.startswith(b"PK"):
             raise InvalidInput(f"{path}: named .keras but is not a zip archive")
         config, version = _inspect_keras_zip(path)
+        keras3 = None
         fmt = "keras"
     elif suffix in (".h5", ".hdf5"):
         if head != HDF5_SIGNATURE:
             raise InvalidInput(f"{path}: named {suffix} but is not an HDF5 file")
-        config, version = _inspect_h5(path)
+        config, version, keras3 = _inspect_h5(path)
         fmt = "h5-tf-keras2" if version and version.split(".")[0] in ("1", "2") else "h5-keras3"
     else:
         raise InvalidInput(f"{path}: unsupported model file type {suffix or '(none)'!r}; "
                            "expected .keras, .h5 or .hdf5")
-    return ModelFile(path.resolve(), fmt, version, tuple(find_lambda_layers(config)), h5file.file_sha256(path))
+    return ModelFile(path.resolve(), fmt, version, tuple(find_lambda_layers(config)), h5file.file_sha256(path),
+                     config, keras3)
 
 
 def load_model_file(mf: ModelFile, *, unsafe: bool) -> Any:
-    """Load an inspected file with Keras (safe mode unless ``unsafe``), uncompiled."""
+    """Load an inspected file with Keras (safe mode unless ``unsafe``), uncompiled, after checking that
+    every class it names is Keras' own, ours or a trusted module's (:func:`reuse.trust.check_config`)."""
     keras = _keras_with_our_layers()
 
     if not unsafe:
         refuse_unsafe(list(mf.lambda_layers), str(mf.path))
+    if mf.config is not None:
+        check_config(mf.config, str(mf.path))
     try:
-        with h5file.quiet_legacy_h5_warning():
+        if mf.format == "keras":
             return keras.models.load_model(str(mf.path), compile=False, safe_mode=not unsafe)
+        return _keras_load(mf.path, mf.keras3, safe_mode=not unsafe)
     except KERAS_LOAD_ERRORS as exc:
-        raise InvalidInput(f"{mf.path}: Keras cannot load it as a model: {exc}") from exc
+        hint = "" if mf.format == "keras" or mf.keras3 is not None else (
+            " (if the model has operation nodes, such as x + y or ops.* calls, save it as .keras: Keras' "
+            ".h5 format cannot rebuild them)")
+        raise InvalidInput(f"{mf.path}: Keras cannot load it as a model{hint}: {exc}") from exc
 
 
 # -- writing .keras files -------------------------------------------------------------------------

@@ -31,11 +31,12 @@ import numpy as np
 
 from reuse.config import store_location
 from reuse.errors import AlreadyExists, InvalidInput, NotFound, StoreCorrupt
-from reuse.store import h5file, keras_io
+from reuse.store import h5file, keras_graph, keras_io
 from reuse.store.index import IndexRow, Key
 from reuse.store.meta import VersionMeta, build_meta, check_tags
 from reuse.store.names import ModelRef, check_name
 from reuse.store.records import CheckReport, LayerInfo, ModelInfo, info_from_meta, layers_from_meta
+from reuse.trust import unsafe_code_allowed
 
 Where = Path | str  # a version's location: a file path, or an object URL
 
@@ -163,7 +164,11 @@ class ModelStore(ABC):
         from reuse.store.layout import temp_file
 
         check_name(name)
+        model, model_class = keras_graph.as_graph_model(model)
         meta = build_meta(model, given)
+        if model_class is not None:
+            meta["model_class"] = model_class
+        keras3 = keras_graph.keras_config_text(model)
         tmp = temp_file(self._staging(name))
         try:
             try:
@@ -171,9 +176,9 @@ class ModelStore(ABC):
             except (ValueError, TypeError, NotImplementedError, AttributeError) as exc:
                 raise InvalidInput(f"Keras cannot save model {model.name!r} as HDF5: {exc}") from exc
             with h5py.File(tmp, "r+") as f:
+                h5file.write_keras_config(f, keras3)
                 # From the saved config, so Lambdas nested in inner models are found too.
-                meta["unsafe_layers"] = keras_io.find_lambda_layers(
-                    json.loads(h5file.raw_model_config(f, tmp)))
+                meta["unsafe_layers"] = keras_io.find_lambda_layers(json.loads(keras3))
                 h5file.add_checksums(f, tmp)
                 h5file.write_meta(f, tmp, name, meta)
             row = self._publish(name, tmp, meta)
@@ -197,6 +202,7 @@ class ModelStore(ABC):
         check_name(name)
         tags = check_tags(tags)
         mf = keras_io.inspect_model_file(Path(path))
+        keras_graph.check_graph(mf.config, str(mf.path))
         model = keras_io.load_model_file(mf, unsafe=unsafe)
         carried = VersionMeta.carried(_store_file_meta(mf.path) if mf.format == "h5-keras3" else {})
         source = mf.source()
@@ -216,7 +222,7 @@ class ModelStore(ABC):
         return info
 
     def export(self, ref: str | ModelRef, out_path: str | os.PathLike[str], *, overwrite: bool = False,
-               safe_mode: bool = True) -> Path:
+               safe_mode: bool | None = None) -> Path:
         """Write a version (latest by default) as a native ``.keras`` file, atomically.
 
         Raises:
@@ -310,16 +316,20 @@ class ModelStore(ABC):
         with opened as f:
             return h5file.content_checksum_of(f, where)  # type: ignore[arg-type]
 
-    def load(self, ref: str | ModelRef, *, safe_mode: bool = True) -> Any:
+    def load(self, ref: str | ModelRef, *, safe_mode: bool | None = None) -> Any:
         """The Keras model of a version (latest by default), every weight checksum-verified, not compiled.
+
+        ``safe_mode`` None: safe unless this process allows Lambda code (``reuse.trust.allow_unsafe_code``,
+        the commands' ``--unsafe``).
 
         Raises:
             NotFound: no such model or version. UnsafeModel: Lambda layers in safe mode.
-            StoreCorrupt: the version is damaged (the message names it).
+            UntrustedClass: a class no trusted module defines. StoreCorrupt: the version is damaged.
         """
         r = self.resolve(ref)
+        safe = not unsafe_code_allowed() if safe_mode is None else safe_mode
         with self._whole((r.name, r.version or 0)) as path:
-            return keras_io.load_verified(path, safe_mode=safe_mode)
+            return keras_io.load_verified(path, safe_mode=safe)
 
 
 def _ranges(versions: list[int]) -> str:

@@ -68,6 +68,7 @@ class ModelInfo(StoreEntry, Versioned):
     # architecture it was recognised as (reuse.applications.BaseFamily.to_dict()); None when not.
     preprocess: dict[str, Any] | None = None
     base_family: dict[str, Any] | None = None
+    model_class: str | None = None  # a functional subclass's class (module.Name), stored as its graph
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__}
