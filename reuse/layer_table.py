@@ -89,7 +89,8 @@ def layer_table(store: ModelStore, ref: str, scope: str | None = None, match: st
         row = nested.get(path, {})
         rows.append(LayerRow(
             index=i, name=path,
-            class_name=container.class_name if container else node.class_name,
+            # a registered class of ours or a user's shows its registered name (reuse>Preprocess)
+            class_name=container.class_name if container else (node.registered_name or node.class_name),
             output_shape=_list(info.output_shape) if info else row.get("output_shape", recorded.get(path)),
             params=info.params if info else int(row.get("params", 0)),
             trainable=info.trainable if info else bool(row.get("trainable", node is None or not node.op)),
