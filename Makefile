@@ -25,13 +25,12 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 # The tests also cover the optional engines: Ray (reuse advise --ray), JAX (data-parallel training), KerasHub
-# backbones (tests/test_trust.py) and
-# ONNX Runtime (the serving runtime and `reuse export --format onnx`) and boto3 with a local moto S3
-# server (the s3:// store). A separate stamp keeps `make run`
-# from installing them.
+# backbones (tests/test_trust.py) and boto3 with a local moto S3 server (the s3:// store). A separate stamp
+# keeps `make run` from installing them. ONNX Runtime, the default serving runtime, is a core dependency:
+# `make run` installs it.
 EXTRAS := $(VENV)/.extras-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 $(EXTRAS): $(STAMP)
-	$(BIN)/python -m pip install -q -e '.[test,ray,jax,onnx,s3,hub]'
+	$(BIN)/python -m pip install -q -e '.[test,ray,jax,s3,hub]'
 	rm -f $(VENV)/.extras-*; touch $@
 
 extras: $(EXTRAS)

@@ -24,9 +24,6 @@ from reuse.errors import AlreadyExists, FailedPrecondition, InvalidInput
 from reuse.export import onnx_file
 from reuse.service import Service
 
-pytest.importorskip("onnxruntime", reason="the onnx extra is not installed (pip install 'reuse[onnx]')")
-pytest.importorskip("tf2onnx", reason="the onnx extra is not installed (pip install 'reuse[onnx]')")
-
 ROOT = Path(__file__).resolve().parent.parent
 TRITON_VENV = Path(os.environ.get("REUSE_TRITON_VENV", ROOT / ".venv-triton"))
 

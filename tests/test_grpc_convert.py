@@ -73,7 +73,8 @@ def test_no_scope_is_none_in_the_domain_and_empty_on_the_wire(scope):
 def test_stats_round_trip():
     stats = {"cache_bytes": 5, "cache_limit_bytes": 9,
              "models": {"m:1": {"requests": 3, "rows": 7, "batches": 2, "max_batch_requests": 2,
-                                "histogram": {1: 1, 2: 1}}}}
+                                "histogram": {1: 1, 2: 1}, "runtime": "onnx",
+                                "runtime_reason": "ONNX export matches Keras"}}}
     assert cm.stats_of(cm.stats_pb(stats)) == stats
 
 

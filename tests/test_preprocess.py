@@ -284,8 +284,6 @@ def test_plain_keras_loads_a_built_model_in_safe_mode_after_import_reuse_layers(
 
 
 def test_onnx_export_of_a_model_with_a_stage_matches_keras_on_raw_pixels(tmp_path):
-    pytest.importorskip("onnxruntime", reason="the onnx extra is not installed (pip install 'reuse[onnx]')")
-    pytest.importorskip("tf2onnx", reason="the onnx extra is not installed (pip install 'reuse[onnx]')")
     from reuse.export import onnx_file
 
     svc = Service(tmp_path / "store")

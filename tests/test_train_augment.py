@@ -99,7 +99,6 @@ def test_augmenting_a_non_image_input_is_refused():
 
 
 def test_cli_records_the_augmentation_and_the_version_exports_without_it(tmp_path):
-    pytest.importorskip("tf2onnx")
     x, y = _images()
     np.savez(tmp_path / "d.npz", x=x, y=y)
     store = tmp_path / "store"

@@ -3,7 +3,7 @@
 Keras 3 writes the file (``model.export(path, format="onnx")``; on TensorFlow and JAX it converts
 through ``tf2onnx``). We then name the graph's outputs after the model's output layers, so that a
 KServe v2 client asks an ONNX engine for the same tensor names as ``reuse serve`` (Keras leaves
-``Identity:0``...). Needs the optional extra ``reuse[onnx]``.
+``Identity:0``...). Needs onnx, onnxruntime and tf2onnx (core dependencies; an install may leave them out).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from reuse.serving.signature import ModelSignature
 log = logging.getLogger(__name__)
 TOLERANCE = 1e-5  # most |onnx - keras| (absolute, and relative to |keras|) accepted on the probe batch
 PROBE_ROWS = 5
-EXTRA_HINT = "pip install 'reuse[onnx]'"
+EXTRA_HINT = "pip install onnx onnxruntime tf2onnx"
 
 
 def missing_packages() -> list[str]:

@@ -155,7 +155,8 @@ def stats_of(s: pb.ServerStats) -> dict[str, Any]:
     return {"cache_bytes": s.cache_bytes, "cache_limit_bytes": s.cache_limit_bytes,
             "models": {m.model: {"requests": m.requests, "rows": m.rows, "batches": m.batches,
                                  "max_batch_requests": m.max_batch_requests,
-                                 "histogram": dict(m.batch_requests_histogram)} for m in s.models}}
+                                 "histogram": dict(m.batch_requests_histogram), "runtime": m.runtime,
+                                 "runtime_reason": m.runtime_reason} for m in s.models}}
 
 
 def upload_header(first: pb.UploadChunk | None) -> pb.UploadHeader:

@@ -83,5 +83,8 @@ def serve_and_call(store: Path, out: Out, ref: str) -> ServeResult:
     out.line(f"{len(truth)} ModelInfer calls from {CLIENT_THREADS} threads: accuracy {pct(accuracy)}; "
              f"the batcher ran {batches} forward passes (up to {largest} requests each); "
              "answers equal local predictions")
+    runtime = {"onnx": "ONNX Runtime", "keras": "the compiled Keras model"}.get(stats.get("runtime", ""), "?")
+    why = stats.get("runtime_reason", "")
+    out.line(f"forward pass: {runtime}{f' ({why})' if why else ''}")
     out.line(f"server on {server.target} stopped cleanly")
     return ServeResult(server.target, ref, len(truth), accuracy, batches, largest, stopped=True)
