@@ -112,10 +112,10 @@ def per_call_us(fn, seconds: float) -> dict[str, float]:
 
 
 def in_process(store: Path, png: bytes, jpeg: bytes, reqs: dict[str, bytes], seconds: float) -> dict:
+    from reuse.graph.signature import signature_of
     from reuse.grpc import convert
     from reuse.grpc._proto import inference_pb2 as pb
     from reuse.serving.image_inputs import ImageTarget, decode_images
-    from reuse.serving.signature import signature_of
     from reuse.store import ModelStore
 
     target = ImageTarget(SIZE, SIZE, 3, "float32")

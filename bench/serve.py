@@ -184,9 +184,9 @@ def load(port: int, concurrency: int, rows: int, seconds: float, server_pid: int
 def naive_server(forward, threads: int = 8):
     import grpc
 
+    from reuse.graph.signature import signature_of
     from reuse.grpc import convert
     from reuse.grpc._proto import inference_pb2_grpc as pbg
-    from reuse.serving.signature import signature_of
 
     class Naive(pbg.GRPCInferenceServiceServicer):
         sig = signature_of(forward.model, "mlp", 1)

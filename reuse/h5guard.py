@@ -3,7 +3,7 @@ file that may have been tampered with): every link anywhere in the file must be 
 dataset must live inside the file and declare a sane size before a byte of it is read.
 
 One copy of these rules, used by the store (:mod:`reuse.store.h5file`), the data readers
-(:mod:`reuse.data.readers`) and uploads (:mod:`reuse.uploads`); each passes the error type its callers
+(:mod:`reuse.data.readers`) and uploads (:mod:`reuse.store.uploads`); each passes the error type its callers
 expect.
 """
 

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from reuse.advise.plan import MAX_CANDIDATES, block_plans, expand_blocks, plan_candidates, split_scopes
 from reuse.cli import cli
 from reuse.errors import InvalidInput, NoLayersMatched
-from reuse.select import select_layers
+from reuse.graph.select import select_layers
 
 STEM = ["Conv1", "bn_Conv1", "Conv1_relu", "expanded_conv_project"]
 MOBILE = [*STEM, "block_1_expand", "block_1_relu", "block_1_project_BN",

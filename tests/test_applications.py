@@ -1,4 +1,4 @@
-"""Recognising keras.applications architectures (reuse.applications): every family the issue names, built
+"""Recognising keras.applications architectures (reuse.graph.applications): every family the issue names, built
 with ``weights=None`` and small inputs, and the forms a base takes in practice (a renamed or replaced top,
 a cut-off base, a nested backbone, a base built without its own preprocessing, preprocessing put in front
 of it by hand), read from the rows the store records at register and from a stored architecture."""
@@ -8,9 +8,9 @@ from __future__ import annotations
 import keras
 import pytest
 
-from reuse.applications import recognise, rows_of_meta
-from reuse.arch_reader import parse_architecture
-from reuse.build_preprocess import arch_rows
+from reuse.build.stage import arch_rows
+from reuse.graph.applications import recognise, rows_of_meta
+from reuse.graph.reader import parse_architecture
 from reuse.store import ModelStore
 from reuse.store.keras_io import describe_model
 

@@ -18,7 +18,7 @@ ADAPTERS = ("cli/", "grpc/", "client.py", "remote/", "quickstart/", "__main__.py
 TRANSPORT = ("click", "grpc", "grpc_health", "grpc_reflection", "google.protobuf")
 ADAPTER_MODULES = ("reuse.cli", "reuse.grpc", "reuse.client", "reuse.remote", "reuse.quickstart", "reuse.__main__")
 # The facade sits between the adapters and the core: the core never calls back up into it.
-FACADE_MODULES = ("reuse.service", "reuse.facade")
+FACADE_MODULES = ("reuse.service", "reuse.service.protocol")
 
 
 def _relative(path: Path) -> str:
@@ -122,13 +122,14 @@ def cycles(graph: dict[str, set[str]]) -> list[set[str]]:
     return found
 
 
-CORE = [p for p in _modules() if not _relative(p).startswith(ADAPTERS)]
+CORE = [p for p in _modules() if not _relative(p).startswith((*ADAPTERS, "service/"))]
 
 
 def test_the_rule_sees_the_whole_package():
     names = {_relative(p) for p in CORE}
-    assert {"service.py", "errors.py", "build.py", "store/model_store.py", "train/fit.py",
-            "serving/engine.py", "jobs/manager.py"} <= names
+    assert {"errors.py", "build/network.py", "store/model_store.py", "train/fit.py", "serving/engine.py",
+            "jobs/manager.py"} <= names
+    assert not any(n.startswith("service/") for n in names)  # the facade: the core never imports it
     assert not any(n.startswith(("cli/", "grpc/")) for n in names)
     assert "grpc" in imports_of(PACKAGE / "remote" / "client.py")  # the parser finds what it should
 
@@ -234,13 +235,13 @@ def test_the_private_api_check_finds_a_private_attribute_and_keras_src(tmp_path)
     assert private_keras_outside_compat(copy) == {}
     with (copy / "train" / "fit.py").open("a", encoding="utf-8") as f:
         f.write("\n\ndef _peek(layer):\n    return layer._tracker, getattr(layer, '_inbound_nodes')\n")
-    with (copy / "select.py").open("a", encoding="utf-8") as f:
+    with (copy / "graph" / "select.py").open("a", encoding="utf-8") as f:
         f.write("\n\ndef _late():\n    from keras.src import backend\n    return backend\n")
     found = private_keras_outside_compat(copy)
-    assert set(found) == {"train/fit.py", "select.py"}
+    assert set(found) == {"train/fit.py", "graph/select.py"}
     assert [u.split(": ")[1] for u in found["train/fit.py"]] in (["_tracker", "_inbound_nodes"],
                                                                  ["_inbound_nodes", "_tracker"])
-    assert [u.split(": ")[1] for u in found["select.py"]] == ["keras.src"]
+    assert [u.split(": ")[1] for u in found["graph/select.py"]] == ["keras.src"]
 
 
 def test_no_import_cycles_between_modules():
@@ -267,3 +268,63 @@ def test_the_cycle_check_finds_a_cycle_hidden_in_a_function(tmp_path):
 ])
 def test_cycles_on_synthetic_graphs(graph, expected):
     assert sorted(map(sorted, cycles(graph))) == sorted(map(sorted, expected))
+
+
+# The packages (and the root's cross-cutting modules) from the bottom up: a module may import its own
+# package and any package listed before it, never one listed after it (docs/architecture.md says what
+# each holds and why it sits where it does).
+LAYERS = (
+    "errors", "text", "config", "names", "atomic", "h5guard", "memory", "keras_compat", "trust",  # the base
+    "layers", "graph", "data", "store", "heads", "build",  # stored networks and what is built from them
+    "backend", "train", "ensemble", "advise", "rank", "export", "serving", "jobs",  # the work
+    "service",  # the facade
+    "grpc", "remote", "client", "http", "quickstart", "cli", "__main__",  # the adapters
+)
+
+
+def package_of(module: str) -> str:
+    """``reuse.store.h5file`` -> ``store``; ``reuse.errors`` -> ``errors``."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def upward_imports(package_dir: Path = PACKAGE) -> list[str]:
+    """``module -> imported`` for each import that runs up the declared order (or names a package the
+    order does not list)."""
+    level = {name: i for i, name in enumerate(LAYERS)}
+    found = []
+    for path in _modules(package_dir):
+        source = module_name(path, package_dir)
+        mine = package_of(source)
+        for target in {n for n in imports_of(path, package_dir) if n.startswith("reuse.")}:
+            theirs = package_of(target)
+            if not theirs or theirs == mine or (package_dir / theirs).suffix == ".py":
+                continue
+            if theirs not in level and not (package_dir / theirs).exists() and not (
+                    package_dir / f"{theirs}.py").exists():
+                continue  # `from reuse import x` names inside a module, not a package
+            if level.get(theirs, len(level)) > level.get(mine, -1):
+                found.append(f"{source} -> {target}")
+    return sorted(found)
+
+
+def test_every_package_is_in_the_order():
+    here = {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists()} | {
+        p.stem for p in PACKAGE.glob("*.py") if p.stem not in ("__init__",)}
+    assert here - set(LAYERS) == set(), "a new package or root module: place it in LAYERS"
+
+
+def test_no_import_runs_up_the_package_order():
+    found = upward_imports()
+    assert not found, f"imports that run up the package order: {found} (docs/architecture.md)"
+
+
+def test_the_order_check_finds_a_deliberate_upward_import(tmp_path):
+    """A copy of the package with one import added from the store up to the serving engine, inside a
+    function: no module cycle, but against the order."""
+    copy = tmp_path / "reuse"
+    shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("_proto", "__pycache__"))
+    assert upward_imports(copy) == []
+    with (copy / "store" / "meta.py").open("a", encoding="utf-8") as f:
+        f.write("\n\ndef _late():\n    from reuse.serving import engine\n    return engine\n")
+    assert upward_imports(copy) == ["reuse.store.meta -> reuse.serving", "reuse.store.meta -> reuse.serving.engine"]

@@ -7,12 +7,12 @@ import keras
 import numpy as np
 import pytest
 
-from reuse.arch_reader import parse_architecture
 from reuse.build import build_network
 from reuse.data import Dataset
 from reuse.errors import IncompatibleShapes, InvalidInput
+from reuse.graph.reader import parse_architecture
+from reuse.graph.subgraph import select_scope
 from reuse.store import ModelStore
-from reuse.subgraph import select_scope
 from reuse.train import TrainConfig, train
 
 RNG = np.random.default_rng(0)

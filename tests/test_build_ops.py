@@ -14,15 +14,15 @@ import numpy as np
 import pytest
 from keras import layers, ops
 
-from reuse.arch import AUGMENTATION, exact_scope
-from reuse.arch_reader import parse_architecture
 from reuse.build import build_network
 from reuse.data import Dataset
 from reuse.errors import IncompatibleShapes
-from reuse.layer_table import layer_table
+from reuse.graph.arch import AUGMENTATION, exact_scope
+from reuse.graph.reader import parse_architecture
+from reuse.graph.subgraph import plan_subgraph, select_scope
 from reuse.service import Service
 from reuse.store import ModelStore
-from reuse.subgraph import plan_subgraph, select_scope
+from reuse.store.layer_table import layer_table
 from reuse.train import TrainConfig, train
 
 RNG = np.random.default_rng(0)

@@ -49,7 +49,7 @@ def store(tmp_path_factory) -> tuple[str, str]:
     svc = Service(root)
     svc.register_model(make_mlp(), "base", description="tiny base")
     svc.build("clf", "base", "hidden[12]", classes=2, seed=0)
-    jobs = JobManager(svc.store.state_dir / "jobs", svc.store.root, workers=1, kinds=svc.runtime.kinds)
+    jobs = JobManager(svc.store.state_dir / "jobs", svc.store.root, workers=1, kinds=svc.state.kinds)
     record = jobs.start("verify", {})
     assert jobs.wait(record.id, timeout=60).state == "succeeded"
     jobs.shutdown(timeout=5)

@@ -145,7 +145,7 @@ def test_read_ahead_keeps_order_and_raises_where_the_batch_is_taken():
 
 
 def test_uploaded_npz_is_checked_by_streaming_and_a_damaged_member_is_named(tmp_path, store):
-    from reuse.uploads import DatasetStore, Upload
+    from reuse.store.uploads import DatasetStore, Upload
 
     np.savez_compressed(tmp_path / "d.npz", x=np.zeros((500, 50), np.float32), y=np.zeros(500, np.int64))
     raw = bytearray((tmp_path / "d.npz").read_bytes())

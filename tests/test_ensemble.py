@@ -17,10 +17,10 @@ from grpc_support import infer_request, rpc_error, stubs, wait_until
 
 from reuse.cli import cli
 from reuse.data import output_kind
-from reuse.ensemble_combine import EnsembleCombine
 from reuse.errors import FailedPrecondition, IncompatibleShapes, InvalidInput
 from reuse.grpc._proto import reuse_v1_pb2 as pb
 from reuse.grpc.server import ServerConfig, start_in_thread
+from reuse.layers.ensemble_combine import EnsembleCombine
 from reuse.service import Service
 
 ROOT = Path(__file__).resolve().parents[1]

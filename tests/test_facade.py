@@ -7,9 +7,9 @@ import inspect
 
 import pytest
 
-from reuse.facade import Facade
 from reuse.remote import RemoteService
 from reuse.service import Service
+from reuse.service.protocol import Facade
 
 METHODS = sorted(n for n, v in vars(Facade).items()
                  if not n.startswith("_") and (callable(v) or isinstance(v, property)))

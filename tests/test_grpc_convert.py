@@ -9,16 +9,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reuse.describe import ModelDescription
+from reuse.graph.select import Selection
+from reuse.graph.signature import ModelSignature, TensorSpec
 from reuse.grpc import convert
 from reuse.grpc import convert_mgmt as cm
 from reuse.grpc._proto import reuse_v1_pb2 as pb
 from reuse.jobs import JobEvent, JobRecord
 from reuse.jobs.kinds import TRAIN_OPTIONS
-from reuse.select import Selection
-from reuse.serving.signature import ModelSignature, TensorSpec
 from reuse.store import LayerInfo, ModelInfo
-from reuse.uploads import DatasetInfo
+from reuse.store.describe import ModelDescription
+from reuse.store.uploads import DatasetInfo
 
 EVENT = JobEvent(job_id="0123456789ab", seq=7, state="running", epoch=3, epochs=5, losses={"loss": 0.5},
                  metrics={"accuracy": 0.75}, eta_s=1.5, message="train", model="m:2", error="e", time="t",

@@ -59,7 +59,7 @@ def test_v2_service_methods():
 
 
 def test_core_does_not_import_grpc():
-    code = ("import sys; import reuse.service, reuse.serving.engine, reuse.jobs, reuse.uploads, reuse.describe; "
+    code = ("import sys; import reuse.service, reuse.serving.engine, reuse.jobs, reuse.store.uploads, reuse.store.describe; "
             "bad = [m for m in sys.modules if m == 'grpc' or m.startswith(('grpc.', 'reuse.grpc', 'click'))]; "
             "print(bad); sys.exit(1 if bad else 0)")
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)

@@ -25,7 +25,7 @@ CODE = grpc.StatusCode
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     service = Service(tmp_path_factory.mktemp("served") / "store")
-    service.runtime.kinds.register("slow", slow_kind)
+    service.state.kinds.register("slow", slow_kind)
     model = make_mlp()
     service.register_model(model, "mlp")
     service.configure_serving(ServingOptions(max_batch_size=64, max_batch_delay_ms=2.0))
@@ -294,7 +294,7 @@ def test_token_required_on_every_rpc_but_health(served):
 
 def test_stop_marks_running_jobs_interrupted(tmp_path):
     service = Service(tmp_path / "store")
-    service.runtime.kinds.register("slow", slow_kind)
+    service.state.kinds.register("slow", slow_kind)
     server = start_in_thread(service)
     channel, _, api = stubs(server.target)
     with channel:

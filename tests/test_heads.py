@@ -10,8 +10,9 @@ import pytest
 import yaml
 
 from reuse.errors import IncompatibleShapes, InvalidInput
-from reuse.head_layers import apply_head, head_layers
-from reuse.head_spec import (
+from reuse.heads import head_from_dict, load_head_file, parse_head
+from reuse.heads.layers import apply_head, head_layers
+from reuse.heads.spec import (
     ActivationSpec,
     BatchNormSpec,
     DenseSpec,
@@ -22,8 +23,7 @@ from reuse.head_spec import (
     HeadSpec,
     MaxoutSpec,
 )
-from reuse.heads import head_from_dict, load_head_file, parse_head
-from reuse.maxout import Maxout
+from reuse.layers.maxout import Maxout
 
 EXAMPLE = "dense:64:relu:he_normal,batchnorm,dropout:0.2,dense:5:softmax"
 EXAMPLE_SPEC = HeadSpec((DenseSpec(64, "relu", initializer="he_normal"), BatchNormSpec(), DropoutSpec(0.2),

@@ -278,7 +278,7 @@ def test_hostile_uploads_store_nothing(served, call, code, text):
     staged = served["root"] / ".reuse" / "uploads"
     before = sorted(staged.iterdir()) if staged.exists() else []
     datasets = served["service"].list_datasets()
-    runtime = served["service"].runtime
+    runtime = served["service"].state
     settings, runtime.settings = runtime.settings, replace(runtime.settings, max_upload_bytes=200_000)
     try:
         _refused(served, call, code, text)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from reuse.errors import InvalidPattern, NoLayersMatched
-from reuse.select import MAX_PATTERN_LENGTH, compile_scope, scope_matches, select_layers
+from reuse.graph.select import MAX_PATTERN_LENGTH, compile_scope, scope_matches, select_layers
 
 NAMES = ["hidden1", "hidden2", "hidden3", "hidden10", "hidden21", "bn1", "conv1", "conv12", "conv1_bn",
          "block1.conv", "block1xconv", "Output", "output"]
@@ -114,7 +114,7 @@ def test_pathological_pattern_runs_in_linear_time():
     # any reasonable time; RE2 answers in milliseconds. Run it in a child process so a regression fails
     # the test (timeout) rather than hanging the suite.
     code = (
-        "from reuse.select import select_layers\n"
+        "from reuse.graph.select import select_layers\n"
         "name = 'a' * 100_000 + 'b'\n"
         "for mode in ('full', 'prefix'):\n"
         "    s = select_layers([name, 'aaa'], '(a+)+$', match=mode, require_match=False)\n"

@@ -16,8 +16,8 @@ from reuse.service import Service
 
 def _served(root):
     service = Service(root)
-    service.runtime.kinds.register("slow", slow_kind)
-    service.runtime.jobs  # noqa: B018 - decide the jobs role before serving, as `reuse serve` does
+    service.state.kinds.register("slow", slow_kind)
+    service.state.jobs  # noqa: B018 - decide the jobs role before serving, as `reuse serve` does
     return start_in_thread(service)
 
 
@@ -42,9 +42,9 @@ def _outputs(infer, x, model="mlp"):
 
 def test_the_first_runs_jobs_and_the_second_says_it_is_a_replica(two):
     first, second, _, _ = two
-    assert first.service.runtime.jobs.runs_jobs and not second.service.runtime.jobs.runs_jobs
-    assert first.service.runtime.jobs_line().startswith("jobs: run by this process")
-    line = second.service.runtime.jobs_line()
+    assert first.service.state.jobs.runs_jobs and not second.service.state.jobs.runs_jobs
+    assert first.service.state.jobs_line().startswith("jobs: run by this process")
+    line = second.service.state.jobs_line()
     assert line.startswith("jobs: run by another server of this store (pid ") and "serving replica" in line
 
 
@@ -91,7 +91,7 @@ def test_the_replica_takes_over_the_jobs_when_the_first_server_stops(two):
     running = apis[0].StartJob(pb.StartJobRequest(kind="slow", params_json='{"epochs": 10000, "name": "never"}'))
     wait_until(lambda: apis[1].GetJob(pb.GetJobRequest(id=running.id)).state == "running", timeout=30)
     assert first.stop() == [running.id]
-    wait_until(lambda: second.service.runtime.jobs.runs_jobs, timeout=30)
+    wait_until(lambda: second.service.state.jobs.runs_jobs, timeout=30)
     assert apis[1].GetJob(pb.GetJobRequest(id=running.id)).state == "interrupted"
     job = apis[1].StartJob(pb.StartJobRequest(kind="slow", params_json='{"epochs": 1, "name": "after"}'))
     wait_until(lambda: apis[1].GetJob(pb.GetJobRequest(id=job.id)).state == "succeeded", timeout=60)

@@ -26,8 +26,8 @@ def _host(url, state, monkeypatch):
     """A server as another machine would run it: the same bucket, its own REUSE_STATE."""
     monkeypatch.setenv("REUSE_STATE", str(state))
     service = Service(url)
-    service.runtime.kinds.register("slow", slow_kind)
-    service.runtime.jobs  # noqa: B018 - decide the jobs role before serving, as `reuse serve` does
+    service.state.kinds.register("slow", slow_kind)
+    service.state.jobs  # noqa: B018 - decide the jobs role before serving, as `reuse serve` does
     return start_in_thread(service)
 
 
@@ -77,7 +77,7 @@ def test_two_hosts_serve_the_same_versions_and_see_a_new_one(hosts, rng, tmp_pat
 
 def test_each_host_runs_its_own_jobs(hosts):
     servers, chans = hosts
-    assert all(s.service.runtime.jobs.runs_jobs for s in servers)
+    assert all(s.service.state.jobs.runs_jobs for s in servers)
     job = chans[0][2].StartJob(pb.StartJobRequest(kind="slow", params_json='{"epochs": 1, "name": "x"}'))
     wait_until(lambda: chans[0][2].GetJob(pb.GetJobRequest(id=job.id)).state == "succeeded", timeout=60)
     with pytest.raises(grpc.RpcError) as err:

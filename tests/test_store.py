@@ -258,7 +258,7 @@ def test_model_with_our_custom_layer_loads_in_a_fresh_process(store, tmp_path):
 
     import keras
 
-    from reuse.maxout import Maxout
+    from reuse.layers.maxout import Maxout
 
     model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, name="hidden1"), Maxout(4, name="mx")])
     store.register(model, "maxed")

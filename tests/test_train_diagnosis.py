@@ -11,7 +11,7 @@ from train_helpers import toy_data
 
 from reuse.data import Dataset
 from reuse.errors import InvalidInput
-from reuse.lineage import HistorySegment
+from reuse.store.lineage import HistorySegment
 from reuse.train import TrainConfig, train
 from reuse.train.curves import curves_figure, plot_curves
 from reuse.train.diagnosis import diagnose

@@ -22,8 +22,8 @@ from reuse.cli import cli
 from reuse.config import ENV_TRUSTED_MODULES
 from reuse.data import Dataset
 from reuse.errors import IncompatibleShapes, InvalidInput, UntrustedClass
-from reuse.layer_table import layer_table
 from reuse.store import ModelStore
+from reuse.store.layer_table import layer_table
 from reuse.train import TrainConfig, train
 from reuse.trust import trusting, unsafe_code
 from tests.custom_layers import Scale, Subclassed, TinyBackbone, TokenAndPositionEmbedding

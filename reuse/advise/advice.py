@@ -149,7 +149,7 @@ class Advice:
     kept_seeds: list[RunRecord] = field(default_factory=list, repr=False)
     val_data: Dataset | None = field(default=None, repr=False)
     registered_ensemble: str | None = None
-    # advise --shortlist: what the ranking trained and skipped (reuse.advise.shortlist), and for a shortlist
+    # advise --shortlist: what the ranking trained and skipped (reuse.rank.shortlist), and for a shortlist
     # across models each joined row's own advice run and candidate there
     shortlist: dict[str, Any] | None = None
     parts: dict[Candidate, Any] = field(default_factory=dict, repr=False)

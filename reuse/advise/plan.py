@@ -34,10 +34,10 @@ from bisect import bisect_left
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 
-from reuse.arch import INFERENCE_IDENTITY, escape, exact_scope
-from reuse.arch_reader import parse_architecture
 from reuse.errors import InvalidInput, NoLayersMatched
-from reuse.select import MAX_PATTERN_LENGTH, select_layers
+from reuse.graph.arch import INFERENCE_IDENTITY, escape, exact_scope
+from reuse.graph.reader import parse_architecture
+from reuse.graph.select import MAX_PATTERN_LENGTH, select_layers
 from reuse.store import ModelStore
 from reuse.text import echo
 
@@ -85,7 +85,7 @@ def depth_layers(store: ModelStore, ref: str) -> list[tuple[str, ...]]:
     exit, no gap: e.g. the end of a residual block, not its middle) are candidates, numbered in order.
     """
     from reuse.errors import IncompatibleShapes
-    from reuse.subgraph import plan_subgraph
+    from reuse.graph.subgraph import plan_subgraph
 
     arch = parse_architecture(store.model_config(ref))
     params = {row.name: row.params for row in store.layers(ref)}

@@ -39,7 +39,7 @@ def plot_advice(advice: Advice, path: str | os.PathLike[str]) -> Path:
     try:
         rows = [r for r in advice.rows if r.scores]
         scratch = [r for r in rows if r.candidate.depth == 0]
-        # A shortlist across models (reuse.advise.shortlist) joins rows of several bases: a series each.
+        # A shortlist across models (reuse.rank.shortlist) joins rows of several bases: a series each.
         bases = list(dict.fromkeys(r.extra.get("base") for r in rows if r.candidate.depth > 0))
         for base in bases:
             for ft, label, marker in ((False, "frozen", "o"), (True, "fine-tuned", "s")):

@@ -21,9 +21,9 @@ import numpy as np
 
 from reuse.advise.events import RunProgress
 from reuse.advise.recommend import Candidate
-from reuse.arch import exact_scope
 from reuse.data import Dataset
 from reuse.errors import Cancelled
+from reuse.graph.arch import exact_scope
 from reuse.keras_compat import all_layers
 from reuse.store import ModelStore
 from reuse.train.config import TrainConfig

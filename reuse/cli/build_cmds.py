@@ -161,7 +161,7 @@ def build_cmd(new_name: str, base: str, reuse_pat: str, match: str, trainable: s
         click.echo(f"  skipped:            {', '.join(x['name'] for x in lin['skipped'])}")
     click.echo(f"  head:               {', '.join(lin['head_layers'])}")
     if lin.get("preprocess") and lin["preprocess"].get("ops"):
-        from reuse.preprocess_spec import describe_ops
+        from reuse.layers.preprocess_spec import describe_ops
 
         click.echo(f"  preprocessing:      {lin['preprocess']['spec']} ({describe_ops(lin['preprocess']['ops'])}); "
                    f"{info.name} takes raw pixels")
@@ -191,7 +191,7 @@ def lineage_cmd(ref: str, store: str | None, as_json: bool) -> None:
     --json prints {"model", "ancestry": [{"model", "name", "version", "created", "description", "operation",
     "base", "lineage", "missing"}, ...] (newest first), "layer_origins": {layer: ["model/layer", ...]}}.
     """
-    from reuse.lineage import layer_origins
+    from reuse.store.lineage import layer_origins
 
     entries = get_service(store).lineage(ref)
     origins = layer_origins(entries)

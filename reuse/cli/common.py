@@ -152,7 +152,7 @@ augment_options = option_group(
 
 
 def local_only(command: str) -> Any:
-    """For a command the remote facade does not offer (reuse.facade.Facade lacks what it calls):
+    """For a command the remote facade does not offer (reuse.service.protocol.Facade lacks what it calls):
     ``--server`` is refused with one clear line instead of an unknown-option usage error."""
     def refuse(ctx: click.Context, param: click.Parameter, value: Any) -> None:
         if value:

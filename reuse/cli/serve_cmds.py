@@ -73,7 +73,7 @@ def serve_cmd(store: str | None, host: str, port: int, max_batch_size: int, max_
     from reuse.config import store_root
     from reuse.grpc.processes import ServeSpec, build_service, processes_count, serve_processes
     from reuse.grpc.server import ServerConfig, run_server
-    from reuse.runtime import RuntimeSettings
+    from reuse.service.state import StateSettings
     from reuse.serving.engine import ServingOptions
     from reuse.serving.runtime_choice import check_mode, describe_mode, log_choices_to_stderr
 
@@ -84,9 +84,9 @@ def serve_cmd(store: str | None, host: str, port: int, max_batch_size: int, max_
                           tls_cert=Path(tls_cert) if tls_cert else None, tls_key=Path(tls_key) if tls_key else None)
     spec = ServeSpec(store, config, ServingOptions(max_batch_size, max_batch_delay_ms, cache_mb * 2**20, runtime,
                                                    onnx_threads),
-                     RuntimeSettings(job_workers=workers, max_upload_bytes=max_upload_mb * 2**20,
-                                     allow_unsafe_uploads=allow_unsafe_uploads, trusted_modules=trust_modules,
-                                     run_unsafe=unsafe))
+                     StateSettings(job_workers=workers, max_upload_bytes=max_upload_mb * 2**20,
+                                   allow_unsafe_uploads=allow_unsafe_uploads, trusted_modules=trust_modules,
+                                   run_unsafe=unsafe))
     extras = f"{', token required' if config.token else ''}{', TLS' if tls_cert else ''}; {describe_mode(runtime)}"
 
     def say(*lines: str) -> None:
@@ -97,7 +97,7 @@ def serve_cmd(store: str | None, host: str, port: int, max_batch_size: int, max_
     if n == 1:
         service = build_service(spec)
         sys.exit(run_server(service, config, lambda bound: say(
-            f"listening on {host}:{bound} (store {service.store.root}{extras})", service.runtime.jobs_line())))
+            f"listening on {host}:{bound} (store {service.store.root}{extras})", service.state.jobs_line())))
 
     def ready(bound: int, ups: list) -> None:
         runner = next((u for u in ups if u.runs_jobs), None)

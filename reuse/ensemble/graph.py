@@ -30,7 +30,7 @@ def check_vote(members: list[Member], vote: bool) -> None:
 def output_ensemble(members: list[Member], weights: list[float], *, vote: bool = False,
                     name: str = "ensemble") -> Any:
     """One network: shared inputs (named as the members' inputs) feed each member, nested as
-    ``member1``, ``member2``, ...; an :class:`reuse.ensemble_combine.EnsembleCombine` layer, named as the members'
+    ``member1``, ``member2``, ...; an :class:`reuse.layers.ensemble_combine.EnsembleCombine` layer, named as the members'
     output, takes their weighted mean (or, with ``vote``, the one-hot of the most-voted class).
 
     The members' models become part of the graph (the caller loaded them for this); they are renamed.
@@ -40,7 +40,7 @@ def output_ensemble(members: list[Member], weights: list[float], *, vote: bool =
     """
     import keras
 
-    from reuse.ensemble_combine import EnsembleCombine
+    from reuse.layers.ensemble_combine import EnsembleCombine
 
     check_vote(members, vote)
     first = members[0]

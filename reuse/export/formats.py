@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from reuse.atomic import atomic_path, fsync_path, temp_beside
-from reuse.errors import AlreadyExists, InvalidInput
+from reuse.errors import AlreadyExists, FailedPrecondition, InvalidInput
 from reuse.export import onnx_file
-from reuse.serving.signature import ModelSignature, signature_of
+from reuse.graph.signature import ModelSignature, signature_of
 from reuse.store import ModelStore
 from reuse.text import echo
 
@@ -102,7 +102,11 @@ def export_savedmodel(model: Any, sig: ModelSignature, out: Path, *, overwrite: 
         raise InvalidInput(f"a SavedModel is a folder; {echo(str(out))} is a file")
     tmp = temp_beside(out)
     try:
-        worst = savedmodel.write_checked(model, sig, tmp)
+        xs = onnx_file.probe_inputs(sig)
+        want = onnx_file.keras_outputs(model, xs)  # also makes a loaded model "called", which export needs
+        worst, problem = onnx_file.difference(savedmodel.write_and_reload(model, tmp, xs), want)
+        if problem:
+            raise FailedPrecondition(f"the SavedModel export of {sig.ref} does not match Keras: {problem}")
         _put_folder(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from reuse.errors import FailedPrecondition
-from reuse.serving.signature import ModelSignature
+from reuse.graph.signature import ModelSignature
 
 log = logging.getLogger(__name__)
 TOLERANCE = 1e-5  # most |onnx - keras| (absolute, and relative to |keras|) accepted on the probe batch

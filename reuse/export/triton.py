@@ -21,7 +21,7 @@ import numpy as np
 from reuse.atomic import atomic_path
 from reuse.errors import AlreadyExists, InvalidInput
 from reuse.export import formats, kserve, onnx_file
-from reuse.serving.signature import ModelSignature, TensorSpec
+from reuse.graph.signature import ModelSignature, TensorSpec
 from reuse.store import ModelStore
 from reuse.text import echo
 

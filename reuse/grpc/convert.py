@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from reuse.errors import InvalidInput
+from reuse.graph.signature import ModelSignature, TensorSpec
 from reuse.grpc._proto import inference_pb2 as pb
 from reuse.grpc.convert_images import (
     classification,
@@ -33,9 +34,8 @@ from reuse.grpc.convert_images import (
     join_bytes,
     split_bytes,
 )
+from reuse.names import parse_version
 from reuse.serving.image_inputs import IMAGE_DATATYPES, image_target
-from reuse.serving.signature import ModelSignature, TensorSpec
-from reuse.store.names import parse_version
 from reuse.text import ECHO_LIMIT, cut, echo
 
 # The server's default gRPC message limit; a tensor larger than the message carrying it cannot be valid.

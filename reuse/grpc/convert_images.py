@@ -16,10 +16,10 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from reuse.errors import InvalidInput
+from reuse.graph.signature import TensorSpec
 from reuse.grpc._proto import inference_pb2 as pb
 from reuse.serving.classes import TopClass, top_k
 from reuse.serving.image_inputs import IMAGE_DATATYPES, decode_images, image_target
-from reuse.serving.signature import TensorSpec
 from reuse.text import echo
 
 

@@ -13,13 +13,13 @@ from typing import Any
 
 from google.protobuf.message import Message
 
-from reuse.describe import ModelDescription
 from reuse.errors import InvalidInput
+from reuse.graph.select import Selection
 from reuse.grpc._proto import reuse_v1_pb2 as pb
 from reuse.jobs import JobEvent, JobRecord
-from reuse.select import Selection
 from reuse.store import LayerInfo, ModelInfo
-from reuse.uploads import DatasetInfo
+from reuse.store.describe import ModelDescription
+from reuse.store.uploads import DatasetInfo
 
 # JobEvent fields whose message field has another name.
 _EVENT_WIRE = {"eta_s": "eta_seconds"}

@@ -34,7 +34,7 @@ from multiprocessing import connection, get_context
 from typing import Any
 
 from reuse.errors import FailedPrecondition, InvalidInput
-from reuse.runtime import RuntimeSettings
+from reuse.service.state import StateSettings
 
 log = logging.getLogger(__name__)
 STARTUP_TIMEOUT_S = 600.0
@@ -48,7 +48,7 @@ class ServeSpec:
     store: str | None
     config: Any  # reuse.grpc.server.ServerConfig
     serving: Any = None  # reuse.serving.engine.ServingOptions
-    runtime: RuntimeSettings = RuntimeSettings()
+    state: StateSettings = StateSettings()
 
 
 @dataclass(frozen=True)
@@ -81,11 +81,11 @@ def build_service(spec: ServeSpec) -> Any:
     from reuse.trust import allow_unsafe_code, trust_modules
 
     log_choices_to_stderr()  # each process says which runtime serves a version as it loads it
-    trust_modules(spec.runtime.trusted_modules)  # and $REUSE_TRUSTED_MODULES: a bad module stops it here
-    allow_unsafe_code(spec.runtime.run_unsafe)
+    trust_modules(spec.state.trusted_modules)  # and $REUSE_TRUSTED_MODULES: a bad module stops it here
+    allow_unsafe_code(spec.state.run_unsafe)
     service = Service(spec.store)
-    service.configure_serving(spec.serving, spec.runtime)
-    service.runtime.jobs  # noqa: B018 - run the store's jobs here, or find the server that does, before serving
+    service.configure_serving(spec.serving, spec.state)
+    service.state.jobs  # noqa: B018 - run the store's jobs here, or find the server that does, before serving
     return service
 
 
@@ -119,8 +119,8 @@ def _child(spec: ServeSpec, conn: Any) -> None:
     except Exception as exc:  # noqa: BLE001 - reported to the parent, which stops every process
         conn.send(("failed", f"{type(exc).__name__}: {exc}"))
         sys.exit(1)
-    desk = service.runtime.jobs
-    conn.send(("up", ChildUp(os.getpid(), desk.runs_jobs, service.runtime.jobs_line())))
+    desk = service.state.jobs
+    conn.send(("up", ChildUp(os.getpid(), desk.runs_jobs, service.state.jobs_line())))
 
     def listen() -> None:
         try:

@@ -168,7 +168,7 @@ class RunningServer:
         self._stopped = True
         self.ready = False
         stopping = self._call(self._begin_stop())
-        self.interrupted = self.service.runtime.close()  # marks running jobs interrupted; their watchers finish
+        self.interrupted = self.service.state.close()  # marks running jobs interrupted; their watchers finish
 
         async def finish() -> None:
             await stopping

@@ -7,7 +7,7 @@ NOT_FOUND) at once rather than a failed job later. Each kind's validator also ma
 work that needs no training (patterns against the model's layers, the head, the data against the model),
 through the same code the work runs, so no job starts that is bound to fail on its input.
 
-Data: a job names an uploaded dataset (:class:`reuse.uploads.DatasetStore`) or a ``builtin:`` spec.
+Data: a job names an uploaded dataset (:class:`reuse.store.uploads.DatasetStore`) or a ``builtin:`` spec.
 Any other path is refused unless it lies inside the store's datasets folder: a client must not make
 the server read a file of its choosing.
 """
@@ -92,9 +92,9 @@ def resolve_data(store_root: str | Path, spec: str, field: str = "data") -> str:
         InvalidInput: any other path (unless inside the store's datasets folder).
     """
     from reuse.data.builtin import PREFIX
+    from reuse.names import NAME_RE
     from reuse.store import ModelStore
-    from reuse.store.names import NAME_RE
-    from reuse.uploads import DatasetStore
+    from reuse.store.uploads import DatasetStore
 
     if spec.startswith(PREFIX):
         return spec

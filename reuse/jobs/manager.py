@@ -72,7 +72,7 @@ class JobManager:
     The manager holds the store's jobs lock while it lives (one runner per store). It also takes the
     start and cancel requests that other servers of the store leave in the jobs folder, every
     ``REQUEST_POLL_S``, and logs every event beside the record (:mod:`reuse.jobs.files`).
-        kinds: the kinds it runs (default: none; a :class:`reuse.runtime.ServerRuntime` passes its own).
+        kinds: the kinds it runs (default: none; a :class:`reuse.service.state.ServerState` passes its own).
     """
 
     def __init__(self, jobs_dir: Path, store_root: Path | str, *, workers: int = 2, kinds: JobKinds | None = None) -> None:

@@ -8,8 +8,8 @@ The store's loader and the graph replay import it too.
 
 from __future__ import annotations
 
-from reuse.ensemble_combine import EnsembleCombine
+from reuse.layers.ensemble_combine import EnsembleCombine
+from reuse.layers.maxout import Maxout
 from reuse.layers.preprocess import Preprocess
-from reuse.maxout import Maxout
 
 __all__ = ["EnsembleCombine", "Maxout", "Preprocess"]

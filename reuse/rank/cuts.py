@@ -23,12 +23,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from reuse.arch import Architecture
-from reuse.arch_reader import parse_architecture
 from reuse.data import Dataset
 from reuse.data.checks import InputSpec, check_features
 from reuse.errors import InvalidInput, InvalidPattern, NotFound, ReuseError
-from reuse.select import select_layers
+from reuse.graph.arch import Architecture
+from reuse.graph.reader import parse_architecture
+from reuse.graph.select import select_layers
 from reuse.store import ModelRef, ModelStore
 from reuse.text import cut as cut_text
 from reuse.text import echo
@@ -139,7 +139,7 @@ def data_fits(ds: Dataset, specs: Sequence[InputSpec], ref: str) -> str | None:
 def _standalone(arch: Architecture, layers: tuple[str, ...]) -> tuple[str | None, bool]:
     """Why the part ``layers`` cannot be scored on the data (None: it can), and whether it is a clean
     cut: nothing after it reads any of its layers but the last (false inside a residual block)."""
-    from reuse.subgraph import plan_subgraph
+    from reuse.graph.subgraph import plan_subgraph
 
     try:
         plan = plan_subgraph(arch, layers)
@@ -159,7 +159,7 @@ def plan_model(store: ModelStore, ref: str, ds: Dataset, *, scopes: Sequence[str
         InvalidPattern: a malformed scope or block pattern (it would be malformed for every model).
     """
     from reuse.advise.plan import plan_candidates
-    from reuse.subgraph import select_scope
+    from reuse.graph.subgraph import select_scope
 
     try:
         arch = parse_architecture(store.model_config(ref))

@@ -70,7 +70,7 @@ def _exit_tensor(model: Any, arch: Any, lineage: dict[str, Any], cut: Cut) -> An
     Raises:
         ValueError: the exit is a layer called more than once (its output is not one tensor).
     """
-    from reuse.subgraph import plan_subgraph
+    from reuse.graph.subgraph import plan_subgraph
 
     names = {x["path"]: x["name"] for x in lineage["layers"]}
     producer = {c.key: c.layer for c in arch.calls}
@@ -86,8 +86,8 @@ def feature_passes(store: Any, plan: ModelPlan) -> tuple[list[FeaturePass], dict
     """The passes that give every scorable cut of ``plan`` (usually one), and why the others fail."""
     import keras
 
-    from reuse.arch_reader import parse_architecture
     from reuse.build import build_network
+    from reuse.graph.reader import parse_architecture
 
     arch = parse_architecture(store.model_config(plan.ref))
     todo = sorted(plan.scorable, key=lambda c: (-len(c.layers), c.depth))

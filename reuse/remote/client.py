@@ -26,8 +26,8 @@ from typing import Any
 import grpc
 import numpy as np
 
-from reuse.describe import ModelDescription
 from reuse.errors import InvalidInput, NotFound
+from reuse.graph.signature import ModelSignature
 from reuse.grpc import convert
 from reuse.grpc import convert_mgmt as cm
 from reuse.grpc._proto import inference_pb2 as ipb
@@ -36,9 +36,9 @@ from reuse.grpc._proto import reuse_v1_pb2 as pb
 from reuse.grpc._proto import reuse_v1_pb2_grpc as rgrpc
 from reuse.grpc.status import error_of
 from reuse.jobs import JobEvent, JobRecord
-from reuse.serving.signature import ModelSignature
 from reuse.store import ModelInfo
-from reuse.uploads import DatasetInfo
+from reuse.store.describe import ModelDescription
+from reuse.store.uploads import DatasetInfo
 
 CHUNK_BYTES = 1024 * 1024
 MAX_IMAGE_FILE_BYTES = 64 * 1024 * 1024  # the most of one image file read to send (the server caps lower)

@@ -3,7 +3,7 @@
 The CLI gets a :class:`reuse.service.Service` or a :class:`RemoteService` from ``get_service`` and calls
 the same methods either way, with the same signatures; both return the same types (ModelInfo,
 ModelDescription, LayerTable, TrainOutcome, Prediction, JobRecord, ...). What both offer is the
-:class:`reuse.facade.Facade` Protocol; what is not offered remotely is simply not here.
+:class:`reuse.service.protocol.Facade` Protocol; what is not offered remotely is simply not here.
 
 Data: a ``builtin:`` spec is passed through; a local file is uploaded first as a dataset named for its
 content (``upload-<sha256 prefix>``, skipped when the server has it already) and referenced by name.
@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from reuse.describe import ModelDescription
 from reuse.errors import InvalidInput, NotFound
+from reuse.graph.select import Selection
+from reuse.graph.signature import ModelSignature
 from reuse.jobs import JobRecord
 from reuse.jobs.calls import JobCalls
 from reuse.remote.client import ReuseClient
@@ -36,16 +37,15 @@ from reuse.remote.jobs import (
     remote_data,
     request_options,
 )
-from reuse.select import Selection
 from reuse.serving.engine import InferResult
-from reuse.serving.signature import ModelSignature
 from reuse.store import LayerInfo, ModelInfo, ModelRef
-from reuse.uploads import DatasetInfo
+from reuse.store.describe import ModelDescription
+from reuse.store.uploads import DatasetInfo
 
 if TYPE_CHECKING:
     from reuse.heads import HeadSpec
-    from reuse.layer_table import LayerTable
     from reuse.rank import Ranking
+    from reuse.store.layer_table import LayerTable
     from reuse.train.output import Prediction, TrainOutcome
 
 INFER_CHUNK_BYTES = 4 * 1024 * 1024  # rows per ModelInfer call in predict: well under the message limit
@@ -113,7 +113,7 @@ class RemoteService(JobCalls):
     # -- selection and building --------------------------------------------------------------------
     def layer_table(self, ref: str, scope: str | None = None, match: str = "full") -> LayerTable:
         """As the local one: the non-input layers, with the scope's dry run when given."""
-        from reuse.layer_table import LayerRow, LayerTable
+        from reuse.store.layer_table import LayerRow, LayerTable
 
         d = self.describe_model(ref, scope=scope, match=match)
         if scope is not None and d.selection is None:  # an empty scope: the server previews nothing
@@ -184,8 +184,8 @@ class RemoteService(JobCalls):
         return self.model_info(record.model)
 
     def lineage(self, ref: str) -> list[dict[str, Any]]:
-        """Ancestry of ``ref`` (reuse.lineage.ancestry, reading each version's metadata from the server)."""
-        from reuse.lineage import ancestry
+        """Ancestry of ``ref`` (reuse.store.lineage.ancestry, reading each version's metadata from the server)."""
+        from reuse.store.lineage import ancestry
 
         return ancestry(_InfoSource(self), ref)
 
@@ -374,7 +374,7 @@ class RemoteService(JobCalls):
 
 
 class _InfoSource:
-    """What reuse.lineage.ancestry reads from a store (resolve, info), answered by the server."""
+    """What reuse.store.lineage.ancestry reads from a store (resolve, info), answered by the server."""
 
     def __init__(self, remote: RemoteService) -> None:
         self.remote = remote

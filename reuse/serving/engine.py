@@ -17,12 +17,12 @@ import numpy as np
 
 from reuse.backend.compiled import CompiledForward
 from reuse.errors import FailedPrecondition
+from reuse.graph.signature import ModelSignature, check_arrays, signature_of
 from reuse.serving.batcher import BatchStats, DynamicBatcher
 from reuse.serving.cache import ModelCache
 from reuse.serving.loop_batcher import LoopBatcher
 from reuse.serving.onnx_runtime import OnnxCache
 from reuse.serving.runtime_choice import RuntimeChoice, check_mode, choose
-from reuse.serving.signature import ModelSignature, check_arrays, signature_of
 from reuse.store import ModelRef, ModelStore
 
 SETTLE_NS = 50_000_000

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from reuse.errors import InvalidInput
-from reuse.serving.signature import TensorSpec
+from reuse.graph.signature import TensorSpec
 from reuse.text import cut, echo
 
 IMAGE_DATATYPES = ("BYTES", "UINT8")

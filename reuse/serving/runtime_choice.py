@@ -19,8 +19,8 @@ import numpy as np
 
 from reuse.errors import FailedPrecondition, InvalidInput, ReuseError
 from reuse.export import onnx_file
+from reuse.graph.signature import ModelSignature
 from reuse.serving.onnx_runtime import OnnxCache, OnnxForward
-from reuse.serving.signature import ModelSignature
 from reuse.text import cut
 
 log = logging.getLogger(__name__)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from reuse.names import ModelRef, check_name
 from reuse.store.folder import FolderStore  # each backend registers its kind with ModelStore on import
 from reuse.store.model_store import ModelStore
-from reuse.store.names import ModelRef, check_name
 from reuse.store.records import CheckReport, FileCheck, LayerInfo, ModelInfo
 from reuse.store.s3_store import S3Store  # boto3 is imported only when an s3:// store is opened
 

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Protocol
 
 from reuse.errors import NotFound, StoreCorrupt
+from reuse.names import is_model_name
 from reuse.store import h5file
 from reuse.store.index import IndexRow, IndexUnreadable, Key, StoreIndex
 from reuse.store.layout import TEMP_FILE_RE, TOMBSTONE_RE, VERSION_FILE_RE, pid_alive
-from reuse.store.names import is_model_name
 from reuse.store.records import CheckReport, FileCheck
 
 

@@ -24,12 +24,12 @@ from filelock import FileLock, Timeout
 
 from reuse.atomic import fsync_path, put_in_place
 from reuse.errors import NotFound, ResourceExhausted, StoreCorrupt
+from reuse.names import check_name, is_model_name
 from reuse.store import h5file
 from reuse.store.check import check_store
 from reuse.store.index import IndexRow, IndexUnreadable, Key, StoreIndex
 from reuse.store.layout import TOMBSTONE_RE, VERSION_FILE_RE, sweep_temp_files, tombstone, version_file
 from reuse.store.model_store import ModelStore
-from reuse.store.names import check_name, is_model_name
 from reuse.store.records import CheckReport
 
 log = logging.getLogger(__name__)

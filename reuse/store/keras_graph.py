@@ -72,8 +72,8 @@ def check_graph(config: Any, what: str) -> None:
     Raises:
         InvalidInput: naming ``what`` and the fault.
     """
-    from reuse.arch import MODEL_CLASSES
-    from reuse.arch_reader import parse_architecture
+    from reuse.graph.arch import MODEL_CLASSES
+    from reuse.graph.reader import parse_architecture
 
     check_depth(config, what)
     if not isinstance(config, dict) or not isinstance(config.get("class_name"), str):

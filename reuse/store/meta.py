@@ -63,7 +63,7 @@ def build_meta(model: Any, given: VersionMeta) -> dict[str, Any]:
     """
     import keras
 
-    from reuse.applications import recognise, rows_of_meta
+    from reuse.graph.applications import recognise, rows_of_meta
     from reuse.layers.preprocess import stage_record
 
     description, tags, class_names, metrics, history, lineage, settings, source = astuple(given)

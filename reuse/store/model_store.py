@@ -31,10 +31,10 @@ import numpy as np
 
 from reuse.config import store_location
 from reuse.errors import AlreadyExists, InvalidInput, NotFound, StoreCorrupt
+from reuse.names import ModelRef, check_name
 from reuse.store import h5file, keras_graph, keras_io
 from reuse.store.index import IndexRow, Key
 from reuse.store.meta import VersionMeta, build_meta, check_tags
-from reuse.store.names import ModelRef, check_name
 from reuse.store.records import CheckReport, LayerInfo, ModelInfo, info_from_meta, layers_from_meta
 from reuse.trust import unsafe_code_allowed
 

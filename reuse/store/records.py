@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reuse.store.names import Versioned
+from reuse.names import Versioned
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ class ModelInfo(StoreEntry, Versioned):
     unsafe_layers: list[str] = field(default_factory=list)
     size_bytes: int | None = None
     # The preprocessing stage the model carries ({"spec", "ops", "layer"}), and the keras.applications
-    # architecture it was recognised as (reuse.applications.BaseFamily.to_dict()); None when not.
+    # architecture it was recognised as (reuse.graph.applications.BaseFamily.to_dict()); None when not.
     preprocess: dict[str, Any] | None = None
     base_family: dict[str, Any] | None = None
     model_class: str | None = None  # a functional subclass's class (module.Name), stored as its graph

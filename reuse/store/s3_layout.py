@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from reuse.errors import StoreCorrupt
+from reuse.names import is_model_name
 from reuse.store import h5file
 from reuse.store.index import IndexRow, Key
-from reuse.store.names import is_model_name
 from reuse.store.records import layers_from_meta
 from reuse.store.s3_objects import ObjectInfo
 from reuse.text import cut, echo

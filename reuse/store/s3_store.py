@@ -33,10 +33,10 @@ import h5py
 
 from reuse.config import ENV_STATE
 from reuse.errors import NotFound, StoreCorrupt
+from reuse.names import check_name
 from reuse.store import h5file, s3_layout
 from reuse.store.index import IndexRow, Key
 from reuse.store.model_store import ModelStore
-from reuse.store.names import check_name
 from reuse.store.range_file import RangeFile
 from reuse.store.read_cache import ReadCache
 from reuse.store.records import CheckReport

@@ -1,6 +1,6 @@
 """Learning curves as a PNG (matplotlib, Agg backend: no display needed).
 
-The curves cover the network's whole training along its lineage (:func:`reuse.lineage.training_history`):
+The curves cover the network's whole training along its lineage (:func:`reuse.store.lineage.training_history`):
 a fine-tuned version's plot shows the training before the fine-tuning too, with a dashed vertical line
 where each later segment began. Epoch ticks are whole numbers. The loss axis starts at 0; the accuracy
 axis runs from the chance level (1/classes; 0.5 for one sigmoid output; 0 when unknown), or lower if a
@@ -40,7 +40,7 @@ def curves_figure(history: Mapping[str, list[float]] | Sequence[Any], *, title: 
     """The learning-curve figure (a matplotlib ``Figure``) of one history or of segments along a lineage.
 
     Args:
-        history: a per-epoch history dict, or :class:`reuse.lineage.HistorySegment` objects oldest first.
+        history: a per-epoch history dict, or :class:`reuse.store.lineage.HistorySegment` objects oldest first.
         title: the figure's title.
         chance: the accuracy of guessing, the accuracy axis's floor (None: 0).
 

@@ -13,8 +13,8 @@ import threading
 from typing import Any
 
 from reuse.data import Dataset
+from reuse.graph.select import select_layers
 from reuse.keras_compat import all_layers
-from reuse.select import select_layers
 from reuse.train.config import DEFAULT_LR, TrainConfig
 from reuse.train.engine import Phase
 from reuse.train.events import ProgressCallback
@@ -32,7 +32,7 @@ def finetune(model: Any, unfreeze: str, data: Dataset, config: TrainConfig | Non
     mode; the statistics do not change) while their scale and offset train.
 
     Args:
-        unfreeze: a scope pattern over layer names (see :func:`reuse.select.select_layers`).
+        unfreeze: a scope pattern over layer names (see :func:`reuse.graph.select.select_layers`).
         match: ``full`` or ``prefix``.
         base_lr: the learning rate the model was trained with; when ``config.lr`` is ``None`` the
             rate is a tenth of it (default: a tenth of the optimizer's default rate).
@@ -106,7 +106,7 @@ def set_trainable(model: Any, scope: str, trainable: bool, *, match: str = "full
 
     Args:
         model: a Keras model.
-        scope: pattern matched against the names of ``model.layers`` (see :func:`reuse.select.select_layers`).
+        scope: pattern matched against the names of ``model.layers`` (see :func:`reuse.graph.select.select_layers`).
         trainable: the new flag.
         match: ``"full"`` or ``"prefix"``.
 
@@ -114,7 +114,7 @@ def set_trainable(model: Any, scope: str, trainable: bool, *, match: str = "full
         The names of the layers whose flag was set, in model order.
 
     Raises:
-        InvalidPattern, NoLayersMatched: as :func:`reuse.select.select_layers`.
+        InvalidPattern, NoLayersMatched: as :func:`reuse.graph.select.select_layers`.
     """
     selection = select_layers([layer.name for layer in model.layers], scope, match=match)
     chosen = set(selection.matched)

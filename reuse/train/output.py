@@ -55,7 +55,7 @@ class PretrainOutcome:
 
 @dataclass
 class Report:
-    """``plotted``: the :class:`reuse.lineage.HistorySegment` list the plot drew (empty without a plot)."""
+    """``plotted``: the :class:`reuse.store.lineage.HistorySegment` list the plot drew (empty without a plot)."""
 
     info: Any
     findings: list[Any]

@@ -20,16 +20,16 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 if TYPE_CHECKING:
     import numpy as np
 
-    from reuse.describe import ModelDescription
+    from reuse.graph.signature import ModelSignature
     from reuse.heads import HeadSpec
     from reuse.jobs import JobEvent, JobRecord
-    from reuse.layer_table import LayerTable
     from reuse.rank import Ranking
     from reuse.serving.engine import InferResult
-    from reuse.serving.signature import ModelSignature
     from reuse.store import LayerInfo, ModelInfo
+    from reuse.store.describe import ModelDescription
+    from reuse.store.layer_table import LayerTable
+    from reuse.store.uploads import DatasetInfo
     from reuse.train.output import Prediction, TrainOutcome
-    from reuse.uploads import DatasetInfo
 
 
 @runtime_checkable

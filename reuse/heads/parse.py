@@ -1,4 +1,4 @@
-"""Parsing head specs (:mod:`reuse.head_spec`, the new layers put on top of reused ones) from a short
+"""Parsing head specs (:mod:`reuse.heads.spec`, the new layers put on top of reused ones) from a short
 string or a JSON/YAML file.
 
 String grammar (see docs/building.md)::
@@ -23,7 +23,7 @@ entries carry the same fields by name (``slope``, ``initializer``, ``l2``, ``max
 fields. Both forms parse to the same :class:`HeadSpec`.
 
 Which Keras pooling class ``gap``/``gmp`` become depends on the rank of their input, so the spec only
-says "global average/max pooling"; :func:`reuse.head_layers.apply_head` picks the class while building.
+says "global average/max pooling"; :func:`reuse.heads.layers.apply_head` picks the class while building.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from typing import Any
 import yaml
 
 from reuse.errors import InvalidInput
-from reuse.head_spec import (
+from reuse.heads.spec import (
     LAYER_TYPES,
     ActivationSpec,
     BatchNormSpec,

@@ -12,9 +12,9 @@ from typing import Any
 
 import keras
 
-import reuse.maxout  # noqa: F401  (registers Maxout)
+import reuse.layers.maxout  # noqa: F401  (registers Maxout)
 from reuse.errors import IncompatibleShapes, InvalidInput
-from reuse.head_spec import (
+from reuse.heads.spec import (
     ActivationSpec,
     BatchNormSpec,
     DenseSpec,
@@ -101,7 +101,7 @@ def _layers_for(spec: LayerSpec, position: int, *, is_output: bool, seed: int | 
     if isinstance(spec, DropoutSpec):
         return [keras.layers.Dropout(spec.rate, seed=layer_seed, name=names(f"{base}_dropout"))]
     if isinstance(spec, MaxoutSpec):
-        return [reuse.maxout.Maxout(spec.units, name=names(f"{base}_maxout"))]
+        return [reuse.layers.maxout.Maxout(spec.units, name=names(f"{base}_maxout"))]
     if isinstance(spec, FlattenSpec):
         return [keras.layers.Flatten(name=names(f"{base}_flatten"))]
     if isinstance(spec, (GlobalAvgPoolSpec, GlobalMaxPoolSpec)):
@@ -126,7 +126,7 @@ def head_layers(spec: HeadSpec, *, taken: Iterable[str] = (), seed: int | None =
     pooling = [layer_token(s) for s in spec.layers if type(s) in _POOLING]
     if pooling:
         raise InvalidInput(f"head layer {pooling[0]!r} needs the rank of its input to choose a Keras class: "
-                           "use reuse.head_layers.apply_head, which builds the head on a tensor")
+                           "use reuse.heads.layers.apply_head, which builds the head on a tensor")
     names = _Names(taken)
     out: list[HeadLayer] = []
     last = len(spec.layers)

@@ -1,6 +1,6 @@
 """A stored model's architecture as a graph of layer calls, and fresh layers made from its nodes.
 
-:class:`Architecture` is what :func:`reuse.arch_reader.parse_architecture` reads from a Keras
+:class:`Architecture` is what :func:`reuse.graph.reader.parse_architecture` reads from a Keras
 ``model_config`` alone (no weights, no model built): nested models (a Sequential or functional model
 used as a layer) are opened, so every leaf layer has a *path* — its name, prefixed by the names of the
 models around it and ``/`` (``backbone/block_1_expand``). A call reads :class:`Ref` tensors (a base

@@ -1,7 +1,7 @@
 """A model version described for clients: metadata, versions, layers, and an optional scope preview.
 
 Layers (nested ones by path, with their inputs) and the scope preview come from
-:func:`reuse.layer_table.layer_table`: no weights are read.
+:func:`reuse.store.layer_table.layer_table`: no weights are read.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from reuse.select import Selection
+from reuse.graph.select import Selection
 from reuse.store import LayerInfo, ModelInfo, ModelStore
 
 
@@ -35,7 +35,7 @@ def describe(store: ModelStore, ref: str, *, scope: str | None = None, match: st
     Raises:
         NotFound: unknown model or version. InvalidPattern: a bad scope or match mode.
     """
-    from reuse.layer_table import layer_table
+    from reuse.store.layer_table import layer_table
 
     info = store.info(ref)
     table = layer_table(store, info.ref, scope, match)

@@ -9,7 +9,7 @@ Rules (docs/building.md has the full text):
 
 - A scope selects leaf layers by path (``backbone/block_1_expand``; a nested model's own path selects
   every layer inside it). The selected calls must form a connected part of the graph (see
-  :mod:`reuse.subgraph`): residual adds, concatenations, shared layers and nested models all replay.
+  :mod:`reuse.graph.subgraph`): residual adds, concatenations, shared layers and nested models all replay.
 - Each *entry* — a base input, or the output of an unselected layer that a selected one reads — becomes
   an ``Input`` of the new network with the base tensor's shape and dtype (int token ids stay int).
 - Gap rule: an unselected layer between selected ones is skipped if it is the identity at inference
@@ -29,14 +29,14 @@ from typing import Any
 
 import numpy as np
 
-from reuse.arch import Architecture, LayerNode, Ref, new_layer, node_entry
-from reuse.arch_reader import parse_architecture
-from reuse.build_preprocess import StagePlan, plan_stage
+from reuse.graph.arch import Architecture, LayerNode, Ref, new_layer, node_entry
+from reuse.graph.reader import parse_architecture
+from reuse.build.stage import StagePlan, plan_stage
 from reuse.errors import IncompatibleShapes, InvalidInput, StoreCorrupt
 from reuse.heads import HeadSpec, parse_head
-from reuse.replay import first_line, fmt_shape, producer, run_call
+from reuse.graph.replay import first_line, fmt_shape, producer, run_call
 from reuse.store import ModelStore
-from reuse.subgraph import Plan, plan_subgraph, select_scope, upstream
+from reuse.graph.subgraph import Plan, plan_subgraph, select_scope, upstream
 from reuse.trust import check_config, unsafe_code_allowed
 
 LINEAGE_FORMAT = 1
@@ -116,7 +116,7 @@ def build_network(
     Args:
         store: the store holding the base.
         base_ref: ``NAME`` or ``NAME:VERSION`` of the base.
-        reuse: scope pattern over layer paths (see :func:`reuse.select.select_layers`).
+        reuse: scope pattern over layer paths (see :func:`reuse.graph.select.select_layers`).
         head: a :class:`HeadSpec` or its short string; may be empty when ``classes``/``regression`` is given.
         classes: append a softmax output layer with this many classes.
         regression: append a linear output layer (True: one target; an int: that many).
@@ -128,7 +128,7 @@ def build_network(
         seed: makes head initialisation and dropout reproducible.
         exits: selected layers whose outputs end the reused part (default: the one tensor no selected layer
             reads); several are joined along the last axis before the head.
-        preprocess: a preprocessing spec (:mod:`reuse.preprocess_spec`) put in front of the reused layers
+        preprocess: a preprocessing spec (:mod:`reuse.layers.preprocess_spec`) put in front of the reused layers
             as a ``reuse>Preprocess`` layer, so the new network takes raw pixels; ``none`` for no stage.
             Without it, a base recognised as a keras.applications model that expects preprocessing gets
             a warning in the lineage (``warnings``).
@@ -194,7 +194,7 @@ def plan_preprocess(store: ModelStore, base_ref: Any, reuse: str, preprocess: st
                     match: str = "full", exits: Sequence[str] | None = None,
                     input_shape: Sequence[int | None] | None = None) -> StagePlan:
     """The preprocessing checks of a build (no weight read): ``preprocess`` against the new network's
-    inputs, and the warning a keras.applications base gets without it (see reuse.build_preprocess)."""
+    inputs, and the warning a keras.applications base gets without it (see reuse.build.stage)."""
     ref = store.resolve(base_ref)
     arch, plan, _ = plan_build(store, ref, reuse, match=match, exits=exits)
     return plan_stage(arch, plan, _entry_specs(arch, plan, _input_shape(input_shape)), preprocess, str(ref))
@@ -300,7 +300,7 @@ def _infer_specs(arch: Architecture, refs: list[Ref], unsafe: bool = False) -> d
     replay the layers above ``refs`` on the base's inputs with fresh, unloaded copies."""
     import keras
 
-    from reuse.arch import TensorSpec
+    from reuse.graph.arch import TensorSpec
 
     needed = upstream({c.key: c for c in arch.calls}, refs)
     tensors: dict[Ref, Any] = {}
@@ -338,7 +338,7 @@ def _assemble(arch: Architecture, plan: Plan, weights: dict[str, list[tuple[str,
               ) -> tuple[Any, list[str], dict[str, str]]:
     import keras
 
-    from reuse.head_layers import apply_head
+    from reuse.heads.layers import apply_head
 
     names = _new_names(arch, plan)
     tensors: dict[Ref, Any] = {}

@@ -1,13 +1,13 @@
 """Replaying recorded calls of a base graph on new layers: a call's arguments with tensors in place of
-:class:`~reuse.arch.Ref` and Keras' serialised constants rebuilt, and errors that name the layer and the
+:class:`~reuse.graph.arch.Ref` and Keras' serialised constants rebuilt, and errors that name the layer and the
 tensor it could not take."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from reuse.arch import Architecture, Call, Ref
 from reuse.errors import IncompatibleShapes, InvalidInput
+from reuse.graph.arch import Architecture, Call, Ref
 
 
 def first_line(exc: BaseException) -> str:

@@ -1,7 +1,7 @@
 """Head specs: the new layers put on top of reused ones, as frozen dataclasses, and their canonical
 short string and file form.
 
-:mod:`reuse.heads` parses both forms into a :class:`HeadSpec`; :mod:`reuse.head_layers` builds the
+:mod:`reuse.heads` parses both forms into a :class:`HeadSpec`; :mod:`reuse.heads.layers` builds the
 Keras layers from one.
 """
 

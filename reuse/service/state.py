@@ -1,7 +1,7 @@
 """What a serving process holds beside its store: the inference engine, the job manager and its job
 kinds (or, where another server of the store runs its jobs, a desk that hands them to it:
 reuse.jobs.desk), and the upload policy. The facade (:class:`reuse.service.Service`) keeps the
-operations and asks its runtime for this state; the gRPC server stops the runtime when it stops.
+operations and asks its server state for this; the gRPC server closes the state when it stops.
 
 Both the engine and the job manager are made on first use, under one lock, so a command-line process
 that never serves pays for neither. Without a started job manager (a local command, not a server), the
@@ -20,8 +20,8 @@ from reuse.errors import FailedPrecondition, NotFound
 from reuse.jobs.records import read_records
 from reuse.jobs.registry import JobKinds
 from reuse.store import ModelStore
+from reuse.store.uploads import DEFAULT_MAX_UPLOAD_BYTES, Upload
 from reuse.text import echo
-from reuse.uploads import DEFAULT_MAX_UPLOAD_BYTES, Upload
 
 if TYPE_CHECKING:
     from reuse.jobs import JobEvent, JobRecord
@@ -30,8 +30,8 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class RuntimeSettings:
-    """How a server's runtime runs jobs and takes uploads (flags of ``reuse serve``)."""
+class StateSettings:
+    """How a server runs jobs and takes uploads (flags of ``reuse serve``)."""
 
     job_workers: int = 2
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
@@ -40,12 +40,12 @@ class RuntimeSettings:
     run_unsafe: bool = False  # run the Lambda layers of stored models (serve --unsafe)
 
 
-class ServerRuntime:
+class ServerState:
     """The serving state of one process over one store.
 
     Args:
         store: the store it serves.
-        kinds: the job kinds its job manager runs (whoever makes the runtime decides; the facade
+        kinds: the job kinds its job manager runs (whoever makes the state decides; the facade
             passes :func:`reuse.jobs.kinds.builtin_kinds`).
     """
 
@@ -53,15 +53,15 @@ class ServerRuntime:
         self.store = store
         self.kinds = kinds if kinds is not None else JobKinds()
         self.serving_options: ServingOptions | None = None
-        self.settings = RuntimeSettings()
+        self.settings = StateSettings()
         self._engine: InferenceEngine | None = None
         self._jobs: JobDesk | None = None
         self._lock = threading.Lock()
 
-    def configure(self, options: ServingOptions | None = None, settings: RuntimeSettings | None = None) -> None:
-        """Settings of the server this runtime backs; call before the first request."""
+    def configure(self, options: ServingOptions | None = None, settings: StateSettings | None = None) -> None:
+        """Settings of the server this state backs; call before the first request."""
         self.serving_options = options
-        self.settings = settings or RuntimeSettings()
+        self.settings = settings or StateSettings()
 
     # -- inference -------------------------------------------------------------------------------
     @property

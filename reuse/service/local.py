@@ -17,7 +17,7 @@ from reuse.data import load_data
 from reuse.errors import InvalidInput
 from reuse.jobs.calls import JobCalls
 from reuse.jobs.kinds import builtin_kinds
-from reuse.runtime import RuntimeSettings, ServerRuntime
+from reuse.service.state import ServerState, StateSettings
 from reuse.store import CheckReport, LayerInfo, ModelInfo, ModelStore, check_name
 from reuse.train.output import Prediction, PretrainOutcome, Report, TrainOutcome
 
@@ -27,30 +27,30 @@ if TYPE_CHECKING:
     import numpy as np
 
     from reuse.advise import Advice
-    from reuse.describe import ModelDescription
     from reuse.export.formats import ExportResult
     from reuse.export.triton import TritonExport
+    from reuse.graph.signature import ModelSignature
     from reuse.heads import HeadSpec
     from reuse.jobs import JobEvent, JobRecord
-    from reuse.layer_table import LayerTable
     from reuse.rank import Ranking
     from reuse.serving.engine import InferResult, ServingOptions
     from reuse.serving.runtime_choice import RuntimeChoice
-    from reuse.serving.signature import ModelSignature
-    from reuse.uploads import DatasetInfo, Upload
+    from reuse.store.describe import ModelDescription
+    from reuse.store.layer_table import LayerTable
+    from reuse.store.uploads import DatasetInfo, Upload
 
 
 class Service(JobCalls):
-    """Operations on one model store (the job operations go to its runtime)."""
+    """Operations on one model store (the job operations go to its server state)."""
 
-    def __init__(self, store: str | os.PathLike[str] | None = None, *, runtime: ServerRuntime | None = None) -> None:
-        """``runtime``: the serving state to use (its store is then this service's store); by default one
+    def __init__(self, store: str | os.PathLike[str] | None = None, *, state: ServerState | None = None) -> None:
+        """``state``: the serving state to use (its store is then this service's store); by default one
         whose job kinds are the built-in ones, each calling a service of this class on the job's store."""
-        if runtime is not None and store is not None and runtime.store.root != store_root(store):
-            raise InvalidInput(f"the runtime serves store {runtime.store.root}, not {store_root(store)}")
-        self.store = runtime.store if runtime is not None else ModelStore(store_root(store))
-        self.runtime = runtime or ServerRuntime(self.store, builtin_kinds(type(self)))
-        self.job_host = self.runtime
+        if state is not None and store is not None and state.store.root != store_root(store):
+            raise InvalidInput(f"the server state serves store {state.store.root}, not {store_root(store)}")
+        self.store = state.store if state is not None else ModelStore(store_root(store))
+        self.state = state or ServerState(self.store, builtin_kinds(type(self)))
+        self.job_host = self.state
 
     # -- Store -----------------------------------------------------------------------------------
     @property
@@ -82,7 +82,7 @@ class Service(JobCalls):
     def delete_version(self, ref: str) -> ModelInfo:
         """Delete one version (``NAME:VERSION``), and drop it from the serving cache if loaded."""
         info = self.store.delete(ref)
-        self.runtime.forget(info.ref)
+        self.state.forget(info.ref)
         return info
 
     def export_model(self, ref: str, out: str | os.PathLike[str], *, overwrite: bool = False,
@@ -101,8 +101,8 @@ class Service(JobCalls):
 
     # -- Selection and building ------------------------------------------------------------------
     def layer_table(self, ref: str, scope: str | None = None, match: str = "full") -> LayerTable:
-        """The layers of ``ref``; with ``scope``, a dry run of the selection (see reuse.layer_table)."""
-        from reuse.layer_table import layer_table
+        """The layers of ``ref``; with ``scope``, a dry run of the selection (see reuse.store.layer_table)."""
+        from reuse.store.layer_table import layer_table
         return layer_table(self.store, ref, scope, match)
 
     def build(self, new_name: str, base_ref: str, reuse: str, *, head: str | HeadSpec | None = None,
@@ -115,7 +115,7 @@ class Service(JobCalls):
         register it as the next version of ``new_name`` with its lineage (see reuse.build).
 
         ``head`` is a spec string or a parsed HeadSpec (the build job parses a head file's text);
-        ``preprocess`` a preprocessing spec put in front of the reused layers (reuse.preprocess_spec). The
+        ``preprocess`` a preprocessing spec put in front of the reused layers (reuse.layers.preprocess_spec). The
         lineage's ``warnings`` say what the caller should know (a keras.applications base reused without
         the preprocessing it expects)."""
         from reuse.build import build_network
@@ -161,8 +161,8 @@ class Service(JobCalls):
                                    class_names=built.class_names, metrics=built.metrics, lineage=built.lineage)
 
     def lineage(self, ref: str) -> list[dict[str, Any]]:
-        """Ancestry of ``ref``, newest first (see reuse.lineage.ancestry)."""
-        from reuse.lineage import ancestry
+        """Ancestry of ``ref``, newest first (see reuse.store.lineage.ancestry)."""
+        from reuse.store.lineage import ancestry
         return ancestry(self.store, ref)
 
     # -- Training, fine-tuning, evaluation, prediction, pretraining ------------------------------
@@ -170,8 +170,8 @@ class Service(JobCalls):
                   val: str | None = None, label: str | int | None = None, relabel: bool = False,
                   options: dict[str, Any] | None = None) -> None:
         """Every check of a train (``unfreeze``: fine-tune) run that needs no training; raises what the run
-        would raise before its first epoch (see reuse.train.versions.check_fit)."""
-        from reuse.train.versions import check_fit
+        would raise before its first epoch (see reuse.service.versions.check_fit)."""
+        from reuse.service.versions import check_fit
 
         check_fit(self.store, ref, data, unfreeze=unfreeze, match=match, val=val, label=label, relabel=relabel,
                   options=options)
@@ -187,7 +187,7 @@ class Service(JobCalls):
         ``threading.Event``) stops the run with ``Cancelled`` and registers nothing. ``ensemble`` (with
         ``seeds`` >= 2): register every seed's model and then their averaged-output ensemble.
         """
-        from reuse.train.versions import fit_version
+        from reuse.service.versions import fit_version
         return fit_version(self.store, ref, data, unfreeze=None, match="full", val=val, label=label, relabel=relabel,
                          config=config, options=options, seeds=seeds, progress=progress, cancel=cancel,
                          description=description, ensemble=ensemble)
@@ -202,7 +202,7 @@ class Service(JobCalls):
         Options not given are inherited from how ``ref`` was trained (optimizer, momentum, batch
         size); the learning rate defaults to a tenth of ``ref``'s. ``ensemble``: as for :meth:`train_model`.
         """
-        from reuse.train.versions import fit_version
+        from reuse.service.versions import fit_version
         return fit_version(self.store, ref, data, unfreeze=unfreeze, match=match, val=val, label=label, relabel=relabel,
                          config=config, options=options, seeds=seeds, progress=progress, cancel=cancel,
                          description=description, ensemble=ensemble)
@@ -240,7 +240,7 @@ class Service(JobCalls):
 
     def report_model(self, ref: str, *, plot: str | os.PathLike[str] | None = None) -> Report:
         """Learning curves (as a PNG at ``plot``) and a diagnosis of how ``ref`` was trained."""
-        from reuse.train.versions import report_version
+        from reuse.service.versions import report_version
         return report_version(self.store, ref, plot=plot)
 
     def pretrain_model(self, name: str, data: str, *, config: Any, test: str | None = None,
@@ -248,7 +248,7 @@ class Service(JobCalls):
                        cancel: Any = None, description: str | None = None) -> PretrainOutcome:
         """Greedy layer-wise pretraining on ``data``; registers the final network as the next version
         of ``name``. ``test`` defaults to the test split of a built-in set."""
-        from reuse.train.versions import pretrain_version
+        from reuse.service.versions import pretrain_version
         return pretrain_version(self.store, name, data, config=config, test=test, label=label, relabel=relabel,
                                 progress=progress, cancel=cancel, description=description)
 
@@ -286,7 +286,7 @@ class Service(JobCalls):
         """
         options = {k: v for k, v in locals().items() if k not in ("self", "base", "data", "progress", "cancel",
                                                                   "check_only")}
-        from reuse.advise.options import advise_stored
+        from reuse.service.advising import advise_stored
         return advise_stored(self.store, base, data, options, progress=progress, cancel=cancel, check_only=check_only)
 
     # -- Ranking ---------------------------------------------------------------------------------
@@ -313,34 +313,34 @@ class Service(JobCalls):
         return rank_stored(self.store, data, options, progress=progress, cancel=cancel, check_only=check_only)
 
     # -- Serving and jobs ------------------------------------------------------------------------
-    def configure_serving(self, options: ServingOptions | None = None, settings: RuntimeSettings | None = None
+    def configure_serving(self, options: ServingOptions | None = None, settings: StateSettings | None = None
                           ) -> None:
-        """Settings of the server this service backs (see :meth:`ServerRuntime.configure`)."""
-        self.runtime.configure(options, settings)
+        """Settings of the server this service backs (see :meth:`ServerState.configure`)."""
+        self.state.configure(options, settings)
 
     def model_signature(self, ref: str) -> ModelSignature:
         """Inputs and outputs of ``ref`` (loading it into the serving cache)."""
-        return self.runtime.engine.signature(ref)
+        return self.state.engine.signature(ref)
 
     def serving_runtime(self, ref: str) -> RuntimeChoice:
         """The runtime (onnx or keras) serving ``ref`` and why (loading it into the serving cache)."""
-        return self.runtime.engine.runtime(ref)
+        return self.state.engine.runtime(ref)
 
     def cached_signature(self, ref: str) -> ModelSignature | None:
         """The signature of ``ref`` if it is loaded already, else None (never loads; cheap)."""
-        return self.runtime.engine.cached_signature(ref)
+        return self.state.engine.cached_signature(ref)
 
     def submit_infer_on_loop(self, sig: ModelSignature, arrays: list[np.ndarray]) -> asyncio.Future | None:
         """Queue one inference from a coroutine on the gRPC server's event loop (arrays checked against
         ``sig``, a signature this service just returned); None when that version is not loaded."""
-        return self.runtime.engine.submit_on_loop(sig, arrays)
+        return self.state.engine.submit_on_loop(sig, arrays)
 
     def infer(self, ref: str, inputs: np.ndarray | Sequence[np.ndarray] | Mapping[str, np.ndarray]) -> InferResult:
         """Run ``ref`` on one array, a list in input order, or a dict by input name."""
-        from reuse.serving.signature import input_arrays
+        from reuse.graph.signature import input_arrays
 
         arrays = input_arrays(self.model_signature(ref) if isinstance(inputs, Mapping) else None, inputs)
-        return self.runtime.engine.infer(ref, arrays)
+        return self.state.engine.infer(ref, arrays)
 
     def infer_images(self, ref: str, images: Sequence[bytes]) -> InferResult:
         """Run an image model on encoded images (PNG, JPEG, BMP, GIF), decoded and resized as the server
@@ -350,28 +350,28 @@ class Service(JobCalls):
         sig = self.model_signature(ref)
         spec, target = image_input(sig)
         batch = decode_images("BYTES", [len(images)], list(images), target, name=spec.name)
-        return self.runtime.engine.infer(sig.ref, [batch])
+        return self.state.engine.infer(sig.ref, [batch])
 
     def describe_model(self, ref: str, *, scope: str | None = None, match: str = "full") -> ModelDescription:
-        from reuse.describe import describe
+        from reuse.store.describe import describe
         return describe(self.store, ref, scope=scope, match=match)
 
     def open_upload(self) -> Upload:
         """A staging file in the store for a model or dataset being received."""
-        return self.runtime.open_upload()
+        return self.state.open_upload()
 
     def register_upload(self, upload: Upload, name: str, *, format: str = "h5", description: str = "",
                         tags: dict[str, str] | None = None, unsafe: bool = False) -> ModelInfo:
         """Validate a received model file and register it as the next version of ``name``."""
-        from reuse.uploads import register_model_file
+        from reuse.store.uploads import register_model_file
 
-        self.runtime.check_unsafe_upload(unsafe)
+        self.state.check_unsafe_upload(unsafe)
         return register_model_file(self.store, upload.finish(), name, fmt=format or "h5", unsafe=unsafe,
                                    description=description, tags=tags)
 
     def store_dataset_upload(self, upload: Upload, name: str, *, format: str, description: str = "",
                              tags: dict[str, str] | None = None, overwrite: bool = False) -> DatasetInfo:
-        from reuse.uploads import DatasetStore
+        from reuse.store.uploads import DatasetStore
         return DatasetStore(self.store).put(upload, name, fmt=format, description=description, tags=tags,
                                             overwrite=overwrite)
 
@@ -396,17 +396,17 @@ class Service(JobCalls):
             yield up
 
     def list_datasets(self) -> list[DatasetInfo]:
-        from reuse.uploads import DatasetStore
+        from reuse.store.uploads import DatasetStore
         return DatasetStore(self.store).list()
 
     def dataset_path(self, name: str) -> Path:
-        from reuse.uploads import DatasetStore
+        from reuse.store.uploads import DatasetStore
         return DatasetStore(self.store).path(name)
 
     def build_job(self, params: dict[str, Any], *, wait: bool = True, timeout: float | None = None) -> JobRecord:
         """Run the ``build`` job kind; by default wait for it and return the finished record."""
         record = self.start_job("build", params)
-        return self.runtime.jobs.wait(record.id, timeout) if wait else record
+        return self.state.jobs.wait(record.id, timeout) if wait else record
 
     def start_train(self, params: dict[str, Any]) -> JobRecord:
         return self.start_job("train", params)
@@ -422,11 +422,11 @@ class Service(JobCalls):
 
     def job_events(self, job_id: str, *, after_seq: int = 0, timeout: float | None = None
                    ) -> tuple[list[JobEvent], bool]:
-        return self.runtime.jobs.events(job_id, after_seq, timeout)
+        return self.state.jobs.events(job_id, after_seq, timeout)
 
     def serving_stats(self) -> dict[str, Any]:
-        return self.runtime.serving_stats()
+        return self.state.serving_stats()
 
     def close(self, *, job_timeout: float = 5.0) -> list[str]:
         """Stop serving: mark running jobs interrupted, unload models. Returns the interrupted job ids."""
-        return self.runtime.close(job_timeout=job_timeout)
+        return self.state.close(job_timeout=job_timeout)

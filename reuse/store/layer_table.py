@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from reuse.errors import InvalidInput, StoreCorrupt
-from reuse.select import Selection
+from reuse.graph.select import Selection
 from reuse.store import LayerInfo, ModelStore
 
 
@@ -65,8 +65,8 @@ def layer_table(store: ModelStore, ref: str, scope: str | None = None, match: st
     Raises:
         NotFound: no such model. InvalidPattern: a bad scope or match mode.
     """
-    from reuse.arch_reader import parse_architecture
-    from reuse.subgraph import select_scope
+    from reuse.graph.reader import parse_architecture
+    from reuse.graph.subgraph import select_scope
 
     r = store.resolve(ref)
     infos = {i.name: i for i in store.layers(r) if i.class_name != "InputLayer"}
@@ -106,7 +106,7 @@ def layer_table(store: ModelStore, ref: str, scope: str | None = None, match: st
 def _recorded_shapes(arch: Any) -> dict[str, list[int | None]]:
     """The output shape of each node's first call as the config records it where a later call reads it
     (operation nodes are not in the store's layer table, so this is where their shapes come from)."""
-    from reuse.arch import Ref
+    from reuse.graph.arch import Ref
 
     out: dict[str, list[int | None]] = {}
     for call in arch.calls:
@@ -121,7 +121,7 @@ def _list(shape: Any) -> Any:
 
 
 def _flat(ref: Any, infos: list[LayerInfo], scope: str | None, match: str) -> LayerTable:
-    from reuse.select import select_layers
+    from reuse.graph.select import select_layers
 
     names = [i.name for i in infos]
     selection = select_layers(names, scope, match=match, require_match=False) if scope is not None else None

@@ -1,4 +1,4 @@
-"""Reading an :class:`~reuse.arch.Architecture` from a stored model's Keras ``model_config`` alone.
+"""Reading an :class:`~reuse.graph.arch.Architecture` from a stored model's Keras ``model_config`` alone.
 
 :func:`parse_architecture` flattens the config into a graph of layer calls, opening nested models.
 Both Keras 3 configs (``{"args": ..., "kwargs": ...}`` inbound nodes) and tf.keras 2 configs (lists of
@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from reuse.arch import (
+from reuse.errors import InvalidInput, StoreCorrupt
+from reuse.graph.arch import (
     MAX_DEPTH,
     MODEL_CLASSES,
     SEPARATOR,
@@ -21,7 +22,6 @@ from reuse.arch import (
     Shape,
     TensorSpec,
 )
-from reuse.errors import InvalidInput, StoreCorrupt
 
 
 def _shape(value: Any) -> Shape | None:

@@ -37,7 +37,7 @@ def check_fit(store: ModelStore, ref: str, data: str, *, unfreeze: str | None = 
     """Everything about a train (or, with ``unfreeze``, fine-tune) run that can be checked without
     training: the model, the options, the data against the model (shape, finite features, labels in
     range) and the scope to unfreeze. Raises what the run would raise before its first epoch."""
-    from reuse.select import select_layers
+    from reuse.graph.select import select_layers
     from reuse.train.fit import layer_names, prepare_data
 
     _, ds, vds, config, model = fit_inputs(store, ref, data, unfreeze=unfreeze, val=val, label=label,
@@ -143,7 +143,7 @@ def report_version(store: ModelStore, ref: str, *, plot: str | os.PathLike[str] 
     findings = diagnose(info.history or {}, info.metrics or {}, n_outputs=units)
     segments: list[Any] = []
     if plot is not None:
-        from reuse.lineage import training_history
+        from reuse.store.lineage import training_history
         from reuse.train.curves import plot_curves
 
         segments = training_history(store, info.ref)

@@ -1,7 +1,7 @@
 """The Maxout layer that heads can use, registered so a stored model loads in Keras safe mode.
 
 Registration happens on import: import this module before loading a model that uses it
-(``reuse.head_layers`` and the store's loader do). The class name in a saved config is ``reuse>Maxout``
+(``reuse.heads.layers`` and the store's loader do). The class name in a saved config is ``reuse>Maxout``
 (the package and class name, not this module's), so models stored before the module was renamed load.
 """
 

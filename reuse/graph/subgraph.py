@@ -17,7 +17,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from reuse.arch import (
+from reuse.errors import IncompatibleShapes, InvalidInput, UnsafeModel
+from reuse.graph.arch import (
     AUGMENTATION,
     INFERENCE_IDENTITY,
     MODEL_CLASSES,
@@ -28,8 +29,7 @@ from reuse.arch import (
     Ref,
     exact_scope,
 )
-from reuse.errors import IncompatibleShapes, InvalidInput, UnsafeModel
-from reuse.select import Selection, select_layers
+from reuse.graph.select import Selection, select_layers
 
 
 @dataclass(frozen=True)
@@ -262,8 +262,8 @@ def _gap_error(arch: Architecture, blocking: list[Call], chosen: set[str], produ
 def _gap_needs(arch: Architecture, names: list[str], unsafe: bool) -> tuple[list[str], str]:
     """What selecting the gap layers ``names`` would take (--unsafe for a Lambda, --trust-module for a class
     of the user's own), and why it cannot be done at all, if so (a class this Keras does not define)."""
-    from reuse.arch import node_entry
     from reuse.errors import UntrustedClass
+    from reuse.graph.arch import node_entry
     from reuse.trust import check_config
 
     needs = []

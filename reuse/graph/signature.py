@@ -10,7 +10,7 @@ import numpy as np
 
 from reuse.errors import InvalidInput
 from reuse.keras_compat import producer_name
-from reuse.store.names import Versioned
+from reuse.names import Versioned
 
 
 @dataclass(frozen=True)
