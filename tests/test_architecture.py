@@ -275,6 +275,7 @@ def test_cycles_on_synthetic_graphs(graph, expected):
 # each holds and why it sits where it does).
 LAYERS = (
     "errors", "text", "config", "names", "atomic", "h5guard", "memory", "keras_compat", "trust",  # the base
+    "preprocess_spec",
     "layers", "graph", "data", "store", "heads", "build",  # stored networks and what is built from them
     "backend", "train", "ensemble", "advise", "rank", "export", "serving", "jobs",  # the work
     "service",  # the facade

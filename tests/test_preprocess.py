@@ -19,7 +19,7 @@ from conftest import make_conv, make_mlp
 from reuse.build import build_network
 from reuse.cli import cli
 from reuse.errors import InvalidInput
-from reuse.layers.preprocess_spec import check_channels, parse_preprocess
+from reuse.preprocess_spec import check_channels, parse_preprocess
 from reuse.service import Service
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -128,7 +128,7 @@ def build_network(
         seed: makes head initialisation and dropout reproducible.
         exits: selected layers whose outputs end the reused part (default: the one tensor no selected layer
             reads); several are joined along the last axis before the head.
-        preprocess: a preprocessing spec (:mod:`reuse.layers.preprocess_spec`) put in front of the reused layers
+        preprocess: a preprocessing spec (:mod:`reuse.preprocess_spec`) put in front of the reused layers
             as a ``reuse>Preprocess`` layer, so the new network takes raw pixels; ``none`` for no stage.
             Without it, a base recognised as a keras.applications model that expects preprocessing gets
             a warning in the lineage (``warnings``).

@@ -13,7 +13,7 @@ from typing import Any
 from reuse.graph.applications import PREPROCESSING_CLASSES, BaseFamily, recognise
 from reuse.graph.arch import Architecture
 from reuse.errors import InvalidInput
-from reuse.layers.preprocess_spec import PRESET_MEANING, PreprocessSpec, check_channels, parse_preprocess
+from reuse.preprocess_spec import PRESET_MEANING, PreprocessSpec, check_channels, parse_preprocess
 from reuse.graph.subgraph import Plan
 from reuse.text import echo
 

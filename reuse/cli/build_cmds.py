@@ -161,7 +161,7 @@ def build_cmd(new_name: str, base: str, reuse_pat: str, match: str, trainable: s
         click.echo(f"  skipped:            {', '.join(x['name'] for x in lin['skipped'])}")
     click.echo(f"  head:               {', '.join(lin['head_layers'])}")
     if lin.get("preprocess") and lin["preprocess"].get("ops"):
-        from reuse.layers.preprocess_spec import describe_ops
+        from reuse.preprocess_spec import describe_ops
 
         click.echo(f"  preprocessing:      {lin['preprocess']['spec']} ({describe_ops(lin['preprocess']['ops'])}); "
                    f"{info.name} takes raw pixels")

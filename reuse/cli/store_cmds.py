@@ -155,7 +155,7 @@ def _show_lines(info: ModelInfo) -> list[tuple[str, Any]]:
 def _preprocessing_lines(info: ModelInfo) -> list[tuple[str, Any]]:
     """What the model does to raw pixels, and what its architecture expects."""
     from reuse.graph.applications import base_family_of
-    from reuse.layers.preprocess_spec import describe_ops
+    from reuse.preprocess_spec import describe_ops
 
     lines: list[tuple[str, Any]] = []
     pre = info.preprocess

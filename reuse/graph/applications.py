@@ -10,7 +10,7 @@ name is not. Depth variants (ResNet50/101/152, DenseNet121/169/201, VGG16/19) ar
 block counts when those layers are present.
 
 A family's preset is the mode of its ``preprocess_input`` (keras/src/applications/*.py; see
-:data:`reuse.layers.preprocess_spec.FAMILY_PRESETS`). A model carries its own preprocessing when a Rescaling,
+:data:`reuse.preprocess_spec.FAMILY_PRESETS`). A model carries its own preprocessing when a Rescaling,
 Normalization or reuse Preprocess layer comes before the stem (EfficientNet always; MobileNetV3,
 EfficientNetV2 and ConvNeXt unless built with ``include_preprocessing=False``; any base a user put such
 a layer in front of): it then needs nothing more.
@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from reuse.layers.preprocess_spec import FAMILY_PRESETS, PRESET_MEANING, family_key
+from reuse.preprocess_spec import FAMILY_PRESETS, PRESET_MEANING, family_key
 
 PREPROCESSING_CLASSES = frozenset({"Rescaling", "Normalization", "Preprocess", "reuse>Preprocess"})
 STEM_WITHIN = 8  # the first marker must be among the first layers of its model (input layers not counted)

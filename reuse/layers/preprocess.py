@@ -1,6 +1,6 @@
 """The preprocessing stage of a built model, as one registered Keras layer (``reuse>Preprocess``).
 
-It runs the operations of a :class:`reuse.layers.preprocess_spec.PreprocessSpec` on the channels-last input:
+It runs the operations of a :class:`reuse.preprocess_spec.PreprocessSpec` on the channels-last input:
 multiply, divide, add or subtract per-channel constants, and reverse the channel order (RGB -> BGR).
 Only public Keras ops, no weights and no Python code in the saved file, so a model with it loads in safe
 mode (after ``import reuse.layers``), caches as a frozen deterministic layer, and exports to ONNX
@@ -15,7 +15,7 @@ import keras
 import numpy as np
 
 from reuse.errors import InvalidInput
-from reuse.layers.preprocess_spec import PreprocessSpec, spec_from_dict
+from reuse.preprocess_spec import PreprocessSpec, spec_from_dict
 
 
 @keras.saving.register_keras_serializable(package="reuse")

@@ -115,7 +115,7 @@ class Service(JobCalls):
         register it as the next version of ``new_name`` with its lineage (see reuse.build).
 
         ``head`` is a spec string or a parsed HeadSpec (the build job parses a head file's text);
-        ``preprocess`` a preprocessing spec put in front of the reused layers (reuse.layers.preprocess_spec). The
+        ``preprocess`` a preprocessing spec put in front of the reused layers (reuse.preprocess_spec). The
         lineage's ``warnings`` say what the caller should know (a keras.applications base reused without
         the preprocessing it expects)."""
         from reuse.build import build_network
