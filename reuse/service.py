@@ -7,10 +7,10 @@ no gRPC, no printing here. Sections are grouped by area so they grow independent
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from reuse.config import store_root
 from reuse.data import load_data
@@ -22,7 +22,7 @@ from reuse.store import CheckReport, LayerInfo, ModelInfo, ModelStore, check_nam
 from reuse.train.output import Prediction, PretrainOutcome, Report, TrainOutcome
 
 if TYPE_CHECKING:
-    import asyncio
+    from concurrent.futures import Executor
 
     import numpy as np
 
@@ -37,6 +37,8 @@ if TYPE_CHECKING:
     from reuse.serving.runtime_choice import RuntimeChoice
     from reuse.serving.signature import ModelSignature
     from reuse.uploads import DatasetInfo, Upload
+
+D = TypeVar("D")
 
 
 class Service(JobCalls):
@@ -292,14 +294,12 @@ class Service(JobCalls):
         """The runtime (onnx or keras) serving ``ref`` and why (loading it into the serving cache)."""
         return self.runtime.engine.runtime(ref)
 
-    def cached_signature(self, ref: str) -> ModelSignature | None:
-        """The signature of ``ref`` if it is loaded already, else None (never loads; cheap)."""
-        return self.runtime.engine.cached_signature(ref)
-
-    def submit_infer_on_loop(self, sig: ModelSignature, arrays: list[np.ndarray]) -> asyncio.Future | None:
-        """Queue one inference from a coroutine on the gRPC server's event loop (arrays checked against
-        ``sig``, a signature this service just returned); None when that version is not loaded."""
-        return self.runtime.engine.submit_on_loop(sig, arrays)
+    async def infer_on_loop(self, ref: str, decode: Callable[[ModelSignature], tuple[list[np.ndarray], D]],
+                            pool: Executor | None = None) -> tuple[ModelSignature, list[np.ndarray], D]:
+        """One inference from a coroutine on the server's event loop, the data plane of both wire
+        adapters (gRPC and HTTP): lookup, (re)load, ``decode`` (the adapter's checks against the
+        signature), batching (see :meth:`InferenceEngine.infer_on_loop`). Loads run in ``pool``."""
+        return await self.runtime.engine.infer_on_loop(ref, decode, pool)
 
     def infer(self, ref: str, inputs: np.ndarray | Sequence[np.ndarray] | Mapping[str, np.ndarray]) -> InferResult:
         """Run ``ref`` on one array, a list in input order, or a dict by input name."""
