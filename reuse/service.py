@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from reuse.heads import HeadSpec
     from reuse.jobs import JobEvent, JobRecord
     from reuse.layer_table import LayerTable
+    from reuse.lineage import HistorySegment
     from reuse.serving.engine import InferResult, ServingOptions
     from reuse.serving.runtime_choice import RuntimeChoice
     from reuse.serving.signature import ModelSignature
@@ -161,6 +162,16 @@ class Service(JobCalls):
         """Ancestry of ``ref``, newest first (see reuse.lineage.ancestry)."""
         from reuse.lineage import ancestry
         return ancestry(self.store, ref)
+
+    def lineage_graph(self, ref: str) -> dict[str, Any]:
+        """The versions ``ref`` was made from, down to layers (see reuse.lineage.lineage_graph)."""
+        from reuse.lineage import lineage_graph
+        return lineage_graph(self.store, ref)
+
+    def training_history(self, ref: str) -> list[HistorySegment]:
+        """The training of ``ref``'s network along its lineage, oldest first (reuse.lineage.training_history)."""
+        from reuse.lineage import training_history
+        return training_history(self.store, ref)
 
     # -- Training, fine-tuning, evaluation, prediction, pretraining ------------------------------
     def check_fit(self, ref: str, data: str, *, unfreeze: str | None = None, match: str = "full",
