@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test lint test-jax venv bench clean proto triton-venv extras bench-peers
+.PHONY: run test lint test-jax venv bench clean proto triton-venv extras bench-peers browser
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,18 +35,28 @@ $(EXTRAS): $(STAMP)
 
 extras: $(EXTRAS)
 
-test: $(STAMP) $(EXTRAS) triton-venv
+test: $(STAMP) $(EXTRAS) triton-venv browser
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
-# A separate environment for the stock KServe client test (tritonclient pins protobuf < 7). Failing to
-# build it (no network) is not an error: that one test then skips and says why.
+# A separate environment for the stock KServe client tests, gRPC and HTTP (tritonclient pins protobuf < 7).
+# Failing to build it (no network) is not an error: those tests then skip and say why. .installed-http
+# marks a venv that has the http extra too (one built before it gets it added).
 TRITON_VENV ?= .venv-triton
 triton-venv:
-	@test -f $(TRITON_VENV)/.installed || ( $(PYTHON) -m venv $(TRITON_VENV) \
-	  && $(TRITON_VENV)/bin/python -m pip install -q 'tritonclient[grpc]' numpy \
-	  && touch $(TRITON_VENV)/.installed ) \
-	  || echo "warning: could not build $(TRITON_VENV); the stock-client test will skip"
+	@test -f $(TRITON_VENV)/.installed-http || ( ( test -x $(TRITON_VENV)/bin/python || $(PYTHON) -m venv $(TRITON_VENV) ) \
+	  && $(TRITON_VENV)/bin/python -m pip install -q 'tritonclient[grpc,http]' numpy \
+	  && touch $(TRITON_VENV)/.installed $(TRITON_VENV)/.installed-http ) \
+	  || echo "warning: could not build $(TRITON_VENV); the stock-client tests will skip"
+
+# The dashboard tests drive a real headless Chromium (Debian's chromium + chromium-driver). Installed here
+# when missing and we are root (CI); otherwise those tests skip and say why.
+browser:
+	@test -x /usr/bin/chromium -a -x /usr/bin/chromedriver || \
+	  ( if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	    else echo "warning: no chromium/chromedriver and not root: the dashboard browser tests will skip"; fi ) \
+	  || echo "warning: could not install chromium; the dashboard browser tests will skip"
 
 # The same suite on the JAX backend (CI runs TensorFlow; keep this green too).
 test-jax: $(STAMP) $(EXTRAS)

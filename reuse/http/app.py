@@ -19,7 +19,7 @@ from reuse.http.body import BUDGET, Budget
 from reuse.http.context import CONTEXT, HttpContext
 from reuse.http.dashboard import pages
 from reuse.http.status import http_error
-from reuse.text import echo
+from reuse.text import cut
 
 log = logging.getLogger(__name__)
 # Pages: scripts and styles from this server only (no inline script), no frames, forms post here only.
@@ -40,7 +40,7 @@ def _error(request: web.Request, status: int, message: str) -> web.Response:
 
 def _refusal(request: web.Request, exc: web.HTTPException) -> str:
     """What aiohttp's own refusals mean, in our words (they name no user value but the path, clipped)."""
-    where = f"{request.method} {echo(request.path, 120)}"
+    where = f"{request.method} {cut(request.path, 120)}"
     if isinstance(exc, web.HTTPNotFound):
         return f"no such page or endpoint: {where}"
     if isinstance(exc, web.HTTPMethodNotAllowed):

@@ -95,8 +95,8 @@ def parse_json(data: bytes | memoryview, what: str = "the request body") -> Any:
 
 
 def _shape(t: dict, where: str) -> tuple[int, ...]:
-    shape = _field(t, "shape", list, where)
-    if shape is None or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape):
+    shape = t.get("shape")
+    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape):
         raise InvalidInput(f"{where}: 'shape' is {echo(shape, 100)}; expected a list of integers")
     return tuple(shape)
 

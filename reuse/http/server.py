@@ -29,6 +29,9 @@ from reuse.http.context import HttpContext
 
 log = logging.getLogger(__name__)
 KEEPALIVE_S = 75.0  # an idle connection is closed after this (aiohttp's default is an hour)
+# After refusing a body unread (413, or 400 before reading it), read and drop what the client still sends for
+# this long before closing, so that it reads the answer rather than a reset (aiohttp's default is 10 s).
+LINGER_S = 2.0
 
 
 class _ClientErrors(logging.LoggerAdapter):
@@ -89,7 +92,7 @@ class HttpServer:
 
     async def start(self) -> int:
         runner = web.AppRunner(make_app(self.ctx), handle_signals=False, access_log=None,
-                               shutdown_timeout=self.grace_s, keepalive_timeout=KEEPALIVE_S,
+                               shutdown_timeout=self.grace_s, keepalive_timeout=KEEPALIVE_S, lingering_time=LINGER_S,
                                logger=_ClientErrors(logging.getLogger("reuse.http.protocol"), {}))
         await runner.setup()
         self._runner = runner
