@@ -40,6 +40,7 @@ def test_a_token_guards_everything_but_health_and_the_login(service, rng):
         port = server.http_port
         for path in ("/v2/health/live", "/v2/health/ready", "/ui/login", "/ui/static/app.css"):
             assert call(port, "GET", path).status == 200, path
+        assert str(service.store_root).encode() not in call(port, "GET", "/ui/login").body  # nothing to strangers
         a = call(port, "GET", "/v2/models/mlp")
         assert a.status == 401 and "missing bearer token" in a.json()["error"]
         assert call(port, "GET", "/v2/models/mlp", headers={"Authorization": "Bearer nope"}).json()["error"] == \

@@ -18,7 +18,8 @@ import jinja2
 from aiohttp import web
 
 import reuse
-from reuse.http.auth import COOKIE, safe_next, session_value
+from reuse.errors import Unauthenticated
+from reuse.http.auth import COOKIE, check_request, safe_next, session_value
 from reuse.http.body import read_small
 from reuse.http.context import HttpContext
 from reuse.http.dashboard import views
@@ -52,11 +53,21 @@ ENV.filters.update(size=_size, number=_number, when=lambda t: (t or "")[:19].rep
                    cut=lambda t, n=120: cut(str(t or ""), n), pretty=lambda d: json.dumps(d, indent=1, default=str))
 
 
+def _authorized(request: web.Request, token: str | None) -> bool:
+    try:
+        check_request(request, token)
+    except Unauthenticated:
+        return False
+    return True
+
+
 def _page(request: web.Request, template: str, status: int = 200, **values: Any) -> web.Response:
     ctx = HttpContext.of(request)
+    shown = _authorized(request, ctx.token)  # the login page and errors before it name no store or address
     html = ENV.get_template(template).render(
-        version=reuse.__version__, store=str(ctx.service.store_root), grpc_target=ctx.grpc_target,
-        logged_in=ctx.token is not None and COOKIE in request.cookies, path=request.path, **values)
+        version=reuse.__version__, store=str(ctx.service.store_root) if shown else None,
+        grpc_target=ctx.grpc_target if shown else None,
+        logged_in=ctx.token is not None and COOKIE in request.cookies and shown, path=request.path, **values)
     return web.Response(text=html, content_type="text/html", status=status)
 
 

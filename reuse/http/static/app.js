@@ -112,7 +112,7 @@
         scales: { x: { min: Math.min.apply(null, depths) - 0.5, max: Math.max.apply(null, depths) + 0.5,
                        title: { display: true, text: "reused layers (depth)" },
                        ticks: { stepSize: 1, callback: function (v) { return Number.isInteger(v) ? v : ""; } } },
-                  y: { min: lo - pad, max: hi + pad, title: { display: true, text: d.metric + " (validation)" } } },
+                  y: { suggestedMin: lo - pad, suggestedMax: hi + pad, title: { display: true, text: d.metric + " (validation)" } } },
         plugins: { tooltip: { callbacks: { label: function (c) {
           const p = c.raw; return (p.label || c.dataset.label) + ": " + p.y.toFixed(4) +
                                  (p.std !== undefined ? " ± " + p.std.toFixed(4) : "");
