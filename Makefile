@@ -65,14 +65,19 @@ test-jax: $(STAMP) $(EXTRAS)
 proto: $(STAMP)
 	$(BIN)/python scripts/gen_proto.py
 
-# Peer servers for bench/serve.py (PyTriton with a TensorFlow and an ONNX Runtime forward), in their own
-# venv: they pin numpy<2. Never part of `make test`; bench/serve.py runs them when this venv exists.
+# Peer servers for bench/serve.py, each in its own venv (they pin numpy<2): PyTriton with a TensorFlow and an
+# ONNX Runtime forward (gRPC and HTTP), and MLServer 1.7.1 with an ONNX Runtime runtime (HTTP; uvloop<0.22:
+# 0.22 crash-loops its workers). Never part of `make test`; bench/serve.py runs them when these venvs exist.
 PEERS_VENV ?= .venv-peers
+MLSERVER_VENV ?= .venv-mlserver
 bench-peers:
 	@test -f $(PEERS_VENV)/.installed || ( $(PYTHON) -m venv $(PEERS_VENV) \
 	  && $(PEERS_VENV)/bin/python -m pip install -q nvidia-pytriton==0.7.0 tensorflow-cpu==2.21.0 'numpy<2' \
 	       onnxruntime tf2onnx \
 	  && touch $(PEERS_VENV)/.installed )
+	@test -f $(MLSERVER_VENV)/.installed || ( $(PYTHON) -m venv $(MLSERVER_VENV) \
+	  && $(MLSERVER_VENV)/bin/python -m pip install -q mlserver==1.7.1 'uvloop<0.22' onnxruntime 'numpy<2' \
+	  && touch $(MLSERVER_VENV)/.installed )
 
 bench: $(STAMP)
 	mkdir -p bench/out

@@ -39,6 +39,7 @@ FIELD_OF: dict[str, str] = {
     "UINT64": "uint64_contents", "INT8": "int_contents", "INT16": "int_contents", "INT32": "int_contents",
     "INT64": "int64_contents", "FP32": "fp32_contents", "FP64": "fp64_contents",
 }
+# The tensor rules HTTP applies too live in reuse.serving.v2 (one set of checks and words for both wires).
 _wire_shape, _check_shape, _check_finite = wire_shape, check_shape, check_finite
 
 

@@ -104,6 +104,13 @@ class HttpServer:
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()
+            # A connection handler still lingering over a refused body whose client has gone is no longer
+            # one the runner waits for; end it here, or it would be destroyed pending with the loop.
+            lingering = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()
+                         and getattr(t.get_coro(), "__qualname__", "") == "RequestHandler.start"]
+            for t in lingering:
+                t.cancel()
+            await asyncio.gather(*lingering, return_exceptions=True)
         self._sock.close()
 
 

@@ -23,6 +23,7 @@ from reuse.http.auth import COOKIE, check_request, safe_next, session_value
 from reuse.http.body import read_small
 from reuse.http.context import HttpContext
 from reuse.http.dashboard import views
+from reuse.serving.v2 import model_ref
 from reuse.text import cut
 
 HERE = Path(__file__).resolve().parent.parent
@@ -99,8 +100,6 @@ async def model_page(request: web.Request) -> web.Response:
 
 
 async def version_page(request: web.Request) -> web.Response:
-    from reuse.serving.v2 import model_ref
-
     name, number = request.match_info["name"], request.match_info["version"]
     number = model_ref(name, number).partition(":")[2]  # digits only, else 400
     return await _render(request, "version.html", views.version, name, number)
