@@ -50,6 +50,9 @@ def test_a_token_guards_everything_but_health_and_the_login(service, rng):
         a = call(port, "POST", "/v2/models/mlp/infer", body, {**headers, "Authorization": "Bearer s3cret"})
         assert a.status == 200 and rest_outputs(a)["output"].shape == (1, 3)
         assert call(port, "GET", "/ui/api/jobs").status == 401
+        for sneaky in ("/ui/static/..%2F..%2Fv2%2Fmodels%2Fmlp", "/ui/static%2F..%2Fapi%2Fjobs", "/ui/login/../api/jobs",
+                       "/ui/static/../api/jobs", "/v2/health/live/../../models/mlp"):
+            assert call(port, "GET", sneaky).status in (303, 401, 403, 404), sneaky  # no way past the token
         # A page asks for the token: to the login form, and back after it.
         a = call(port, "GET", "/ui/models/mlp?x=1")
         where = urlsplit(a.headers["location"])

@@ -130,7 +130,8 @@ BAD = [  # (method, path, body, headers, status, words in the error)
     ("POST", "/v2/models/mlp/infer", _doc(shape=[2, 8]), {}, 400, "8 values in data, expected 16"),
     ("POST", "/v2/models/mlp/infer", _doc(data=[[0.5] * 3, [0.5] * 5]), {}, 400, "not a regular array"),
     ("POST", "/v2/models/mlp/infer", _doc(data=["1"] * 8), {}, 400, "non-numbers; expected FP32"),
-    ("POST", "/v2/models/mlp/infer", _doc(data=[float("nan")] * 8), {}, 400, "8 non-finite values"),
+    ("POST", "/v2/models/mlp/infer", _doc(data=[float("nan")] * 8), {}, 400, "not valid JSON"),  # NaN: not JSON
+    ("POST", "/v2/models/mlp/infer", _doc(data=[1e300] * 8), {}, 400, "8 non-finite values"),  # inf as FP32
     ("POST", "/v2/models/mlp/infer", _doc(datatype="BYTES", shape=[1], data=["an image"]), {}, 400,
      "datatype BYTES, expected FP32"),
     ("POST", "/v2/models/mlp/infer", _doc(datatype="FP33"), {}, 400, "datatype FP33, expected FP32"),

@@ -25,7 +25,8 @@ log = logging.getLogger(__name__)
 # Pages: scripts and styles from this server only (no inline script), no frames, forms post here only.
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
        "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
-HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY"}
+HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY",
+           "Server": "reuse"}
 
 
 def _error(request: web.Request, status: int, message: str) -> web.Response:
@@ -61,7 +62,7 @@ async def errors_and_headers(request: web.Request, handler):  # noqa: ANN201 - a
     except Exception as exc:  # noqa: BLE001 - the one place errors become statuses
         response = _error(request, *http_error(exc, f"{request.method} {request.path}"))
     response.headers.update(HEADERS)
-    if request.path.startswith("/ui/static/"):
+    if request.match_info.route.name == "static" and response.status == 200:
         response.headers.setdefault("Cache-Control", "public, max-age=3600")
     else:
         response.headers["Cache-Control"] = "no-store"

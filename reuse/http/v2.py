@@ -86,8 +86,8 @@ def add_routes(app: web.Application) -> None:
     """The v2 routes, each with and without ``/versions/{version}``."""
     r = app.router
     r.add_get("/v2", server_metadata)
-    r.add_get("/v2/health/live", live)
-    r.add_get("/v2/health/ready", ready)
+    r.add_get("/v2/health/live", live, name="health-live")
+    r.add_get("/v2/health/ready", ready, name="health-ready")
     for base in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
         r.add_get(base, model_metadata)
         r.add_get(base + "/ready", model_ready)
