@@ -474,7 +474,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.peers == "auto":
             n_points = (len(csv(args.levels)) + 1) * ("grpc" in protocols) + 2 * len(csv(args.levels)) * (
                 "rest" in protocols)
-            budget = 600 + 2 * s * n_points * args.rounds * (len(servers) + 5)
+            # a safety net only (they are stopped by SIGTERM): on a busy machine a point takes 3-4 times its seconds
+            budget = 1800 + 5 * s * n_points * args.rounds * (len(servers) + 5)
             for kind, path in (("tf", keras_file), ("onnx", onnx_path)):
                 servers.append(start_peer(kind, path, budget))  # listed at once: stopped if the next fails
         if "rest" in protocols and args.peers == "auto":
@@ -482,7 +483,7 @@ def main(argv: list[str] | None = None) -> int:
                 report["skipped"].append(f"MLServer peer: no {_rest.MLSERVER_VENV} (make bench-peers builds it)")
                 print(report["skipped"][-1], file=sys.stderr)
             else:
-                servers.append(start_mlserver(onnx_path, 600 + 2 * s * 6 * len(csv(args.levels)) * args.rounds
+                servers.append(start_mlserver(onnx_path, 1800 + 5 * s * 6 * len(csv(args.levels)) * args.rounds
                                               * (len(servers) + 5)))
         if "grpc" in protocols:
             for n in ([] if args.ceiling == "none" else csv(args.ceiling or args.processes)):
@@ -519,9 +520,11 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{name} {key}: {result['inferences_per_s']} inf/s", file=sys.stderr)
         for (section, key), results in runs.items():
             by = "rows_per_s"
-            ordered = sorted(results, key=lambda r: r[by])
-            # the median; of an even count, the lower middle one (no server gains from its best round)
-            picked = {**ordered[(len(ordered) - 1) // 2], "all_" + by: [r[by] for r in results]}
+            # the median of the rounds that ran (a failed round is listed, not counted, unless all failed);
+            # of an even count, the lower middle one (no server gains from its best round)
+            ordered = sorted([r for r in results if "error" not in r] or results, key=lambda r: r[by])
+            picked = {**ordered[(len(ordered) - 1) // 2], "all_" + by: [r[by] for r in results],
+                      "failed_rounds": sum("error" in r for r in results)}
             if section.startswith("limit:"):
                 report["limit"][section.split(":")[1]][key] = picked
             else:
