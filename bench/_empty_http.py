@@ -16,17 +16,29 @@ import sys
 from aiohttp import web
 
 HEAD = {"model_name": "mlp", "model_version": "1"}
-JSON_ANSWER = json.dumps({**HEAD, "outputs": [{"name": "output", "datatype": "FP32", "shape": [1, 10],
-                                               "data": [0.1] * 10}]}).encode()
-BINARY_HEAD = json.dumps({**HEAD, "outputs": [{"name": "output", "datatype": "FP32", "shape": [1, 10],
-                                               "parameters": {"binary_data_size": 40}}]}).encode()
+JSON_ANSWER = json.dumps(
+    {**HEAD, "outputs": [{"name": "output", "datatype": "FP32", "shape": [1, 10], "data": [0.1] * 10}]}
+).encode()
+BINARY_HEAD = json.dumps(
+    {
+        **HEAD,
+        "outputs": [
+            {"name": "output", "datatype": "FP32", "shape": [1, 10], "parameters": {"binary_data_size": 40}}
+        ],
+    }
+).encode()
 
 
 async def infer(request: web.Request) -> web.Response:
     await request.read()
     if "Inference-Header-Content-Length" in request.headers:
-        return web.Response(body=BINARY_HEAD + bytes(40), headers={
-            "Content-Type": "application/octet-stream", "Inference-Header-Content-Length": str(len(BINARY_HEAD))})
+        return web.Response(
+            body=BINARY_HEAD + bytes(40),
+            headers={
+                "Content-Type": "application/octet-stream",
+                "Inference-Header-Content-Length": str(len(BINARY_HEAD)),
+            },
+        )
     return web.Response(body=JSON_ANSWER, content_type="application/json")
 
 

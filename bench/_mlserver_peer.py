@@ -20,7 +20,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-RUNTIME = '''
+RUNTIME = """
 import numpy as np
 import onnxruntime as ort
 from mlserver import MLModel
@@ -42,23 +42,44 @@ class OrtRuntime(MLModel):
         x = NumpyCodec.decode_input(payload.inputs[0]).astype(np.float32)
         y = self.session.run(None, {self.input_name: x})[0]
         return InferenceResponse(model_name=self.name, outputs=[NumpyCodec.encode_output("output", y)])
-'''
+"""
 
 
 def main() -> int:
     model, http_port, grpc_port, seconds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
     folder = Path(tempfile.mkdtemp(prefix="mlserver-peer-"))
     (folder / "ort_runtime.py").write_text(RUNTIME)
-    (folder / "settings.json").write_text(json.dumps({
-        "host": "127.0.0.1", "http_port": http_port, "grpc_port": grpc_port, "parallel_workers": 0,
-        "metrics_endpoint": None, "debug": False}))
+    (folder / "settings.json").write_text(
+        json.dumps(
+            {
+                "host": "127.0.0.1",
+                "http_port": http_port,
+                "grpc_port": grpc_port,
+                "parallel_workers": 0,
+                "metrics_endpoint": None,
+                "debug": False,
+            }
+        )
+    )
     (folder / "mlp").mkdir()
-    (folder / "mlp" / "model-settings.json").write_text(json.dumps({
-        "name": "mlp", "implementation": "ort_runtime.OrtRuntime", "max_batch_size": 32, "max_batch_time": 0.002,
-        "parameters": {"uri": str(Path(model).resolve())}}))
+    (folder / "mlp" / "model-settings.json").write_text(
+        json.dumps(
+            {
+                "name": "mlp",
+                "implementation": "ort_runtime.OrtRuntime",
+                "max_batch_size": 32,
+                "max_batch_time": 0.002,
+                "parameters": {"uri": str(Path(model).resolve())},
+            }
+        )
+    )
     mlserver = Path(sys.executable).parent / "mlserver"
-    child = subprocess.Popen([str(mlserver), "start", str(folder)], cwd=folder,
-                             env={**os.environ, "PYTHONPATH": str(folder)}, stdout=subprocess.DEVNULL)
+    child = subprocess.Popen(
+        [str(mlserver), "start", str(folder)],
+        cwd=folder,
+        env={**os.environ, "PYTHONPATH": str(folder)},
+        stdout=subprocess.DEVNULL,
+    )
     signal.signal(signal.SIGTERM, lambda *_: child.terminate())
     url = f"http://127.0.0.1:{http_port}/v2/models/mlp/ready"
     deadline = time.monotonic() + 180

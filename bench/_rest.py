@@ -34,8 +34,10 @@ def request_body(encoding: str, rows: int = 1) -> tuple[bytes, dict[str, str]]:
         return json.dumps({"inputs": [tensor]}).encode(), {"Content-Type": "application/json"}
     tensor["parameters"] = {"binary_data_size": x.nbytes}
     head = json.dumps({"inputs": [tensor], "parameters": {"binary_data_output": True}}).encode()
-    return head + x.tobytes(), {"Content-Type": "application/octet-stream",
-                                "Inference-Header-Content-Length": str(len(head))}
+    return head + x.tobytes(), {
+        "Content-Type": "application/octet-stream",
+        "Inference-Header-Content-Length": str(len(head)),
+    }
 
 
 def _client(port: int, slots: int, encoding: str, seconds: float, out: mp.Queue, start=None) -> None:
@@ -46,6 +48,7 @@ def _client(port: int, slots: int, encoding: str, seconds: float, out: mp.Queue,
         url = f"http://127.0.0.1:{port}/v2/models/mlp/infer"
         connector = aiohttp.TCPConnector(limit=slots, force_close=False)
         async with aiohttp.ClientSession(connector=connector) as session:
+
             async def once() -> None:
                 async with session.post(url, data=body, headers=headers) as r:
                     answer = await r.read()
@@ -72,15 +75,25 @@ def _client(port: int, slots: int, encoding: str, seconds: float, out: mp.Queue,
     asyncio.run(main())
 
 
-def load(port: int, concurrency: int, encoding: str, seconds: float, server_pid: int | None, tree_cpu_s, busy_ticks,
-         client_processes: int = 2) -> dict:
+def load(
+    port: int,
+    concurrency: int,
+    encoding: str,
+    seconds: float,
+    server_pid: int | None,
+    tree_cpu_s,
+    busy_ticks,
+    client_processes: int = 2,
+) -> dict:
     """One REST load point: ``concurrency`` slots over ``client_processes`` processes (1 at concurrency 1)."""
     procs = 1 if concurrency == 1 else min(client_processes, concurrency)
     ctx = mp.get_context("spawn")
     q: mp.Queue = ctx.Queue()
     start = ctx.Barrier(procs + 1)
-    ps = [ctx.Process(target=_client, args=(port, concurrency // procs, encoding, seconds, q, start))
-          for _ in range(procs)]
+    ps = [
+        ctx.Process(target=_client, args=(port, concurrency // procs, encoding, seconds, q, start))
+        for _ in range(procs)
+    ]
     for p in ps:
         p.start()
     with contextlib.suppress(threading.BrokenBarrierError):
@@ -95,27 +108,46 @@ def load(port: int, concurrency: int, encoding: str, seconds: float, server_pid:
             if time.monotonic() > deadline or any(p.exitcode not in (None, 0) for p in ps):
                 for p in ps:
                     p.terminate()
-                return {**point, "error": "a client failed (its traceback is above: the server refused the "
-                        "request or the encoding) or timed out", "inferences_per_s": 0.0, "rows_per_s": 0.0}
+                return {
+                    **point,
+                    "error": "a client failed (its traceback is above: the server refused the "
+                    "request or the encoding) or timed out",
+                    "inferences_per_s": 0.0,
+                    "rows_per_s": 0.0,
+                }
     busy1, cpu1 = busy_ticks(), (tree_cpu_s(server_pid) if server_pid else None)
     for p in ps:
         p.join()
     lat = np.concatenate([np.asarray(r[0]) for r in results]) * 1000.0
     wall = max(r[1] for r in results)
-    cpu = {"client_cpu_us_per_request": round(1e6 * sum(r[2] for r in results) / lat.size, 1),
-           "machine_cpu_busy": round((busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1]), 3)}
+    cpu = {
+        "client_cpu_us_per_request": round(1e6 * sum(r[2] for r in results) / lat.size, 1),
+        "machine_cpu_busy": round((busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1]), 3),
+    }
     if server_pid:
         cpu["server_cpu_us_per_request"] = round(1e6 * (cpu1 - cpu0) / lat.size, 1)
     import os
 
-    return {**point, "requests": int(lat.size), "inferences_per_s": round(lat.size / wall, 1),
-            "rows_per_s": round(lat.size / wall, 1), "p50_ms": round(float(np.percentile(lat, 50)), 3),
-            "p99_ms": round(float(np.percentile(lat, 99)), 3), "client_processes": procs, "connections": concurrency,
-            **cpu, "loadavg_1min_after": round(os.getloadavg()[0], 2)}
+    return {
+        **point,
+        "requests": int(lat.size),
+        "inferences_per_s": round(lat.size / wall, 1),
+        "rows_per_s": round(lat.size / wall, 1),
+        "p50_ms": round(float(np.percentile(lat, 50)), 3),
+        "p99_ms": round(float(np.percentile(lat, 99)), 3),
+        "client_processes": procs,
+        "connections": concurrency,
+        **cpu,
+        "loadavg_1min_after": round(os.getloadavg()[0], 2),
+    }
 
 
 def _best(servers: dict, key: str, prefixes: tuple[str, ...]) -> tuple[str, dict] | None:
-    have = [(k, v[key]) for k, v in servers.items() if k.startswith(prefixes) and key in v and "error" not in v[key]]
+    have = [
+        (k, v[key])
+        for k, v in servers.items()
+        if k.startswith(prefixes) and key in v and "error" not in v[key]
+    ]
     return max(have, key=lambda kv: kv[1]["inferences_per_s"]) if have else None
 
 
@@ -126,15 +158,26 @@ def summary(servers: dict) -> dict:
         key = f"rest-{e}-c32"
         ours, peer = _best(servers, key, ("reuse-",)), _best(servers, key, ("pytriton-", "mlserver"))
         if ours is not None:
-            out[f"rest_{e}_c32_best_reuse"] = {"server": ours[0], "inferences_per_s": ours[1]["inferences_per_s"],
-                                               "p99_ms": ours[1]["p99_ms"]}
+            out[f"rest_{e}_c32_best_reuse"] = {
+                "server": ours[0],
+                "inferences_per_s": ours[1]["inferences_per_s"],
+                "p99_ms": ours[1]["p99_ms"],
+            }
         if peer is not None:
-            out[f"rest_{e}_c32_best_peer"] = {"server": peer[0], "inferences_per_s": peer[1]["inferences_per_s"],
-                                              "p99_ms": peer[1]["p99_ms"]}
+            out[f"rest_{e}_c32_best_peer"] = {
+                "server": peer[0],
+                "inferences_per_s": peer[1]["inferences_per_s"],
+                "p99_ms": peer[1]["p99_ms"],
+            }
         if ours is not None and peer is not None:
-            out[f"rest_{e}_c32_vs_best_peer"] = round(ours[1]["inferences_per_s"] / peer[1]["inferences_per_s"], 2)
+            out[f"rest_{e}_c32_vs_best_peer"] = round(
+                ours[1]["inferences_per_s"] / peer[1]["inferences_per_s"], 2
+            )
         if (empty := _best(servers, key, ("empty-http",))) is not None:
-            out[f"rest_{e}_c32_empty_server"] = {"server": empty[0], "inferences_per_s": empty[1]["inferences_per_s"]}
+            out[f"rest_{e}_c32_empty_server"] = {
+                "server": empty[0],
+                "inferences_per_s": empty[1]["inferences_per_s"],
+            }
     out["met"] = {k: out[k] >= 1.0 for k in list(out) if k.endswith("_vs_best_peer")}
     return out
 

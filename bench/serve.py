@@ -229,8 +229,8 @@ def free_port() -> int:
 class Proc:
     """A server subprocess: started, waited for until it prints ``ready_pattern``, stopped by SIGTERM."""
 
-    def __init__(self, name: str, cmd: list[str], port: int | None, ready_pattern: str, env: dict | None = None,
-                 timeout: float = 180.0, http_port: int | None = None) -> None:
+    def __init__(self, name: str, cmd: list[str], port: int | None, ready_pattern: str,
+                 env: dict | None = None, timeout: float = 180.0, http_port: int | None = None) -> None:
         self.name, self.port, self.http_port = name, port, http_port
         self.log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - read when the server fails, closed in stop()
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.log, text=True,
@@ -277,14 +277,14 @@ def start_reuse(store: str, runtime: str, processes: int, http: bool = False) ->
 
 def start_empty_http() -> Proc:
     port = free_port()
-    return Proc("empty-http", [sys.executable, str(ROOT / "bench" / "_empty_http.py"), str(port)], None, r"^ready",
-                http_port=port)
+    cmd = [sys.executable, str(ROOT / "bench" / "_empty_http.py"), str(port)]
+    return Proc("empty-http", cmd, None, r"^ready", http_port=port)
 
 
 def start_mlserver(model_path: Path, seconds: float) -> Proc:
     http_port, grpc_port = free_port(), free_port()
-    cmd = [str(_rest.mlserver_python()), str(ROOT / "bench" / "_mlserver_peer.py"), str(model_path), str(http_port),
-           str(grpc_port), str(int(seconds))]
+    cmd = [str(_rest.mlserver_python()), str(ROOT / "bench" / "_mlserver_peer.py"), str(model_path),
+           str(http_port), str(grpc_port), str(int(seconds))]
     return Proc("mlserver-onnx", cmd, None, r"^ready", http_port=http_port)
 
 
@@ -309,7 +309,8 @@ def start_peer(kind: str, model_path: Path, seconds: float) -> Proc:
     cmd = [str(py), str(ROOT / "bench" / "_pytriton_peer.py"), kind, str(model_path), *map(str, ports),
            str(int(seconds)), str(BIG_ROWS)]
     # The Triton Python-backend stub must link the interpreter's own libpython (../shared/PEERS.md).
-    return Proc(f"pytriton-{kind}", cmd, ports[0], r"^ready", env={"LD_LIBRARY_PATH": libdir}, http_port=ports[1])
+    return Proc(f"pytriton-{kind}", cmd, ports[0], r"^ready", env={"LD_LIBRARY_PATH": libdir},
+                http_port=ports[1])
 
 
 def limit(forward, rows: int, seconds: float) -> dict:
@@ -426,7 +427,8 @@ def main(argv: list[str] | None = None) -> int:
                          "of --processes; 'none' leaves it out")
     ap.add_argument("--rounds", type=int, default=1, help="interleaved repetitions; figures are medians")
     ap.add_argument("--protocols", default="grpc,rest",
-                    help="grpc: the gRPC points; rest: KServe v2 REST points (JSON and binary-data), same levels")
+                    help="grpc: the gRPC points; rest: KServe v2 REST points (JSON and binary-data), "
+                         "same levels")
     ap.add_argument("--client-processes", type=int, default=2, help="client processes at concurrency > 1")
     ap.add_argument("--client-channels", type=int, default=4,
                     help="connections per client process at concurrency > 1 (each slot uses one)")
@@ -474,17 +476,17 @@ def main(argv: list[str] | None = None) -> int:
         elif args.peers == "auto":
             n_points = (len(csv(args.levels)) + 1) * ("grpc" in protocols) + 2 * len(csv(args.levels)) * (
                 "rest" in protocols)
-            # a safety net only (they are stopped by SIGTERM): on a busy machine a point takes 3-4 times its seconds
+            # a safety net only (they are stopped by SIGTERM): a busy machine's point takes 3-4x its seconds
             budget = 1800 + 5 * s * n_points * args.rounds * (len(servers) + 5)
             for kind, path in (("tf", keras_file), ("onnx", onnx_path)):
                 servers.append(start_peer(kind, path, budget))  # listed at once: stopped if the next fails
         if "rest" in protocols and args.peers == "auto":
             if _rest.mlserver_python() is None:
-                report["skipped"].append(f"MLServer peer: no {_rest.MLSERVER_VENV} (make bench-peers builds it)")
+                report["skipped"].append(f"MLServer peer: no {_rest.MLSERVER_VENV} (make bench-peers)")
                 print(report["skipped"][-1], file=sys.stderr)
             else:
-                servers.append(start_mlserver(onnx_path, 1800 + 5 * s * 6 * len(csv(args.levels)) * args.rounds
-                                              * (len(servers) + 5)))
+                life = 1800 + 5 * s * 6 * len(csv(args.levels)) * args.rounds * (len(servers) + 5)
+                servers.append(start_mlserver(onnx_path, life))
         if "grpc" in protocols:
             for n in ([] if args.ceiling == "none" else csv(args.ceiling or args.processes)):
                 servers.append(start_empty(int(n)))
@@ -511,7 +513,8 @@ def main(argv: list[str] | None = None) -> int:
                     if isinstance(rows, str):  # a REST point: rows is the encoding
                         if http_port is None:
                             continue
-                        result = _rest.load(http_port, c, rows, s, pid, tree_cpu_s, busy_ticks, CLIENT_PROCESSES)
+                        result = _rest.load(http_port, c, rows, s, pid, tree_cpu_s, busy_ticks,
+                                            CLIENT_PROCESSES)
                     elif port is None:
                         continue
                     else:

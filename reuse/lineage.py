@@ -175,8 +175,8 @@ def lineage_graph(store: ModelStore, ref: str, *, max_versions: int = MAX_GRAPH_
             info = store.info(key)
         except NotFound:
             name, _, version = key.partition(":")
-            nodes[key] = {"id": key, "name": name, "version": int(version), "operation": None, "description": None,
-                          "created": None, "missing": True, "layers": {}}
+            nodes[key] = {"id": key, "name": name, "version": int(version), "operation": None,
+                          "description": None, "created": None, "missing": True, "layers": {}}
             continue
         node = nodes[key] = _graph_node(info)
         lineage, op = info.lineage or {}, node["operation"]

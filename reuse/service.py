@@ -169,7 +169,7 @@ class Service(JobCalls):
         return lineage_graph(self.store, ref)
 
     def training_history(self, ref: str) -> list[HistorySegment]:
-        """The training of ``ref``'s network along its lineage, oldest first (reuse.lineage.training_history)."""
+        """The training of ``ref``'s network along its lineage, oldest first (lineage.training_history)."""
         from reuse.lineage import training_history
         return training_history(self.store, ref)
 

@@ -23,13 +23,23 @@ class Answer:
         return json.loads(self.body)
 
 
-def call(port: int, method: str, path: str, body: bytes | str | dict | None = None,
-         headers: dict[str, str] | None = None, tls: ssl.SSLContext | None = None, timeout: float = 30) -> Answer:
+def call(
+    port: int,
+    method: str,
+    path: str,
+    body: bytes | str | dict | None = None,
+    headers: dict[str, str] | None = None,
+    tls: ssl.SSLContext | None = None,
+    timeout: float = 30,
+) -> Answer:
     """One request on a new connection to 127.0.0.1:``port``."""
     if isinstance(body, dict):
         body, headers = json.dumps(body), {"Content-Type": "application/json", **(headers or {})}
-    conn = (http.client.HTTPSConnection("127.0.0.1", port, context=tls, timeout=timeout) if tls
-            else http.client.HTTPConnection("127.0.0.1", port, timeout=timeout))
+    conn = (
+        http.client.HTTPSConnection("127.0.0.1", port, context=tls, timeout=timeout)
+        if tls
+        else http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    )
     try:
         conn.request(method, path, body=body, headers=headers or {})
         r = conn.getresponse()
@@ -49,8 +59,11 @@ def raw(port: int, data: bytes, timeout: float = 10) -> bytes:
             while chunk := s.recv(65536):
                 out += chunk
                 head, sep, body = out.partition(b"\r\n\r\n")
-                length = [int(v) for k, _, v in (h.partition(b":") for h in head.split(b"\r\n")[1:])
-                          if k.strip().lower() == b"content-length"]
+                length = [
+                    int(v)
+                    for k, _, v in (h.partition(b":") for h in head.split(b"\r\n")[1:])
+                    if k.strip().lower() == b"content-length"
+                ]
                 if sep and length and len(body) >= length[0]:
                     break
         except (TimeoutError, ConnectionResetError):
@@ -58,8 +71,14 @@ def raw(port: int, data: bytes, timeout: float = 10) -> bytes:
         return out
 
 
-def rest_request(x: np.ndarray, name: str = "features", *, binary: bool = False, binary_out: bool = False,
-                 outputs: list[str] | None = None) -> tuple[bytes, dict[str, str]]:
+def rest_request(
+    x: np.ndarray,
+    name: str = "features",
+    *,
+    binary: bool = False,
+    binary_out: bool = False,
+    outputs: list[str] | None = None,
+) -> tuple[bytes, dict[str, str]]:
     """A KServe v2 REST inference body for one FP32 input: JSON data, or the binary-data extension."""
     tensor: dict = {"name": name, "datatype": "FP32", "shape": list(x.shape)}
     blob = b""
@@ -76,7 +95,10 @@ def rest_request(x: np.ndarray, name: str = "features", *, binary: bool = False,
     head = json.dumps(doc).encode()
     if not blob:
         return head, {"Content-Type": "application/json"}
-    return head + blob, {"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": str(len(head))}
+    return head + blob, {
+        "Content-Type": "application/octet-stream",
+        "Inference-Header-Content-Length": str(len(head)),
+    }
 
 
 def rest_outputs(answer: Answer) -> dict[str, np.ndarray]:
@@ -89,6 +111,6 @@ def rest_outputs(answer: Answer) -> dict[str, np.ndarray]:
         if size is None:
             out[o["name"]] = np.asarray(o["data"], np.float32).reshape(o["shape"])
         else:
-            out[o["name"]] = np.frombuffer(blob[at:at + size], "<f4").reshape(o["shape"])
+            out[o["name"]] = np.frombuffer(blob[at : at + size], "<f4").reshape(o["shape"])
             at += size
     return out

@@ -16,8 +16,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "reuse"
 # Adapters: they turn the service into a command line, a server, a client, or the walk-through.
 ADAPTERS = ("cli/", "grpc/", "http/", "client.py", "remote/", "quickstart/", "__main__.py")
 TRANSPORT = ("click", "grpc", "grpc_health", "grpc_reflection", "google.protobuf", "aiohttp", "jinja2")
-ADAPTER_MODULES = ("reuse.cli", "reuse.grpc", "reuse.http", "reuse.client", "reuse.remote", "reuse.quickstart",
-                   "reuse.__main__")
+ADAPTER_MODULES = ("reuse.cli", "reuse.grpc", "reuse.http", "reuse.client", "reuse.remote",
+                   "reuse.quickstart", "reuse.__main__")
 # The facade sits between the adapters and the core: the core never calls back up into it.
 FACADE_MODULES = ("reuse.service", "reuse.facade")
 

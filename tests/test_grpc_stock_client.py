@@ -34,9 +34,10 @@ def triton_python() -> Path:
         return py
     try:
         if not ready:
-            subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True, capture_output=True, timeout=120)
-        subprocess.run([str(py), "-m", "pip", "install", "-q", "tritonclient[grpc,http]", "numpy"], check=True,
-                       capture_output=True, timeout=300)
+            subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True, capture_output=True,
+                           timeout=120)
+        subprocess.run([str(py), "-m", "pip", "install", "-q", "tritonclient[grpc,http]", "numpy"],
+                       check=True, capture_output=True, timeout=300)
     except (subprocess.SubprocessError, OSError) as exc:
         pytest.skip(f"cannot create the tritonclient environment at {VENV} (no network?): {exc}")
     (VENV / ".installed").touch()

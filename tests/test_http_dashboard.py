@@ -25,23 +25,33 @@ from reuse.service import Service
 from reuse.serving.engine import ServingOptions
 
 CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
-HOSTILE = '<img src=x onerror="document.title=\'pwned\'">'
+HOSTILE = "<img src=x onerror=\"document.title='pwned'\">"
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def browser():
     if not (os.access(CHROMIUM, os.X_OK) and os.access(DRIVER, os.X_OK)):
-        pytest.skip(f"no {CHROMIUM} or {DRIVER}: `make browser` installs them (apt-get install chromium "
-                    "chromium-driver, as root)")
+        pytest.skip(
+            f"no {CHROMIUM} or {DRIVER}: `make browser` installs them (apt-get install chromium "
+            "chromium-driver, as root)"
+        )
     webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is in the test extra")
     from selenium.webdriver.chrome.service import Service as DriverService
 
     profile = tempfile.mkdtemp(prefix="reuse-chromium-")
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
-    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--no-first-run", f"--user-data-dir={profile}", "--window-size=1400,1000"):
+    for arg in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--no-first-run",
+        f"--user-data-dir={profile}",
+        "--window-size=1400,1000",
+    ):
         opts.add_argument(arg)
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=DriverService(DRIVER), options=opts)
@@ -127,16 +137,27 @@ def test_version_page_draws_its_curves_and_lineage_graph(browser, served, shots)
     visit(browser, served["base"] + "/ui/models/clf/versions/3", shots, "version")
     canvas = browser.find_element(By.ID, "curves")
     assert canvas.get_attribute("data-drawn") == "true" and canvas.size["height"] > 100
-    series = browser.execute_script("const c = document.getElementById('curves').chart;"
-                                    "return [c.data.labels.length, c.data.datasets.map(d => d.label)];")
-    assert series[0] == 13 and "loss" in series[1] and "accuracy" in series[1]  # 8 epochs of train + 5 of finetune
-    boxes = {g.get_attribute("data-ref") for g in browser.find_elements(By.CSS_SELECTOR, "#lineage-graph g.version")}
+    series = browser.execute_script(
+        "const c = document.getElementById('curves').chart;"
+        "return [c.data.labels.length, c.data.datasets.map(d => d.label)];"
+    )
+    assert (
+        series[0] == 13 and "loss" in series[1] and "accuracy" in series[1]
+    )  # 8 epochs of train + 5 of finetune
+    boxes = {
+        g.get_attribute("data-ref")
+        for g in browser.find_elements(By.CSS_SELECTOR, "#lineage-graph g.version")
+    }
     assert boxes == {"base:1", "clf:1", "clf:2", "clf:3"}
-    assert len(browser.find_elements(By.CSS_SELECTOR, "#lineage-graph path.edge.layer")) == 6  # 2 layers x 3 copies
+    assert (
+        len(browser.find_elements(By.CSS_SELECTOR, "#lineage-graph path.edge.layer")) == 6
+    )  # 2 layers x 3 copies
     labels = [t.text for t in browser.find_elements(By.CSS_SELECTOR, "#lineage-graph text.edge-label")]
     assert sorted(labels) == ["build", "finetune", "train"]
-    marks = {r.find_elements(By.TAG_NAME, "td")[1].text: r.find_elements(By.TAG_NAME, "td")[5].text
-             for r in browser.find_elements(By.CSS_SELECTOR, "#layer-table tbody tr")}
+    marks = {
+        r.find_elements(By.TAG_NAME, "td")[1].text: r.find_elements(By.TAG_NAME, "td")[5].text
+        for r in browser.find_elements(By.CSS_SELECTOR, "#layer-table tbody tr")
+    }
     assert marks == {"hidden1": "❄ frozen", "hidden2": "unfrozen", "output": "trainable"}
     assert severe_logs(browser) == []
 
@@ -150,7 +171,9 @@ def test_try_it_returns_the_served_answer(browser, served, shots):
     x = served["x"][:2]
     field.send_keys("\n".join(", ".join(f"{v:.6f}" for v in row) for row in x))
     browser.find_element(By.ID, "try-run").click()
-    answer = json.loads(wait(browser, lambda b: b.find_element(By.ID, "try-raw")).get_attribute("textContent"))
+    answer = json.loads(
+        wait(browser, lambda b: b.find_element(By.ID, "try-raw")).get_attribute("textContent")
+    )
     want = served["service"].infer("clf:3", x.round(6)).outputs[0]
     got = np.asarray(answer["outputs"][0]["data"], np.float32).reshape(answer["outputs"][0]["shape"])
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
@@ -177,7 +200,10 @@ def test_ensemble_and_advisor_pages(browser, served, shots):
     assert canvas.get_attribute("data-drawn") == "true"
     rows = browser.find_elements(By.CSS_SELECTOR, ".advice tbody tr")
     assert [r.find_element(By.TAG_NAME, "td").text for r in rows] == [
-        "scratch", "reuse 1 frozen", "reuse 1 fine-tuned"]
+        "scratch",
+        "reuse 1 frozen",
+        "reuse 1 fine-tuned",
+    ]
     assert severe_logs(browser) == []
 
 
@@ -187,14 +213,27 @@ def test_jobs_page_follows_a_running_job(browser, served, shots):
     service = served["service"]
     job = service.start_train({"model": "clf:2", "data": "train", "epochs": 100000, "batch_size": 90})
     try:
-        wait(browser, lambda b: (service.get_job(job.id).last_event or 0) and service.get_job(job.id).last_event.epoch)
+        wait(
+            browser,
+            lambda b: (service.get_job(job.id).last_event or 0) and service.get_job(job.id).last_event.epoch,
+        )
         visit(browser, served["base"] + "/ui/jobs", shots, "jobs")
         bar = browser.find_element(By.CSS_SELECTOR, f"#jobs-body tr[data-id='{job.id}'] progress")
         first = int(bar.get_attribute("value"))
         assert int(bar.get_attribute("max")) == 100000
         # the page polls: a later epoch appears without a reload
-        wait(browser, lambda b: int(b.find_element(By.CSS_SELECTOR, f"#jobs-body tr[data-id='{job.id}'] progress")
-                                      .get_attribute("value")) > first, timeout=30)
+        wait(
+            browser,
+            lambda b: (
+                int(
+                    b.find_element(
+                        By.CSS_SELECTOR, f"#jobs-body tr[data-id='{job.id}'] progress"
+                    ).get_attribute("value")
+                )
+                > first
+            ),
+            timeout=30,
+        )
     finally:
         service.cancel_job(job.id)
     assert severe_logs(browser) == []

@@ -22,7 +22,7 @@ def store(tmp_path_factory):
     np.savez(root / "d.npz", x=(rng.normal(size=(60, 8)) + y[:, None]).astype("float32"), y=y)
     svc = Service(root / "store")
     svc.register_model(make_mlp(), "base")
-    svc.build("clf", "base", "hidden[12]", classes=3, seed=0)           # clf:1
+    svc.build("clf", "base", "hidden[12]", classes=3, seed=0)  # clf:1
     svc.train_model("clf:1", str(root / "d.npz"), options={"epochs": 1})  # clf:2
     svc.finetune_model("clf:2", "hidden2", str(root / "d.npz"), options={"epochs": 1})  # clf:3
     svc.ensemble("ens", ["clf:2", "clf:3"])
@@ -43,22 +43,37 @@ def _layer_edges(g):
 def test_builds_trains_and_finetunes_follow_each_layer(store):
     g = lineage_graph(store.store, "clf")
     assert g["root"] == "clf:3" and not g["truncated"]
-    assert _edges(g) == [("base:1", "build", "clf:1"), ("clf:1", "train", "clf:2"), ("clf:2", "finetune", "clf:3")]
-    assert _layer_edges(g) == sorted([
-        (("base:1", "hidden1"), ("clf:1", "hidden1")), (("base:1", "hidden2"), ("clf:1", "hidden2")),
-        (("clf:1", "hidden1"), ("clf:2", "hidden1")), (("clf:1", "hidden2"), ("clf:2", "hidden2")),
-        (("clf:2", "hidden1"), ("clf:3", "hidden1")), (("clf:2", "hidden2"), ("clf:3", "hidden2"))])
+    assert _edges(g) == [
+        ("base:1", "build", "clf:1"),
+        ("clf:1", "train", "clf:2"),
+        ("clf:2", "finetune", "clf:3"),
+    ]
+    assert _layer_edges(g) == sorted(
+        [
+            (("base:1", "hidden1"), ("clf:1", "hidden1")),
+            (("base:1", "hidden2"), ("clf:1", "hidden2")),
+            (("clf:1", "hidden1"), ("clf:2", "hidden1")),
+            (("clf:1", "hidden2"), ("clf:2", "hidden2")),
+            (("clf:2", "hidden1"), ("clf:3", "hidden1")),
+            (("clf:2", "hidden2"), ("clf:3", "hidden2")),
+        ]
+    )
     by_id = {v["id"]: v for v in g["versions"]}
     marks = {lay["name"]: (lay["reused"], lay["frozen"]) for lay in by_id["clf:3"]["layers"]}
     assert marks == {"hidden1": (True, True), "hidden2": (True, False)}  # hidden2 unfrozen by the fine-tune
-    assert [lay["name"] for lay in by_id["base:1"]["layers"]] == ["hidden1", "hidden2"]  # the copied ones only
+    assert [lay["name"] for lay in by_id["base:1"]["layers"]] == [
+        "hidden1",
+        "hidden2",
+    ]  # the copied ones only
     assert by_id["base:1"]["operation"] is None
 
 
 def test_an_ensemble_joins_its_members_and_a_deleted_base_ends_the_walk(store):
     g = lineage_graph(store.store, "ens:1")
     assert ("clf:2", "ensemble", "ens:1") in _edges(g) and ("clf:3", "ensemble", "ens:1") in _edges(g)
-    assert (("clf:2", None), ("ens:1", "member1")) in [(tuple(e["from"]), tuple(e["to"])) for e in g["layer_edges"]]
+    assert (("clf:2", None), ("ens:1", "member1")) in [
+        (tuple(e["from"]), tuple(e["to"])) for e in g["layer_edges"]
+    ]
     assert {v["id"] for v in g["versions"]} == {"ens:1", "clf:1", "clf:2", "clf:3", "base:1"}
     g = lineage_graph(store.store, "orphan")
     missing = {v["id"]: v["missing"] for v in g["versions"]}
@@ -74,8 +89,21 @@ def test_the_layout_places_generations_left_to_right_and_folds_long_boxes(store)
     assert x["base:1"] < x["clf:1"] < x["clf:2"] < x["clf:3"] < x["ens:1"]
     assert all(b.x + 230 <= placed.width and b.y + b.height <= placed.height for b in placed.boxes)
     assert sum(line.kind == "layer" for line in placed.lines) == 8  # 6 copies + 2 members
-    many = {"root": "a:1", "truncated": False, "edges": [], "layer_edges": [], "versions": [
-        {"id": "a:1", "name": "a", "version": 1, "operation": None, "missing": False,
-         "layers": [{"name": f"l{i}", "reused": False, "frozen": None} for i in range(MAX_ROWS + 5)]}]}
+    many = {
+        "root": "a:1",
+        "truncated": False,
+        "edges": [],
+        "layer_edges": [],
+        "versions": [
+            {
+                "id": "a:1",
+                "name": "a",
+                "version": 1,
+                "operation": None,
+                "missing": False,
+                "layers": [{"name": f"l{i}", "reused": False, "frozen": None} for i in range(MAX_ROWS + 5)],
+            }
+        ],
+    }
     box = layout(many).boxes[0]
     assert len(box.rows) == MAX_ROWS and box.hidden_rows == 5

@@ -20,6 +20,7 @@ def plain_decode(x: np.ndarray):
     def decode(sig):
         check_arrays(sig, [x])
         return [x], "asked-for"
+
     return decode
 
 
@@ -47,6 +48,7 @@ class EvictAfterLoad(Executor):
                 self.times -= 1
                 self.engine.cache.discard(served.signature.ref)
             return served
+
         return self._pool.submit(load)
 
 

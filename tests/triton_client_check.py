@@ -19,13 +19,16 @@ if protocol == "grpc":
 else:
     import tritonclient.http as client_lib
 client = client_lib.InferenceServerClient(url=url)
-meta = client.get_model_metadata("mlp", as_json=True) if protocol == "grpc" else client.get_model_metadata("mlp")
+meta = (
+    client.get_model_metadata("mlp", as_json=True) if protocol == "grpc" else client.get_model_metadata("mlp")
+)
 
 
 def infer(binary: bool) -> tuple[np.ndarray, str]:
     inp = client_lib.InferInput(meta["inputs"][0]["name"], list(x.shape), meta["inputs"][0]["datatype"])
-    out = client_lib.InferRequestedOutput(meta["outputs"][0]["name"], **({} if protocol == "grpc" else
-                                                                          {"binary_data": binary}))
+    out = client_lib.InferRequestedOutput(
+        meta["outputs"][0]["name"], **({} if protocol == "grpc" else {"binary_data": binary})
+    )
     if protocol == "grpc":
         inp.set_data_from_numpy(x)
     else:
@@ -35,8 +38,12 @@ def infer(binary: bool) -> tuple[np.ndarray, str]:
 
 
 out, response = infer(True)
-report = {"live": client.is_server_live(), "ready": client.is_model_ready("mlp"), "metadata": meta,
-          "output": out.tolist()}
+report = {
+    "live": client.is_server_live(),
+    "ready": client.is_model_ready("mlp"),
+    "metadata": meta,
+    "output": out.tolist(),
+}
 if protocol == "grpc":
     report["version"] = response.model_version
 else:

@@ -79,8 +79,8 @@ def serve_cmd(store: str | None, host: str, port: int, http_port: int | None, ma
     n = processes_count(processes)
     log_choices_to_stderr()
     config = ServerConfig(host=host, port=port, max_message_bytes=max_message_mb * 2**20, token=read_token(token_file),
-                          tls_cert=Path(tls_cert) if tls_cert else None, tls_key=Path(tls_key) if tls_key else None,
-                          http_port=http_port)
+                          tls_cert=Path(tls_cert) if tls_cert else None,
+                          tls_key=Path(tls_key) if tls_key else None, http_port=http_port)
     spec = ServeSpec(store, config, ServingOptions(max_batch_size, max_batch_delay_ms, cache_mb * 2**20, runtime,
                                                    onnx_threads),
                      RuntimeSettings(job_workers=workers, max_upload_bytes=max_upload_mb * 2**20,
@@ -95,13 +95,14 @@ def serve_cmd(store: str | None, host: str, port: int, http_port: int | None, ma
     def http_line(http_bound: int | None) -> tuple[str, ...]:
         if http_bound is None:
             return ()
-        return (f"http on {'https' if tls_cert else 'http'}://{host}:{http_bound}/ui/ (KServe v2 REST under /v2)",)
+        scheme = "https" if tls_cert else "http"
+        return (f"http on {scheme}://{host}:{http_bound}/ui/ (KServe v2 REST under /v2)",)
 
     if n == 1:
         service = build_service(spec)
         sys.exit(run_server(service, config, lambda server: say(
-            f"listening on {host}:{server.port} (store {service.store.root}{extras})", *http_line(server.http_port),
-            service.runtime.jobs_line())))
+            f"listening on {host}:{server.port} (store {service.store.root}{extras})",
+            *http_line(server.http_port), service.runtime.jobs_line())))
 
     def ready(bound: int, ups: list, http_bound: int | None = None) -> None:
         runner = next((u for u in ups if u.runs_jobs), None)
@@ -120,10 +121,12 @@ def serve_cmd(store: str | None, host: str, port: int, http_port: int | None, ma
               help="Port (0: any free port).")
 @click.option("--token-file", type=click.Path(dir_okay=False, exists=True), default=None,
               help=f"Ask for this bearer token (default: ${ENV_TOKEN}; none: no login).")
-@click.option("--tls-cert", type=click.Path(dir_okay=False, exists=True), default=None, help="TLS certificate (PEM).")
-@click.option("--tls-key", type=click.Path(dir_okay=False, exists=True), default=None, help="TLS private key (PEM).")
-@click.option("--max-message-mb", default=_D.max_message_bytes // 2**20, show_default=True, type=click.IntRange(1),
-              help="Largest request body (larger: 413).")
+@click.option("--tls-cert", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="TLS certificate (PEM).")
+@click.option("--tls-key", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="TLS private key (PEM).")
+@click.option("--max-message-mb", default=_D.max_message_bytes // 2**20, show_default=True,
+              type=click.IntRange(1), help="Largest request body (larger: 413).")
 @click.option("--open", "open_browser", is_flag=True, help="Also open the dashboard in a web browser.")
 def ui_cmd(store: str | None, host: str, port: int, token_file: str | None, tls_cert: str | None,
            tls_key: str | None, max_message_mb: int, open_browser: bool) -> None:

@@ -120,7 +120,9 @@ def _decode_one_raw(request: pb.ModelInferRequest, sig: ModelSignature, max_byte
 
 
 def select_outputs(request: pb.ModelInferRequest, sig: ModelSignature) -> list[int]:
-    return _select_outputs(sig, [o.name for o in request.outputs]) if request.outputs else list(range(len(sig.outputs)))
+    if not request.outputs:
+        return list(range(len(sig.outputs)))
+    return _select_outputs(sig, [o.name for o in request.outputs])
 
 
 def encode_response(request: pb.ModelInferRequest, sig: ModelSignature, outputs: list[np.ndarray],

@@ -149,7 +149,8 @@ class RunningServer:
         ctx = HttpContext(self.service, pool=self._pool, limits=Limits(int(config.max_message_bytes)),
                           token=config.token, tls=bool(config.tls_cert), ready=lambda: self.ready,
                           grpc_target=f"{config.host}:{grpc_port}")
-        return HttpServer(ctx, config.host, int(config.http_port or 0), tls=tls_context(config.tls_cert, config.tls_key),
+        tls = tls_context(config.tls_cert, config.tls_key)
+        return HttpServer(ctx, config.host, int(config.http_port or 0), tls=tls,
                           reuse_port=config.reuse_port, grace_s=config.grace_s)
 
     @property
@@ -180,7 +181,9 @@ class RunningServer:
 
     async def _begin_stop(self) -> asyncio.Task:
         await self.health.enter_graceful_shutdown()
-        stops = [self.server.stop(self.config.grace_s)] + ([self.http.stop()] if self.http is not None else [])
+        stops = [self.server.stop(self.config.grace_s)]
+        if self.http is not None:
+            stops.append(self.http.stop())
         stopping = asyncio.ensure_future(asyncio.gather(*stops))
         await asyncio.sleep(0)  # the stop has begun: new calls are refused
         return stopping

@@ -23,10 +23,16 @@ from reuse.text import cut
 
 log = logging.getLogger(__name__)
 # Pages: scripts and styles from this server only (no inline script), no frames, forms post here only.
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
-       "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
-HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY",
-           "Server": "reuse"}
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+)
+HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Server": "reuse",
+}
 
 
 def _error(request: web.Request, status: int, message: str) -> web.Response:
@@ -47,7 +53,8 @@ def _refusal(request: web.Request, exc: web.HTTPException) -> str:
     if isinstance(exc, web.HTTPMethodNotAllowed):
         return f"method not allowed: {where}; allowed: {', '.join(sorted(exc.allowed_methods))}"
     if isinstance(exc, web.HTTPRequestEntityTooLarge):
-        return f"request body above the limit of {request.app[CONTEXT].limits.max_body_bytes} bytes (--max-message-mb)"
+        cap = request.app[CONTEXT].limits.max_body_bytes
+        return f"request body above the limit of {cap} bytes (--max-message-mb)"
     if isinstance(exc, web.HTTPForbidden) and request.path.startswith("/ui/static/"):
         return f"no listing of folders: {where}"
     return f"{exc.status} {exc.reason}: {where}"
@@ -73,8 +80,9 @@ async def errors_and_headers(request: web.Request, handler):  # noqa: ANN201 - a
 
 def make_app(ctx: HttpContext) -> web.Application:
     """The application of one server (``ctx``: its service, pool, limits and token)."""
-    app = web.Application(middlewares=[errors_and_headers, token_gate],
-                          client_max_size=ctx.limits.max_body_bytes)
+    app = web.Application(
+        middlewares=[errors_and_headers, token_gate], client_max_size=ctx.limits.max_body_bytes
+    )
     app[CONTEXT] = ctx
     app[BUDGET] = Budget(ctx.limits.in_flight_bytes)
     v2.add_routes(app)

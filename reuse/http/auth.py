@@ -51,7 +51,11 @@ def is_open(request: web.Request) -> bool:
 def wants_page(request: web.Request) -> bool:
     """A dashboard page a browser asked for (not the REST API, not the dashboard's JSON)."""
     p = request.path
-    return request.method in ("GET", "HEAD") and (p == "/" or p.startswith("/ui/")) and not p.startswith("/ui/api/")
+    return (
+        request.method in ("GET", "HEAD")
+        and (p == "/" or p.startswith("/ui/"))
+        and not p.startswith("/ui/api/")
+    )
 
 
 @web.middleware

@@ -57,7 +57,9 @@ def too_large(length: int | None, cap: int) -> BodyTooLarge:
 
 
 @asynccontextmanager
-async def read_body(request: web.Request, limits: Limits, budget: Budget | None = None) -> AsyncIterator[bytes]:
+async def read_body(
+    request: web.Request, limits: Limits, budget: Budget | None = None
+) -> AsyncIterator[bytes]:
     """The whole body, while the caller uses it.
 
     Raises:

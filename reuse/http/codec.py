@@ -78,8 +78,13 @@ def _field(obj: dict, key: str, kind: type | tuple[type, ...], where: str, defau
         return value
     if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
         names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-        what = {"str": "a string", "list": "a list", "dict": "an object", "bool": "true or false",
-                "int": "an integer"}.get(names, names)
+        what = {
+            "str": "a string",
+            "list": "a list",
+            "dict": "an object",
+            "bool": "true or false",
+            "int": "an integer",
+        }.get(names, names)
         raise InvalidInput(f"{where}: {key!r} is {echo(value, 60)}; expected {what}")
     return value
 
@@ -90,7 +95,7 @@ def compact_json(doc: Any) -> str:
 
 def parse_json(data: bytes | memoryview, what: str = "the request body") -> Any:
     """Strict JSON (RFC 8259: no NaN or Infinity literals, UTF-8), parsed by orjson: about 8 times faster than
-    the standard library on a 784-value row (20 against 160 µs here), which is most of a JSON request's cost."""
+    the standard library on a 784-value row (20 against 160 µs here), most of a JSON request's cost."""
     try:
         return orjson.loads(data)
     except (ValueError, RecursionError) as exc:  # orjson.JSONDecodeError is a ValueError
@@ -109,13 +114,16 @@ def _bytes_elements(raw: memoryview, where: str) -> np.ndarray:
     out, pos, end = [], 0, len(raw)
     while pos < end:
         if pos + 4 > end:
-            raise InvalidInput(f"{where}: BYTES element {len(out)} has a length prefix cut short at byte {pos} "
-                               f"of {end}")
+            raise InvalidInput(
+                f"{where}: BYTES element {len(out)} has a length prefix cut short at byte {pos} of {end}"
+            )
         (n,) = struct.unpack_from("<I", raw, pos)
         if pos + 4 + n > end:
-            raise InvalidInput(f"{where}: BYTES element {len(out)} of {n} bytes at byte {pos + 4} runs past the "
-                               f"end of its {end} bytes of binary data")
-        out.append(bytes(raw[pos + 4:pos + 4 + n]))
+            raise InvalidInput(
+                f"{where}: BYTES element {len(out)} of {n} bytes at byte {pos + 4} runs past the "
+                f"end of its {end} bytes of binary data"
+            )
+        out.append(bytes(raw[pos + 4 : pos + 4 + n]))
         pos += 4 + n
     arr = np.empty(len(out), dtype=object)
     arr[:] = out
@@ -124,7 +132,9 @@ def _bytes_elements(raw: memoryview, where: str) -> np.ndarray:
 
 def _json_values(data: Any, datatype: str, where: str) -> np.ndarray:
     if not isinstance(data, list):
-        raise InvalidInput(f"{where}: 'data' is {echo(data, 60)}; expected a list of values in row-major order")
+        raise InvalidInput(
+            f"{where}: 'data' is {echo(data, 60)}; expected a list of values in row-major order"
+        )
     if datatype == "BYTES":
         flat = np.asarray(data, dtype=object).ravel() if data else np.empty(0, dtype=object)
         if not all(isinstance(v, str) for v in flat):
@@ -137,8 +147,10 @@ def _json_values(data: Any, datatype: str, where: str) -> np.ndarray:
     except (ValueError, TypeError) as exc:
         raise InvalidInput(f"{where}: 'data' is not a regular array of values ({str(exc)[:120]})") from exc
     if arr.dtype.kind not in "biuf":
-        raise InvalidInput(f"{where}: 'data' holds {'nested lists of uneven length or ' if arr.dtype == object else ''}"
-                           f"non-numbers; expected {datatype} values")
+        raise InvalidInput(
+            f"{where}: 'data' holds {'nested lists of uneven length or ' if arr.dtype == object else ''}"
+            f"non-numbers; expected {datatype} values"
+        )
     return arr
 
 
@@ -154,8 +166,10 @@ def parse_request(body: bytes, header_length: str | None = None) -> Request:
         try:
             end = int(header_length)
         except ValueError:
-            raise InvalidInput(f"header {HEADER_LENGTH} is {echo(header_length, 40)}; expected the byte length "
-                               "of the JSON part") from None
+            raise InvalidInput(
+                f"header {HEADER_LENGTH} is {echo(header_length, 40)}; expected the byte length "
+                "of the JSON part"
+            ) from None
         if not 0 <= end <= len(body):
             raise InvalidInput(f"header {HEADER_LENGTH} is {end}: past the end of the {len(body)}-byte body")
     doc = parse_json(memoryview(body)[:end])
@@ -169,7 +183,9 @@ def parse_request(body: bytes, header_length: str | None = None) -> Request:
     for i, t in enumerate(inputs):
         where = f"input {i}"
         if not isinstance(t, dict):
-            raise InvalidInput(f"{where} is {echo(t, 60)}; expected an object with name, shape, datatype, data")
+            raise InvalidInput(
+                f"{where} is {echo(t, 60)}; expected an object with name, shape, datatype, data"
+            )
         name = _field(t, "name", str, where)
         if not name:
             raise InvalidInput(f"{where}: 'name' is missing; expected the input's name")
@@ -184,43 +200,66 @@ def parse_request(body: bytes, header_length: str | None = None) -> Request:
         if "data" in t:
             raise InvalidInput(f"{where}: has both 'data' and a 'binary_data_size' parameter; expected one")
         if size < 0 or offset + size > len(binary):
-            raise InvalidInput(f"{where}: binary_data_size {size} at byte {offset} of the binary data points past "
-                               f"its end ({len(binary)} bytes after the {end}-byte JSON part)")
-        raw = binary[offset:offset + size]
+            raise InvalidInput(
+                f"{where}: binary_data_size {size} at byte {offset} of the binary data points past "
+                f"its end ({len(binary)} bytes after the {end}-byte JSON part)"
+            )
+        raw = binary[offset : offset + size]
         offset += size
-        tensors.append(Tensor(name, datatype, shape, values=_bytes_elements(raw, where)) if datatype == "BYTES"
-                       else Tensor(name, datatype, shape, raw=raw))
+        tensors.append(
+            Tensor(name, datatype, shape, values=_bytes_elements(raw, where))
+            if datatype == "BYTES"
+            else Tensor(name, datatype, shape, raw=raw)
+        )
     if offset != len(binary):
-        raise InvalidInput(f"the body has {len(binary) - offset} bytes of binary data that no input's "
-                           "binary_data_size claims")
+        raise InvalidInput(
+            f"the body has {len(binary) - offset} bytes of binary data that no input's "
+            "binary_data_size claims"
+        )
     outputs, wanted = [], set()
     for i, o in enumerate(_field(doc, "outputs", list, "the request", [])):
         if not isinstance(o, dict) or not isinstance(o.get("name"), str):
             raise InvalidInput(f"output {i} is {echo(o, 60)}; expected an object with a 'name'")
         outputs.append(o["name"])
-        if _field(_field(o, "parameters", dict, f"output {o['name']!r}", {}), "binary_data", bool, "output", False):
+        if _field(
+            _field(o, "parameters", dict, f"output {o['name']!r}", {}), "binary_data", bool, "output", False
+        ):
             wanted.add(o["name"])
     params = _field(doc, "parameters", dict, "the request", {})
     rid = _field(doc, "id", str, "the request")
-    return Request(rid, tuple(tensors), tuple(outputs), frozenset(wanted),
-                   bool(_field(params, "binary_data_output", bool, "the request", False)))
+    return Request(
+        rid,
+        tuple(tensors),
+        tuple(outputs),
+        frozenset(wanted),
+        bool(_field(params, "binary_data_output", bool, "the request", False)),
+    )
 
 
-def _cast(spec: TensorSpec, values: np.ndarray, datatype: str, count: int, shape: tuple[int, ...]) -> np.ndarray:
+def _cast(
+    spec: TensorSpec, values: np.ndarray, datatype: str, count: int, shape: tuple[int, ...]
+) -> np.ndarray:
     if values.size != count:
-        raise InvalidInput(f"input {spec.name!r}: {values.size} values in data, expected {count} "
-                           f"(shape {list(shape)} of {datatype})")
+        raise InvalidInput(
+            f"input {spec.name!r}: {values.size} values in data, expected {count} "
+            f"(shape {list(shape)} of {datatype})"
+        )
     dtype, kind = NP_OF[datatype], values.dtype.kind
     if datatype == "BOOL" and kind != "b" or datatype != "BOOL" and kind == "b":
-        raise InvalidInput(f"input {spec.name!r}: data holds {'true/false' if kind == 'b' else 'numbers'}; "
-                           f"expected {datatype} values")
+        raise InvalidInput(
+            f"input {spec.name!r}: data holds {'true/false' if kind == 'b' else 'numbers'}; "
+            f"expected {datatype} values"
+        )
     if dtype.kind in "iu":
         if kind == "f":
-            raise InvalidInput(f"input {spec.name!r}: data holds fractional numbers; expected {datatype} integers")
+            raise InvalidInput(
+                f"input {spec.name!r}: data holds fractional numbers; expected {datatype} integers"
+            )
         info = np.iinfo(dtype)
         if values.size and (values.min() < info.min or values.max() > info.max):
-            raise InvalidInput(f"input {spec.name!r}: data holds values outside {datatype}'s range "
-                               f"[{info.min}, {info.max}]")
+            raise InvalidInput(
+                f"input {spec.name!r}: data holds values outside {datatype}'s range [{info.min}, {info.max}]"
+            )
     with np.errstate(over="ignore"):  # a float above FP32's range becomes inf, which check_finite refuses
         return values.astype(dtype, copy=False).reshape(shape)
 
@@ -243,8 +282,10 @@ def decode_request(request: Request, sig: ModelSignature, *, max_bytes: int) -> 
         count = element_count(spec, shape, dtype.itemsize, max_bytes)
         if t.raw is not None:
             if len(t.raw) != count * dtype.itemsize:
-                raise InvalidInput(f"input {spec.name!r}: binary data has {len(t.raw)} bytes, expected "
-                                   f"{count * dtype.itemsize} (shape {list(shape)} of {datatype})")
+                raise InvalidInput(
+                    f"input {spec.name!r}: binary data has {len(t.raw)} bytes, expected "
+                    f"{count * dtype.itemsize} (shape {list(shape)} of {datatype})"
+                )
             arr = np.frombuffer(t.raw, dtype=dtype).reshape(shape)
         else:
             assert t.values is not None
@@ -256,8 +297,9 @@ def decode_request(request: Request, sig: ModelSignature, *, max_bytes: int) -> 
     return arrays, Plan(picked, [request.all_binary or n in request.binary_outputs for n in names])
 
 
-def encode_response(sig: ModelSignature, outputs: Sequence[np.ndarray], plan: Plan, request_id: str | None
-                    ) -> tuple[bytes, dict[str, str]]:
+def encode_response(
+    sig: ModelSignature, outputs: Sequence[np.ndarray], plan: Plan, request_id: str | None
+) -> tuple[bytes, dict[str, str]]:
     """The response body and its headers: JSON, or JSON followed by the binary outputs."""
     entries, blobs = [], []
     for i, binary in zip(plan.picked, plan.binary, strict=True):
@@ -281,4 +323,8 @@ def encode_response(sig: ModelSignature, outputs: Sequence[np.ndarray], plan: Pl
 
 
 def tensor_metadata(spec: TensorSpec) -> dict[str, Any]:
-    return {"name": spec.name, "datatype": v2_datatype(spec.dtype), "shape": [-1 if d is None else d for d in spec.shape]}
+    return {
+        "name": spec.name,
+        "datatype": v2_datatype(spec.dtype),
+        "shape": [-1 if d is None else d for d in spec.shape],
+    }

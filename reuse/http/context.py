@@ -37,7 +37,9 @@ class HttpContext:
 
     async def in_pool(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """``fn(*args, **kwargs)`` in the pool: store reads and model loads never block the event loop."""
-        return await asyncio.get_running_loop().run_in_executor(self.pool, functools.partial(fn, *args, **kwargs))
+        return await asyncio.get_running_loop().run_in_executor(
+            self.pool, functools.partial(fn, *args, **kwargs)
+        )
 
 
 CONTEXT = web.AppKey("reuse_context", HttpContext)

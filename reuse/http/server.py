@@ -78,8 +78,16 @@ def bind(host: str, port: int, reuse_port: bool = False) -> socket.socket:
 class HttpServer:
     """The application of ``ctx`` served on ``host:port``; start and stop on the loop that serves it."""
 
-    def __init__(self, ctx: HttpContext, host: str, port: int, *, tls: ssl.SSLContext | None = None,
-                 reuse_port: bool = False, grace_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        ctx: HttpContext,
+        host: str,
+        port: int,
+        *,
+        tls: ssl.SSLContext | None = None,
+        reuse_port: bool = False,
+        grace_s: float = 10.0,
+    ) -> None:
         self.ctx, self.host, self.tls, self.grace_s = ctx, host, tls, grace_s
         self._sock = bind(host, port, reuse_port)
         self.port: int = self._sock.getsockname()[1]
@@ -91,9 +99,15 @@ class HttpServer:
         return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
 
     async def start(self) -> int:
-        runner = web.AppRunner(make_app(self.ctx), handle_signals=False, access_log=None,
-                               shutdown_timeout=self.grace_s, keepalive_timeout=KEEPALIVE_S, lingering_time=LINGER_S,
-                               logger=_ClientErrors(logging.getLogger("reuse.http.protocol"), {}))
+        runner = web.AppRunner(
+            make_app(self.ctx),
+            handle_signals=False,
+            access_log=None,
+            shutdown_timeout=self.grace_s,
+            keepalive_timeout=KEEPALIVE_S,
+            lingering_time=LINGER_S,
+            logger=_ClientErrors(logging.getLogger("reuse.http.protocol"), {}),
+        )
         await runner.setup()
         self._runner = runner
         await web.SockSite(runner, self._sock, ssl_context=self.tls, shutdown_timeout=self.grace_s).start()
@@ -106,16 +120,25 @@ class HttpServer:
             await runner.cleanup()
             # A connection handler still lingering over a refused body whose client has gone is no longer
             # one the runner waits for; end it here, or it would be destroyed pending with the loop.
-            lingering = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()
-                         and getattr(t.get_coro(), "__qualname__", "") == "RequestHandler.start"]
+            lingering = [
+                t
+                for t in asyncio.all_tasks()
+                if t is not asyncio.current_task()
+                and getattr(t.get_coro(), "__qualname__", "") == "RequestHandler.start"
+            ]
             for t in lingering:
                 t.cancel()
             await asyncio.gather(*lingering, return_exceptions=True)
         self._sock.close()
 
 
-def run_ui(ctx: HttpContext, host: str, port: int, tls: ssl.SSLContext | None = None,
-           on_ready: Callable[[HttpServer], None] | None = None) -> int:
+def run_ui(
+    ctx: HttpContext,
+    host: str,
+    port: int,
+    tls: ssl.SSLContext | None = None,
+    on_ready: Callable[[HttpServer], None] | None = None,
+) -> int:
     """``reuse ui``: serve until SIGTERM or SIGINT on a loop of this thread; returns the exit status."""
     server = HttpServer(ctx, host, port, tls=tls, grace_s=5.0)
 

@@ -28,6 +28,7 @@ from reuse.text import cut
 log = logging.getLogger(__name__)
 MAX_MESSAGE = 4000  # as the gRPC details: a message echoes user values clipped, and this caps the rest
 
+
 class BodyTooLarge(ReuseError):
     """A request body above the cap: HTTP 413 (it has no gRPC twin: grpc refuses such a message itself)."""
 

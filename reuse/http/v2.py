@@ -50,11 +50,14 @@ async def model_metadata(request: web.Request) -> web.Response:
     def metadata() -> dict[str, Any]:
         sig = ctx.service.model_signature(ref)
         runtime = ctx.service.serving_runtime(ref)
-        return {"name": sig.name, "versions": [str(i.version) for i in ctx.service.model_versions(sig.name)],
-                "platform": f"keras_{keras.backend.backend()}",
-                "inputs": [codec.tensor_metadata(s) for s in sig.inputs],
-                "outputs": [codec.tensor_metadata(s) for s in sig.outputs],
-                "parameters": {"runtime": runtime.runtime, "runtime_reason": runtime.reason}}
+        return {
+            "name": sig.name,
+            "versions": [str(i.version) for i in ctx.service.model_versions(sig.name)],
+            "platform": f"keras_{keras.backend.backend()}",
+            "inputs": [codec.tensor_metadata(s) for s in sig.inputs],
+            "outputs": [codec.tensor_metadata(s) for s in sig.outputs],
+            "parameters": {"runtime": runtime.runtime, "runtime_reason": runtime.reason},
+        }
 
     return json_response(await ctx.in_pool(metadata))
 
@@ -92,4 +95,3 @@ def add_routes(app: web.Application) -> None:
         r.add_get(base, model_metadata)
         r.add_get(base + "/ready", model_ready)
         r.add_post(base + "/infer", infer)
-

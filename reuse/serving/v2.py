@@ -20,9 +20,18 @@ from reuse.store.names import parse_version
 from reuse.text import ECHO_LIMIT, cut, echo
 
 NP_OF: dict[str, np.dtype] = {
-    "BOOL": np.dtype(bool), "UINT8": np.dtype("<u1"), "UINT16": np.dtype("<u2"), "UINT32": np.dtype("<u4"),
-    "UINT64": np.dtype("<u8"), "INT8": np.dtype("<i1"), "INT16": np.dtype("<i2"), "INT32": np.dtype("<i4"),
-    "INT64": np.dtype("<i8"), "FP16": np.dtype("<f2"), "FP32": np.dtype("<f4"), "FP64": np.dtype("<f8"),
+    "BOOL": np.dtype(bool),
+    "UINT8": np.dtype("<u1"),
+    "UINT16": np.dtype("<u2"),
+    "UINT32": np.dtype("<u4"),
+    "UINT64": np.dtype("<u8"),
+    "INT8": np.dtype("<i1"),
+    "INT16": np.dtype("<i2"),
+    "INT32": np.dtype("<i4"),
+    "INT64": np.dtype("<i8"),
+    "FP16": np.dtype("<f2"),
+    "FP32": np.dtype("<f4"),
+    "FP64": np.dtype("<f8"),
 }
 V2_OF: dict[np.dtype, str] = {dt: v2 for v2, dt in NP_OF.items()}
 V2_OF.update({dt.newbyteorder("="): v2 for v2, dt in NP_OF.items()})
@@ -52,7 +61,9 @@ def model_ref(name: str, version: str) -> str:
         return name
     number = parse_version(version)
     if number is None:
-        raise InvalidInput(f"model version {echo(version)}: expected a positive integer, or empty for the latest")
+        raise InvalidInput(
+            f"model version {echo(version)}: expected a positive integer, or empty for the latest"
+        )
     return f"{name}:{number}"
 
 
@@ -64,11 +75,16 @@ def wire_shape(spec: TensorSpec) -> list[int]:
 def check_shape(spec: TensorSpec, shape: Sequence[int]) -> tuple[int, ...]:
     """``shape`` as received, checked against ``spec`` (rank, fixed dimensions, at least one row)."""
     want = spec.shape
-    ok = len(shape) == len(want) and shape[0] >= 1 and all(
-        d >= 0 and (w is None or w == d) for w, d in zip(want, shape, strict=True))
+    ok = (
+        len(shape) == len(want)
+        and shape[0] >= 1
+        and all(d >= 0 and (w is None or w == d) for w, d in zip(want, shape, strict=True))
+    )
     if not ok:
-        raise InvalidInput(f"input {spec.name!r}: shape {echo(list(shape))}, expected {wire_shape(spec)} "
-                           "(-1: any size, at least 1 row)")
+        raise InvalidInput(
+            f"input {spec.name!r}: shape {echo(list(shape))}, expected {wire_shape(spec)} "
+            "(-1: any size, at least 1 row)"
+        )
     return tuple(int(d) for d in shape)
 
 
@@ -80,8 +96,10 @@ def element_count(spec: TensorSpec, shape: tuple[int, ...], itemsize: int, max_b
     """
     count = math.prod(shape)
     if count * itemsize > max_bytes:
-        raise InvalidInput(f"input {spec.name!r}: shape {list(shape)} has {count} values ({count * itemsize} bytes), "
-                           f"above the message size limit of {max_bytes} bytes")
+        raise InvalidInput(
+            f"input {spec.name!r}: shape {list(shape)} has {count} values ({count * itemsize} bytes), "
+            f"above the message size limit of {max_bytes} bytes"
+        )
     return count
 
 
@@ -91,8 +109,10 @@ def check_finite(spec: TensorSpec, arr: np.ndarray) -> None:
         finite = np.isfinite(arr)
         if not finite.all():
             bad = int(arr.size - np.count_nonzero(finite))
-            raise InvalidInput(f"input {spec.name!r}: {bad} non-finite values (NaN or infinity) of {arr.size}; "
-                               "expected finite numbers")
+            raise InvalidInput(
+                f"input {spec.name!r}: {bad} non-finite values (NaN or infinity) of {arr.size}; "
+                "expected finite numbers"
+            )
 
 
 def check_datatype(spec: TensorSpec, datatype: str) -> str:
@@ -115,12 +135,16 @@ def check_input_names(sig: ModelSignature, names: Sequence[str]) -> None:
         raise InvalidInput(f"model {sig.ref} takes inputs {expected}; got {echo(list(names))}")
 
 
-def check_rows(sig: ModelSignature, spec: TensorSpec, shape: tuple[int, ...], first: np.ndarray | None) -> None:
+def check_rows(
+    sig: ModelSignature, spec: TensorSpec, shape: tuple[int, ...], first: np.ndarray | None
+) -> None:
     """Inputs of one request have one row count."""
     if first is not None and shape[0] != first.shape[0]:
-        raise InvalidInput(f"inputs have different row counts ({first.shape[0]} and {shape[0]}); expected "
-                           f"equal (input {sig.inputs[0].name!r} has {first.shape[0]} rows, "
-                           f"{spec.name!r} {shape[0]})")
+        raise InvalidInput(
+            f"inputs have different row counts ({first.shape[0]} and {shape[0]}); expected "
+            f"equal (input {sig.inputs[0].name!r} has {first.shape[0]} rows, "
+            f"{spec.name!r} {shape[0]})"
+        )
 
 
 def select_outputs(sig: ModelSignature, names: Sequence[str]) -> list[int]:

@@ -89,7 +89,9 @@ def _generations(graph: dict[str, Any]) -> dict[str, int]:
 
 def _curve(a: tuple[float, float], b: tuple[float, float]) -> str:
     dx = max(40.0, (b[0] - a[0]) / 2)
-    return f"M{a[0]:.1f},{a[1]:.1f} C{a[0] + dx:.1f},{a[1]:.1f} {b[0] - dx:.1f},{b[1]:.1f} {b[0]:.1f},{b[1]:.1f}"
+    return (
+        f"M{a[0]:.1f},{a[1]:.1f} C{a[0] + dx:.1f},{a[1]:.1f} {b[0] - dx:.1f},{b[1]:.1f} {b[0]:.1f},{b[1]:.1f}"
+    )
 
 
 def layout(graph: dict[str, Any]) -> Layout:
@@ -98,10 +100,14 @@ def layout(graph: dict[str, Any]) -> Layout:
     columns: dict[int, list[Box]] = {}
     boxes: dict[str, Box] = {}
     for v in graph["versions"]:
-        box = Box(v["id"], v["name"], v["version"], v["operation"], v["missing"], root=v["id"] == graph["root"])
+        box = Box(
+            v["id"], v["name"], v["version"], v["operation"], v["missing"], root=v["id"] == graph["root"]
+        )
         layers = v["layers"]
         for lay in layers[:MAX_ROWS]:
-            box.rows.append(Row(lay["name"], 0.0, lay.get("reused", False), lay.get("frozen"), lay.get("via")))
+            box.rows.append(
+                Row(lay["name"], 0.0, lay.get("reused", False), lay.get("frozen"), lay.get("via"))
+            )
         box.hidden_rows = max(0, len(layers) - MAX_ROWS)
         boxes[v["id"]] = box
         columns.setdefault(depth[v["id"]], []).append(box)

@@ -28,8 +28,13 @@ from reuse.text import cut
 
 HERE = Path(__file__).resolve().parent.parent
 STATIC = HERE / "static"
-ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
-                         undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+ENV = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(HERE / "templates"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
 
 
 def _size(n: Any) -> str:
@@ -50,8 +55,13 @@ def _number(x: Any) -> str:
     return f"{x:.4g}"
 
 
-ENV.filters.update(size=_size, number=_number, when=lambda t: (t or "")[:19].replace("T", " "),
-                   cut=lambda t, n=120: cut(str(t or ""), n), pretty=lambda d: json.dumps(d, indent=1, default=str))
+ENV.filters.update(
+    size=_size,
+    number=_number,
+    when=lambda t: (t or "")[:19].replace("T", " "),
+    cut=lambda t, n=120: cut(str(t or ""), n),
+    pretty=lambda d: json.dumps(d, indent=1, default=str),
+)
 
 
 def _authorized(request: web.Request, token: str | None) -> bool:
@@ -66,9 +76,13 @@ def _page(request: web.Request, template: str, status: int = 200, **values: Any)
     ctx = HttpContext.of(request)
     shown = _authorized(request, ctx.token)  # the login page and errors before it name no store or address
     html = ENV.get_template(template).render(
-        version=reuse.__version__, store=str(ctx.service.store_root) if shown else None,
+        version=reuse.__version__,
+        store=str(ctx.service.store_root) if shown else None,
         grpc_target=ctx.grpc_target if shown else None,
-        logged_in=ctx.token is not None and COOKIE in request.cookies and shown, path=request.path, **values)
+        logged_in=ctx.token is not None and COOKIE in request.cookies and shown,
+        path=request.path,
+        **values,
+    )
     return web.Response(text=html, content_type="text/html", status=status)
 
 
@@ -145,7 +159,9 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     if not hmac.compare_digest(given.encode(), ctx.token.encode()):
         return render_login(request, target, error="That is not this server's token.", status=401)
     response = web.HTTPSeeOther(target)
-    response.set_cookie(COOKIE, session_value(ctx.token), httponly=True, samesite="Strict", secure=ctx.tls, path="/")
+    response.set_cookie(
+        COOKIE, session_value(ctx.token), httponly=True, samesite="Strict", secure=ctx.tls, path="/"
+    )
     raise response
 
 

@@ -54,9 +54,14 @@ def curves(segments: list[Any]) -> dict[str, Any]:
             values = list(s.history.get(k) or [])[:n]
             series[k] += [_finite(v) for v in values] + [None] * (n - len(values))
     total = sum(s.epochs for s in segments)
-    return {"epochs": list(range(1, total + 1)), "series": [
-        {"key": k, "axis": "loss" if k in LOSS_KEYS or k.endswith("loss") else "metric", "values": v}
-        for k, v in series.items()], "segments": starts}
+    return {
+        "epochs": list(range(1, total + 1)),
+        "series": [
+            {"key": k, "axis": "loss" if k in LOSS_KEYS or k.endswith("loss") else "metric", "values": v}
+            for k, v in series.items()
+        ],
+        "segments": starts,
+    }
 
 
 def advice_chart(advice: dict[str, Any]) -> dict[str, Any]:
@@ -66,9 +71,18 @@ def advice_chart(advice: dict[str, Any]) -> dict[str, Any]:
         if row.get("mean") is None:
             continue
         group = "scratch" if not row.get("depth") else ("fine-tuned" if row.get("finetune") else "frozen")
-        groups[group].append({"x": row.get("depth", 0), "y": row["mean"], "std": row.get("std") or 0.0,
-                              "label": row.get("candidate")})
-    return {"metric": advice.get("metric", ""), "series": [{"label": k, "points": v} for k, v in groups.items() if v]}
+        groups[group].append(
+            {
+                "x": row.get("depth", 0),
+                "y": row["mean"],
+                "std": row.get("std") or 0.0,
+                "label": row.get("candidate"),
+            }
+        )
+    return {
+        "metric": advice.get("metric", ""),
+        "series": [{"label": k, "points": v} for k, v in groups.items() if v],
+    }
 
 
 def _scalars(metrics: dict[str, Any]) -> list[tuple[str, Any]]:
@@ -82,24 +96,37 @@ def version(service: Service, name: str, number: str) -> dict[str, Any]:
     info = described.info
     lineage = info.lineage or {}
     reused = {str(x.get("name")): x for x in lineage.get("layers") or []}
-    members = {str(m.get("layer")): f"{m.get('name')}:{m.get('version')} (a member: the whole network)"
-               for m in lineage.get("members") or [] if m.get("layer")}
+    members = {
+        str(m.get("layer")): f"{m.get('name')}:{m.get('version')} (a member: the whole network)"
+        for m in lineage.get("members") or []
+        if m.get("layer")
+    }
     unfrozen = {n for s in lineage.get("steps") or [] for n in (s.get("unfrozen") or [])}
     layers = []
     for layer in described.layers:
         src = (reused.get(layer.name) or {}).get("from") or {}
-        came = f"{src.get('name')}:{src.get('version')}/{src.get('layer')}" if src else members.get(layer.name)
+        came = (
+            f"{src.get('name')}:{src.get('version')}/{src.get('layer')}" if src else members.get(layer.name)
+        )
         layers.append({"layer": layer, "reused_from": came, "unfrozen": layer.name in unfrozen})
     graph = service.lineage_graph(info.ref)
     metrics = info.metrics or {}
     report = service.report_model(info.ref)
     advice = metrics.get("advice") if isinstance(metrics.get("advice"), dict) else None
     return {
-        "info": info, "versions": described.versions, "layers": layers, "metrics": _scalars(metrics),
-        "ensemble_check": metrics.get("ensemble_check") if isinstance(metrics.get("ensemble_check"), dict) else None,
-        "advice": advice, "advice_chart": advice_chart(advice) if advice else None,
-        "curves": curves(service.training_history(info.ref)), "findings": [f.to_dict() for f in report.findings],
-        "graph": layout(graph), "ancestry": service.lineage(info.ref),
+        "info": info,
+        "versions": described.versions,
+        "layers": layers,
+        "metrics": _scalars(metrics),
+        "ensemble_check": metrics.get("ensemble_check")
+        if isinstance(metrics.get("ensemble_check"), dict)
+        else None,
+        "advice": advice,
+        "advice_chart": advice_chart(advice) if advice else None,
+        "curves": curves(service.training_history(info.ref)),
+        "findings": [f.to_dict() for f in report.findings],
+        "graph": layout(graph),
+        "ancestry": service.lineage(info.ref),
         "class_names": list(info.class_names or []),
     }
 
@@ -111,18 +138,32 @@ def advice_runs(service: Service) -> list[dict[str, Any]]:
         for info in service.model_versions(latest.name):
             advice = (info.metrics or {}).get("advice")
             if isinstance(advice, dict) and advice.get("rows"):
-                runs.append({"source": f"registered as {info.ref}", "model": info.ref, "created": info.created,
-                             "advice": advice, "chart": advice_chart(advice)})
+                runs.append(
+                    {
+                        "source": f"registered as {info.ref}",
+                        "model": info.ref,
+                        "created": info.created,
+                        "advice": advice,
+                        "chart": advice_chart(advice),
+                    }
+                )
     for job in service.list_jobs(kind="advise"):
         result = job.result if isinstance(job.result, dict) else {}
         if result.get("rows"):
-            runs.append({"source": f"job {job.id} ({job.state})", "model": result.get("model"), "created": job.created,
-                         "advice": result, "chart": advice_chart(result)})
+            runs.append(
+                {
+                    "source": f"job {job.id} ({job.state})",
+                    "model": result.get("model"),
+                    "created": job.created,
+                    "advice": result,
+                    "chart": advice_chart(result),
+                }
+            )
     return sorted(runs, key=lambda r: r["created"] or "", reverse=True)
 
 
 def rank_runs(service: Service) -> list[dict[str, Any]]:
-    """Results of ``rank`` jobs (issue 25's ``reuse rank``), shown as their table of rows when they carry one."""
+    """Results of ``rank`` jobs (issue 25's ``reuse rank``), as their table of rows when they carry one."""
     runs = []
     try:
         jobs = service.list_jobs(kind="rank")
@@ -140,10 +181,24 @@ def job_dict(job: Any) -> dict[str, Any]:
     ev = job.last_event
     progress = None
     if ev is not None and ev.epochs:
-        progress = {"done": ev.epoch, "of": ev.epochs, "eta_s": ev.eta_s if ev.eta_s >= 0 else None,
-                    "losses": ev.losses, "metrics": ev.metrics}
-    return {"id": job.id, "kind": job.kind, "state": job.state, "created": job.created, "started": job.started,
-            "finished": job.finished, "model": job.model, "error": job.error, "progress": progress}
+        progress = {
+            "done": ev.epoch,
+            "of": ev.epochs,
+            "eta_s": ev.eta_s if ev.eta_s >= 0 else None,
+            "losses": ev.losses,
+            "metrics": ev.metrics,
+        }
+    return {
+        "id": job.id,
+        "kind": job.kind,
+        "state": job.state,
+        "created": job.created,
+        "started": job.started,
+        "finished": job.finished,
+        "model": job.model,
+        "error": job.error,
+        "progress": progress,
+    }
 
 
 def jobs(service: Service) -> list[dict[str, Any]]:

@@ -52,8 +52,10 @@
           ctx.beginPath();
           ctx.moveTo(pt.x, y.getPixelForValue(p.y - p.std));
           ctx.lineTo(pt.x, y.getPixelForValue(p.y + p.std));
-          ctx.moveTo(pt.x - 4, y.getPixelForValue(p.y - p.std)); ctx.lineTo(pt.x + 4, y.getPixelForValue(p.y - p.std));
-          ctx.moveTo(pt.x - 4, y.getPixelForValue(p.y + p.std)); ctx.lineTo(pt.x + 4, y.getPixelForValue(p.y + p.std));
+          [p.y - p.std, p.y + p.std].forEach(function (v) {  // the caps
+            ctx.moveTo(pt.x - 4, y.getPixelForValue(v));
+            ctx.lineTo(pt.x + 4, y.getPixelForValue(v));
+          });
           ctx.stroke();
           ctx.restore();
         });
@@ -67,7 +69,8 @@
       return {
         label: s.key, data: s.values, yAxisID: s.axis === "loss" ? "y" : "y1",
         borderColor: PALETTE[i % PALETTE.length], backgroundColor: PALETTE[i % PALETTE.length],
-        borderDash: s.key.indexOf("val_") === 0 ? [6, 3] : [], pointRadius: 0, borderWidth: 1.6, spanGaps: false
+        borderDash: s.key.indexOf("val_") === 0 ? [6, 3] : [], pointRadius: 0, borderWidth: 1.6,
+        spanGaps: false
       };
     });
     return new Chart(canvas, {
@@ -98,7 +101,7 @@
                backgroundColor: PALETTE[i], pointRadius: 4 };
     });
     const scratch = d.series.find(function (s) { return s.label === "scratch"; });
-    if (scratch && scratch.points.length) {  // training from scratch: the reference every candidate is held to
+    if (scratch && scratch.points.length) {  // training from scratch: what every candidate is held to
       const y = scratch.points[0].y;
       datasets.push({ label: "scratch (reference)", data: [{ x: Math.min.apply(null, depths) - 0.5, y: y },
                       { x: Math.max.apply(null, depths) + 0.5, y: y }], showLine: true, pointRadius: 0,
@@ -111,8 +114,10 @@
         animation: false, maintainAspectRatio: false,
         scales: { x: { min: Math.min.apply(null, depths) - 0.5, max: Math.max.apply(null, depths) + 0.5,
                        title: { display: true, text: "reused layers (depth)" },
-                       ticks: { stepSize: 1, callback: function (v) { return Number.isInteger(v) ? v : ""; } } },
-                  y: { suggestedMin: lo - pad, suggestedMax: hi + pad, title: { display: true, text: d.metric + " (validation)" } } },
+                       ticks: { stepSize: 1, callback: function (v) { return Number.isInteger(v) ? v : ""; } }
+                     },
+                  y: { suggestedMin: lo - pad, suggestedMax: hi + pad,
+                       title: { display: true, text: d.metric + " (validation)" } } },
         plugins: { tooltip: { callbacks: { label: function (c) {
           const p = c.raw; return (p.label || c.dataset.label) + ": " + p.y.toFixed(4) +
                                  (p.std !== undefined ? " ± " + p.std.toFixed(4) : "");
@@ -143,8 +148,8 @@
     const row = t.shape.slice(1), perRow = prod(row.map(function (d) { return d < 0 ? 1 : d; }));
     const box = el("div");
     box.dataset.name = t.name;
-    const label = el("label", t.name + " (" + t.datatype + ", one row: " + JSON.stringify(row) + ", " + perRow +
-                     " values)");
+    const label = el("label", t.name + " (" + t.datatype + ", one row: " + JSON.stringify(row) + ", " +
+                     perRow + " values)");
     const area = el("textarea");
     area.name = t.name;
     area.placeholder = perRow + " numbers per line, separated by commas or spaces; one line per row";
@@ -153,8 +158,8 @@
     if (row.length >= 2 || t.datatype === "BYTES") {
       const file = el("input");
       file.type = "file"; file.accept = "image/*"; file.id = "try-image-" + t.name;
-      box.append(el("div", "or an image file (sent as BYTES: the server decodes it where the model takes images)",
-                     "muted"), file);
+      box.append(el("div", "or an image file (sent as BYTES: the server decodes it where the model takes " +
+                     "images)", "muted"), file);
     }
     return box;
   }
@@ -169,15 +174,16 @@
         new DataView(blob.buffer).setUint32(0, bytes.length, true);
         blob.set(bytes, 4);
         blobs.push(blob);
-        inputs.push({ name: t.name, datatype: "BYTES", shape: [1], parameters: { binary_data_size: blob.length } });
+        inputs.push({ name: t.name, datatype: "BYTES", shape: [1],
+                      parameters: { binary_data_size: blob.length } });
         continue;
       }
       const values = numbers(form.querySelector("#try-input-" + CSS.escape(t.name)).value);
       const row = t.shape.slice(1);
       const perRow = prod(row.map(function (d) { return d < 0 ? 1 : d; }));
       const rows = Math.max(1, Math.ceil(values.length / perRow));
-      inputs.push({ name: t.name, datatype: t.datatype, shape: [rows].concat(row.map(function (d) { return d < 0 ? 1 : d; })),
-                    data: values });
+      const dims = row.map(function (d) { return d < 0 ? 1 : d; });
+      inputs.push({ name: t.name, datatype: t.datatype, shape: [rows].concat(dims), data: values });
     }
     const head = new TextEncoder().encode(JSON.stringify({ inputs: inputs }));
     if (!blobs.length) return { body: head, headers: { "Content-Type": "application/json" } };
@@ -272,16 +278,18 @@
     if (j.progress) {
       const bar = el("progress"); bar.max = j.progress.of; bar.value = j.progress.done;
       prog.append(bar, document.createTextNode(" " + j.progress.done + "/" + j.progress.of +
-        (j.progress.eta_s !== null && j.state === "running" ? " · eta " + Math.round(j.progress.eta_s) + " s" : "")));
+        (j.progress.eta_s !== null && j.state === "running" ? " · eta " + Math.round(j.progress.eta_s) + " s"
+                                                            : "")));
     } else { prog.textContent = "-"; }
     const model = el("td");
     if (j.model) {
       const a = el("a", j.model), cut = j.model.lastIndexOf(":");
-      a.href = "/ui/models/" + encodeURIComponent(j.model.slice(0, cut)) + "/versions/" + encodeURIComponent(j.model.slice(cut + 1));
+      a.href = "/ui/models/" + encodeURIComponent(j.model.slice(0, cut)) + "/versions/" +
+               encodeURIComponent(j.model.slice(cut + 1));
       model.append(a);
     } else { model.textContent = "-"; }
-    tr.append(id, el("td", j.kind), state, el("td", (j.created || "").slice(0, 19).replace("T", " ")), prog, model,
-              el("td", (j.error || "").slice(0, 200)));
+    const created = el("td", (j.created || "").slice(0, 19).replace("T", " "));
+    tr.append(id, el("td", j.kind), state, created, prog, model, el("td", (j.error || "").slice(0, 200)));
     return tr;
   }
 
