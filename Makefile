@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test lint test-jax venv bench clean proto triton-venv extras bench-peers
+.PHONY: run test lint test-jax venv bench clean proto triton-venv extras bench-peers browser
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,18 +35,28 @@ $(EXTRAS): $(STAMP)
 
 extras: $(EXTRAS)
 
-test: $(STAMP) $(EXTRAS) triton-venv
+test: $(STAMP) $(EXTRAS) triton-venv browser
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
-# A separate environment for the stock KServe client test (tritonclient pins protobuf < 7). Failing to
-# build it (no network) is not an error: that one test then skips and says why.
+# A separate environment for the stock KServe client tests, gRPC and HTTP (tritonclient pins protobuf < 7).
+# Failing to build it (no network) is not an error: those tests then skip and say why. .installed-http
+# marks a venv that has the http extra too (one built before it gets it added).
 TRITON_VENV ?= .venv-triton
 triton-venv:
-	@test -f $(TRITON_VENV)/.installed || ( $(PYTHON) -m venv $(TRITON_VENV) \
-	  && $(TRITON_VENV)/bin/python -m pip install -q 'tritonclient[grpc]' numpy \
-	  && touch $(TRITON_VENV)/.installed ) \
-	  || echo "warning: could not build $(TRITON_VENV); the stock-client test will skip"
+	@test -f $(TRITON_VENV)/.installed-http || ( ( test -x $(TRITON_VENV)/bin/python || $(PYTHON) -m venv $(TRITON_VENV) ) \
+	  && $(TRITON_VENV)/bin/python -m pip install -q 'tritonclient[grpc,http]' numpy \
+	  && touch $(TRITON_VENV)/.installed $(TRITON_VENV)/.installed-http ) \
+	  || echo "warning: could not build $(TRITON_VENV); the stock-client tests will skip"
+
+# The dashboard tests drive a real headless Chromium (Debian's chromium + chromium-driver). Installed here
+# when missing and we are root (CI); otherwise those tests skip and say why.
+browser:
+	@test -x /usr/bin/chromium -a -x /usr/bin/chromedriver || \
+	  ( if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	    else echo "warning: no chromium/chromedriver and not root: the dashboard browser tests will skip"; fi ) \
+	  || echo "warning: could not install chromium; the dashboard browser tests will skip"
 
 # The same suite on the JAX backend (CI runs TensorFlow; keep this green too).
 test-jax: $(STAMP) $(EXTRAS)
@@ -55,14 +65,19 @@ test-jax: $(STAMP) $(EXTRAS)
 proto: $(STAMP)
 	$(BIN)/python scripts/gen_proto.py
 
-# Peer servers for bench/serve.py (PyTriton with a TensorFlow and an ONNX Runtime forward), in their own
-# venv: they pin numpy<2. Never part of `make test`; bench/serve.py runs them when this venv exists.
+# Peer servers for bench/serve.py, each in its own venv (they pin numpy<2): PyTriton with a TensorFlow and an
+# ONNX Runtime forward (gRPC and HTTP), and MLServer 1.7.1 with an ONNX Runtime runtime (HTTP; uvloop<0.22:
+# 0.22 crash-loops its workers). Never part of `make test`; bench/serve.py runs them when these venvs exist.
 PEERS_VENV ?= .venv-peers
+MLSERVER_VENV ?= .venv-mlserver
 bench-peers:
 	@test -f $(PEERS_VENV)/.installed || ( $(PYTHON) -m venv $(PEERS_VENV) \
 	  && $(PEERS_VENV)/bin/python -m pip install -q nvidia-pytriton==0.7.0 tensorflow-cpu==2.21.0 'numpy<2' \
 	       onnxruntime tf2onnx \
 	  && touch $(PEERS_VENV)/.installed )
+	@test -f $(MLSERVER_VENV)/.installed || ( $(PYTHON) -m venv $(MLSERVER_VENV) \
+	  && $(MLSERVER_VENV)/bin/python -m pip install -q mlserver==1.7.1 'uvloop<0.22' onnxruntime 'numpy<2' \
+	  && touch $(MLSERVER_VENV)/.installed )
 
 bench: $(STAMP)
 	mkdir -p bench/out

@@ -18,6 +18,12 @@ spreads them over ``--processes`` servers), bounded in time:
   with reuse serve's settings answering a prepared response, in --ceiling processes on one port), so a
   target above it is seen to be out of reach of any handler on this machine.
 
+With ``--protocols grpc,rest`` (the default) the same servers are also loaded over KServe v2 REST
+(bench/_rest.py): single-row requests at each concurrency level, as JSON and with the binary-data
+extension, against ``reuse serve --http-port``, PyTriton's (Triton's) HTTP endpoint, MLServer 1.7.1 with an
+ONNX Runtime runtime (when ``.venv-mlserver`` exists: ``make bench-peers``) and an empty-handler aiohttp
+server (bench/_empty_http.py, the REST transport ceiling); same batching knobs.
+
 Each point also reports the CPU it cost per request: the server's (its process tree, from /proc), the
 client processes' own, and how busy the whole machine was (1.0: every core).
 
@@ -28,6 +34,7 @@ cores on this machine (the client's and the empty server's CPU per request and t
 target rate).
 
 Usage: python bench/serve.py [--out FILE.json] [--seconds 5] [--runtime keras,onnx] [--processes 1,2]
+                             [--protocols grpc,rest]
 """
 
 from __future__ import annotations
@@ -56,6 +63,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _rest  # noqa: E402
 
 FEATURES = 784
 
@@ -219,9 +229,9 @@ def free_port() -> int:
 class Proc:
     """A server subprocess: started, waited for until it prints ``ready_pattern``, stopped by SIGTERM."""
 
-    def __init__(self, name: str, cmd: list[str], port: int, ready_pattern: str, env: dict | None = None,
-                 timeout: float = 180.0) -> None:
-        self.name, self.port = name, port
+    def __init__(self, name: str, cmd: list[str], port: int | None, ready_pattern: str,
+                 env: dict | None = None, timeout: float = 180.0, http_port: int | None = None) -> None:
+        self.name, self.port, self.http_port = name, port, http_port
         self.log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - read when the server fails, closed in stop()
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.log, text=True,
                                      env={**os.environ, **(env or {})}, cwd=ROOT)
@@ -253,13 +263,29 @@ def serve_help() -> str:
                           cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout
 
 
-def start_reuse(store: str, runtime: str, processes: int) -> Proc:
-    port = free_port()
+def start_reuse(store: str, runtime: str, processes: int, http: bool = False) -> Proc:
+    port, http_port = free_port(), (free_port() if http else None)
     cmd = [sys.executable, "-m", "reuse", "serve", "--store", store, "--port", str(port), "--runtime", runtime,
            "--max-batch-size", str(BATCH_ROWS), "--max-batch-delay-ms", str(BATCH_DELAY_MS)]
     if processes > 1:
         cmd += ["--processes", str(processes)]
-    return Proc(f"reuse-{runtime}-p{processes}", cmd, port, r"listening on", env={"PYTHONPATH": str(ROOT)})
+    if http_port:
+        cmd += ["--http-port", str(http_port)]
+    return Proc(f"reuse-{runtime}-p{processes}", cmd, port, r"listening on", env={"PYTHONPATH": str(ROOT)},
+                http_port=http_port)
+
+
+def start_empty_http() -> Proc:
+    port = free_port()
+    cmd = [sys.executable, str(ROOT / "bench" / "_empty_http.py"), str(port)]
+    return Proc("empty-http", cmd, None, r"^ready", http_port=port)
+
+
+def start_mlserver(model_path: Path, seconds: float) -> Proc:
+    http_port, grpc_port = free_port(), free_port()
+    cmd = [str(_rest.mlserver_python()), str(ROOT / "bench" / "_mlserver_peer.py"), str(model_path),
+           str(http_port), str(grpc_port), str(int(seconds))]
+    return Proc("mlserver-onnx", cmd, None, r"^ready", http_port=http_port)
 
 
 def start_empty(processes: int) -> Proc:
@@ -283,7 +309,8 @@ def start_peer(kind: str, model_path: Path, seconds: float) -> Proc:
     cmd = [str(py), str(ROOT / "bench" / "_pytriton_peer.py"), kind, str(model_path), *map(str, ports),
            str(int(seconds)), str(BIG_ROWS)]
     # The Triton Python-backend stub must link the interpreter's own libpython (../shared/PEERS.md).
-    return Proc(f"pytriton-{kind}", cmd, ports[0], r"^ready", env={"LD_LIBRARY_PATH": libdir})
+    return Proc(f"pytriton-{kind}", cmd, ports[0], r"^ready", env={"LD_LIBRARY_PATH": libdir},
+                http_port=ports[1])
 
 
 def limit(forward, rows: int, seconds: float) -> dict:
@@ -399,6 +426,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="process counts of the empty-handler server (the transport ceiling); default: those "
                          "of --processes; 'none' leaves it out")
     ap.add_argument("--rounds", type=int, default=1, help="interleaved repetitions; figures are medians")
+    ap.add_argument("--protocols", default="grpc,rest",
+                    help="grpc: the gRPC points; rest: KServe v2 REST points (JSON and binary-data), "
+                         "same levels")
     ap.add_argument("--client-processes", type=int, default=2, help="client processes at concurrency > 1")
     ap.add_argument("--client-channels", type=int, default=4,
                     help="connections per client process at concurrency > 1 (each slot uses one)")
@@ -426,6 +456,7 @@ def main(argv: list[str] | None = None) -> int:
                     "limit": {"keras": {}, "onnx": {}}, "servers": {}}
 
     has_processes = "--processes" in serve_help()
+    protocols = csv(args.protocols)
     servers: list[Proc] = []
     naive = None
     try:
@@ -438,20 +469,39 @@ def main(argv: list[str] | None = None) -> int:
                 # One store per server: a store's jobs belong to one server at a time (the job lock).
                 own = Path(tmp.name) / f"store-{runtime}-p{n}"
                 shutil.copytree(store, own)
-                servers.append(start_reuse(str(own), runtime, n))
+                servers.append(start_reuse(str(own), runtime, n, http="rest" in protocols))
         if args.peers == "auto" and peer_python() is None:
             report["skipped"].append(f"PyTriton peers: no {PEERS_VENV} (make bench-peers builds it)")
             print(report["skipped"][-1], file=sys.stderr)
         elif args.peers == "auto":
-            budget = 600 + 2 * s * (len(csv(args.levels)) + 1) * args.rounds * (len(servers) + 3)
+            n_points = (len(csv(args.levels)) + 1) * ("grpc" in protocols) + 2 * len(csv(args.levels)) * (
+                "rest" in protocols)
+            # a safety net only (they are stopped by SIGTERM): a busy machine's point takes 3-4x its seconds
+            budget = 1800 + 5 * s * n_points * args.rounds * (len(servers) + 5)
             for kind, path in (("tf", keras_file), ("onnx", onnx_path)):
                 servers.append(start_peer(kind, path, budget))  # listed at once: stopped if the next fails
-        for n in ([] if args.ceiling == "none" else csv(args.ceiling or args.processes)):
-            servers.append(start_empty(int(n)))
-        if not args.no_naive:
+        if "rest" in protocols and args.peers == "auto":
+            if _rest.mlserver_python() is None:
+                report["skipped"].append(f"MLServer peer: no {_rest.MLSERVER_VENV} (make bench-peers)")
+                print(report["skipped"][-1], file=sys.stderr)
+            else:
+                life = 1800 + 5 * s * 6 * len(csv(args.levels)) * args.rounds * (len(servers) + 5)
+                servers.append(start_mlserver(onnx_path, life))
+        if "grpc" in protocols:
+            for n in ([] if args.ceiling == "none" else csv(args.ceiling or args.processes)):
+                servers.append(start_empty(int(n)))
+        if "rest" in protocols and args.ceiling != "none":
+            servers.append(start_empty_http())
+        if not args.no_naive and "grpc" in protocols:
             naive, naive_port = naive_server(forward)
-        targets = [(p.name, p.port, p.proc.pid) for p in servers] + ([("naive", naive_port, None)] if naive else [])
-        points = [(f"c{c}", int(c), 1) for c in csv(args.levels)] + [(f"rows{BIG_ROWS}", args.row_concurrency, BIG_ROWS)]
+        targets = [(p.name, p.port, p.http_port, p.proc.pid) for p in servers] + (
+            [("naive", naive_port, None, None)] if naive else [])
+        points = []
+        if "grpc" in protocols:
+            points += [(f"c{c}", int(c), 1) for c in csv(args.levels)] + [
+                (f"rows{BIG_ROWS}", args.row_concurrency, BIG_ROWS)]
+        if "rest" in protocols:
+            points += [(f"rest-{e}-c{c}", int(c), e) for e in _rest.ENCODINGS for c in csv(args.levels)]
         runs: dict[tuple[str, str], list[dict]] = {}
         ort = ort_forward(onnx_path)
         for _ in range(args.rounds):
@@ -459,14 +509,25 @@ def main(argv: list[str] | None = None) -> int:
                 runs.setdefault(("limit:keras", str(rows)), []).append(limit(forward, rows, min(s, 2.0)))
                 runs.setdefault(("limit:onnx", str(rows)), []).append(limit(ort, rows, min(s, 2.0)))
             for key, c, rows in points:
-                for name, port, pid in targets:
-                    runs.setdefault((name, key), []).append(load(port, c, rows, s, pid))
-                    print(f"{name} {key}: {runs[(name, key)][-1]['inferences_per_s']} inf/s", file=sys.stderr)
+                for name, port, http_port, pid in targets:
+                    if isinstance(rows, str):  # a REST point: rows is the encoding
+                        if http_port is None:
+                            continue
+                        result = _rest.load(http_port, c, rows, s, pid, tree_cpu_s, busy_ticks,
+                                            CLIENT_PROCESSES)
+                    elif port is None:
+                        continue
+                    else:
+                        result = load(port, c, rows, s, pid)
+                    runs.setdefault((name, key), []).append(result)
+                    print(f"{name} {key}: {result['inferences_per_s']} inf/s", file=sys.stderr)
         for (section, key), results in runs.items():
             by = "rows_per_s"
-            ordered = sorted(results, key=lambda r: r[by])
-            # the median; of an even count, the lower middle one (no server gains from its best round)
-            picked = {**ordered[(len(ordered) - 1) // 2], "all_" + by: [r[by] for r in results]}
+            # the median of the rounds that ran (a failed round is listed, not counted, unless all failed);
+            # of an even count, the lower middle one (no server gains from its best round)
+            ordered = sorted([r for r in results if "error" not in r] or results, key=lambda r: r[by])
+            picked = {**ordered[(len(ordered) - 1) // 2], "all_" + by: [r[by] for r in results],
+                      "failed_rounds": sum("error" in r for r in results)}
             if section.startswith("limit:"):
                 report["limit"][section.split(":")[1]][key] = picked
             else:
@@ -477,6 +538,8 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_naive and naive is not None:
             naive.stop(0)
     report["summary"] = summary(report)
+    if "rest" in protocols:
+        report["summary"]["rest"] = _rest.summary(report["servers"])
     report["table"] = table(report, [k for k, _, _ in points])
     text = json.dumps(report, indent=2, default=str)
     print(text)

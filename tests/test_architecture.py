@@ -14,9 +14,10 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "reuse"
 # Adapters: they turn the service into a command line, a server, a client, or the walk-through.
-ADAPTERS = ("cli/", "grpc/", "client.py", "remote/", "quickstart/", "__main__.py")
-TRANSPORT = ("click", "grpc", "grpc_health", "grpc_reflection", "google.protobuf")
-ADAPTER_MODULES = ("reuse.cli", "reuse.grpc", "reuse.client", "reuse.remote", "reuse.quickstart", "reuse.__main__")
+ADAPTERS = ("cli/", "grpc/", "http/", "client.py", "remote/", "quickstart/", "__main__.py")
+TRANSPORT = ("click", "grpc", "grpc_health", "grpc_reflection", "google.protobuf", "aiohttp", "jinja2")
+ADAPTER_MODULES = ("reuse.cli", "reuse.grpc", "reuse.http", "reuse.client", "reuse.remote",
+                   "reuse.quickstart", "reuse.__main__")
 # The facade sits between the adapters and the core: the core never calls back up into it.
 FACADE_MODULES = ("reuse.service", "reuse.service.protocol")
 
@@ -279,7 +280,7 @@ LAYERS = (
     "layers", "graph", "data", "store", "heads", "build",  # stored networks and what is built from them
     "backend", "train", "ensemble", "advise", "rank", "export", "serving", "jobs",  # the work
     "service",  # the facade
-    "grpc", "remote", "client", "http", "quickstart", "cli", "__main__",  # the adapters
+    "http", "grpc", "remote", "client", "quickstart", "cli", "__main__",  # the adapters (gRPC starts HTTP)
 )
 
 

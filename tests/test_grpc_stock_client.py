@@ -1,8 +1,10 @@
 """A stock KServe v2 client (tritonclient[grpc]) against our server.
 
 tritonclient pins protobuf < 7 and defines the same ``inference.*`` protobuf symbols as our generated
-code, so it runs in its own virtual environment (``make triton-venv`` builds .venv-triton; this test
-builds it too when it is missing) in a subprocess. Skipped only when that environment cannot be made.
+code, so it runs in its own virtual environment (``make triton-venv`` builds .venv-triton with
+``tritonclient[grpc,http]``; this test builds it too when it is missing, and adds the http extra to one
+built before it was needed: tests/test_http_v2.py uses it) in a subprocess. Skipped only when that
+environment cannot be made.
 """
 
 from __future__ import annotations
@@ -26,12 +28,16 @@ VENV = Path(os.environ.get("REUSE_TRITON_VENV", ROOT / ".venv-triton"))
 
 def triton_python() -> Path:
     py = VENV / "bin" / "python"
-    if (VENV / ".installed").exists():
+    ready = (VENV / ".installed").exists()
+    if ready and subprocess.run([str(py), "-c", "import tritonclient.grpc, tritonclient.http"],
+                                capture_output=True, timeout=60).returncode == 0:
         return py
     try:
-        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True, capture_output=True, timeout=120)
-        subprocess.run([str(py), "-m", "pip", "install", "-q", "tritonclient[grpc]", "numpy"], check=True,
-                       capture_output=True, timeout=300)
+        if not ready:
+            subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True, capture_output=True,
+                           timeout=120)
+        subprocess.run([str(py), "-m", "pip", "install", "-q", "tritonclient[grpc,http]", "numpy"],
+                       check=True, capture_output=True, timeout=300)
     except (subprocess.SubprocessError, OSError) as exc:
         pytest.skip(f"cannot create the tritonclient environment at {VENV} (no network?): {exc}")
     (VENV / ".installed").touch()

@@ -1,4 +1,4 @@
-"""Serving commands: serve, jobs, job, infer."""
+"""Serving commands: serve, ui, jobs, job, infer."""
 
 from __future__ import annotations
 
@@ -27,12 +27,16 @@ _D = ServerSettings()
 @store_option
 @click.option("--host", default=_D.host, show_default=True, help="Address to bind (0.0.0.0 exposes it).")
 @click.option("--port", default=_D.port, show_default=True, type=int, help="Port (0: any free port).")
+@click.option("--http-port", type=click.IntRange(0, 65535), default=None, metavar="N",
+              help="Also serve HTTP on this port of --host: the KServe v2 REST protocol and the read-only "
+                   "dashboard (/ui/), same token, TLS and limits (0: any free port; default: no HTTP).")
 @click.option("--max-batch-size", default=_D.max_batch_size, show_default=True, type=click.IntRange(1),
               help="Most rows merged into one forward pass.")
 @click.option("--max-batch-delay-ms", default=_D.max_batch_delay_ms, show_default=True,
               type=click.FloatRange(0), help="Longest wait for a batch to fill, under concurrent load.")
 @click.option("--max-message-mb", default=_D.max_message_bytes // 2**20, show_default=True, type=click.IntRange(1),
-              help="Largest gRPC message, each way (larger: RESOURCE_EXHAUSTED).")
+              help="Largest gRPC message, each way (larger: RESOURCE_EXHAUSTED), and largest HTTP request "
+                   "body (larger: 413).")
 @click.option("--max-upload-mb", default=_D.max_upload_mb, show_default=True, type=click.IntRange(1),
               help="Largest model or dataset upload.")
 @click.option("--cache-mb", default=_D.cache_mb, show_default=True, type=click.IntRange(1),
@@ -58,13 +62,15 @@ _D = ServerSettings()
                    "imported from MODULE, never from an uploaded file.")
 @click.option("--unsafe", is_flag=True, help="Load and build stored models with Lambda layers, running their "
               "Python code in this server (only for models whose source you trust).")
-def serve_cmd(store: str | None, host: str, port: int, max_batch_size: int, max_batch_delay_ms: float,
-              max_message_mb: int, max_upload_mb: int, cache_mb: int, runtime: str, onnx_threads: int,
-              workers: int, processes: str, token_file: str | None, tls_cert: str | None, tls_key: str | None,
-              allow_unsafe_uploads: bool, trust_modules: tuple[str, ...], unsafe: bool) -> None:
-    """Serve the store over gRPC: KServe v2 inference, the reuse.v1 management API, health, reflection.
+def serve_cmd(store: str | None, host: str, port: int, http_port: int | None, max_batch_size: int,
+              max_batch_delay_ms: float, max_message_mb: int, max_upload_mb: int, cache_mb: int, runtime: str,
+              onnx_threads: int, workers: int, processes: str, token_file: str | None, tls_cert: str | None,
+              tls_key: str | None, allow_unsafe_uploads: bool, trust_modules: tuple[str, ...], unsafe: bool) -> None:
+    """Serve the store over gRPC: KServe v2 inference, the reuse.v1 management API, health, reflection;
+    with --http-port also over HTTP: KServe v2 REST and the read-only dashboard (docs/http-api.md).
 
-    Prints `listening on HOST:PORT` when ready, then which process runs the store's jobs: this one, or
+    Prints `listening on HOST:PORT` when ready (and `http on http://HOST:PORT/ui/ (KServe v2 REST under
+    /v2)` with --http-port), then which process runs the store's jobs: this one, or
     another server of the store (this one is then a serving replica); on stderr the runtime chosen for
     each version as it is loaded (with the reason when it is not ONNX Runtime). SIGTERM or Ctrl-C: stops
     accepting calls, finishes those in flight, marks running jobs interrupted, exits 0 (with --processes:
@@ -81,7 +87,8 @@ def serve_cmd(store: str | None, host: str, port: int, max_batch_size: int, max_
     n = processes_count(processes)
     log_choices_to_stderr()
     config = ServerConfig(host=host, port=port, max_message_bytes=max_message_mb * 2**20, token=read_token(token_file),
-                          tls_cert=Path(tls_cert) if tls_cert else None, tls_key=Path(tls_key) if tls_key else None)
+                          tls_cert=Path(tls_cert) if tls_cert else None,
+                          tls_key=Path(tls_key) if tls_key else None, http_port=http_port)
     spec = ServeSpec(store, config, ServingOptions(max_batch_size, max_batch_delay_ms, cache_mb * 2**20, runtime,
                                                    onnx_threads),
                      StateSettings(job_workers=workers, max_upload_bytes=max_upload_mb * 2**20,
@@ -94,19 +101,71 @@ def serve_cmd(store: str | None, host: str, port: int, max_batch_size: int, max_
             click.echo(line)
         sys.stdout.flush()
 
+    def http_line(http_bound: int | None) -> tuple[str, ...]:
+        if http_bound is None:
+            return ()
+        scheme = "https" if tls_cert else "http"
+        return (f"http on {scheme}://{host}:{http_bound}/ui/ (KServe v2 REST under /v2)",)
+
     if n == 1:
         service = build_service(spec)
-        sys.exit(run_server(service, config, lambda bound: say(
-            f"listening on {host}:{bound} (store {service.store.root}{extras})", service.state.jobs_line())))
+        sys.exit(run_server(service, config, lambda server: say(
+            f"listening on {host}:{server.port} (store {service.store.root}{extras})",
+            *http_line(server.http_port), service.state.jobs_line())))
 
-    def ready(bound: int, ups: list) -> None:
+    def ready(bound: int, ups: list, http_bound: int | None = None) -> None:
         runner = next((u for u in ups if u.runs_jobs), None)
         jobs = (f"jobs: run by process pid {runner.pid}; the others are serving replicas" if runner
                 else ups[0].jobs_line)
         say(f"listening on {host}:{bound} (store {store_root(store)}{extras}; {n} processes, pids "
-            f"{', '.join(str(u.pid) for u in ups)})", jobs)
+            f"{', '.join(str(u.pid) for u in ups)})", *http_line(http_bound), jobs)
 
     sys.exit(serve_processes(spec, n, ready))
+
+
+@click.command("ui")
+@store_option
+@click.option("--host", default=_D.host, show_default=True, help="Address to bind (0.0.0.0 exposes it).")
+@click.option("--port", default=8501, show_default=True, type=click.IntRange(0, 65535),
+              help="Port (0: any free port).")
+@click.option("--token-file", type=click.Path(dir_okay=False, exists=True), default=None,
+              help=f"Ask for this bearer token (default: ${ENV_TOKEN}; none: no login).")
+@click.option("--tls-cert", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="TLS certificate (PEM).")
+@click.option("--tls-key", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="TLS private key (PEM).")
+@click.option("--max-message-mb", default=_D.max_message_bytes // 2**20, show_default=True,
+              type=click.IntRange(1), help="Largest request body (larger: 413).")
+@click.option("--open", "open_browser", is_flag=True, help="Also open the dashboard in a web browser.")
+def ui_cmd(store: str | None, host: str, port: int, token_file: str | None, tls_cert: str | None,
+           tls_key: str | None, max_message_mb: int, open_browser: bool) -> None:
+    """Open the read-only dashboard over a local store, without gRPC: models and versions, learning
+    curves, lineage graphs, the advisor's tables, jobs, and a "try it" panel (KServe v2 REST under /v2).
+
+    Prints `dashboard on http://HOST:PORT/ui/ (store DIR)` when ready. Nothing is started but this one
+    HTTP server; jobs started by a `reuse serve` of the same store are shown, not run. SIGTERM or Ctrl-C
+    stops it.
+    """
+    from reuse.http.body import Limits
+    from reuse.http.context import HttpContext
+    from reuse.http.server import run_ui, tls_context
+    from reuse.service import Service
+
+    tls = tls_context(Path(tls_cert) if tls_cert else None, Path(tls_key) if tls_key else None)
+    service = Service(store)
+    ctx = HttpContext(service, limits=Limits(max_message_mb * 2**20), token=read_token(token_file),
+                      tls=tls is not None)
+
+    def ready(server) -> None:
+        click.echo(f"dashboard on {server.url}/ui/ (store {service.store.root}"
+                   f"{', token required' if ctx.token else ''})")
+        sys.stdout.flush()
+        if open_browser:
+            import webbrowser
+
+            webbrowser.open(f"{server.url}/ui/")
+
+    sys.exit(run_ui(ctx, host, port, tls, on_ready=ready))
 
 
 def _model_or_progress(r) -> str:
@@ -235,4 +294,4 @@ def infer_cmd(ref: str, input_paths: tuple[str, ...], top: int, out_path: str | 
             click.echo(f"{name} {list(arr.shape)}:\n{arr}")
 
 
-COMMANDS = [serve_cmd, jobs_cmd, job_cmd, infer_cmd]
+COMMANDS = [serve_cmd, ui_cmd, jobs_cmd, job_cmd, infer_cmd]

@@ -17,7 +17,6 @@ extension): a requested output with the parameter ``classification`` = k comes b
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -34,89 +33,31 @@ from reuse.grpc.convert_images import (
     join_bytes,
     split_bytes,
 )
-from reuse.names import parse_version
 from reuse.serving.image_inputs import IMAGE_DATATYPES, image_target
+from reuse.serving.v2 import (  # noqa: F401 - NP_OF, V2_OF, model_ref, element_count: this module's API too
+    NP_OF,
+    V2_OF,
+    check_finite,
+    check_shape,
+    element_count,
+    model_ref,
+    v2_datatype,
+    wire_shape,
+)
+from reuse.serving.v2 import select_outputs as _select_outputs
 from reuse.text import ECHO_LIMIT, cut, echo
 
 # The server's default gRPC message limit; a tensor larger than the message carrying it cannot be valid.
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 
-NP_OF: dict[str, np.dtype] = {
-    "BOOL": np.dtype(bool), "UINT8": np.dtype("<u1"), "UINT16": np.dtype("<u2"), "UINT32": np.dtype("<u4"),
-    "UINT64": np.dtype("<u8"), "INT8": np.dtype("<i1"), "INT16": np.dtype("<i2"), "INT32": np.dtype("<i4"),
-    "INT64": np.dtype("<i8"), "FP16": np.dtype("<f2"), "FP32": np.dtype("<f4"), "FP64": np.dtype("<f8"),
-}
-V2_OF: dict[np.dtype, str] = {dt: v2 for v2, dt in NP_OF.items()}
-V2_OF.update({dt.newbyteorder("="): v2 for v2, dt in NP_OF.items()})
 # The typed-contents field of each datatype; FP16 travels only as raw bytes.
 FIELD_OF: dict[str, str] = {
     "BOOL": "bool_contents", "UINT8": "uint_contents", "UINT16": "uint_contents", "UINT32": "uint_contents",
     "UINT64": "uint64_contents", "INT8": "int_contents", "INT16": "int_contents", "INT32": "int_contents",
     "INT64": "int64_contents", "FP32": "fp32_contents", "FP64": "fp64_contents",
 }
-
-
-@functools.lru_cache(maxsize=64)
-def _v2_of_name(dtype: str) -> str:
-    try:
-        return V2_OF[np.dtype(dtype)]
-    except (KeyError, TypeError) as exc:
-        raise InvalidInput(f"dtype {dtype} has no KServe v2 datatype") from exc
-
-
-def v2_datatype(dtype: str | np.dtype) -> str:
-    """The v2 datatype name of a numpy dtype (or its name)."""
-    v2 = V2_OF.get(dtype) if isinstance(dtype, np.dtype) else None
-    return v2 or _v2_of_name(str(dtype))
-
-
-def model_ref(name: str, version: str) -> str:
-    """``name`` and the v2 version string (empty: latest) as ``NAME`` or ``NAME:VERSION``."""
-    if not name:
-        raise InvalidInput("model name is empty; expected the name of a model in the store")
-    if not version:
-        return name
-    number = parse_version(version)
-    if number is None:
-        raise InvalidInput(f"model version {echo(version)}: expected a positive integer, or empty for the latest")
-    return f"{name}:{number}"
-
-
-def _wire_shape(spec: TensorSpec) -> list[int]:
-    return [-1 if d is None else d for d in spec.shape]
-
-
-def _check_shape(spec: TensorSpec, shape: Sequence[int]) -> tuple[int, ...]:
-    want = spec.shape
-    ok = len(shape) == len(want) and shape[0] >= 1 and all(
-        d >= 0 and (w is None or w == d) for w, d in zip(want, shape, strict=True))
-    if not ok:
-        raise InvalidInput(f"input {spec.name!r}: shape {echo(list(shape))}, expected {_wire_shape(spec)} "
-                           "(-1: any size, at least 1 row)")
-    return tuple(int(d) for d in shape)
-
-
-def element_count(spec: TensorSpec, shape: tuple[int, ...], itemsize: int, max_bytes: int) -> int:
-    """The number of values of ``shape``, counted in Python integers (numpy's int64 product wraps).
-
-    Raises:
-        InvalidInput: the tensor would be larger than ``max_bytes``, the most one message can carry.
-    """
-    count = math.prod(shape)
-    if count * itemsize > max_bytes:
-        raise InvalidInput(f"input {spec.name!r}: shape {list(shape)} has {count} values ({count * itemsize} bytes), "
-                           f"above the message size limit of {max_bytes} bytes")
-    return count
-
-
-def _check_finite(spec: TensorSpec, arr: np.ndarray) -> None:
-    """Refuse NaN and infinite inputs: an answer computed from them is meaningless."""
-    if arr.dtype.kind == "f":
-        finite = np.isfinite(arr)
-        if not finite.all():
-            bad = int(arr.size - np.count_nonzero(finite))
-            raise InvalidInput(f"input {spec.name!r}: {bad} non-finite values (NaN or infinity) of {arr.size}; "
-                               "expected finite numbers")
+# The tensor rules HTTP applies too live in reuse.serving.v2 (one set of checks and words for both wires).
+_wire_shape, _check_shape, _check_finite = wire_shape, check_shape, check_finite
 
 
 def decode_request(request: pb.ModelInferRequest, sig: ModelSignature, *,
@@ -205,15 +146,11 @@ def _decode_one_raw(request: pb.ModelInferRequest, sig: ModelSignature, max_byte
 
 def select_outputs(request: pb.ModelInferRequest, sig: ModelSignature) -> list[int]:
     """The indices of the outputs to return (all when none is named); checks their parameters."""
-    names = [s.name for s in sig.outputs]
     if not request.outputs:
-        return list(range(len(names)))
-    picked = []
-    for out in request.outputs:
-        if out.name not in names:
-            raise InvalidInput(f"unknown output {echo(out.name)}; model {sig.ref} has outputs {names}")
-        classification(out, sig.outputs[names.index(out.name)])
-        picked.append(names.index(out.name))
+        return list(range(len(sig.outputs)))
+    picked = _select_outputs(sig, [o.name for o in request.outputs])
+    for out, i in zip(request.outputs, picked, strict=True):
+        classification(out, sig.outputs[i])
     return picked
 
 

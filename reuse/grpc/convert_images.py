@@ -9,7 +9,6 @@ the parameter ``classification`` = k (Triton's classification extension) becomes
 
 from __future__ import annotations
 
-import math
 import struct
 from collections.abc import Iterable, Sequence
 
@@ -19,7 +18,7 @@ from reuse.errors import InvalidInput
 from reuse.graph.signature import TensorSpec
 from reuse.grpc._proto import inference_pb2 as pb
 from reuse.serving.classes import TopClass, top_k
-from reuse.serving.image_inputs import IMAGE_DATATYPES, decode_images, image_target
+from reuse.serving.image_inputs import IMAGE_DATATYPES, decode_wire_images, image_target
 from reuse.text import echo
 
 
@@ -54,41 +53,21 @@ def split_bytes(data: bytes, count: int, name: str) -> list[bytes]:
 
 def image_tensor(tensor: pb.ModelInferRequest.InferInputTensor, raw: bytes | None, spec: TensorSpec,
                  max_bytes: int) -> np.ndarray:
-    """An image input sent as BYTES or UINT8, checked on the wire and decoded to the model's batch."""
+    """An image input sent as BYTES or UINT8, read off the wire and decoded to the model's batch
+    (:func:`reuse.serving.image_inputs.decode_wire_images`, which REST uses too)."""
     target = image_target(spec)
     assert target is not None
     name, shape = spec.name, [int(d) for d in tensor.shape]
-    if not shape or any(d < 0 for d in shape):
-        want = "[n] or [n, 1]" if tensor.datatype == "BYTES" else f"[n, height, width, {target.channels}]"
-        raise InvalidInput(f"input {name!r}: {tensor.datatype} shape {echo(shape)}; expected {want}")
     if raw is not None and tensor.HasField("contents"):
         raise InvalidInput(f"input {name!r}: has contents although raw_input_contents is used; expected one or "
                            "the other")
     if tensor.datatype == "BYTES":
-        count = shape[0]
+        count = shape[0] if shape and shape[0] >= 0 else 0
         elements = split_bytes(raw, count, name) if raw is not None else list(tensor.contents.bytes_contents)
-        return decode_images("BYTES", shape, elements, target, name=name)
-    count = math.prod(shape)
-    if count > max_bytes:
-        raise InvalidInput(f"input {name!r}: UINT8 shape {shape} has {count} values, above the message size limit "
-                           f"of {max_bytes} bytes")
-    if raw is not None:
-        if len(raw) != count:
-            raise InvalidInput(f"input {name!r}: raw content has {len(raw)} bytes, expected {count} (shape "
-                               f"{shape} of UINT8)")
-        pixels = np.frombuffer(raw, dtype=np.uint8)
-    else:
-        values = tensor.contents.uint_contents
-        if len(values) != count:
-            raise InvalidInput(f"input {name!r}: {len(values)} values in contents.uint_contents, expected {count} "
-                               f"(shape {shape} of UINT8)")
-        pixels = np.asarray(values, dtype=np.uint32)
-        if pixels.size and int(pixels.max()) > 255:
-            raise InvalidInput(f"input {name!r}: UINT8 values above 255 in contents.uint_contents")
-        pixels = pixels.astype(np.uint8)
-    if len(shape) != 4:
-        return decode_images("UINT8", shape, pixels, target, name=name)  # refuses the shape, naming it
-    return decode_images("UINT8", shape, pixels.reshape(shape), target, name=name)
+        return decode_wire_images("BYTES", shape, target, name=name, max_bytes=max_bytes, elements=elements)
+    return decode_wire_images("UINT8", shape, target, name=name, max_bytes=max_bytes, raw=raw,
+                              values=None if raw is not None else np.asarray(tensor.contents.uint_contents,
+                                                                               dtype=np.int64))
 
 
 # -- classification ---------------------------------------------------------------------------------

@@ -138,8 +138,10 @@ def _child(spec: ServeSpec, conn: Any) -> None:
     sys.exit(0)
 
 
-def serve_processes(spec: ServeSpec, n: int, on_ready: Callable[[int, list[ChildUp]], None] | None = None) -> int:
+def serve_processes(spec: ServeSpec, n: int, on_ready: Callable[..., None] | None = None) -> int:
     """Serve with ``n`` processes until SIGTERM/SIGINT; the exit status (0 after a clean stop).
+
+    ``on_ready(port, ups, http_port)`` once every process listens (``http_port``: None without HTTP).
 
     Raises:
         FailedPrecondition: the port is taken, or a process failed to start (its error).
@@ -148,7 +150,14 @@ def serve_processes(spec: ServeSpec, n: int, on_ready: Callable[[int, list[Child
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     reservation, port = reserve_port(spec.config.host, spec.config.port)
-    spec = replace(spec, config=replace(spec.config, port=port, reuse_port=True))
+    http_reservation, http_port = None, None
+    if spec.config.http_port is not None:
+        try:
+            http_reservation, http_port = reserve_port(spec.config.host, spec.config.http_port)
+        except BaseException:
+            reservation.close()
+            raise
+    spec = replace(spec, config=replace(spec.config, port=port, reuse_port=True, http_port=http_port))
     ctx = get_context("spawn")
     children, conns = [], []
     try:
@@ -163,10 +172,12 @@ def serve_processes(spec: ServeSpec, n: int, on_ready: Callable[[int, list[Child
         if ups is None:
             return 0  # stopped while starting
         reservation.close()
+        if http_reservation is not None:
+            http_reservation.close()
         for c in conns:
             c.send("all-up")
         if on_ready:
-            on_ready(port, ups)
+            on_ready(port, ups, http_port)
         status = 0
         while not stop.is_set():
             dead = connection.wait([p.sentinel for p in children], timeout=0.5)
@@ -179,6 +190,8 @@ def serve_processes(spec: ServeSpec, n: int, on_ready: Callable[[int, list[Child
         return max(status, _stop_all(children, spec.config.grace_s + STOP_MARGIN_S))
     finally:
         reservation.close()
+        if http_reservation is not None:
+            http_reservation.close()
         _stop_all(children, spec.config.grace_s + STOP_MARGIN_S)
         for c in conns:
             c.close()

@@ -60,6 +60,7 @@ class ServerConfig:
     grace_s: float = 10.0
     threads: int = 64
     reuse_port: bool = False
+    http_port: int | None = None
 
 
 def _credentials(config: ServerConfig) -> grpc.ServerCredentials | None:
@@ -87,6 +88,7 @@ class RunningServer:
         self.interrupted: list[str] = []
         self.ready = False  # KServe ServerReady and health: SERVING once start() (or set_serving()) says so
         self._pool = ThreadPoolExecutor(config.threads, thread_name_prefix="rpc")
+        self.http: Any = None  # reuse.http.server.HttpServer, with config.http_port
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="grpc-loop", daemon=True)
         self._thread.start()
@@ -133,7 +135,27 @@ class RunningServer:
             raise FailedPrecondition(f"cannot listen on {address}: {exc}") from exc
         if not port:
             raise FailedPrecondition(f"cannot listen on {address}")
+        if config.http_port is not None:
+            self.http = self._http(port)
         return port
+
+    def _http(self, grpc_port: int) -> Any:
+        """The HTTP server beside gRPC, bound (it answers from :meth:`start`)."""
+        from reuse.http.body import Limits
+        from reuse.http.context import HttpContext
+        from reuse.http.server import HttpServer, tls_context
+
+        config = self.config
+        ctx = HttpContext(self.service, pool=self._pool, limits=Limits(int(config.max_message_bytes)),
+                          token=config.token, tls=bool(config.tls_cert), ready=lambda: self.ready,
+                          grpc_target=f"{config.host}:{grpc_port}")
+        tls = tls_context(config.tls_cert, config.tls_key)
+        return HttpServer(ctx, config.host, int(config.http_port or 0), tls=tls,
+                          reuse_port=config.reuse_port, grace_s=config.grace_s)
+
+    @property
+    def http_port(self) -> int | None:
+        return self.http.port if self.http is not None else None
 
     @property
     def target(self) -> str:
@@ -142,6 +164,8 @@ class RunningServer:
     def start(self, *, serving: bool = True) -> RunningServer:
         """Start answering; health says SERVING now, or (``serving=False``) from :meth:`set_serving`."""
         self._call(self.server.start())
+        if self.http is not None:
+            self._call(self.http.start())
         self.set_serving(serving)
         return self
 
@@ -157,7 +181,10 @@ class RunningServer:
 
     async def _begin_stop(self) -> asyncio.Task:
         await self.health.enter_graceful_shutdown()
-        stopping = asyncio.ensure_future(self.server.stop(self.config.grace_s))
+        stops = [self.server.stop(self.config.grace_s)]
+        if self.http is not None:
+            stops.append(self.http.stop())
+        stopping = asyncio.ensure_future(asyncio.gather(*stops))
         await asyncio.sleep(0)  # the stop has begun: new calls are refused
         return stopping
 
@@ -196,14 +223,15 @@ def start_in_thread(service: Service, config: ServerConfig | None = None) -> Run
     return RunningServer(service, config or ServerConfig(port=0)).start()
 
 
-def run_server(service: Service, config: ServerConfig, on_ready: Callable[[int], None] | None = None) -> int:
+def run_server(service: Service, config: ServerConfig,
+               on_ready: Callable[[RunningServer], None] | None = None) -> int:
     """Serve in the foreground until SIGTERM/SIGINT; returns the exit status (0 after a clean stop)."""
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     server = RunningServer(service, config).start()
     if on_ready:
-        on_ready(server.port)
+        on_ready(server)
     stop.wait()
     interrupted = server.stop()
     if interrupted:

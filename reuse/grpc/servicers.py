@@ -7,7 +7,6 @@ merge in the model's loop batcher (reuse.serving.loop_batcher).
 
 from __future__ import annotations
 
-import asyncio
 import functools
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -17,7 +16,6 @@ import grpc
 import keras
 
 import reuse
-from reuse.errors import FailedPrecondition
 from reuse.grpc import convert
 from reuse.grpc import convert_mgmt as cm
 from reuse.grpc._proto import inference_pb2 as ipb
@@ -64,40 +62,27 @@ class InferenceServicer(igrpc.GRPCInferenceServiceServicer):
 
 
 class LoopInfer:
-    """KServe ModelInfer as a coroutine on the server's event loop: decode, queue on the model's loop
-    batcher, await, encode. Loading a model (and resolving a name, when the store is not local) runs in
-    ``pool``; errors end the call with the status the interceptor would give them."""
+    """KServe ModelInfer as a coroutine on the server's event loop: the data plane
+    (:meth:`Service.infer_on_loop`) looks the model up, loads it in ``pool`` when needed, checks the
+    request with :func:`convert.decode_request` and batches it; this encodes the answer. Errors end the
+    call with the status the interceptor would give them."""
 
     def __init__(self, service: Service, max_message_bytes: int, pool: Executor) -> None:
         self.service = service
         self.max_message_bytes = max_message_bytes
         self.pool = pool
-        self._inline_lookup = service.store.cheap_lookups
 
     async def infer(self, request: ipb.ModelInferRequest, context: grpc.aio.ServicerContext
-                       ) -> ipb.ModelInferResponse:
+                    ) -> ipb.ModelInferResponse:
         try:
-            return await self._infer(request)
+            ref = convert.model_ref(request.model_name, request.model_version)
+            decode = functools.partial(convert.decode_request, request, max_bytes=self.max_message_bytes)
+            # Decoding images is CPU work: in the pool, so the loop answers other calls meanwhile.
+            sig, outputs, picked = await self.service.infer_on_loop(ref, decode, self.pool,
+                                                                    decode_in_pool=has_images(request))
+            return convert.encode_response(request, sig, outputs, picked)
         except Exception as exc:  # noqa: BLE001 - the call ends with the status of what was raised
             await context.abort(*status_details(exc, MODEL_INFER))
-
-    async def _infer(self, request: ipb.ModelInferRequest) -> ipb.ModelInferResponse:
-        ref = convert.model_ref(request.model_name, request.model_version)
-        service, loop = self.service, asyncio.get_running_loop()
-        sig = service.cached_signature(ref) if self._inline_lookup else None
-        if sig is None:
-            sig = await loop.run_in_executor(self.pool, service.model_signature, ref)
-        if has_images(request):  # decoding images is CPU work: off the loop, so other calls go on
-            arrays, picked = await loop.run_in_executor(
-                self.pool, functools.partial(convert.decode_request, request, sig, max_bytes=self.max_message_bytes))
-        else:
-            arrays, picked = convert.decode_request(request, sig, max_bytes=self.max_message_bytes)
-        for _ in range(3):
-            future = service.submit_infer_on_loop(sig, arrays)
-            if future is not None:
-                return convert.encode_response(request, sig, await future, picked)
-            await loop.run_in_executor(self.pool, service.model_signature, sig.ref)  # evicted: load it again
-        raise FailedPrecondition(f"model {sig.ref} keeps being evicted from the cache; raise --cache-mb")
 
 
 class ReuseServicer(rgrpc.ReuseServiceServicer):

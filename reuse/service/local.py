@@ -7,10 +7,10 @@ no gRPC, no printing here. Sections are grouped by area so they grow independent
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from reuse.config import store_root
 from reuse.data import load_data
@@ -22,7 +22,7 @@ from reuse.store import CheckReport, LayerInfo, ModelInfo, ModelStore, check_nam
 from reuse.train.output import Prediction, PretrainOutcome, Report, TrainOutcome
 
 if TYPE_CHECKING:
-    import asyncio
+    from concurrent.futures import Executor
 
     import numpy as np
 
@@ -37,7 +37,10 @@ if TYPE_CHECKING:
     from reuse.serving.runtime_choice import RuntimeChoice
     from reuse.store.describe import ModelDescription
     from reuse.store.layer_table import LayerTable
+    from reuse.store.lineage import HistorySegment
     from reuse.store.uploads import DatasetInfo, Upload
+
+D = TypeVar("D")
 
 
 class Service(JobCalls):
@@ -164,6 +167,16 @@ class Service(JobCalls):
         """Ancestry of ``ref``, newest first (see reuse.store.lineage.ancestry)."""
         from reuse.store.lineage import ancestry
         return ancestry(self.store, ref)
+
+    def lineage_graph(self, ref: str) -> dict[str, Any]:
+        """The versions ``ref`` was made from, down to layers (see reuse.store.lineage.lineage_graph)."""
+        from reuse.store.lineage import lineage_graph
+        return lineage_graph(self.store, ref)
+
+    def training_history(self, ref: str) -> list[HistorySegment]:
+        """The training of ``ref``'s network along its lineage, oldest first (lineage.training_history)."""
+        from reuse.store.lineage import training_history
+        return training_history(self.store, ref)
 
     # -- Training, fine-tuning, evaluation, prediction, pretraining ------------------------------
     def check_fit(self, ref: str, data: str, *, unfreeze: str | None = None, match: str = "full",
@@ -326,14 +339,14 @@ class Service(JobCalls):
         """The runtime (onnx or keras) serving ``ref`` and why (loading it into the serving cache)."""
         return self.state.engine.runtime(ref)
 
-    def cached_signature(self, ref: str) -> ModelSignature | None:
-        """The signature of ``ref`` if it is loaded already, else None (never loads; cheap)."""
-        return self.state.engine.cached_signature(ref)
-
-    def submit_infer_on_loop(self, sig: ModelSignature, arrays: list[np.ndarray]) -> asyncio.Future | None:
-        """Queue one inference from a coroutine on the gRPC server's event loop (arrays checked against
-        ``sig``, a signature this service just returned); None when that version is not loaded."""
-        return self.state.engine.submit_on_loop(sig, arrays)
+    async def infer_on_loop(self, ref: str, decode: Callable[[ModelSignature], tuple[list[np.ndarray], D]],
+                            pool: Executor | None = None, *, decode_in_pool: bool = False
+                            ) -> tuple[ModelSignature, list[np.ndarray], D]:
+        """One inference from a coroutine on the server's event loop, the data plane of both wire
+        adapters (gRPC and HTTP): lookup, (re)load, ``decode`` (the adapter's checks against the
+        signature; in ``pool`` with ``decode_in_pool``), batching (see :meth:`InferenceEngine.infer_on_loop`).
+        Loads run in ``pool``."""
+        return await self.state.engine.infer_on_loop(ref, decode, pool, decode_in_pool=decode_in_pool)
 
     def infer(self, ref: str, inputs: np.ndarray | Sequence[np.ndarray] | Mapping[str, np.ndarray]) -> InferResult:
         """Run ``ref`` on one array, a list in input order, or a dict by input name."""

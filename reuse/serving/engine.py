@@ -9,9 +9,10 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from concurrent.futures import Future
+from collections.abc import Callable
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -26,6 +27,8 @@ from reuse.serving.runtime_choice import RuntimeChoice, check_mode, choose
 from reuse.store import ModelRef, ModelStore
 
 SETTLE_NS = 50_000_000
+EVICTION_RETRIES = 3
+D = TypeVar("D")
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,7 @@ class ServedModel:
         self._batcher: DynamicBatcher | None = None
         self._loop_batcher: LoopBatcher | None = None
         self._lock = threading.Lock()
+        self.closed = False  # evicted: callers holding it load the version again
         self.nbytes = int(sum(np.prod(w.shape, dtype=np.int64) * np.dtype(w.dtype).itemsize
                               for w in model.weights))
 
@@ -84,8 +88,14 @@ class ServedModel:
             return self._batcher
 
     def loop_batcher(self) -> LoopBatcher:
-        """The batcher of calls from the event loop (call on the loop)."""
+        """The batcher of calls from the event loop (call on the loop).
+
+        Raises:
+            FailedPrecondition: the version was evicted (closed) before its first call from the loop.
+        """
         if self._loop_batcher is None:
+            if self.closed:
+                raise FailedPrecondition(f"model {self.signature.ref} was unloaded; load it again")
             self._loop_batcher = LoopBatcher(self.forward, **self._knobs())
         return self._loop_batcher
 
@@ -98,6 +108,7 @@ class ServedModel:
         return s
 
     def close(self) -> None:
+        self.closed = True
         if self._loop_batcher is not None:
             self._loop_batcher.close()
         if self._batcher is not None:
@@ -150,10 +161,6 @@ class InferenceEngine:
     def served(self, ref: str) -> ServedModel:
         return self.cache.get(self.resolve(ref))
 
-    def cached_signature(self, ref: str) -> ModelSignature | None:
-        served = self.cache.peek(self.resolve(ref))
-        return served.signature if served is not None else None
-
     def signature(self, ref: str) -> ModelSignature:
         return self.served(ref).signature
 
@@ -175,7 +182,7 @@ class InferenceEngine:
             NotFound: no such model or version. InvalidInput: arrays that do not fit the model.
         """
         key = ref.ref if isinstance(ref, ModelSignature) else self.resolve(ref)
-        for _ in range(3):
+        for _ in range(EVICTION_RETRIES):
             served = self.cache.get(key)
             if not isinstance(ref, ModelSignature):  # a signature's caller has checked its arrays
                 check_arrays(served.signature, arrays)
@@ -185,17 +192,44 @@ class InferenceEngine:
                 continue  # evicted between lookup and submit: load again
         raise FailedPrecondition(f"model {key} keeps being evicted from the cache; raise --cache-mb")
 
-    def submit_on_loop(self, sig: ModelSignature, arrays: list[np.ndarray]) -> asyncio.Future | None:
-        """Queue one request from a coroutine on the event loop: ``arrays`` checked against ``sig``, a
-        signature this engine just returned. None when that version is not loaded (any more): load it
-        (:meth:`served`, off the loop) and call again."""
-        served = self.cache.peek(sig.ref)
+    async def infer_on_loop(self, ref: str, decode: Callable[[ModelSignature], tuple[list[np.ndarray], D]],
+                            pool: Executor | None = None, *, decode_in_pool: bool = False
+                            ) -> tuple[ModelSignature, list[np.ndarray], D]:
+        """One request from a coroutine on the event loop, start to end: look ``ref`` up, decode it,
+        queue it on the version's loop batcher, await its outputs.
+
+        The lookup runs on the loop where the store answers cheaply (a folder store: one stat) and the
+        version is loaded; else (loading it, or resolving on an object store) in ``pool``. ``decode`` is
+        the adapter's: it checks the request against the signature of the version that answers and
+        returns the input arrays in the model's order and anything the adapter wants back (the outputs
+        it asked for); it runs before any work, on the loop, or in ``pool`` with ``decode_in_pool`` (CPU
+        work such as decoding images). A version evicted between the lookup and the queue is loaded again.
+
+        Returns:
+            The signature of the version that answered, its outputs, and what ``decode`` returned beside
+            the arrays.
+
+        Raises:
+            NotFound, InvalidInput (from ``decode``), ResourceExhausted (larger than the cache),
+            FailedPrecondition (evicted again and again: the cache is too small for the load).
+        """
+        loop = asyncio.get_running_loop()
+        served = self.cache.peek(self.resolve(ref)) if self.store.cheap_lookups else None
         if served is None:
-            return None
-        try:
-            return served.loop_batcher().submit(arrays)
-        except FailedPrecondition:
-            return None  # evicted between lookup and submit
+            served = await loop.run_in_executor(pool, self.served, ref)
+        if decode_in_pool:
+            arrays, extra = await loop.run_in_executor(pool, decode, served.signature)
+        else:
+            arrays, extra = decode(served.signature)
+        key = served.signature.ref
+        for _ in range(EVICTION_RETRIES):
+            try:
+                future = served.loop_batcher().submit(arrays)
+            except FailedPrecondition:  # evicted since the lookup: load it again
+                served = await loop.run_in_executor(pool, self.cache.get, key)
+                continue
+            return served.signature, await future, extra
+        raise FailedPrecondition(f"model {key} keeps being evicted from the cache; raise --cache-mb")
 
     def infer(self, ref: str, arrays: list[np.ndarray]) -> InferResult:
         sig, future = self.submit(ref, arrays)

@@ -25,6 +25,7 @@ tensor's datatype, shape and elements.
 from __future__ import annotations
 
 import io
+import math
 import os
 import struct
 import threading
@@ -261,3 +262,45 @@ def _uint8_pixels(dims: list[int], elements: Any, target: ImageTarget, name: str
         raise InvalidInput(f"input {name!r}: UINT8 pixels of shape {list(pixels.shape)} and dtype {pixels.dtype}; "
                            f"expected uint8 of shape {dims}")
     return pixels
+
+
+def decode_wire_images(datatype: str, shape: Sequence[int], target: ImageTarget, *, name: str, max_bytes: int,
+                       elements: Sequence[bytes] | None = None, raw: bytes | memoryview | None = None,
+                       values: Any = None) -> np.ndarray:
+    """An image input as a wire gives it (gRPC or REST), checked and decoded to the model's batch.
+
+    Args:
+        datatype: ``BYTES`` or ``UINT8``; shape: the tensor's shape as sent.
+        elements: BYTES: the encoded images (one per element).
+        raw: UINT8 pixels as raw bytes; values: UINT8 pixels as typed values (one of the two).
+        max_bytes: the most one message may carry (a UINT8 tensor larger than that cannot be valid).
+
+    Raises:
+        InvalidInput: as :func:`decode_images`, or a malformed shape, a byte count or value count that
+            does not fit the shape, values outside 0..255; each naming the input.
+    """
+    dims = [int(d) for d in shape]
+    if not dims or any(d < 0 for d in dims):
+        want = "[n] or [n, 1]" if datatype == "BYTES" else f"[n, height, width, {target.channels}]"
+        raise InvalidInput(f"input {name!r}: {datatype} shape {echo(dims)}; expected {want}")
+    if datatype == "BYTES":
+        return decode_images("BYTES", dims, list(elements or ()), target, name=name)
+    count = math.prod(dims)
+    if count > max_bytes:
+        raise InvalidInput(f"input {name!r}: UINT8 shape {dims} has {count} values, above the message size limit "
+                           f"of {max_bytes} bytes")
+    if raw is not None:
+        if len(raw) != count:
+            raise InvalidInput(f"input {name!r}: raw content has {len(raw)} bytes, expected {count} (shape "
+                               f"{dims} of UINT8)")
+        pixels = np.frombuffer(raw, dtype=np.uint8)
+    else:
+        got = np.asarray(values if values is not None else [])
+        if got.size != count:
+            raise InvalidInput(f"input {name!r}: {got.size} UINT8 values, expected {count} (shape {dims})")
+        if got.size and (got.dtype.kind not in "iu" or int(got.min()) < 0 or int(got.max()) > 255):
+            raise InvalidInput(f"input {name!r}: UINT8 values must be whole numbers 0..255")
+        pixels = got.astype(np.uint8)
+    if len(dims) != 4:
+        return decode_images("UINT8", dims, pixels, target, name=name)  # refuses the shape, naming it
+    return decode_images("UINT8", dims, pixels.reshape(dims), target, name=name)

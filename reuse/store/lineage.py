@@ -124,3 +124,90 @@ def training_history(store: ModelStore, ref: str) -> list[HistorySegment]:
         if op not in CONTINUES_TRAINING:
             break
     return segments[::-1]
+
+
+MAX_GRAPH_VERSIONS = 40
+
+
+def _graph_node(info: Any) -> dict[str, Any]:
+    lineage = info.lineage or {}
+    return {"id": info.ref, "name": info.name, "version": info.version, "operation": lineage.get("operation"),
+            "description": info.description, "created": info.created, "missing": False, "layers": {}}
+
+
+def _layer(node: dict[str, Any], name: str, **marks: Any) -> None:
+    entry = node["layers"].setdefault(name, {"name": name, "reused": False, "frozen": None, "via": None})
+    entry.update({k: v for k, v in marks.items() if v is not None})
+
+
+def lineage_graph(store: ModelStore, ref: str, *, max_versions: int = MAX_GRAPH_VERSIONS) -> dict[str, Any]:
+    """The versions ``ref`` was made from, as a graph down to layers, breadth first from ``ref``.
+
+    Follows every ``base`` (build, train, fine-tune, advise: which layers came from which base version)
+    and every member of an ensemble (each member network feeds the nested layer named by
+    ``members[].layer``); a version the advisor trained from scratch points at ``architecture_from`` (no
+    weights copied).
+
+    Returns:
+        ``{"root", "versions": [...], "edges": [...], "layer_edges": [...], "truncated"}``. A version:
+        ``id`` ("name:version"), ``name``, ``version``, ``operation``, ``description``, ``created``,
+        ``missing`` (deleted from the store), ``layers`` (the layers that take part in an edge, in order:
+        ``name``, ``reused`` (copied into this version), ``frozen`` (when known), ``via`` (the member a
+        nested layer holds)). An edge: ``from``, ``to`` (version ids), ``op``. A layer edge: ``from`` and
+        ``to`` as ``[version id, layer name]``, the layer ``null`` for a whole member network.
+
+    Raises:
+        NotFound: ``ref`` is not in the store.
+    """
+    root = str(store.resolve(ref))
+    nodes: dict[str, dict[str, Any]] = {}
+    edges: list[dict[str, Any]] = []
+    layer_edges: list[dict[str, Any]] = []
+    todo, truncated = [root], False
+    while todo:
+        key = todo.pop(0)
+        if key in nodes:
+            continue
+        if len(nodes) >= max_versions:
+            truncated = True
+            break
+        try:
+            info = store.info(key)
+        except NotFound:
+            name, _, version = key.partition(":")
+            nodes[key] = {"id": key, "name": name, "version": int(version), "operation": None,
+                          "description": None, "created": None, "missing": True, "layers": {}}
+            continue
+        node = nodes[key] = _graph_node(info)
+        lineage, op = info.lineage or {}, node["operation"]
+        if op == "ensemble":
+            for m in lineage.get("members") or []:
+                member = f"{m.get('name')}:{m.get('version')}"
+                edges.append({"from": member, "to": key, "op": "ensemble"})
+                if m.get("layer"):
+                    _layer(node, str(m["layer"]), via=member)
+                    layer_edges.append({"from": [member, None], "to": [key, str(m["layer"])]})
+                todo.append(member)
+            continue
+        base = _base_ref(lineage)
+        if base is None:
+            arch = lineage.get("architecture_from")
+            if isinstance(arch, dict) and "name" in arch and "version" in arch:
+                edges.append({"from": f"{arch['name']}:{arch['version']}", "to": key, "op": "architecture"})
+                todo.append(f"{arch['name']}:{arch['version']}")
+            continue
+        edges.append({"from": str(base), "to": key, "op": op or "derived"})
+        todo.append(str(base))
+        unfrozen = {n for s in lineage.get("steps") or [] for n in (s.get("unfrozen") or [])}
+        for lay in lineage.get("layers") or []:
+            name = str(lay.get("name"))
+            source = name if op in CONTINUES_TRAINING else str((lay.get("from") or {}).get("layer", name))
+            _layer(node, name, reused=True, frozen=not lay.get("trainable", True) and name not in unfrozen)
+            layer_edges.append({"from": [str(base), source], "to": [key, name]})
+    for e in layer_edges:
+        source = nodes.get(e["from"][0])
+        if source is not None and e["from"][1] is not None:
+            _layer(source, e["from"][1])
+    versions = [{**n, "layers": list(n["layers"].values())} for n in nodes.values()]
+    return {"root": root, "versions": versions, "edges": [e for e in edges if e["from"] in nodes],
+            "layer_edges": [e for e in layer_edges if e["from"][0] in nodes], "truncated": truncated}
