@@ -175,7 +175,7 @@ def case_read() -> dict:
             "reused_layers": len(built.lineage["layers"]), "build_seconds": seconds}
 
 
-OPS_BASES = {  # name: (constructor, first scope, as in tests/test_build_ops.py)
+OPS_BASES = {  # name: (constructor, first scope, as in tests/build/test_build_ops.py)
     "ConvNeXtTiny": (keras.applications.ConvNeXtTiny, "convnext_tiny_(prestem_normalization|stem|stage_0_.*)"),
     "MobileNetV3Small": (keras.applications.MobileNetV3Small,
                          r"rescaling(_\d+)?|conv|conv_bn|expanded_conv_[a-z].*|expanded_conv_[1-3]_.*"),

@@ -16,7 +16,7 @@ class ReuseGroup(click.Group):
     """Turns every :class:`ReuseError` into a one-line ``Error: ...`` and exit code 1, in one place."""
 
     # Commands that only read the store's index or talk to a server: no deep-learning backend needed, so
-    # no 4-5 s TensorFlow import (tests/test_cli_startup.py checks that they stay free of it).
+    # no 4-5 s TensorFlow import (tests/cli/test_cli_startup.py checks that they stay free of it).
     LIGHT_COMMANDS = frozenset({"list", "versions", "show", "layers", "delete", "store", "jobs", "job", "lineage"})
 
     def resolve_command(self, ctx: click.Context, args: list[str]):

@@ -20,7 +20,7 @@ from reuse.errors import InvalidInput, UnsafeModel
 Shape = tuple  # a shape with its batch dimension first, e.g. (None, 28, 28, 1)
 SEPARATOR = "/"  # between the names of nested models and a layer in a path
 
-# Keras' random image augmentation layers: the identity at inference (tests/test_build_ops.py checks each
+# Keras' random image augmentation layers: the identity at inference (tests/build/test_build_ops.py checks each
 # against this Keras), no weights. A build never copies them, selected or not: the built model has none.
 AUGMENTATION = frozenset({
     "RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation", "RandomContrast", "RandomBrightness",

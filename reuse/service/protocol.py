@@ -4,7 +4,7 @@
 ``reuse serve``. The CLI gets either from ``get_service`` and calls only what is listed here, so a
 command behaves the same with ``--store`` and ``--server``. What only the local facade offers (export,
 store check, report, pretrain, advise, the server's own hooks) is not part of it: a command that needs
-it is refused with ``--server`` (``reuse.cli.common.local_only``). ``tests/test_facade.py`` checks that
+it is refused with ``--server`` (``reuse.cli.common.local_only``). ``tests/service/test_facade.py`` checks that
 both classes have every method here with the same parameters. ``rank`` runs here or as a ``rank`` job
 on the server.
 """

@@ -57,6 +57,31 @@ class ServedStats(BatchStats):
     runtime_reason: str = ""
 
 
+class ChosenForward:
+    """A version's forward pass, chosen (ONNX Runtime or compiled Keras: :func:`choose`) on its first
+    use rather than when the version is loaded: a request that does not fit the model is refused before
+    any ONNX conversion is made or written."""
+
+    def __init__(self, choose_now: Callable[[], tuple[Any, RuntimeChoice]]) -> None:
+        self._choose = choose_now
+        self._lock = threading.Lock()
+        self._fn: Any = None
+        self.choice: RuntimeChoice | None = None
+
+    def resolve(self) -> RuntimeChoice:
+        """Choose now (once; later calls return the choice)."""
+        with self._lock:
+            if self._fn is None:
+                self._fn, self.choice = self._choose()
+            assert self.choice is not None
+            return self.choice
+
+    def __call__(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        if self._fn is None:
+            self.resolve()
+        return self._fn(arrays)
+
+
 class ServedModel:
     """One loaded version: its signature, forward pass (and the runtime chosen for it) and batchers: a
     thread's for callers in threads, and one on the gRPC server's event loop (made on first use)."""
@@ -65,7 +90,7 @@ class ServedModel:
                  runtime: RuntimeChoice | None = None) -> None:
         self.signature = sig
         self.forward = forward if forward is not None else CompiledForward(model)
-        self.runtime = runtime or RuntimeChoice("keras", "compiled Keras forward pass")
+        self._runtime = runtime or RuntimeChoice("keras", "compiled Keras forward pass")
         self._options = options
         self._batcher: DynamicBatcher | None = None
         self._loop_batcher: LoopBatcher | None = None
@@ -73,6 +98,16 @@ class ServedModel:
         self.closed = False  # evicted: callers holding it load the version again
         self.nbytes = int(sum(np.prod(w.shape, dtype=np.int64) * np.dtype(w.dtype).itemsize
                               for w in model.weights))
+
+    @property
+    def runtime(self) -> RuntimeChoice:
+        """The runtime serving this version (chosen now if it was not yet)."""
+        return self.forward.resolve() if isinstance(self.forward, ChosenForward) else self._runtime
+
+    @property
+    def runtime_chosen(self) -> RuntimeChoice | None:
+        """The runtime, if it was chosen already (None: no request has run yet)."""
+        return self.forward.choice if isinstance(self.forward, ChosenForward) else self._runtime
 
     def _knobs(self) -> dict:
         o = self._options
@@ -134,9 +169,10 @@ class InferenceEngine:
         checksum = self.store.content_checksum(ref) if self.options.runtime != "keras" else ""
         model = self.store.load(ref)
         sig = signature_of(model, ref.name, ref.version or 0, class_names=self.store.info(ref).class_names)
-        forward, runtime = choose(model, sig, mode=self.options.runtime, cache=self.onnx_cache, checksum=checksum,
-                                  threads=self.options.onnx_threads, keras_forward=CompiledForward)
-        return ServedModel(model, sig, self.options, forward, runtime)
+        forward = ChosenForward(lambda: choose(model, sig, mode=self.options.runtime, cache=self.onnx_cache,
+                                               checksum=checksum, threads=self.options.onnx_threads,
+                                               keras_forward=CompiledForward))
+        return ServedModel(model, sig, self.options, forward)
 
     def resolve(self, ref: str) -> str:
         """``NAME`` or ``NAME:VERSION`` to ``NAME:VERSION``; raises NotFound.
@@ -247,8 +283,9 @@ class InferenceEngine:
         for key in self.cache.loaded():
             served = self.cache.peek(key)
             if served is not None:
-                out[key] = ServedStats(**vars(served.stats()), runtime=served.runtime.runtime,
-                                       runtime_reason=served.runtime.reason)
+                chosen = served.runtime_chosen  # not chosen yet: no request has run (stats choose nothing)
+                out[key] = ServedStats(**vars(served.stats()), runtime=chosen.runtime if chosen else "",
+                                       runtime_reason=chosen.reason if chosen else "")
         return out
 
     def close(self) -> None:

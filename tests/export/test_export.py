@@ -24,7 +24,7 @@ from reuse.errors import AlreadyExists, FailedPrecondition, InvalidInput
 from reuse.export import onnx_file
 from reuse.service import Service
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TRITON_VENV = Path(os.environ.get("REUSE_TRITON_VENV", ROOT / ".venv-triton"))
 
 

@@ -27,7 +27,7 @@ from reuse.grpc._proto import reuse_v1_pb2 as pb
 from reuse.grpc._proto import reuse_v1_pb2_grpc as rgrpc
 from reuse.service import Service
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 START_S = 240  # two fresh interpreters importing TensorFlow on a busy machine
 
 

@@ -18,7 +18,7 @@ from rank_helpers import TARGET, TARGET_VAL, graded
 from reuse.cli import cli
 from reuse.store import ModelStore
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from reuse.cli import cli
 from reuse.grpc.server import ServerConfig, start_in_thread
 from reuse.service import Service
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from reuse.quickstart import QuickstartOptions, plan, run_quickstart
 from reuse.service import Service
 from reuse.train.events import EpochEnd, TrainFinished, TrainStarted
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CHANCE = 1.0 / plan.CLASSES
 
 

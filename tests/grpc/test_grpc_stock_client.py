@@ -3,7 +3,7 @@
 tritonclient pins protobuf < 7 and defines the same ``inference.*`` protobuf symbols as our generated
 code, so it runs in its own virtual environment (``make triton-venv`` builds .venv-triton with
 ``tritonclient[grpc,http]``; this test builds it too when it is missing, and adds the http extra to one
-built before it was needed: tests/test_http_v2.py uses it) in a subprocess. Skipped only when that
+built before it was needed: tests/http/test_http_v2.py uses it) in a subprocess. Skipped only when that
 environment cannot be made.
 """
 
@@ -22,7 +22,7 @@ from conftest import make_mlp
 from reuse.grpc.server import start_in_thread
 from reuse.service import Service
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 VENV = Path(os.environ.get("REUSE_TRITON_VENV", ROOT / ".venv-triton"))
 
 

@@ -26,8 +26,8 @@ from reuse.store import ModelStore
 from reuse.store.s3_objects import Bucket
 
 pytestmark = pytest.mark.skipif(moto_missing() is not None, reason=moto_missing() or "")
-ROOT = Path(__file__).resolve().parents[1]
-WORKER = Path(__file__).with_name("store_worker.py")
+ROOT = Path(__file__).resolve().parents[2]
+WORKER = Path(__file__).resolve().parents[1] / "store_worker.py"
 DIGITS = "builtin:digits?classes=5-9&per_class=20&relabel=1"
 
 

@@ -150,7 +150,7 @@ def test_build_refuses_a_bad_new_name_before_any_work(store_dir):
 
 
 def test_subprocess_layers_json(store_dir):
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     out = subprocess.run([sys.executable, "cli.py", "layers", "base", "--scope", "bn.*", "--json", "--store",
                           store_dir], cwd=root, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr

@@ -29,7 +29,7 @@ from reuse.grpc.server import ServerConfig, start_in_thread
 from reuse.service import Service
 
 CODE = grpc.StatusCode
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MAX_DETAILS = 1000  # far below a client's 8 KiB metadata limit
 
 

@@ -33,7 +33,7 @@ from reuse.grpc.server import start_in_thread
 from reuse.service import Service
 from reuse.serving.image_inputs import ImageLimits, ImageTarget, decode_images
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 RGB16 = ImageTarget(16, 16, 3, "float32")
 
 

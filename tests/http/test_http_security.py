@@ -23,7 +23,7 @@ from reuse.http.auth import COOKIE
 from reuse.service import Service
 from reuse.serving.engine import ServingOptions
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 HOSTILE = '<script>document.title="pwned"</script>'
 
 

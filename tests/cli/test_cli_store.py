@@ -18,7 +18,7 @@ from store_helpers import flip_byte
 from reuse.cli import cli
 from reuse.store import ModelStore, h5file
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 VERSION_KEYS = {
     "ref", "name", "version", "path", "created", "description", "tags", "input_shape", "output_shape",
     "class_names", "metrics", "history", "lineage", "settings", "keras_version", "backend",

@@ -120,7 +120,7 @@ def test_pathological_pattern_runs_in_linear_time():
         "    s = select_layers([name, 'aaa'], '(a+)+$', match=mode, require_match=False)\n"
         "    print(mode, len(s.matched))\n"
     )
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["full", "1", "prefix", "1"]

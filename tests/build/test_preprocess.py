@@ -22,7 +22,7 @@ from reuse.errors import InvalidInput
 from reuse.preprocess_spec import check_channels, parse_preprocess
 from reuse.service import Service
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TF_OPS = [["div", [127.5]], ["add", [-1.0]]]
 CAFFE_OPS = [["bgr", []], ["sub", [103.939, 116.779, 123.68]]]
 TORCH_OPS = [["div", [255.0]], ["sub", [0.485, 0.456, 0.406]], ["div", [0.229, 0.224, 0.225]]]

@@ -23,7 +23,7 @@ from reuse.grpc.server import ServerConfig, start_in_thread
 from reuse.layers.ensemble_combine import EnsembleCombine
 from reuse.service import Service
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BLOBS = "builtin:blobs?per_class=30"  # 90 samples, 2 features, 3 classes
 N_IN = 2
 CODE = grpc.StatusCode

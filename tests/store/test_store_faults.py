@@ -18,7 +18,7 @@ from store_helpers import WORKER, concurrent_registers, flip_byte
 from reuse.errors import StoreCorrupt
 from reuse.store import ModelStore, h5file
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _kernel(path, layer="hidden1"):

@@ -159,3 +159,20 @@ def test_serve_refuses_an_unknown_runtime(tmp_path):
     result = CliRunner().invoke(cli, ["serve", "--store", str(tmp_path), "--runtime", "tensorrt"])
     assert result.exit_code == 2
     assert "Invalid value for '--runtime': 'tensorrt' is not one of 'auto', 'onnx', 'keras'." in result.output
+
+
+def test_a_request_that_does_not_fit_is_refused_before_any_onnx_file_is_made(tmp_path):
+    """Validate, then run: `reuse infer` with the wrong number of columns names the problem and leaves no
+    ONNX conversion behind; a right request then converts and answers."""
+    store = tmp_path / "store"
+    Service(store).register_model(make_mlp(), "mlp")  # 8 features
+    np.save(tmp_path / "wrong.npy", np.zeros((2, 5), np.float32))
+    bad = CliRunner().invoke(cli, ["infer", "mlp", "--input", str(tmp_path / "wrong.npy"), "--store", str(store)])
+    assert bad.exit_code == 1
+    assert bad.output.splitlines()[-1].startswith("Error: input 'features': shape [2, 5], expected [-1, 8]")
+    onnx_dir = store / ".reuse" / "onnx"
+    assert not onnx_dir.exists() or not list(onnx_dir.rglob("*.onnx"))
+    np.save(tmp_path / "right.npy", np.zeros((2, 8), np.float32))
+    ok = CliRunner().invoke(cli, ["infer", "mlp", "--input", str(tmp_path / "right.npy"), "--store", str(store)])
+    assert ok.exit_code == 0, ok.output
+    assert list(onnx_dir.rglob("*.onnx"))

@@ -16,7 +16,7 @@ from reuse.config import store_root
 from reuse.errors import InvalidInput
 from reuse.service import Service
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 UNSUPPORTED = ["gs://bucket/prefix", "http://host/models", "file://models", "S3X://b/p", "hdfs://nn/x"]
 
 

@@ -17,7 +17,7 @@ from reuse.jobs import JobManager
 from reuse.service import Service
 from tests.conftest import make_mlp
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ("tensorflow", "keras", "jax", "torch")
 
 # Runs each command (argv[1]: a JSON list of argument lists) through the CLI's Click group in this one

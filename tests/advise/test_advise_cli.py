@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from reuse.cli import cli
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 QUICK = ["--seeds", "2", "--epochs", "5", "--patience", "3", "--lr", "0.03", "--batch-size", "8"]
 
 

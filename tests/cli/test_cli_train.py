@@ -20,7 +20,7 @@ from reuse.errors import Cancelled
 from reuse.service import Service
 from reuse.store import ModelStore
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DIGITS = "builtin:digits?classes=5-9&per_class=20&relabel=1"
 DIGITS_TEST = "builtin:digits?classes=5-9&per_class=10&relabel=1&split=test"
 
