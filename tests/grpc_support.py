@@ -61,3 +61,12 @@ def wait_until(pred, timeout: float = 20.0) -> None:
         if time.monotonic() > end:
             raise AssertionError("condition not met in time")
         time.sleep(0.02)
+
+
+def blobs(path, n=60, seed=0):
+    """Three separable clusters in 8 dimensions, saved as .npz (x, y)."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 3
+    x = (rng.normal(size=(n, 8)) + 3.0 * np.eye(8)[y]).astype("float32")
+    np.savez(path, x=x, y=y)
+    return path

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from conftest import make_mlp
-from test_grpc_jobs_wired import blobs
+from grpc_support import blobs
 
 from reuse.cli import cli
 from reuse.grpc.server import ServerConfig, start_in_thread

@@ -7,10 +7,9 @@ import threading
 
 import grpc
 import keras
-import numpy as np
 import pytest
 from conftest import make_mlp
-from grpc_support import rpc_error, stubs, wait_until
+from grpc_support import blobs, rpc_error, stubs, wait_until
 
 from reuse.errors import Cancelled
 from reuse.grpc._proto import reuse_v1_pb2 as pb
@@ -20,15 +19,6 @@ from reuse.service import Service
 from reuse.train.events import EpochEnd, TrainFinished, TrainStarted
 
 CODE = grpc.StatusCode
-
-
-def blobs(path, n=60, seed=0):
-    """Three separable clusters in 8 dimensions, saved as .npz (x, y)."""
-    rng = np.random.default_rng(seed)
-    y = np.arange(n) % 3
-    x = (rng.normal(size=(n, 8)) + 3.0 * np.eye(8)[y]).astype("float32")
-    np.savez(path, x=x, y=y)
-    return path
 
 
 def upload(api, path, name):

@@ -6,8 +6,8 @@ from __future__ import annotations
 import grpc
 import numpy as np
 import pytest
+from graph_models import token_model, two_input_data, two_inputs
 from grpc_support import rpc_error, stubs
-from test_train_graphs import token_model, two_input_data, two_inputs
 
 from reuse.grpc._proto import inference_pb2 as ipb
 from reuse.grpc.server import ServerConfig, start_in_thread

@@ -10,38 +10,14 @@ environment cannot be made.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
-import pytest
 from conftest import make_mlp
+from triton_support import ROOT, triton_python
 
 from reuse.grpc.server import start_in_thread
 from reuse.service import Service
-
-ROOT = Path(__file__).resolve().parents[2]
-VENV = Path(os.environ.get("REUSE_TRITON_VENV", ROOT / ".venv-triton"))
-
-
-def triton_python() -> Path:
-    py = VENV / "bin" / "python"
-    ready = (VENV / ".installed").exists()
-    if ready and subprocess.run([str(py), "-c", "import tritonclient.grpc, tritonclient.http"],
-                                capture_output=True, timeout=60).returncode == 0:
-        return py
-    try:
-        if not ready:
-            subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True, capture_output=True,
-                           timeout=120)
-        subprocess.run([str(py), "-m", "pip", "install", "-q", "tritonclient[grpc,http]", "numpy"],
-                       check=True, capture_output=True, timeout=300)
-    except (subprocess.SubprocessError, OSError) as exc:
-        pytest.skip(f"cannot create the tritonclient environment at {VENV} (no network?): {exc}")
-    (VENV / ".installed").touch()
-    return py
 
 
 def test_tritonclient_infers_against_our_server(tmp_path, rng):

@@ -17,8 +17,7 @@ import numpy as np
 from click.testing import CliRunner
 from conftest import make_mlp
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_support import infer_request, wait_until
-from test_grpc_jobs_wired import blobs
+from grpc_support import blobs, infer_request, wait_until
 
 from reuse.cli import cli
 from reuse.grpc._proto import inference_pb2 as ipb

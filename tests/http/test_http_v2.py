@@ -11,10 +11,10 @@ import subprocess
 import numpy as np
 import pytest
 from conftest import make_mlp
+from graph_models import two_inputs
 from grpc_support import infer_request, stubs
 from http_support import call, raw, rest_outputs, rest_request
-from test_grpc_stock_client import ROOT, triton_python
-from test_train_graphs import two_inputs
+from triton_support import ROOT, triton_python
 
 from reuse.grpc import convert
 from reuse.grpc._proto import inference_pb2 as ipb

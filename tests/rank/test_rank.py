@@ -7,9 +7,9 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
+from logme_reference import best_direct
 from rank_helpers import BASES, TARGET, TARGET_VAL, graded
 from scipy.stats import kendalltau
-from test_rank_scores import best_direct
 
 from reuse.build import build_network
 from reuse.data import Dataset, load_data

@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from conftest import make_mlp
 from grpc_support import rpc_error, stubs
 from PIL import Image
-from test_grpc_stock_client import triton_python
+from triton_support import triton_python
 
 from reuse.cli import cli
 from reuse.client import ReuseClient
