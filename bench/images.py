@@ -142,7 +142,8 @@ def run_reuse(store: Path, folder: Path, extra: list[str], memory_mb: int | None
             "loss": out["history"]["loss"], "final_loss": out["history"]["loss"][-1],
             "features": settings.get("features"), "feature_mib": round((settings.get("feature_bytes") or 0) / 2**20, 1),
             "feature_seconds": feature_s, "feature_rows_per_s": round(settings["samples"] / feature_s, 1) if feature_s else None,
-            "train_seconds": out["seconds"], "samples": settings["samples"]}
+            "train_seconds": out["seconds"], "final_seconds": settings.get("final_seconds"),
+            "samples": settings["samples"]}
 
 
 def run_keras(store: Path, folder: Path, augment: bool) -> dict:

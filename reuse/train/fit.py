@@ -58,12 +58,14 @@ class TrainResult:
     features: str = ""  # where the cached features were kept: "memory", "disk" or "" (no cache)
     feature_bytes: int = 0
     feature_seconds: float = 0.0  # the pass that computed them (0: found in the cache)
+    final_seconds: float = 0.0  # the final figures (inference mode) on the training and validation rows
 
     def settings(self) -> dict[str, Any]:
         """The settings to record with the registered model."""
         out = self.config.to_dict()
         out.update(epochs_run=self.epochs_run, best_epoch=self.best_epoch, stopped_early=self.stopped_early,
-                   cached_layers=list(self.cached_layers), samples=self.samples, val_samples=self.val_samples)
+                   cached_layers=list(self.cached_layers), samples=self.samples, val_samples=self.val_samples,
+                   final_seconds=round(self.final_seconds, 3))
         if self.features:
             out.update(features=self.features, feature_bytes=self.feature_bytes,
                        feature_seconds=round(self.feature_seconds, 3))
@@ -189,11 +191,14 @@ def _train(model: Any, prep: _Prepared, config: TrainConfig, train_vars: list[An
     else:
         outcome = run_loop(spec, metric=prep.task.metric, phase=phase, cached=cached, progress=progress,
                            cancel=cancel)
-    # Final figures on the training rows as they are (augmented views: the whole network on the data).
+    # Final figures on the training rows as they are (augmented: the whole network on the data, a pass
+    # through the frozen part that the augmented epochs did not leave features for).
+    t0 = time.perf_counter()
     train_out = Predictor(model)(raw_x) if isinstance(x, EpochViews) else predict_rest(x)
     metrics = score(prep.task, train_out, prep.train.y)
     if xv is not None:
         metrics.update(score(prep.task, predict_rest(xv), prep.val.y, prefix="val_"))
+    final_seconds = time.perf_counter() - t0
     if progress:
         progress(finished_event(outcome, metrics, phase))
     return TrainResult(model=model, history=outcome.history, metrics=metrics, config=config,
@@ -202,7 +207,7 @@ def _train(model: Any, prep: _Prepared, config: TrainConfig, train_vars: list[An
                        seconds=outcome.seconds, samples=len(prep.train),
                        val_samples=0 if prep.val is None else len(prep.val), class_names=prep.class_names,
                        compiled_calls=outcome.calls, features=where, feature_bytes=nbytes,
-                       feature_seconds=fseconds if cached else 0.0)
+                       feature_seconds=fseconds if cached else 0.0, final_seconds=final_seconds)
 
 
 def _augmenter(model: Any, config: TrainConfig) -> Augmenter | None:
