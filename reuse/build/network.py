@@ -29,14 +29,14 @@ from typing import Any
 
 import numpy as np
 
-from reuse.graph.arch import Architecture, LayerNode, Ref, new_layer, node_entry
-from reuse.graph.reader import parse_architecture
 from reuse.build.stage import StagePlan, plan_stage
 from reuse.errors import IncompatibleShapes, InvalidInput, StoreCorrupt
-from reuse.heads import HeadSpec, parse_head
+from reuse.graph.arch import Architecture, LayerNode, Ref, new_layer, node_entry
+from reuse.graph.reader import parse_architecture
 from reuse.graph.replay import first_line, fmt_shape, producer, run_call
-from reuse.store import ModelStore
 from reuse.graph.subgraph import Plan, plan_subgraph, select_scope, upstream
+from reuse.heads import HeadSpec, parse_head
+from reuse.store import ModelStore
 from reuse.trust import check_config, unsafe_code_allowed
 
 LINEAGE_FORMAT = 1
@@ -102,6 +102,7 @@ def build_network(
     head: HeadSpec | str | None = None,
     classes: int | None = None,
     regression: bool | int = False,
+    outputs: int | None = None,
     trainable: str | None = None,
     match: str = "full",
     input_shape: Sequence[int | None] | None = None,
@@ -120,6 +121,7 @@ def build_network(
         head: a :class:`HeadSpec` or its short string; may be empty when ``classes``/``regression`` is given.
         classes: append a softmax output layer with this many classes.
         regression: append a linear output layer (True: one target; an int: that many).
+        outputs: the number of regression targets given apart from the flag (needs ``regression``).
         trainable: scope pattern (same ``match`` mode) of reused layers to leave trainable; others are frozen.
         match: ``"full"`` or ``"prefix"`` for both patterns.
         input_shape: the new input's shape without batch dimension (one entry only); default: the shape of
@@ -141,12 +143,7 @@ def build_network(
     Raises:
         NotFound, InvalidPattern, NoLayersMatched, InvalidInput, IncompatibleShapes, UnsafeModel, StoreCorrupt.
     """
-    spec = parse_head(head) if isinstance(head, str) else (head or HeadSpec())
-    if not isinstance(spec, HeadSpec):
-        raise InvalidInput(f"invalid head {head!r}: expected a HeadSpec or a head spec string")
-    full_head = spec.with_output(classes=classes, regression=regression)
-    if not full_head.layers:
-        raise InvalidInput("nothing to put on top of the reused layers: give a head, classes or regression")
+    spec, full_head, regression = plan_head(head, classes=classes, regression=regression, outputs=outputs)
     shape_override = _input_shape(input_shape)
     ref = store.resolve(base_ref)
     base = str(ref)
@@ -188,6 +185,28 @@ def build_network(
         "warnings": list(stage.warnings),
     }
     return BuiltNetwork(model, lineage)
+
+
+def plan_head(head: HeadSpec | str | None, *, classes: int | None = None, regression: bool | int = False,
+              outputs: int | None = None) -> tuple[HeadSpec, HeadSpec, bool | int]:
+    """The head checks of a build: the head as given, that head with its output layer, and the regression
+    targets (``outputs``, given apart from the flag as the CLI's ``--outputs`` and a build job's
+    ``outputs`` are, needs ``regression``). Something must go on top of the reused layers.
+
+    Raises:
+        InvalidInput: naming what was wrong.
+    """
+    spec = parse_head(head) if isinstance(head, str) else (head or HeadSpec())
+    if not isinstance(spec, HeadSpec):
+        raise InvalidInput(f"invalid head {head!r}: expected a HeadSpec or a head spec string")
+    if outputs is not None:
+        if regression is False:
+            raise InvalidInput("--outputs needs --regression")
+        regression = outputs
+    full = spec.with_output(classes=classes, regression=regression)
+    if not full.layers:
+        raise InvalidInput("nothing to put on top of the reused layers: give a head, classes or regression")
+    return spec, full, regression
 
 
 def plan_preprocess(store: ModelStore, base_ref: Any, reuse: str, preprocess: str | None, *,

@@ -10,11 +10,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from reuse.errors import InvalidInput
 from reuse.graph.applications import PREPROCESSING_CLASSES, BaseFamily, recognise
 from reuse.graph.arch import Architecture
-from reuse.errors import InvalidInput
-from reuse.preprocess_spec import PRESET_MEANING, PreprocessSpec, check_channels, parse_preprocess
 from reuse.graph.subgraph import Plan
+from reuse.preprocess_spec import PRESET_MEANING, PreprocessSpec, check_channels, parse_preprocess
 from reuse.text import echo
 
 

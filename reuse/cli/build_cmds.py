@@ -138,12 +138,9 @@ def build_cmd(new_name: str, base: str, reuse_pat: str, match: str, trainable: s
     the build record (base, scope, match, trainable, head, output, inputs, exits, layers (an operation
     node's with "op": true), skipped, left_out, head_layers, preprocess, base_family, warnings).
     """
-    if outputs is not None and not regression:
-        raise InvalidInput("--outputs needs --regression")
-    targets: bool | int = (outputs if outputs is not None else True) if regression else False
     info = get_service(store).build(
         new_name, base, reuse_pat, head=head, head_file=head_file, classes=classes,
-        regression=targets, trainable=trainable, match=match,
+        regression=regression, outputs=outputs, trainable=trainable, match=match,
         input_shape=parse_shape(input_shape) if input_shape is not None else None,
         description=description, seed=seed, exits=list(exits) or None, preprocess=preprocess,
     )

@@ -183,11 +183,9 @@ def _head(text: str) -> Any:
 
 
 def _build_args(params: Mapping[str, Any]) -> dict[str, Any]:
-    regression: bool | int = (params.get("outputs") or True) if params.get("regression") else False
-    if params.get("outputs") is not None and not params.get("regression"):
-        raise InvalidInput("build job: parameter 'outputs' needs 'regression'")
     shape = params.get("input_shape")
-    return {"head": _head(params.get("head") or ""), "classes": params.get("classes"), "regression": regression,
+    return {"head": _head(params.get("head") or ""), "classes": params.get("classes"),
+            "regression": bool(params.get("regression")), "outputs": params.get("outputs"),
             "trainable": params.get("trainable") or None, "match": params.get("match") or "full",
             "input_shape": tuple(None if d == -1 else d for d in shape) if shape else None, "description": params.get("description") or "",
             "seed": params.get("seed"), "tags": params.get("tags") or None, "exits": params.get("exits") or None,
@@ -198,7 +196,7 @@ def _validate_build(svc: Any, params: dict[str, Any]) -> None:
     """The checks of ``Service.build`` that need no weights: the scopes against the base's layer paths
     (``reuse``, then ``trainable`` among the reused ones), the selection as a part of the graph (gaps,
     exits), the preprocessing stage against the new input and the head with its output layer."""
-    from reuse.build import plan_build, plan_preprocess
+    from reuse.build import plan_build, plan_head, plan_preprocess
     from reuse.store import check_name
 
     check_params("build", params, BUILD_PARAMS, ("name", "base", "reuse"))
@@ -210,9 +208,7 @@ def _validate_build(svc: Any, params: dict[str, Any]) -> None:
     if args["preprocess"] is not None:
         plan_preprocess(store, base, params["reuse"], args["preprocess"], match=args["match"], exits=args["exits"],
                         input_shape=args["input_shape"])
-    if not args["head"].with_output(classes=args["classes"], regression=args["regression"]).layers:
-        raise InvalidInput("build job: nothing to put on top of the reused layers: give a head, classes or "
-                           "regression")
+    plan_head(args["head"], classes=args["classes"], regression=args["regression"], outputs=args["outputs"])
 
 
 def build_job(svc: Any, params: dict[str, Any], progress: Progress, cancel: threading.Event) -> dict[str, Any]:

@@ -131,8 +131,9 @@ class RemoteService(JobCalls):
 
     def build(self, new_name: str, base_ref: str, reuse: str, *, head: str | HeadSpec | None = None,
               head_file: str | os.PathLike[str] | None = None, classes: int | None = None,
-              regression: bool | int = False, trainable: str | None = None, match: str = "full",
-              input_shape: tuple[int | None, ...] | None = None, description: str = "", seed: int | None = None,
+              regression: bool | int = False, outputs: int | None = None, trainable: str | None = None,
+              match: str = "full", input_shape: tuple[int | None, ...] | None = None, description: str = "",
+              seed: int | None = None,
               tags: dict[str, str] | None = None, exits: Sequence[str] | None = None,
               preprocess: str | None = None) -> ModelInfo:
         """Build on the server (the Build RPC, waiting for its job); a head file is sent as its text, a
@@ -149,7 +150,9 @@ class RemoteService(JobCalls):
         req: dict[str, Any] = {"name": new_name, "base": base_ref, "reuse": reuse, "head": head or "",
                                "trainable": trainable or "", "match": match, "description": description,
                                "tags": dict(tags or {}), "regression": bool(regression)}
-        if regression is not True and regression:
+        if outputs is not None:
+            req["outputs"] = outputs  # the server's build checks it (it needs regression)
+        elif regression is not True and regression:
             req["outputs"] = int(regression)
         if input_shape is not None:
             req["input_shape"] = [-1 if d is None else d for d in input_shape]

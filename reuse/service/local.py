@@ -110,14 +110,16 @@ class Service(JobCalls):
 
     def build(self, new_name: str, base_ref: str, reuse: str, *, head: str | HeadSpec | None = None,
               head_file: str | os.PathLike[str] | None = None, classes: int | None = None,
-              regression: bool | int = False, trainable: str | None = None, match: str = "full",
-              input_shape: tuple[int | None, ...] | None = None, description: str = "", seed: int | None = None,
+              regression: bool | int = False, outputs: int | None = None, trainable: str | None = None,
+              match: str = "full", input_shape: tuple[int | None, ...] | None = None, description: str = "",
+              seed: int | None = None,
               tags: dict[str, str] | None = None, exits: Sequence[str] | None = None,
               preprocess: str | None = None) -> ModelInfo:
         """Build a network from the layers of ``base_ref`` that ``reuse`` selects, plus a head, and
         register it as the next version of ``new_name`` with its lineage (see reuse.build).
 
         ``head`` is a spec string or a parsed HeadSpec (the build job parses a head file's text);
+        ``outputs`` the number of regression targets given apart from ``regression`` (which it needs);
         ``preprocess`` a preprocessing spec put in front of the reused layers (reuse.preprocess_spec). The
         lineage's ``warnings`` say what the caller should know (a keras.applications base reused without
         the preprocessing it expects)."""
@@ -132,7 +134,7 @@ class Service(JobCalls):
         else:
             spec = head if isinstance(head, HeadSpec) else parse_head(head or "")
         built = build_network(self.store, base_ref, reuse, head=spec, classes=classes, regression=regression,
-                              trainable=trainable, match=match, input_shape=input_shape, name=new_name, seed=seed,
+                              outputs=outputs, trainable=trainable, match=match, input_shape=input_shape, name=new_name, seed=seed,
                               exits=exits, preprocess=preprocess)
         return self.store.register(built.model, new_name, description=description, tags=tags,
                                    lineage=built.lineage)

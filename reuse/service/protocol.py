@@ -72,8 +72,9 @@ class Facade(Protocol):
 
     def build(self, new_name: str, base_ref: str, reuse: str, *, head: str | HeadSpec | None = None,
               head_file: str | os.PathLike[str] | None = None, classes: int | None = None,
-              regression: bool | int = False, trainable: str | None = None, match: str = "full",
-              input_shape: tuple[int | None, ...] | None = None, description: str = "", seed: int | None = None,
+              regression: bool | int = False, outputs: int | None = None, trainable: str | None = None,
+              match: str = "full", input_shape: tuple[int | None, ...] | None = None, description: str = "",
+              seed: int | None = None,
               tags: dict[str, str] | None = None, exits: Sequence[str] | None = None,
               preprocess: str | None = None) -> ModelInfo: ...
 

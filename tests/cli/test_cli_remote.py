@@ -116,6 +116,17 @@ def test_remote_errors_name_the_problem(env, tmp_path):
     assert r.exit_code == 1 and "zzz" in r.output.splitlines()[-1]
 
 
+@pytest.mark.parametrize(("args", "line"), [
+    (["--classes", "2", "--outputs", "2"], "Error: --outputs needs --regression"),
+    ([], "Error: nothing to put on top of the reused layers: give a head, classes or regression"),
+])
+def test_build_head_errors_are_the_same_line_remote_and_local(env, args, line):
+    """The head checks live in the core; the CLI and the server's build job only pass values through."""
+    for where in ("remote", "local"):
+        r = CliRunner().invoke(cli, ["build", "x", "--from", "mlp", "--reuse", "hidden1", *args, *env[where]])
+        assert (r.exit_code, r.output.splitlines()[-1]) == (1, line), where
+
+
 def test_data_parallel_with_server_is_refused_as_locally(env):
     """--data-parallel travels to the server's job; on TensorFlow both refuse it with the same line."""
     if keras.backend.backend() != "tensorflow":

@@ -214,6 +214,8 @@ def _build(**kw):
     (_build(trainable="hidden["), "invalid scope pattern 'hidden['"),
     (_build(classes=1), "invalid classes 1"),
     (_build(head="dense:8:softmax", classes=3), "already ends in an output layer"),
+    (_build(outputs=2), "--outputs needs --regression"),
+    (_build(), "nothing to put on top of the reused layers"),
     (_train(data="badlabels"), "out of range"),
     (_train(data="nanx"), "3 NaN feature value(s)"),
     (_train(data="wide"), "samples have shape (7,)"),
@@ -229,7 +231,7 @@ def _build(**kw):
     (_advise(classes=2), "out of range"),
     (_advise(head="dense:zero"), "dense:zero"),
 ], ids=["regex", "100k-pattern", "no-match", "match-mode", "trainable-regex", "classes", "head-output",
-        "train-labels", "train-nan", "train-shape", "train-val-nan", "finetune-regex", "finetune-no-match",
+        "outputs-alone", "no-head", "train-labels", "train-nan", "train-shape", "train-val-nan", "finetune-regex", "finetune-no-match",
         "finetune-labels", "advise-regex", "advise-no-match", "advise-depths", "advise-nan", "advise-shape",
         "advise-labels", "advise-head"])
 def test_jobs_are_refused_before_they_start(served, call, text):
