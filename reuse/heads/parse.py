@@ -22,6 +22,10 @@ entries carry the same fields by name (``slope``, ``initializer``, ``l2``, ``max
 ``epsilon``, ``rate``); ``{"type": "flatten"}``, ``{"type": "gap"}`` and ``{"type": "gmp"}`` take no
 fields. Both forms parse to the same :class:`HeadSpec`.
 
+Where a head comes from: :func:`read_head` for a caller that names the form (the CLI's ``--head`` or
+``--head-file``), :func:`head_from_text` for text that may hold either (``BuildRequest.head``, a job's
+``head`` parameter), by the one rule stated there.
+
 Which Keras pooling class ``gap``/``gmp`` become depends on the rank of their input, so the spec only
 says "global average/max pooling"; :func:`reuse.heads.layers.apply_head` picks the class while building.
 """
@@ -256,6 +260,53 @@ def head_from_dict(data: Any) -> HeadSpec:
         token = f"{where} ({kind})"
         layers.append(_make(kind, values, token))
     return _finish(layers)
+
+
+def is_head_document(text: str) -> bool:
+    """Whether ``text`` is a head file's document (JSON or YAML) rather than the short spec.
+
+    The rule: a document starts with ``{`` (a JSON object, or a YAML flow mapping) or holds ``layers:``
+    (the key of a YAML head file). It decides, rather than guesses: no valid short spec starts with ``{``
+    or holds ``layers:`` (``layers`` is no layer type), so no text valid in one form is read in the other.
+    """
+    stripped = text.strip()
+    return stripped.startswith("{") or "layers:" in stripped
+
+
+def head_from_text(text: str, *, where: str = "head") -> HeadSpec:
+    """A head from text in either form (:func:`is_head_document` says which): what
+    ``BuildRequest.head`` and the ``head`` parameter of a build or advise job carry.
+
+    Args:
+        text: the short spec, or the JSON/YAML text of a head file.
+        where: names the text in errors, e.g. ``build job: parameter 'head'``.
+
+    Raises:
+        InvalidInput: a document over :data:`MAX_HEAD_FILE_BYTES` or not valid JSON/YAML, or an invalid head.
+    """
+    if not is_head_document(text):
+        return parse_head(text)
+    if len(text.encode()) > MAX_HEAD_FILE_BYTES:
+        raise InvalidInput(f"{where} is larger than {MAX_HEAD_FILE_BYTES} bytes")
+    try:
+        data = yaml.safe_load(text.strip())  # JSON is YAML
+    except yaml.YAMLError as exc:
+        raise InvalidInput(f"{where} is neither a head spec nor valid JSON/YAML: {str(exc).splitlines()[0]}") from exc
+    return head_from_dict(data)
+
+
+def read_head(head: str | HeadSpec | None = None, head_file: str | os.PathLike[str] | None = None) -> HeadSpec:
+    """The head a caller names: a short spec (or a parsed :class:`HeadSpec`) or a head file, not both
+    (the CLI's ``--head`` and ``--head-file``); neither is the empty head.
+
+    Raises:
+        InvalidInput: both were given, or the spec or the file is invalid.
+    """
+    if head is not None and head_file is not None:
+        raise InvalidInput("give either a head spec or a head file, not both")
+    if head_file is not None:
+        return load_head_file(head_file)
+    return head if isinstance(head, HeadSpec) else parse_head(head or "")
 
 
 def load_head_file(path: str | os.PathLike[str]) -> HeadSpec:

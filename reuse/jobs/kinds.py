@@ -163,28 +163,16 @@ def finetune_job(svc: Any, params: dict[str, Any], progress: Progress, cancel: t
 
 
 # -- build ---------------------------------------------------------------------------------------
-def _head(text: str) -> Any:
-    """A head from the request: the short spec, or the JSON/YAML text of a head file."""
-    from reuse.heads import MAX_HEAD_FILE_BYTES, head_from_dict, parse_head
+def _head(kind: str, params: Mapping[str, Any]) -> Any:
+    """The ``head`` parameter: the short spec or a head file's JSON/YAML text (reuse.heads says which)."""
+    from reuse.heads import head_from_text
 
-    stripped = text.strip()
-    if not stripped.startswith("{") and "layers:" not in stripped:
-        return parse_head(text)
-    if len(text.encode()) > MAX_HEAD_FILE_BYTES:
-        raise InvalidInput(f"build job: parameter 'head' is larger than {MAX_HEAD_FILE_BYTES} bytes")
-    import yaml
-
-    try:
-        data = yaml.safe_load(stripped)  # JSON is YAML
-    except yaml.YAMLError as exc:
-        raise InvalidInput(f"build job: parameter 'head' is neither a head spec nor valid JSON/YAML: "
-                           f"{str(exc).splitlines()[0]}") from exc
-    return head_from_dict(data)
+    return head_from_text(params.get("head") or "", where=f"{kind} job: parameter 'head'")
 
 
 def _build_args(params: Mapping[str, Any]) -> dict[str, Any]:
     shape = params.get("input_shape")
-    return {"head": _head(params.get("head") or ""), "classes": params.get("classes"),
+    return {"head": _head("build", params), "classes": params.get("classes"),
             "regression": bool(params.get("regression")), "outputs": params.get("outputs"),
             "trainable": params.get("trainable") or None, "match": params.get("match") or "full",
             "input_shape": tuple(None if d == -1 else d for d in shape) if shape else None, "description": params.get("description") or "",
@@ -275,7 +263,7 @@ def _advise_args(params: Mapping[str, Any]) -> dict[str, Any]:
     if params.get("val"):
         args["val"] = resolve_data(params["store"], params["val"], "val")
     if params.get("head"):
-        args["head"] = _head(params["head"]).to_string()
+        args["head"] = _head("advise", params).to_string()
     return args
 
 

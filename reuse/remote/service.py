@@ -138,12 +138,10 @@ class RemoteService(JobCalls):
               preprocess: str | None = None) -> ModelInfo:
         """Build on the server (the Build RPC, waiting for its job); a head file is sent as its text, a
         HeadSpec as its spec string."""
-        from reuse.heads import load_head_file
+        from reuse.heads import read_head
 
-        if head is not None and head_file is not None:
-            raise InvalidInput("give either a head spec or a head file, not both")
         if head_file is not None:
-            load_head_file(head_file)  # refuse a bad file here, naming the local path
+            read_head(head, head_file)  # refuse both, or a bad file, here (naming the local path)
             head = Path(head_file).read_text(encoding="utf-8")
         if head is not None and not isinstance(head, str):
             head = head.to_string()

@@ -124,15 +124,10 @@ class Service(JobCalls):
         lineage's ``warnings`` say what the caller should know (a keras.applications base reused without
         the preprocessing it expects)."""
         from reuse.build import build_network
-        from reuse.heads import HeadSpec, load_head_file, parse_head
+        from reuse.heads import read_head
 
         check_name(new_name)
-        if head is not None and head_file is not None:
-            raise InvalidInput("give either a head spec or a head file, not both")
-        if head_file is not None:
-            spec = load_head_file(head_file)
-        else:
-            spec = head if isinstance(head, HeadSpec) else parse_head(head or "")
+        spec = read_head(head, head_file)
         built = build_network(self.store, base_ref, reuse, head=spec, classes=classes, regression=regression,
                               outputs=outputs, trainable=trainable, match=match, input_shape=input_shape, name=new_name, seed=seed,
                               exits=exits, preprocess=preprocess)

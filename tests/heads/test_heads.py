@@ -10,7 +10,14 @@ import pytest
 import yaml
 
 from reuse.errors import IncompatibleShapes, InvalidInput
-from reuse.heads import head_from_dict, load_head_file, parse_head
+from reuse.heads import (
+    MAX_HEAD_FILE_BYTES,
+    head_from_dict,
+    head_from_text,
+    load_head_file,
+    parse_head,
+    read_head,
+)
 from reuse.heads.layers import apply_head, head_layers
 from reuse.heads.spec import (
     ActivationSpec,
@@ -170,6 +177,45 @@ def test_invalid_head_files(tmp_path):
         load_head_file(txt)
     with pytest.raises(InvalidInput, match="cannot read head file"):
         load_head_file(tmp_path / "missing.json")
+
+
+# Text that may hold either form (BuildRequest.head, a job's "head"): what each text is read as.
+HEAD_TEXTS = [
+    (EXAMPLE, EXAMPLE_SPEC),
+    ("  gap,dense:64:relu\n", parse_head("gap,dense:64:relu")),
+    ("", parse_head("")),
+    (json.dumps(FILE_DOC), EXAMPLE_SPEC),
+    (json.dumps(FILE_DOC, indent=2), EXAMPLE_SPEC),
+    (yaml.safe_dump(FILE_DOC), EXAMPLE_SPEC),
+    ("# a head file\n---\n" + yaml.safe_dump(FILE_DOC), EXAMPLE_SPEC),
+    ("{layers: [{type: gap}, {type: dense, units: 3}]}", parse_head("gap,dense:3")),
+]
+
+
+@pytest.mark.parametrize(("text", "spec"), HEAD_TEXTS)
+def test_head_text_in_either_form(text, spec):
+    assert head_from_text(text) == spec
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("dense:zero", "invalid units 'zero' in head layer 'dense:zero'"),
+    ("{}", 'invalid head file: expected a mapping with exactly one key, "layers"'),
+    ("{layers: [", "job: parameter 'head' is neither a head spec nor valid JSON/YAML: "),
+    ("layers:\n  - type: dense\n", "missing units in head layer 'layer 1 (dense)'"),
+    ("layers: " + "x" * MAX_HEAD_FILE_BYTES, f"job: parameter 'head' is larger than {MAX_HEAD_FILE_BYTES} bytes"),
+])
+def test_head_text_errors(text, message):
+    with pytest.raises(InvalidInput) as exc:
+        head_from_text(text, where="job: parameter 'head'")
+    assert message in str(exc.value)
+
+
+def test_read_head_takes_a_spec_or_a_file_not_both(tmp_path):
+    (tmp_path / "h.json").write_text(json.dumps(FILE_DOC))
+    assert read_head(EXAMPLE) == read_head(None, tmp_path / "h.json") == read_head(EXAMPLE_SPEC) == EXAMPLE_SPEC
+    assert read_head() == parse_head("")
+    with pytest.raises(InvalidInput, match="^give either a head spec or a head file, not both$"):
+        read_head("dense:3", tmp_path / "h.json")
 
 
 def test_with_output():
