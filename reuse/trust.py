@@ -26,7 +26,7 @@ from typing import Any
 from reuse.config import ENV_TRUSTED_MODULES, env_trusted_modules
 from reuse.errors import InvalidInput, UntrustedClass
 from reuse.keras_compat import keras_class
-from reuse.text import echo
+from reuse.text import echo, first_line
 
 OWN_PACKAGES = ("keras", "reuse")  # classes defined here are always allowed
 # Our modules that register Keras classes ("reuse>Maxout"), imported before a name of ours is looked up: a
@@ -52,9 +52,8 @@ def _import(name: str, origin: str) -> None:
     # A trusted module is the operator's own code and may fail in any way while it is imported; that must
     # be one clear error naming the module, not a traceback, so every exception is caught here.
     except Exception as exc:  # noqa: BLE001
-        first = str(exc).splitlines()[0] if str(exc) else ""
         raise InvalidInput(f"trusted module {name!r} ({origin}) raised {type(exc).__name__} while it was "
-                           f"imported: {echo(first, 200)}") from exc
+                           f"imported: {echo(first_line(exc), 200)}") from exc
 
 
 def trust_modules(names: Iterable[str], origin: str = "--trust-module") -> tuple[str, ...]:

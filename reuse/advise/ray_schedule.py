@@ -35,6 +35,7 @@ from typing import Any
 
 from reuse.advise.runner import Job, RunRecorded, Unit, UnitContext, UnitResult, run_unit
 from reuse.errors import FailedPrecondition, InvalidInput, ReuseError
+from reuse.text import first_line
 
 POLL_SECONDS = 0.1
 STOP_POLL_SECONDS = 0.5
@@ -230,7 +231,7 @@ def run_units_ray(units: Sequence[Unit], job: Job, ctx: UnitContext, *, address:
                             out.failed.append((unit, f"{type(exc.cause).__name__}: {exc.cause}"))
                         continue
                     except ray.exceptions.RayError as exc:  # the worker or its node died
-                        out.failed.append((unit, _first_line(exc)))
+                        out.failed.append((unit, first_line(exc, named=True)))
                         continue
                     finish(result)
         finally:
@@ -240,8 +241,3 @@ def run_units_ray(units: Sequence[Unit], job: Job, ctx: UnitContext, *, address:
             drain()
     out.not_run = list(pending)
     return out
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")

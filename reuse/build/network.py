@@ -33,10 +33,11 @@ from reuse.build.stage import StagePlan, plan_stage
 from reuse.errors import IncompatibleShapes, InvalidInput, StoreCorrupt
 from reuse.graph.arch import Architecture, LayerNode, Ref, new_layer, node_entry
 from reuse.graph.reader import parse_architecture
-from reuse.graph.replay import first_line, fmt_shape, producer, run_call
+from reuse.graph.replay import fmt_shape, producer, run_call
 from reuse.graph.subgraph import Plan, plan_subgraph, select_scope, upstream
 from reuse.heads import HeadSpec, parse_head
 from reuse.store import ModelStore
+from reuse.text import first_line
 from reuse.trust import check_config, unsafe_code_allowed
 
 LINEAGE_FORMAT = 1

@@ -8,6 +8,7 @@ import sys
 import click
 
 from reuse.errors import ReuseError
+from reuse.text import first_line
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -31,7 +32,7 @@ class ReuseGroup(click.Group):
         try:
             return super().invoke(ctx)
         except ReuseError as exc:
-            raise click.ClickException(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
+            raise click.ClickException(first_line(exc)) from exc
 
 
 @click.group(cls=ReuseGroup, context_settings={"help_option_names": ["-h", "--help"]})

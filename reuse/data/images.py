@@ -45,6 +45,7 @@ import numpy as np
 from reuse.data.dataset import Dataset
 from reuse.data.rows import RowSource
 from reuse.errors import InvalidInput
+from reuse.text import first_line
 
 PREFIX = "images:"
 KEYS = ("size", "color", "bad")
@@ -282,8 +283,7 @@ def decode(path: str, size: tuple[int, int], color: str) -> np.ndarray:
             img = keras.utils.load_img(path, color_mode=color, target_size=size, interpolation="bilinear")
             return keras.utils.img_to_array(img, data_format="channels_last", dtype="float32")
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        text = str(exc).strip().splitlines()
-        raise InvalidInput(f"{path}: cannot read this image: {text[0] if text else type(exc).__name__}") from exc
+        raise InvalidInput(f"{path}: cannot read this image: {first_line(exc)}") from exc
 
 
 class ImageRows(RowSource):

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reuse.errors import InvalidInput, UnsafeModel
+from reuse.text import first_line
 
 Shape = tuple  # a shape with its batch dimension first, e.g. (None, 28, 28, 1)
 SEPARATOR = "/"  # between the names of nested models and a layer in a path
@@ -199,8 +200,8 @@ def new_layer(node: LayerNode, name: str | None = None, *, unsafe: bool = False)
     try:
         layer = keras.saving.deserialize_keras_object(entry, safe_mode=not unsafe)
     except (TypeError, ValueError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise InvalidInput(f"cannot rebuild layer {node.name} ({node.class_name}) from its config: {first}") from exc
+        raise InvalidInput(f"cannot rebuild layer {node.name} ({node.class_name}) from its config: "
+                           f"{first_line(exc)}") from exc
     if not isinstance(layer, keras.Operation):
         raise InvalidInput(f"{node.name} ({node.class_name}) is not a Keras layer")
     return layer

@@ -8,12 +8,7 @@ from typing import Any
 
 from reuse.errors import IncompatibleShapes, InvalidInput
 from reuse.graph.arch import Architecture, Call, Ref
-
-
-def first_line(exc: BaseException) -> str:
-    """The first line of an exception's message (Keras' run on for many lines), or its type's name."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+from reuse.text import first_line
 
 
 def fmt_shape(shape: Any) -> str:

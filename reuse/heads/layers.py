@@ -27,6 +27,7 @@ from reuse.heads.spec import (
     MaxoutSpec,
     layer_token,
 )
+from reuse.text import first_line
 
 _INIT_CLASSES = {
     "glorot_uniform": keras.initializers.GlorotUniform,
@@ -141,11 +142,6 @@ def _fmt(shape: Any) -> str:
     return str(tuple(shape))
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def apply_head(spec: HeadSpec, x: Any, *, taken: Iterable[str] = (), seed: int | None = None,
                output_appended: bool = False, output: str | None = None,
                source: str = "the reused layers") -> tuple[Any, list[str]]:
@@ -192,7 +188,7 @@ def apply_head(spec: HeadSpec, x: Any, *, taken: Iterable[str] = (), seed: int |
                 x = layer(x)
             except (ValueError, TypeError) as exc:
                 raise IncompatibleShapes(f"{what} cannot take the output of {source}, of shape "
-                                         f"{_fmt(x.shape)}: {_first_line(exc)}") from exc
+                                         f"{_fmt(x.shape)}: {first_line(exc)}") from exc
             made.append(layer.name)
         source = what
     if output is not None and len(x.shape) != 2:

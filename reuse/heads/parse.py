@@ -53,6 +53,7 @@ from reuse.heads.spec import (
     MaxoutSpec,
     is_int,
 )
+from reuse.text import first_line
 
 ACTIVATIONS = ("relu", "leaky_relu", "prelu", "elu", "selu", "tanh", "sigmoid", "hard_sigmoid", "softmax",
                "linear")
@@ -291,7 +292,7 @@ def head_from_text(text: str, *, where: str = "head") -> HeadSpec:
     try:
         data = yaml.safe_load(text.strip())  # JSON is YAML
     except yaml.YAMLError as exc:
-        raise InvalidInput(f"{where} is neither a head spec nor valid JSON/YAML: {str(exc).splitlines()[0]}") from exc
+        raise InvalidInput(f"{where} is neither a head spec nor valid JSON/YAML: {first_line(exc)}") from exc
     return head_from_dict(data)
 
 
@@ -331,7 +332,6 @@ def load_head_file(path: str | os.PathLike[str]) -> HeadSpec:
         else:
             raise InvalidInput(f"head file {p}: expected a .json, .yaml or .yml file")
     except (ValueError, yaml.YAMLError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise InvalidInput(f"head file {p} is not valid {suffix[1:].upper()}: {first}") from exc
+        raise InvalidInput(f"head file {p} is not valid {suffix[1:].upper()}: {first_line(exc)}") from exc
     return head_from_dict(data)
 

@@ -37,7 +37,7 @@ import numpy as np
 
 from reuse.errors import InvalidInput
 from reuse.graph.signature import TensorSpec
-from reuse.text import cut, echo
+from reuse.text import cut, echo, first_line
 
 IMAGE_DATATYPES = ("BYTES", "UINT8")
 FORMATS = ("PNG", "JPEG", "BMP", "GIF")
@@ -125,9 +125,8 @@ def _decode_errors() -> tuple[type[BaseException], ...]:
             Image.DecompressionBombError)
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return cut(text[0], 160) if text else type(exc).__name__
+def _reason(exc: BaseException) -> str:
+    return cut(first_line(exc), 160)
 
 
 def check_image(data: bytes, *, name: str = "input", index: int = 0,
@@ -148,11 +147,11 @@ def check_image(data: bytes, *, name: str = "input", index: int = 0,
         with Image.open(io.BytesIO(data), formats=FORMATS) as probe:  # reads the header only
             width, height = probe.size
     except Image.DecompressionBombError as exc:
-        raise _fail(name, index, f"refused as a decompression bomb ({_first_line(exc)})") from None
+        raise _fail(name, index, f"refused as a decompression bomb ({_reason(exc)})") from None
     except UnidentifiedImageError:
         raise _fail(name, index, f"not a {'/'.join(FORMATS)} image (Pillow does not recognise its bytes)") from None
     except _decode_errors() as exc:
-        raise _fail(name, index, f"not a readable {'/'.join(FORMATS)} image ({_first_line(exc)})") from None
+        raise _fail(name, index, f"not a readable {'/'.join(FORMATS)} image ({_reason(exc)})") from None
     most = _max_pixels(limits)
     if width * height > most:
         raise _fail(name, index, f"{width}x{height} pixels, more than the decompression-bomb limit of {most}")
@@ -176,7 +175,7 @@ def decode_image(data: bytes, target: ImageTarget, *, name: str = "input", index
                                        target_size=(target.height, target.width), interpolation="bilinear")
             arr = keras.utils.img_to_array(img, data_format="channels_last", dtype="float32")
     except _decode_errors() as exc:
-        raise _fail(name, index, f"cannot decode the {width}x{height} image ({_first_line(exc)})") from None
+        raise _fail(name, index, f"cannot decode the {width}x{height} image ({_reason(exc)})") from None
     return arr
 
 
