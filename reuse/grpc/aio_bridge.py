@@ -2,7 +2,7 @@
 
 The server is ``grpc.aio`` (see reuse.grpc.server for why). ModelInfer is a coroutine on its event loop;
 the other calls (store, jobs, uploads, model metadata, which may load a model or wait for a build) keep
-their plain servicers and :class:`~reuse.grpc.interceptor.ServerInterceptor`'s error mapping, and run in
+their plain servicers and the error mapping (:func:`~reuse.grpc.interceptor.map_errors`), and run in
 a thread pool as before, through :func:`threaded`:
 
 - unary calls: the handler runs in a pool thread and the loop awaits it;

@@ -31,7 +31,7 @@ from grpc_reflection.v1alpha import reflection
 from reuse.errors import FailedPrecondition, InvalidInput
 from reuse.grpc._proto import inference_pb2, inference_pb2_grpc, reuse_v1_pb2, reuse_v1_pb2_grpc
 from reuse.grpc.aio_bridge import method_handlers, threaded
-from reuse.grpc.interceptor import ServerInterceptor, TokenGate
+from reuse.grpc.interceptor import TokenGate, map_errors
 from reuse.grpc.servicers import MODEL_INFER, InferenceServicer, LoopInfer, ReuseServicer
 from reuse.service import Service
 
@@ -110,13 +110,12 @@ class RunningServer:
             options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit),
                      ("grpc.so_reuseport", int(config.reuse_port))],
         )
-        errors = ServerInterceptor()  # the error mapping of the calls that run in the pool
         servicers = ((inference_pb2_grpc.add_GRPCInferenceServiceServicer_to_server,
                       InferenceServicer(service, limit, ready=lambda: self.ready)),
                      (reuse_v1_pb2_grpc.add_ReuseServiceServicer_to_server, ReuseServicer(service)))
         for add, servicer in servicers:
             for name, methods in method_handlers(add, servicer).items():
-                handlers = {m: threaded(errors.wrap(h, f"/{name}/{m}"), self._pool) for m, h in methods.items()}
+                handlers = {m: threaded(map_errors(h, f"/{name}/{m}"), self._pool) for m, h in methods.items()}
                 if f"/{name}/ModelInfer" == MODEL_INFER:
                     sync = methods["ModelInfer"]
                     handlers["ModelInfer"] = grpc.unary_unary_rpc_method_handler(

@@ -40,11 +40,6 @@ class JobKinds:
             else:
                 self._validators.pop(kind, None)
 
-    def unregister(self, kind: str) -> None:
-        with self._lock:
-            self._fns.pop(kind, None)
-            self._validators.pop(kind, None)
-
     def names(self) -> list[str]:
         with self._lock:
             return sorted(self._fns)

@@ -409,10 +409,6 @@ class Service(JobCalls):
         from reuse.store.uploads import DatasetStore
         return DatasetStore(self.store).list()
 
-    def dataset_path(self, name: str) -> Path:
-        from reuse.store.uploads import DatasetStore
-        return DatasetStore(self.store).path(name)
-
     def build_job(self, params: dict[str, Any], *, wait: bool = True, timeout: float | None = None) -> JobRecord:
         """Run the ``build`` job kind; by default wait for it and return the finished record."""
         record = self.start_job("build", params)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -16,6 +17,7 @@ from grpc_support import infer_request, rpc_error, slow_kind, stubs, wait_until
 from reuse.grpc._proto import inference_pb2 as ipb
 from reuse.grpc._proto import reuse_v1_pb2 as pb
 from reuse.grpc.server import ServerConfig, start_in_thread
+from reuse.jobs.kinds import resolve_data
 from reuse.service import Service
 from reuse.serving.engine import ServingOptions
 
@@ -192,7 +194,8 @@ def test_upload_dataset(served, tmp_path):
     np.savez(path, x=np.zeros((4, 8), np.float32), y=np.arange(4))
     d = api.UploadDataset(_chunks(pb.UploadHeader(name="digits", format="npz"), path.read_bytes()))
     assert (d.name, d.format, d.size_bytes) == ("digits", "npz", path.stat().st_size)
-    assert served["service"].dataset_path("digits").read_bytes() == path.read_bytes()
+    # stored where a job naming the dataset reads it
+    assert Path(resolve_data(served["service"].store.root, "digits")).read_bytes() == path.read_bytes()
     assert [x.name for x in api.ListDatasets(pb.ListDatasetsRequest()).datasets] == ["digits"]
     err = rpc_error(api.UploadDataset, _chunks(pb.UploadHeader(name="digits", format="npz"), path.read_bytes()))
     assert err.code() == CODE.ALREADY_EXISTS
@@ -307,11 +310,11 @@ def test_stop_marks_running_jobs_interrupted(tmp_path):
 
 
 def test_unexpected_errors_are_internal_and_logged(caplog):
-    """The interceptor on a real server: our errors by MRO, anything else INTERNAL and logged."""
+    """The error mapping on a real server: our errors by MRO, anything else INTERNAL and logged."""
     from concurrent.futures import ThreadPoolExecutor
 
     from reuse.errors import InvalidName
-    from reuse.grpc.interceptor import ServerInterceptor
+    from reuse.grpc.interceptor import map_errors
 
     def boom(request, context):
         raise RuntimeError("secret internals")
@@ -319,9 +322,9 @@ def test_unexpected_errors_are_internal_and_logged(caplog):
     def bad_name(request, context):
         raise InvalidName("invalid model name 'X'")
 
-    handlers = {"Boom": grpc.unary_unary_rpc_method_handler(boom),
-                "BadName": grpc.unary_unary_rpc_method_handler(bad_name)}
-    server = grpc.server(ThreadPoolExecutor(2), interceptors=[ServerInterceptor()])
+    handlers = {name: map_errors(grpc.unary_unary_rpc_method_handler(fn), f"/t.T/{name}")
+                for name, fn in (("Boom", boom), ("BadName", bad_name))}
+    server = grpc.server(ThreadPoolExecutor(2))
     server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("t.T", handlers)])
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()

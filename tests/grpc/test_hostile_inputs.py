@@ -168,14 +168,14 @@ def test_long_values_are_clipped_in_error_messages(served, call, code):
 def test_interceptor_caps_any_long_details():
     """The safety net: even a message the core builds whole is cut to a size every client accepts."""
     from reuse.errors import InvalidInput
-    from reuse.grpc.interceptor import ServerInterceptor
+    from reuse.grpc.interceptor import map_errors
 
     def long(request, context):
         raise InvalidInput("x" * 20_000)
 
-    server = grpc.server(ThreadPoolExecutor(1), interceptors=[ServerInterceptor()])
+    server = grpc.server(ThreadPoolExecutor(1))
     server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(
-        "t.T", {"Long": grpc.unary_unary_rpc_method_handler(long)})])
+        "t.T", {"Long": map_errors(grpc.unary_unary_rpc_method_handler(long), "/t.T/Long")})])
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     try:
