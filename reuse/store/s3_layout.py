@@ -76,10 +76,11 @@ def sidecar_text(key: Key, local: Path, meta: dict[str, Any]) -> bytes:
     return json.dumps(body, sort_keys=True).encode()
 
 
-def parse_sidecar(text: bytes, key: Key, url: str) -> Sidecar:
-    """A sidecar read from the bucket: untrusted input, so anything but the shape we write is StoreCorrupt."""
-    if len(text) > MAX_SIDECAR_BYTES:
-        raise StoreCorrupt(f"{url}: {len(text)} bytes, more than a sidecar may have ({MAX_SIDECAR_BYTES})")
+def parse_sidecar(text: bytes, key: Key, url: str, *, limit: int = MAX_SIDECAR_BYTES) -> Sidecar:
+    """A sidecar read from the bucket: untrusted input, so anything but the shape we write (of at most
+    ``limit`` bytes) is StoreCorrupt."""
+    if len(text) > limit:
+        raise StoreCorrupt(f"{url}: {len(text)} bytes, more than a sidecar may have ({limit})")
     try:
         body = json.loads(text)
         if not isinstance(body, dict) or not isinstance(body.get("meta"), dict):

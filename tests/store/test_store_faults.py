@@ -75,22 +75,21 @@ def test_index_is_rebuilt_when_missing_or_garbage(store, tiny_model):
     assert store.check().ok
 
 
-def test_list_versions_and_info_open_no_model_file(store, tiny_model, monkeypatch):
+def test_list_versions_and_info_open_no_model_file(store, tiny_model):
     store.register(tiny_model, "a")
     store.register(tiny_model, "b")
-    opened = []
-    real = h5py.File
-
-    def counting(*args, **kwargs):
-        opened.append(args[0])
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(h5py, "File", counting)
-    store.list()
-    store.versions("a")
-    store.info("b")
-    store.layers("b")
-    assert opened == []
+    before = ([i.to_dict() for i in store.list()], [i.to_dict() for i in store.versions("a")],
+              store.info("b").to_dict(), store.layers("b"))
+    for info in (store.info("a"), store.info("b")):  # every byte zeroed; size and mtime (the index's key) kept
+        st = info.path.stat()
+        info.path.write_bytes(bytes(st.st_size))
+        os.utime(info.path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    fresh = ModelStore(store.root)  # whatever opened a version file would now fail or answer differently
+    after = ([i.to_dict() for i in fresh.list()], [i.to_dict() for i in fresh.versions("a")],
+             fresh.info("b").to_dict(), fresh.layers("b"))
+    assert after == before
+    with pytest.raises(StoreCorrupt, match="cannot be opened as HDF5"):  # the files are unreadable indeed
+        fresh.model_config("b")
 
 
 def test_index_reconciles_rows_missing_or_stale(store, tiny_model):

@@ -13,13 +13,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from conftest import make_mlp
-from s3_server import moto_missing
+from s3_server import S3Proxy, moto_missing
 
 from reuse.cli import cli
 from reuse.errors import StoreCorrupt
 from reuse.store import ModelStore
 from reuse.store.read_cache import ReadCache
-from reuse.store.s3_objects import errors
 
 pytestmark = pytest.mark.skipif(moto_missing() is not None, reason=moto_missing() or "")
 
@@ -76,15 +75,12 @@ def test_malformed_sidecar_is_store_corrupt_not_a_crash(url, s3, case):
     assert code == 0, line
 
 
-def test_huge_sidecar_is_refused_without_reading_it(url, s3, monkeypatch):
-    import reuse.store.s3_layout as layout
-
+def test_huge_sidecar_is_refused_without_reading_it(url, s3):
     store = ModelStore(url)
     store.register(make_mlp(), "m")
-    monkeypatch.setattr(layout, "MAX_SIDECAR_BYTES", 4096)
     body = _sidecar(s3, url, "m/v1.json")
     _put(s3, url, "m/v1.json", json.dumps({**body, "padding": "x" * 100_000}).encode())
-    fresh = ModelStore(url)
+    fresh = ModelStore(url, max_sidecar_bytes=4096)  # the default is 64 MiB: too much to upload in a test
     before = fresh.bucket.bytes_read
     with pytest.raises(StoreCorrupt, match=r"/m/v1\.json: .*bytes, more than a sidecar may have"):
         fresh._sidecar(("m", 1))
@@ -121,24 +117,22 @@ def test_malformed_claim_does_not_crash_check(url, s3):
     assert report.ok and report.notes == () and [f.ref for f in report.files] == ["m:1"]
 
 
-def test_a_cache_entry_trimmed_by_another_process_is_still_loaded(url, s3, monkeypatch):
+def test_a_cache_entry_trimmed_by_another_process_is_still_loaded(url, s3):
     """Two processes share REUSE_STATE: one's trim must not pull a verified file from under the other."""
     store = ModelStore(url)
     store.register(make_mlp(), "a")
     store.register(make_mlp(hidden=(32, 32)), "b")
-    first, other = ModelStore(url), ModelStore(url)
-    first.cache.limit = other.cache.limit = 1  # each keeps only its newest entry
-    real = type(first.cache).get
+    folder = store.state_dir / "cache"
+    other = ModelStore(url, cache=ReadCache(folder, limit=1))  # each keeps only its newest entry
 
-    def then_the_other_loads(cache, *args, **kwargs):
-        got = real(cache, *args, **kwargs)
-        if cache is first.cache:
-            other.load("b")  # the other process fetches b and trims: a's entry goes
-        return got
+    class OtherLoadsMeanwhile(ReadCache):
+        def get(self, *args, **kwargs):
+            got = super().get(*args, **kwargs)
+            other.load("b")  # right after a's file is handed out, the other process fetches b and trims
+            return got
 
-    monkeypatch.setattr(type(first.cache), "get", then_the_other_loads)
+    first = ModelStore(url, cache=OtherLoadsMeanwhile(folder, limit=1))
     assert first.load("a").name == make_mlp().name
-    monkeypatch.undo()
     other.load("b")
     left = sorted(p.name for p in (first.state_dir / "cache").iterdir())
     assert len(left) == 1 and len(left[0]) == 64 + 3  # the bound holds, and no private link is left behind
@@ -210,32 +204,27 @@ def test_bad_timeout_setting_is_one_line(url, monkeypatch):
         assert code == 1 and line.startswith("Error: REUSE_S3_CACHE_MB must be"), line
 
 
-def test_a_busy_server_is_unavailable_not_damage_and_hides_no_version(url, monkeypatch):
+def test_a_busy_server_is_unavailable_not_damage_and_hides_no_version(url, s3, monkeypatch):
     """A 503 SlowDown (after boto3's retries) on a sidecar must fail the listing, not drop the version as
     damaged; its long message is cut."""
-    from botocore.exceptions import ClientError
-
-    from reuse.store.s3_objects import Bucket, Unavailable
+    from reuse.store.s3_objects import Unavailable
 
     store = ModelStore(url)
     store.register(make_mlp(), "m")
-    exc = ClientError({"Error": {"Code": "SlowDown", "Message": "x" * 20_000},
-                       "ResponseMetadata": {"HTTPStatusCode": 503}}, "GetObject")
-    real = Bucket.get
 
-    def busy(bucket, key, **kwargs):
-        if key.endswith(".json"):
-            with errors(bucket, key):
-                raise exc
-        return real(bucket, key, **kwargs)
+    def busy(method, path):  # the endpoint answers every sidecar read with 503 SlowDown
+        return (503, "SlowDown", "x" * 20_000) if method == "GET" and path.endswith(".json") else None
 
-    monkeypatch.setattr(Bucket, "get", busy)
-    with pytest.raises(Unavailable, match=r"unavailable for .*/m/v1\.json \(SlowDown: x+… \(20000 characters\)\)") \
-            as info:
-        ModelStore(url).list()
-    assert len(str(info.value)) < 1000
-    code, line = _last_line(url, "versions", "m")
-    assert code == 1 and "SlowDown" in line and len(line) < 1000, line
+    with S3Proxy(s3.endpoint, busy) as proxy:
+        monkeypatch.setenv("REUSE_S3_ENDPOINT", proxy.endpoint)
+        monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")  # boto3 retries a 503 once, then gives up
+        with pytest.raises(Unavailable, match=r"unavailable for .*/m/v1\.json \(SlowDown: x+… \(20000 characters\)\)") \
+                as info:
+            ModelStore(url).list()
+        assert len(str(info.value)) < 1000
+        assert len(proxy.paths("/m/v1.json")) == 2
+        code, line = _last_line(url, "versions", "m")
+        assert code == 1 and "SlowDown" in line and len(line) < 1000, line
 
 
 
