@@ -34,6 +34,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from reuse.advise.runner import Job, RunRecorded, Unit, UnitContext, UnitResult, run_unit
+from reuse.config import import_optional
 from reuse.errors import FailedPrecondition, InvalidInput, ReuseError
 from reuse.text import first_line
 
@@ -63,10 +64,9 @@ def check_ray(address: str | None, cpus: float = 1.0, gpus: float = 0.0) -> None
 def _import_ray() -> Any:
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
     try:
-        import ray
+        return import_optional("ray")
     except ImportError as exc:
         raise FailedPrecondition(INSTALL_HINT) from exc
-    return ray
 
 
 @contextmanager

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reuse.config import ENV_S3_ENDPOINT, ENV_S3_TIMEOUT, env_number
+from reuse.config import ENV_S3_ENDPOINT, ENV_S3_TIMEOUT, env_number, import_optional
 from reuse.errors import FailedPrecondition, InvalidInput, NotFound, ReuseError, StoreCorrupt, Unauthenticated
 from reuse.text import cut, echo
 
@@ -55,7 +55,7 @@ class Bucket:
     def __init__(self, url: str, bucket: str, prefix: str) -> None:
         self.url, self.bucket, self.prefix = url, bucket, prefix
         try:
-            import boto3
+            boto3 = import_optional("boto3")
             from botocore.config import Config
         except ImportError as exc:
             raise InvalidInput(f"{INSTALL_HINT} (opening {url})") from exc
