@@ -169,13 +169,21 @@ def check_config(config: Any, what: str, *, model: bool = True, entry: bool = Tr
             continue
         cls_name = obj.get("class_name")
         inner = obj.get("config")
-        entry_name = (obj.get("name") or (inner.get("name") if isinstance(inner, dict) else None)) if is_entry \
+        entry_name = (
+            (obj.get("name") or (inner.get("name") if isinstance(inner, dict) else None))
+            if is_entry
             else None
+        )
         here = f"layer {echo(entry_name, 80)}" if isinstance(entry_name, str) else where
         if isinstance(cls_name, str) and "config" in obj and not cls_name.startswith("__"):
             found = _resolve(obj, cls_name, allowed, what, here)
-            if is_entry and found is not None and not (isinstance(found, type) and issubclass(found, keras.Operation)):
-                raise InvalidInput(f"{what}: {here} names {_label(obj)}, which is not a Keras layer or operation")
+            if (
+                is_entry
+                and found is not None
+                and not (isinstance(found, type) and issubclass(found, keras.Operation))
+            ):
+                raise InvalidInput(f"{what}: {here} names {_label(obj)}, which is not a Keras layer or "
+                                   "operation")
         for key, value in obj.items():
             if isinstance(value, (dict, list)):
                 stack.append((value, depth + 1, key == "layers" and isinstance(value, list), here))
@@ -222,8 +230,8 @@ def _resolve(entry: dict[str, Any], cls_name: str, allowed: tuple[str, ...], wha
             return keras.Model
         found = keras_class(module, cls_name)
         if found is None:
-            raise InvalidInput(f"{what}: {here} uses {_label(entry)}, which Keras {keras.__version__} does not "
-                               "define (saved by another Keras version?)")
+            raise InvalidInput(f"{what}: {here} uses {_label(entry)}, which Keras {keras.__version__} "
+                               "does not define (saved by another Keras version?)")
         return found
     if module is None and cls_name in MODEL_CLASS_NAMES | {"InputLayer"}:
         return keras.Model if cls_name in MODEL_CLASS_NAMES else keras.layers.InputLayer

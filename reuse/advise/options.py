@@ -25,10 +25,11 @@ class AdviseOptions:
     config: AdviseConfig
 
 
-def advise_options(*, head: str | None = None, head_file: str | None = None, scopes: str | list[str] | None = None,
-                   blocks: str | None = None, val: str | None = None, val_split: float | None = None,
-                   register: str | None = None, register_ensemble: str | None = None, plot: str | None = None,
-                   **config: Any) -> AdviseOptions:
+def advise_options(*, head: str | None = None, head_file: str | None = None,
+                   scopes: str | list[str] | None = None, blocks: str | None = None, val: str | None = None,
+                   val_split: float | None = None, register: str | None = None,
+                   register_ensemble: str | None = None,
+                   plot: str | None = None, **config: Any) -> AdviseOptions:
     """Check the options of one advice that need no data, and return them parsed.
 
     ``config`` holds :class:`AdviseConfig` field values (``None`` values are left at their defaults).

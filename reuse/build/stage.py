@@ -96,8 +96,8 @@ def plan_stage(arch: Architecture, plan: Plan, specs: Sequence[tuple[str, tuple,
                         f"{base}: the preprocessing stage {spec.text} is applied to that tensor")
     if family is not None and family.included and any(
             arch.node(p).class_name in PREPROCESSING_CLASSES for p in plan.layers):
-        warnings.append(f"{base} ({family.architecture}) carries its own preprocessing and the selection copies "
-                        f"it: --preprocess {spec.text} is applied before it, so twice")
+        warnings.append(f"{base} ({family.architecture}) carries its own preprocessing and the "
+                        f"selection copies it: --preprocess {spec.text} is applied before it, so twice")
     elif family is not None and family.needs and spec.ops != parse_preprocess(family.needs).ops:
         warnings.append(f"{base} looks like keras.applications {family.architecture}, which expects "
                         f"{family.needs} preprocessing ({PRESET_MEANING[family.needs]}); --preprocess "

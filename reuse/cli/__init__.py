@@ -18,7 +18,8 @@ class ReuseGroup(click.Group):
 
     # Commands that only read the store's index or talk to a server: no deep-learning backend needed, so
     # no 4-5 s TensorFlow import (tests/cli/test_cli_startup.py checks that they stay free of it).
-    LIGHT_COMMANDS = frozenset({"list", "versions", "show", "layers", "delete", "store", "jobs", "job", "lineage"})
+    LIGHT_COMMANDS = frozenset({"list", "versions", "show", "layers", "delete", "store", "jobs",
+                                "job", "lineage"})
 
     def resolve_command(self, ctx: click.Context, args: list[str]):
         name, cmd, rest = super().resolve_command(ctx, args)

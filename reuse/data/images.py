@@ -85,8 +85,8 @@ def parse_options(spec: str) -> tuple[Path, tuple[int, int], str, str]:
             raise InvalidInput(f"option {key!r} given twice in {spec!r}")
         params[key] = value
     if "size" not in params:
-        raise InvalidInput(f"no size in {spec!r}: images are resized to one size, give it as size=HEIGHT,WIDTH, "
-                           f"e.g. {EXAMPLE}")
+        raise InvalidInput(f"no size in {spec!r}: images are resized to one size, give it as "
+                           f"size=HEIGHT,WIDTH, e.g. {EXAMPLE}")
     size = _size(params["size"], spec)
     color = params.get("color", "rgb")
     if color not in COLORS:
@@ -102,7 +102,8 @@ def _size(text: str, spec: str) -> tuple[int, int]:
     if len(parts) == 1:
         parts = parts * 2
     if len(parts) != 2 or not all(p.isdigit() for p in parts):
-        raise InvalidInput(f"invalid size={text!r} in {spec!r}: expected HEIGHT,WIDTH in pixels, e.g. size=96,96")
+        raise InvalidInput(f"invalid size={text!r} in {spec!r}: expected HEIGHT,WIDTH in pixels, e.g. "
+                           "size=96,96")
     h, w = int(parts[0]), int(parts[1])
     if not (1 <= h <= MAX_SIDE and 1 <= w <= MAX_SIDE):
         raise InvalidInput(f"invalid size={text!r} in {spec!r}: each side must be 1..{MAX_SIDE} pixels")
@@ -240,8 +241,8 @@ def scan(folder: Path, spec: str, *, bad_rule: str = "error", threads: int | Non
     labels = labels[~bad]
     for i, name in enumerate(class_names):
         if not np.any(labels == i):
-            raise InvalidInput(f"{folder / name}: class folder with no readable images ({len(problems)} files "
-                               "were left out by bad=skip)")
+            raise InvalidInput(f"{folder / name}: class folder with no readable images "
+                               f"({len(problems)} files were left out by bad=skip)")
     h = hashlib.blake2b(digest_size=16)
     for p, label in zip(kept, labels.tolist(), strict=True):
         st = os.stat(p)

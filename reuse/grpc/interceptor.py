@@ -102,7 +102,8 @@ class TokenGate(grpc.aio.ServerInterceptor):
 def _refusal(handler: grpc.RpcMethodHandler, details: str) -> grpc.RpcMethodHandler:
     """A handler of the same kind as ``handler`` that ends every call UNAUTHENTICATED."""
     code = grpc.StatusCode.UNAUTHENTICATED
-    kw = {"request_deserializer": handler.request_deserializer, "response_serializer": handler.response_serializer}
+    kw = {"request_deserializer": handler.request_deserializer,
+          "response_serializer": handler.response_serializer}
     if handler.response_streaming:
         async def refuse_stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
             await context.abort(code, details)
@@ -115,5 +116,9 @@ def _refusal(handler: grpc.RpcMethodHandler, details: str) -> grpc.RpcMethodHand
     async def refuse(request: Any, context: grpc.aio.ServicerContext) -> Any:
         await context.abort(code, details)
 
-    make = grpc.stream_unary_rpc_method_handler if handler.request_streaming else grpc.unary_unary_rpc_method_handler
+    make = (
+        grpc.stream_unary_rpc_method_handler
+        if handler.request_streaming
+        else grpc.unary_unary_rpc_method_handler
+    )
     return make(refuse, **kw)

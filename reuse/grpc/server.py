@@ -4,8 +4,8 @@ The server is ``grpc.aio`` on an event loop of its own thread. ModelInfer is a c
 and concurrent requests merge in the model's loop batcher, with no thread per request: measured with
 bench/serve.py on the 2-core benchmark machine at concurrency 32, an empty-handler asyncio server
 answered about 1.5x the calls of grpc's thread-pool one, and our ModelInfer on the thread pool (a thread
-blocked per request, a batcher thread) cost 647 us of server CPU per call against 290 us here. The other calls keep their plain
-servicers and run in a thread pool (reuse.grpc.aio_bridge).
+blocked per request, a batcher thread) cost 647 us of server CPU per call against 290 us here. The other calls
+keep their plain servicers and run in a thread pool (reuse.grpc.aio_bridge).
 
 ``run_server`` is what ``reuse serve`` calls: it serves until SIGTERM or SIGINT, then stops accepting
 calls, lets in-flight ones finish (``grace_s``), marks running jobs interrupted, and returns 0.
@@ -47,8 +47,8 @@ class ServerConfig:
     """Transport settings of one server (the service carries the batching and job settings).
 
     ``threads``: the pool that runs the calls other than ModelInfer (each WatchJob stream holds a thread
-    while it waits for events); more wait for a free thread. ``reuse_port``: let other processes listen on the same port (SO_REUSEPORT; the
-    kernel spreads connections over them: ``reuse serve --processes``).
+    while it waits for events); more wait for a free thread. ``reuse_port``: let other processes listen on the
+    same port (SO_REUSEPORT; the kernel spreads connections over them: ``reuse serve --processes``).
     """
 
     host: str = "127.0.0.1"
@@ -115,11 +115,14 @@ class RunningServer:
                      (reuse_v1_pb2_grpc.add_ReuseServiceServicer_to_server, ReuseServicer(service)))
         for add, servicer in servicers:
             for name, methods in method_handlers(add, servicer).items():
-                handlers = {m: threaded(map_errors(h, f"/{name}/{m}"), self._pool) for m, h in methods.items()}
+                handlers = {
+                    m: threaded(map_errors(h, f"/{name}/{m}"), self._pool) for m, h in methods.items()
+                }
                 if f"/{name}/ModelInfer" == MODEL_INFER:
                     sync = methods["ModelInfer"]
                     handlers["ModelInfer"] = grpc.unary_unary_rpc_method_handler(
-                        LoopInfer(service, limit, self._pool).infer, request_deserializer=sync.request_deserializer,
+                        LoopInfer(service, limit, self._pool).infer,
+                        request_deserializer=sync.request_deserializer,
                         response_serializer=sync.response_serializer)
                 self.server.add_registered_method_handlers(name, handlers)
         self.health = health.aio.HealthServicer()
@@ -129,7 +132,11 @@ class RunningServer:
         address = f"{config.host}:{config.port}"
         creds = _credentials(config)
         try:
-            port = self.server.add_secure_port(address, creds) if creds else self.server.add_insecure_port(address)
+            port = (
+                self.server.add_secure_port(address, creds)
+                if creds
+                else self.server.add_insecure_port(address)
+            )
         except RuntimeError as exc:
             raise FailedPrecondition(f"cannot listen on {address}: {exc}") from exc
         if not port:
@@ -170,7 +177,9 @@ class RunningServer:
 
     def set_serving(self, serving: bool = True) -> None:
         self.ready = serving
-        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        status = (
+            health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
 
         async def set_all() -> None:
             for name in ("", *SERVICE_NAMES):

@@ -133,7 +133,8 @@ def head_layers(spec: HeadSpec, *, taken: Iterable[str] = (), seed: int | None =
     last = len(spec.layers)
     for i, layer_spec in enumerate(spec.layers, start=1):
         token = layer_token(layer_spec)
-        for layer in _layers_for(layer_spec, i, is_output=output_appended and i == last, seed=seed, names=names):
+        for layer in _layers_for(layer_spec, i, is_output=output_appended and i == last,
+                                 seed=seed, names=names):
             out.append(HeadLayer(token, layer))
     return out
 
@@ -182,8 +183,8 @@ def apply_head(spec: HeadSpec, x: Any, *, taken: Iterable[str] = (), seed: int |
                 f"{what} cannot take the output of {source}, of shape {_fmt(x.shape)}: global pooling needs "
                 f"an input of rank 3, 4 or 5 (batch, steps or spatial axes, channels), got rank {rank}"
                 + ("; the tensor is already (batch, features), so leave it out" if rank == 2 else ""))
-        for layer in _layers_for(layer_spec, i, is_output=output_appended and i == last, seed=seed, names=names,
-                                 rank=rank):
+        for layer in _layers_for(layer_spec, i, is_output=output_appended and i == last, seed=seed,
+                                 names=names, rank=rank):
             try:
                 x = layer(x)
             except (ValueError, TypeError) as exc:

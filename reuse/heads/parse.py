@@ -87,13 +87,15 @@ def _float(value: Any, what: str, token: str, *, low: float = 0.0, high: float =
     if not ok:
         lo = "(" if low_open else "["
         hi = ")" if high_open or high == math.inf else "]"
-        raise InvalidInput(f"invalid {what} {value!r}{_where(token)}: expected a number in {lo}{low}, {high}{hi}")
+        raise InvalidInput(f"invalid {what} {value!r}{_where(token)}: expected a number in {lo}{low}, "
+                           f"{high}{hi}")
     return f
 
 
 def _activation(value: Any, slope: Any, token: str) -> tuple[str, float | None]:
     if value not in ACTIVATIONS:
-        raise InvalidInput(f"unknown activation {value!r}{_where(token)}: expected one of {', '.join(ACTIVATIONS)}")
+        raise InvalidInput(f"unknown activation {value!r}{_where(token)}: expected one of "
+                           f"{', '.join(ACTIVATIONS)}")
     if value == "leaky_relu":
         return value, _float(DEFAULT_SLOPE if slope is None else slope, "leaky_relu slope", token,
                              low=0.0, high=1.0, high_open=True, low_open=False)
@@ -104,7 +106,8 @@ def _activation(value: Any, slope: Any, token: str) -> tuple[str, float | None]:
 
 def _initializer(value: Any, token: str) -> str:
     if value not in INITIALIZERS:
-        raise InvalidInput(f"unknown initializer {value!r}{_where(token)}: expected one of {', '.join(INITIALIZERS)}")
+        raise InvalidInput(f"unknown initializer {value!r}{_where(token)}: expected one of "
+                           f"{', '.join(INITIALIZERS)}")
     return value
 
 
@@ -190,8 +193,9 @@ def _parse_token(token: str) -> LayerSpec:
                                    "write e.g. dense:128,maxout:32")
             else:
                 raise InvalidInput(
-                    f"unknown field {field!r}{_where(token)}: expected an activation ({', '.join(ACTIVATIONS)}), "
-                    f"an initializer ({', '.join(INITIALIZERS)}), l2=F or maxnorm=F"
+                    f"unknown field {field!r}{_where(token)}: expected an activation "
+                    f"({', '.join(ACTIVATIONS)}), an initializer ({', '.join(INITIALIZERS)}), l2=F or "
+                    "maxnorm=F"
                 )
         return _make("dense", values, token)
     if kind == "batchnorm":
@@ -199,7 +203,8 @@ def _parse_token(token: str) -> LayerSpec:
         for field in rest:
             key, sep, val = field.partition("=")
             if not sep:
-                raise InvalidInput(f"unknown field {field!r}{_where(token)}: expected momentum=F or epsilon=F")
+                raise InvalidInput(f"unknown field {field!r}{_where(token)}: expected momentum=F or "
+                                   "epsilon=F")
             values[key.lower()] = val
         return _make("batchnorm", values, token)
     if kind in ("dropout", "maxout"):
@@ -250,7 +255,8 @@ def head_from_dict(data: Any) -> HeadSpec:
         InvalidInput: the document is not ``{"layers": [...]}`` or an entry is invalid (named by position).
     """
     if not isinstance(data, dict) or set(data) != {"layers"} or not isinstance(data["layers"], list):
-        raise InvalidInput('invalid head file: expected a mapping with exactly one key, "layers", holding a list')
+        raise InvalidInput('invalid head file: expected a mapping with exactly one key, "layers", '
+                           'holding a list')
     layers = []
     for i, entry in enumerate(data["layers"], start=1):
         where = f"layer {i}"
@@ -296,7 +302,8 @@ def head_from_text(text: str, *, where: str = "head") -> HeadSpec:
     return head_from_dict(data)
 
 
-def read_head(head: str | HeadSpec | None = None, head_file: str | os.PathLike[str] | None = None) -> HeadSpec:
+def read_head(head: str | HeadSpec | None = None,
+              head_file: str | os.PathLike[str] | None = None) -> HeadSpec:
     """The head a caller names: a short spec (or a parsed :class:`HeadSpec`) or a head file, not both
     (the CLI's ``--head`` and ``--head-file``); neither is the empty head.
 

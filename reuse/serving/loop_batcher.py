@@ -85,7 +85,9 @@ class LoopBatcher:
 
     def _under_load(self) -> bool:
         gap = self._gap_s
-        return len(self._queue) > 1 or (gap < self.max_delay_s and (self._last_batch > 1 or gap < self._forward_s))
+        return len(self._queue) > 1 or (
+            gap < self.max_delay_s and (self._last_batch > 1 or gap < self._forward_s)
+        )
 
     def _start(self) -> None:
         self._handle, self._waiting = None, False
@@ -134,7 +136,8 @@ class LoopBatcher:
         outs = self._forward(inputs)
         return outs, None, time.perf_counter() - t0
 
-    def _done(self, batch: list, outs: list[np.ndarray] | None, exc: BaseException | None, took: float) -> None:
+    def _done(self, batch: list, outs: list[np.ndarray] | None, exc: BaseException | None,
+              took: float) -> None:
         self._running = False
         if took:  # a failed pass in the thread leaves the average as it was
             self._forward_s = took if self._forward_s == float("inf") else 0.8 * self._forward_s + 0.2 * took

@@ -72,7 +72,8 @@ class S3Store(ModelStore, kind="s3"):
         max_sidecar_bytes: the largest sidecar read; a larger one is refused before its body is read.
     """
 
-    def __init__(self, root: str | os.PathLike[str], *, lock_timeout: float = 120.0, cache: ReadCache | None = None,
+    def __init__(self, root: str | os.PathLike[str], *, lock_timeout: float = 120.0,
+                 cache: ReadCache | None = None,
                  max_sidecar_bytes: int = s3_layout.MAX_SIDECAR_BYTES) -> None:
         from reuse.config import store_location
 
@@ -202,7 +203,8 @@ class S3Store(ModelStore, kind="s3"):
         if not self.bucket.put(object_key(key, "json"), side, create=True):
             raise StoreCorrupt(f"{self._where(key)}: another writer published version {version}, which this "
                                "writer had claimed; the store's claims were bypassed")
-        return IndexRow(name, version, tmp.stat().st_size, time.time_ns(), {**meta, "name": name, "version": version})
+        return IndexRow(name, version, tmp.stat().st_size, time.time_ns(),
+                        {**meta, "name": name, "version": version})
 
     def _remove(self, key: Key) -> None:
         try:
@@ -249,8 +251,9 @@ class S3Store(ModelStore, kind="s3"):
         key = (r.name, r.version or 0)
         side = self._sidecar(key, self._parts(key)["json"])
         if h5file.sha256_bytes(side.model_config.encode()) != side.model_config_sha256:
-            raise StoreCorrupt(f"{self.bucket.url_of(object_key(key, 'json'))}: checksum mismatch in model_config; "
-                               "the sidecar is damaged (`reuse store check --repair` rewrites it)")
+            raise StoreCorrupt(f"{self.bucket.url_of(object_key(key, 'json'))}: checksum mismatch in "
+                               "model_config; the sidecar is damaged (`reuse store check --repair` "
+                               "rewrites it)")
         return h5file.parse_model_config(side.model_config, self._where(key))
 
     # -- check and repair ------------------------------------------------------------------------
