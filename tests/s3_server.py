@@ -60,7 +60,8 @@ class S3Server:
         for _ in range(5):  # the port is free when picked; retry if another process takes it first
             port = _free_port()
             env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "3", "MOTO_PORT": str(port)}
-            self.proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            self.proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1",
+                                          "-p", str(port)],
                                          env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             if self._wait(port):
                 break
@@ -192,7 +193,8 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             conn.close()
         self.send_response(resp.status, resp.reason)
         headers = [(k, v) for k, v in resp.getheaders()
-                   if k.lower() not in _HOP_HEADERS and k.lower() not in ("server", "date")]  # sent by send_response
+                   # sent by send_response
+                   if k.lower() not in _HOP_HEADERS and k.lower() not in ("server", "date")]
         if self.command != "HEAD":  # a HEAD keeps the object's Content-Length; a body gets its own
             headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
             headers.append(("Content-Length", str(len(data))))

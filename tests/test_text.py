@@ -10,8 +10,10 @@ from reuse.text import first_line
 @pytest.mark.parametrize(("exc", "plain", "named"), [
     (ValueError("bad value"), "bad value", "ValueError: bad value"),
     (ValueError("Exception encountered when calling Dense.call().\n\nmore\nlines"),
-     "Exception encountered when calling Dense.call().", "ValueError: Exception encountered when calling Dense.call()."),
-    (ValueError("\n  indented first line  \nsecond"), "indented first line", "ValueError: indented first line"),
+     "Exception encountered when calling Dense.call().",
+     "ValueError: Exception encountered when calling Dense.call()."),
+    (ValueError("\n  indented first line  \nsecond"), "indented first line",
+     "ValueError: indented first line"),
     (RuntimeError(""), "RuntimeError", "RuntimeError"),
     (KeyError(), "KeyError", "KeyError"),
     (OSError("   \n  "), "OSError", "OSError"),

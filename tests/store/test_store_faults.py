@@ -39,7 +39,9 @@ def test_flipped_weight_byte_is_detected_by_load_check_and_layer_reads(store, ti
     report = store.check()
     assert not report.ok
     assert [(f.ref, f.ok) for f in report.files] == [("base:1", False), ("base:2", True)]
-    assert "checksum mismatch in weight" in report.files[0].problem and str(info.path) in report.files[0].problem
+    assert (
+        "checksum mismatch in weight" in report.files[0].problem and str(info.path) in report.files[0].problem
+    )
     repaired = store.check(repair=True)
     assert not repaired.ok and info.path.exists()  # reported, never deleted
 
@@ -47,7 +49,9 @@ def test_flipped_weight_byte_is_detected_by_load_check_and_layer_reads(store, ti
 def test_damaged_model_config_is_detected(store, tiny_model):
     info = store.register(tiny_model, "base")
     with h5py.File(info.path, "r+") as f:
-        f.attrs["model_config"] = h5file.as_text(f.attrs["model_config"]).replace('"units": 16', '"units": 17')
+        f.attrs["model_config"] = h5file.as_text(f.attrs["model_config"]).replace(
+            '"units": 16', '"units": 17'
+        )
     with pytest.raises(StoreCorrupt, match="checksum mismatch in model_config"):
         store.load("base")
     with pytest.raises(StoreCorrupt, match="model_config"):
@@ -80,7 +84,8 @@ def test_list_versions_and_info_open_no_model_file(store, tiny_model):
     store.register(tiny_model, "b")
     before = ([i.to_dict() for i in store.list()], [i.to_dict() for i in store.versions("a")],
               store.info("b").to_dict(), store.layers("b"))
-    for info in (store.info("a"), store.info("b")):  # every byte zeroed; size and mtime (the index's key) kept
+    # every byte zeroed; size and mtime (the index's key) kept
+    for info in (store.info("a"), store.info("b")):
         st = info.path.stat()
         info.path.write_bytes(bytes(st.st_size))
         os.utime(info.path, ns=(st.st_atime_ns, st.st_mtime_ns))

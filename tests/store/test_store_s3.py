@@ -42,7 +42,8 @@ def deep_base() -> keras.Model:
     keras.utils.set_random_seed(0)
     layers = [keras.Input((384,), name="features")]
     layers += [keras.layers.Dense(384, activation="relu", name=f"d{i}") for i in range(12)]
-    return keras.Sequential([*layers, keras.layers.Dense(3, activation="softmax", name="output")], name="deep")
+    return keras.Sequential([*layers, keras.layers.Dense(3, activation="softmax", name="output")],
+                            name="deep")
 
 
 def test_register_list_show_read_only_sidecars(url, s3, monkeypatch):
@@ -75,7 +76,8 @@ def test_resolving_a_name_lists_once_in_a_while_and_sees_own_writes(url):
     store.register(make_mlp(), "m")
     before = store.bucket.requests
     assert [str(store.resolve("m")) for _ in range(5)] == ["m:1"] * 5
-    assert store.bucket.requests - before <= 1  # a server resolving NAME per request does not list per request
+    # a server resolving NAME per request does not list per request
+    assert store.bucket.requests - before <= 1
     store.register(make_mlp(seed=1), "m")
     assert str(store.resolve("m")) == "m:2"
     store.delete("m:2")
@@ -127,7 +129,8 @@ def test_partial_build_reads_only_the_selected_layers(url):
     child = ModelStore(url).load("child")
     base = ModelStore(url).load("deep")
     for name in ("d0", "d1"):
-        for got, want in zip(child.get_layer(name).get_weights(), base.get_layer(name).get_weights(), strict=True):
+        for got, want in zip(child.get_layer(name).get_weights(),
+                             base.get_layer(name).get_weights(), strict=True):
             np.testing.assert_array_equal(got, want)
 
 
@@ -153,7 +156,9 @@ def test_train_then_serve_over_grpc_from_the_bucket(url, s3, tmp_path, rng):
                             cwd=ROOT)
     try:
         line = proc.stdout.readline()
-        assert line.startswith("listening on 127.0.0.1:") and f"(store {url}" in line, line + proc.stderr.read()
+        assert line.startswith("listening on 127.0.0.1:") and f"(store {url}" in line, (
+            line + proc.stderr.read()
+        )
         target = line.split()[2]
         res = CliRunner().invoke(cli, ["infer", "digits", "--input", str(tmp_path / "x.npy"), "--json",
                                        "--server", target, "--token-file", str(token)])
@@ -174,7 +179,8 @@ def test_train_then_serve_over_grpc_from_the_bucket(url, s3, tmp_path, rng):
         proc.stderr.close()
     got = json.loads(res.output)
     assert got["model"] == "digits:2"
-    np.testing.assert_allclose(np.asarray(next(iter(got["outputs"].values()))), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(next(iter(got["outputs"].values()))), expected,
+                               rtol=1e-5, atol=1e-6)
     assert ModelStore(url).info("child").lineage["base"] == {"name": "digits", "version": 2}
     assert list((tmp_path / "server-state").rglob("cache/*.h5"))  # the server loaded through its read cache
 
@@ -188,7 +194,10 @@ def test_a_writer_with_a_stale_listing_takes_the_next_number(url, monkeypatch):
         m.setattr(type(second), "objects", lambda self, names=None: ({}, []) if names == ["race"]
                   else real(self, names))
         assert second.register(make_mlp(seed=1), "race", description="second").version == 2
-    assert [(i.version, i.description) for i in ModelStore(url).versions("race")] == [(1, "first"), (2, "second")]
+    assert [(i.version, i.description) for i in ModelStore(url).versions("race")] == [
+        (1, "first"),
+        (2, "second"),
+    ]
     assert ModelStore(url).check().ok
 
 
@@ -243,7 +252,8 @@ def test_damaged_object_is_refused_with_a_clear_error(url, s3, tmp_path):
     s3.client().download_file(s3.bucket, key, str(local))
     flip_byte(local, "model_weights/hidden2/mlp/hidden2/kernel")
     s3.client().upload_file(str(local), s3.bucket, key)
-    with pytest.raises(StoreCorrupt, match=r"checksum mismatch in weight .*hidden2/kernel; the file is damaged"):
+    with pytest.raises(StoreCorrupt,
+                       match=r"checksum mismatch in weight .*hidden2/kernel; the file is damaged"):
         store.read_layer_weights("m", ["hidden2"])  # a range read, verified like a local file
     with pytest.raises(StoreCorrupt, match=f"^{url}/m/v1.h5: checksum mismatch .*the object is damaged"):
         ModelStore(url).load("m")  # the whole object, against the checksum in its sidecar

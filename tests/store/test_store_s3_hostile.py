@@ -87,7 +87,8 @@ def test_huge_sidecar_is_refused_without_reading_it(url, s3):
     assert fresh.bucket.bytes_read - before < 4096 * 2
 
 
-@pytest.mark.parametrize("evil", ["../../../victim", "/tmp/victim", "a" * 63 + "/"], ids=["up", "absolute", "nested"])
+@pytest.mark.parametrize("evil", ["../../../victim", "/tmp/victim", "a" * 63 + "/"],
+                         ids=["up", "absolute", "nested"])
 def test_sidecar_checksum_that_is_a_path_touches_no_local_file(url, s3, tmp_path, evil):
     """The sidecar's sha256 names the read-cache entry; one that is a path must not reach the file system."""
     store = ModelStore(url)
@@ -107,11 +108,13 @@ def test_sidecar_checksum_that_is_a_path_touches_no_local_file(url, s3, tmp_path
 def test_malformed_claim_does_not_crash_check(url, s3):
     store = ModelStore(url)
     store.register(make_mlp(), "m")
-    _put(s3, url, "m/v2.claim", json.dumps({"host": socket.gethostname(), "pid": 1e999, "started": 0}).encode())
+    _put(s3, url, "m/v2.claim",
+         json.dumps({"host": socket.gethostname(), "pid": 1e999, "started": 0}).encode())
     _put(s3, url, "m/v2.h5", b"orphan")
     _put(s3, url, "m/v3.claim", b"[" * 200_000)
     _put(s3, url, "m/v3.h5", b"orphan")
-    _put(s3, url, "m/v4.claim", json.dumps({"host": socket.gethostname(), "pid": 2**70, "started": 0}).encode())
+    _put(s3, url, "m/v4.claim",
+         json.dumps({"host": socket.gethostname(), "pid": 2**70, "started": 0}).encode())
     _put(s3, url, "m/v4.h5", b"orphan")
     report = store.check()  # unreadable claims count by their age: these are new, so not yet abandoned
     assert report.ok and report.notes == () and [f.ref for f in report.files] == ["m:1"]
@@ -218,7 +221,8 @@ def test_a_busy_server_is_unavailable_not_damage_and_hides_no_version(url, s3, m
     with S3Proxy(s3.endpoint, busy) as proxy:
         monkeypatch.setenv("REUSE_S3_ENDPOINT", proxy.endpoint)
         monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")  # boto3 retries a 503 once, then gives up
-        with pytest.raises(Unavailable, match=r"unavailable for .*/m/v1\.json \(SlowDown: x+… \(20000 characters\)\)") \
+        with pytest.raises(Unavailable,
+                           match=r"unavailable for .*/m/v1\.json \(SlowDown: x+… \(20000 characters\)\)") \
                 as info:
             ModelStore(url).list()
         assert len(str(info.value)) < 1000
@@ -235,7 +239,8 @@ def test_listing_past_one_page_and_odd_foreign_keys(url, s3):
     keys = [_key(s3, url, f"aa/v{n}.claim") for n in range(1, 1006)]
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(lambda k: client.put_object(Bucket=s3.bucket, Key=k, Body=b"{}"), keys))
-    odd = ["m/v1.json ", "m/ v1.h5", "zz/v1.json\t", "zz/ünï code.h5", "zz/v1.json/x", "zz/a+b%20c?.h5"]  # moto refuses "\n"
+    # moto refuses "\n"
+    odd = ["m/v1.json ", "m/ v1.h5", "zz/v1.json\t", "zz/ünï code.h5", "zz/v1.json/x", "zz/a+b%20c?.h5"]
     for rel in odd:
         _put(s3, url, rel, b"{}")
     store.register(make_mlp(), "zz")  # sorts after the first page
@@ -272,7 +277,8 @@ def test_a_sidecar_moved_to_another_version_is_refused(url, s3):
     store.register(make_mlp(), "m")
     store.register(make_mlp(seed=1), "m")
     _put(s3, url, "m/v2.json", json.dumps(_sidecar(s3, url, "m/v1.json")).encode())
-    with pytest.raises(StoreCorrupt, match=r"/m/v2\.json: the sidecar names 'm':1, but lies where m:2 belongs"):
+    with pytest.raises(StoreCorrupt,
+                       match=r"/m/v2\.json: the sidecar names 'm':1, but lies where m:2 belongs"):
         ModelStore(url).load("m:2")
 
 
@@ -285,11 +291,13 @@ def test_refused_credentials_never_print_the_secret(url, s3, monkeypatch):
     assert secret not in res.output and s3.env["AWS_SECRET_ACCESS_KEY"] not in res.output
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     res = CliRunner().invoke(cli, ["list", "--store", url])
-    assert res.exit_code == 1 and res.output.strip().splitlines()[-1].startswith("Error: no usable AWS credentials"), \
+    assert res.exit_code == 1 and res.output.strip().splitlines()[-1].startswith("Error: no usable AWS "
+                                                                                 "credentials"), \
         (res.output, res.exception)
 
 
 def test_a_malformed_endpoint_is_one_line(url, monkeypatch):
     monkeypatch.setenv("REUSE_S3_ENDPOINT", "not a url")
     code, line = _last_line(url, "list")
-    assert code == 1 and line.startswith("Error: REUSE_S3_ENDPOINT must be an http(s):// URL; received 'not a url'")
+    assert code == 1 and line.startswith("Error: REUSE_S3_ENDPOINT must be an http(s):// URL; received "
+                                         "'not a url'")

@@ -54,8 +54,8 @@ def test_subprocess_register_writes_nothing(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("REUSE_STORE", None)
     proc = subprocess.run([sys.executable, "-m", "reuse", "register", str(model), "--name", "m",
-                           "--store", "gs://bucket/prefix"], cwd=work, env=env, capture_output=True, text=True,
-                          timeout=120)
+                           "--store", "gs://bucket/prefix"], cwd=work, env=env, capture_output=True,
+                          text=True, timeout=120)
     assert proc.returncode == 1, proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("Error: unsupported store URL scheme 'gs'")
     _nothing_written(work)
@@ -89,6 +89,6 @@ def test_s3_urls_open_the_s3_backend_or_say_what_to_install(tmp_path, monkeypatc
         ModelStore("s3://bucket/team")
     result = CliRunner().invoke(cli, ["list", "--store", "s3://bucket/team"])
     assert result.exit_code == 1
-    assert result.output.strip().splitlines()[-1] == ("Error: the s3:// store needs boto3: pip install 'reuse[s3]' "
-                                                      "(opening s3://bucket/team)")
+    assert result.output.strip().splitlines()[-1] == ("Error: the s3:// store needs boto3: pip install "
+                                                      "'reuse[s3]' (opening s3://bucket/team)")
     _nothing_written(tmp_path)
