@@ -36,7 +36,8 @@ def main() -> None:
     inputs = keras.Input((side, side, 3))
     x = inputs
     if augment:  # the guide's data_augmentation block
-        x = keras.Sequential([keras.layers.RandomFlip("horizontal", seed=0), keras.layers.RandomRotation(0.1, seed=1)],
+        x = keras.Sequential([keras.layers.RandomFlip("horizontal", seed=0),
+                              keras.layers.RandomRotation(0.1, seed=1)],
                              name="data_augmentation")(x)
     x = frozen(x, training=False)
     for layer in built.layers[built.layers.index(built.get_layer(exit_layer)) + 1:]:

@@ -6,10 +6,10 @@ Usage: python _pytriton_peer.py tf MODEL.keras GRPC_PORT HTTP_PORT METRICS_PORT 
 Serves model ``mlp`` (input ``pixels``, output ``output``, FP32) on 127.0.0.1 with the same batching knobs
 as ``reuse serve`` in the benchmark (at most 32 rows, 2 ms). Triton's ``max_batch_size`` also caps one
 request's rows (it refuses larger ones), so it is MAX_ROWS (default 32; the benchmark passes its largest
-request, 256): with at most 32 single-row requests in flight a merged batch still has at most 32 rows. ``tf``: the Keras model loaded and wrapped in
-a ``tf.function`` with a ``[None, features]`` signature, as a user would write it; ``onnx``: an ONNX
-Runtime session (1 intra-op thread) on the Keras ONNX export. Prints ``ready`` once it answers; stops
-after SECONDS (a safety net) or on SIGTERM.
+request, 256): with at most 32 single-row requests in flight a merged batch still has at most 32 rows. ``tf``:
+the Keras model loaded and wrapped in a ``tf.function`` with a ``[None, features]`` signature, as a user would
+write it; ``onnx``: an ONNX Runtime session (1 intra-op thread) on the Keras ONNX export. Prints ``ready``
+once it answers; stops after SECONDS (a safety net) or on SIGTERM.
 """
 
 import os
@@ -60,13 +60,14 @@ def infer(pixels: np.ndarray) -> dict:
     return {"output": forward(pixels)}
 
 
-config = TritonConfig(grpc_address="127.0.0.1", grpc_port=grpc_port, http_address="127.0.0.1", http_port=http_port,
-                      metrics_address="127.0.0.1", metrics_port=metrics_port)
+config = TritonConfig(grpc_address="127.0.0.1", grpc_port=grpc_port, http_address="127.0.0.1",
+                      http_port=http_port, metrics_address="127.0.0.1", metrics_port=metrics_port)
 with Triton(config=config) as triton:
     triton.bind(model_name="mlp", infer_func=infer,
                 inputs=[Tensor(name="pixels", dtype=np.float32, shape=(-1,))],
                 outputs=[Tensor(name="output", dtype=np.float32, shape=(-1,))],
-                config=ModelConfig(max_batch_size=max_rows, batcher=DynamicBatcher(max_queue_delay_microseconds=2000)))
+                config=ModelConfig(max_batch_size=max_rows,
+                                   batcher=DynamicBatcher(max_queue_delay_microseconds=2000)))
     triton.run()
     print("ready", flush=True)
     time.sleep(seconds)

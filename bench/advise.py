@@ -103,10 +103,13 @@ def fit_candidates(store: ModelStore, base: str, data: Dataset, val: Dataset, de
 def _fit(model: keras.Model, data: Dataset, val: Dataset, cfg: TrainConfig, lr: float) -> tuple[float, int]:
     model.compile(optimizer=make_optimizer(cfg.with_(lr=lr)), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
-    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.early_stopping, restore_best_weights=True)
-    hist = model.fit(data.x, data.y, batch_size=cfg.batch_size, epochs=cfg.epochs, validation_data=(val.x, val.y),
-                     callbacks=[stop], verbose=0, shuffle=True)
-    return float(model.evaluate(val.x, val.y, verbose=0, return_dict=True)["accuracy"]), len(hist.history["loss"])
+    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.early_stopping,
+                                         restore_best_weights=True)
+    hist = model.fit(data.x, data.y, batch_size=cfg.batch_size, epochs=cfg.epochs,
+                     validation_data=(val.x, val.y), callbacks=[stop], verbose=0, shuffle=True)
+    return float(model.evaluate(val.x, val.y, verbose=0, return_dict=True)["accuracy"]), len(
+        hist.history["loss"]
+    )
 
 
 def _epochs(rows: list[CandidateResult]) -> int:
@@ -184,7 +187,8 @@ def ray_main(args: argparse.Namespace, depths: str) -> None:
         seconds = _median([x["seconds"] for x in t])
         return {**configs[name], "seconds": round(seconds, 2), "runs": t[0]["runs"],
                 "runs_per_s": round(t[0]["runs"] / seconds, 3), "recommendation": t[0]["recommendation"],
-                "seconds_each": [x["seconds"] for x in t], "load_1min_before_each": [x["load_1min_before"] for x in t],
+                "seconds_each": [x["seconds"] for x in t],
+                "load_1min_before_each": [x["load_1min_before"] for x in t],
                 "failed": sorted({w for x in t for w in x["failed"]})}
 
     s = {name: summary(name) for name in configs}
@@ -215,12 +219,12 @@ def ray_main(args: argparse.Namespace, depths: str) -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"{local['runs']} runs (median of {args.repeat}): local processes ({jobs}) {local['seconds']:.1f} s; "
-          f"Ray ({jobs} CPUs, start and stop included) {on_ray['seconds']:.1f} s: overhead "
-          f"{100 * result['ray_overhead']:+.1f}% (on a running instance {s[running]['seconds']:.1f} s: "
-          f"{100 * result['ray_running_overhead']:+.1f}%); runs/s 1 -> {jobs} workers: local "
-          f"{local_one['runs_per_s']:.3f} -> {local['runs_per_s']:.3f}, Ray {ray_one['runs_per_s']:.3f} -> "
-          f"{on_ray['runs_per_s']:.3f}")
+    print(f"{local['runs']} runs (median of {args.repeat}): local processes ({jobs}) "
+          f"{local['seconds']:.1f} s; Ray ({jobs} CPUs, start and stop included) {on_ray['seconds']:.1f} s: "
+          f"overhead {100 * result['ray_overhead']:+.1f}% (on a running instance "
+          f"{s[running]['seconds']:.1f} s: {100 * result['ray_running_overhead']:+.1f}%); runs/s 1 -> {jobs} "
+          f"workers: local {local_one['runs_per_s']:.3f} -> {local['runs_per_s']:.3f}, Ray "
+          f"{ray_one['runs_per_s']:.3f} -> {on_ray['runs_per_s']:.3f}")
 
 
 def main() -> None:
@@ -232,12 +236,14 @@ def main() -> None:
     ap.add_argument("--patience", type=int, default=10)
     ap.add_argument("--lr", type=float, default=0.01)
     ap.add_argument("--ray", action="store_true", help="Local processes against a local Ray instance.")
-    ap.add_argument("--repeat", type=int, default=1, help="With --ray: time each configuration this many times.")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="With --ray: time each configuration this many times.")
     args = ap.parse_args()
     depths = "0..3"
     if args.ray:
         return ray_main(args, depths)
-    config = AdviseConfig(seeds=args.seeds, epochs=args.epochs, patience=args.patience, lr=args.lr, jobs=args.jobs)
+    config = AdviseConfig(seeds=args.seeds, epochs=args.epochs, patience=args.patience, lr=args.lr,
+                          jobs=args.jobs)
     with tempfile.TemporaryDirectory() as tmp:
         store = ModelStore(Path(tmp) / "store")
         base = make_base(store)
@@ -257,28 +263,53 @@ def main() -> None:
     fit_rec = recommend(fit_rows, min_margin=max(0.005, 1.0 / len(val)))
     rec = advice.recommendation
     result = {
-        "task": {"base": BASE_DATA, "data": NEW_DATA, "val": NEW_VAL, "samples": len(data), "val_samples": len(val),
-                 "depths": depths, "finetune": True, "seeds": args.seeds, "epochs": args.epochs,
-                 "patience": args.patience, "lr": args.lr, "batch_size": config.batch_size, "runs": sum(len(r.scores)
-                                                                                        for r in advice.rows)},
-        "advise": {"seconds": round(advise_s, 2), "jobs": args.jobs, "recommendation": rec.choice.candidate.label,
-                   "reason": rec.reason, "table": table(advice.rows)},
-        "fit": {"seconds": round(fit_s, 2), "recommendation": fit_rec.choice.candidate.label,
-                "reason": fit_rec.reason, "table": table(fit_rows)},
+        "task": {
+            "base": BASE_DATA,
+            "data": NEW_DATA,
+            "val": NEW_VAL,
+            "samples": len(data),
+            "val_samples": len(val),
+            "depths": depths,
+            "finetune": True,
+            "seeds": args.seeds,
+            "epochs": args.epochs,
+            "patience": args.patience,
+            "lr": args.lr,
+            "batch_size": config.batch_size,
+            "runs": sum(len(r.scores) for r in advice.rows),
+        },
+        "advise": {
+            "seconds": round(advise_s, 2),
+            "jobs": args.jobs,
+            "recommendation": rec.choice.candidate.label,
+            "reason": rec.reason,
+            "table": table(advice.rows),
+        },
+        "fit": {
+            "seconds": round(fit_s, 2),
+            "recommendation": fit_rec.choice.candidate.label,
+            "reason": fit_rec.reason,
+            "table": table(fit_rows),
+        },
         "speedup": round(fit_s / advise_s, 2),
         # Early stopping ends runs at different epochs on the two paths (different shuffles on a slowly
         # falling validation loss), so compare the time per epoch trained too.
         "epochs_trained": {"advise": _epochs(advice.rows), "fit": _epochs(fit_rows)},
         "speedup_per_epoch": round((fit_s / _epochs(fit_rows)) / (advise_s / _epochs(advice.rows)), 2),
-        "machine": {"python": platform.python_version(), "keras": keras.__version__,
-                    "backend": keras.backend.backend(), "cpus": os.cpu_count(),
-                    "load_1min_before_advise_fit_end": load},
+        "machine": {
+            "python": platform.python_version(),
+            "keras": keras.__version__,
+            "backend": keras.backend.backend(),
+            "cpus": os.cpu_count(),
+            "load_1min_before_advise_fit_end": load,
+        },
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"advise: {advise_s:.1f} s ({rec.choice.candidate.label}); Keras fit one after another: {fit_s:.1f} s "
-          f"({fit_rec.choice.candidate.label}); {fit_s / advise_s:.1f}x ({result['speedup_per_epoch']}x per epoch)")
+    print(f"advise: {advise_s:.1f} s ({rec.choice.candidate.label}); Keras fit one after another: "
+          f"{fit_s:.1f} s ({fit_rec.choice.candidate.label}); {fit_s / advise_s:.1f}x "
+          f"({result['speedup_per_epoch']}x per epoch)")
 
 
 if __name__ == "__main__":

@@ -45,9 +45,12 @@ TARGET_RATIO = 0.2
 def make_base(mb: float) -> tuple[keras.Model, int]:
     width = int(math.sqrt(mb * 2**20 / 4 / N_LAYERS))
     layers = [keras.Input((width,), name="features")]
-    layers += [keras.layers.Dense(width, activation="relu", name=f"hidden{i}") for i in range(1, N_LAYERS + 1)]
+    layers += [
+        keras.layers.Dense(width, activation="relu", name=f"hidden{i}") for i in range(1, N_LAYERS + 1)
+    ]
     model = keras.Sequential(layers, name="big")
-    rng = np.random.default_rng(0)  # cheaper than Keras' initialisers at this size, and just as incompressible
+    # cheaper than Keras' initialisers at this size, and just as incompressible
+    rng = np.random.default_rng(0)
     for layer in model.layers:
         layer.set_weights([rng.standard_normal(w.shape, dtype=np.float32) for w in layer.get_weights()])
     return model, width
@@ -139,8 +142,8 @@ def main() -> None:
         if r:
             print(f"{mode}: build {r['build_s']['best']:.3f} s, full load {r['load_s']['best']:.3f} s, "
                   f"ratio {r['ratio']:.3f} (target <= {TARGET_RATIO})")
-    print(f"base {result['file_bytes'] / 2**20:.0f} MiB file, {result['selected_fraction']:.1%} of weights selected;"
-          f" wrote {args.out}")
+    print(f"base {result['file_bytes'] / 2**20:.0f} MiB file, {result['selected_fraction']:.1%} of weights "
+          f"selected; wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -82,12 +82,14 @@ def measure(store: ModelStore, base: str, data: Dataset, val: Dataset, test: Dat
         "advise_seconds": round(seconds, 1),
         "test_accuracy": {
             "members": {r: round(acc[r], 4) for r in members},
-            "member_mean": round(float(member_acc.mean()), 4), "member_std": round(float(member_acc.std()), 4),
-            "member_min": round(float(member_acc.min()), 4), "member_max": round(float(member_acc.max()), 4),
-            "ensemble": round(acc[ens.ref], 4), "soup": round(acc[soup.ref], 4),
+            "member_mean": round(float(member_acc.mean()), 4),
+            "member_std": round(float(member_acc.std()), 4), "member_min": round(float(member_acc.min()), 4),
+            "member_max": round(float(member_acc.max()), 4), "ensemble": round(acc[ens.ref], 4),
+            "soup": round(acc[soup.ref], 4),
         },
         "val_check": ens.metrics.get("ensemble_check"),
-        "_models": {"member": store.load(members[0]), "ensemble": store.load(ens.ref), "soup": store.load(soup.ref)},
+        "_models": {"member": store.load(members[0]), "ensemble": store.load(ens.ref),
+                    "soup": store.load(soup.ref)},
     }
 
 
@@ -116,7 +118,8 @@ def main() -> None:
         for b in ("batch1", "batch32"):
             serving[k][f"{b}_relative_to_member"] = round(serving[k][b] / serving["member"][b], 3)
     result = {
-        "task": {"base": BASE_DATA, "data": NEW_DATA, "val_and_test": f"{NEW_VAL}, split in halves (stratified, "
+        "task": {"base": BASE_DATA, "data": NEW_DATA,
+                 "val_and_test": f"{NEW_VAL}, split in halves (stratified, "
                  "seed 0)", "samples": len(data), "val_samples": len(val), "test_samples": len(test),
                  "seeds": args.seeds, "epochs": args.epochs, "patience": args.patience, "lr": args.lr},
         "best_reuse_candidate": runs["reuse"],
@@ -132,8 +135,8 @@ def main() -> None:
     out.write_text(json.dumps(result, indent=2, default=str) + "\n")
     for key, r in runs.items():
         t = r["test_accuracy"]
-        print(f"{key}: {r['candidate']} x {args.seeds} seeds: members {t['member_mean']:.4f} ± {t['member_std']:.4f}; "
-              f"ensemble {t['ensemble']:.4f}; soup {t['soup']:.4f}")
+        print(f"{key}: {r['candidate']} x {args.seeds} seeds: members {t['member_mean']:.4f} ± "
+              f"{t['member_std']:.4f}; ensemble {t['ensemble']:.4f}; soup {t['soup']:.4f}")
     print("serving (inferences/s, batch 1 / 32): " + "; ".join(
         f"{k} {v['batch1']} / {v['batch32']}" for k, v in serving.items()))
 

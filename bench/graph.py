@@ -160,7 +160,8 @@ def case_read() -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         store = ModelStore(Path(tmp) / "store")
         keras.utils.set_random_seed(0)
-        info = store.register(keras.applications.ResNet50(input_shape=(32, 32, 3), weights=None, include_top=False),
+        info = store.register(keras.applications.ResNet50(input_shape=(32, 32, 3), weights=None,
+                                                          include_top=False),
                               "resnet")
         size = info.path.stat().st_size
         build_network(store, "resnet", RESNET_SCOPE, head="gap", classes=10)  # warm the code paths
@@ -171,12 +172,14 @@ def case_read() -> dict:
         seconds = time.perf_counter() - t0
         read = _rchar() - before
         weights = sum(x["params"] for x in built.lineage["layers"]) * 4
-    return {"file_bytes": size, "read_bytes": read, "read_fraction": read / size, "reused_weight_bytes": weights,
-            "reused_layers": len(built.lineage["layers"]), "build_seconds": seconds}
+    return {"file_bytes": size, "read_bytes": read, "read_fraction": read / size,
+            "reused_weight_bytes": weights, "reused_layers": len(built.lineage["layers"]),
+            "build_seconds": seconds}
 
 
 OPS_BASES = {  # name: (constructor, first scope, as in tests/build/test_build_ops.py)
-    "ConvNeXtTiny": (keras.applications.ConvNeXtTiny, "convnext_tiny_(prestem_normalization|stem|stage_0_.*)"),
+    "ConvNeXtTiny": (keras.applications.ConvNeXtTiny,
+                     "convnext_tiny_(prestem_normalization|stem|stage_0_.*)"),
     "MobileNetV3Small": (keras.applications.MobileNetV3Small,
                          r"rescaling(_\d+)?|conv|conv_bn|expanded_conv_[a-z].*|expanded_conv_[1-3]_.*"),
     "EfficientNetV2B0": (keras.applications.EfficientNetV2B0,
@@ -226,8 +229,8 @@ def case_ops() -> dict:
             read = _rchar() - before
             out[name] = {
                 "file_bytes": size, "keras_config_bytes": keras3, "legacy_config_bytes": legacy,
-                "keras_config_fraction": keras3 / size, "register_seconds": register_s, "load_seconds": load_s,
-                "reused_nodes": len(built.lineage["layers"]),
+                "keras_config_fraction": keras3 / size, "register_seconds": register_s,
+                "load_seconds": load_s, "reused_nodes": len(built.lineage["layers"]),
                 "reused_ops": sum(1 for x in built.lineage["layers"] if x.get("op")),
                 "build_read_bytes": read, "build_read_fraction": read / size, "build_seconds": build_s}
     return out

@@ -72,7 +72,8 @@ def photo(seed: int = 0) -> np.ndarray:
     """A 256x256 RGB image with what photos have: smooth color fields, hard edges and sensor-like noise."""
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:PHOTO, 0:PHOTO] / PHOTO
-    img = np.stack([120 + 90 * np.sin(6 * x + 2 * y), 110 + 80 * np.cos(5 * y - 3 * x), 100 + 70 * np.sin(9 * x * y)],
+    img = np.stack([120 + 90 * np.sin(6 * x + 2 * y), 110 + 80 * np.cos(5 * y - 3 * x),
+                    100 + 70 * np.sin(9 * x * y)],
                    axis=-1)
     img[(x - 0.6) ** 2 + (y - 0.4) ** 2 < 0.05] = (230, 200, 40)  # a disc with a hard edge
     img += rng.normal(0, 6, img.shape)
@@ -187,7 +188,8 @@ def load(port: int, concurrency: int, payload: bytes, seconds: float, server_pid
             if time.monotonic() > deadline or any(p.exitcode not in (None, 0) for p in ps):
                 for p in ps:
                     p.terminate()
-                return {"error": "a client failed (its traceback is above) or timed out", "requests_per_s": 0.0}
+                return {"error": "a client failed (its traceback is above) or timed out",
+                        "requests_per_s": 0.0}
     busy1, cpu1 = busy_ticks(), tree_cpu_s(server_pid)
     for p in ps:
         p.join()
@@ -213,7 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=5.0, help="seconds per load point")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved repetitions; figures are medians")
     ap.add_argument("--concurrency", type=int, default=8)
-    ap.add_argument("--runtime", default="auto", choices=["auto", "onnx", "keras"], help="reuse serve --runtime")
+    ap.add_argument("--runtime", default="auto", choices=["auto", "onnx", "keras"],
+                    help="reuse serve --runtime")
     args = ap.parse_args(argv)
 
     tmp = tempfile.TemporaryDirectory()
@@ -233,15 +236,17 @@ def main(argv: list[str] | None = None) -> int:
     }
     report["in_process"] = in_process(store, png, jpeg, reqs, min(args.seconds, 3.0))
     port = free_port()
-    server = Proc(f"reuse-{args.runtime}", [sys.executable, "-m", "reuse", "serve", "--store", str(store), "--port",
-                                            str(port), "--runtime", args.runtime, "--max-batch-size", str(BATCH_ROWS),
-                                            "--max-batch-delay-ms", str(BATCH_DELAY_MS)],
+    server = Proc(f"reuse-{args.runtime}", [sys.executable, "-m", "reuse", "serve", "--store", str(store),
+                                            "--port", str(port), "--runtime", args.runtime,
+                                            "--max-batch-size", str(BATCH_ROWS), "--max-batch-delay-ms",
+                                            str(BATCH_DELAY_MS)],
                   port, r"listening on", env={"PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
     runs: dict[str, list[dict]] = {}
     try:
         for _ in range(args.rounds):
             for form, payload in reqs.items():
-                runs.setdefault(form, []).append(load(port, args.concurrency, payload, args.seconds, server.proc.pid))
+                runs.setdefault(form, []).append(load(port, args.concurrency, payload, args.seconds,
+                                                      server.proc.pid))
                 print(f"{form}: {runs[form][-1]['requests_per_s']} requests/s", file=sys.stderr)
     finally:
         server.stop()

@@ -80,7 +80,9 @@ def make_folder(root: Path, n: int, seed: int = 0) -> Path:
                 cx, cy = rng.uniform(30, 120, size=2)
                 wave = np.sin(np.hypot(xx - cx, yy - cy) * freq + phase)
             pixels = color + 40 * wave[..., None] + rng.normal(0, 12, size=(SIDE, SIDE, 3))
-            Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(root / name / f"{i:05d}.jpg", quality=90)
+            Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(
+                root / name / f"{i:05d}.jpg", quality=90
+            )
     marker.write_text("")
     return root
 
@@ -140,8 +142,10 @@ def run_reuse(store: Path, folder: Path, extra: list[str], memory_mb: int | None
     feature_s = settings.get("feature_seconds") or 0.0
     return {"seconds": round(got["seconds"], 2), "peak_rss_mib": round(got["peak_mib"]),
             "loss": out["history"]["loss"], "final_loss": out["history"]["loss"][-1],
-            "features": settings.get("features"), "feature_mib": round((settings.get("feature_bytes") or 0) / 2**20, 1),
-            "feature_seconds": feature_s, "feature_rows_per_s": round(settings["samples"] / feature_s, 1) if feature_s else None,
+            "features": settings.get("features"),
+            "feature_mib": round((settings.get("feature_bytes") or 0) / 2**20, 1),
+            "feature_seconds": feature_s,
+            "feature_rows_per_s": round(settings["samples"] / feature_s, 1) if feature_s else None,
             "train_seconds": out["seconds"], "final_seconds": settings.get("final_seconds"),
             "samples": settings["samples"]}
 
@@ -162,10 +166,12 @@ def main() -> None:
     ap.add_argument("--out", default="bench/out/images.json")
     ap.add_argument("--dir", default=os.path.join(tempfile.gettempdir(), "reuse-bench-images"),
                     help="Where the generated folder is kept between runs.")
-    ap.add_argument("--sizes", default="3000,10000,23000", help="Image counts for the reuse runs (the largest "
+    ap.add_argument("--sizes", default="3000,10000,23000",
+                    help="Image counts for the reuse runs (the largest "
                     "is also the one compared with Keras).")
     ap.add_argument("--cases", default="plain,aug", help="plain, aug, or both.")
-    ap.add_argument("--memory-mb", type=int, default=2048, help="reuse's --memory-mb for every run (0: default).")
+    ap.add_argument("--memory-mb", type=int, default=2048,
+                    help="reuse's --memory-mb for every run (0: default).")
     args = ap.parse_args()
     sizes = sorted(int(s) for s in args.sizes.split(","))
     cases = set(args.cases.split(","))
@@ -176,8 +182,8 @@ def main() -> None:
         store = Path(tmp) / "models"
         build_base(store, folders[min(sizes)])
         result: dict = {"machine": platform.platform(), "cpus": os.cpu_count(), "load_at_start": load,
-                        "images": {"side": SIDE, "sizes": sizes}, "memory_mb": args.memory_mb, "targets": TARGETS,
-                        "runs": {}}
+                        "images": {"side": SIDE, "sizes": sizes}, "memory_mb": args.memory_mb,
+                        "targets": TARGETS, "runs": {}}
         runs = result["runs"]
         big = folders[max(sizes)]
         if "plain" in cases:

@@ -90,8 +90,13 @@ def _summary(runs: list[dict], layers: int, healthy: float) -> dict:
     ok = [all(row["test_accuracy"] >= healthy and not _bad(row["train_loss"])
               and (row.get("reconstruction") is None or not _bad(row["reconstruction"]))
               for row in r["depths"]) for r in runs]
-    nan = [any(_bad(row["train_loss"]) or (row.get("reconstruction") is not None and _bad(row["reconstruction"]))
-               for row in r["depths"]) for r in runs]
+    nan = [
+        any(
+            _bad(row["train_loss"]) or (row.get("reconstruction") is not None and _bad(row["reconstruction"]))
+            for row in r["depths"]
+        )
+        for r in runs
+    ]
     return {"depths": depths, "healthy_runs": sum(ok), "nan_runs": sum(nan)}
 
 

@@ -96,7 +96,9 @@ def _client(port: int, slots: int, rows: int, seconds: float, out: mp.Queue, cha
         # kernel spreads connections, not requests, over the processes.
         opts = [("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20),
                 ("grpc.use_local_subchannel_pool", 1)]
-        chans = [grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=opts) for _ in range(max(1, channels))]
+        chans = [
+            grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=opts) for _ in range(max(1, channels))
+        ]
         try:
             stubs = [pbg.GRPCInferenceServiceStub(ch) for ch in chans]
             for stub in stubs:
@@ -157,7 +159,8 @@ def load(port: int, concurrency: int, rows: int, seconds: float, server_pid: int
     slots = concurrency // procs
     channels = min(CLIENT_CHANNELS, slots)
     start = ctx.Barrier(procs + 1)
-    ps = [ctx.Process(target=_client, args=(port, slots, rows, seconds, q, channels, start)) for _ in range(procs)]
+    ps = [ctx.Process(target=_client,
+                      args=(port, slots, rows, seconds, q, channels, start)) for _ in range(procs)]
     for p in ps:
         p.start()
     with contextlib.suppress(threading.BrokenBarrierError):  # a client failed: found below
@@ -185,9 +188,9 @@ def load(port: int, concurrency: int, rows: int, seconds: float, server_pid: int
         cpu["server_cpu_us_per_request"] = round(1e6 * (cpu1 - cpu0) / lat.size, 1)
     return {"concurrency": concurrency, "rows_per_request": rows, "requests": int(lat.size),
             "inferences_per_s": round(lat.size / wall, 1), "rows_per_s": round(lat.size * rows / wall, 1),
-            "p50_ms": round(float(np.percentile(lat, 50)), 3), "p99_ms": round(float(np.percentile(lat, 99)), 3),
-            "client_processes": procs, "connections": procs * channels, **cpu,
-            "loadavg_1min_after": round(os.getloadavg()[0], 2)}
+            "p50_ms": round(float(np.percentile(lat, 50)), 3),
+            "p99_ms": round(float(np.percentile(lat, 99)), 3), "client_processes": procs,
+            "connections": procs * channels, **cpu, "loadavg_1min_after": round(os.getloadavg()[0], 2)}
 
 
 # -- the naive server --------------------------------------------------------------------------------
@@ -265,8 +268,8 @@ def serve_help() -> str:
 
 def start_reuse(store: str, runtime: str, processes: int, http: bool = False) -> Proc:
     port, http_port = free_port(), (free_port() if http else None)
-    cmd = [sys.executable, "-m", "reuse", "serve", "--store", store, "--port", str(port), "--runtime", runtime,
-           "--max-batch-size", str(BATCH_ROWS), "--max-batch-delay-ms", str(BATCH_DELAY_MS)]
+    cmd = [sys.executable, "-m", "reuse", "serve", "--store", store, "--port", str(port), "--runtime",
+           runtime, "--max-batch-size", str(BATCH_ROWS), "--max-batch-delay-ms", str(BATCH_DELAY_MS)]
     if processes > 1:
         cmd += ["--processes", str(processes)]
     if http_port:
@@ -350,7 +353,8 @@ def table(report: dict, levels: list[str]) -> str:
             elif r["rows_per_request"] > 1:
                 cells.append(f"{r['rows_per_s']:,.0f} rows/s")
             else:
-                cells.append(f"{r['inferences_per_s']:,.0f} inf/s, p50 {r['p50_ms']:.2f}, p99 {r['p99_ms']:.1f} ms")
+                cells.append(f"{r['inferences_per_s']:,.0f} inf/s, p50 {r['p50_ms']:.2f}, p99 "
+                             f"{r['p99_ms']:.1f} ms")
         rows.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
@@ -367,15 +371,19 @@ def summary(report: dict) -> dict:
     out: dict = {"targets": {"c32_vs_best_peer": ">= 1.5", "c32_p99_ms": "<= 20", "c1_p50_ms": "<= 1",
                              "rows256_fraction_of_onnx_limit": ">= 0.8"}}
     if (b := best(ours, "c32")) is not None:
-        out["c32_best_reuse"] = {"server": b[0], "inferences_per_s": b[1]["inferences_per_s"], "p99_ms": b[1]["p99_ms"]}
+        out["c32_best_reuse"] = {"server": b[0], "inferences_per_s": b[1]["inferences_per_s"],
+                                 "p99_ms": b[1]["p99_ms"]}
         if (p := best(peers, "c32")) is not None:
             out["c32_best_peer"] = {"server": p[0], "inferences_per_s": p[1]["inferences_per_s"],
                                     "p99_ms": p[1]["p99_ms"]}
             out["c32_vs_best_peer"] = round(b[1]["inferences_per_s"] / p[1]["inferences_per_s"], 2)
         if "naive" in servers:
-            out["c32_vs_naive"] = round(b[1]["inferences_per_s"] / servers["naive"]["c32"]["inferences_per_s"], 2)
+            out["c32_vs_naive"] = round(
+                b[1]["inferences_per_s"] / servers["naive"]["c32"]["inferences_per_s"], 2
+            )
     if (b := best(ours, "c1")) is not None:
-        out["c1_best_reuse"] = {"server": b[0], "p50_ms": b[1]["p50_ms"], "inferences_per_s": b[1]["inferences_per_s"]}
+        out["c1_best_reuse"] = {"server": b[0], "p50_ms": b[1]["p50_ms"],
+                                "inferences_per_s": b[1]["inferences_per_s"]}
     if (b := best(ours, "rows256", "rows_per_s")) is not None and "256" in report["limit"].get("onnx", {}):
         lim = report["limit"]["onnx"]["256"]["rows_per_s"]
         out["rows256_best_reuse"] = {"server": b[0], "rows_per_s": b[1]["rows_per_s"]}
@@ -388,8 +396,13 @@ def summary(report: dict) -> dict:
                                    "vs_best_peer": round(e[1]["inferences_per_s"]
                                                          / out["c32_best_peer"]["inferences_per_s"], 2)}
     if (e := best(empty, "rows256", "rows_per_s")) is not None and "256" in report["limit"].get("onnx", {}):
-        out["rows256_empty_server"] = {"server": e[0], "rows_per_s": e[1]["rows_per_s"], "fraction_of_onnx_limit":
-                                       round(e[1]["rows_per_s"] / report["limit"]["onnx"]["256"]["rows_per_s"], 3)}
+        out["rows256_empty_server"] = {
+            "server": e[0],
+            "rows_per_s": e[1]["rows_per_s"],
+            "fraction_of_onnx_limit": round(
+                e[1]["rows_per_s"] / report["limit"]["onnx"]["256"]["rows_per_s"], 3
+            ),
+        }
     if "rows256_empty_server" in out:
         # What the 256-row target would cost on this machine, from this run's CPU figures: the client's own
         # CPU and the empty server's transport per request, and the forward pass at its in-process rate.
@@ -417,7 +430,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=5.0, help="seconds per load point")
     ap.add_argument("--levels", default="1,8,32", help="concurrency levels of single-row requests")
     ap.add_argument("--row-concurrency", type=int, default=4, help="concurrency of the 256-row requests")
-    ap.add_argument("--runtime", default="keras,onnx", help="reuse serve --runtime values (auto, onnx, keras)")
+    ap.add_argument("--runtime", default="keras,onnx",
+                    help="reuse serve --runtime values (auto, onnx, keras)")
     ap.add_argument("--processes", default="1", help="reuse serve --processes values, e.g. 1,2")
     ap.add_argument("--peers", choices=["auto", "none"], default="auto",
                     help="auto: run the PyTriton peers when .venv-peers exists (make bench-peers)")
@@ -463,7 +477,8 @@ def main(argv: list[str] | None = None) -> int:
         for runtime in csv(args.runtime):
             for n in (int(p) for p in csv(args.processes)):
                 if n > 1 and not has_processes:
-                    report["skipped"].append(f"reuse serve --processes {n}: reuse serve --help has no --processes")
+                    report["skipped"].append(f"reuse serve --processes {n}: reuse serve --help has no "
+                                             "--processes")
                     print(report["skipped"][-1], file=sys.stderr)
                     continue
                 # One store per server: a store's jobs belong to one server at a time (the job lock).

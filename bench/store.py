@@ -80,7 +80,8 @@ def deep_model(mb: float, layers: int = 10) -> keras.Model:
     """``layers`` equal square Dense layers totalling about ``mb`` megabytes, and a small head."""
     width = max(64, int(round(math.sqrt(mb * MB / 4 / layers) / 64)) * 64)
     keras.utils.set_random_seed(0)
-    return keras.Sequential([keras.Input((width,)), *[keras.layers.Dense(width, name=f"d{i}") for i in range(layers)],
+    return keras.Sequential([keras.Input((width,)),
+                             *[keras.layers.Dense(width, name=f"d{i}") for i in range(layers)],
                              keras.layers.Dense(10, name="head")], name="deep")
 
 
@@ -104,7 +105,8 @@ def bench_s3(args: argparse.Namespace) -> dict:
         register_s = timed(lambda: infos.append(store.register(model, "deep")), args.repeat)
         ref, size = infos[-1].ref, infos[-1].size_bytes
         cache = store.state_dir / "cache"
-        load_cold = timed(lambda: store.load(ref), args.repeat, lambda: shutil.rmtree(cache, ignore_errors=True))
+        load_cold = timed(lambda: store.load(ref), args.repeat,
+                          lambda: shutil.rmtree(cache, ignore_errors=True))
         load_warm = timed(lambda: store.load(ref), args.repeat)
         moved = []
 
@@ -170,7 +172,8 @@ def main() -> None:
         nbytes = layer_bytes(model, name)
         result["read_layer"][label] = {
             "layer": name,
-            "cold": rate(nbytes, timed(lambda n=name: store.read_layer_weights(ref, [n]), args.repeat, evict_file)),
+            "cold": rate(nbytes,
+                         timed(lambda n=name: store.read_layer_weights(ref, [n]), args.repeat, evict_file)),
             "warm": rate(nbytes, timed(lambda n=name: store.read_layer_weights(ref, [n]), args.repeat)),
         }
     # Every layer, cold: fit seconds = overhead + bytes / rate to show the cost follows the bytes.
@@ -185,12 +188,13 @@ def main() -> None:
         "fit_overhead_seconds": round(float(intercept), 5),
         "fit_mb_per_s": round(1 / float(slope) / MB, 1),
         "large_layer_bytes_share": round(large["cold"]["bytes"] / total, 3),
-        "large_layer_time_share_of_full_load_cold": round(large["cold"]["seconds"] / full["cold"]["seconds"], 3),
+        "large_layer_time_share_of_full_load_cold": round(large["cold"]["seconds"] / full["cold"]["seconds"],
+                                                          3),
     }
     result["list_seconds"] = round(timed(store.list, args.repeat), 5)
     result["env"] = {"python": platform.python_version(), "keras": keras.__version__,
-                     "backend": keras.backend.backend(), "machine": platform.machine(), "cpus": os.cpu_count(),
-                     "store": str(root), "repeat": args.repeat}
+                     "backend": keras.backend.backend(), "machine": platform.machine(),
+                     "cpus": os.cpu_count(), "store": str(root), "repeat": args.repeat}
 
     write(args.out, result)
 

@@ -82,8 +82,10 @@ def clone(model: keras.Model) -> keras.Model:
 
 def run_fit(model: keras.Model, data: Dataset, config: TrainConfig) -> dict:
     t0 = time.perf_counter()
-    model.compile(optimizer=make_optimizer(config), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    hist = model.fit(data.x, data.y, batch_size=config.batch_size, epochs=config.epochs, verbose=0, shuffle=True)
+    model.compile(optimizer=make_optimizer(config), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    hist = model.fit(data.x, data.y, batch_size=config.batch_size, epochs=config.epochs,
+                     verbose=0, shuffle=True)
     seconds = time.perf_counter() - t0
     return {"seconds": seconds, "final_loss": float(hist.history["loss"][-1]),
             "final_accuracy": float(hist.history["accuracy"][-1])}
@@ -93,11 +95,13 @@ def run_ours(model: keras.Model, data: Dataset, config: TrainConfig) -> dict:
     t0 = time.perf_counter()
     r = train(model, data, config)
     seconds = time.perf_counter() - t0
-    return {"seconds": seconds, "final_loss": r.history["loss"][-1], "final_accuracy": r.history["accuracy"][-1],
-            "cached_layers": list(r.cached_layers), "compiled_calls": r.compiled_calls}
+    return {"seconds": seconds, "final_loss": r.history["loss"][-1],
+            "final_accuracy": r.history["accuracy"][-1], "cached_layers": list(r.cached_layers),
+            "compiled_calls": r.compiled_calls}
 
 
-def best_of(fn, model: keras.Model, data: Dataset, config: TrainConfig, repeats: int) -> tuple[dict, keras.Model]:
+def best_of(fn, model: keras.Model, data: Dataset,
+            config: TrainConfig, repeats: int) -> tuple[dict, keras.Model]:
     """The fastest of ``repeats`` runs, each on a fresh copy of ``model`` (so each pays its compile)."""
     runs = []
     for _ in range(repeats):
@@ -177,10 +181,10 @@ def main() -> None:
 def _show(name: str, r: dict) -> None:
     f, o = r["fit"], r["ours"]
     print(f"case {name}: fit {f['seconds']:.2f} s (loss {f['final_loss']:.4f}, train-eval loss "
-          f"{f['train_eval']['loss']:.4f}, acc {f['train_eval']['accuracy']:.3f}) | ours {o['seconds']:.2f} s "
-          f"(loss {o['final_loss']:.4f}, train-eval loss {o['train_eval']['loss']:.4f}, acc "
-          f"{o['train_eval']['accuracy']:.3f}) | speedup {r['speedup']:.1f}x (target {r['target']}x) "
-          f"equal loss: {r['equal_final_loss']}", flush=True)
+          f"{f['train_eval']['loss']:.4f}, acc {f['train_eval']['accuracy']:.3f}) | ours "
+          f"{o['seconds']:.2f} s (loss {o['final_loss']:.4f}, train-eval loss "
+          f"{o['train_eval']['loss']:.4f}, acc {o['train_eval']['accuracy']:.3f}) | speedup "
+          f"{r['speedup']:.1f}x (target {r['target']}x) equal loss: {r['equal_final_loss']}", flush=True)
 
 
 if __name__ == "__main__":

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 from reuse.errors import InvalidInput
 from reuse.text import echo
@@ -27,12 +29,31 @@ ENV_S3_ENDPOINT = "REUSE_S3_ENDPOINT"
 ENV_S3_CACHE_MB = "REUSE_S3_CACHE_MB"
 ENV_S3_TIMEOUT = "REUSE_S3_TIMEOUT"
 ENV_TRUSTED_MODULES = "REUSE_TRUSTED_MODULES"
+ENV_ASSUME_MISSING = "REUSE_ASSUME_MISSING"
 
 
 def env_trusted_modules() -> tuple[str, ...]:
     """The Python modules named in ``$REUSE_TRUSTED_MODULES`` (separated by commas or spaces), in order."""
     raw = os.environ.get(ENV_TRUSTED_MODULES, "")
     return tuple(dict.fromkeys(m for m in re.split(r"[,\s]+", raw) if m))
+
+
+def assumed_missing(package: str) -> bool:
+    """Whether ``$REUSE_ASSUME_MISSING`` (names separated by commas or spaces) names ``package``: an optional
+    package (onnx, onnxruntime, tf2onnx, boto3, ray) reuse then treats as not installed, to show what an
+    install without its extra does."""
+    return package in re.split(r"[,\s]+", os.environ.get(ENV_ASSUME_MISSING, ""))
+
+
+def import_optional(module: str) -> ModuleType:
+    """``import module`` for an optional package, which may be absent (or named in ``$REUSE_ASSUME_MISSING``).
+
+    Raises:
+        ModuleNotFoundError: it is not installed, or assumed not to be.
+    """
+    if assumed_missing(module.partition(".")[0]):
+        raise ModuleNotFoundError(f"No module named {module!r} ({ENV_ASSUME_MISSING} names it)", name=module)
+    return importlib.import_module(module)
 
 
 def env_number(name: str, default: float, unit: str, *, zero_ok: bool) -> float:

@@ -68,7 +68,8 @@ class ModelRef:
         if sep:
             version = parse_version(ver)
             if version is None:
-                raise InvalidName(f"invalid version in {echo(str(text))}: expected a positive integer after ':'")
+                raise InvalidName(f"invalid version in {echo(str(text))}: expected a positive integer "
+                                  "after ':'")
         return cls(check_name(name), version)
 
     def __str__(self) -> str:

@@ -1,4 +1,5 @@
-"""Preprocessing specs: what a built model does to raw pixels before its reused layers (``build --preprocess``).
+"""Preprocessing specs: what a built model does to raw pixels before its reused layers
+(``build --preprocess``).
 
 Grammar (see docs/building.md)::
 
@@ -69,7 +70,9 @@ FAMILY_PRESETS: dict[str, str] = {
     "xception": "tf", "inception_v3": "tf", "inception_resnet_v2": "tf",
     "nasnet": "tf", "nasnet_mobile": "tf", "nasnet_large": "tf",
 }
-EXAMPLES = "tf, caffe, torch, none, mobilenet_v2, resnet50, rescale:1/255, normalize:0.5:0.25 or bgr+rescale:1/255"
+EXAMPLES = (
+    "tf, caffe, torch, none, mobilenet_v2, resnet50, rescale:1/255, normalize:0.5:0.25 or bgr+rescale:1/255"
+)
 
 Op = tuple[str, tuple[float, ...]]  # ("mul" | "div" | "add" | "sub", per-channel values) or ("bgr", ())
 OP_NAMES = ("mul", "div", "add", "sub", "bgr")
@@ -135,7 +138,8 @@ def spec_from_dict(d: Any) -> PreprocessSpec:
         InvalidInput: not that shape, an unknown operation, or values that are not finite numbers.
     """
     if not isinstance(d, dict) or not isinstance(d.get("ops"), list):
-        raise InvalidInput(f"preprocessing record {echo(d)}: expected {{'spec': TEXT, 'ops': [[NAME, VALUES]]}}")
+        raise InvalidInput(f"preprocessing record {echo(d)}: expected {{'spec': TEXT, 'ops': [[NAME, "
+                           f"VALUES]]}}")
     ops = []
     for item in d["ops"]:
         if not (isinstance(item, (list, tuple)) and len(item) == 2 and item[0] in OP_NAMES
@@ -163,11 +167,11 @@ def _number(text: str, step: str) -> tuple[str, float]:
     try:
         value = float(t[2:] if divide else t)
     except ValueError:
-        raise InvalidInput(f"invalid number {echo(text)} in preprocessing step {echo(step)}: expected e.g. 0.5 "
-                           "or 1/255") from None
+        raise InvalidInput(f"invalid number {echo(text)} in preprocessing step {echo(step)}: expected "
+                           "e.g. 0.5 or 1/255") from None
     if not math.isfinite(value) or (divide and value == 0):
-        raise InvalidInput(f"invalid number {echo(text)} in preprocessing step {echo(step)}: expected a finite "
-                           "number (and no division by zero)")
+        raise InvalidInput(f"invalid number {echo(text)} in preprocessing step {echo(step)}: expected "
+                           "a finite number (and no division by zero)")
     return ("div" if divide else "mul"), value
 
 

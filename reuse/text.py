@@ -1,4 +1,5 @@
-"""Plain-text formatting shared by the CLI, the quickstart and error messages: tables, sizes, shapes, echoed values (no Click)."""
+"""Plain-text formatting shared by the CLI, the quickstart and error messages: tables, sizes, shapes, echoed
+values, an exception's first line (no Click)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, right: Seque
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     lines = []
     for r in cells:
-        parts = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))]
+        parts = [
+            c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        ]
         lines.append("  ".join(parts).rstrip())
     return "\n".join(lines)
 
@@ -48,6 +51,16 @@ def short_time(iso: str | None) -> str:
     if not iso:
         return "-"
     return iso.replace("T", " ")[:19]
+
+
+def first_line(exc: BaseException, *, named: bool = False) -> str:
+    """The first line of an exception's message (Keras' and others' run on for many lines), or its type's
+    name when the message is empty; ``named``: after the type's name, e.g. ``ValueError: bad value``."""
+    lines = str(exc).strip().splitlines()
+    if not lines:
+        return type(exc).__name__
+    line = lines[0].rstrip()
+    return f"{type(exc).__name__}: {line}" if named else line
 
 
 def cut(text: str, limit: int) -> str:

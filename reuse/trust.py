@@ -26,7 +26,7 @@ from typing import Any
 from reuse.config import ENV_TRUSTED_MODULES, env_trusted_modules
 from reuse.errors import InvalidInput, UntrustedClass
 from reuse.keras_compat import keras_class
-from reuse.text import echo
+from reuse.text import echo, first_line
 
 OWN_PACKAGES = ("keras", "reuse")  # classes defined here are always allowed
 # Our modules that register Keras classes ("reuse>Maxout"), imported before a name of ours is looked up: a
@@ -52,9 +52,8 @@ def _import(name: str, origin: str) -> None:
     # A trusted module is the operator's own code and may fail in any way while it is imported; that must
     # be one clear error naming the module, not a traceback, so every exception is caught here.
     except Exception as exc:  # noqa: BLE001
-        first = str(exc).splitlines()[0] if str(exc) else ""
         raise InvalidInput(f"trusted module {name!r} ({origin}) raised {type(exc).__name__} while it was "
-                           f"imported: {echo(first, 200)}") from exc
+                           f"imported: {echo(first_line(exc), 200)}") from exc
 
 
 def trust_modules(names: Iterable[str], origin: str = "--trust-module") -> tuple[str, ...]:
@@ -170,13 +169,21 @@ def check_config(config: Any, what: str, *, model: bool = True, entry: bool = Tr
             continue
         cls_name = obj.get("class_name")
         inner = obj.get("config")
-        entry_name = (obj.get("name") or (inner.get("name") if isinstance(inner, dict) else None)) if is_entry \
+        entry_name = (
+            (obj.get("name") or (inner.get("name") if isinstance(inner, dict) else None))
+            if is_entry
             else None
+        )
         here = f"layer {echo(entry_name, 80)}" if isinstance(entry_name, str) else where
         if isinstance(cls_name, str) and "config" in obj and not cls_name.startswith("__"):
             found = _resolve(obj, cls_name, allowed, what, here)
-            if is_entry and found is not None and not (isinstance(found, type) and issubclass(found, keras.Operation)):
-                raise InvalidInput(f"{what}: {here} names {_label(obj)}, which is not a Keras layer or operation")
+            if (
+                is_entry
+                and found is not None
+                and not (isinstance(found, type) and issubclass(found, keras.Operation))
+            ):
+                raise InvalidInput(f"{what}: {here} names {_label(obj)}, which is not a Keras layer or "
+                                   "operation")
         for key, value in obj.items():
             if isinstance(value, (dict, list)):
                 stack.append((value, depth + 1, key == "layers" and isinstance(value, list), here))
@@ -223,8 +230,8 @@ def _resolve(entry: dict[str, Any], cls_name: str, allowed: tuple[str, ...], wha
             return keras.Model
         found = keras_class(module, cls_name)
         if found is None:
-            raise InvalidInput(f"{what}: {here} uses {_label(entry)}, which Keras {keras.__version__} does not "
-                               "define (saved by another Keras version?)")
+            raise InvalidInput(f"{what}: {here} uses {_label(entry)}, which Keras {keras.__version__} "
+                               "does not define (saved by another Keras version?)")
         return found
     if module is None and cls_name in MODEL_CLASS_NAMES | {"InputLayer"}:
         return keras.Model if cls_name in MODEL_CLASS_NAMES else keras.layers.InputLayer

@@ -22,7 +22,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--epochs", type=int, default=example.EPOCHS)
     p.add_argument("--seed", type=int, default=example.SEED)
-    p.add_argument("--root", type=Path, default=example.repo_root(), help="folder holding models/ (default: repo)")
+    p.add_argument("--root", type=Path, default=example.repo_root(),
+                   help="folder holding models/ (default: repo)")
     args = p.parse_args()
     made = example.make_example_model(args.root, epochs=args.epochs, seed=args.seed)
     size = made.path.stat().st_size

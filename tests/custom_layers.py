@@ -1,6 +1,6 @@
 """Keras classes of a user's own module, for the tests of ``--trust-module``: the keras.io
-TokenAndPositionEmbedding layer, a Scale layer, a functional subclass of keras.Model (a graph built in ``__init__``, as
-KerasHub backbones are) and a subclassed model (its own ``call``, no graph). Imported as
+TokenAndPositionEmbedding layer, a Scale layer, a functional subclass of keras.Model (a graph built in
+``__init__``, as KerasHub backbones are) and a subclassed model (its own ``call``, no graph). Imported as
 ``tests.custom_layers``, the name a test trusts."""
 
 from __future__ import annotations

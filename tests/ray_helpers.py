@@ -38,7 +38,8 @@ def has_ray() -> bool:
     return True
 
 
-needs_ray = pytest.mark.skipif(not has_ray(), reason="the ray extra is not installed (pip install 'reuse[ray]')")
+needs_ray = pytest.mark.skipif(not has_ray(),
+                               reason="the ray extra is not installed (pip install 'reuse[ray]')")
 
 
 def ray_env() -> dict[str, str]:
@@ -102,7 +103,9 @@ def ray_head(cpus: int = 2) -> Iterator[Head]:
         end = time.monotonic() + START_TIMEOUT
         while "--block" not in log.read_text():  # printed once the node is up
             assert proc.poll() is None, f"ray start exited {proc.returncode}:\n{log.read_text()[-3000:]}"
-            assert time.monotonic() < end, f"ray start not up in {START_TIMEOUT} s:\n{log.read_text()[-3000:]}"
+            assert time.monotonic() < end, (
+                f"ray start not up in {START_TIMEOUT} s:\n{log.read_text()[-3000:]}"
+            )
             time.sleep(0.2)
         yield head
     finally:

@@ -38,12 +38,13 @@ def flip_byte(path: Path, dataset: str, at: int = 0) -> None:
         fh.write(bytes([b[0] ^ 0x40]))
 
 
-def concurrent_registers(root: str, name: str, per_process: int, processes: int, env: dict[str, str] | None = None,
-                         timeout: float = 300) -> list[str]:
+def concurrent_registers(root: str, name: str, per_process: int, processes: int,
+                         env: dict[str, str] | None = None, timeout: float = 300) -> list[str]:
     """Start ``processes`` store_worker.py registrations of ``per_process`` versions each at once on
     ``root`` (a folder or an s3:// URL); return every reference they printed."""
-    procs = [subprocess.Popen([sys.executable, str(WORKER), "register", root, name, str(per_process)], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(processes)]
+    procs = [subprocess.Popen([sys.executable, str(WORKER), "register", root, name, str(per_process)],
+                              env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(processes)]
     refs: list[str] = []
     for p in procs:
         out, err = p.communicate(timeout=timeout)

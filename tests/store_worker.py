@@ -4,7 +4,8 @@
     python store_worker.py forever ROOT NAME          print "ready", then register a ~24 MB model in a loop
     python store_worker.py stall URL NAME             (s3://) register a ~24 MB model in 8 MiB parts; print
                                                       "uploading" once the first part is sent, then hang
-    python store_worker.py legacy OUT_DIR             write tf.keras 2 .h5 files (run with TF_USE_LEGACY_KERAS=1)
+    python store_worker.py legacy OUT_DIR             write tf.keras 2 .h5 files (run with
+    TF_USE_LEGACY_KERAS=1)
 """
 
 from __future__ import annotations

@@ -72,7 +72,9 @@ def import_graph(package_dir: Path = PACKAGE) -> dict[str, set[str]]:
                 edges |= {a.name for a in node.names if a.name in paths}
             elif isinstance(node, ast.ImportFrom):
                 base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
-                source = (f"{base}.{node.module}" if node.module else base) if node.level else node.module or ""
+                source = (
+                    (f"{base}.{node.module}" if node.module else base) if node.level else node.module or ""
+                )
                 subs = {f"{source}.{a.name}" for a in node.names}
                 edges |= subs & paths.keys()
                 if not subs <= paths.keys() and source in paths:
@@ -138,10 +140,13 @@ def test_the_rule_sees_the_whole_package():
 @pytest.mark.parametrize("path", CORE, ids=_relative)
 def test_core_imports_no_transport_and_no_adapter(path):
     bad = [n for n in imports_of(path) if _hits(n, TRANSPORT + ADAPTER_MODULES + FACADE_MODULES)]
-    assert not bad, f"reuse/{_relative(path)} imports {sorted(set(bad))}; the core must not (docs/architecture.md)"
+    assert not bad, (
+        f"reuse/{_relative(path)} imports {sorted(set(bad))}; the core must not (docs/architecture.md)"
+    )
 
 
-@pytest.mark.parametrize("path", [p for p in _modules() if not _relative(p).startswith(("cli/", "__main__.py"))],
+@pytest.mark.parametrize("path",
+                         [p for p in _modules() if not _relative(p).startswith(("cli/", "__main__.py"))],
                          ids=_relative)
 def test_only_the_cli_imports_click(path):
     bad = [n for n in imports_of(path) if _hits(n, ("click", "reuse.cli"))]
@@ -151,7 +156,8 @@ def test_only_the_cli_imports_click(path):
 BACKEND_LIBRARIES = ("tensorflow", "jax", "jaxlib")
 
 
-@pytest.mark.parametrize("path", [p for p in _modules() if not _relative(p).startswith("backend/")], ids=_relative)
+@pytest.mark.parametrize("path",
+                         [p for p in _modules() if not _relative(p).startswith("backend/")], ids=_relative)
 def test_only_the_backend_seam_imports_a_backend_library(path):
     bad = [n for n in imports_of(path) if _hits(n, BACKEND_LIBRARIES)]
     assert not bad, (f"reuse/{_relative(path)} imports {sorted(set(bad))}; backend-specific code belongs in "
@@ -247,7 +253,9 @@ def test_the_private_api_check_finds_a_private_attribute_and_keras_src(tmp_path)
 
 def test_no_import_cycles_between_modules():
     found = cycles(import_graph())
-    assert not found, f"import cycles under reuse/: {[sorted(c) for c in found]}; break them (docs/architecture.md)"
+    assert not found, (
+        f"import cycles under reuse/: {[sorted(c) for c in found]}; break them (docs/architecture.md)"
+    )
 
 
 def test_the_cycle_check_finds_a_cycle_hidden_in_a_function(tmp_path):
@@ -329,4 +337,5 @@ def test_the_order_check_finds_a_deliberate_upward_import(tmp_path):
     assert upward_imports(copy) == []
     with (copy / "store" / "meta.py").open("a", encoding="utf-8") as f:
         f.write("\n\ndef _late():\n    from reuse.serving import engine\n    return engine\n")
-    assert upward_imports(copy) == ["reuse.store.meta -> reuse.serving", "reuse.store.meta -> reuse.serving.engine"]
+    assert upward_imports(copy) == ["reuse.store.meta -> reuse.serving",
+                                    "reuse.store.meta -> reuse.serving.engine"]

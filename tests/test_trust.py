@@ -41,7 +41,8 @@ def tokens_model() -> keras.Model:
     x = TokenAndPositionEmbedding(6, 30, 8, name="tok_pos")(tokens)
     x = layers.Dense(8, activation="relu", name="mix")(x)
     x = layers.LayerNormalization(name="norm")(x + layers.Dense(8, name="ff")(x))
-    return keras.Model(tokens, layers.Dense(2, activation="softmax", name="cls")(ops.mean(x, axis=1)), name="tok")
+    return keras.Model(tokens,
+                       layers.Dense(2, activation="softmax", name="cls")(ops.mean(x, axis=1)), name="tok")
 
 
 def lambda_model() -> keras.Model:
@@ -99,8 +100,8 @@ def cli_run(monkeypatch):
 
 # -- which classes a config may name: (entry, trusted modules, None or the error's type and text) ----
 def _layer(module, cls, registered=None, **config):
-    return {"module": module, "class_name": cls, "registered_name": registered, "config": {"name": "x", **config},
-            "name": "x", "inbound_nodes": []}
+    return {"module": module, "class_name": cls, "registered_name": registered,
+            "config": {"name": "x", **config}, "name": "x", "inbound_nodes": []}
 
 
 CLASS_CASES = [
@@ -111,10 +112,12 @@ CLASS_CASES = [
     ({"class_name": "reuse>Maxout", "config": {"name": "x", "units": 2}}, (), None),  # ours, legacy
     (_layer("keras.src.ops.numpy", "FancyOp", "FancyOp"), (), (InvalidInput, "which Keras")),
     (_layer("keras.optimizers", "Adam"), (), (InvalidInput, "not a Keras layer or operation")),
-    (_layer("tests.custom_layers", "Scale", "reuse_tests>Scale"), (), (UntrustedClass, "which is not trusted")),
+    (_layer("tests.custom_layers", "Scale", "reuse_tests>Scale"), (),
+     (UntrustedClass, "which is not trusted")),
     (_layer("tests.custom_layers", "Scale", "reuse_tests>Scale"), (MODULE,), None),
     (_layer("tests", "Scale", "reuse_tests>Scale"), ("tests",), None),  # a package covers its modules
-    (_layer("evil.mod", "Evil", "evil>Evil"), (MODULE,), (UntrustedClass, "neither Keras nor a trusted module")),
+    (_layer("evil.mod", "Evil", "evil>Evil"), (MODULE,),
+     (UntrustedClass, "neither Keras nor a trusted module")),
     (_layer("keras.layers", "Dense", kernel_initializer={"module": "evil", "class_name": "Init",
                                                           "registered_name": "evil>Init", "config": {}}),
      (), (UntrustedClass, "'evil>Init'")),  # nested objects are checked too
@@ -164,7 +167,8 @@ def test_a_custom_layer_loads_only_from_a_trusted_module(tmp_path, cli_run):
         build_network(store, "tok", "tok_pos|mix", classes=2, head="gap")
     with trusting([MODULE]):
         built = build_network(store, "tok", f"tok_pos|mix|ff|{add}|norm", head="gap", classes=2, seed=0)
-        _same(_cut(built.model, "norm").predict(TOKENS[:4], verbose=0), _cut(base, "norm").predict(TOKENS[:4], verbose=0))
+        _same(_cut(built.model, "norm").predict(TOKENS[:4], verbose=0),
+              _cut(base, "norm").predict(TOKENS[:4], verbose=0))
         _train_one_epoch_frozen(built, TOKENS)
         info = store.register(built.model, "tok-built", lineage=built.lineage)
         assert store.load(info.ref).get_layer("tok_pos").__class__ is TokenAndPositionEmbedding
@@ -178,11 +182,16 @@ def test_the_gap_rule_says_what_selecting_a_custom_layer_takes(tmp_path):
     h = Scale(name="scale")(layers.Dense(5, name="d1")(x))
     store = ModelStore(tmp_path / "store")
     store.register(keras.Model(x, layers.Dense(2, name="d2")(h)), "scaled")
-    with pytest.raises(IncompatibleShapes, match=r"select it too, e.g. --reuse 'd1\|d2\|scale', with --trust-module "
-                                                 r"naming the module that defines scale, or end the selection at d1"):
+    with pytest.raises(IncompatibleShapes,
+                       match=r"select it too, e.g. --reuse 'd1\|d2\|scale', with --trust-module "
+                                                 r"naming the module that defines scale, or end the "
+                                                 r"selection at d1"):
         build_network(store, "scaled", "d1|d2", classes=2)
     with trusting([MODULE]):
-        assert build_network(store, "scaled", "d1|d2|scale", classes=2).lineage["layers"][1]["class_name"] == "Scale"
+        assert (
+            build_network(store, "scaled", "d1|d2|scale", classes=2).lineage["layers"][1]["class_name"]
+            == "Scale"
+        )
 
 
 def test_grpc_uploads_use_only_the_classes_the_server_trusts(tmp_path):
@@ -195,13 +204,15 @@ def test_grpc_uploads_use_only_the_classes_the_server_trusts(tmp_path):
     server = start_in_thread(Service(tmp_path / "store"), ServerConfig(port=0))
     try:
         client = ReuseClient(server.target)
-        with pytest.raises(InvalidInput, match="uses class 'reuse_tests>TokenAndPositionEmbedding', defined in "
+        with pytest.raises(InvalidInput,
+                           match="uses class 'reuse_tests>TokenAndPositionEmbedding', defined in "
                                                "module 'tests.custom_layers', which is not trusted"):
             client.upload_model(tmp_path / "tok.keras", "tok")  # INVALID_ARGUMENT on the wire
         with trusting([MODULE]):  # as `reuse serve --trust-module tests.custom_layers` would
             assert client.upload_model(tmp_path / "tok.keras", "tok").ref == "tok:1"
             channel, inference, _ = stubs(server.target)
-            resp = inference.ModelInfer(infer_request(TOKENS[:2], model="tok", name="tokens", datatype="INT32"))
+            resp = inference.ModelInfer(infer_request(TOKENS[:2], model="tok", name="tokens",
+                                                      datatype="INT32"))
             assert tuple(resp.outputs[0].shape) == (2, 2)
             channel.close()
         client.close()
@@ -218,8 +229,8 @@ def test_our_functional_subclass_is_stored_as_its_graph(tmp_path, cli_run):
     assert info.model_class == "tests.custom_layers.TinyBackbone"
     assert store.model_config("tiny")["class_name"] == "Functional"
     add = next(r.name for r in layer_table(store, "tiny").rows if r.op)  # ops are named by a global counter
-    built = build_network(store, "tiny", f"stem|block1_conv|{add}|block1_bn|block2_conv", head="gap", classes=2,
-                          seed=0)
+    built = build_network(store, "tiny", f"stem|block1_conv|{add}|block1_bn|block2_conv", head="gap",
+                          classes=2, seed=0)
     assert [e["class_name"] for e in built.lineage["layers"] if e.get("op")] == ["Add"]
     _same(_cut(built.model, "block2_conv").predict(IMAGES[:3], verbose=0),
           _cut(base, "block2_conv").predict(IMAGES[:3], verbose=0))
@@ -239,11 +250,13 @@ def test_a_subclassed_model_is_refused_with_the_reason(tmp_path, cli_run):
     model = Subclassed()
     model(np.zeros((1, 3), "float32"))
     store = ModelStore(tmp_path / "store")
-    with pytest.raises(InvalidInput, match=r"a subclassed keras.Model with its own call\(\): its config holds no "
+    with pytest.raises(InvalidInput,
+                       match=r"a subclassed keras.Model with its own call\(\): its config holds no "
                                            r"layer graph, so its layers cannot be reused"):
         store.register(model, "sub")
     model.save(tmp_path / "sub.keras")
-    with trusting([MODULE]), pytest.raises(InvalidInput, match="subclassed keras.Model"):  # trusted: still no graph
+    # trusted: still no graph
+    with trusting([MODULE]), pytest.raises(InvalidInput, match="subclassed keras.Model"):
         store.register_file(tmp_path / "sub.keras", "sub")
     assert not store.names()
 
@@ -265,12 +278,13 @@ def test_keras_hub_backbones_are_stored_as_graphs_and_reused(hub, tmp_path):
     images = RNG.normal(size=(8, 32, 32, 3)).astype("float32")
     built = build_network(store, "hub-resnet", "conv1_.*|pool1_.*|stack0_.*", head="gap", classes=2, seed=0)
     end = built.lineage["exits"][0]["layer"]
-    _same(_cut(built.model, end).predict(images[:2], verbose=0), _cut(resnet, end).predict(images[:2], verbose=0))
+    _same(_cut(built.model, end).predict(images[:2], verbose=0),
+          _cut(resnet, end).predict(images[:2], verbose=0))
     _train_one_epoch_frozen(built, images)
     _serve_one(store, built, "resnet-built", images[:2])
 
-    bert = hub.models.BertBackbone(vocabulary_size=50, num_layers=2, num_heads=2, hidden_dim=16, intermediate_dim=32,
-                                   max_sequence_length=8)
+    bert = hub.models.BertBackbone(vocabulary_size=50, num_layers=2, num_heads=2, hidden_dim=16,
+                                   intermediate_dim=32, max_sequence_length=8)
     store.register(bert, "hub-bert")
     with pytest.raises(UntrustedClass, match="keras_hub"):  # its TransformerEncoder is KerasHub's code
         build_network(store, "hub-bert", "token_embedding|position_embedding|segment_embedding|embeddings_.*|"
@@ -285,7 +299,8 @@ def test_keras_hub_backbones_are_stored_as_graphs_and_reused(hub, tmp_path):
                                                               verbose=0)
         _same(got, _cut(bert, "transformer_layer_0").predict(inputs, verbose=0))
         tokens = [inputs[t.name] for t in built.model.inputs]
-        _train_one_epoch_frozen(built, {t.name: np.resize(inputs[t.name], (8, 6)) for t in built.model.inputs})
+        _train_one_epoch_frozen(built,
+                                {t.name: np.resize(inputs[t.name], (8, 6)) for t in built.model.inputs})
         _serve_one(store, built, "bert-built", tokens)
 
 
@@ -299,15 +314,17 @@ def test_lambda_models_take_unsafe_on_every_command_that_runs_them(tmp_path, cli
     cli_run("register", tmp_path / "lam.keras", "--name", "lam", "--unsafe", "--store", root)
     store = ModelStore(root)
     # the gap rule names the Lambda and says that selecting it needs --unsafe ...
-    with pytest.raises(IncompatibleShapes, match=r"select it too, e.g. --reuse 'd1\|d2\|twice', with --unsafe "
+    with pytest.raises(IncompatibleShapes,
+                       match=r"select it too, e.g. --reuse 'd1\|d2\|twice', with --unsafe "
                                                  r"\(twice runs Python code\), or end the selection at d1"):
         build_network(store, "lam", "d1|d2", classes=2)
     # ... which the build says too, and takes
-    r = cli_run("build", "lam2", "--from", "lam", "--reuse", "d1|d2|twice", "--classes", "2", "--store", root, code=1)
-    assert r.output == ("Error: layer twice is a Lambda layer, which runs arbitrary Python code; pass --unsafe "
-                        "(unsafe=True) to run it, only if you trust the model's source\n")
-    cli_run("build", "lam2", "--from", "lam", "--reuse", "d1|d2|twice", "--classes", "2", "--unsafe", "--seed",
-            "0", "--store", root)
+    r = cli_run("build", "lam2", "--from", "lam", "--reuse", "d1|d2|twice", "--classes", "2",
+                "--store", root, code=1)
+    assert r.output == ("Error: layer twice is a Lambda layer, which runs arbitrary Python code; pass "
+                        "--unsafe (unsafe=True) to run it, only if you trust the model's source\n")
+    cli_run("build", "lam2", "--from", "lam", "--reuse", "d1|d2|twice", "--classes", "2", "--unsafe",
+            "--seed", "0", "--store", root)
     x = RNG.normal(size=(8, 6)).astype("float32")
     with unsafe_code():
         _same(_cut(store.load("lam2"), "d2").predict(x, verbose=0), _cut(base, "d2").predict(x, verbose=0))
@@ -315,11 +332,12 @@ def test_lambda_models_take_unsafe_on_every_command_that_runs_them(tmp_path, cli
     data = str(tmp_path / "data.npz")
     r = cli_run("evaluate", "lam2", "--data", data, "--store", root, code=1)
     assert "Lambda layer(s) 'twice'" in r.output and "pass --unsafe" in r.output
-    assert "samples" in json.loads(cli_run("evaluate", "lam2", "--data", data, "--unsafe", "--json", "--store",
-                                           root).output)
+    assert "samples" in json.loads(cli_run("evaluate", "lam2", "--data", data, "--unsafe", "--json",
+                                           "--store", root).output)
     cli_run("train", "lam2", "--data", data, "--epochs", "1", "--unsafe", "--store", root)
     cli_run("predict", "lam2", "--data", data, "--unsafe", "--store", root)
-    r = cli_run("evaluate", "lam2", "--data", data, "--unsafe", "--server", "127.0.0.1:1", "--store", root, code=1)
+    r = cli_run("evaluate", "lam2", "--data", data, "--unsafe", "--server", "127.0.0.1:1",
+                "--store", root, code=1)
     assert r.output.startswith("Error: --trust-module and --unsafe apply to the models this process loads")
 
 
@@ -333,7 +351,8 @@ def test_an_operation_graph_in_a_legacy_h5_file_says_to_save_it_as_keras(tmp_pat
     model.save(tmp_path / "ops.h5")
     model.save(tmp_path / "ops.keras")
     store = ModelStore(tmp_path / "store")
-    with pytest.raises(InvalidInput, match=r"Keras cannot load it as a model \(if the model has operation nodes, "
+    with pytest.raises(InvalidInput,
+                       match=r"Keras cannot load it as a model \(if the model has operation nodes, "
                                            r"such as x \+ y or ops.\* calls, save it as .keras"):
         store.register_file(tmp_path / "ops.h5", "ops")
     assert store.register_file(tmp_path / "ops.keras", "ops").ref == "ops:1"
@@ -398,7 +417,8 @@ BAD_CONFIGS = [
 ]
 
 
-@pytest.mark.parametrize(("edit", "message"), BAD_CONFIGS, ids=[e.__name__.strip("_") for e, _ in BAD_CONFIGS])
+@pytest.mark.parametrize(("edit", "message"), BAD_CONFIGS,
+                         ids=[e.__name__.strip("_") for e, _ in BAD_CONFIGS])
 def test_bad_configs_are_one_clear_error_and_register_nothing(tmp_path, cli_run, edit, message):
     path = _keras_file(tmp_path, edit.__name__.strip("_"), edit)
     r = cli_run("register", path, "--name", "bad", "--store", tmp_path / "store", code=1)
@@ -410,14 +430,16 @@ def test_bad_configs_are_one_clear_error_and_register_nothing(tmp_path, cli_run,
 @pytest.mark.parametrize(("module", "message"), [
     ("no_such_module_here", "trusted module 'no_such_module_here' (--trust-module) cannot be imported: "
                             "No module named 'no_such_module_here'"),
-    ("tests.raising_module", "trusted module 'tests.raising_module' (--trust-module) raised RuntimeError while it "
+    ("tests.raising_module",
+     "trusted module 'tests.raising_module' (--trust-module) raised RuntimeError while it "
                              "was imported: 'this module cannot be imported (on purpose)'"),
     ("not a module", "invalid module name 'not a module' in --trust-module: expected a dotted Python module "
                      "name, e.g. my_package.layers"),
 ])
 def test_bad_trusted_modules_are_one_clear_error(tmp_path, cli_run, module, message):
     path = _keras_file(tmp_path, "ok", json.dumps)
-    r = cli_run("register", path, "--name", "ok", "--trust-module", module, "--store", tmp_path / "store", code=1)
+    r = cli_run("register", path, "--name", "ok", "--trust-module", module, "--store",
+                tmp_path / "store", code=1)
     assert r.output == f"Error: {message}\n"
     assert not ModelStore(tmp_path / "store").names()
 
@@ -426,9 +448,10 @@ def test_a_server_imports_its_trusted_modules_at_start(tmp_path):
     """`reuse serve` in its own process: $REUSE_TRUSTED_MODULES is imported before it listens, and a module
     that fails stops it with one line."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), ENV_TRUSTED_MODULES: "tests.raising_module"}
-    proc = subprocess.run([sys.executable, "-m", "reuse", "serve", "--port", "0", "--store", str(tmp_path / "s")],
+    proc = subprocess.run([sys.executable, "-m", "reuse", "serve", "--port", "0", "--store",
+                           str(tmp_path / "s")],
                           capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 1 and "listening" not in proc.stdout
     assert proc.stderr.strip().splitlines()[-1] == (
-        f"Error: trusted module 'tests.raising_module' (${ENV_TRUSTED_MODULES}) raised RuntimeError while it was "
-        "imported: 'this module cannot be imported (on purpose)'")
+        f"Error: trusted module 'tests.raising_module' (${ENV_TRUSTED_MODULES}) raised RuntimeError "
+        "while it was imported: 'this module cannot be imported (on purpose)'")

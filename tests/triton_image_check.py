@@ -20,6 +20,7 @@ images = np.array([data, data], dtype=np.object_)
 inp = grpcclient.InferInput(name, [2], "BYTES")
 inp.set_data_from_numpy(images)
 plain = client.infer(model, [inp], outputs=[grpcclient.InferRequestedOutput(out_name)]).as_numpy(out_name)
-top = client.infer(model, [inp], outputs=[grpcclient.InferRequestedOutput(out_name, class_count=k)]).as_numpy(out_name)
-print(json.dumps({"metadata": meta, "server": client.get_server_metadata(as_json=True), "output": plain.tolist(),
-                  "classification": [[x.decode() for x in row] for row in top]}))
+top = client.infer(model, [inp],
+                   outputs=[grpcclient.InferRequestedOutput(out_name, class_count=k)]).as_numpy(out_name)
+print(json.dumps({"metadata": meta, "server": client.get_server_metadata(as_json=True),
+                  "output": plain.tolist(), "classification": [[x.decode() for x in row] for row in top]}))

@@ -104,9 +104,9 @@ class AdviseConfig:
             check_ray(self.ray, self.ray_cpus, self.ray_gpus)
 
     def train_config(self) -> TrainConfig:
-        return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, optimizer=self.optimizer, lr=self.lr,
-                           early_stopping=self.patience, seed=self.seed, cache=self.cache, augment=self.augment,
-                           augment_views=self.augment_views)
+        return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, optimizer=self.optimizer,
+                           lr=self.lr, early_stopping=self.patience, seed=self.seed, cache=self.cache,
+                           augment=self.augment, augment_views=self.augment_views)
 
     @property
     def seed_list(self) -> tuple[int, ...]:
@@ -145,7 +145,8 @@ class Advice:
     plan: CandidatePlan | None = field(default=None, repr=False)
     job: Job | None = field(default=None, repr=False)
     kept: dict[Candidate, RunRecord] = field(default_factory=dict, repr=False)
-    # keep_weights="seeds": every finished seed of the recommendation, and the validation data they were scored on
+    # keep_weights="seeds": every finished seed of the recommendation, and the validation data they were
+    # scored on
     kept_seeds: list[RunRecord] = field(default_factory=list, repr=False)
     val_data: Dataset | None = field(default=None, repr=False)
     registered_ensemble: str | None = None
@@ -162,20 +163,20 @@ class Advice:
             "layers": list(r.extra.get("layers", ())), "mean": _finite(r.mean) if r.scores else None,
             "std": _finite(r.std) if r.scores else None, "scores": [_finite(s) for s in r.scores],
             "seeds": list(r.extra.get("seeds", ())), "seconds": round(r.seconds, 4),
-            "trainable_params": r.trainable_params if r.scores else None, "epochs_run": list(r.extra.get("epochs_run", ())),
-            "recommended": chosen,
+            "trainable_params": r.trainable_params if r.scores else None,
+            "epochs_run": list(r.extra.get("epochs_run", ())), "recommended": chosen,
         } | ({"base": r.extra["base"]} if "base" in r.extra else {})
 
     def to_dict(self) -> dict[str, Any]:
         rec = self.recommendation
         return {
             "base": self.base, "data": self.data, "val": self.val, "metric": self.metric,
-            "higher_is_better": self.higher_is_better, "samples": self.samples, "val_samples": self.val_samples,
-            "seeds": list(self.seeds), "jobs": self.jobs, "rows": [self.row_dict(r) for r in self.rows],
-            "recommendation": None if rec is None else {
+            "higher_is_better": self.higher_is_better, "samples": self.samples,
+            "val_samples": self.val_samples, "seeds": list(self.seeds), "jobs": self.jobs,
+            "rows": [self.row_dict(r) for r in self.rows], "recommendation": None if rec is None else {
                 "candidate": rec.choice.candidate.label, "depth": rec.choice.candidate.depth,
-                "finetune": rec.choice.candidate.finetune, "reuse_helps": rec.reuse_helps, "reason": rec.reason,
-                "mean": _finite(rec.choice.mean), "std": _finite(rec.choice.std)},
+                "finetune": rec.choice.candidate.finetune, "reuse_helps": rec.reuse_helps,
+                "reason": rec.reason, "mean": _finite(rec.choice.mean), "std": _finite(rec.choice.std)},
             "not_run": [{"candidate": c.label, "depth": c.depth, "finetune": c.finetune, "seeds": list(s)}
                         for c, s in self.not_run],
             "stopped": self.stopped, "seconds": round(self.seconds, 3), "output": self.output,
@@ -209,7 +210,8 @@ def resolve_output(head: HeadSpec, classes: int | None, regression: bool | int,
     return None, (True if y.shape[1] == 1 else int(y.shape[1]))
 
 
-def _validation(data: Dataset, val: Dataset | None, regression: bool, config: AdviseConfig) -> tuple[Dataset, Dataset]:
+def _validation(data: Dataset, val: Dataset | None,
+                regression: bool, config: AdviseConfig) -> tuple[Dataset, Dataset]:
     if val is not None:
         return data, val
     if regression:
@@ -229,10 +231,10 @@ class AdviceSetup:
 
 
 def prepare_advice(store: ModelStore, base_ref: str, data: Dataset, *, val: Dataset | None = None,
-                   head: HeadSpec | str | None = None, classes: int | None = None, regression: bool | int = False,
-                   depths: str | list[int] | None = None, scopes: list[str] | None = None, match: str = "full",
-                   blocks: str | None = None, config: AdviseConfig | None = None,
-                   keep_weights: bool = False) -> AdviceSetup:
+                   head: HeadSpec | str | None = None, classes: int | None = None,
+                   regression: bool | int = False, depths: str | list[int] | None = None,
+                   scopes: list[str] | None = None, match: str = "full", blocks: str | None = None,
+                   config: AdviseConfig | None = None, keep_weights: bool = False) -> AdviceSetup:
     """Every check :func:`advise` makes before training: the candidates (depths or scopes), the head and
     output layer, and the data against every candidate (each is built once). Arguments as :func:`advise`.
 
@@ -303,7 +305,8 @@ def advise(store: ModelStore, base_ref: str, data: Dataset, *, val: Dataset | No
         if isinstance(ev, RunRecorded):
             counted[0] += 1
             c = ev.candidate
-            emit(RunFinished(c.label, c.depth, c.finetune, ev.seed, ev.score, ev.seconds, counted[0], len(planned)))
+            emit(RunFinished(c.label, c.depth, c.finetune, ev.seed, ev.score, ev.seconds,
+                             counted[0], len(planned)))
         else:
             emit(ev)
 
@@ -312,9 +315,9 @@ def advise(store: ModelStore, base_ref: str, data: Dataset, *, val: Dataset | No
 
     budget = Budget(config.budget_minutes * 60.0 if config.budget_minutes else None)
     with tempfile.TemporaryDirectory(prefix="reuse-advise-") as tmp, ctx.cache:
-        sched = run_units(units, job, ctx, jobs=config.jobs, budget=budget, on_event=on_event, on_result=on_result,
-                          cancel=cancel, workdir=Path(tmp), ray=config.ray, ray_cpus=config.ray_cpus,
-                          ray_gpus=config.ray_gpus)
+        sched = run_units(units, job, ctx, jobs=config.jobs, budget=budget, on_event=on_event,
+                          on_result=on_result, cancel=cancel, workdir=Path(tmp), ray=config.ray,
+                          ray_cpus=config.ray_cpus, ray_gpus=config.ray_gpus)
     finished = {(r.candidate, r.seed) for r in records}
     missing: dict[Candidate, list[int]] = {}
     for c, s in planned:
@@ -329,7 +332,8 @@ def advise(store: ModelStore, base_ref: str, data: Dataset, *, val: Dataset | No
         if r.weights is not None:
             kept.setdefault(r.candidate, r)
     kept_seeds = [] if keep_weights != "seeds" or rec is None else sorted(
-        (r for r in records if r.candidate == rec.choice.candidate and r.weights is not None), key=lambda r: r.seed)
+        (r for r in records if r.candidate == rec.choice.candidate and r.weights is not None),
+        key=lambda r: r.seed)
     seconds = time.perf_counter() - t0
     not_run = [(c, tuple(missing[c])) for c in sorted(missing, key=lambda c: c.complexity)]
     failed = [f"{c.label}, seed {u.seed} failed: {why}" for u, why in sched.failed for c in u.candidates]
@@ -342,8 +346,8 @@ def advise(store: ModelStore, base_ref: str, data: Dataset, *, val: Dataset | No
     output = {"head": spec.to_string(), "classes": classes, "regression": regression}
     return Advice(plan.base, data.source, val_ds.source, metric, higher, len(train_ds), len(val_ds), seeds,
                   config.jobs, rows, rec, not_run, sched.stopped, seconds, output, settings,
-                  [*plan.notes, *failed, *_warnings(records, len(val_ds), higher)], plan=plan, job=job, kept=kept,
-                  kept_seeds=kept_seeds, val_data=val_ds if kept_seeds else None)
+                  [*plan.notes, *failed, *_warnings(records, len(val_ds), higher)], plan=plan, job=job,
+                  kept=kept, kept_seeds=kept_seeds, val_data=val_ds if kept_seeds else None)
 
 
 def _check_candidates(ctx: UnitContext, job: Job, plan: CandidatePlan) -> str:
@@ -391,6 +395,6 @@ def _warnings(records: list[RunRecord], n_val: int, higher: bool) -> list[str]:
     capped = [r for r in records if r.capped]
     if capped:
         names = [c.label for c in sorted({r.candidate for r in capped}, key=lambda c: c.complexity)]
-        out.append(f"{len(capped)} of {len(records)} run(s) used every epoch without early stopping and may be "
-                   f"undertrained ({', '.join(names)}): raise --epochs or --lr")
+        out.append(f"{len(capped)} of {len(records)} run(s) used every epoch without early stopping "
+                   f"and may be undertrained ({', '.join(names)}): raise --epochs or --lr")
     return out

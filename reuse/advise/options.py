@@ -12,7 +12,7 @@ from reuse.advise.advice import AdviseConfig
 from reuse.advise.plan import expand_blocks, split_scopes
 from reuse.advise.plot import check_plot_path
 from reuse.errors import InvalidInput
-from reuse.heads import HeadSpec, load_head_file, parse_head
+from reuse.heads import HeadSpec, read_head
 from reuse.store import check_name
 
 
@@ -25,10 +25,11 @@ class AdviseOptions:
     config: AdviseConfig
 
 
-def advise_options(*, head: str | None = None, head_file: str | None = None, scopes: str | list[str] | None = None,
-                   blocks: str | None = None, val: str | None = None, val_split: float | None = None,
-                   register: str | None = None, register_ensemble: str | None = None, plot: str | None = None,
-                   **config: Any) -> AdviseOptions:
+def advise_options(*, head: str | None = None, head_file: str | None = None,
+                   scopes: str | list[str] | None = None, blocks: str | None = None, val: str | None = None,
+                   val_split: float | None = None, register: str | None = None,
+                   register_ensemble: str | None = None,
+                   plot: str | None = None, **config: Any) -> AdviseOptions:
     """Check the options of one advice that need no data, and return them parsed.
 
     ``config`` holds :class:`AdviseConfig` field values (``None`` values are left at their defaults).
@@ -46,8 +47,6 @@ def advise_options(*, head: str | None = None, head_file: str | None = None, sco
             raise InvalidInput(f"--register-ensemble needs --seeds 2 or more; got --seeds {seeds}")
     if plot is not None:
         check_plot_path(plot)
-    if head is not None and head_file is not None:
-        raise InvalidInput("give either a head spec or a head file, not both")
     if val is not None and val_split is not None:
         raise InvalidInput("give validation data or a validation split, not both")
     if isinstance(scopes, str):
@@ -56,6 +55,6 @@ def advise_options(*, head: str | None = None, head_file: str | None = None, sco
         if scopes is not None:
             raise InvalidInput("give either scopes or a block pattern, not both")
         expand_blocks(blocks)  # a malformed pattern is refused before the data are read
-    spec = load_head_file(head_file) if head_file is not None else parse_head(head or "")
+    spec = read_head(head, head_file)
     given = {k: v for k, v in {**config, "val_split": val_split}.items() if v is not None}
     return AdviseOptions(head=spec, scopes=scopes, config=AdviseConfig(**given))

@@ -213,7 +213,8 @@ def expand_blocks(pattern: str) -> list[tuple[int, str]]:
     """
     example = "e.g. 'block_{1..16}_' for layers named block_1_..., block_2_..."
     if not isinstance(pattern, str):
-        raise InvalidInput(f"invalid block pattern {pattern!r}: expected a string with one {{LO..HI}} range, {example}")
+        raise InvalidInput(f"invalid block pattern {pattern!r}: expected a string with one {{LO..HI}} range, "
+                           f"{example}")
     ranges = list(_RANGE.finditer(pattern))
     if len(ranges) != 1:
         raise InvalidInput(f"invalid block pattern {pattern!r}: expected exactly one {{LO..HI}} range, "
@@ -223,8 +224,8 @@ def expand_blocks(pattern: str) -> list[tuple[int, str]]:
     if lo > hi:
         raise InvalidInput(f"invalid block range {{{lo}..{hi}}} in {pattern!r}: expected LO <= HI")
     if hi - lo + 1 > MAX_CANDIDATES:
-        raise InvalidInput(f"block pattern {pattern!r} gives {hi - lo + 1} candidates; at most {MAX_CANDIDATES} "
-                           "are allowed")
+        raise InvalidInput(f"block pattern {pattern!r} gives {hi - lo + 1} candidates; at most "
+                           f"{MAX_CANDIDATES} are allowed")
     head, tail = pattern[:m.start()], pattern[m.end():]
     return [(k, f"{head}{k}{tail}") for k in range(lo, hi + 1)]
 
@@ -297,22 +298,22 @@ def block_plans(names: Sequence[str], pattern: str, *, skip: Collection[str] = (
         members[k] = [n for n in names if n.startswith(prefix)]
         if not members[k]:
             shown = ", ".join(names[:40]) + (", ..." if len(names) > 40 else "")
-            raise NoLayersMatched(f"block {k} of {pattern!r}: no layer name starts with {prefix!r}; layers are: "
-                                  f"{shown}")
+            raise NoLayersMatched(f"block {k} of {pattern!r}: no layer name starts with {prefix!r}; "
+                                  f"layers are: {shown}")
         for n in members[k]:
             if n in owner:
-                raise InvalidInput(f"layer {n} is in block {owner[n]} ({dict(blocks)[owner[n]]!r}) and in block "
-                                   f"{k} ({prefix!r}) of {pattern!r}: end the pattern with the separator that "
-                                   "follows the number, e.g. 'block_{1..16}_'")
+                raise InvalidInput(f"layer {n} is in block {owner[n]} ({dict(blocks)[owner[n]]!r}) and "
+                                   f"in block {k} ({prefix!r}) of {pattern!r}: end the pattern with the "
+                                   "separator that follows the number, e.g. 'block_{1..16}_'")
             owner[n] = k
     keys = [k for k, _ in blocks]
     for a, b in zip(keys, keys[1:], strict=False):
         last_a = max(index[n] for n in members[a])
         first_b = min(index[n] for n in members[b])
         if first_b < last_a:
-            raise InvalidInput(f"blocks {a} and {b} of {pattern!r} interleave in the base: layer {names[first_b]} "
-                               f"of block {b} comes before layer {names[last_a]} of block {a}; give the "
-                               "candidates as --scopes instead")
+            raise InvalidInput(f"blocks {a} and {b} of {pattern!r} interleave in the base: layer "
+                               f"{names[first_b]} of block {b} comes before layer {names[last_a]} of block "
+                               f"{a}; give the candidates as --scopes instead")
     prefix_of = dict(blocks)
     block_prefix = {n: prefix_of[k] for n, k in owner.items()}
     with_prefix = _Prefixes(names)
@@ -331,12 +332,14 @@ def block_plans(names: Sequence[str], pattern: str, *, skip: Collection[str] = (
             if len(loose) <= MAX_PATTERN_LENGTH:
                 scope, layers = loose, select_layers(names, loose, match=match).matched
                 extra = [n for n in layers if n in skipped]
-                notes.append(f"block {k}'s candidate also reuses {len(extra)} layer(s) that are the identity at "
-                             f"inference ({', '.join(extra[:5])}{', ...' if len(extra) > 5 else ''}): listing the "
+                notes.append(f"block {k}'s candidate also reuses {len(extra)} layer(s) that are the "
+                             "identity at inference "
+                             f"({', '.join(extra[:5])}{', ...' if len(extra) > 5 else ''}): listing the "
                              f"layers without them passes the {MAX_PATTERN_LENGTH}-character pattern limit")
         if len(scope) > MAX_PATTERN_LENGTH:
-            raise InvalidInput(f"block {k} of {pattern!r}: its candidate's scope has {len(scope)} characters, more "
-                               f"than {MAX_PATTERN_LENGTH}; give the candidates as --scopes instead")
+            raise InvalidInput(f"block {k} of {pattern!r}: its candidate's scope has {len(scope)} "
+                               f"characters, more than {MAX_PATTERN_LENGTH}; give the candidates as "
+                               "--scopes instead")
         plans.append(DepthPlan(depth, scope, layers))
     return plans, notes
 
@@ -378,7 +381,9 @@ def plan_candidates(store: ModelStore, base_ref: str, *, depths: str | Sequence[
         if not chains:
             raise InvalidInput(f"{ref} has no layer with weights below its output layer: nothing to reuse")
         names = parse_architecture(store.model_config(ref)).names
-        plans = {k: DepthPlan(k, depth_scope(names, layers), layers) for k, layers in enumerate(chains, start=1)}
+        plans = {
+            k: DepthPlan(k, depth_scope(names, layers), layers) for k, layers in enumerate(chains, start=1)
+        }
         what = f"{ref} ({len(chains)} reusable layer(s) with weights)"
     max_depth = len(plans)
     chosen = parse_depths(depths, max_depth, what)

@@ -21,7 +21,8 @@ def check_plot_path(path: str | os.PathLike[str]) -> Path:
     """
     p = Path(path)
     if p.suffix.lower() not in FORMATS:
-        raise InvalidInput(f"{p}: unknown plot format {p.suffix or '(none)'!r}; expected {', '.join(FORMATS)}")
+        raise InvalidInput(f"{p}: unknown plot format {p.suffix or '(none)'!r}; expected "
+                           f"{', '.join(FORMATS)}")
     if not p.parent.is_dir():
         raise InvalidInput(f"{p}: folder {p.parent} does not exist")
     return p
@@ -57,7 +58,8 @@ def plot_advice(advice: Advice, path: str | os.PathLike[str]) -> Path:
         rec = advice.recommendation
         if rec is not None:
             ax.plot([rec.choice.candidate.depth], [rec.choice.mean], marker="*", markersize=16, color="gold",
-                    markeredgecolor="black", linestyle="none", label=f"recommended: {rec.choice.candidate.label}")
+                    markeredgecolor="black", linestyle="none",
+                    label=f"recommended: {rec.choice.candidate.label}")
         depths = sorted({r.candidate.depth for r in advice.rows})
         ax.set_xticks(depths)
         ax.set_xlabel("reused layers (depth)")

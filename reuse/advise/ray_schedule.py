@@ -1,16 +1,17 @@
 """Advisor units as Ray tasks (``reuse advise --ray local|ADDRESS``); needs the ``ray`` extra.
 
 ``local`` starts a Ray instance on this machine (node address 127.0.0.1, no dashboard) and stops it
-afterwards (Ray's own servers still listen on every interface: see docs/scale-out.md); an address (``HOST:PORT`` or ``ray://HOST:PORT``) joins a running cluster, whose workers
-must see the store at the same path (a shared folder). What each task reads, and from where: arrays
-in memory (a built-in set, a CSV, data small enough for the memory budget) go to Ray's object store
-once per advice and every task reads them from there; data read from files (an image folder, an .npy,
-an .h5, a large .npz) goes as its paths, so every node must see those files at the same paths, and each
-task reads the batches it needs from them. Each worker process keeps its own frozen-feature cache (in
-memory, or in its node's temporary folder), shared by the tasks it runs for one advice. Each unit is one task asking for
-``cpus`` CPUs (and ``gpus`` GPUs); it sends back the same :class:`~reuse.advise.runner.UnitResult` as a
-local worker process. Tasks are not retried: a worker that dies (out of memory, killed, node lost)
-becomes a failed unit, reported as such, and the advice goes on with the others.
+afterwards (Ray's own servers still listen on every interface: see docs/scale-out.md); an address
+(``HOST:PORT`` or ``ray://HOST:PORT``) joins a running cluster, whose workers must see the store at the same
+path (a shared folder). What each task reads, and from where: arrays in memory (a built-in set, a CSV, data
+small enough for the memory budget) go to Ray's object store once per advice and every task reads them from
+there; data read from files (an image folder, an .npy, an .h5, a large .npz) goes as its paths, so every node
+must see those files at the same paths, and each task reads the batches it needs from them. Each worker
+process keeps its own frozen-feature cache (in memory, or in its node's temporary folder), shared by the tasks
+it runs for one advice. Each unit is one task asking for ``cpus`` CPUs (and ``gpus`` GPUs); it sends back the
+same :class:`~reuse.advise.runner.UnitResult` as a local worker process. Tasks are not retried: a worker that
+dies (out of memory, killed, node lost) becomes a failed unit, reported as such, and the advice goes on with
+the others.
 
 Cancellation goes through a small actor that workers poll at most every :data:`STOP_POLL_SECONDS`
 seconds; a worker that sees it returns the runs it finished. Per-epoch progress comes back through the
@@ -34,7 +35,9 @@ from contextlib import contextmanager
 from typing import Any
 
 from reuse.advise.runner import Job, RunRecorded, Unit, UnitContext, UnitResult, run_unit
+from reuse.config import import_optional
 from reuse.errors import FailedPrecondition, InvalidInput, ReuseError
+from reuse.text import first_line
 
 POLL_SECONDS = 0.1
 STOP_POLL_SECONDS = 0.5
@@ -62,10 +65,9 @@ def check_ray(address: str | None, cpus: float = 1.0, gpus: float = 0.0) -> None
 def _import_ray() -> Any:
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
     try:
-        import ray
+        return import_optional("ray")
     except ImportError as exc:
         raise FailedPrecondition(INSTALL_HINT) from exc
-    return ray
 
 
 @contextmanager
@@ -84,7 +86,8 @@ def connected(address: str, cpus: int) -> Iterator[Any]:
         try:
             ray.init(address=address, logging_level="WARNING", log_to_driver=False, configure_logging=False)
         except (ConnectionError, RuntimeError, ray.exceptions.AuthenticationError) as exc:
-            raise FailedPrecondition(f"cannot join the Ray cluster at {address}: {exc}{_auth_hint()}") from exc
+            raise FailedPrecondition(f"cannot join the Ray cluster at {address}: "
+                                     f"{exc}{_auth_hint()}") from exc
     try:
         yield ray
     finally:
@@ -96,7 +99,8 @@ def _auth_hint() -> str:
     if os.environ.get("RAY_AUTH_MODE", "").lower() == "token":
         return ""
     return ("; if the cluster uses token authentication (Ray's default), run with RAY_AUTH_MODE=token and "
-            "its token in RAY_AUTH_TOKEN (or the file ~/.ray/auth_token, or the file named by RAY_AUTH_TOKEN_PATH)")
+            "its token in RAY_AUTH_TOKEN (or the file ~/.ray/auth_token, or the file named by "
+            "RAY_AUTH_TOKEN_PATH)")
 
 
 class _Channel:
@@ -120,7 +124,8 @@ class _Channel:
 
 
 class _RemoteStop:
-    """``cancel`` for :func:`run_unit` inside a task: asks the channel at most every few tenths of a second."""
+    """``cancel`` for :func:`run_unit` inside a task: asks the channel at most every few tenths of a
+    second."""
 
     def __init__(self, channel: Any) -> None:
         self.channel, self.seen, self.at = channel, False, 0.0
@@ -230,7 +235,7 @@ def run_units_ray(units: Sequence[Unit], job: Job, ctx: UnitContext, *, address:
                             out.failed.append((unit, f"{type(exc.cause).__name__}: {exc.cause}"))
                         continue
                     except ray.exceptions.RayError as exc:  # the worker or its node died
-                        out.failed.append((unit, _first_line(exc)))
+                        out.failed.append((unit, first_line(exc, named=True)))
                         continue
                     finish(result)
         finally:
@@ -240,8 +245,3 @@ def run_units_ray(units: Sequence[Unit], job: Job, ctx: UnitContext, *, address:
             drain()
     out.not_run = list(pending)
     return out
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")

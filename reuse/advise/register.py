@@ -29,7 +29,8 @@ def rebuild_choice(store: ModelStore, advice: Advice, run: Any = None) -> tuple[
     cand = rec.choice.candidate
     run = run or advice.kept.get(cand)
     if run is None or run.weights is None:
-        raise FailedPrecondition(f"the weights of {cand.label} were not kept; run the advice with keep_weights")
+        raise FailedPrecondition(f"the weights of {cand.label} were not kept; run the advice with "
+                                 "keep_weights")
     plan = advice.plan.plans[cand.depth]
     ctx = UnitContext(store, None, None)  # type: ignore[arg-type]  # building reads only the store
     model, lineage = build_candidate(ctx, advice.job, Unit(cand.depth, plan.scope, run.seed, False))
@@ -80,7 +81,8 @@ def register_choice(store: ModelStore, advice: Advice, name: str, *, data: str, 
 
 
 def register_ensemble_choice(store: ModelStore, advice: Advice, name: str, *, data: str, val: str | None,
-                             description: str | None = None, class_names: list[str] | None = None) -> ModelInfo:
+                             description: str | None = None,
+                             class_names: list[str] | None = None) -> ModelInfo:
     """Register every kept seed of the recommended candidate (``advice.kept_seeds``, from
     ``keep_weights="seeds"``) as versions of ``name``, as :func:`register_choice` does for one, then their
     averaged-output ensemble (reuse.ensemble) as the next version, scored on the advisor's validation data.
@@ -97,8 +99,9 @@ def register_ensemble_choice(store: ModelStore, advice: Advice, name: str, *, da
     if advice.recommendation is None:
         raise FailedPrecondition("no candidate finished, so there is nothing to register")
     if len(runs) < 2:
-        raise FailedPrecondition(f"an ensemble needs two or more seeds of {advice.recommendation.choice.candidate.label}; "
-                                 f"{len(runs)} finished with their weights kept (advise with --seeds 2 or more)")
+        raise FailedPrecondition("an ensemble needs two or more seeds of "
+                                 f"{advice.recommendation.choice.candidate.label}; {len(runs)} finished with "
+                                 "their weights kept (advise with --seeds 2 or more)")
     refs = [register_choice(store, advice, name, data=data, val=val, description=description,
                             class_names=class_names, run=run).ref for run in runs]
     built = build_ensemble(store, refs, name=name, data=advice.val_data)
@@ -117,8 +120,9 @@ def register_advice(store: ModelStore, advice: Advice, *, register: str | None, 
     if advice.recommendation is None or advice.stopped == "cancelled":
         return
     if register is not None:
-        advice.registered = register_choice(store, advice, register, data=data, val=val, description=description,
-                                            class_names=class_names).ref
+        advice.registered = register_choice(store, advice, register, data=data, val=val,
+                                            description=description, class_names=class_names).ref
     if register_ensemble is not None:
-        advice.registered_ensemble = register_ensemble_choice(store, advice, register_ensemble, data=data, val=val,
-                                                              description=description, class_names=class_names).ref
+        advice.registered_ensemble = register_ensemble_choice(store, advice, register_ensemble, data=data,
+                                                              val=val, description=description,
+                                                              class_names=class_names).ref

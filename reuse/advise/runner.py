@@ -102,7 +102,8 @@ class UnitContext:
     the frozen-feature cache the units share (``cache``; default one of this process, in memory or a
     temporary folder: :class:`reuse.train.features.FeatureCache`)."""
 
-    def __init__(self, store: ModelStore, train: Dataset, val: Dataset, cache: FeatureCache | None = None) -> None:
+    def __init__(self, store: ModelStore, train: Dataset, val: Dataset,
+                 cache: FeatureCache | None = None) -> None:
         self.store, self.train, self.val = store, train, val
         self.cache = cache if cache is not None else FeatureCache()
 
@@ -157,7 +158,8 @@ def _record(job: Job, cand: Candidate, seed: int, result: Any, model: Any, secon
     return RunRecord(cand, seed, metrics.get(job.metric, float("nan")), metrics, seconds, epochs, params,
                      bool(result.diverged), history if job.keep_weights else None,
                      [np.array(w) for w in model.get_weights()] if job.keep_weights else None, layers,
-                     tuple(result.unfrozen), result.epochs_run >= result.config.epochs and not result.diverged)
+                     tuple(result.unfrozen),
+                     result.epochs_run >= result.config.epochs and not result.diverged)
 
 
 def _joined(a: dict[str, list[float]], b: dict[str, list[float]]) -> dict[str, list[float]]:
@@ -203,10 +205,11 @@ def run_unit(ctx: UnitContext, job: Job, unit: Unit, *, progress: Progress | Non
         for cand in rest:
             r2 = finetune(model, exact_scope(reused), ctx.train, cfg.with_(lr=job.finetune_lr), val=ctx.val,
                           progress=relay(cand), cancel=cancel,
-                          phase=Phase("finetune", label=f"{cand.label}, seed {unit.seed}"), features=ctx.cache)
+                          phase=Phase("finetune", label=f"{cand.label}, seed {unit.seed}"),
+                          features=ctx.cache)
             params = count_trainable(model, _bn_extra(model, r2.bn_inference))
-            done(_record(job, cand, unit.seed, r2, model, time.perf_counter() - t0, r1.epochs_run + r2.epochs_run,
-                         params, _joined(r1.history, r2.history), reused))
+            done(_record(job, cand, unit.seed, r2, model, time.perf_counter() - t0,
+                         r1.epochs_run + r2.epochs_run, params, _joined(r1.history, r2.history), reused))
     except Cancelled:
         out.cancelled = True
     out.seconds = time.perf_counter() - t0

@@ -114,8 +114,8 @@ def for_name(name: str) -> Backend:
     elif name == "jax":
         from reuse.backend import jax as module
     else:
-        raise FailedPrecondition(f"Keras backend {name!r} is not supported; supported: {', '.join(SUPPORTED)} "
-                                 "(set KERAS_BACKEND)")
+        raise FailedPrecondition(f"Keras backend {name!r} is not supported; supported: "
+                                 f"{', '.join(SUPPORTED)} (set KERAS_BACKEND)")
     return module  # type: ignore[return-value]  # a module satisfies the Protocol structurally
 
 

@@ -41,5 +41,6 @@ class CompiledForward:
         if not self.polymorphic:
             padded = bucket(rows, self.max_rows)
             if padded != rows:
-                arrays = [np.concatenate([a, np.zeros((padded - rows, *a.shape[1:]), a.dtype)]) for a in arrays]
+                arrays = [np.concatenate([a,
+                                          np.zeros((padded - rows, *a.shape[1:]), a.dtype)]) for a in arrays]
         return [np.asarray(o)[:rows] for o in self._fn(list(arrays))]

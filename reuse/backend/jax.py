@@ -34,7 +34,8 @@ EAGER_ONE_SHOT = False
 def stateless_forward(forward: Forward, variables: list[Any], values: list[Any], x: Any,
                       training: bool) -> tuple[Any, list[Any], list[Any]]:
     """Call ``forward`` with ``variables`` read as ``values``; return outputs, updated values, losses."""
-    with keras.StatelessScope(state_mapping=list(zip(variables, values, strict=True)), collect_losses=True) as scope:
+    with keras.StatelessScope(state_mapping=list(zip(variables, values, strict=True)),
+                              collect_losses=True) as scope:
         out = forward(x, training)
         losses = forward.losses()
     return out, [scope.get_current_value(v) for v in variables], losses
@@ -74,7 +75,9 @@ class _Steps:
             self.replicated = NamedSharding(mesh, PartitionSpec())
             self.carry = jax.device_put(self.carry, self.replicated)
 
-    def _loss(self, t: list[Any], st: list[Any], xb: Any, yb: Any, w: Any) -> tuple[Any, tuple[list[Any], Any]]:
+    def _loss(
+        self, t: list[Any], st: list[Any], xb: Any, yb: Any, w: Any
+    ) -> tuple[Any, tuple[list[Any], Any]]:
         s = self.s
         p, new, losses = stateless_forward(s.forward, self.all_vars, t + st, xb, True)
         # ``w`` marks real rows (1) and padding (0) of the last batch: the mean over real rows.
@@ -83,7 +86,8 @@ class _Steps:
 
     def _step(self, c: dict[str, Any], xb: Any, yb: Any, w: Any) -> tuple[dict[str, Any], Any, Any]:
         if self.batch_sharding is not None:
-            xb, yb, w = jax.tree.map(lambda a: lax.with_sharding_constraint(a, self.batch_sharding), (xb, yb, w))
+            xb, yb, w = jax.tree.map(lambda a: lax.with_sharding_constraint(a, self.batch_sharding),
+                                     (xb, yb, w))
         (loss, (st, hits)), grads = jax.value_and_grad(self._loss, has_aux=True)(c["t"], c["s"], xb, yb, w)
         t, o = self.s.optimizer.stateless_apply(c["o"], grads, c["t"])
         return {**c, "t": t, "s": st, "o": o}, loss, hits

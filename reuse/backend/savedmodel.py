@@ -18,5 +18,11 @@ def write_and_reload(model: Any, path: Path, inputs: list[np.ndarray]) -> list[n
     model.export(str(path), format="tf_saved_model", verbose=False)
     loaded = tf.saved_model.load(str(path))  # held: its variables die with it, mid-call otherwise
     out = loaded.serve(*(tf.constant(x) for x in inputs))
-    outs = list(out.values()) if isinstance(out, dict) else list(out) if isinstance(out, (list, tuple)) else [out]
+    outs = (
+        list(out.values())
+        if isinstance(out, dict)
+        else list(out)
+        if isinstance(out, (list, tuple))
+        else [out]
+    )
     return [np.asarray(o) for o in outs]

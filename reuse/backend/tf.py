@@ -201,7 +201,8 @@ class ChunkRunner:
     def __init__(self, spec: LoopSpec) -> None:
         self.s = spec
         self.stepper = Stepper(spec)
-        self._train = tf.function(self._train_chunk, autograph=False, jit_compile=False, reduce_retracing=True)
+        self._train = tf.function(self._train_chunk, autograph=False, jit_compile=False,
+                                  reduce_retracing=True)
         self._eval: Any = None
 
     def _train_chunk(self, xc: Any, yc: Any) -> Any:
@@ -211,7 +212,8 @@ class ChunkRunner:
         def body(i: Any, tot: Any, score: Any) -> tuple[Any, Any, Any]:
             start = i * b
             size = tf.minimum(b, m - start)
-            loss, hits = self.stepper.step(map_arrays(lambda a: a[start:start + size], xc), yc[start:start + size])
+            loss, hits = self.stepper.step(map_arrays(lambda a: a[start:start + size], xc),
+                                           yc[start:start + size])
             return i + 1, tot + loss * tf.cast(size, tf.float32), score + hits
 
         steps = (m + b - 1) // b

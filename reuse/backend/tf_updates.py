@@ -19,9 +19,9 @@ class FusedUpdate:
     data that op dispatch is much of the time. SGD and RMSprop use TensorFlow's fused
     ``ResourceApply*`` kernels (one op per variable, the formulas of Keras: momentum
     ``m = mu*m - lr*g``, RMSprop ``lr*g/sqrt(ms+eps)``); Adam updates large variables with
-    ``ResourceApplyAdam`` and all small ones together as one flat vector. Slots live here: the model file stores no optimizer state. ``for_optimizer`` returns
-    ``None`` for anything else (AdamW, Nadam, AMSGrad, centered RMSprop, EMA, gradient accumulation,
-    non-float32 weights): those use ``optimizer.apply``.
+    ``ResourceApplyAdam`` and all small ones together as one flat vector. Slots live here: the model file
+    stores no optimizer state. ``for_optimizer`` returns ``None`` for anything else (AdamW, Nadam, AMSGrad,
+    centered RMSprop, EMA, gradient accumulation, non-float32 weights): those use ``optimizer.apply``.
     """
 
     def __init__(self, kind: str, cfg: dict[str, Any], opt: Any, variables: list[Any]) -> None:
@@ -34,7 +34,10 @@ class FusedUpdate:
         if kind == "adam":
             self.big = [i for i, n in enumerate(self.sizes) if n >= BIG]
             self.small = [i for i, n in enumerate(self.sizes) if n < BIG]
-            self.big_m, self.big_v = zeros([variables[i] for i in self.big]), zeros([variables[i] for i in self.big])
+            self.big_m, self.big_v = (
+                zeros([variables[i] for i in self.big]),
+                zeros([variables[i] for i in self.big]),
+            )
             flat = sum(self.sizes[i] for i in self.small)
             self.slot1 = [tf.Variable(tf.zeros([flat]), trainable=False)]
             self.slot2 = [tf.Variable(tf.zeros([flat]), trainable=False)]

@@ -4,6 +4,6 @@ head); :mod:`reuse.build.stage` puts a preprocessing stage in front of the reuse
 
 from __future__ import annotations
 
-from reuse.build.network import BuiltNetwork, build_network, plan_build, plan_preprocess
+from reuse.build.network import BuiltNetwork, build_network, plan_build, plan_head, plan_preprocess
 
-__all__ = ["BuiltNetwork", "build_network", "plan_build", "plan_preprocess"]
+__all__ = ["BuiltNetwork", "build_network", "plan_build", "plan_head", "plan_preprocess"]

@@ -29,14 +29,15 @@ from typing import Any
 
 import numpy as np
 
-from reuse.graph.arch import Architecture, LayerNode, Ref, new_layer, node_entry
-from reuse.graph.reader import parse_architecture
 from reuse.build.stage import StagePlan, plan_stage
 from reuse.errors import IncompatibleShapes, InvalidInput, StoreCorrupt
-from reuse.heads import HeadSpec, parse_head
-from reuse.graph.replay import first_line, fmt_shape, producer, run_call
-from reuse.store import ModelStore
+from reuse.graph.arch import Architecture, LayerNode, Ref, new_layer, node_entry
+from reuse.graph.reader import parse_architecture
+from reuse.graph.replay import fmt_shape, producer, run_call
 from reuse.graph.subgraph import Plan, plan_subgraph, select_scope, upstream
+from reuse.heads import HeadSpec, parse_head
+from reuse.store import ModelStore
+from reuse.text import first_line
 from reuse.trust import check_config, unsafe_code_allowed
 
 LINEAGE_FORMAT = 1
@@ -54,7 +55,9 @@ def _input_shape(value: Sequence[int | None] | None) -> tuple[int | None, ...] |
     if value is None:
         return None
     shape = tuple(value)
-    if not shape or any(d is not None and (not isinstance(d, int) or isinstance(d, bool) or d < 1) for d in shape):
+    if not shape or any(
+        d is not None and (not isinstance(d, int) or isinstance(d, bool) or d < 1) for d in shape
+    ):
         raise InvalidInput(f"invalid input shape {value!r}: expected positive integers (or None), e.g. (64,) "
                            "or (28, 28, 1), without the batch dimension")
     return shape
@@ -77,18 +80,19 @@ def _order_weights(layer: Any, stored: list[tuple[str, np.ndarray]]) -> list[np.
     return [by_name[n] for n in wanted]
 
 
-def _copy_weights(layer: Any, stored: list[tuple[str, np.ndarray]], node: LayerNode, base: str, got: Any) -> None:
+def _copy_weights(layer: Any, stored: list[tuple[str, np.ndarray]], node: LayerNode, base: str,
+                  got: Any) -> None:
     targets = list(layer.trainable_weights) + list(layer.non_trainable_weights)
     arrays = _order_weights(layer, stored)
     built = [tuple(v.shape) for v in targets]
     shapes = [tuple(a.shape) for a in arrays]
     if len(targets) != len(arrays):
-        raise StoreCorrupt(f"{base}: layer {node.name} has {len(arrays)} stored weights but a {node.class_name} "
-                           f"built from its config has {len(targets)}")
+        raise StoreCorrupt(f"{base}: layer {node.name} has {len(arrays)} stored weights but a "
+                           f"{node.class_name} built from its config has {len(targets)}")
     if built != shapes:
         raise IncompatibleShapes(
-            f"layer {node.name} ({node.class_name}) gets input of shape {fmt_shape(got)} here, which gives it weights "
-            f"of shapes {built}, but its weights in {base} have shapes {shapes}"
+            f"layer {node.name} ({node.class_name}) gets input of shape {fmt_shape(got)} here, which gives "
+            f"it weights of shapes {built}, but its weights in {base} have shapes {shapes}"
         )
     for var, arr in zip(targets, arrays, strict=True):
         var.assign(arr)
@@ -102,6 +106,7 @@ def build_network(
     head: HeadSpec | str | None = None,
     classes: int | None = None,
     regression: bool | int = False,
+    outputs: int | None = None,
     trainable: str | None = None,
     match: str = "full",
     input_shape: Sequence[int | None] | None = None,
@@ -120,6 +125,7 @@ def build_network(
         head: a :class:`HeadSpec` or its short string; may be empty when ``classes``/``regression`` is given.
         classes: append a softmax output layer with this many classes.
         regression: append a linear output layer (True: one target; an int: that many).
+        outputs: the number of regression targets given apart from the flag (needs ``regression``).
         trainable: scope pattern (same ``match`` mode) of reused layers to leave trainable; others are frozen.
         match: ``"full"`` or ``"prefix"`` for both patterns.
         input_shape: the new input's shape without batch dimension (one entry only); default: the shape of
@@ -139,14 +145,10 @@ def build_network(
         The uncompiled model and its lineage dict (see docs/building.md).
 
     Raises:
-        NotFound, InvalidPattern, NoLayersMatched, InvalidInput, IncompatibleShapes, UnsafeModel, StoreCorrupt.
+        NotFound, InvalidPattern, NoLayersMatched, InvalidInput, IncompatibleShapes, UnsafeModel,
+        StoreCorrupt.
     """
-    spec = parse_head(head) if isinstance(head, str) else (head or HeadSpec())
-    if not isinstance(spec, HeadSpec):
-        raise InvalidInput(f"invalid head {head!r}: expected a HeadSpec or a head spec string")
-    full_head = spec.with_output(classes=classes, regression=regression)
-    if not full_head.layers:
-        raise InvalidInput("nothing to put on top of the reused layers: give a head, classes or regression")
+    spec, full_head, regression = plan_head(head, classes=classes, regression=regression, outputs=outputs)
     shape_override = _input_shape(input_shape)
     ref = store.resolve(base_ref)
     base = str(ref)
@@ -157,8 +159,8 @@ def build_network(
     specs = _entry_specs(arch, plan, shape_override, unsafe)
     stage = plan_stage(arch, plan, specs, preprocess, base)
     output = "classes" if classes is not None else ("regression" if regression is not False else None)
-    model, head_names, new_names = _assemble(arch, plan, weights, specs, full_head, keep_trainable, base, name,
-                                             seed, output_appended=full_head is not spec, output=output,
+    model, head_names, new_names = _assemble(arch, plan, weights, specs, full_head, keep_trainable, base,
+                                             name, seed, output_appended=full_head is not spec, output=output,
                                              stage=stage, unsafe=unsafe)
     lineage = {
         "format": LINEAGE_FORMAT,
@@ -175,9 +177,10 @@ def build_network(
                    for (input_name, shape, dtype), entry in zip(specs, plan.entries, strict=True)],
         "exits": [{"layer": producer(arch, r), "index": r.index} for r in plan.exits],
         "layers": [
-            {"name": new_names[p], "path": p, "class_name": arch.node(p).class_name, "trainable": p in keep_trainable,
-             "params": int(sum(a.size for _, a in weights.get(p, []))),
-             "from": {"name": ref.name, "version": ref.version, "layer": p}, **({"op": True} if arch.node(p).op else {})}
+            {"name": new_names[p], "path": p, "class_name": arch.node(p).class_name,
+             "trainable": p in keep_trainable, "params": int(sum(a.size for _, a in weights.get(p, []))),
+             "from": {"name": ref.name, "version": ref.version, "layer": p},
+             **({"op": True} if arch.node(p).op else {})}
             for p in plan.layers
         ],
         "skipped": [{"name": p, "class_name": arch.node(p).class_name} for p in plan.skipped],
@@ -190,6 +193,28 @@ def build_network(
     return BuiltNetwork(model, lineage)
 
 
+def plan_head(head: HeadSpec | str | None, *, classes: int | None = None, regression: bool | int = False,
+              outputs: int | None = None) -> tuple[HeadSpec, HeadSpec, bool | int]:
+    """The head checks of a build: the head as given, that head with its output layer, and the regression
+    targets (``outputs``, given apart from the flag as the CLI's ``--outputs`` and a build job's
+    ``outputs`` are, needs ``regression``). Something must go on top of the reused layers.
+
+    Raises:
+        InvalidInput: naming what was wrong.
+    """
+    spec = parse_head(head) if isinstance(head, str) else (head or HeadSpec())
+    if not isinstance(spec, HeadSpec):
+        raise InvalidInput(f"invalid head {head!r}: expected a HeadSpec or a head spec string")
+    if outputs is not None:
+        if regression is False:
+            raise InvalidInput("--outputs needs --regression")
+        regression = outputs
+    full = spec.with_output(classes=classes, regression=regression)
+    if not full.layers:
+        raise InvalidInput("nothing to put on top of the reused layers: give a head, classes or regression")
+    return spec, full, regression
+
+
 def plan_preprocess(store: ModelStore, base_ref: Any, reuse: str, preprocess: str | None, *,
                     match: str = "full", exits: Sequence[str] | None = None,
                     input_shape: Sequence[int | None] | None = None) -> StagePlan:
@@ -200,8 +225,9 @@ def plan_preprocess(store: ModelStore, base_ref: Any, reuse: str, preprocess: st
     return plan_stage(arch, plan, _entry_specs(arch, plan, _input_shape(input_shape)), preprocess, str(ref))
 
 
-def plan_build(store: ModelStore, base_ref: Any, reuse: str, *, trainable: str | None = None, match: str = "full",
-               exits: Sequence[str] | None = None, unsafe: bool | None = None) -> tuple[Architecture, Plan, set[str]]:
+def plan_build(store: ModelStore, base_ref: Any, reuse: str, *, trainable: str | None = None,
+               match: str = "full", exits: Sequence[str] | None = None,
+               unsafe: bool | None = None) -> tuple[Architecture, Plan, set[str]]:
     """Every check of a build that reads no weight: the scopes (``reuse`` over the base's paths, then
     ``trainable`` among the reused layers), the selection as a part of the graph, and the classes of the
     layers it copies (Keras' own, ours or a trusted module's).
@@ -209,7 +235,8 @@ def plan_build(store: ModelStore, base_ref: Any, reuse: str, *, trainable: str |
     Returns the architecture, the plan and the reused layers to leave trainable.
 
     Raises:
-        NotFound, InvalidPattern, NoLayersMatched, InvalidInput, IncompatibleShapes, UnsafeModel, StoreCorrupt.
+        NotFound, InvalidPattern, NoLayersMatched, InvalidInput, IncompatibleShapes, UnsafeModel,
+        StoreCorrupt.
     """
     arch = parse_architecture(store.model_config(base_ref))
     _, leaves = select_scope(arch, reuse, match=match)
@@ -307,7 +334,8 @@ def _infer_specs(arch: Architecture, refs: list[Ref], unsafe: bool = False) -> d
     for name, shape in arch.inputs.items():
         if shape is None or len(shape) < 2:
             raise InvalidInput(f"the base does not record the shape of its input {name}; pass an input shape")
-        tensors[Ref(input=name)] = keras.Input(batch_shape=shape, dtype=arch.input_dtypes.get(name), name=name)
+        tensors[Ref(input=name)] = keras.Input(batch_shape=shape,
+                                               dtype=arch.input_dtypes.get(name), name=name)
     layers: dict[str, Any] = {}
     for call in arch.calls:
         if call.key in needed:
@@ -377,6 +405,6 @@ def _assemble(arch: Architecture, plan: Plan, weights: dict[str, list[tuple[str,
                                      f"axis: {first_line(exc)}") from exc
         source = "the joined exits"
     taken = set(names.values()) | {s[0] for s in specs} | ({stage_name} if stage_name else set())
-    x, head_names = apply_head(head, x, taken=taken, seed=seed, output_appended=output_appended, output=output,
-                               source=source)
+    x, head_names = apply_head(head, x, taken=taken, seed=seed, output_appended=output_appended,
+                               output=output, source=source)
     return keras.Model(inputs if len(inputs) > 1 else inputs[0], x, name=name), head_names, names

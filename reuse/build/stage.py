@@ -10,11 +10,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from reuse.errors import InvalidInput
 from reuse.graph.applications import PREPROCESSING_CLASSES, BaseFamily, recognise
 from reuse.graph.arch import Architecture
-from reuse.errors import InvalidInput
-from reuse.preprocess_spec import PRESET_MEANING, PreprocessSpec, check_channels, parse_preprocess
 from reuse.graph.subgraph import Plan
+from reuse.preprocess_spec import PRESET_MEANING, PreprocessSpec, check_channels, parse_preprocess
 from reuse.text import echo
 
 
@@ -96,8 +96,8 @@ def plan_stage(arch: Architecture, plan: Plan, specs: Sequence[tuple[str, tuple,
                         f"{base}: the preprocessing stage {spec.text} is applied to that tensor")
     if family is not None and family.included and any(
             arch.node(p).class_name in PREPROCESSING_CLASSES for p in plan.layers):
-        warnings.append(f"{base} ({family.architecture}) carries its own preprocessing and the selection copies "
-                        f"it: --preprocess {spec.text} is applied before it, so twice")
+        warnings.append(f"{base} ({family.architecture}) carries its own preprocessing and the "
+                        f"selection copies it: --preprocess {spec.text} is applied before it, so twice")
     elif family is not None and family.needs and spec.ops != parse_preprocess(family.needs).ops:
         warnings.append(f"{base} looks like keras.applications {family.architecture}, which expects "
                         f"{family.needs} preprocessing ({PRESET_MEANING[family.needs]}); --preprocess "

@@ -8,6 +8,7 @@ import sys
 import click
 
 from reuse.errors import ReuseError
+from reuse.text import first_line
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -17,7 +18,8 @@ class ReuseGroup(click.Group):
 
     # Commands that only read the store's index or talk to a server: no deep-learning backend needed, so
     # no 4-5 s TensorFlow import (tests/cli/test_cli_startup.py checks that they stay free of it).
-    LIGHT_COMMANDS = frozenset({"list", "versions", "show", "layers", "delete", "store", "jobs", "job", "lineage"})
+    LIGHT_COMMANDS = frozenset({"list", "versions", "show", "layers", "delete", "store", "jobs",
+                                "job", "lineage"})
 
     def resolve_command(self, ctx: click.Context, args: list[str]):
         name, cmd, rest = super().resolve_command(ctx, args)
@@ -31,7 +33,7 @@ class ReuseGroup(click.Group):
         try:
             return super().invoke(ctx)
         except ReuseError as exc:
-            raise click.ClickException(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
+            raise click.ClickException(first_line(exc)) from exc
 
 
 @click.group(cls=ReuseGroup, context_settings={"help_option_names": ["-h", "--help"]})

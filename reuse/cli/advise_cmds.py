@@ -73,8 +73,8 @@ def _seeds(seeds: list[int]) -> str:
 
 def _print_advice(d: dict[str, Any]) -> None:
     seeds = d["seeds"]
-    click.echo(f"Advice for {d['base']} on {d['data']}: {d['samples']} training / {d['val_samples']} validation "
-               f"samples; {d['metric']} over seed(s) {_seeds(seeds)}")
+    click.echo(f"Advice for {d['base']} on {d['data']}: {d['samples']} training / {d['val_samples']} "
+               f"validation samples; {d['metric']} over seed(s) {_seeds(seeds)}")
     head = ("", "candidate", "reuses", d["metric"], "time/run", "trainable", "seeds")
     lines = []
     for r in d["rows"]:
@@ -85,16 +85,20 @@ def _print_advice(d: dict[str, Any]) -> None:
             reuses = f"{reuses} [{r['scope']}]"
         params = "-" if r["trainable_params"] is None else f"{r['trainable_params']:,}"
         time_s = "-" if not r["scores"] else f"{r['seconds']:.2f} s"
-        lines.append(("*" if r["recommended"] else "", r["candidate"], reuses, _fmt_score(r["mean"], r["std"]),
-                      time_s, params, f"{len(r['scores'])}/{len(seeds)}"))
+        lines.append(("*" if r["recommended"] else "", r["candidate"], reuses,
+                      _fmt_score(r["mean"], r["std"]), time_s, params, f"{len(r['scores'])}/{len(seeds)}"))
     widths = [max(len(str(x[i])) for x in [head, *lines]) for i in range(len(head))]
     right = {3, 4, 5, 6}
     for row in [head, *lines]:
-        cells = [str(c).rjust(w) if i in right else str(c).ljust(w) for i, (c, w) in enumerate(zip(row, widths,
-                                                                                                  strict=True))]
+        cells = [
+            str(c).rjust(w) if i in right else str(c).ljust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ]
         click.echo("  ".join(cells).rstrip())
     if d["not_run"]:
-        why = {"budget": "over the time budget", "cancelled": "interrupted"}.get(d["stopped"] or "", "not run")
+        why = {"budget": "over the time budget", "cancelled": "interrupted"}.get(
+            d["stopped"] or "", "not run"
+        )
         missing = "; ".join(f"{x['candidate']} (seed {_seeds(x['seeds'])})" for x in d["not_run"])
         click.echo(f"Not run ({why}): {missing}")
     rec = d["recommendation"]
@@ -107,10 +111,11 @@ def _print_advice(d: dict[str, Any]) -> None:
     for w in d["warnings"]:
         click.echo(f"Note: {w}")
     if d["registered"]:
-        click.echo(f"Registered {d['registered']}: the advice run's {rec['candidate'] if rec else ''} network")
+        click.echo(f"Registered {d['registered']}: the advice run's "
+                   f"{rec['candidate'] if rec else ''} network")
     if d.get("registered_ensemble"):
-        click.echo(f"Registered {d['registered_ensemble']}: the ensemble of the {rec['candidate'] if rec else ''} "
-                   "network's seeds (each registered before it)")
+        click.echo(f"Registered {d['registered_ensemble']}: the ensemble of the "
+                   f"{rec['candidate'] if rec else ''} network's seeds (each registered before it)")
     if d.get("shortlist"):
         _print_shortlist(d["shortlist"])
     if d["plot"]:
@@ -137,7 +142,8 @@ def _print_shortlist(s: dict[str, Any]) -> None:
             click.echo(f"    ... {len(s['skipped']) - 5} more (see --json)")
 
 
-# Where the runs go instead of local worker processes (the `ray` extra): a cluster, and what each run asks of it.
+# Where the runs go instead of local worker processes (the `ray` extra): a cluster, and what each run asks of
+# it.
 _ray_options = option_group(
     click.option("--ray", default=None, metavar="local|ADDRESS",
                  help="Run the candidates as Ray tasks: 'local' starts a Ray instance on this machine "
@@ -164,13 +170,15 @@ def _positive(ctx: click.Context, param: click.Parameter, value: float | None) -
               help="Labelled training data: .npz, .csv, .h5, builtin:digits / builtin:blobs[?options] or "
               "images:DIR?size=H,W (one sub-folder of images per class).")
 @click.option("--val", default=None, metavar="DATA", help="Validation data (default: a stratified split).")
-@click.option("--val-split", "val_split", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
+@click.option("--val-split", "val_split", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              default=None,
               help="Fraction of --data held out for validation, stratified by class (default 0.25).")
 @click.option("--label", default=None, metavar="COLUMN", help="CSV: label column by name or 0-based index.")
 @click.option("--relabel", is_flag=True, help="Map labels to 0..k-1 (sorted) and record the originals.")
 @click.option("--head", default=None, metavar="SPEC",
               help="Head on top of the reused layers, e.g. 'dense:64:relu', or 'gap,dense:64:relu' on "
-              "conv/sequence layers (tokens: dense, batchnorm, dropout, maxout, activations, flatten, gap, gmp).")
+              "conv/sequence layers (tokens: dense, batchnorm, dropout, maxout, activations, flatten, "
+              "gap, gmp).")
 @click.option("--head-file", "head_file", type=click.Path(dir_okay=False), default=None,
               help="Head as a JSON/YAML file.")
 @click.option("--classes", type=click.IntRange(min=2), default=None,
@@ -181,15 +189,17 @@ def _positive(ctx: click.Context, param: click.Parameter, value: float | None) -
               "(layers with weights below the base's output). Default: all, 0..N.")
 @click.option("--scopes", default=None, metavar="P1,P2,...|P1;P2;...",
               help="Candidates as scope patterns instead of depths (depth i = the i-th pattern, simplest "
-              "first), e.g. 'hidden1,hidden[12],hidden[123]'. Commas inside (), [] and {} belong to a pattern; "
-              "separate with ';' instead to keep every comma, e.g. 'stem.*|block_1_.*;stem.*|block_[12]_.*'.")
+              "first), e.g. 'hidden1,hidden[12],hidden[123]'. Commas inside (), [] and {} belong to a "
+              "pattern; separate with ';' instead to keep every comma, e.g. "
+              "'stem.*|block_1_.*;stem.*|block_[12]_.*'.")
 @click.option("--blocks", default=None, metavar="PATTERN",
               help="Candidates by block: a layer-name prefix with one {LO..HI} range, e.g. 'block_{1..16}_'; "
               "candidate i reuses every layer up to and including the last layer of block LO+i-1 (the stem "
               "and the blocks below it). At most 50 blocks. Not with --scopes.")
 @click.option("--match", type=click.Choice(["full", "prefix"]), default="full", show_default=True,
               help="How --scopes patterns match layer names.")
-@click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True, help="Seeds per candidate.")
+@click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Seeds per candidate.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="First seed (also seeds the validation split).")
 @click.option("--epochs", type=click.IntRange(min=1), default=200, show_default=True,
@@ -198,7 +208,8 @@ def _positive(ctx: click.Context, param: click.Parameter, value: float | None) -
               help="Early stopping: epochs without a lower validation loss (best weights kept).")
 @click.option("--batch-size", "batch_size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--optimizer", type=click.Choice(OPTIMIZERS), default="adam", show_default=True)
-@click.option("--lr", type=float, default=None, callback=_positive, help="Learning rate (default: the optimizer's).")
+@click.option("--lr", type=float, default=None, callback=_positive,
+              help="Learning rate (default: the optimizer's).")
 @click.option("--finetune-lr", "finetune_lr", type=float, default=None, callback=_positive,
               help="Fine-tuning learning rate (default: a tenth of --lr).")
 @click.option("--no-finetune", "no_finetune", is_flag=True, help="Try each depth frozen only.")

@@ -51,10 +51,15 @@ class AdviceProgressBar:
             else:
                 click.echo(f"advise: {event.runs} runs ({len(event.candidates)} candidates x "
                            f"{len(event.seeds)} seeds) on {event.jobs} job(s)", err=True)
-        elif isinstance(event, RunProgress) and self._progress is not None and isinstance(event.event, EpochEnd):
+        elif (
+            isinstance(event, RunProgress)
+            and self._progress is not None
+            and isinstance(event.event, EpochEnd)
+        ):
             e = event.event
             loss = e.losses.get("val_loss", e.losses.get("loss", float("nan")))
-            self._progress.update(self._task, info=f"{event.candidate} s{event.seed} epoch {e.epoch} loss {loss:.3f}")
+            self._progress.update(self._task,
+                                  info=f"{event.candidate} s{event.seed} epoch {e.epoch} loss {loss:.3f}")
         elif isinstance(event, RunFinished):
             text = (f"[{event.done}/{event.total}] {event.candidate}, seed {event.seed}: {self.metric} "
                     f"{event.score:.4f} ({event.seconds:.2f} s)")
@@ -64,7 +69,8 @@ class AdviceProgressBar:
             else:
                 click.echo(text, err=True)
         elif isinstance(event, AdviceFinished) and self._progress is None and event.stopped:
-            click.echo(f"advise: stopped ({event.stopped}) after {event.done} of {event.total} runs", err=True)
+            click.echo(f"advise: stopped ({event.stopped}) after {event.done} of {event.total} runs",
+                       err=True)
         elif self._progress is None:  # the ranking before a --shortlist
             from reuse.rank.ranking import describe
 

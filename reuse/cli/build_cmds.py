@@ -26,8 +26,8 @@ def parse_shape(text: str) -> tuple[int | None, ...]:
         elif part.isascii() and part.isdigit() and int(part) > 0:
             dims.append(int(part))
         else:
-            raise InvalidInput(f"invalid input shape {text!r}: expected positive integers separated by commas, "
-                               "e.g. 64 or 28,28,1")
+            raise InvalidInput(f"invalid input shape {text!r}: expected positive integers separated by "
+                               "commas, e.g. 64 or 28,28,1")
     return tuple(dims)
 
 
@@ -62,9 +62,12 @@ def layers_cmd(ref: str, scope: str | None, match: str, store: str | None, as_js
     if as_json:
         emit_json(table.to_dict())
         return
-    header = ["#", "name", "class", "output shape", "params", "trainable", "inputs"] + (["matched"] if scope else [])
-    rows = [[str(r.index), "  " * r.depth + r.name, r.class_name + (" (op)" if r.op else ""), _shape(r.output_shape),
-             f"{r.params:,}", "-" if r.op else "yes" if r.trainable else "no", _inputs(r.inputs)]
+    header = ["#", "name", "class", "output shape", "params", "trainable", "inputs"] + (
+        ["matched"] if scope else []
+    )
+    rows = [[str(r.index), "  " * r.depth + r.name, r.class_name + (" (op)" if r.op else ""),
+             _shape(r.output_shape), f"{r.params:,}", "-" if r.op else "yes" if r.trainable else "no",
+             _inputs(r.inputs)]
             + (["yes" if r.matched else "-"] if scope else [])
             for r in table.rows]
     widths = [max(len(x) for x in col) for col in zip(header, *rows, strict=False)]
@@ -85,7 +88,8 @@ def _inputs(names: tuple[str, ...]) -> str:
 @click.command("build")
 @click.argument("new_name", metavar="NEW")
 @click.option("--from", "base", required=True, metavar="NAME[:V]", help="The model to reuse layers from.")
-@click.option("--reuse", "reuse_pat", required=True, metavar="PAT", help="Scope pattern of the layers to copy.")
+@click.option("--reuse", "reuse_pat", required=True, metavar="PAT",
+              help="Scope pattern of the layers to copy.")
 @match_option
 @click.option("--trainable", default=None, metavar="PAT",
               help="Scope pattern of reused layers to leave trainable (default: all frozen).")
@@ -96,9 +100,11 @@ def _inputs(names: tuple[str, ...]) -> str:
               "(see docs/building.md).")
 @click.option("--head-file", type=click.Path(dir_okay=False), default=None, metavar="FILE",
               help="Head spec as a .json/.yaml file: {layers: [{type: dense, units: 64, ...}, ...]}.")
-@click.option("--classes", type=int, default=None, metavar="N", help="Append a softmax output layer of N classes.")
+@click.option("--classes", type=int, default=None, metavar="N",
+              help="Append a softmax output layer of N classes.")
 @click.option("--regression", is_flag=True, help="Append a linear output layer (see --outputs).")
-@click.option("--outputs", type=int, default=None, metavar="N", help="Regression targets (with --regression; default 1).")
+@click.option("--outputs", type=int, default=None, metavar="N",
+              help="Regression targets (with --regression; default 1).")
 @click.option("--input-shape", default=None, metavar="SHAPE",
               help="Input shape without batch dimension, e.g. 64 or 28,28,1 (default: the base's).")
 @click.option("--exit", "exits", multiple=True, metavar="LAYER",
@@ -106,11 +112,11 @@ def _inputs(names: tuple[str, ...]) -> str:
                    "along the last axis). Default: the one tensor no selected layer reads.")
 @click.option("--preprocess", default=None, metavar="SPEC",
               help="Preprocessing put in front of the reused layers, so NEW takes raw pixels (0..255) in "
-                   "training, evaluation, prediction, serving and exports: a preset tf ([-1, 1]), caffe (BGR, "
-                   "ImageNet mean), torch ([0, 1], ImageNet mean/std) or none; a keras.applications family "
-                   "(mobilenet_v2, resnet50, vgg16, densenet, efficientnet, ...); or steps bgr, "
-                   "rescale:SCALE[:OFFSET] (1/255 divides), normalize:MEAN:STD (per-channel lists) joined "
-                   "with +.")
+                   "training, evaluation, prediction, serving and exports: a preset tf ([-1, 1]), "
+                   "caffe (BGR, ImageNet mean), torch ([0, 1], ImageNet mean/std) or none; a "
+                   "keras.applications family (mobilenet_v2, resnet50, vgg16, densenet, efficientnet, ...); "
+                   "or steps bgr, rescale:SCALE[:OFFSET] (1/255 divides), normalize:MEAN:STD (per-channel "
+                   "lists) joined with +.")
 @click.option("--description", default="", help="Description stored with the new model.")
 @click.option("--seed", type=int, default=None, help="Seed for the head's initial weights and dropout.")
 @facade_options
@@ -138,12 +144,9 @@ def build_cmd(new_name: str, base: str, reuse_pat: str, match: str, trainable: s
     the build record (base, scope, match, trainable, head, output, inputs, exits, layers (an operation
     node's with "op": true), skipped, left_out, head_layers, preprocess, base_family, warnings).
     """
-    if outputs is not None and not regression:
-        raise InvalidInput("--outputs needs --regression")
-    targets: bool | int = (outputs if outputs is not None else True) if regression else False
     info = get_service(store).build(
         new_name, base, reuse_pat, head=head, head_file=head_file, classes=classes,
-        regression=targets, trainable=trainable, match=match,
+        regression=regression, outputs=outputs, trainable=trainable, match=match,
         input_shape=parse_shape(input_shape) if input_shape is not None else None,
         description=description, seed=seed, exits=list(exits) or None, preprocess=preprocess,
     )
@@ -163,8 +166,8 @@ def build_cmd(new_name: str, base: str, reuse_pat: str, match: str, trainable: s
     if lin.get("preprocess") and lin["preprocess"].get("ops"):
         from reuse.preprocess_spec import describe_ops
 
-        click.echo(f"  preprocessing:      {lin['preprocess']['spec']} ({describe_ops(lin['preprocess']['ops'])}); "
-                   f"{info.name} takes raw pixels")
+        click.echo(f"  preprocessing:      {lin['preprocess']['spec']} "
+                   f"({describe_ops(lin['preprocess']['ops'])}); {info.name} takes raw pixels")
     click.echo(f"  input shape {_shape(lin['input_shape'])}, output shape {_shape(info.output_shape[1:])}")
     for line in warnings:
         click.echo(f"Warning: {line}")
@@ -205,13 +208,16 @@ def lineage_cmd(ref: str, store: str | None, as_json: bool) -> None:
             continue
         lin = e["lineage"]
         if e["operation"] == "build":
-            click.echo(f"{pad}{e['model']}  built from {e['base']}: reuse {lin['scope']!r} ({lin['match']} match), "
-                       f"trainable {lin['trainable'] or '-'}, head {lin['head'] or '-'}{_output(lin.get('output'))}"
-                       f"{_preprocess(lin.get('preprocess'))}")
+            click.echo(
+                f"{pad}{e['model']}  built from {e['base']}: reuse {lin['scope']!r} ({lin['match']} "
+                f"match), trainable {lin['trainable'] or '-'}, head "
+                f"{lin['head'] or '-'}{_output(lin.get('output'))}{_preprocess(lin.get('preprocess'))}"
+            )
         elif e["operation"] == "ensemble" and lin.get("members"):  # the first member is its base
             parts = ", ".join(f"{m.get('name')}:{m.get('version')} ({float(m.get('weight') or 0):.3g})"
                               for m in lin["members"])
-            click.echo(f"{pad}{e['model']}  ensemble ({lin.get('method', 'mean')}) of {parts}; followed: {e['base']}")
+            click.echo(f"{pad}{e['model']}  ensemble ({lin.get('method', 'mean')}) of {parts}; followed: "
+                       f"{e['base']}")
         elif e["base"]:
             click.echo(f"{pad}{e['model']}  {e['operation'] or 'derived'} from {e['base']}")
         else:

@@ -52,7 +52,8 @@ server_option = option_group(
                  expose_value=False, callback=_remember,
                  help=f"File holding the server's bearer token (default: ${ENV_TOKEN})."),
     click.option("--tls-ca", "tls_ca", type=click.Path(dir_okay=False, exists=True), default=None,
-                 expose_value=False, callback=_remember, help="CA certificate of a TLS server (with --server)."),
+                 expose_value=False, callback=_remember,
+                 help="CA certificate of a TLS server (with --server)."),
 )
 
 
@@ -73,8 +74,8 @@ TRUST_HELP = (f"Import MODULE and allow the Keras classes it defines (registered
               "never from a model file.")
 # --trust-module and --unsafe for the commands that load or build models: like --server, their values go to
 # the click context, and get_service applies them, so adopting them in a command is one decorator.
-trust_option = click.option("--trust-module", "trust_modules", multiple=True, metavar="MODULE", expose_value=False,
-                            callback=_remember_load, help=TRUST_HELP)
+trust_option = click.option("--trust-module", "trust_modules", multiple=True, metavar="MODULE",
+                            expose_value=False, callback=_remember_load, help=TRUST_HELP)
 load_options = option_group(
     trust_option,
     click.option("--unsafe", "unsafe", is_flag=True, expose_value=False, callback=_remember_load,
@@ -128,8 +129,9 @@ def _memory_option(expose: bool) -> Any:
         "--memory-mb", "memory_mb", metavar="MB", envvar="REUSE_MEMORY_MB", show_envvar=True, default=None,
         expose_value=expose, callback=_set_budget,
         help="Cap the memory of this process (and of each process it starts) at MB megabytes: passes over "
-        "data size their batches to fit, frozen features go to disk when they do not fit, and work that cannot "
-        "fit is refused before it starts (default: a quarter of the machine's memory, at least 2048).")
+        "data size their batches to fit, frozen features go to disk when they do not fit, and work "
+        "that cannot fit is refused before it starts (default: a quarter of the machine's memory, at "
+        "least 2048).")
 
 
 # The process's memory budget (reuse.memory), set as the option is parsed, before any data is read;
@@ -141,13 +143,14 @@ memory_option_value = _memory_option(expose=True)
 # Training-only augmentation (reuse.train.augment), on train, finetune and advise.
 augment_options = option_group(
     click.option("--augment", default=None, metavar="SPEC",
-                 help="Augment the training images while training only (never part of the registered network): "
-                 "comma-separated steps flip (or flip:vertical, flip:both), rotate:F, zoom:F, translate:F, "
-                 "contrast:F, brightness:F, e.g. flip,rotate:0.1 (Keras' random image layers; pixels 0..255)."),
+                 help="Augment the training images while training only (never part of the registered "
+                 "network): comma-separated steps flip (or flip:vertical, flip:both), rotate:F, zoom:F, "
+                 "translate:F, contrast:F, brightness:F, e.g. flip,rotate:0.1 (Keras' random image layers; "
+                 "pixels 0..255)."),
     click.option("--augment-views", "augment_views", type=click.IntRange(min=1), default=None, metavar="K",
                  help="With --augment and frozen layers: pass K augmented copies of the training set through "
-                 "the frozen layers once (epoch e trains on copy e mod K; kept like cached features) instead of "
-                 "augmenting every batch and running the frozen layers each time."),
+                 "the frozen layers once (epoch e trains on copy e mod K; kept like cached features) "
+                 "instead of augmenting every batch and running the frozen layers each time."),
 )
 
 
@@ -156,10 +159,11 @@ def local_only(command: str) -> Any:
     ``--server`` is refused with one clear line instead of an unknown-option usage error."""
     def refuse(ctx: click.Context, param: click.Parameter, value: Any) -> None:
         if value:
-            raise FailedPrecondition(f"{command} is not available with --server yet; run it against a local --store")
+            raise FailedPrecondition(f"{command} is not available with --server yet; run it against a "
+                                     "local --store")
 
-    return click.option("--server", "server", default=None, metavar="HOST:PORT", expose_value=False, hidden=True,
-                        callback=refuse)
+    return click.option("--server", "server", default=None, metavar="HOST:PORT", expose_value=False,
+                        hidden=True, callback=refuse)
 
 
 def read_token(token_file: str | None) -> str | None:
@@ -182,7 +186,8 @@ def get_service(store: str | None):
     if remote.get("server"):
         from reuse.remote import RemoteService
 
-        return RemoteService(remote["server"], token=read_token(remote.get("token_file")), tls_ca=remote.get("tls_ca"))
+        return RemoteService(remote["server"], token=read_token(remote.get("token_file")),
+                             tls_ca=remote.get("tls_ca"))
     from reuse.service import Service
 
     return Service(store)

@@ -26,13 +26,15 @@ def image_files(paths: tuple[str, ...]) -> list[Path] | None:
     Raises:
         InvalidInput: images mixed with array files, a file that is neither, or a folder without images.
     """
-    kinds = ["image" if Path(p).is_dir() or Path(p).suffix.lower() in IMAGE_SUFFIXES else "array" for p in paths]
+    kinds = [
+        "image" if Path(p).is_dir() or Path(p).suffix.lower() in IMAGE_SUFFIXES else "array" for p in paths
+    ]
     if all(k == "array" for k in kinds):
         return None
     if "array" in kinds:
         other = next(p for p, k in zip(paths, kinds, strict=True) if k == "array")
-        raise InvalidInput(f"{other}: not an image ({', '.join(IMAGE_SUFFIXES)}) or a folder; give either one "
-                           ".npy/.npz array file or images")
+        raise InvalidInput(f"{other}: not an image ({', '.join(IMAGE_SUFFIXES)}) or a folder; give "
+                           "either one .npy/.npz array file or images")
     found: list[Path] = []
     for p in map(Path, paths):
         if p.is_file():
@@ -65,7 +67,8 @@ def _chunks(paths: list[Path]) -> Any:
 
 
 def _naming_the_file(exc: InvalidInput, chunk: list[tuple[Path, bytes]]) -> InvalidInput:
-    """The error of one element of a chunk, said of its file (``input 'x': element 3: ...`` -> ``PATH: ...``)."""
+    """The error of one element of a chunk, said of its file (``input 'x': element 3: ...`` -> ``PATH:
+    ...``)."""
     found = _ELEMENT.match(str(exc))
     if found is None or int(found.group(1)) >= len(chunk):
         return exc

@@ -22,7 +22,8 @@ from reuse.config import ENV_STORE
 @click.option("--example", type=click.Path(dir_okay=False), default=None,
               help="The example model file (default: models/digits-base/v1.h5 of the repository).")
 @local_only("quickstart")
-def quickstart_cmd(store: str | None, epochs: int | None, quick: bool, quiet: bool, example: str | None) -> None:
+def quickstart_cmd(store: str | None, epochs: int | None, quick: bool, quiet: bool,
+                   example: str | None) -> None:
     """Walk through the product on scikit-learn's digits: register the shipped example network, preview
     a scope, build a network for digits 5-9 from its reused layers, train and fine-tune it, compare with
     training from scratch, serve it over gRPC and call it. Exits 1 if any step fails."""

@@ -153,7 +153,8 @@ def rank_cmd(quiet: bool, store: str | None, as_json: bool, **kw: Any) -> None:
 
     service = get_service(store)
     memory_mb = kw.pop("memory_mb", None)
-    if memory_mb is not None and hasattr(service, "client"):  # --server: the job's own cap (the server's at most)
+    # --server: the job's own cap (the server's at most)
+    if memory_mb is not None and hasattr(service, "client"):
         kw["memory_mb"] = float(memory_mb)
     cancel = threading.Event()
     with ctrl_c_cancels(cancel):

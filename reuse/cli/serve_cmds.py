@@ -34,7 +34,8 @@ _D = ServerSettings()
               help="Most rows merged into one forward pass.")
 @click.option("--max-batch-delay-ms", default=_D.max_batch_delay_ms, show_default=True,
               type=click.FloatRange(0), help="Longest wait for a batch to fill, under concurrent load.")
-@click.option("--max-message-mb", default=_D.max_message_bytes // 2**20, show_default=True, type=click.IntRange(1),
+@click.option("--max-message-mb", default=_D.max_message_bytes // 2**20, show_default=True,
+              type=click.IntRange(1),
               help="Largest gRPC message, each way (larger: RESOURCE_EXHAUSTED), and largest HTTP request "
                    "body (larger: 413).")
 @click.option("--max-upload-mb", default=_D.max_upload_mb, show_default=True, type=click.IntRange(1),
@@ -52,9 +53,12 @@ _D = ServerSettings()
               help="Server processes on the one port, each with its own model cache (auto: one per core).")
 @click.option("--token-file", type=click.Path(dir_okay=False, exists=True), default=None,
               help=f"Require this bearer token on every RPC but health (default: ${ENV_TOKEN}).")
-@click.option("--tls-cert", type=click.Path(dir_okay=False, exists=True), default=None, help="TLS certificate (PEM).")
-@click.option("--tls-key", type=click.Path(dir_okay=False, exists=True), default=None, help="TLS private key (PEM).")
-@click.option("--allow-unsafe-uploads", is_flag=True, help="Accept uploaded models that run code when loaded.")
+@click.option("--tls-cert", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="TLS certificate (PEM).")
+@click.option("--tls-key", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="TLS private key (PEM).")
+@click.option("--allow-unsafe-uploads", is_flag=True,
+              help="Accept uploaded models that run code when loaded.")
 @memory_option
 @click.option("--trust-module", "trust_modules", multiple=True, metavar="MODULE",
               help=f"Import MODULE at start and allow the Keras classes it defines in the models this server "
@@ -65,7 +69,8 @@ _D = ServerSettings()
 def serve_cmd(store: str | None, host: str, port: int, http_port: int | None, max_batch_size: int,
               max_batch_delay_ms: float, max_message_mb: int, max_upload_mb: int, cache_mb: int, runtime: str,
               onnx_threads: int, workers: int, processes: str, token_file: str | None, tls_cert: str | None,
-              tls_key: str | None, allow_unsafe_uploads: bool, trust_modules: tuple[str, ...], unsafe: bool) -> None:
+              tls_key: str | None, allow_unsafe_uploads: bool, trust_modules: tuple[str, ...],
+              unsafe: bool) -> None:
     """Serve the store over gRPC: KServe v2 inference, the reuse.v1 management API, health, reflection;
     with --http-port also over HTTP: KServe v2 REST and the read-only dashboard (docs/http-api.md).
 
@@ -86,15 +91,17 @@ def serve_cmd(store: str | None, host: str, port: int, http_port: int | None, ma
     check_mode(runtime)
     n = processes_count(processes)
     log_choices_to_stderr()
-    config = ServerConfig(host=host, port=port, max_message_bytes=max_message_mb * 2**20, token=read_token(token_file),
-                          tls_cert=Path(tls_cert) if tls_cert else None,
+    config = ServerConfig(host=host, port=port, max_message_bytes=max_message_mb * 2**20,
+                          token=read_token(token_file), tls_cert=Path(tls_cert) if tls_cert else None,
                           tls_key=Path(tls_key) if tls_key else None, http_port=http_port)
-    spec = ServeSpec(store, config, ServingOptions(max_batch_size, max_batch_delay_ms, cache_mb * 2**20, runtime,
-                                                   onnx_threads),
+    spec = ServeSpec(store, config, ServingOptions(max_batch_size, max_batch_delay_ms, cache_mb * 2**20,
+                                                   runtime, onnx_threads),
                      StateSettings(job_workers=workers, max_upload_bytes=max_upload_mb * 2**20,
                                    allow_unsafe_uploads=allow_unsafe_uploads, trusted_modules=trust_modules,
                                    run_unsafe=unsafe))
-    extras = f"{', token required' if config.token else ''}{', TLS' if tls_cert else ''}; {describe_mode(runtime)}"
+    extras = (
+        f"{', token required' if config.token else ''}{', TLS' if tls_cert else ''}; {describe_mode(runtime)}"
+    )
 
     def say(*lines: str) -> None:
         for line in lines:
@@ -253,7 +260,8 @@ def infer_cmd(ref: str, input_paths: tuple[str, ...], top: int, out_path: str | 
 
     \b
       python -c "import numpy as np; np.save('x.npy', np.load('data.npz')['x'][:5].astype('float32'))"
-      python -c "import numpy as np; from reuse.data import load_data; np.save('x.npy', load_data('builtin:digits?classes=5-9&split=test').x[:5])"
+      python -c "import numpy as np; from reuse.data import load_data; np.save('x.npy', \
+load_data('builtin:digits?classes=5-9&split=test').x[:5])"
 
     A model with several inputs takes a .npz with one array per input name:
     np.savez('x.npz', NAME1=..., NAME2=...).

@@ -49,7 +49,8 @@ def _explicit_version(ctx: click.Context, param: click.Parameter, value: str) ->
     except InvalidInput as exc:
         raise click.BadParameter(str(exc), ctx, param) from exc
     if ref.version is None:
-        raise click.BadParameter(f"expected NAME:VERSION (deleting needs an explicit version), received {value!r}",
+        raise click.BadParameter("expected NAME:VERSION (deleting needs an explicit version), received "
+                                 f"{value!r}",
                                  ctx, param)
     return value
 
@@ -81,13 +82,16 @@ def register_cmd(file: str, name: str, description: str, tags: dict[str, str], u
     if as_json:
         emit_json(info.to_dict())
         return
-    click.echo(f"Registered {info.ref} ({info.params} parameters, {human_bytes(info.size_bytes)}) at {info.path}")
+    click.echo(f"Registered {info.ref} ({info.params} parameters, {human_bytes(info.size_bytes)}) at "
+               f"{info.path}")
 
 
 def _version_rows(infos: list[ModelInfo], *, with_name: bool) -> str:
-    headers = (["MODEL"] if with_name else []) + ["VERSION", "CREATED (UTC)", "PARAMS", "SIZE", "DESCRIPTION", "TAGS"]
-    rows = [([i.name] if with_name else []) + [i.version, short_time(i.created), i.params, human_bytes(i.size_bytes),
-                                               i.description, _tags_text(i.tags)] for i in infos]
+    headers = (["MODEL"] if with_name else []) + ["VERSION", "CREATED (UTC)", "PARAMS", "SIZE",
+                                                  "DESCRIPTION", "TAGS"]
+    rows = [([i.name] if with_name else []) + [i.version, short_time(i.created), i.params,
+                                               human_bytes(i.size_bytes), i.description,
+                                               _tags_text(i.tags)] for i in infos]
     right = (1, 3, 4) if with_name else (0, 2, 3)
     return table(headers, rows, right=right)
 
@@ -128,7 +132,8 @@ def _show_lines(info: ModelInfo) -> list[tuple[str, Any]]:
         ("output shape", shape(info.output_shape)),
         ("parameters", info.params),
         ("file", f"{info.path} ({human_bytes(info.size_bytes)})"),
-        ("saved with", f"keras {info.keras_version} ({info.backend} backend), tensorflow {info.tensorflow_version}"),
+        ("saved with",
+         f"keras {info.keras_version} ({info.backend} backend), tensorflow {info.tensorflow_version}"),
     ]
     if info.class_names:
         lines.append(("classes", ", ".join(info.class_names)))
@@ -189,11 +194,13 @@ def show_cmd(ref: str, store: str | None, as_json: bool) -> None:
     for key, value in _show_lines(info):
         click.echo(f"  {key.ljust(width)}  {value}")
     click.echo("")
-    rows = [(la.name, la.class_name, shape(la.output_shape), f"{la.params:,}", "yes" if la.trainable else "no")
+    rows = [(la.name, la.class_name, shape(la.output_shape), f"{la.params:,}",
+             "yes" if la.trainable else "no")
             for la in layers]
     click.echo(table(["LAYER", "TYPE", "OUTPUT SHAPE", "PARAMS", "TRAINABLE"], rows, right=(3,)))
     trainable = sum(la.params for la in layers if la.trainable)
-    click.echo(f"\n{len(layers)} layers, {sum(la.params for la in layers):,} parameters ({trainable:,} in trainable layers)")
+    click.echo(f"\n{len(layers)} layers, {sum(la.params for la in layers):,} parameters ({trainable:,} in "
+               "trainable layers)")
 
 
 @click.command("delete")
@@ -246,7 +253,8 @@ def export_cmd(ref: str, out: str | None, fmt: str | None, triton_repo: str | No
     if triton_repo is None and storage_uri is not None:
         raise InvalidInput("--kserve describes a Triton repository; add --triton-repo DIR")
     if triton_repo is not None and fmt not in (None, "onnx"):
-        raise InvalidInput(f"a Triton repository holds ONNX files; --format {fmt} does not apply to --triton-repo")
+        raise InvalidInput(f"a Triton repository holds ONNX files; --format {fmt} does not apply to "
+                           "--triton-repo")
     svc = get_service(store)
     info = svc.model_info(ref)
     if triton_repo is None:
@@ -255,8 +263,9 @@ def export_cmd(ref: str, out: str | None, fmt: str | None, triton_repo: str | No
             f" ({result.format}, matches Keras within {result.max_difference:.1g})"
         click.echo(f"Exported {result.ref} to {result.path}{checked}")
         return
-    entry = svc.export_triton(info.ref, triton_repo, overwrite=force, unsafe=unsafe, max_batch_size=max_batch_size,
-                              max_delay_us=round(max_batch_delay_ms * 1000), storage_uri=storage_uri)
+    entry = svc.export_triton(info.ref, triton_repo, overwrite=force, unsafe=unsafe,
+                              max_batch_size=max_batch_size, max_delay_us=round(max_batch_delay_ms * 1000),
+                              storage_uri=storage_uri)
     click.echo(f"Exported {entry.ref} to the Triton repository {entry.repo}: {entry.config}, {entry.model} "
                f"(matches Keras within {entry.max_difference:.1g})", err=storage_uri is not None)
     if storage_uri is not None:

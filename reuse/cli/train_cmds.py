@@ -3,8 +3,9 @@
 DATA is a file (.npz with arrays x, y; .npy with features only; .csv with the label in the last column or
 --label; .h5 with datasets x, y; for a model with several inputs, one array per input named after it,
 plus y), a folder of class sub-folders of images (images:DIR?size=H,W), or a built-in set:
-builtin:digits, builtin:blobs, with options such as builtin:digits?classes=5-9&per_class=10&relabel=1&split=test
-(see reuse.data.builtin). Arrays larger than the memory budget are read a batch at a time (reuse.data.rows).
+builtin:digits, builtin:blobs, with options such as
+builtin:digits?classes=5-9&per_class=10&relabel=1&split=test (see reuse.data.builtin). Arrays larger than the
+memory budget are read a batch at a time (reuse.data.rows).
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ _train_options = option_group(
     click.option("--epochs", type=click.IntRange(min=1), default=None, help="Epochs (default 20)."),
     click.option("--batch-size", "batch_size", type=click.IntRange(min=1), default=None,
                  help="Batch size (default 32)."),
-    click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=None, help="Optimizer (default adam)."),
+    click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=None,
+                 help="Optimizer (default adam)."),
     click.option("--lr", type=float, default=None, help="Learning rate (default: the optimizer's)."),
     click.option("--momentum", type=float, default=None, help="Momentum (sgd, rmsprop)."),
     click.option("--nesterov", is_flag=True, default=None, help="Nesterov momentum (sgd)."),
@@ -67,7 +69,8 @@ _train_options = option_group(
     click.option("--no-cache", "no_cache", is_flag=True,
                  help="Do not cache the output of frozen leading layers (same results, slower)."),
     click.option("--keep-features", "features_dir", type=click.Path(file_okay=False), default=None,
-                 metavar="DIR", help="Write the frozen layers' features to DIR (as .npy files) and keep them; "
+                 metavar="DIR",
+                 help="Write the frozen layers' features to DIR (as .npy files) and keep them; "
                  "a later run on the same data with the same frozen weights reads them instead (default: "
                  "in memory, or a temporary folder removed afterwards; local store only)."),
     click.option("--frozen-mode", "frozen_mode", type=click.Choice(["inference", "training"]), default=None,
@@ -97,7 +100,8 @@ def _options(kw: dict[str, Any]) -> dict[str, Any]:
     if kw.get("features_dir"):
         ctx = click.get_current_context()
         if ctx.meta.get("reuse.remote", {}).get("server"):
-            raise click.UsageError("--keep-features names a folder on this machine; it does not apply with --server")
+            raise click.UsageError("--keep-features names a folder on this machine; it does not apply with "
+                                   "--server")
         out["features_dir"] = kw["features_dir"]
     return out
 
@@ -109,7 +113,8 @@ def _ensemble(kw: dict[str, Any]) -> dict[str, Any]:
 def _ordered(metrics: dict[str, Any]) -> list[tuple[str, Any]]:
     """Training figures first, each loss before its metric (loss, accuracy, val_loss, val_accuracy), as a
     local run records them; a server's results arrive with their keys sorted, and print the same."""
-    return sorted(metrics.items(), key=lambda kv: (kv[0].startswith("val_"), kv[0].removeprefix("val_") != "loss"))
+    return sorted(metrics.items(),
+                  key=lambda kv: (kv[0].startswith("val_"), kv[0].removeprefix("val_") != "loss"))
 
 
 def _figures(metrics: dict[str, Any]) -> str:
@@ -123,7 +128,9 @@ def _print_training(o: Any, verb: str) -> None:
         from reuse.memory import fmt_bytes
 
         took = f", computed in {r.feature_seconds:.1f} s" if getattr(r, "feature_seconds", 0) else ""
-        cached += f" ({fmt_bytes(r.feature_bytes)} {'on disk' if r.features == 'disk' else 'in memory'}{took})"
+        cached += (
+            f" ({fmt_bytes(r.feature_bytes)} {'on disk' if r.features == 'disk' else 'in memory'}{took})"
+        )
     stop = f", stopped early (best epoch {r.best_epoch})" if r.stopped_early else ""
     click.echo(f"{verb} {o.parent} -> {o.info.ref}: {r.epochs_run} epochs in {r.seconds:.2f} s{stop}{cached}")
     if o.skipped:
@@ -155,8 +162,9 @@ def _print_training(o: Any, verb: str) -> None:
 
 _TRAIN_JSON = ("JSON keys: model, parent, metrics, history, epochs_run, best_epoch, stopped_early, diverged, "
                "seconds, cached_layers, unfrozen, bn_inference, seeds (metric -> mean/std/values, or null), "
-               "settings, class_names, seed_models and ensemble (with --ensemble: the seeds' versions and the "
-               "ensemble's, else null), skipped (image files left out by bad=skip, each 'PATH: why').")
+               "settings, class_names, seed_models and ensemble (with --ensemble: the seeds' versions "
+               "and the ensemble's, else null), skipped (image files left out by bad=skip, each "
+               "'PATH: why').")
 
 
 @click.command("train", epilog=_TRAIN_JSON)
@@ -191,20 +199,22 @@ def finetune_cmd(ref: str, unfreeze: str, match: str, data: str, label: str | No
     """Unfreeze the layers PATTERN selects and train (default --lr: a tenth of the model's training
     rate; batch normalisation stays in inference mode); register the next version of NAME."""
     with ProgressBar(False if quiet else None) as bar:
-        o = get_service(store).finetune_model(ref, unfreeze, data, match=match, val=kw.get("val"), label=label,
-                                              relabel=relabel, options=_options(kw), seeds=seeds,
+        o = get_service(store).finetune_model(ref, unfreeze, data, match=match, val=kw.get("val"),
+                                              label=label, relabel=relabel, options=_options(kw), seeds=seeds,
                                               progress=bar, description=description, **_ensemble(kw))
     emit_json(o.to_dict()) if as_json else _print_training(o, "Fine-tuned")
 
 
-@click.command("evaluate", epilog="JSON keys: model, data, samples, loss, accuracy (mae for regression); for an "
+@click.command("evaluate",
+               epilog="JSON keys: model, data, samples, loss, accuracy (mae for regression); for an "
                "ensemble also members (model, weight, samples, loss, accuracy|mae, or missing).")
 @click.argument("ref", metavar="NAME[:VERSION]")
 @_data_options
 @memory_option
 @facade_options
 @load_options
-def evaluate_cmd(ref: str, data: str, label: str | None, relabel: bool, store: str | None, as_json: bool) -> None:
+def evaluate_cmd(ref: str, data: str, label: str | None, relabel: bool, store: str | None,
+                 as_json: bool) -> None:
     """Loss and accuracy of a model on labelled data."""
     r = get_service(store).evaluate_model(ref, data, label=label, relabel=relabel)
     if as_json:
@@ -253,10 +263,11 @@ def predict_cmd(ref: str, data: str, label: str | None, no_label: bool, out: str
 
 
 @click.command("report", epilog="JSON keys: model, history, metrics (with ensemble_check for seeds or an "
-               "ensemble scored on held-out data: members, mean, std, ensemble, gain, beats_spread), findings "
-               "(problem, summary, evidence, remedies), plot.")
+               "ensemble scored on held-out data: members, mean, std, ensemble, gain, beats_spread), "
+               "findings (problem, summary, evidence, remedies), plot.")
 @click.argument("ref", metavar="NAME[:VERSION]")
-@click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Write learning curves to FILE.png.")
+@click.option("--plot", type=click.Path(dir_okay=False), default=None,
+              help="Write learning curves to FILE.png.")
 @store_option
 @local_only("report")
 @json_option
@@ -273,8 +284,11 @@ def report_cmd(ref: str, plot: str | None, store: str | None, as_json: bool) -> 
         click.echo("  " + _figures(metrics))
     check = (r.info.metrics or {}).get("ensemble_check")
     if check:  # the seeds' (or an ensemble's members') spread, and whether their ensemble beats it
-        click.echo("Seeds and their ensemble:" if str(check["members"][0].get("model", "")).startswith("seed ")
-                   else "Members and the ensemble:")
+        click.echo(
+            "Seeds and their ensemble:"
+            if str(check["members"][0].get("model", "")).startswith("seed ")
+            else "Members and the ensemble:"
+        )
         print_check(check)
     if not r.findings:
         click.echo("Diagnosis: no learning, generalization or prediction problem found.")
@@ -328,8 +342,8 @@ def pretrain_cmd(name: str, data: str, label: str | None, relabel: bool, test: s
     from reuse.train.pretrain import PretrainConfig
 
     config = PretrainConfig(scale=not no_scale, cache=not no_cache, ae_clipnorm=ae_clipnorm or None,
-                            optimizer=optimizer, momentum=momentum if optimizer in ("sgd", "rmsprop") else 0.0,
-                            **kw)
+                            optimizer=optimizer,
+                            momentum=momentum if optimizer in ("sgd", "rmsprop") else 0.0, **kw)
     with ProgressBar(False if quiet else None) as bar:
         o = get_service(store).pretrain_model(name, data, config=config, test=test, label=label,
                                               relabel=relabel, progress=bar)

@@ -83,9 +83,13 @@ class ProgressBar:
         if self._pass is None or key != self._pass_key:
             self._pass_key = key
             self._pass = p.add_task(name, total=max(event.rows_total, 1), info="", eta="?", unit="")
-        rate = f"{event.rows_per_second:.0f} rows/s -> {event.message.split(' -> ')[-1]}" if event.rows_done else (
-            event.message.split(" -> ")[-1])
-        p.update(self._pass, completed=event.rows_done, info=f"{event.rows_done}/{event.rows_total} rows, {rate}",
+        rate = (
+            f"{event.rows_per_second:.0f} rows/s -> {event.message.split(' -> ')[-1]}"
+            if event.rows_done
+            else (event.message.split(" -> ")[-1])
+        )
+        p.update(self._pass, completed=event.rows_done,
+                 info=f"{event.rows_done}/{event.rows_total} rows, {rate}",
                  eta=f"{event.eta:.1f}s" if event.rows_done < event.rows_total else "done")
 
     def close(self) -> None:

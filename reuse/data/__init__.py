@@ -1,8 +1,8 @@
 """Data sets for training, evaluation and prediction: files (.npz, .csv, .h5) and built-in sets.
 
 A data spec is a path (``train.npz``, ``data.csv``, ``set.h5``), ``builtin:NAME[?key=value&...]``
-(see :mod:`reuse.data.builtin`) or ``images:DIR?size=H,W`` (see :mod:`reuse.data.images`). Everything is loaded into memory as NumPy arrays and checked before
-any work starts (:mod:`reuse.data.checks`).
+(see :mod:`reuse.data.builtin`) or ``images:DIR?size=H,W`` (see :mod:`reuse.data.images`). Everything is
+loaded into memory as NumPy arrays and checked before any work starts (:mod:`reuse.data.checks`).
 """
 
 from __future__ import annotations

@@ -40,7 +40,8 @@ def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
     params: dict[str, str] = {}
     for key, value in parse_qsl(query, keep_blank_values=True, strict_parsing=False):
         if key not in KEYS:
-            raise InvalidInput(f"unknown option {echo(key)} in {echo(spec)}: expected one of {', '.join(KEYS)}")
+            raise InvalidInput(f"unknown option {echo(key)} in {echo(spec)}: expected one of "
+                               f"{', '.join(KEYS)}")
         params[key] = value
     return name, params
 
@@ -67,7 +68,8 @@ def parse_classes(text: str, spec: str) -> list[int]:
             else:
                 out.add(int(part))
         except ValueError:
-            raise InvalidInput(f"invalid classes {echo(text)} in {echo(spec)}: expected e.g. 5-9 or 0,2,4") from None
+            raise InvalidInput(f"invalid classes {echo(text)} in {echo(spec)}: expected e.g. 5-9 "
+                               "or 0,2,4") from None
     return sorted(out)
 
 

@@ -154,21 +154,22 @@ def _single_array(ds: Dataset, spec: InputSpec, model_name: str) -> np.ndarray:
             return arrays[name]
     if len(arrays) == 1:
         return next(iter(arrays.values()))
-    raise InvalidInput(f"{ds.source}: model {model_name!r} takes one input, {spec.name!r}; the data has arrays "
-                       f"{sorted(arrays)}: name one of them {spec.name!r} or 'x'")
+    raise InvalidInput(f"{ds.source}: model {model_name!r} takes one input, {spec.name!r}; the data "
+                       f"has arrays {sorted(arrays)}: name one of them {spec.name!r} or 'x'")
 
 
 def _match_inputs(ds: Dataset, specs: list[InputSpec], model_name: str) -> dict[str, np.ndarray]:
     names = [s.name for s in specs]
     if not ds.named:
-        raise InvalidInput(f"{ds.source}: model {model_name!r} takes {len(specs)} inputs ({', '.join(names)}); the "
-                           "data has one feature array: give one array per input, named after it (an .npz or "
-                           f".h5 with arrays {', '.join(names)} and y)")
+        raise InvalidInput(f"{ds.source}: model {model_name!r} takes {len(specs)} inputs "
+                           f"({', '.join(names)}); the data has one feature array: give one array per input, "
+                           f"named after it (an .npz or .h5 with arrays {', '.join(names)} and y)")
     arrays = ds.arrays
     missing = [n for n in names if n not in arrays]
     if missing:
-        raise InvalidInput(f"{ds.source}: no array for input(s) {', '.join(repr(n) for n in missing)} of model "
-                           f"{model_name!r} (inputs: {', '.join(names)}; arrays found: {', '.join(arrays)})")
+        raise InvalidInput(f"{ds.source}: no array for input(s) {', '.join(repr(n) for n in missing)} "
+                           f"of model {model_name!r} (inputs: {', '.join(names)}; arrays found: "
+                           f"{', '.join(arrays)})")
     return {n: arrays[n] for n in names}
 
 
@@ -199,7 +200,8 @@ def _target_dtype(spec: InputSpec) -> np.dtype:
 def _fits_in_memory(x: Any, spec: InputSpec) -> bool:
     from reuse.memory import process_budget
 
-    width = int(np.prod(x.shape[1:], dtype=np.int64)) * max(_target_dtype(spec).itemsize, np.dtype(x.dtype).itemsize)
+    width = int(np.prod(x.shape[1:], dtype=np.int64)) * max(_target_dtype(spec).itemsize,
+                                                            np.dtype(x.dtype).itemsize)
     return len(x) * width <= process_budget().available() * IN_MEMORY_SHARE
 
 
@@ -218,8 +220,8 @@ def _checked_values(src: str, spec: InputSpec, x: np.ndarray, where: str, rows: 
         bad_rows = np.flatnonzero(bad.reshape(len(x), -1).any(axis=1))
         first = int(bad_rows[0] if rows is None else rows[bad_rows[0]])
         what = "NaN" if np.isnan(x).any() else "infinite"
-        raise InvalidInput(f"{src}: {where}{int(bad.sum())} {what} feature value(s) in {len(bad_rows)} sample(s) "
-                           f"(first at row {first}); expected finite numbers")
+        raise InvalidInput(f"{src}: {where}{int(bad.sum())} {what} feature value(s) in {len(bad_rows)} "
+                           f"sample(s) (first at row {first}); expected finite numbers")
     return x
 
 
@@ -263,7 +265,9 @@ def _as_integers(src: str, spec: InputSpec, x: np.ndarray, where: str) -> np.nda
 
 
 def _shape_fits(got: tuple, want: tuple) -> bool:
-    return len(got) == len(want) and all(w is None or int(w) == int(g) for g, w in zip(got, want, strict=True))
+    return len(got) == len(want) and all(
+        w is None or int(w) == int(g) for g, w in zip(got, want, strict=True)
+    )
 
 
 def _fmt(shape: tuple) -> str:

@@ -43,8 +43,9 @@ def data_file_format(path: Path) -> str:
         raise InvalidInput(f"{cut(str(path), ECHO_LIMIT)}: not a file")
     fmt = format_of(path)
     if fmt is None:
-        raise InvalidInput(f"{path}: unknown data format {path.suffix.lower() or '(no suffix)'!r}; expected .npz, "
-                           ".npy, .csv, .h5, images:DIR?size=H,W or builtin:digits / builtin:blobs")
+        raise InvalidInput(f"{path}: unknown data format {path.suffix.lower() or '(no suffix)'!r}; "
+                           "expected .npz, .npy, .csv, .h5, images:DIR?size=H,W or builtin:digits / "
+                           "builtin:blobs")
     return fmt
 
 

@@ -45,6 +45,7 @@ import numpy as np
 from reuse.data.dataset import Dataset
 from reuse.data.rows import RowSource
 from reuse.errors import InvalidInput
+from reuse.text import first_line
 
 PREFIX = "images:"
 KEYS = ("size", "color", "bad")
@@ -84,8 +85,8 @@ def parse_options(spec: str) -> tuple[Path, tuple[int, int], str, str]:
             raise InvalidInput(f"option {key!r} given twice in {spec!r}")
         params[key] = value
     if "size" not in params:
-        raise InvalidInput(f"no size in {spec!r}: images are resized to one size, give it as size=HEIGHT,WIDTH, "
-                           f"e.g. {EXAMPLE}")
+        raise InvalidInput(f"no size in {spec!r}: images are resized to one size, give it as "
+                           f"size=HEIGHT,WIDTH, e.g. {EXAMPLE}")
     size = _size(params["size"], spec)
     color = params.get("color", "rgb")
     if color not in COLORS:
@@ -101,7 +102,8 @@ def _size(text: str, spec: str) -> tuple[int, int]:
     if len(parts) == 1:
         parts = parts * 2
     if len(parts) != 2 or not all(p.isdigit() for p in parts):
-        raise InvalidInput(f"invalid size={text!r} in {spec!r}: expected HEIGHT,WIDTH in pixels, e.g. size=96,96")
+        raise InvalidInput(f"invalid size={text!r} in {spec!r}: expected HEIGHT,WIDTH in pixels, e.g. "
+                           "size=96,96")
     h, w = int(parts[0]), int(parts[1])
     if not (1 <= h <= MAX_SIDE and 1 <= w <= MAX_SIDE):
         raise InvalidInput(f"invalid size={text!r} in {spec!r}: each side must be 1..{MAX_SIDE} pixels")
@@ -239,8 +241,8 @@ def scan(folder: Path, spec: str, *, bad_rule: str = "error", threads: int | Non
     labels = labels[~bad]
     for i, name in enumerate(class_names):
         if not np.any(labels == i):
-            raise InvalidInput(f"{folder / name}: class folder with no readable images ({len(problems)} files "
-                               "were left out by bad=skip)")
+            raise InvalidInput(f"{folder / name}: class folder with no readable images "
+                               f"({len(problems)} files were left out by bad=skip)")
     h = hashlib.blake2b(digest_size=16)
     for p, label in zip(kept, labels.tolist(), strict=True):
         st = os.stat(p)
@@ -282,8 +284,7 @@ def decode(path: str, size: tuple[int, int], color: str) -> np.ndarray:
             img = keras.utils.load_img(path, color_mode=color, target_size=size, interpolation="bilinear")
             return keras.utils.img_to_array(img, data_format="channels_last", dtype="float32")
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        text = str(exc).strip().splitlines()
-        raise InvalidInput(f"{path}: cannot read this image: {text[0] if text else type(exc).__name__}") from exc
+        raise InvalidInput(f"{path}: cannot read this image: {first_line(exc)}") from exc
 
 
 class ImageRows(RowSource):

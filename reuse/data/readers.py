@@ -196,7 +196,11 @@ def read_csv(path: Path, *, label: str | int | None = None, has_label: bool = Tr
         raw = [c.strip() for c in table[:, col].tolist()]
         if all(_is_number(c) for c in raw):
             vals = np.array([float(c) for c in raw])
-            y = vals.astype(np.int64) if np.all(np.isfinite(vals)) and np.all(vals == np.round(vals)) else vals
+            y = (
+                vals.astype(np.int64)
+                if np.all(np.isfinite(vals)) and np.all(vals == np.round(vals))
+                else vals
+            )
         else:
             y = np.array(raw, dtype=str)
     return Dataset(x=x, y=y, source=str(path))

@@ -19,5 +19,6 @@ from reuse.ensemble.graph import output_ensemble
 from reuse.ensemble.members import Member, load_members, parse_members, parse_weights
 from reuse.ensemble.soup import average_weights
 
-__all__ = ["BuiltEnsemble", "Member", "average_weights", "build_ensemble", "ensemble_check", "ensemble_lineage",
-           "load_members", "mean_outputs_check", "outputs_check", "output_ensemble", "parse_members", "parse_weights"]
+__all__ = ["BuiltEnsemble", "Member", "average_weights", "build_ensemble", "ensemble_check",
+           "ensemble_lineage", "load_members", "mean_outputs_check", "outputs_check", "output_ensemble",
+           "parse_members", "parse_weights"]

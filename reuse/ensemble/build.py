@@ -92,7 +92,8 @@ def build_ensemble(store: ModelStore, refs: str | list[str], *, weights: str | l
     if scored is not None:
         ds, outs = scored
         metrics["ensemble_check"] = outputs_check(member_refs, outs, Predictor(model)(ds.x), ds.y,
-                                                  Task.for_output(members[0].kind), data=data.source, method=method)
+                                                  Task.for_output(members[0].kind),
+                                                  data=data.source, method=method)
     return BuiltEnsemble(model, lineage, members[0].info.class_names,
                          (f"weight average of {', '.join(member_refs)}{weighted}" if average
                           else f"ensemble of {', '.join(member_refs)}: {how}{weighted}"), metrics)

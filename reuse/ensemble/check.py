@@ -25,7 +25,9 @@ def outputs_check(member_refs: list[str], member_outputs: list[np.ndarray], ense
         (population), "ensemble", "gain" (how much better the ensemble is than the mean member: higher
         accuracy, or lower mae), "beats_spread" (gain > std, beyond rounding)}``.
     """
-    rows = [{"model": ref, **score(task, out, y)} for ref, out in zip(member_refs, member_outputs, strict=True)]
+    rows = [
+        {"model": ref, **score(task, out, y)} for ref, out in zip(member_refs, member_outputs, strict=True)
+    ]
     ens = score(task, ensemble_output, y)
     metric = task.metric
     values = np.array([r[metric] for r in rows], dtype=np.float64)
@@ -59,7 +61,8 @@ def mean_outputs_check(member_refs: list[str], members: list[Any], data: Dataset
     outs = [Predictor(m)(ds.x) for m in members]
     w = weights or [1.0 / len(outs)] * len(outs)
     mean = sum(o.astype(np.float64) * wt for o, wt in zip(outs, w, strict=True)).astype(outs[0].dtype)
-    return outputs_check(member_refs, outs, mean, ds.y, Task.for_output(kind), data=data.source, method="mean")
+    return outputs_check(member_refs, outs, mean, ds.y, Task.for_output(kind),
+                         data=data.source, method="mean")
 
 
 def member_scores(store: ModelStore, lineage: dict[str, Any], data: Dataset) -> list[dict[str, Any]]:

@@ -30,8 +30,8 @@ def check_vote(members: list[Member], vote: bool) -> None:
 def output_ensemble(members: list[Member], weights: list[float], *, vote: bool = False,
                     name: str = "ensemble") -> Any:
     """One network: shared inputs (named as the members' inputs) feed each member, nested as
-    ``member1``, ``member2``, ...; an :class:`reuse.layers.ensemble_combine.EnsembleCombine` layer, named as the members'
-    output, takes their weighted mean (or, with ``vote``, the one-hot of the most-voted class).
+    ``member1``, ``member2``, ...; an :class:`reuse.layers.ensemble_combine.EnsembleCombine` layer, named as
+    the members' output, takes their weighted mean (or, with ``vote``, the one-hot of the most-voted class).
 
     The members' models become part of the graph (the caller loaded them for this); they are renamed.
 
@@ -47,7 +47,9 @@ def output_ensemble(members: list[Member], weights: list[float], *, vote: bool =
     out_name = _output_name(first.model)
     taken = {member_layer_name(i) for i in range(len(members))}
     inputs = [keras.Input(shape=tuple(t.shape[1:]), dtype=t.dtype, name=t.name) for t in first.model.inputs]
-    clash = [t.name for t in first.model.inputs if t.name in taken] + ([out_name] if out_name in taken else [])
+    clash = [t.name for t in first.model.inputs if t.name in taken] + (
+        [out_name] if out_name in taken else []
+    )
     if clash:
         raise InvalidInput(f"the members' input or output name {clash[0]!r} is the name the ensemble gives a "
                            "member; rename it")
@@ -57,5 +59,6 @@ def output_ensemble(members: list[Member], weights: list[float], *, vote: bool =
         outs.append(m.model(inputs if len(inputs) > 1 else inputs[0]))
     # The members' last activation, recorded so that output_kind reads the ensemble as it reads them.
     act = last_activation(first.model)
-    combined = EnsembleCombine(list(weights), mode="vote" if vote else "mean", activation=act, name=out_name)(outs)
+    combined = EnsembleCombine(list(weights), mode="vote" if vote else "mean", activation=act,
+                               name=out_name)(outs)
     return keras.Model(inputs if len(inputs) > 1 else inputs[0], combined, name=name)

@@ -36,7 +36,8 @@ def parse_members(text: str | list[str]) -> list[str]:
     """
     refs = [r.strip() for r in text.split(",")] if isinstance(text, str) else [str(r).strip() for r in text]
     if any(not r for r in refs):
-        raise InvalidInput(f"members {echo(text)}: an empty entry; expected NAME[:VERSION],NAME[:VERSION],...")
+        raise InvalidInput(f"members {echo(text)}: an empty entry; expected "
+                           "NAME[:VERSION],NAME[:VERSION],...")
     if len(refs) < 2:
         raise InvalidInput(f"an ensemble needs at least two members; got {len(refs)}")
     if len(refs) > MAX_MEMBERS:
@@ -59,7 +60,8 @@ def parse_weights(text: str | list[float] | None, n: int) -> list[float]:
         try:
             v = float(w)
         except (TypeError, ValueError):
-            raise InvalidInput(f"weight {echo(w)} is not a number; expected one non-negative number per member") from None
+            raise InvalidInput(f"weight {echo(w)} is not a number; expected one non-negative number "
+                               "per member") from None
         if not math.isfinite(v) or v < 0:
             raise InvalidInput(f"weight {echo(w)}: expected a finite non-negative number")
         values.append(v)
@@ -91,18 +93,23 @@ def check_agreement(members: list[Member]) -> None:
     for m in members[1:]:
         got = _inputs(m.model)
         if got != ins:
-            raise IncompatibleShapes(f"member {m.ref} takes inputs ({_describe(got)}); member {first.ref} takes "
-                                     f"({_describe(ins)}); ensemble members must take the same inputs")
+            raise IncompatibleShapes(f"member {m.ref} takes inputs ({_describe(got)}); member "
+                                     f"{first.ref} takes ({_describe(ins)}); ensemble members must take the "
+                                     "same inputs")
         if tuple(m.model.output_shape) != tuple(first.model.output_shape):
-            raise IncompatibleShapes(f"member {m.ref} gives output shape {list(m.model.output_shape)}; member "
-                                     f"{first.ref} gives {list(first.model.output_shape)}")
+            raise IncompatibleShapes(f"member {m.ref} gives output shape "
+                                     f"{list(m.model.output_shape)}; member {first.ref} gives "
+                                     f"{list(first.model.output_shape)}")
         if m.kind != first.kind:
-            what = {"multiclass": "class scores", "binary": "a sigmoid probability", "regression": "regression values"}
+            what = {"multiclass": "class scores", "binary": "a sigmoid probability",
+                    "regression": "regression values"}
             a = f"{what[m.kind.kind]}{' (logits)' if m.kind.from_logits else ''}"
             b = f"{what[first.kind.kind]}{' (logits)' if first.kind.from_logits else ''}"
             raise InvalidInput(f"member {m.ref} outputs {a}; member {first.ref} outputs {b}; their outputs "
                                "cannot be averaged")
-        if first.kind.kind != "regression" and (m.info.class_names or None) != (first.info.class_names or None):
+        if first.kind.kind != "regression" and (m.info.class_names or None) != (
+            first.info.class_names or None
+        ):
             raise InvalidInput(f"member {m.ref} has class names {m.info.class_names}; member {first.ref} has "
                                f"{first.info.class_names}; ensemble members must predict the same classes")
 
@@ -123,7 +130,8 @@ def load_members(store: ModelStore, refs: list[str]) -> list[Member]:
     seen: set[str] = set()
     for r in resolved:
         if r in seen:
-            raise InvalidInput(f"member {r} is given twice; give each member once (use weights to count one more)")
+            raise InvalidInput(f"member {r} is given twice; give each member once (use weights to count "
+                               "one more)")
         seen.add(r)
     members = []
     for r in resolved:

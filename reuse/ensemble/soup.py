@@ -90,8 +90,9 @@ def check_same_architecture(members: list[Member]) -> None:
                                      f"{first.ref} {len(shapes)}")
         for i, (s, g) in enumerate(zip(shapes, got, strict=True)):
             if s != g:
-                raise IncompatibleShapes(f"cannot average weights: weight {i} ({first.model.weights[i].path}) is "
-                                         f"{list(s)} in {first.ref} but {list(g)} in {m.ref}")
+                raise IncompatibleShapes(f"cannot average weights: weight {i} "
+                                         f"({first.model.weights[i].path}) is {list(s)} in {first.ref} but "
+                                         f"{list(g)} in {m.ref}")
 
 
 def average_weights(members: list[Member], weights: list[float]) -> Any:

@@ -52,8 +52,8 @@ def load_source(store: ModelStore, ref: str, unsafe: bool = False) -> tuple[Any,
     return model, signature_of(model, r.name, r.version or 0)
 
 
-def export_version(store: ModelStore, ref: str, out: Path, *, format: str | None = None, overwrite: bool = False,
-                   unsafe: bool = False) -> ExportResult:
+def export_version(store: ModelStore, ref: str, out: Path, *, format: str | None = None,
+                   overwrite: bool = False, unsafe: bool = False) -> ExportResult:
     """Export a stored version to ``out`` as ``format`` (see :func:`format_for`).
 
     Raises:

@@ -29,8 +29,8 @@ def inference_service(model: str, storage_uri: str) -> str:
         InvalidInput: ``storage_uri`` is not a URI (``s3://...``, ``gs://...``, ``pvc://...``).
     """
     if not _URI.fullmatch(storage_uri):
-        raise InvalidInput(f"storage URI {echo(storage_uri)}: expected a URI of the folder holding the Triton "
-                           "repository, such as s3://bucket/models or pvc://claim/models")
+        raise InvalidInput(f"storage URI {echo(storage_uri)}: expected a URI of the folder holding "
+                           "the Triton repository, such as s3://bucket/models or pvc://claim/models")
     manifest = {
         "apiVersion": "serving.kserve.io/v1beta1",
         "kind": "InferenceService",

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from reuse.config import assumed_missing
 from reuse.errors import FailedPrecondition
 from reuse.graph.signature import ModelSignature
 
@@ -33,6 +34,8 @@ def missing_packages() -> list[str]:
 
 
 def _installed(package: str) -> bool:
+    if assumed_missing(package):
+        return False
     try:
         return importlib.util.find_spec(package) is not None
     except (ImportError, ValueError):  # a broken install, or a finder that says no

@@ -42,14 +42,16 @@ class TritonExport:
     config: Path
     model: Path
     max_difference: float
-    kserve_manifest: str = ""  # a KServe InferenceService serving the repository, when a storage URI was given
+    # a KServe InferenceService serving the repository, when a storage URI was given
+    kserve_manifest: str = ""
 
 
 def _tensor(spec: TensorSpec) -> str:
     try:
         data_type = TRITON_TYPES[np.dtype(spec.dtype).name]
     except (KeyError, TypeError) as exc:
-        raise InvalidInput(f"tensor {spec.name!r} has dtype {spec.dtype}, which Triton has no type for") from exc
+        raise InvalidInput(f"tensor {spec.name!r} has dtype {spec.dtype}, which Triton has no "
+                           "type for") from exc
     dims = ", ".join("-1" if d is None else str(d) for d in spec.row_shape)
     return f'  {{\n    name: "{spec.name}"\n    data_type: {data_type}\n    dims: [ {dims} ]\n  }}'
 
@@ -72,8 +74,9 @@ def config_text(sig: ModelSignature, *, max_batch_size: int, max_delay_us: int) 
             "instance_group [ { kind: KIND_CPU, count: 1 } ]\n")
 
 
-def write_repo(model: Any, sig: ModelSignature, repo: Path, *, max_batch_size: int = 64, max_delay_us: int = 1000,
-               overwrite: bool = False, storage_uri: str | None = None) -> TritonExport:
+def write_repo(model: Any, sig: ModelSignature, repo: Path, *, max_batch_size: int = 64,
+               max_delay_us: int = 1000, overwrite: bool = False,
+               storage_uri: str | None = None) -> TritonExport:
     """Write ``repo/NAME/config.pbtxt`` and ``repo/NAME/<version>/model.onnx`` for one version; with
     ``storage_uri`` (where the repository will be copied), also the KServe manifest that serves it.
 
@@ -106,7 +109,8 @@ def write_repo(model: Any, sig: ModelSignature, repo: Path, *, max_batch_size: i
     return TritonExport(sig.ref, sig.name, repo, config, model_path, worst, manifest)
 
 
-def export_version(store: ModelStore, ref: str, repo: Path, *, unsafe: bool = False, **options: Any) -> TritonExport:
+def export_version(store: ModelStore, ref: str, repo: Path, *,
+                   unsafe: bool = False, **options: Any) -> TritonExport:
     """:func:`write_repo` for a stored version (loaded in safe mode unless ``unsafe``); ``options`` are
     write_repo's keywords."""
     model, sig = formats.load_source(store, ref, unsafe)

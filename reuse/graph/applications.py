@@ -68,19 +68,24 @@ def _mobilenet_v3(names: set[str]) -> str | None:
 
 _RESNET = {6: "50", 23: "101", 36: "152"}
 FAMILIES: tuple[_Family, ...] = (
-    _Family("convnext", "ConvNeXt", ((r".+_stem", "Sequential"), (r".+_stage_0_block_0_depthwise_conv", "Conv2D")),
+    _Family("convnext", "ConvNeXt",
+            ((r".+_stem", "Sequential"), (r".+_stage_0_block_0_depthwise_conv", "Conv2D")),
             preset_without_own="torch"),
     _Family("efficientnet", "EfficientNet",
-            (("stem_conv", "Conv2D"), ("stem_bn", "BatchNormalization"), ("block1a_dwconv", "DepthwiseConv2D")),
+            (("stem_conv", "Conv2D"), ("stem_bn", "BatchNormalization"),
+             ("block1a_dwconv", "DepthwiseConv2D")),
             preset_without_own="torch"),
     _Family("efficientnet_v2", "EfficientNetV2",
             (("stem_conv", "Conv2D"), ("stem_bn", "BatchNormalization"), ("block1a_project_conv", "Conv2D")),
             absent=("block1a_dwconv", "stem_conv_pad"), preset_without_own="tf"),
     _Family("mobilenet_v3", "MobileNetV3",
-            (("conv", "Conv2D"), ("conv_bn", "BatchNormalization"), ("expanded_conv_depthwise", "DepthwiseConv2D"),
-             ("expanded_conv_project_bn", "BatchNormalization")), preset_without_own="tf", variant=_mobilenet_v3),
+            (("conv", "Conv2D"), ("conv_bn", "BatchNormalization"),
+             ("expanded_conv_depthwise", "DepthwiseConv2D"),
+             ("expanded_conv_project_bn", "BatchNormalization")), preset_without_own="tf",
+            variant=_mobilenet_v3),
     _Family("mobilenet_v2", "MobileNetV2",
-            (("Conv1", "Conv2D"), ("bn_Conv1", "BatchNormalization"), ("expanded_conv_depthwise", "DepthwiseConv2D"))),
+            (("Conv1", "Conv2D"), ("bn_Conv1", "BatchNormalization"),
+             ("expanded_conv_depthwise", "DepthwiseConv2D"))),
     _Family("mobilenet", "MobileNet",
             (("conv1", "Conv2D"), ("conv1_bn", "BatchNormalization"), ("conv_dw_1", "DepthwiseConv2D"),
              ("conv_pw_1", "Conv2D"))),
@@ -88,20 +93,24 @@ FAMILIES: tuple[_Family, ...] = (
             (("conv1_conv", "Conv2D"), ("conv2_block1_preact_bn", "BatchNormalization")),
             variant=_by_blocks(r"conv4_block\d+_1_conv", {k: f"ResNet{v}V2" for k, v in _RESNET.items()})),
     _Family("densenet", "DenseNet",
-            (("conv1_conv", "Conv2D"), ("conv1_bn", "BatchNormalization"), ("conv2_block1_concat", "Concatenate")),
-            variant=_by_blocks(r"conv4_block\d+_concat", {24: "DenseNet121", 32: "DenseNet169", 48: "DenseNet201"})),
+            (("conv1_conv", "Conv2D"), ("conv1_bn", "BatchNormalization"),
+             ("conv2_block1_concat", "Concatenate")),
+            variant=_by_blocks(r"conv4_block\d+_concat",
+                               {24: "DenseNet121", 32: "DenseNet169", 48: "DenseNet201"})),
     _Family("resnet", "ResNet",
             (("conv1_conv", "Conv2D"), ("conv1_bn", "BatchNormalization"), ("conv2_block1_0_conv", "Conv2D"),
              ("conv2_block1_add", "Add")),
             absent=(r"conv2_block1_preact_bn",),
             variant=_by_blocks(r"conv4_block\d+_1_conv", {k: f"ResNet{v}" for k, v in _RESNET.items()})),
     _Family("xception", "Xception",
-            (("block1_conv1", "Conv2D"), ("block1_conv1_bn", "BatchNormalization"), ("block2_sepconv1", "SeparableConv2D"))),
+            (("block1_conv1", "Conv2D"), ("block1_conv1_bn", "BatchNormalization"),
+             ("block2_sepconv1", "SeparableConv2D"))),
     _Family("vgg", "VGG",
             (("block1_conv1", "Conv2D"), ("block1_conv2", "Conv2D"), ("block1_pool", "MaxPooling2D")),
             absent=("block1_conv1_bn",), variant=_vgg),
     _Family("nasnet", "NASNet",
-            (("stem_conv1", "Conv2D"), ("stem_bn1", "BatchNormalization"), ("reduction_conv_1_stem_1", "Conv2D"))),
+            (("stem_conv1", "Conv2D"), ("stem_bn1", "BatchNormalization"),
+             ("reduction_conv_1_stem_1", "Conv2D"))),
     _Family("inception_resnet_v2", "InceptionResNetV2",
             ((r"conv2d(_\d+)?", "Conv2D"), ("mixed_5b", "Concatenate"), ("block35_1_mixed", "Concatenate"))),
     _Family("inception_v3", "InceptionV3",
@@ -156,7 +165,9 @@ class BaseFamily:
 
 def base_family_of(d: Any) -> BaseFamily | None:
     """A BaseFamily from its ``to_dict()`` (stored metadata), or None for anything else."""
-    if not isinstance(d, dict) or not all(isinstance(d.get(k), str) for k in ("family", "architecture", "preset")):
+    if not isinstance(d, dict) or not all(
+        isinstance(d.get(k), str) for k in ("family", "architecture", "preset")
+    ):
         return None
     return BaseFamily(d["family"], d["architecture"], d["preset"], bool(d.get("included")),
                       str(d.get("container") or ""), tuple(str(x) for x in d.get("evidence") or ()))
@@ -212,7 +223,9 @@ def recognise(rows: Sequence[Row]) -> BaseFamily | None:
             preset = FAMILY_PRESETS[family.key]
             if preset == "none":  # a base that includes its preprocessing; without it, what it then needs
                 preset = "none" if included else (family.preset_without_own or "none")
-            architecture = (family.variant({n for n, _ in group}) if family.variant else None) or family.architecture
+            architecture = (
+                family.variant({n for n, _ in group}) if family.variant else None
+            ) or family.architecture
             return BaseFamily(family.key, architecture, preset, included, container, tuple(found))
     return None
 
@@ -229,7 +242,11 @@ def _outer_preprocessing(groups: dict[str, list[Row]], container: str) -> bool:
 
 def rows_of_meta(meta: dict[str, Any]) -> list[Row]:
     """``(path, class_name)`` rows from a version's metadata (``layers`` and ``nested_layers``)."""
-    rows = [(str(x.get("name")), str(x.get("class_name"))) for x in meta.get("layers") or [] if isinstance(x, dict)]
+    rows = [
+        (str(x.get("name")), str(x.get("class_name")))
+        for x in meta.get("layers") or []
+        if isinstance(x, dict)
+    ]
     rows += [(str(x.get("path")), str(x.get("class_name"))) for x in meta.get("nested_layers") or []
              if isinstance(x, dict)]
     return rows

@@ -16,12 +16,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reuse.errors import InvalidInput, UnsafeModel
+from reuse.text import first_line
 
 Shape = tuple  # a shape with its batch dimension first, e.g. (None, 28, 28, 1)
 SEPARATOR = "/"  # between the names of nested models and a layer in a path
 
-# Keras' random image augmentation layers: the identity at inference (tests/build/test_build_ops.py checks each
-# against this Keras), no weights. A build never copies them, selected or not: the built model has none.
+# Keras' random image augmentation layers: the identity at inference (tests/build/test_build_ops.py checks
+# each against this Keras), no weights. A build never copies them, selected or not: the built model has none.
 AUGMENTATION = frozenset({
     "RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation", "RandomContrast", "RandomBrightness",
     "RandomColorDegeneration", "RandomColorJitter", "RandomElasticTransform", "RandomErasing",
@@ -51,7 +52,11 @@ class Ref:
     input: str = ""
 
     def __str__(self) -> str:
-        return f"input {self.input}" if self.input else (self.call if self.index == 0 else f"{self.call}[{self.index}]")
+        return (
+            f"input {self.input}"
+            if self.input
+            else (self.call if self.index == 0 else f"{self.call}[{self.index}]")
+        )
 
 
 @dataclass(frozen=True)
@@ -190,8 +195,8 @@ def new_layer(node: LayerNode, name: str | None = None, *, unsafe: bool = False)
     from reuse.trust import check_config
 
     if node.class_name in UNSAFE_CLASSES and not unsafe:
-        raise UnsafeModel(f"layer {node.name} is a {node.class_name} layer, which runs arbitrary Python code; "
-                          f"{UNSAFE_HINT}")
+        raise UnsafeModel(f"layer {node.name} is a {node.class_name} layer, which runs arbitrary "
+                          f"Python code; {UNSAFE_HINT}")
     entry = node_entry(node, name)
     if "module" not in entry and hasattr(keras.layers, node.class_name):
         entry.update(module="keras.layers", registered_name=None)
@@ -199,8 +204,8 @@ def new_layer(node: LayerNode, name: str | None = None, *, unsafe: bool = False)
     try:
         layer = keras.saving.deserialize_keras_object(entry, safe_mode=not unsafe)
     except (TypeError, ValueError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise InvalidInput(f"cannot rebuild layer {node.name} ({node.class_name}) from its config: {first}") from exc
+        raise InvalidInput(f"cannot rebuild layer {node.name} ({node.class_name}) from its config: "
+                           f"{first_line(exc)}") from exc
     if not isinstance(layer, keras.Operation):
         raise InvalidInput(f"{node.name} ({node.class_name}) is not a Keras layer")
     return layer

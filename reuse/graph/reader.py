@@ -85,12 +85,14 @@ class _Builder:
 
         held: dict[str, list[str]] = {}
         visit("")
-        containers = [Container(p, self.container_class[p][0], tuple(held.get(p, [])), self.container_class[p][1])
+        containers = [Container(p, self.container_class[p][0], tuple(held.get(p, [])),
+                                self.container_class[p][1])
                       for p in order if p in self.container_class]
         return order, containers
 
     # -- one model -----------------------------------------------------------------------------
-    def expand(self, kind: str, cfg: dict[str, Any], scope: _Scope, inputs: list[Ref], depth: int) -> list[Ref]:
+    def expand(self, kind: str, cfg: dict[str, Any], scope: _Scope,
+               inputs: list[Ref], depth: int) -> list[Ref]:
         if depth > MAX_DEPTH:
             raise InvalidInput(f"models nested more than {MAX_DEPTH} deep are not supported")
         entries = cfg.get("layers")
@@ -117,7 +119,8 @@ class _Builder:
                     depth: int) -> list[Ref]:
         in_layers = _node_list(cfg.get("input_layers"))
         if len(in_layers) != len(inputs):
-            raise StoreCorrupt(f"model_config: a model with {len(in_layers)} inputs called with {len(inputs)}")
+            raise StoreCorrupt(f"model_config: a model with {len(in_layers)} inputs called with "
+                               f"{len(inputs)}")
         for (lname, node, _), ref in zip(in_layers, inputs, strict=True):
             scope.table[(lname, node)] = [ref]
         pending: list[tuple[dict[str, Any], str, dict[str, Any], str, int, Any]] = []
@@ -142,7 +145,9 @@ class _Builder:
                     continue
                 args, kwargs = parsed
                 outs = self._call(entry, cls, lcfg, name, scope, args, kwargs, depth, node_index=k)
-                scope.table[(name, k)] = outs if isinstance(outs, list) and cls in MODEL_CLASSES else outs[0].call
+                scope.table[(name, k)] = (
+                    outs if isinstance(outs, list) and cls in MODEL_CLASSES else outs[0].call
+                )
                 progressed = True
             if not progressed:
                 names = ", ".join(sorted({p[3] for p in rest})[:20])
@@ -158,7 +163,8 @@ class _Builder:
         return outs
 
     # -- one layer -----------------------------------------------------------------------------
-    def _declare(self, entry: dict[str, Any], cls: str, lcfg: dict[str, Any], name: str, scope: _Scope) -> None:
+    def _declare(self, entry: dict[str, Any], cls: str, lcfg: dict[str, Any], name: str,
+                 scope: _Scope) -> None:
         path = scope.prefix + name
         parent = scope.containers[-1] if scope.containers else ""
         siblings = self.children.setdefault(parent, [])
@@ -189,8 +195,8 @@ class _Builder:
             spec = self.specs.get(inputs[0])
             shape = spec.shape if spec else None
         self.layers[path] = LayerNode(node.name, node.class_name, node.config, sources, node.calls + 1, shape,
-                                      leaf=node.leaf, module=node.module, registered_name=node.registered_name,
-                                      containers=node.containers)
+                                      leaf=node.leaf, module=node.module,
+                                      registered_name=node.registered_name, containers=node.containers)
         return [Ref(call=key, index=0)]
 
     def _source(self, ref: Ref) -> str:
@@ -276,7 +282,9 @@ def _parse_node(node: Any, scope: _Scope, specs: dict[Ref, TensorSpec], owner: s
                     raise StoreCorrupt("model_config: a tensor without keras_history")
                 return tensor(str(hist[0]), _int(hist[1]), _int(hist[2]), cfg)
             if obj.get("class_name") == "__tuple__":
-                values = (obj.get("config") or {}).get("value", []) if isinstance(obj.get("config"), dict) else []
+                values = (
+                    (obj.get("config") or {}).get("value", []) if isinstance(obj.get("config"), dict) else []
+                )
                 return tuple(walk(v, depth + 1) for v in values)
             return {k: walk(v, depth + 1) for k, v in obj.items()}
         if isinstance(obj, list):
@@ -314,7 +322,8 @@ def parse_architecture(model_config: dict[str, Any]) -> Architecture:
     except (KeyError, TypeError) as exc:
         raise StoreCorrupt(f"model_config lacks {exc}; not a Keras model architecture") from exc
     if kind not in MODEL_CLASSES:
-        raise InvalidInput(f"cannot reuse layers of a {kind!r} model: expected a Sequential or functional model")
+        raise InvalidInput(f"cannot reuse layers of a {kind!r} model: expected a Sequential or "
+                           "functional model")
     inputs: dict[str, Shape | None] = {}
     dtypes: dict[str, str] = {}
     for entry in entries if isinstance(entries, list) else []:

@@ -8,12 +8,7 @@ from typing import Any
 
 from reuse.errors import IncompatibleShapes, InvalidInput
 from reuse.graph.arch import Architecture, Call, Ref
-
-
-def first_line(exc: BaseException) -> str:
-    """The first line of an exception's message (Keras' run on for many lines), or its type's name."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+from reuse.text import first_line
 
 
 def fmt_shape(shape: Any) -> str:
@@ -52,12 +47,14 @@ def _constant(obj: dict[str, Any]) -> Any:
     from reuse.trust import check_config
 
     if _holds_ref(obj):  # a tensor of the graph inside a serialised object: nothing we can replay
-        raise InvalidInput(f"an argument of type {obj['class_name']} holds a tensor of the graph; not supported")
+        raise InvalidInput(f"an argument of type {obj['class_name']} holds a tensor of the graph; not "
+                           "supported")
     check_config(obj, "a call's argument", model=False, entry=False)
     try:
         return keras.saving.deserialize_keras_object(obj, safe_mode=True)
     except (TypeError, ValueError) as exc:
-        raise InvalidInput(f"cannot rebuild a constant argument ({obj['class_name']}): {first_line(exc)}") from exc
+        raise InvalidInput(f"cannot rebuild a constant argument ({obj['class_name']}): "
+                           f"{first_line(exc)}") from exc
 
 
 def _holds_ref(obj: Any) -> bool:
@@ -93,8 +90,8 @@ def run_call(arch: Architecture, call: Call, layer: Any, tensors: dict[Ref, Any]
         if first is not None:
             t = tensors[first]
             source = _describe_source(arch, first, names or {})
-            raise IncompatibleShapes(f"layer {node.name} ({node.class_name}) cannot take the output of {source}, "
-                                     f"of shape {fmt_shape(t.shape)}: {first_line(exc)}") from exc
+            raise IncompatibleShapes(f"layer {node.name} ({node.class_name}) cannot take the output of "
+                                     f"{source}, of shape {fmt_shape(t.shape)}: {first_line(exc)}") from exc
         raise IncompatibleShapes(f"layer {node.name} ({node.class_name}) cannot be called: "
                                  f"{first_line(exc)}") from exc
     outs = list(out) if isinstance(out, (list, tuple)) else [out]

@@ -33,10 +33,12 @@ class Selection:
 def compile_scope(pattern: str) -> re2._Regexp:
     """Compile a scope pattern with RE2, or raise :class:`InvalidPattern` repeating the pattern."""
     if not isinstance(pattern, str) or not pattern:
-        raise InvalidPattern(f"invalid scope pattern {echo(pattern)}: expected a non-empty regular expression")
+        raise InvalidPattern(f"invalid scope pattern {echo(pattern)}: expected a non-empty regular "
+                             "expression")
     if len(pattern) > MAX_PATTERN_LENGTH:
         raise InvalidPattern(
-            f"scope pattern too long ({len(pattern)} characters, at most {MAX_PATTERN_LENGTH}): {echo(pattern, 60)}"
+            f"scope pattern too long ({len(pattern)} characters, at most {MAX_PATTERN_LENGTH}): "
+            f"{echo(pattern, 60)}"
         )
     options = re2.Options()
     options.log_errors = False

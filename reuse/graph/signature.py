@@ -85,7 +85,8 @@ def check_arrays(sig: ModelSignature, arrays: list[np.ndarray]) -> int:
         if arr.shape[0] < 1:
             raise InvalidInput(f"input {spec.name!r}: no rows; expected at least one")
         if rows is not None and arr.shape[0] != rows:
-            raise InvalidInput(f"inputs have different row counts ({rows} and {arr.shape[0]}); expected equal")
+            raise InvalidInput(f"inputs have different row counts ({rows} and {arr.shape[0]}); "
+                               "expected equal")
         rows = arr.shape[0]
     return int(rows or 0)
 
@@ -101,6 +102,7 @@ def input_arrays(sig: ModelSignature | None, inputs: Any) -> list[np.ndarray]:
         assert sig is not None
         missing = [s.name for s in sig.inputs if s.name not in inputs]
         if missing or len(inputs) != len(sig.inputs):
-            raise InvalidInput(f"inputs {sorted(inputs)}; model {sig.ref} takes {[s.name for s in sig.inputs]}")
+            raise InvalidInput(f"inputs {sorted(inputs)}; model {sig.ref} takes "
+                               f"{[s.name for s in sig.inputs]}")
         return [np.asarray(inputs[s.name]) for s in sig.inputs]
     return [np.asarray(inputs)] if isinstance(inputs, np.ndarray) else [np.asarray(a) for a in inputs]

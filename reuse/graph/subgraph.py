@@ -108,8 +108,9 @@ def plan_subgraph(arch: Architecture, selected: Sequence[str], pattern: str = ""
     augment = {n for n in selected if by_name[n].class_name in AUGMENTATION}
     chosen = set(selected) - augment
     if not chosen:
-        raise InvalidInput(f"the scope selects only random augmentation layers ({', '.join(sorted(augment)[:5])}), "
-                           "which are the identity at inference and never copied; select layers after them too")
+        raise InvalidInput("the scope selects only random augmentation layers "
+                           f"({', '.join(sorted(augment)[:5])}), which are the identity at inference and "
+                           "never copied; select layers after them too")
     for name in selected:
         node = by_name[name]
         if node.class_name in UNSAFE_CLASSES and not unsafe:
@@ -209,14 +210,16 @@ def _named_exits(arch: Architecture, exits: Sequence[str], chosen: set[str], sel
     out: list[Ref] = []
     for name in exits:
         if name not in chosen:
-            raise InvalidInput(f"exit {name!r} is not a selected layer; selected: {', '.join(sorted(chosen))}")
+            raise InvalidInput(f"exit {name!r} is not a selected layer; selected: "
+                               f"{', '.join(sorted(chosen))}")
         keys = [c.key for c in sel_calls if c.layer == name]
         refs = [r for r in produced if r.call in keys]
         out.extend(refs or [Ref(call=keys[-1])])
     return list(dict.fromkeys(out))
 
 
-def _check_reaches(arch: Architecture, sel_calls: list[Call], out: list[Ref], producer: dict[str, Call]) -> None:
+def _check_reaches(arch: Architecture, sel_calls: list[Call], out: list[Ref],
+                   producer: dict[str, Call]) -> None:
     """Every selected call must feed an exit (else the selection is not connected to it)."""
     reach = upstream(producer, out)
     stray = sorted({c.layer for c in sel_calls if c.key not in reach})
@@ -246,8 +249,11 @@ def _gap_error(arch: Architecture, blocking: list[Call], chosen: set[str], produ
         listed += f" and {len(names) - 12} more"
     them = "it" if len(names) == 1 else "them"
     hint_names = exact_scope(names)
-    hint = f"; select {them} too, e.g. --reuse '{pattern}|{hint_names}'," if pattern and len(hint_names) < 400 \
+    hint = (
+        f"; select {them} too, e.g. --reuse '{pattern}|{hint_names}',"
+        if pattern and len(hint_names) < 400
         else f"; select {them} too,"
+    )
     # Never suggest what the build would then refuse without saying what it needs, or at all.
     needs, never = _gap_needs(arch, names, unsafe)
     if never:
@@ -269,7 +275,8 @@ def _gap_needs(arch: Architecture, names: list[str], unsafe: bool) -> tuple[list
     needs = []
     lambdas = [n for n in names if arch.node(n).class_name in UNSAFE_CLASSES]
     if lambdas and not unsafe:
-        needs.append(f"with --unsafe ({', '.join(lambdas[:3])} {'runs' if len(lambdas) == 1 else 'run'} Python code)")
+        needs.append(f"with --unsafe ({', '.join(lambdas[:3])} {'runs' if len(lambdas) == 1 else 'run'} "
+                     "Python code)")
     untrusted = []
     for n in names:
         if n in lambdas:

@@ -2,7 +2,7 @@
 
 The server is ``grpc.aio`` (see reuse.grpc.server for why). ModelInfer is a coroutine on its event loop;
 the other calls (store, jobs, uploads, model metadata, which may load a model or wait for a build) keep
-their plain servicers and :class:`~reuse.grpc.interceptor.ServerInterceptor`'s error mapping, and run in
+their plain servicers and the error mapping (:func:`~reuse.grpc.interceptor.map_errors`), and run in
 a thread pool as before, through :func:`threaded`:
 
 - unary calls: the handler runs in a pool thread and the loop awaits it;
@@ -81,7 +81,8 @@ class _ThreadIterator(Iterator):
 
 def threaded(handler: grpc.RpcMethodHandler, pool: Executor) -> grpc.RpcMethodHandler:
     """The same call as ``handler`` (a sync one) for the asyncio server, run in ``pool``."""
-    kw = {"request_deserializer": handler.request_deserializer, "response_serializer": handler.response_serializer}
+    kw = {"request_deserializer": handler.request_deserializer,
+          "response_serializer": handler.response_serializer}
     if handler.request_streaming and handler.response_streaming:
         raise ValueError("bidirectional streams are not bridged; write them as coroutines")
 
@@ -140,12 +141,14 @@ class _Collector:
     def add_generic_rpc_handlers(self, handlers: Any) -> None:
         pass  # the same handlers arrive by name below
 
-    def add_registered_method_handlers(self, service: str, handlers: dict[str, grpc.RpcMethodHandler]) -> None:
+    def add_registered_method_handlers(self, service: str,
+                                       handlers: dict[str, grpc.RpcMethodHandler]) -> None:
         self.handlers[service] = dict(handlers)
 
 
 def method_handlers(add_to_server: Any, servicer: Any) -> dict[str, dict[str, grpc.RpcMethodHandler]]:
-    """A servicer's handlers by service name and method name, as its generated ``add_*_to_server`` makes them."""
+    """A servicer's handlers by service name and method name, as its generated ``add_*_to_server`` makes
+    them."""
     collector = _Collector()
     add_to_server(servicer, collector)
     return collector.handlers

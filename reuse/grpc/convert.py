@@ -2,9 +2,9 @@
 
 The server decodes requests and encodes responses and metadata; the client encodes requests
 (:func:`infer_request`) and decodes responses (:func:`decode_outputs`) and metadata
-(:func:`signature_of`). Requests are checked against the model's signature before any work: input names, datatypes, shapes
-(and that their size fits in a message at all), typed-content counts, raw byte lengths and finite
-floating-point values, each refused with :class:`InvalidInput` naming what was received and what was
+(:func:`signature_of`). Requests are checked against the model's signature before any work: input names,
+datatypes, shapes (and that their size fits in a message at all), typed-content counts, raw byte lengths and
+finite floating-point values, each refused with :class:`InvalidInput` naming what was received and what was
 expected. Raw requests get raw answers (stock clients read only those).
 
 Images: an image input (:func:`reuse.serving.image_inputs.image_target`) also takes ``BYTES`` (one encoded
@@ -75,20 +75,26 @@ def decode_request(request: pb.ModelInferRequest, sig: ModelSignature, *,
     by_name = {t.name: i for i, t in enumerate(request.inputs)}
     expected = [s.name for s in sig.inputs]
     if len(by_name) != len(request.inputs) or set(by_name) != set(expected):
-        raise InvalidInput(f"model {sig.ref} takes inputs {expected}; got {echo([t.name for t in request.inputs])}")
+        raise InvalidInput(f"model {sig.ref} takes inputs {expected}; got "
+                           f"{echo([t.name for t in request.inputs])}")
     raw = request.raw_input_contents
     if raw and len(raw) != len(request.inputs):
-        raise InvalidInput(f"raw_input_contents has {len(raw)} entries; expected one per input ({len(request.inputs)})")
+        raise InvalidInput(f"raw_input_contents has {len(raw)} entries; expected one per input "
+                           f"({len(request.inputs)})")
     arrays: list[np.ndarray] = []
     for spec in sig.inputs:
         i = by_name[spec.name]
         tensor = request.inputs[i]
         want_dt = v2_datatype(spec.dtype)
-        if tensor.datatype in IMAGE_DATATYPES and tensor.datatype != want_dt and image_target(spec) is not None:
+        if (
+            tensor.datatype in IMAGE_DATATYPES
+            and tensor.datatype != want_dt
+            and image_target(spec) is not None
+        ):
             arr = image_tensor(tensor, raw[i] if raw else None, spec, max_bytes)
             if arrays and arr.shape[0] != arrays[0].shape[0]:
-                raise InvalidInput(f"inputs have different row counts ({arrays[0].shape[0]} and {arr.shape[0]}); "
-                                   "expected equal")
+                raise InvalidInput(f"inputs have different row counts ({arrays[0].shape[0]} and "
+                                   f"{arr.shape[0]}); expected equal")
             arrays.append(arr)
             continue
         if tensor.datatype != want_dt:
@@ -97,8 +103,8 @@ def decode_request(request: pb.ModelInferRequest, sig: ModelSignature, *,
             raise InvalidInput(f"input {spec.name!r}: datatype {got}, expected {want_dt}{also}")
         shape = _check_shape(spec, tensor.shape)
         if arrays and shape[0] != arrays[0].shape[0]:
-            raise InvalidInput(f"inputs have different row counts ({arrays[0].shape[0]} and {shape[0]}); expected "
-                               f"equal (input {sig.inputs[0].name!r} has {arrays[0].shape[0]} rows, "
+            raise InvalidInput(f"inputs have different row counts ({arrays[0].shape[0]} and {shape[0]}); "
+                               f"expected equal (input {sig.inputs[0].name!r} has {arrays[0].shape[0]} rows, "
                                f"{spec.name!r} {shape[0]})")
         dtype = NP_OF[want_dt]
         count = element_count(spec, shape, dtype.itemsize, max_bytes)
@@ -187,9 +193,13 @@ def metadata_response(sig: ModelSignature, versions: Sequence[int], platform: st
                       parameters: dict[str, str] | None = None) -> pb.ModelMetadataResponse:
     """ModelMetadata: the tensors (an image input with the forms it also takes, as its parameters), and
     the model's parameters (``parameters`` given, plus ``class_names`` as a JSON list when known)."""
-    def meta(spec: TensorSpec, extra: dict[str, str] | None = None) -> pb.ModelMetadataResponse.TensorMetadata:
+
+    def meta(
+        spec: TensorSpec, extra: dict[str, str] | None = None
+    ) -> pb.ModelMetadataResponse.TensorMetadata:
         return pb.ModelMetadataResponse.TensorMetadata(name=spec.name, datatype=v2_datatype(spec.dtype),
-                                                       shape=_wire_shape(spec), parameters=_strings(extra or {}))
+                                                       shape=_wire_shape(spec),
+                                                       parameters=_strings(extra or {}))
 
     def input_meta(spec: TensorSpec) -> pb.ModelMetadataResponse.TensorMetadata:
         target = image_target(spec)
@@ -215,21 +225,26 @@ def signature_of(meta: pb.ModelMetadataResponse, version: str = "") -> ModelSign
         class_names = tuple(str(c) for c in json.loads(names)) if names else ()
     except (ValueError, TypeError):
         class_names = ()
-    preprocess = next((t.parameters["preprocess"].string_param for t in meta.inputs if "preprocess" in t.parameters),
-                      "")
-    return ModelSignature(meta.name, served, tuple(spec(t) for t in meta.inputs), tuple(spec(t) for t in meta.outputs),
-                          class_names, "" if preprocess == "none" else preprocess)
+    preprocess = next(
+        (t.parameters["preprocess"].string_param for t in meta.inputs if "preprocess" in t.parameters), ""
+    )
+    return ModelSignature(meta.name, served, tuple(spec(t) for t in meta.inputs),
+                          tuple(spec(t) for t in meta.outputs), class_names,
+                          "" if preprocess == "none" else preprocess)
 
 
 def infer_request(model: str, version: str, inputs: Mapping[str, np.ndarray | Sequence[bytes]], *,
-                  raw: bool = True, outputs: Sequence[str] = (), classification: int = 0) -> pb.ModelInferRequest:
+                  raw: bool = True,
+                  outputs: Sequence[str] = (), classification: int = 0) -> pb.ModelInferRequest:
     """A ModelInfer request for inputs by name: numpy arrays as raw little-endian bytes or typed contents;
     a list of ``bytes`` (encoded images) as a BYTES tensor ``[n]``. ``classification``: ask each output in
     ``outputs`` for its top-k class strings."""
     extra = {"classification": pb.InferParameter(int64_param=classification)} if classification else {}
-    req = pb.ModelInferRequest(model_name=model, model_version=version,
-                               outputs=[pb.ModelInferRequest.InferRequestedOutputTensor(name=n, parameters=extra)
-                                        for n in outputs])
+    req = pb.ModelInferRequest(
+        model_name=model,
+        model_version=version,
+        outputs=[pb.ModelInferRequest.InferRequestedOutputTensor(name=n, parameters=extra) for n in outputs],
+    )
     for name, value in inputs.items():
         if isinstance(value, (list, tuple)) and all(isinstance(v, (bytes, bytearray)) for v in value):
             tensor = req.inputs.add(name=name, datatype="BYTES", shape=[len(value)])

@@ -24,7 +24,8 @@ from reuse.text import echo
 
 # -- images in --------------------------------------------------------------------------------------
 def has_images(request: pb.ModelInferRequest) -> bool:
-    """Whether the request carries images to decode (BYTES or UINT8 inputs): work for a thread, not the loop."""
+    """Whether the request carries images to decode (BYTES or UINT8 inputs): work for a thread, not the
+    loop."""
     return any(t.datatype in IMAGE_DATATYPES for t in request.inputs)
 
 
@@ -42,12 +43,13 @@ def split_bytes(data: bytes, count: int, name: str) -> list[bytes]:
         (n,) = struct.unpack_from("<I", data, pos)
         pos += 4
         if pos + n > len(data):
-            raise InvalidInput(f"input {name!r}: element {len(out)} says {n} bytes but only {len(data) - pos} "
-                               "remain in its raw content")
+            raise InvalidInput(f"input {name!r}: element {len(out)} says {n} bytes but only "
+                               f"{len(data) - pos} remain in its raw content")
         out.append(bytes(view[pos:pos + n]))
         pos += n
     if len(out) != count:
-        raise InvalidInput(f"input {name!r}: raw BYTES content holds {len(out)} elements; the shape says {count}")
+        raise InvalidInput(f"input {name!r}: raw BYTES content holds {len(out)} elements; the shape "
+                           f"says {count}")
     return out
 
 
@@ -59,8 +61,8 @@ def image_tensor(tensor: pb.ModelInferRequest.InferInputTensor, raw: bytes | Non
     assert target is not None
     name, shape = spec.name, [int(d) for d in tensor.shape]
     if raw is not None and tensor.HasField("contents"):
-        raise InvalidInput(f"input {name!r}: has contents although raw_input_contents is used; expected one or "
-                           "the other")
+        raise InvalidInput(f"input {name!r}: has contents although raw_input_contents is used; "
+                           "expected one or the other")
     if tensor.datatype == "BYTES":
         count = shape[0] if shape and shape[0] >= 0 else 0
         elements = split_bytes(raw, count, name) if raw is not None else list(tensor.contents.bytes_contents)
@@ -86,11 +88,12 @@ def classification(out: pb.ModelInferRequest.InferRequestedOutputTensor, spec: T
     if k is None and kind == "string_param" and param.string_param.strip().isdigit():
         k = int(param.string_param)
     if not isinstance(k, int) or k < 1:
-        raise InvalidInput(f"output {out.name!r}: parameter classification must be a positive integer (the number "
-                           f"of classes to return); got {echo(getattr(param, kind) if kind else None)}")
+        raise InvalidInput(f"output {out.name!r}: parameter classification must be a positive integer "
+                           "(the number of classes to return); got "
+                           f"{echo(getattr(param, kind) if kind else None)}")
     if len(spec.shape) != 2:
-        raise InvalidInput(f"output {out.name!r}: classification needs an output of shape [batch, classes]; this "
-                           f"one has {[-1 if d is None else d for d in spec.shape]}")
+        raise InvalidInput(f"output {out.name!r}: classification needs an output of shape [batch, "
+                           f"classes]; this one has {[-1 if d is None else d for d in spec.shape]}")
     return k
 
 
@@ -128,6 +131,7 @@ def parse_classification(values: np.ndarray) -> list[list[TopClass]]:
             try:
                 top.append(TopClass(int(index), float(score), label))
             except ValueError:
-                raise InvalidInput(f"classification element {echo(text)}: expected score:index[:label]") from None
+                raise InvalidInput(f"classification element {echo(text)}: expected "
+                                   "score:index[:label]") from None
         out.append(top)
     return out

@@ -58,7 +58,8 @@ def json_params(text: str) -> dict[str, Any]:
 
 def model_pb(info: ModelInfo) -> pb.Model:
     return pb.Model(name=info.name, version=info.version, created=info.created or "",
-                    description=info.description or "", tags={str(k): str(v) for k, v in (info.tags or {}).items()},
+                    description=info.description or "",
+                    tags={str(k): str(v) for k, v in (info.tags or {}).items()},
                     metadata_json=_json(info.to_dict()))
 
 
@@ -85,8 +86,9 @@ def description_pb(d: ModelDescription) -> pb.ModelDescription:
     matched = set(d.selection.matched) if d.selection else set()
     out = pb.ModelDescription(model=model_pb(d.info), versions=list(d.versions))
     for layer in d.layers:
-        out.layers.add(name=layer.name, class_name=layer.class_name, output_shape_json=_json(layer.output_shape),
-                       params=layer.params, trainable=layer.trainable,
+        out.layers.add(name=layer.name, class_name=layer.class_name,
+                       output_shape_json=_json(layer.output_shape), params=layer.params,
+                       trainable=layer.trainable,
                        matched=layer.name in matched or any(layer.name.startswith(m + "/") for m in matched),
                        inputs=list(layer.inputs), depth=layer.depth)
     if d.selection is not None:
@@ -98,22 +100,24 @@ def description_pb(d: ModelDescription) -> pb.ModelDescription:
 
 def description_of(d: pb.ModelDescription) -> ModelDescription:
     """A ModelDescription from its message; ``selection`` only when a scope was given."""
-    layers = tuple(LayerInfo(name=x.name, class_name=x.class_name, output_shape=json.loads(x.output_shape_json),
-                             params=x.params, trainable=x.trainable, depth=x.depth, inputs=tuple(x.inputs))
+    layers = tuple(LayerInfo(name=x.name, class_name=x.class_name,
+                             output_shape=json.loads(x.output_shape_json), params=x.params,
+                             trainable=x.trainable, depth=x.depth, inputs=tuple(x.inputs))
                    for x in d.layers)
     selection = Selection(d.scope, d.match, tuple(d.matched), tuple(d.unmatched)) if d.scope else None
-    return ModelDescription(info=model_of(d.model), versions=tuple(d.versions), layers=layers, selection=selection)
+    return ModelDescription(info=model_of(d.model), versions=tuple(d.versions), layers=layers,
+                            selection=selection)
 
 
 def dataset_pb(d: DatasetInfo) -> pb.Dataset:
-    return pb.Dataset(name=d.name, format=d.format, size_bytes=d.size_bytes, sha256=d.sha256, created=d.created,
-                      tags=d.tags, description=d.description)
+    return pb.Dataset(name=d.name, format=d.format, size_bytes=d.size_bytes, sha256=d.sha256,
+                      created=d.created, tags=d.tags, description=d.description)
 
 
 def dataset_of(d: pb.Dataset) -> DatasetInfo:
     """A DatasetInfo from its message (``path`` is the server's and does not travel: empty)."""
-    return DatasetInfo(name=d.name, format=d.format, size_bytes=d.size_bytes, sha256=d.sha256, created=d.created,
-                       description=d.description, tags=dict(d.tags))
+    return DatasetInfo(name=d.name, format=d.format, size_bytes=d.size_bytes, sha256=d.sha256,
+                       created=d.created, description=d.description, tags=dict(d.tags))
 
 
 def event_pb(e: JobEvent) -> pb.JobEvent:
@@ -128,7 +132,8 @@ def event_of(e: pb.JobEvent) -> JobEvent:
 
 def job_pb(r: JobRecord) -> pb.Job:
     job = pb.Job(id=r.id, kind=r.kind, state=r.state, params_json=_json(r.params), created=r.created,
-                 started=r.started, finished=r.finished, model=r.model, result_json=_json(r.result), error=r.error)
+                 started=r.started, finished=r.finished, model=r.model,
+                 result_json=_json(r.result), error=r.error)
     if r.last_event is not None:
         job.last_event.CopyFrom(event_pb(r.last_event))
     return job
@@ -161,8 +166,10 @@ def stats_of(s: pb.ServerStats) -> dict[str, Any]:
 
 def upload_header(first: pb.UploadChunk | None) -> pb.UploadHeader:
     if first is None or first.WhichOneof("part") != "header":
-        raise InvalidInput("upload must start with a header message (name, format, ...); got "
-                           f"{'nothing' if first is None else first.WhichOneof('part') or 'an empty message'}")
+        raise InvalidInput(
+            "upload must start with a header message (name, format, ...); got "
+            f"{'nothing' if first is None else first.WhichOneof('part') or 'an empty message'}"
+        )
     return first.header
 
 

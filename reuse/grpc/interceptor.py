@@ -2,9 +2,9 @@
 
 Servicers raise our exceptions; :func:`status_details` maps them along the exception's MRO
 (reuse.grpc.status). Anything else becomes INTERNAL with a generic message, and its traceback goes to
-the server log. :class:`ServerInterceptor` wraps plain (thread) handlers with both; on the asyncio
-server, :class:`TokenGate` checks the token of every call before its handler runs, the plain handlers
-keep ServerInterceptor's error mapping, and the ModelInfer coroutine maps its errors itself.
+the server log. On the asyncio server, :class:`TokenGate` checks the token of every call before its
+handler runs; :func:`map_errors` wraps each plain (thread-pool) handler with the error mapping, and the
+ModelInfer coroutine maps its errors itself.
 """
 
 from __future__ import annotations
@@ -27,10 +27,8 @@ OPEN_PREFIXES = ("/grpc.health.v1.Health/",)
 MAX_DETAILS = 4000
 
 
-def check_token(token: bytes | None, metadata: Any) -> None:
-    """Raise Unauthenticated unless ``metadata`` carries ``authorization: Bearer <token>`` (or no token is set)."""
-    if token is None:
-        return
+def check_token(token: bytes, metadata: Any) -> None:
+    """Raise Unauthenticated unless ``metadata`` carries ``authorization: Bearer <token>``."""
     for key, value in metadata or ():
         if key == "authorization":
             scheme, _, given = str(value).partition(" ")
@@ -49,69 +47,38 @@ def status_details(exc: BaseException, method: str) -> tuple[grpc.StatusCode, st
     return code, cut(str(exc) or type(exc).__name__, MAX_DETAILS)
 
 
-class ServerInterceptor(grpc.ServerInterceptor):
-    """Checks ``authorization: Bearer <token>`` (when a token is set) and maps errors to status codes.
+def map_errors(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+    """``handler`` of ``method`` ending with the status :func:`status_details` gives when it raises."""
+    behavior = (handler.unary_unary or handler.unary_stream or handler.stream_unary
+                or handler.stream_stream)
 
-    Health checks stay open so that probes work without the token. Each method's handler is wrapped
-    once and reused.
-    """
+    def abort(context: grpc.ServicerContext, exc: Exception) -> None:
+        if context.code() is None:  # not already aborted by grpc itself
+            context.abort(*status_details(exc, method))
 
-    def __init__(self, token: str | None = None) -> None:
-        self._token = token.encode() if token else None
-        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+    if handler.response_streaming:
+        def wrapped(request_or_iterator: Any, context: grpc.ServicerContext) -> Any:
+            try:
+                yield from behavior(request_or_iterator, context)
+            except Exception as exc:  # noqa: BLE001 - this is the one place errors become statuses
+                abort(context, exc)
+                raise
+    else:
+        def wrapped(request_or_iterator: Any, context: grpc.ServicerContext) -> Any:
+            try:
+                return behavior(request_or_iterator, context)
+            except Exception as exc:  # noqa: BLE001 - this is the one place errors become statuses
+                abort(context, exc)
+                raise
 
-    def intercept_service(self, continuation: Callable[[grpc.HandlerCallDetails], Any],
-                          details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
-        return self.wrap(continuation(details), details.method)
-
-    def wrap(self, handler: grpc.RpcMethodHandler | None, method: str) -> grpc.RpcMethodHandler | None:
-        """``handler`` of ``method`` with the token check and the error mapping (health: as it is)."""
-        if handler is None or method.startswith(OPEN_PREFIXES):
-            return handler
-        cached = self._wrapped.get(method)
-        if cached is None or cached[0] is not handler:
-            cached = self._wrapped[method] = (handler, self._wrap(handler, method))
-        return cached[1]
-
-    def _check(self, context: grpc.ServicerContext) -> None:
-        check_token(self._token, context.invocation_metadata())
-
-    @staticmethod
-    def _abort(context: grpc.ServicerContext, exc: Exception, method: str) -> None:
-        context.abort(*status_details(exc, method))
-
-    def _wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
-        check, abort = self._check, self._abort
-        behavior = (handler.unary_unary or handler.unary_stream or handler.stream_unary
-                    or handler.stream_stream)
-
-        if handler.response_streaming:
-            def wrapped(request_or_iterator: Any, context: grpc.ServicerContext) -> Any:
-                try:
-                    check(context)
-                    yield from behavior(request_or_iterator, context)
-                except Exception as exc:  # noqa: BLE001 - this is the one place errors become statuses
-                    if context.code() is None:  # not already aborted by grpc itself
-                        abort(context, exc, method)
-                    raise
-        else:
-            def wrapped(request_or_iterator: Any, context: grpc.ServicerContext) -> Any:
-                try:
-                    check(context)
-                    return behavior(request_or_iterator, context)
-                except Exception as exc:  # noqa: BLE001 - this is the one place errors become statuses
-                    if context.code() is None:
-                        abort(context, exc, method)
-                    raise
-
-        make = {
-            (False, False): grpc.unary_unary_rpc_method_handler,
-            (False, True): grpc.unary_stream_rpc_method_handler,
-            (True, False): grpc.stream_unary_rpc_method_handler,
-            (True, True): grpc.stream_stream_rpc_method_handler,
-        }[(handler.request_streaming, handler.response_streaming)]
-        return make(wrapped, request_deserializer=handler.request_deserializer,
-                    response_serializer=handler.response_serializer)
+    make = {
+        (False, False): grpc.unary_unary_rpc_method_handler,
+        (False, True): grpc.unary_stream_rpc_method_handler,
+        (True, False): grpc.stream_unary_rpc_method_handler,
+        (True, True): grpc.stream_stream_rpc_method_handler,
+    }[(handler.request_streaming, handler.response_streaming)]
+    return make(wrapped, request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer)
 
 
 class TokenGate(grpc.aio.ServerInterceptor):
@@ -135,7 +102,8 @@ class TokenGate(grpc.aio.ServerInterceptor):
 def _refusal(handler: grpc.RpcMethodHandler, details: str) -> grpc.RpcMethodHandler:
     """A handler of the same kind as ``handler`` that ends every call UNAUTHENTICATED."""
     code = grpc.StatusCode.UNAUTHENTICATED
-    kw = {"request_deserializer": handler.request_deserializer, "response_serializer": handler.response_serializer}
+    kw = {"request_deserializer": handler.request_deserializer,
+          "response_serializer": handler.response_serializer}
     if handler.response_streaming:
         async def refuse_stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
             await context.abort(code, details)
@@ -148,5 +116,9 @@ def _refusal(handler: grpc.RpcMethodHandler, details: str) -> grpc.RpcMethodHand
     async def refuse(request: Any, context: grpc.aio.ServicerContext) -> Any:
         await context.abort(code, details)
 
-    make = grpc.stream_unary_rpc_method_handler if handler.request_streaming else grpc.unary_unary_rpc_method_handler
+    make = (
+        grpc.stream_unary_rpc_method_handler
+        if handler.request_streaming
+        else grpc.unary_unary_rpc_method_handler
+    )
     return make(refuse, **kw)

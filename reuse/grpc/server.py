@@ -4,8 +4,8 @@ The server is ``grpc.aio`` on an event loop of its own thread. ModelInfer is a c
 and concurrent requests merge in the model's loop batcher, with no thread per request: measured with
 bench/serve.py on the 2-core benchmark machine at concurrency 32, an empty-handler asyncio server
 answered about 1.5x the calls of grpc's thread-pool one, and our ModelInfer on the thread pool (a thread
-blocked per request, a batcher thread) cost 647 us of server CPU per call against 290 us here. The other calls keep their plain
-servicers and run in a thread pool (reuse.grpc.aio_bridge).
+blocked per request, a batcher thread) cost 647 us of server CPU per call against 290 us here. The other calls
+keep their plain servicers and run in a thread pool (reuse.grpc.aio_bridge).
 
 ``run_server`` is what ``reuse serve`` calls: it serves until SIGTERM or SIGINT, then stops accepting
 calls, lets in-flight ones finish (``grace_s``), marks running jobs interrupted, and returns 0.
@@ -31,7 +31,7 @@ from grpc_reflection.v1alpha import reflection
 from reuse.errors import FailedPrecondition, InvalidInput
 from reuse.grpc._proto import inference_pb2, inference_pb2_grpc, reuse_v1_pb2, reuse_v1_pb2_grpc
 from reuse.grpc.aio_bridge import method_handlers, threaded
-from reuse.grpc.interceptor import ServerInterceptor, TokenGate
+from reuse.grpc.interceptor import TokenGate, map_errors
 from reuse.grpc.servicers import MODEL_INFER, InferenceServicer, LoopInfer, ReuseServicer
 from reuse.service import Service
 
@@ -47,8 +47,8 @@ class ServerConfig:
     """Transport settings of one server (the service carries the batching and job settings).
 
     ``threads``: the pool that runs the calls other than ModelInfer (each WatchJob stream holds a thread
-    while it waits for events); more wait for a free thread. ``reuse_port``: let other processes listen on the same port (SO_REUSEPORT; the
-    kernel spreads connections over them: ``reuse serve --processes``).
+    while it waits for events); more wait for a free thread. ``reuse_port``: let other processes listen on the
+    same port (SO_REUSEPORT; the kernel spreads connections over them: ``reuse serve --processes``).
     """
 
     host: str = "127.0.0.1"
@@ -110,17 +110,19 @@ class RunningServer:
             options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit),
                      ("grpc.so_reuseport", int(config.reuse_port))],
         )
-        errors = ServerInterceptor()  # the error mapping of the calls that run in the pool
         servicers = ((inference_pb2_grpc.add_GRPCInferenceServiceServicer_to_server,
                       InferenceServicer(service, limit, ready=lambda: self.ready)),
                      (reuse_v1_pb2_grpc.add_ReuseServiceServicer_to_server, ReuseServicer(service)))
         for add, servicer in servicers:
             for name, methods in method_handlers(add, servicer).items():
-                handlers = {m: threaded(errors.wrap(h, f"/{name}/{m}"), self._pool) for m, h in methods.items()}
+                handlers = {
+                    m: threaded(map_errors(h, f"/{name}/{m}"), self._pool) for m, h in methods.items()
+                }
                 if f"/{name}/ModelInfer" == MODEL_INFER:
                     sync = methods["ModelInfer"]
                     handlers["ModelInfer"] = grpc.unary_unary_rpc_method_handler(
-                        LoopInfer(service, limit, self._pool).infer, request_deserializer=sync.request_deserializer,
+                        LoopInfer(service, limit, self._pool).infer,
+                        request_deserializer=sync.request_deserializer,
                         response_serializer=sync.response_serializer)
                 self.server.add_registered_method_handlers(name, handlers)
         self.health = health.aio.HealthServicer()
@@ -130,7 +132,11 @@ class RunningServer:
         address = f"{config.host}:{config.port}"
         creds = _credentials(config)
         try:
-            port = self.server.add_secure_port(address, creds) if creds else self.server.add_insecure_port(address)
+            port = (
+                self.server.add_secure_port(address, creds)
+                if creds
+                else self.server.add_insecure_port(address)
+            )
         except RuntimeError as exc:
             raise FailedPrecondition(f"cannot listen on {address}: {exc}") from exc
         if not port:
@@ -171,7 +177,9 @@ class RunningServer:
 
     def set_serving(self, serving: bool = True) -> None:
         self.ready = serving
-        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        status = (
+            health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
 
         async def set_all() -> None:
             for name in ("", *SERVICE_NAMES):

@@ -45,7 +45,8 @@ class InferenceServicer(igrpc.GRPCInferenceServiceServicer):
         return ipb.ServerReadyResponse(ready=self.ready())
 
     def ServerMetadata(self, request: Any, context: Any) -> ipb.ServerMetadataResponse:
-        return ipb.ServerMetadataResponse(name="reuse", version=reuse.__version__, extensions=["classification"])
+        return ipb.ServerMetadataResponse(name="reuse", version=reuse.__version__,
+                                          extensions=["classification"])
 
     def ModelReady(self, request: ipb.ModelReadyRequest, context: Any) -> ipb.ModelReadyResponse:
         ref = convert.model_ref(request.name, request.version)
@@ -58,7 +59,8 @@ class InferenceServicer(igrpc.GRPCInferenceServiceServicer):
         versions = [i.version for i in self.service.model_versions(sig.name)]
         runtime = self.service.serving_runtime(ref)
         return convert.metadata_response(sig, versions, platform=f"keras_{keras.backend.backend()}",
-                                         parameters={"runtime": runtime.runtime, "runtime_reason": runtime.reason})
+                                         parameters={"runtime": runtime.runtime,
+                                                     "runtime_reason": runtime.reason})
 
 
 class LoopInfer:

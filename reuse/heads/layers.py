@@ -27,6 +27,7 @@ from reuse.heads.spec import (
     MaxoutSpec,
     layer_token,
 )
+from reuse.text import first_line
 
 _INIT_CLASSES = {
     "glorot_uniform": keras.initializers.GlorotUniform,
@@ -132,18 +133,14 @@ def head_layers(spec: HeadSpec, *, taken: Iterable[str] = (), seed: int | None =
     last = len(spec.layers)
     for i, layer_spec in enumerate(spec.layers, start=1):
         token = layer_token(layer_spec)
-        for layer in _layers_for(layer_spec, i, is_output=output_appended and i == last, seed=seed, names=names):
+        for layer in _layers_for(layer_spec, i, is_output=output_appended and i == last,
+                                 seed=seed, names=names):
             out.append(HeadLayer(token, layer))
     return out
 
 
 def _fmt(shape: Any) -> str:
     return str(tuple(shape))
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def apply_head(spec: HeadSpec, x: Any, *, taken: Iterable[str] = (), seed: int | None = None,
@@ -186,13 +183,13 @@ def apply_head(spec: HeadSpec, x: Any, *, taken: Iterable[str] = (), seed: int |
                 f"{what} cannot take the output of {source}, of shape {_fmt(x.shape)}: global pooling needs "
                 f"an input of rank 3, 4 or 5 (batch, steps or spatial axes, channels), got rank {rank}"
                 + ("; the tensor is already (batch, features), so leave it out" if rank == 2 else ""))
-        for layer in _layers_for(layer_spec, i, is_output=output_appended and i == last, seed=seed, names=names,
-                                 rank=rank):
+        for layer in _layers_for(layer_spec, i, is_output=output_appended and i == last, seed=seed,
+                                 names=names, rank=rank):
             try:
                 x = layer(x)
             except (ValueError, TypeError) as exc:
                 raise IncompatibleShapes(f"{what} cannot take the output of {source}, of shape "
-                                         f"{_fmt(x.shape)}: {_first_line(exc)}") from exc
+                                         f"{_fmt(x.shape)}: {first_line(exc)}") from exc
             made.append(layer.name)
         source = what
     if output is not None and len(x.shape) != 2:

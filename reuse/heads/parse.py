@@ -22,6 +22,10 @@ entries carry the same fields by name (``slope``, ``initializer``, ``l2``, ``max
 ``epsilon``, ``rate``); ``{"type": "flatten"}``, ``{"type": "gap"}`` and ``{"type": "gmp"}`` take no
 fields. Both forms parse to the same :class:`HeadSpec`.
 
+Where a head comes from: :func:`read_head` for a caller that names the form (the CLI's ``--head`` or
+``--head-file``), :func:`head_from_text` for text that may hold either (``BuildRequest.head``, a job's
+``head`` parameter), by the one rule stated there.
+
 Which Keras pooling class ``gap``/``gmp`` become depends on the rank of their input, so the spec only
 says "global average/max pooling"; :func:`reuse.heads.layers.apply_head` picks the class while building.
 """
@@ -49,6 +53,7 @@ from reuse.heads.spec import (
     MaxoutSpec,
     is_int,
 )
+from reuse.text import first_line
 
 ACTIVATIONS = ("relu", "leaky_relu", "prelu", "elu", "selu", "tanh", "sigmoid", "hard_sigmoid", "softmax",
                "linear")
@@ -82,13 +87,15 @@ def _float(value: Any, what: str, token: str, *, low: float = 0.0, high: float =
     if not ok:
         lo = "(" if low_open else "["
         hi = ")" if high_open or high == math.inf else "]"
-        raise InvalidInput(f"invalid {what} {value!r}{_where(token)}: expected a number in {lo}{low}, {high}{hi}")
+        raise InvalidInput(f"invalid {what} {value!r}{_where(token)}: expected a number in {lo}{low}, "
+                           f"{high}{hi}")
     return f
 
 
 def _activation(value: Any, slope: Any, token: str) -> tuple[str, float | None]:
     if value not in ACTIVATIONS:
-        raise InvalidInput(f"unknown activation {value!r}{_where(token)}: expected one of {', '.join(ACTIVATIONS)}")
+        raise InvalidInput(f"unknown activation {value!r}{_where(token)}: expected one of "
+                           f"{', '.join(ACTIVATIONS)}")
     if value == "leaky_relu":
         return value, _float(DEFAULT_SLOPE if slope is None else slope, "leaky_relu slope", token,
                              low=0.0, high=1.0, high_open=True, low_open=False)
@@ -99,7 +106,8 @@ def _activation(value: Any, slope: Any, token: str) -> tuple[str, float | None]:
 
 def _initializer(value: Any, token: str) -> str:
     if value not in INITIALIZERS:
-        raise InvalidInput(f"unknown initializer {value!r}{_where(token)}: expected one of {', '.join(INITIALIZERS)}")
+        raise InvalidInput(f"unknown initializer {value!r}{_where(token)}: expected one of "
+                           f"{', '.join(INITIALIZERS)}")
     return value
 
 
@@ -185,8 +193,9 @@ def _parse_token(token: str) -> LayerSpec:
                                    "write e.g. dense:128,maxout:32")
             else:
                 raise InvalidInput(
-                    f"unknown field {field!r}{_where(token)}: expected an activation ({', '.join(ACTIVATIONS)}), "
-                    f"an initializer ({', '.join(INITIALIZERS)}), l2=F or maxnorm=F"
+                    f"unknown field {field!r}{_where(token)}: expected an activation "
+                    f"({', '.join(ACTIVATIONS)}), an initializer ({', '.join(INITIALIZERS)}), l2=F or "
+                    "maxnorm=F"
                 )
         return _make("dense", values, token)
     if kind == "batchnorm":
@@ -194,7 +203,8 @@ def _parse_token(token: str) -> LayerSpec:
         for field in rest:
             key, sep, val = field.partition("=")
             if not sep:
-                raise InvalidInput(f"unknown field {field!r}{_where(token)}: expected momentum=F or epsilon=F")
+                raise InvalidInput(f"unknown field {field!r}{_where(token)}: expected momentum=F or "
+                                   "epsilon=F")
             values[key.lower()] = val
         return _make("batchnorm", values, token)
     if kind in ("dropout", "maxout"):
@@ -245,7 +255,8 @@ def head_from_dict(data: Any) -> HeadSpec:
         InvalidInput: the document is not ``{"layers": [...]}`` or an entry is invalid (named by position).
     """
     if not isinstance(data, dict) or set(data) != {"layers"} or not isinstance(data["layers"], list):
-        raise InvalidInput('invalid head file: expected a mapping with exactly one key, "layers", holding a list')
+        raise InvalidInput('invalid head file: expected a mapping with exactly one key, "layers", '
+                           'holding a list')
     layers = []
     for i, entry in enumerate(data["layers"], start=1):
         where = f"layer {i}"
@@ -256,6 +267,54 @@ def head_from_dict(data: Any) -> HeadSpec:
         token = f"{where} ({kind})"
         layers.append(_make(kind, values, token))
     return _finish(layers)
+
+
+def is_head_document(text: str) -> bool:
+    """Whether ``text`` is a head file's document (JSON or YAML) rather than the short spec.
+
+    The rule: a document starts with ``{`` (a JSON object, or a YAML flow mapping) or holds ``layers:``
+    (the key of a YAML head file). It decides, rather than guesses: no valid short spec starts with ``{``
+    or holds ``layers:`` (``layers`` is no layer type), so no text valid in one form is read in the other.
+    """
+    stripped = text.strip()
+    return stripped.startswith("{") or "layers:" in stripped
+
+
+def head_from_text(text: str, *, where: str = "head") -> HeadSpec:
+    """A head from text in either form (:func:`is_head_document` says which): what
+    ``BuildRequest.head`` and the ``head`` parameter of a build or advise job carry.
+
+    Args:
+        text: the short spec, or the JSON/YAML text of a head file.
+        where: names the text in errors, e.g. ``build job: parameter 'head'``.
+
+    Raises:
+        InvalidInput: a document over :data:`MAX_HEAD_FILE_BYTES` or not valid JSON/YAML, or an invalid head.
+    """
+    if not is_head_document(text):
+        return parse_head(text)
+    if len(text.encode()) > MAX_HEAD_FILE_BYTES:
+        raise InvalidInput(f"{where} is larger than {MAX_HEAD_FILE_BYTES} bytes")
+    try:
+        data = yaml.safe_load(text.strip())  # JSON is YAML
+    except yaml.YAMLError as exc:
+        raise InvalidInput(f"{where} is neither a head spec nor valid JSON/YAML: {first_line(exc)}") from exc
+    return head_from_dict(data)
+
+
+def read_head(head: str | HeadSpec | None = None,
+              head_file: str | os.PathLike[str] | None = None) -> HeadSpec:
+    """The head a caller names: a short spec (or a parsed :class:`HeadSpec`) or a head file, not both
+    (the CLI's ``--head`` and ``--head-file``); neither is the empty head.
+
+    Raises:
+        InvalidInput: both were given, or the spec or the file is invalid.
+    """
+    if head is not None and head_file is not None:
+        raise InvalidInput("give either a head spec or a head file, not both")
+    if head_file is not None:
+        return load_head_file(head_file)
+    return head if isinstance(head, HeadSpec) else parse_head(head or "")
 
 
 def load_head_file(path: str | os.PathLike[str]) -> HeadSpec:
@@ -280,7 +339,6 @@ def load_head_file(path: str | os.PathLike[str]) -> HeadSpec:
         else:
             raise InvalidInput(f"head file {p}: expected a .json, .yaml or .yml file")
     except (ValueError, yaml.YAMLError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise InvalidInput(f"head file {p} is not valid {suffix[1:].upper()}: {first}") from exc
+        raise InvalidInput(f"head file {p} is not valid {suffix[1:].upper()}: {first_line(exc)}") from exc
     return head_from_dict(data)
 

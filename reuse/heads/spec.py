@@ -62,8 +62,16 @@ class GlobalMaxPoolSpec:
     """Global max pooling (``gmp``): 1-D, 2-D or 3-D by the rank of the input it gets."""
 
 
-LayerSpec = (DenseSpec | BatchNormSpec | DropoutSpec | MaxoutSpec | ActivationSpec | FlattenSpec | GlobalAvgPoolSpec
-             | GlobalMaxPoolSpec)
+LayerSpec = (
+    DenseSpec
+    | BatchNormSpec
+    | DropoutSpec
+    | MaxoutSpec
+    | ActivationSpec
+    | FlattenSpec
+    | GlobalAvgPoolSpec
+    | GlobalMaxPoolSpec
+)
 LAYER_TYPES: dict[str, type] = {"dense": DenseSpec, "batchnorm": BatchNormSpec, "dropout": DropoutSpec,
                            "maxout": MaxoutSpec, "activation": ActivationSpec, "flatten": FlattenSpec,
                            "gap": GlobalAvgPoolSpec, "gmp": GlobalMaxPoolSpec}
@@ -111,7 +119,8 @@ class HeadSpec:
         else:
             targets = 1 if regression is True else regression
             if not is_int(targets) or targets < 1:
-                raise InvalidInput(f"invalid regression targets {regression!r}: expected True or an integer >= 1")
+                raise InvalidInput(f"invalid regression targets {regression!r}: expected True or an "
+                                   "integer >= 1")
             out = DenseSpec(int(targets), "linear")
         last = self.layers[-1] if self.layers else None
         if isinstance(last, (DenseSpec, ActivationSpec)) and last.activation in _OUTPUT_ACTIVATIONS:

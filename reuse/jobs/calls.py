@@ -1,5 +1,5 @@
-"""The job operations of the facade (:class:`reuse.service.protocol.Facade`), as both facades answer them: passed
-on to a :class:`JobHost`, the local :class:`reuse.service.state.ServerState` or the client of a server
+"""The job operations of the facade (:class:`reuse.service.protocol.Facade`), as both facades answer them:
+passed on to a :class:`JobHost`, the local :class:`reuse.service.state.ServerState` or the client of a server
 (:class:`reuse.remote.ReuseClient`), which take the same calls."""
 
 from __future__ import annotations

@@ -48,8 +48,8 @@ class JobDesk:
     Args: as :class:`JobManager`; ``takeover_every_s``: how often a replica tries to become the runner.
     """
 
-    def __init__(self, jobs_dir: Path, store_root: Path | str, *, workers: int = 2, kinds: JobKinds | None = None,
-                 takeover_every_s: float = TAKEOVER_EVERY_S) -> None:
+    def __init__(self, jobs_dir: Path, store_root: Path | str, *, workers: int = 2,
+                 kinds: JobKinds | None = None, takeover_every_s: float = TAKEOVER_EVERY_S) -> None:
         self.dir = Path(jobs_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.store_root = store_root if isinstance(store_root, str) else Path(store_root)  # str: a URL
@@ -103,8 +103,10 @@ class JobDesk:
                 pending = self._pending(job_id)
                 if pending is not None:
                     records[job_id] = pending
-        return sorted((r for r in records.values() if (not state or r.state == state) and (not kind or r.kind == kind)),
-                      key=lambda r: (r.created, r.id))
+        return sorted(
+            (r for r in records.values() if (not state or r.state == state) and (not kind or r.kind == kind)),
+            key=lambda r: (r.created, r.id),
+        )
 
     def cancel(self, job_id: str) -> JobRecord:
         if (m := self._manager) is not None:
@@ -117,7 +119,9 @@ class JobDesk:
             log.warning("job %s: no server has taken its cancel request yet (is the runner alive?)", job_id)
         return self.get(job_id)
 
-    def events(self, job_id: str, after_seq: int = 0, timeout: float | None = None) -> tuple[list[JobEvent], bool]:
+    def events(
+        self, job_id: str, after_seq: int = 0, timeout: float | None = None
+    ) -> tuple[list[JobEvent], bool]:
         """As :meth:`JobManager.events`, from the job's event log (its last event if it has none)."""
         if (m := self._manager) is not None:
             return m.events(job_id, after_seq, timeout)

@@ -60,7 +60,9 @@ def read_record(jobs_dir: Path, job_id: str) -> JobRecord | None:
     if not (isinstance(job_id, str) and JOB_ID_RE.fullmatch(job_id)):
         return None
     try:
-        return JobRecord.from_dict(json.loads((Path(jobs_dir) / f"{job_id}.json").read_text(encoding="utf-8")))
+        return JobRecord.from_dict(
+            json.loads((Path(jobs_dir) / f"{job_id}.json").read_text(encoding="utf-8"))
+        )
     except (OSError, ValueError, TypeError, KeyError):
         return None
 

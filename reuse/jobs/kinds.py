@@ -1,9 +1,9 @@
 """The job kinds this package ships (:func:`builtin_kinds`), handed to a job manager by whoever makes it.
 
-Each kind calls the same facade method the CLI calls (the facade is injected, never imported here); this module only turns
-job parameters into that call, training events into job progress, and the outcome into a JSON result.
-Parameters are checked when the job is started (``validate``), so a bad one is INVALID_ARGUMENT (or
-NOT_FOUND) at once rather than a failed job later. Each kind's validator also makes every check of its
+Each kind calls the same facade method the CLI calls (the facade is injected, never imported here); this
+module only turns job parameters into that call, training events into job progress, and the outcome into a
+JSON result. Parameters are checked when the job is started (``validate``), so a bad one is INVALID_ARGUMENT
+(or NOT_FOUND) at once rather than a failed job later. Each kind's validator also makes every check of its
 work that needs no training (patterns against the model's layers, the head, the data against the model),
 through the same code the work runs, so no job starts that is bound to fail on its input.
 
@@ -26,8 +26,14 @@ from reuse.jobs.records import Progress
 from reuse.jobs.registry import JobKinds
 from reuse.text import echo
 
-_STR, _INT, _FLOAT, _BOOL, _DICT, _INTS = "a string", "an integer", "a number", "true or false", "a mapping", \
-    "a list of integers"
+_STR, _INT, _FLOAT, _BOOL, _DICT, _INTS = (
+    "a string",
+    "an integer",
+    "a number",
+    "true or false",
+    "a mapping",
+    "a list of integers",
+)
 _STRS = "a list of strings"
 _FLOATS = "a list of numbers"
 # The one list of the TrainConfig fields a train or fine-tune job (and so a TrainRequest) carries, by
@@ -40,8 +46,8 @@ TRAIN_PARAMS = {"model": _STR, "data": _STR, "val": _STR, "label": _STR, "relabe
                 "no_cache": _BOOL, "description": _STR, "ensemble": _BOOL, **TRAIN_OPTIONS}
 FINETUNE_PARAMS = {**TRAIN_PARAMS, "unfreeze": _STR, "match": _STR}
 BUILD_PARAMS = {"name": _STR, "base": _STR, "reuse": _STR, "trainable": _STR, "match": _STR, "head": _STR,
-                "classes": _INT, "regression": _BOOL, "outputs": _INT, "input_shape": _INTS, "description": _STR,
-                "tags": _DICT, "seed": _INT, "exits": _STRS, "preprocess": _STR}
+                "classes": _INT, "regression": _BOOL, "outputs": _INT, "input_shape": _INTS,
+                "description": _STR, "tags": _DICT, "seed": _INT, "exits": _STRS, "preprocess": _STR}
 EVALUATE_PARAMS = {"model": _STR, "data": _STR, "label": _STR, "relabel": _BOOL}
 
 
@@ -55,7 +61,9 @@ def _is(value: Any, expected: str) -> bool:
     if expected == _FLOAT:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if expected == _DICT:
-        return isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+        return isinstance(value, dict) and all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+        )
     if expected == _STRS:
         return isinstance(value, list) and all(isinstance(v, str) for v in value)
     if expected == _FLOATS:
@@ -63,7 +71,8 @@ def _is(value: Any, expected: str) -> bool:
     return isinstance(value, list) and all(_is(v, _INT) for v in value)
 
 
-def check_params(kind: str, params: Mapping[str, Any], spec: Mapping[str, str], required: tuple[str, ...]) -> None:
+def check_params(kind: str, params: Mapping[str, Any], spec: Mapping[str, str],
+                 required: tuple[str, ...]) -> None:
     """Refuse unknown, missing or mistyped parameters, naming the field.
 
     Raises:
@@ -73,7 +82,8 @@ def check_params(kind: str, params: Mapping[str, Any], spec: Mapping[str, str], 
         if key == "store":
             continue
         if key not in spec:
-            raise InvalidInput(f"{kind} job: unknown parameter {echo(key)}; expected some of {', '.join(sorted(spec))}")
+            raise InvalidInput(f"{kind} job: unknown parameter {echo(key)}; expected some of "
+                               f"{', '.join(sorted(spec))}")
         if not _is(value, spec[key]):
             raise InvalidInput(f"{kind} job: parameter {key!r} is {echo(value)}; expected {spec[key]}")
     for key in required:
@@ -124,7 +134,8 @@ def _validate_fit(kind: str, spec: Mapping[str, str], required: tuple[str, ...])
         data = resolve_data(params["store"], params["data"])
         val = resolve_data(params["store"], params["val"], "val") if params.get("val") else None
         if kind == "finetune" and params.get("match", "full") not in ("full", "prefix"):
-            raise InvalidInput(f"finetune job: parameter 'match' is {echo(params['match'])}; expected full or prefix")
+            raise InvalidInput(f"finetune job: parameter 'match' is {echo(params['match'])}; expected full "
+                               "or prefix")
         if params.get("ensemble") and int(params.get("seeds") or 1) < 2:
             raise InvalidInput(f"{kind} job: parameter 'ensemble' needs 'seeds' >= 2")
         svc.check_fit(params["model"], data, unfreeze=params.get("unfreeze") or None,
@@ -152,45 +163,34 @@ def _fit(svc: Any, params: dict[str, Any], progress: Progress, cancel: threading
     return outcome.to_dict()  # has "model" and "metrics"; reuse.remote.jobs rebuilds a TrainOutcome from it
 
 
-def train_job(svc: Any, params: dict[str, Any], progress: Progress, cancel: threading.Event) -> dict[str, Any]:
+def train_job(svc: Any, params: dict[str, Any], progress: Progress,
+              cancel: threading.Event) -> dict[str, Any]:
     """``Service.train_model`` as a job. Result: ``TrainOutcome.to_dict()`` (model, metrics, history, ...)."""
     return _fit(svc, params, progress, cancel, unfreeze=False)
 
 
-def finetune_job(svc: Any, params: dict[str, Any], progress: Progress, cancel: threading.Event) -> dict[str, Any]:
+def finetune_job(svc: Any, params: dict[str, Any], progress: Progress,
+                 cancel: threading.Event) -> dict[str, Any]:
     """``Service.finetune_model`` as a job; the same result as ``train``."""
     return _fit(svc, params, progress, cancel, unfreeze=True)
 
 
 # -- build ---------------------------------------------------------------------------------------
-def _head(text: str) -> Any:
-    """A head from the request: the short spec, or the JSON/YAML text of a head file."""
-    from reuse.heads import MAX_HEAD_FILE_BYTES, head_from_dict, parse_head
+def _head(kind: str, params: Mapping[str, Any]) -> Any:
+    """The ``head`` parameter: the short spec or a head file's JSON/YAML text (reuse.heads says which)."""
+    from reuse.heads import head_from_text
 
-    stripped = text.strip()
-    if not stripped.startswith("{") and "layers:" not in stripped:
-        return parse_head(text)
-    if len(text.encode()) > MAX_HEAD_FILE_BYTES:
-        raise InvalidInput(f"build job: parameter 'head' is larger than {MAX_HEAD_FILE_BYTES} bytes")
-    import yaml
-
-    try:
-        data = yaml.safe_load(stripped)  # JSON is YAML
-    except yaml.YAMLError as exc:
-        raise InvalidInput(f"build job: parameter 'head' is neither a head spec nor valid JSON/YAML: "
-                           f"{str(exc).splitlines()[0]}") from exc
-    return head_from_dict(data)
+    return head_from_text(params.get("head") or "", where=f"{kind} job: parameter 'head'")
 
 
 def _build_args(params: Mapping[str, Any]) -> dict[str, Any]:
-    regression: bool | int = (params.get("outputs") or True) if params.get("regression") else False
-    if params.get("outputs") is not None and not params.get("regression"):
-        raise InvalidInput("build job: parameter 'outputs' needs 'regression'")
     shape = params.get("input_shape")
-    return {"head": _head(params.get("head") or ""), "classes": params.get("classes"), "regression": regression,
+    return {"head": _head("build", params), "classes": params.get("classes"),
+            "regression": bool(params.get("regression")), "outputs": params.get("outputs"),
             "trainable": params.get("trainable") or None, "match": params.get("match") or "full",
-            "input_shape": tuple(None if d == -1 else d for d in shape) if shape else None, "description": params.get("description") or "",
-            "seed": params.get("seed"), "tags": params.get("tags") or None, "exits": params.get("exits") or None,
+            "input_shape": tuple(None if d == -1 else d for d in shape) if shape else None,
+            "description": params.get("description") or "", "seed": params.get("seed"),
+            "tags": params.get("tags") or None, "exits": params.get("exits") or None,
             "preprocess": params.get("preprocess") or None}
 
 
@@ -198,7 +198,7 @@ def _validate_build(svc: Any, params: dict[str, Any]) -> None:
     """The checks of ``Service.build`` that need no weights: the scopes against the base's layer paths
     (``reuse``, then ``trainable`` among the reused ones), the selection as a part of the graph (gaps,
     exits), the preprocessing stage against the new input and the head with its output layer."""
-    from reuse.build import plan_build, plan_preprocess
+    from reuse.build import plan_build, plan_head, plan_preprocess
     from reuse.store import check_name
 
     check_params("build", params, BUILD_PARAMS, ("name", "base", "reuse"))
@@ -206,16 +206,16 @@ def _validate_build(svc: Any, params: dict[str, Any]) -> None:
     args = _build_args(params)
     store = svc.store
     base = store.info(params["base"]).ref
-    plan_build(store, base, params["reuse"], trainable=args["trainable"], match=args["match"], exits=args["exits"])
+    plan_build(store, base, params["reuse"], trainable=args["trainable"], match=args["match"],
+               exits=args["exits"])
     if args["preprocess"] is not None:
-        plan_preprocess(store, base, params["reuse"], args["preprocess"], match=args["match"], exits=args["exits"],
-                        input_shape=args["input_shape"])
-    if not args["head"].with_output(classes=args["classes"], regression=args["regression"]).layers:
-        raise InvalidInput("build job: nothing to put on top of the reused layers: give a head, classes or "
-                           "regression")
+        plan_preprocess(store, base, params["reuse"], args["preprocess"], match=args["match"],
+                        exits=args["exits"], input_shape=args["input_shape"])
+    plan_head(args["head"], classes=args["classes"], regression=args["regression"], outputs=args["outputs"])
 
 
-def build_job(svc: Any, params: dict[str, Any], progress: Progress, cancel: threading.Event) -> dict[str, Any]:
+def build_job(svc: Any, params: dict[str, Any], progress: Progress,
+              cancel: threading.Event) -> dict[str, Any]:
     """``Service.build`` as a job. Result: ``{"model": "NAME:V", "metrics": {}, "lineage": {...}, "warnings":
     [...]}`` (warnings: the lineage's, e.g. a keras.applications base reused without its preprocessing)."""
     if cancel.is_set():
@@ -233,7 +233,8 @@ def _validate_evaluate(svc: Any, params: dict[str, Any]) -> None:
     svc.model_info(params["model"])
 
 
-def evaluate_job(svc: Any, params: dict[str, Any], progress: Progress, cancel: threading.Event) -> dict[str, Any]:
+def evaluate_job(svc: Any, params: dict[str, Any], progress: Progress,
+                 cancel: threading.Event) -> dict[str, Any]:
     """``Service.evaluate_model`` as a job. Result: its dict, with ``data`` as the client gave it."""
     result = svc.evaluate_model(params["model"], resolve_data(params["store"], params["data"]),
                                 label=params.get("label") or None, relabel=bool(params.get("relabel")))
@@ -259,18 +260,19 @@ def verify_store(params: dict[str, Any], progress: Progress, cancel: threading.E
     corrupt = {f.ref: f.problem or "damaged" for f in files if not f.ok}
     progress({"epoch": 1, "epochs": 1, "message": f"checked {len(files)} version(s)",
               "metrics": {"corrupt": float(len(corrupt))}})
-    return {"checked": len(files), "corrupt": corrupt, "ok": report.ok, "index_problems": report.index_problems}
+    return {"checked": len(files), "corrupt": corrupt, "ok": report.ok,
+            "index_problems": report.index_problems}
 
 
 # -- advise --------------------------------------------------------------------------------------
 # Every Service.advise option a client may set; not ``plot`` or ``head_file``, which name server files.
-ADVISE_PARAMS = {"model": _STR, "data": _STR, "val": _STR, "val_split": _FLOAT, "label": _STR, "relabel": _BOOL,
-                 "head": _STR, "classes": _INT, "regression": _BOOL, "depths": _STR, "scopes": _STR, "match": _STR,
-                 "blocks": _STR, "seeds": _INT, "seed": _INT, "epochs": _INT, "patience": _INT, "batch_size": _INT,
-                 "optimizer": _STR, "lr": _FLOAT, "finetune_lr": _FLOAT, "finetune": _BOOL,
-                 "budget_minutes": _FLOAT, "jobs": _INT, "min_margin": _FLOAT, "register": _STR, "register_ensemble": _STR,
-                 "description": _STR, "ray": _STR, "ray_cpus": _FLOAT, "ray_gpus": _FLOAT,
-                 "shortlist": _INT, "models": _STR, "metric": _STR}
+ADVISE_PARAMS = {"model": _STR, "data": _STR, "val": _STR, "val_split": _FLOAT, "label": _STR,
+                 "relabel": _BOOL, "head": _STR, "classes": _INT, "regression": _BOOL, "depths": _STR,
+                 "scopes": _STR, "match": _STR, "blocks": _STR, "seeds": _INT, "seed": _INT, "epochs": _INT,
+                 "patience": _INT, "batch_size": _INT, "optimizer": _STR, "lr": _FLOAT, "finetune_lr": _FLOAT,
+                 "finetune": _BOOL, "budget_minutes": _FLOAT, "jobs": _INT, "min_margin": _FLOAT,
+                 "register": _STR, "register_ensemble": _STR, "description": _STR, "ray": _STR,
+                 "ray_cpus": _FLOAT, "ray_gpus": _FLOAT, "shortlist": _INT, "models": _STR, "metric": _STR}
 
 
 def _advise_args(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -279,7 +281,7 @@ def _advise_args(params: Mapping[str, Any]) -> dict[str, Any]:
     if params.get("val"):
         args["val"] = resolve_data(params["store"], params["val"], "val")
     if params.get("head"):
-        args["head"] = _head(params["head"]).to_string()
+        args["head"] = _head("advise", params).to_string()
     return args
 
 
@@ -295,7 +297,8 @@ def _validate_advise(svc: Any, params: dict[str, Any]) -> None:
     svc.advise(params.get("model") or None, data, **_advise_args(params), check_only=True)
 
 
-def advise_job(svc: Any, params: dict[str, Any], progress: Progress, cancel: threading.Event) -> dict[str, Any]:
+def advise_job(svc: Any, params: dict[str, Any], progress: Progress,
+               cancel: threading.Event) -> dict[str, Any]:
     """``Service.advise`` as a job: ``model`` and ``data`` from the request, the other keys of
     ``options_json`` as its keyword arguments. Progress: one event per finished run (``epoch``/``epochs``
     count runs; ``metrics`` holds its score). Result: ``Advice.to_dict()`` (``registered`` is also given
@@ -309,11 +312,13 @@ def advise_job(svc: Any, params: dict[str, Any], progress: Progress, cancel: thr
         nonlocal metric
         if isinstance(ev, AdviceStarted):
             metric = ev.metric
-            progress({"epoch": 0, "epochs": ev.runs, "message": f"advise: {ev.runs} runs ({len(ev.candidates)} "
+            progress({"epoch": 0, "epochs": ev.runs,
+                      "message": f"advise: {ev.runs} runs ({len(ev.candidates)} "
                       f"candidates x {len(ev.seeds)} seeds) on {ev.jobs} job(s)"})
         elif isinstance(ev, RunFinished):
             progress({"epoch": ev.done, "epochs": ev.total, "metrics": {metric: ev.score},
-                      "message": f"{ev.candidate}, seed {ev.seed}: {metric} {ev.score:.4f} ({ev.seconds:.2f} s)"})
+                      "message": f"{ev.candidate}, seed {ev.seed}: {metric} {ev.score:.4f} "
+                                 f"({ev.seconds:.2f} s)"})
         elif isinstance(ev, AdviceFinished) and ev.stopped:
             progress({"message": f"advise stopped ({ev.stopped}) after {ev.done} of {ev.total} runs"})
 
@@ -326,8 +331,9 @@ def advise_job(svc: Any, params: dict[str, Any], progress: Progress, cancel: thr
 
 
 # -- ensemble -------------------------------------------------------------------------------------
-ENSEMBLE_PARAMS = {"name": _STR, "members": _STRS, "weights": _FLOATS, "vote": _BOOL, "average_weights": _BOOL,
-                   "data": _STR, "label": _STR, "relabel": _BOOL, "description": _STR, "tags": _DICT}
+ENSEMBLE_PARAMS = {"name": _STR, "members": _STRS, "weights": _FLOATS, "vote": _BOOL,
+                   "average_weights": _BOOL, "data": _STR, "label": _STR, "relabel": _BOOL,
+                   "description": _STR, "tags": _DICT}
 
 
 def _ensemble_args(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -344,7 +350,8 @@ def _validate_ensemble(svc: Any, params: dict[str, Any]) -> None:
     svc.ensemble(params["name"], params["members"], **_ensemble_args(params), check_only=True)
 
 
-def ensemble_job(svc: Any, params: dict[str, Any], progress: Progress, cancel: threading.Event) -> dict[str, Any]:
+def ensemble_job(svc: Any, params: dict[str, Any], progress: Progress,
+                 cancel: threading.Event) -> dict[str, Any]:
     """``Service.ensemble`` as a job. Result: ``{"model": "NAME:V", "metrics": {...}, "lineage": {...}}``."""
     if cancel.is_set():
         raise Cancelled("ensemble cancelled before it started")
@@ -366,7 +373,8 @@ def builtin_kinds(service_for: Callable[[str], Any]) -> JobKinds:
 
     kinds = JobKinds()
     kinds.register("verify", verify_store)
-    kinds.register("train", bound(train_job), validate=bound(_validate_fit("train", TRAIN_PARAMS, ("model", "data"))))
+    kinds.register("train", bound(train_job),
+                   validate=bound(_validate_fit("train", TRAIN_PARAMS, ("model", "data"))))
     kinds.register("finetune", bound(finetune_job),
                    validate=bound(_validate_fit("finetune", FINETUNE_PARAMS, ("model", "data", "unfreeze"))))
     kinds.register("build", bound(build_job), validate=bound(_validate_build))

@@ -75,7 +75,8 @@ class JobManager:
         kinds: the kinds it runs (default: none; a :class:`reuse.service.state.ServerState` passes its own).
     """
 
-    def __init__(self, jobs_dir: Path, store_root: Path | str, *, workers: int = 2, kinds: JobKinds | None = None) -> None:
+    def __init__(self, jobs_dir: Path, store_root: Path | str, *, workers: int = 2,
+                 kinds: JobKinds | None = None) -> None:
         self.kinds = kinds if kinds is not None else JobKinds()
         self.dir = Path(jobs_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -86,7 +87,8 @@ class JobManager:
         try:
             self._owner.acquire(timeout=0)
         except Timeout as exc:
-            raise FailedPrecondition(f"another server is running the jobs of store {self.store_root}") from exc
+            raise FailedPrecondition("another server is running the jobs of store "
+                                     f"{self.store_root}") from exc
         self._jobs: dict[str, _Job] = {}
         self._cond = threading.Condition()
         self._queue: SimpleQueue[_Job | None] = SimpleQueue()
@@ -123,13 +125,16 @@ class JobManager:
         with self._cond:
             job = self._job(job_id)
             if job.record.done:
-                raise FailedPrecondition(f"job {job_id} already finished ({job.record.state}); nothing to cancel")
+                raise FailedPrecondition(f"job {job_id} already finished ({job.record.state}); nothing "
+                                         "to cancel")
             job.cancel.set()
             if job.record.state == "queued":
                 self._finish(job, "cancelled", error="cancelled before it started")
             return job.record
 
-    def events(self, job_id: str, after_seq: int = 0, timeout: float | None = None) -> tuple[list[JobEvent], bool]:
+    def events(
+        self, job_id: str, after_seq: int = 0, timeout: float | None = None
+    ) -> tuple[list[JobEvent], bool]:
         """Events with ``seq > after_seq``, waiting up to ``timeout`` for one; and whether the job is done."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
@@ -194,7 +199,8 @@ class JobManager:
             time.sleep(REQUEST_POLL_S)
 
     def _take_pending(self) -> bool:
-        """One pass over the waiting requests; False when stopping (what is left waits for the next runner)."""
+        """One pass over the waiting requests; False when stopping (what is left waits for the next
+        runner)."""
         for action, job_id, path in files.pending_requests(self.dir):
             if self._stopping:
                 return False
@@ -241,7 +247,8 @@ class JobManager:
             self._persist(job)
         self._cond.notify_all()
 
-    def _finish(self, job: _Job, state: str, *, result: dict[str, Any] | None = None, error: str = "") -> None:
+    def _finish(self, job: _Job, state: str, *, result: dict[str, Any] | None = None,
+                error: str = "") -> None:
         job.record = replace(job.record, finished=_now(), result=dict(result or job.record.result),
                              error=error)
         model = str((result or {}).get("model", "") or "")

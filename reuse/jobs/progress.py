@@ -21,7 +21,11 @@ def _name(started: TrainStarted | None) -> str:
     """The phase's name in messages: its task, or its label and number in a run of several phases."""
     if started is None:
         return ""
-    return started.task if started.phases == 1 else f"{started.label or started.task} {started.phase}/{started.phases}"
+    return (
+        started.task
+        if started.phases == 1
+        else f"{started.label or started.task} {started.phase}/{started.phases}"
+    )
 
 
 def progress_of(ev: TrainEvent, started: TrainStarted | None) -> dict[str, Any]:
@@ -38,7 +42,8 @@ def progress_of(ev: TrainEvent, started: TrainStarted | None) -> dict[str, Any]:
         return {"stage": "train_started", **phase, "epoch": 0, "epochs": ev.epochs, "samples": ev.samples,
                 "val_samples": ev.val_samples, "steps_per_epoch": ev.steps_per_epoch,
                 "cached_layers": list(ev.cached_layers),
-                "message": f"started {name}: {ev.samples} samples, {ev.steps_per_epoch} steps per epoch{cached}"}
+                "message": f"started {name}: {ev.samples} samples, {ev.steps_per_epoch} steps per "
+                           f"epoch{cached}"}
     if isinstance(ev, EpochEnd):
         return {"stage": "epoch_end", **phase, "epoch": ev.epoch, "epochs": ev.epochs, "losses": ev.losses,
                 "metrics": ev.metrics, "eta_s": ev.eta, "message": name}
@@ -91,6 +96,6 @@ def train_event(ev: JobEvent) -> TrainEvent | None:
         return EpochEnd(ev.epoch, ev.epochs, dict(ev.losses), dict(ev.metrics), elapsed=0.0,
                         eta=max(ev.eta_s, 0.0), **phase)
     if ev.stage == "train_finished":
-        return TrainFinished(epochs_run=ev.epoch, stopped_early=ev.stopped_early, best_epoch=ev.best_epoch or None,
-                             metrics=dict(ev.metrics), **phase)
+        return TrainFinished(epochs_run=ev.epoch, stopped_early=ev.stopped_early,
+                             best_epoch=ev.best_epoch or None, metrics=dict(ev.metrics), **phase)
     return None

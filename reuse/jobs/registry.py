@@ -23,7 +23,8 @@ class JobKinds:
         self._validators: dict[str, Validator] = {}
         self._lock = threading.Lock()
 
-    def register(self, kind: str, fn: JobFn, *, replace: bool = False, validate: Validator | None = None) -> None:
+    def register(self, kind: str, fn: JobFn, *, replace: bool = False,
+                 validate: Validator | None = None) -> None:
         """Make ``kind`` startable. Raises InvalidInput if it exists (unless ``replace``) or is malformed.
 
         ``validate(params)`` (params with ``"store"``) runs when a job is started, before it is queued, so
@@ -39,11 +40,6 @@ class JobKinds:
                 self._validators[kind] = validate
             else:
                 self._validators.pop(kind, None)
-
-    def unregister(self, kind: str) -> None:
-        with self._lock:
-            self._fns.pop(kind, None)
-            self._validators.pop(kind, None)
 
     def names(self) -> list[str]:
         with self._lock:

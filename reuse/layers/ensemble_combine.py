@@ -15,9 +15,9 @@ import keras
 class EnsembleCombine(keras.layers.Layer):
     """Combines the outputs of an ensemble's members (a list of same-shaped tensors) into one.
 
-    ``mode="mean"``: the weighted mean ``sum_i member_weights[i] * x_i`` (normalised to sum to 1). ``mode="vote"``:
-    one-hot of the class with the largest (weighted) number of votes, a member voting for its argmax;
-    ties are broken by the weighted sum of the members' outputs. ``activation`` records the members'
+    ``mode="mean"``: the weighted mean ``sum_i member_weights[i] * x_i`` (normalised to sum to 1).
+    ``mode="vote"``: one-hot of the class with the largest (weighted) number of votes, a member voting for its
+    argmax; ties are broken by the weighted sum of the members' outputs. ``activation`` records the members'
     output activation, which the combination keeps (a mean of softmax outputs is a distribution, a vote
     is one-hot), so :func:`reuse.data.output_kind` reads an ensemble as it reads its members; it is not
     applied again.
@@ -30,7 +30,8 @@ class EnsembleCombine(keras.layers.Layer):
             raise ValueError(f"EnsembleCombine mode must be 'mean' or 'vote', got {mode!r}")
         w = list(member_weights)
         if not w or any(not isinstance(v, (int, float)) or v < 0 for v in w) or sum(w) <= 0:
-            raise ValueError(f"EnsembleCombine weights must be non-negative numbers with a positive sum, got {w!r}")
+            raise ValueError("EnsembleCombine weights must be non-negative numbers with a positive sum, "
+                             f"got {w!r}")
         self.member_weights = [float(v) / float(sum(w)) for v in w]
         self.mode = mode
         self.activation = activation
@@ -38,7 +39,8 @@ class EnsembleCombine(keras.layers.Layer):
     def call(self, inputs: Any) -> Any:
         ops = keras.ops
         if len(inputs) != len(self.member_weights):
-            raise ValueError(f"EnsembleCombine got {len(inputs)} inputs for {len(self.member_weights)} weights")
+            raise ValueError(f"EnsembleCombine got {len(inputs)} inputs for "
+                             f"{len(self.member_weights)} weights")
         mean = inputs[0] * self.member_weights[0]
         for x, w in zip(inputs[1:], self.member_weights[1:], strict=True):
             mean = mean + x * w

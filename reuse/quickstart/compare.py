@@ -116,8 +116,8 @@ def compare(service: Service, out: Out, base_ref: str, first: ReuseRun, options:
             step_progress: StepProgressFactory = no_step_progress) -> Comparison:
     """Step 5. ``step_progress`` makes one progress callback for all its runs (see StepProgressFactory)."""
     seeds = tuple(range(options.seeds))
-    out.line(f"the same architecture, every layer trainable, fresh weights; {len(seeds)} seed(s) per approach "
-             f"({options.epochs} epochs; fine-tuning {options.finetune_epochs} more)")
+    out.line(f"the same architecture, every layer trainable, fresh weights; {len(seeds)} seed(s) per "
+             f"approach ({options.epochs} epochs; fine-tuning {options.finetune_epochs} more)")
     with step_progress(planned_runs(service, options)) as bar:
         return _compare(service, out, base_ref, first, options, seeds, lambda: nullcontext(bar), bar)
 

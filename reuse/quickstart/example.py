@@ -67,12 +67,14 @@ def build_network(seed: int = SEED) -> Any:
     keras.utils.set_random_seed(seed)
     layers: list[Any] = [keras.Input((64,), name="pixels")]
     for i in range(1, HIDDEN + 1):
-        layers.append(keras.layers.Dense(UNITS, activation="elu", kernel_initializer="he_normal", name=f"hidden{i}"))
+        layers.append(keras.layers.Dense(UNITS, activation="elu", kernel_initializer="he_normal",
+                                         name=f"hidden{i}"))
     layers.append(keras.layers.Dense(5, activation="softmax", name="output"))
     return keras.Sequential(layers, name=NAME)
 
 
-def make_example_model(out_root: str | os.PathLike[str], *, epochs: int = EPOCHS, seed: int = SEED) -> ExampleModel:
+def make_example_model(out_root: str | os.PathLike[str], *,
+                       epochs: int = EPOCHS, seed: int = SEED) -> ExampleModel:
     """Train ``digits-base`` and write it to ``<out_root>/models/digits-base/v1.h5``, replacing any old one.
 
     The model is registered in a scratch store (so the file carries our metadata and checksums) and the

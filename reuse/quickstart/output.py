@@ -24,7 +24,8 @@ class Out:
     def line(self, text: str = "") -> None:
         self.say(f"  {text}" if text else "")
 
-    def table(self, headers: Sequence[str], rows: Sequence[Sequence[Any]], *, right: Sequence[int] = ()) -> None:
+    def table(self, headers: Sequence[str], rows: Sequence[Sequence[Any]], *,
+              right: Sequence[int] = ()) -> None:
         for line in table(headers, rows, right=right).splitlines():
             self.say(f"    {line}")
 

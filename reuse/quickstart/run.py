@@ -113,7 +113,8 @@ def _summary(service: Service, out: Out, result: QuickstartResult, run: ReuseRun
     out.line(f"new task, held-out test accuracy: frozen {pct(run.frozen_accuracy)}, fine-tuned "
              f"{pct(run.finetuned_accuracy)}, served over gRPC {pct(served.accuracy)}")
     out.line(f"reuse vs scratch: {comparison.verdict}")
-    for line in table(("STEP", "SECONDS"), [(t, f"{s:.1f}") for t, s in result.steps], right=(1,)).splitlines():
+    for line in table(("STEP", "SECONDS"),
+                      [(t, f"{s:.1f}") for t, s in result.steps], right=(1,)).splitlines():
         out.say(f"    {line}")
     out.say(f"Every step succeeded in {result.seconds:.1f} s. The store stays in {result.store}; "
             f"try: reuse show {run.finetuned.info.ref} --store {result.store}")

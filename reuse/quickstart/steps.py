@@ -54,7 +54,8 @@ def trainable_params(service: Service, ref: str) -> int:
 
 
 def layer_rows(service: Service, ref: str) -> list[tuple[str, str, str, str, str]]:
-    return [(la.name, la.class_name, shape(la.output_shape), f"{la.params:,}", "yes" if la.trainable else "no")
+    return [(la.name, la.class_name, shape(la.output_shape), f"{la.params:,}",
+             "yes" if la.trainable else "no")
             for la in service.model_layers(ref)]
 
 

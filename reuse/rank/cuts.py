@@ -31,7 +31,7 @@ from reuse.graph.reader import parse_architecture
 from reuse.graph.select import select_layers
 from reuse.store import ModelRef, ModelStore
 from reuse.text import cut as cut_text
-from reuse.text import echo
+from reuse.text import echo, first_line
 
 MAX_MODELS = 500
 
@@ -132,7 +132,7 @@ def data_fits(ds: Dataset, specs: Sequence[InputSpec], ref: str) -> str | None:
     try:
         check_features(ds.take(np.arange(1)), list(specs), ref)
     except InvalidInput as exc:
-        return str(exc).splitlines()[0]
+        return first_line(exc)
     return None
 
 
@@ -144,7 +144,7 @@ def _standalone(arch: Architecture, layers: tuple[str, ...]) -> tuple[str | None
     try:
         plan = plan_subgraph(arch, layers)
     except ReuseError as exc:
-        return str(exc).splitlines()[0], False
+        return first_line(exc), False
     inner = [e.source for e in plan.entries if not e.ref.input]
     if inner:
         return f"it reads the output of {', '.join(inner[:3])}, not the data", False
@@ -164,7 +164,7 @@ def plan_model(store: ModelStore, ref: str, ds: Dataset, *, scopes: Sequence[str
     try:
         arch = parse_architecture(store.model_config(ref))
     except ReuseError as exc:
-        return ModelPlan(ref, reason=f"its architecture cannot be read: {str(exc).splitlines()[0]}")
+        return ModelPlan(ref, reason=f"its architecture cannot be read: {first_line(exc)}")
     specs = input_specs(arch)
     misfit = data_fits(ds, specs, ref)
     if misfit is not None:
@@ -180,7 +180,7 @@ def plan_model(store: ModelStore, ref: str, ds: Dataset, *, scopes: Sequence[str
                 raise
             except ReuseError as exc:
                 cuts.append(Cut(i, scope, (), 0, f"scope {echo(scope, 80)} matches no layer"
-                                if "matched no layer" in str(exc) else str(exc).splitlines()[0]))
+                                if "matched no layer" in str(exc) else first_line(exc)))
                 continue
             reason = _standalone(arch, layers)[0]
             cuts.append(Cut(i, scope, layers, sum(params.get(n, 0) for n in layers), reason))
@@ -190,7 +190,7 @@ def plan_model(store: ModelStore, ref: str, ds: Dataset, *, scopes: Sequence[str
         except InvalidPattern:
             raise
         except ReuseError as exc:
-            return ModelPlan(ref, inputs=specs, reason=str(exc).splitlines()[0])
+            return ModelPlan(ref, inputs=specs, reason=first_line(exc))
         notes = plan.notes
         inside = 0
         for depth, p in sorted(plan.plans.items()):

@@ -26,6 +26,7 @@ from reuse.data.checks import InputSpec, check_features, input_specs, model_inpu
 from reuse.errors import ReuseError
 from reuse.rank.cuts import Cut, ModelPlan
 from reuse.rank.scores import DISTANCE_BLOCK_BYTES, KNN_MAX_ROWS
+from reuse.text import first_line
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,7 @@ def feature_passes(store: Any, plan: ModelPlan) -> tuple[list[FeaturePass], dict
             built = build_network(store, plan.ref, root.scope, head="dense:1", match=plan.match,
                                   name="rank_features")
         except ReuseError as exc:
-            reasons[root] = f"its layers cannot be built: {str(exc).splitlines()[0]}"
+            reasons[root] = f"its layers cannot be built: {first_line(exc)}"
             todo = rest
             continue
         held, tensors, left = [root], [built.model.layers[-1].input], []

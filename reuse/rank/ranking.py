@@ -27,7 +27,7 @@ from reuse.rank.features import batches, feature_passes, memory_needed, run_pass
 from reuse.rank.result import DEFAULT_METRIC, NotRanked, Ranking, Scored, order
 from reuse.rank.scores import KNN_MAX_ROWS, SCORES, Task, score_all
 from reuse.store import ModelStore
-from reuse.text import echo
+from reuse.text import echo, first_line
 
 MAX_BASELINE_WIDTH = 4096
 FEW_ROWS = 50
@@ -185,7 +185,7 @@ def rank_model(store: ModelStore, plan: ModelPlan, ds: Dataset, task: Task, scor
     try:
         passes, reasons = feature_passes(store, plan)
     except ReuseError as exc:
-        out.not_ranked.append(NotRanked(name, version, f"cannot be built: {str(exc).splitlines()[0]}"))
+        out.not_ranked.append(NotRanked(name, version, f"cannot be built: {first_line(exc)}"))
         out.seconds = time.perf_counter() - t0
         return out
     for cut, why in reasons.items():

@@ -20,6 +20,7 @@ from reuse.rank.cuts import ModelPlan
 from reuse.rank.ranking import ModelOutcome, ModelRanked, rank_model, unfinished
 from reuse.rank.result import NotRanked
 from reuse.rank.scores import Task
+from reuse.text import first_line
 
 POLL_SECONDS = 0.1
 
@@ -93,9 +94,8 @@ def _result(ray: Any, ref: Any, plan: ModelPlan) -> ModelOutcome:
     except ray.exceptions.RayTaskError as exc:
         if isinstance(exc.cause, ReuseError):
             raise exc.cause from None
-        why = f"{type(exc.cause).__name__}: {str(exc.cause).splitlines()[0] if str(exc.cause) else ''}"
+        why = first_line(exc.cause, named=True)
     except ray.exceptions.RayError as exc:  # the worker or its node died
-        text = str(exc).strip().splitlines()
-        why = f"{type(exc).__name__}: {text[0] if text else ''}"
+        why = first_line(exc, named=True)
     failed = NotRanked(plan.name, plan.version, f"its Ray task failed ({why})")
     return ModelOutcome(plan.ref, not_ranked=[failed])

@@ -77,7 +77,8 @@ class ReuseClient:
     """
 
     def __init__(self, target: str, *, token: str | None = None, tls_ca: str | os.PathLike[str] | None = None,
-                 tls: bool = False, timeout: float | None = 60.0, max_message_bytes: int = 64 * 1024 * 1024) -> None:
+                 tls: bool = False, timeout: float | None = 60.0,
+                 max_message_bytes: int = 64 * 1024 * 1024) -> None:
         token = token if token is not None else os.environ.get("REUSE_TOKEN") or None
         options = [("grpc.max_receive_message_length", max_message_bytes),
                    ("grpc.max_send_message_length", max_message_bytes)]
@@ -113,18 +114,20 @@ class ReuseClient:
 
     def _cached_metadata(self, model: str, version: str) -> ipb.ModelMetadataResponse:
         key = f"{model}:{version}"
-        return self._meta_cache.get(key) or self._meta_cache.setdefault(key, self.model_metadata(model, version))
+        return self._meta_cache.get(key) or self._meta_cache.setdefault(
+            key, self.model_metadata(model, version)
+        )
 
-    def infer(self, model: str, inputs: Any, *, version: str = "", raw: bool = True, outputs: Sequence[str] = (),
-              classification: int = 0) -> dict[str, np.ndarray]:
+    def infer(self, model: str, inputs: Any, *, version: str = "", raw: bool = True,
+              outputs: Sequence[str] = (), classification: int = 0) -> dict[str, np.ndarray]:
         """Run the model on numpy inputs (one array, a list in input order, or a dict by name), or on images
         for an image model: one image or a list of them, each a file path or the encoded bytes (PNG, JPEG,
         BMP, GIF), sent as a KServe BYTES tensor that the server decodes and resizes.
 
         Returns the outputs by name. ``raw=False`` sends typed contents instead of raw bytes.
         ``classification`` = k: each output (``outputs``, default all) comes back as its top-k classes, a
-        ``[n, k]`` object array of ``b"score:index:label"`` (:func:`reuse.grpc.convert_images.parse_classification`
-        reads them).
+        ``[n, k]`` object array of ``b"score:index:label"``
+        (:func:`reuse.grpc.convert_images.parse_classification` reads them).
         """
         images = _images(inputs)
         if images is not None or not isinstance(inputs, Mapping):
@@ -138,7 +141,8 @@ class ReuseClient:
                 outputs = [t.name for t in meta.outputs]
         elif classification and not outputs:
             outputs = [t.name for t in self._cached_metadata(model, version).outputs]
-        req = convert.infer_request(model, version, inputs, raw=raw, outputs=outputs, classification=classification)
+        req = convert.infer_request(model, version, inputs, raw=raw, outputs=outputs,
+                                    classification=classification)
         return convert.decode_outputs(self._call(self.inference.ModelInfer, req))
 
     def signature(self, model: str, version: str = "") -> ModelSignature:
@@ -162,9 +166,11 @@ class ReuseClient:
         return self._call(method, chunks())
 
     def upload_model(self, path: str | os.PathLike[str], name: str, *, description: str = "",
-                     tags: Mapping[str, str] | None = None, format: str = "", unsafe: bool = False) -> ModelInfo:
+                     tags: Mapping[str, str] | None = None, format: str = "",
+                     unsafe: bool = False) -> ModelInfo:
         fmt = format or ("keras" if str(path).endswith(".keras") else "h5")
-        header = pb.UploadHeader(name=name, description=description, tags=dict(tags or {}), format=fmt, unsafe=unsafe)
+        header = pb.UploadHeader(name=name, description=description, tags=dict(tags or {}),
+                                 format=fmt, unsafe=unsafe)
         return cm.model_of(self._upload(self.api.UploadModel, path, header))
 
     def upload_dataset(self, path: str | os.PathLike[str], name: str, *, description: str = "",
@@ -176,7 +182,8 @@ class ReuseClient:
         return cm.dataset_of(self._upload(self.api.UploadDataset, path, header))
 
     def list_datasets(self) -> list[DatasetInfo]:
-        return [cm.dataset_of(d) for d in self._call(self.api.ListDatasets, pb.ListDatasetsRequest()).datasets]
+        return [cm.dataset_of(d) for d in self._call(self.api.ListDatasets,
+                                                     pb.ListDatasetsRequest()).datasets]
 
     def delete_version(self, ref: str) -> str:
         return self._call(self.api.DeleteVersion, pb.DeleteVersionRequest(ref=ref)).deleted

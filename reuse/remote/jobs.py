@@ -49,9 +49,9 @@ def remote_data(client: Any, spec: str) -> str:
     if spec.startswith(PREFIX):
         return spec
     if spec.startswith(images.PREFIX):
-        raise FailedPrecondition(f"{spec}: an image folder is read where the job runs and cannot be sent to a "
-                                 "server yet; run the command against a local --store, or send arrays (.npz, "
-                                 ".npy or .h5)")
+        raise FailedPrecondition(f"{spec}: an image folder is read where the job runs and cannot be "
+                                 "sent to a server yet; run the command against a local --store, or send "
+                                 "arrays (.npz, .npy or .h5)")
     path = Path(spec)
     fmt = data_file_format(path)
     sha = _sha256(path)

@@ -97,7 +97,8 @@ class RemoteService(JobCalls):
         if not p.is_file():
             raise NotFound(f"{p}: no such file")
         fmt = "keras" if p.suffix.lower() == ".keras" else "h5"
-        return self.client.upload_model(p, name, description=description, tags=tags, format=fmt, unsafe=unsafe)
+        return self.client.upload_model(p, name, description=description, tags=tags,
+                                        format=fmt, unsafe=unsafe)
 
     def model_versions(self, name: str) -> list[ModelInfo]:
         ModelRef.parse(name)
@@ -131,25 +132,26 @@ class RemoteService(JobCalls):
 
     def build(self, new_name: str, base_ref: str, reuse: str, *, head: str | HeadSpec | None = None,
               head_file: str | os.PathLike[str] | None = None, classes: int | None = None,
-              regression: bool | int = False, trainable: str | None = None, match: str = "full",
-              input_shape: tuple[int | None, ...] | None = None, description: str = "", seed: int | None = None,
+              regression: bool | int = False, outputs: int | None = None, trainable: str | None = None,
+              match: str = "full", input_shape: tuple[int | None, ...] | None = None, description: str = "",
+              seed: int | None = None,
               tags: dict[str, str] | None = None, exits: Sequence[str] | None = None,
               preprocess: str | None = None) -> ModelInfo:
         """Build on the server (the Build RPC, waiting for its job); a head file is sent as its text, a
         HeadSpec as its spec string."""
-        from reuse.heads import load_head_file
+        from reuse.heads import read_head
 
-        if head is not None and head_file is not None:
-            raise InvalidInput("give either a head spec or a head file, not both")
         if head_file is not None:
-            load_head_file(head_file)  # refuse a bad file here, naming the local path
+            read_head(head, head_file)  # refuse both, or a bad file, here (naming the local path)
             head = Path(head_file).read_text(encoding="utf-8")
         if head is not None and not isinstance(head, str):
             head = head.to_string()
         req: dict[str, Any] = {"name": new_name, "base": base_ref, "reuse": reuse, "head": head or "",
                                "trainable": trainable or "", "match": match, "description": description,
                                "tags": dict(tags or {}), "regression": bool(regression)}
-        if regression is not True and regression:
+        if outputs is not None:
+            req["outputs"] = outputs  # the server's build checks it (it needs regression)
+        elif regression is not True and regression:
             req["outputs"] = int(regression)
         if input_shape is not None:
             req["input_shape"] = [-1 if d is None else d for d in input_shape]
@@ -163,9 +165,10 @@ class RemoteService(JobCalls):
             raise job_error(record)
         return self.model_info(record.model)
 
-    def ensemble(self, new_name: str, members: str | Sequence[str], *, weights: str | Sequence[float] | None = None,
-                 vote: bool = False, average_weights: bool = False, data: str | None = None,
-                 label: str | int | None = None, relabel: bool = False, description: str = "",
+    def ensemble(self, new_name: str, members: str | Sequence[str], *,
+                 weights: str | Sequence[float] | None = None, vote: bool = False,
+                 average_weights: bool = False, data: str | None = None, label: str | int | None = None,
+                 relabel: bool = False, description: str = "",
                  tags: dict[str, str] | None = None) -> ModelInfo:
         """Combine models on the server (an ``ensemble`` job, waited for); as ``Service.ensemble``."""
         from reuse.ensemble import parse_members, parse_weights
@@ -175,7 +178,8 @@ class RemoteService(JobCalls):
                                   "average_weights": average_weights, "relabel": relabel,
                                   "description": description, "tags": dict(tags or {})}
         if weights is not None:
-            params["weights"] = parse_weights(weights if isinstance(weights, str) else list(weights), len(refs))
+            params["weights"] = parse_weights(weights if isinstance(weights, str) else list(weights),
+                                              len(refs))
         if data is not None:
             params["data"] = remote_data(self.client, data)
         if label is not None:
@@ -184,18 +188,21 @@ class RemoteService(JobCalls):
         return self.model_info(record.model)
 
     def lineage(self, ref: str) -> list[dict[str, Any]]:
-        """Ancestry of ``ref`` (reuse.store.lineage.ancestry, reading each version's metadata from the server)."""
+        """Ancestry of ``ref`` (reuse.store.lineage.ancestry, reading each version's metadata from the
+        server)."""
         from reuse.store.lineage import ancestry
 
         return ancestry(_InfoSource(self), ref)
 
     # -- training, evaluation, prediction ----------------------------------------------------------
-    def _run_job(self, record: JobRecord, progress: Any = None, cancel: threading.Event | None = None) -> JobRecord:
+    def _run_job(self, record: JobRecord, progress: Any = None,
+                 cancel: threading.Event | None = None) -> JobRecord:
         return follow_job(record.id, lambda: self.watch_job(record.id), lambda: self.get_job(record.id),
                           lambda: self.client.cancel_job(record.id), TrainEvents(progress), cancel)
 
     def _fit_request(self, ref: str, data: str, val: str | None, label: str | int | None, relabel: bool,
-                     config: Any, options: dict[str, Any] | None, seeds: int, description: str | None) -> dict:
+                     config: Any, options: dict[str, Any] | None, seeds: int,
+                     description: str | None) -> dict:
         req = {"model": ref, "data": remote_data(self.client, data), "relabel": relabel,
                "description": description or "", **request_options(options, config)}
         if val:
@@ -215,7 +222,9 @@ class RemoteService(JobCalls):
         Returns a TrainOutcome whose ``result`` holds the reported fields (no model object). ``ensemble``
         goes as a ``train`` job through StartJob (TrainRequest has no such field)."""
         req = self._fit_request(ref, data, val, label, relabel, config, options, seeds, description)
-        job = self.start_job("train", {**req, "ensemble": True}) if ensemble else self.client.start_train(**req)
+        job = (
+            self.start_job("train", {**req, "ensemble": True}) if ensemble else self.client.start_train(**req)
+        )
         return self._fit_outcome(self._run_job(job, progress, cancel))
 
     def _fit_outcome(self, record: JobRecord) -> TrainOutcome:
@@ -225,11 +234,11 @@ class RemoteService(JobCalls):
             outcome.ensemble = self.model_info(record.result["ensemble"])
         return outcome
 
-    def finetune_model(self, ref: str, unfreeze: str, data: str, *, match: str = "full", val: str | None = None,
-                       label: str | int | None = None, relabel: bool = False, config: Any = None,
-                       options: dict[str, Any] | None = None, seeds: int = 1, progress: Any = None,
-                       cancel: threading.Event | None = None, description: str | None = None,
-                       ensemble: bool = False) -> TrainOutcome:
+    def finetune_model(self, ref: str, unfreeze: str, data: str, *, match: str = "full",
+                       val: str | None = None, label: str | int | None = None, relabel: bool = False,
+                       config: Any = None, options: dict[str, Any] | None = None, seeds: int = 1,
+                       progress: Any = None, cancel: threading.Event | None = None,
+                       description: str | None = None, ensemble: bool = False) -> TrainOutcome:
         """Fine-tune on the server (a ``finetune`` job); as :meth:`train_model`."""
         req = self._fit_request(ref, data, val, label, relabel, config, options, seeds, description)
         if ensemble:
@@ -313,7 +322,8 @@ class RemoteService(JobCalls):
         name, _, version = ref.partition(":")
         return self.client.signature(name, version)
 
-    def infer(self, ref: str, inputs: np.ndarray | Sequence[np.ndarray] | Mapping[str, np.ndarray]) -> InferResult:
+    def infer(self, ref: str,
+              inputs: np.ndarray | Sequence[np.ndarray] | Mapping[str, np.ndarray]) -> InferResult:
         sig = self.model_signature(ref)
         name, _, version = ref.partition(":")
         if not isinstance(inputs, Mapping):
@@ -352,7 +362,8 @@ class RemoteService(JobCalls):
         self.client.delete_version(ref)
         return info
 
-    def build_job(self, params: dict[str, Any], *, wait: bool = True, timeout: float | None = None) -> JobRecord:
+    def build_job(self, params: dict[str, Any], *, wait: bool = True,
+                  timeout: float | None = None) -> JobRecord:
         return self.client.build(**params, wait=wait)
 
     def start_train(self, params: dict[str, Any]) -> JobRecord:

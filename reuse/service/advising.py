@@ -26,11 +26,14 @@ def advise_stored(store: ModelStore, base: str | None, data: str, options: Mappi
     from reuse.advise.register import register_advice
 
     o = dict(options)
-    label, classes, depths, description = (o.pop(k, None) for k in ("label", "classes", "depths", "description"))
+    label, classes, depths, description = (
+        o.pop(k, None) for k in ("label", "classes", "depths", "description")
+    )
     relabel, regression, match = o.pop("relabel", False), o.pop("regression", False), o.pop("match", "full")
     shortlist, models, metric = (o.pop(k, None) for k in ("shortlist", "models", "metric"))
-    val, register, register_ensemble, plot, blocks = (o.get(k) for k in ("val", "register", "register_ensemble",
-                                                                         "plot", "blocks"))
+    val, register, register_ensemble, plot, blocks = (
+        o.get(k) for k in ("val", "register", "register_ensemble", "plot", "blocks")
+    )
     _check_shortlist(base, shortlist, models, metric, register_ensemble)
     opts = advise_options(**o)
     spec, scopes, config = opts.head, opts.scopes, opts.config

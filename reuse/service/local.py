@@ -46,7 +46,8 @@ D = TypeVar("D")
 class Service(JobCalls):
     """Operations on one model store (the job operations go to its server state)."""
 
-    def __init__(self, store: str | os.PathLike[str] | None = None, *, state: ServerState | None = None) -> None:
+    def __init__(self, store: str | os.PathLike[str] | None = None, *,
+                 state: ServerState | None = None) -> None:
         """``state``: the serving state to use (its store is then this service's store); by default one
         whose job kinds are the built-in ones, each calling a service of this class on the job's store."""
         if state is not None and store is not None and state.store.root != store_root(store):
@@ -110,37 +111,35 @@ class Service(JobCalls):
 
     def build(self, new_name: str, base_ref: str, reuse: str, *, head: str | HeadSpec | None = None,
               head_file: str | os.PathLike[str] | None = None, classes: int | None = None,
-              regression: bool | int = False, trainable: str | None = None, match: str = "full",
-              input_shape: tuple[int | None, ...] | None = None, description: str = "", seed: int | None = None,
+              regression: bool | int = False, outputs: int | None = None, trainable: str | None = None,
+              match: str = "full", input_shape: tuple[int | None, ...] | None = None, description: str = "",
+              seed: int | None = None,
               tags: dict[str, str] | None = None, exits: Sequence[str] | None = None,
               preprocess: str | None = None) -> ModelInfo:
         """Build a network from the layers of ``base_ref`` that ``reuse`` selects, plus a head, and
         register it as the next version of ``new_name`` with its lineage (see reuse.build).
 
         ``head`` is a spec string or a parsed HeadSpec (the build job parses a head file's text);
+        ``outputs`` the number of regression targets given apart from ``regression`` (which it needs);
         ``preprocess`` a preprocessing spec put in front of the reused layers (reuse.preprocess_spec). The
         lineage's ``warnings`` say what the caller should know (a keras.applications base reused without
         the preprocessing it expects)."""
         from reuse.build import build_network
-        from reuse.heads import HeadSpec, load_head_file, parse_head
+        from reuse.heads import read_head
 
         check_name(new_name)
-        if head is not None and head_file is not None:
-            raise InvalidInput("give either a head spec or a head file, not both")
-        if head_file is not None:
-            spec = load_head_file(head_file)
-        else:
-            spec = head if isinstance(head, HeadSpec) else parse_head(head or "")
+        spec = read_head(head, head_file)
         built = build_network(self.store, base_ref, reuse, head=spec, classes=classes, regression=regression,
-                              trainable=trainable, match=match, input_shape=input_shape, name=new_name, seed=seed,
-                              exits=exits, preprocess=preprocess)
+                              outputs=outputs, trainable=trainable, match=match, input_shape=input_shape,
+                              name=new_name, seed=seed, exits=exits, preprocess=preprocess)
         return self.store.register(built.model, new_name, description=description, tags=tags,
                                    lineage=built.lineage)
 
-    def ensemble(self, new_name: str, members: str | Sequence[str], *, weights: str | Sequence[float] | None = None,
-                 vote: bool = False, average_weights: bool = False, data: str | None = None,
-                 label: str | int | None = None, relabel: bool = False, description: str = "",
-                 tags: dict[str, str] | None = None, check_only: bool = False) -> ModelInfo | None:
+    def ensemble(self, new_name: str, members: str | Sequence[str], *,
+                 weights: str | Sequence[float] | None = None, vote: bool = False,
+                 average_weights: bool = False, data: str | None = None, label: str | int | None = None,
+                 relabel: bool = False, description: str = "", tags: dict[str, str] | None = None,
+                 check_only: bool = False) -> ModelInfo | None:
         """Register one model combining ``members`` (``"a:1,b:3"`` or a list) as the next version of
         ``new_name``: the (weighted) mean of their outputs, a majority ``vote``, or with
         ``average_weights`` one network with their mean weights (see reuse.ensemble). With ``data``
@@ -160,8 +159,9 @@ class Service(JobCalls):
                                name=new_name, data=ds, check_only=check_only)
         if built is None:
             return None
-        return self.store.register(built.model, new_name, description=description or built.description, tags=tags,
-                                   class_names=built.class_names, metrics=built.metrics, lineage=built.lineage)
+        return self.store.register(built.model, new_name, description=description or built.description,
+                                   tags=tags, class_names=built.class_names, metrics=built.metrics,
+                                   lineage=built.lineage)
 
     def lineage(self, ref: str) -> list[dict[str, Any]]:
         """Ancestry of ``ref``, newest first (see reuse.store.lineage.ancestry)."""
@@ -186,8 +186,8 @@ class Service(JobCalls):
         would raise before its first epoch (see reuse.service.versions.check_fit)."""
         from reuse.service.versions import check_fit
 
-        check_fit(self.store, ref, data, unfreeze=unfreeze, match=match, val=val, label=label, relabel=relabel,
-                  options=options)
+        check_fit(self.store, ref, data, unfreeze=unfreeze, match=match, val=val, label=label,
+                  relabel=relabel, options=options)
 
     def train_model(self, ref: str, data: str, *, val: str | None = None, label: str | int | None = None,
                     relabel: bool = False, config: Any = None, options: dict[str, Any] | None = None,
@@ -201,7 +201,8 @@ class Service(JobCalls):
         ``seeds`` >= 2): register every seed's model and then their averaged-output ensemble.
         """
         from reuse.service.versions import fit_version
-        return fit_version(self.store, ref, data, unfreeze=None, match="full", val=val, label=label, relabel=relabel,
+        return fit_version(self.store, ref, data, unfreeze=None, match="full", val=val, label=label,
+                           relabel=relabel,
                          config=config, options=options, seeds=seeds, progress=progress, cancel=cancel,
                          description=description, ensemble=ensemble)
 
@@ -216,7 +217,8 @@ class Service(JobCalls):
         size); the learning rate defaults to a tenth of ``ref``'s. ``ensemble``: as for :meth:`train_model`.
         """
         from reuse.service.versions import fit_version
-        return fit_version(self.store, ref, data, unfreeze=unfreeze, match=match, val=val, label=label, relabel=relabel,
+        return fit_version(self.store, ref, data, unfreeze=unfreeze, match=match, val=val, label=label,
+                           relabel=relabel,
                          config=config, options=options, seeds=seeds, progress=progress, cancel=cancel,
                          description=description, ensemble=ensemble)
 
@@ -262,8 +264,8 @@ class Service(JobCalls):
         """Greedy layer-wise pretraining on ``data``; registers the final network as the next version
         of ``name``. ``test`` defaults to the test split of a built-in set."""
         from reuse.service.versions import pretrain_version
-        return pretrain_version(self.store, name, data, config=config, test=test, label=label, relabel=relabel,
-                                progress=progress, cancel=cancel, description=description)
+        return pretrain_version(self.store, name, data, config=config, test=test, label=label,
+                                relabel=relabel, progress=progress, cancel=cancel, description=description)
 
     # -- Advisor ---------------------------------------------------------------------------------
     def advise(self, base: str | None, data: str, *, val: str | None = None, val_split: float | None = None,
@@ -286,21 +288,25 @@ class Service(JobCalls):
         :mod:`reuse.advise.events`; setting ``cancel`` (a ``threading.Event``) stops the run: the runs that
         finished are kept and the result comes back normally with ``stopped == "cancelled"`` (and nothing
         is registered). ``ray``: run the candidates as Ray tasks (``"local"`` or a cluster address),
-        each asking for ``ray_cpus`` CPUs and ``ray_gpus`` GPUs. ``register``: register the recommended network (the trained run of its first
-        seed) as the next version of that name. ``plot``: write the metric-vs-depth plot there (.png,
-        .pdf, .svg). The result's ``to_dict()`` is the ``--json`` document. ``check_only``: make every check
-        that needs no training (options, head, candidates, the data against each) and return None.
-        ``register_ensemble``: register every seed of the recommended network and their averaged-output
-        ensemble as the next versions of that name (the ensemble last; ``advice.registered_ensemble``).
-        ``shortlist``: rank the candidates first (reuse.rank, by ``metric``) and train only that many of the
-        best (with scratch); with ``models`` instead of ``base`` the candidates are every cut of every model
-        that pattern selects (``base`` None). See docs/rank.md. ``augment``, ``augment_views``: augment the
-        training images of every run (see docs/training.md).
+        each asking for ``ray_cpus`` CPUs and ``ray_gpus`` GPUs. ``register``: register the recommended
+        network (the trained run of its first seed) as the next version of that name. ``plot``: write the
+        metric-vs-depth plot there (.png, .pdf, .svg). The result's ``to_dict()`` is the ``--json`` document.
+        ``check_only``: make every check that needs no training (options, head, candidates, the data against
+        each) and return None. ``register_ensemble``: register every seed of the recommended network and their
+        averaged-output ensemble as the next versions of that name (the ensemble last;
+        ``advice.registered_ensemble``). ``shortlist``: rank the candidates first (reuse.rank, by ``metric``)
+        and train only that many of the best (with scratch); with ``models`` instead of ``base`` the
+        candidates are every cut of every model that pattern selects (``base`` None). See docs/rank.md.
+        ``augment``, ``augment_views``: augment the training images of every run (see docs/training.md).
         """
-        options = {k: v for k, v in locals().items() if k not in ("self", "base", "data", "progress", "cancel",
-                                                                  "check_only")}
+        options = {
+            k: v
+            for k, v in locals().items()
+            if k not in ("self", "base", "data", "progress", "cancel", "check_only")
+        }
         from reuse.service.advising import advise_stored
-        return advise_stored(self.store, base, data, options, progress=progress, cancel=cancel, check_only=check_only)
+        return advise_stored(self.store, base, data, options, progress=progress, cancel=cancel,
+                             check_only=check_only)
 
     # -- Ranking ---------------------------------------------------------------------------------
     def rank(self, data: str, *, models: str | None = None, cuts: str | None = None,
@@ -348,7 +354,8 @@ class Service(JobCalls):
         Loads run in ``pool``."""
         return await self.state.engine.infer_on_loop(ref, decode, pool, decode_in_pool=decode_in_pool)
 
-    def infer(self, ref: str, inputs: np.ndarray | Sequence[np.ndarray] | Mapping[str, np.ndarray]) -> InferResult:
+    def infer(self, ref: str,
+              inputs: np.ndarray | Sequence[np.ndarray] | Mapping[str, np.ndarray]) -> InferResult:
         """Run ``ref`` on one array, a list in input order, or a dict by input name."""
         from reuse.graph.signature import input_arrays
 
@@ -398,7 +405,8 @@ class Service(JobCalls):
                        tags: Mapping[str, str] | None = None, overwrite: bool = False) -> DatasetInfo:
         with self._received(chunks) as up:
             return self.store_dataset_upload(up, name, format=format, description=description,
-                                             tags=dict(tags) if tags is not None else None, overwrite=overwrite)
+                                             tags=dict(tags) if tags is not None else None,
+                                             overwrite=overwrite)
 
     @contextmanager
     def _received(self, chunks: Iterable[bytes]) -> Iterator[Upload]:
@@ -412,11 +420,8 @@ class Service(JobCalls):
         from reuse.store.uploads import DatasetStore
         return DatasetStore(self.store).list()
 
-    def dataset_path(self, name: str) -> Path:
-        from reuse.store.uploads import DatasetStore
-        return DatasetStore(self.store).path(name)
-
-    def build_job(self, params: dict[str, Any], *, wait: bool = True, timeout: float | None = None) -> JobRecord:
+    def build_job(self, params: dict[str, Any], *, wait: bool = True,
+                  timeout: float | None = None) -> JobRecord:
         """Run the ``build`` job kind; by default wait for it and return the finished record."""
         record = self.start_job("build", params)
         return self.state.jobs.wait(record.id, timeout) if wait else record

@@ -4,8 +4,8 @@
 ``reuse serve``. The CLI gets either from ``get_service`` and calls only what is listed here, so a
 command behaves the same with ``--store`` and ``--server``. What only the local facade offers (export,
 store check, report, pretrain, advise, the server's own hooks) is not part of it: a command that needs
-it is refused with ``--server`` (``reuse.cli.common.local_only``). ``tests/service/test_facade.py`` checks that
-both classes have every method here with the same parameters. ``rank`` runs here or as a ``rank`` job
+it is refused with ``--server`` (``reuse.cli.common.local_only``). ``tests/service/test_facade.py`` checks
+that both classes have every method here with the same parameters. ``rank`` runs here or as a ``rank`` job
 on the server.
 """
 
@@ -50,7 +50,8 @@ class Facade(Protocol):
 
     def model_layers(self, ref: str) -> list[LayerInfo]: ...
 
-    def describe_model(self, ref: str, *, scope: str | None = None, match: str = "full") -> ModelDescription: ...
+    def describe_model(self, ref: str, *,
+                       scope: str | None = None, match: str = "full") -> ModelDescription: ...
 
     def register_model(self, model: Any, name: str, **meta: Any) -> ModelInfo: ...
 
@@ -72,14 +73,16 @@ class Facade(Protocol):
 
     def build(self, new_name: str, base_ref: str, reuse: str, *, head: str | HeadSpec | None = None,
               head_file: str | os.PathLike[str] | None = None, classes: int | None = None,
-              regression: bool | int = False, trainable: str | None = None, match: str = "full",
-              input_shape: tuple[int | None, ...] | None = None, description: str = "", seed: int | None = None,
+              regression: bool | int = False, outputs: int | None = None, trainable: str | None = None,
+              match: str = "full", input_shape: tuple[int | None, ...] | None = None, description: str = "",
+              seed: int | None = None,
               tags: dict[str, str] | None = None, exits: Sequence[str] | None = None,
               preprocess: str | None = None) -> ModelInfo: ...
 
-    def ensemble(self, new_name: str, members: str | Sequence[str], *, weights: str | Sequence[float] | None = None,
-                 vote: bool = False, average_weights: bool = False, data: str | None = None,
-                 label: str | int | None = None, relabel: bool = False, description: str = "",
+    def ensemble(self, new_name: str, members: str | Sequence[str], *,
+                 weights: str | Sequence[float] | None = None, vote: bool = False,
+                 average_weights: bool = False, data: str | None = None, label: str | int | None = None,
+                 relabel: bool = False, description: str = "",
                  tags: dict[str, str] | None = None) -> ModelInfo | None: ...
 
     def lineage(self, ref: str) -> list[dict[str, Any]]: ...
@@ -90,11 +93,11 @@ class Facade(Protocol):
                     seeds: int = 1, progress: Any = None, cancel: threading.Event | None = None,
                     description: str | None = None, ensemble: bool = False) -> TrainOutcome: ...
 
-    def finetune_model(self, ref: str, unfreeze: str, data: str, *, match: str = "full", val: str | None = None,
-                       label: str | int | None = None, relabel: bool = False, config: Any = None,
-                       options: dict[str, Any] | None = None, seeds: int = 1, progress: Any = None,
-                       cancel: threading.Event | None = None, description: str | None = None,
-                       ensemble: bool = False) -> TrainOutcome: ...
+    def finetune_model(self, ref: str, unfreeze: str, data: str, *, match: str = "full",
+                       val: str | None = None, label: str | int | None = None, relabel: bool = False,
+                       config: Any = None, options: dict[str, Any] | None = None, seeds: int = 1,
+                       progress: Any = None, cancel: threading.Event | None = None,
+                       description: str | None = None, ensemble: bool = False) -> TrainOutcome: ...
 
     def evaluate_model(self, ref: str, data: str, *, label: str | int | None = None,
                        relabel: bool = False) -> dict[str, Any]: ...
@@ -113,7 +116,8 @@ class Facade(Protocol):
     # -- serving and jobs -----------------------------------------------------------------------
     def model_signature(self, ref: str) -> ModelSignature: ...
 
-    def infer(self, ref: str, inputs: np.ndarray | Sequence[np.ndarray] | Mapping[str, np.ndarray]) -> InferResult: ...
+    def infer(self, ref: str,
+              inputs: np.ndarray | Sequence[np.ndarray] | Mapping[str, np.ndarray]) -> InferResult: ...
 
     def infer_images(self, ref: str, images: Sequence[bytes]) -> InferResult:
         """Run an image model on encoded images; the server (or the local engine) decodes them."""
@@ -123,7 +127,8 @@ class Facade(Protocol):
 
     def start_job(self, kind: str, params: dict[str, Any]) -> JobRecord: ...
 
-    def build_job(self, params: dict[str, Any], *, wait: bool = True, timeout: float | None = None) -> JobRecord: ...
+    def build_job(self, params: dict[str, Any], *, wait: bool = True,
+                  timeout: float | None = None) -> JobRecord: ...
 
     def start_train(self, params: dict[str, Any]) -> JobRecord: ...
 

@@ -36,7 +36,8 @@ class StateSettings:
     job_workers: int = 2
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     allow_unsafe_uploads: bool = False
-    trusted_modules: tuple[str, ...] = ()  # imported at start; their Keras classes may be loaded (with the env's)
+    # imported at start; their Keras classes may be loaded (with the env's)
+    trusted_modules: tuple[str, ...] = ()
     run_unsafe: bool = False  # run the Lambda layers of stored models (serve --unsafe)
 
 
@@ -106,8 +107,8 @@ class ServerState:
             if self._jobs is None:
                 from reuse.jobs.desk import JobDesk
 
-                self._jobs = JobDesk(self.store.state_dir / "jobs", self.store.root, workers=self.settings.job_workers,
-                                     kinds=self.kinds)
+                self._jobs = JobDesk(self.store.state_dir / "jobs", self.store.root,
+                                     workers=self.settings.job_workers, kinds=self.kinds)
             return self._jobs
 
     def jobs_line(self) -> str:

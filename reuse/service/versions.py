@@ -55,7 +55,8 @@ def fit_version(store: ModelStore, ref: str, data: str, *, unfreeze: str | None,
     from reuse.train.seeds import train_seeds
 
     if ensemble and seeds < 2:
-        raise InvalidInput(f"--ensemble needs --seeds 2 or more (an ensemble of the seeds); got --seeds {seeds}")
+        raise InvalidInput("--ensemble needs --seeds 2 or more (an ensemble of the seeds); got "
+                           f"--seeds {seeds}")
     parent, ds, vds, config, model = fit_inputs(store, ref, data, unfreeze=unfreeze, val=val, label=label,
                                                 relabel=relabel, config=config, options=options)
     names = parent.class_names
@@ -78,17 +79,17 @@ def fit_version(store: ModelStore, ref: str, data: str, *, unfreeze: str | None,
     class_names = list(first.class_names) if first.class_names else names
     info = store.register(first.model, parent.name, description=description or parent.description,
                           tags=parent.tags, class_names=class_names, **record)
-    outcome = TrainOutcome(info=info, parent=parent.ref, result=first, seeds=res.summary if seeds > 1 else None,
-                           skipped=list(ds.skipped))
+    outcome = TrainOutcome(info=info, parent=parent.ref, result=first,
+                           seeds=res.summary if seeds > 1 else None, skipped=list(ds.skipped))
     if ensemble:
         _register_seed_ensemble(store, outcome, res, parent, data=data, val=val, op=op, extra=extra,
                                 class_names=class_names, description=description)
     return outcome
 
 
-def _register_seed_ensemble(store: ModelStore, outcome: TrainOutcome, res: Any, parent: ModelInfo, *, data: str,
-                            val: str | None, op: str, extra: dict[str, Any], class_names: list[str] | None,
-                            description: str | None) -> None:
+def _register_seed_ensemble(store: ModelStore, outcome: TrainOutcome, res: Any, parent: ModelInfo, *,
+                            data: str, val: str | None, op: str, extra: dict[str, Any],
+                            class_names: list[str] | None, description: str | None) -> None:
     """Register seeds 2..K (after the first, already registered) and their averaged-output ensemble as
     the next versions of the parent's name; the ensemble is scored on the runs' validation data."""
     from reuse.ensemble import build_ensemble
@@ -104,7 +105,8 @@ def _register_seed_ensemble(store: ModelStore, outcome: TrainOutcome, res: Any, 
     text = f"ensemble of the {len(refs)} seeds of {op} {parent.ref} ({', '.join(refs)})"
     outcome.seed_models = refs
     outcome.ensemble = store.register(built.model, parent.name, description=text, tags=parent.tags,
-                                      class_names=built.class_names, metrics=built.metrics, lineage=built.lineage)
+                                      class_names=built.class_names, metrics=built.metrics,
+                                      lineage=built.lineage)
 
 
 def pretrain_version(store: ModelStore, name: str, data: str, *, config: Any, test: str | None = None,
@@ -125,7 +127,8 @@ def pretrain_version(store: ModelStore, name: str, data: str, *, config: Any, te
                     class_names=list(ds.class_names) if ds.class_names else None) if test else None
     res = pretrain(ds, config, test=tds, progress=progress, cancel=cancel, name=name)
     settings = {**config.to_dict(), "data": data, "test": test}
-    step = {"op": "pretrain", "mode": config.mode, "layers": config.layers, "units": config.units, "data": data}
+    step = {"op": "pretrain", "mode": config.mode, "layers": config.layers,
+            "units": config.units, "data": data}
     info = store.register(
         res.model, name, description=description or f"greedy layer-wise {config.mode} pretraining",
         class_names=list(ds.class_names) if ds.class_names else None,
@@ -151,4 +154,5 @@ def report_version(store: ModelStore, ref: str, *, plot: str | os.PathLike[str] 
         if "accuracy" in (info.history or {}) and units:
             chance = 1.0 / units if units > 1 else 0.5
         plot_curves(segments or info.history or {}, plot, title=info.ref, chance=chance)
-    return Report(info=info, findings=findings, plot=str(plot) if plot is not None else None, plotted=segments)
+    return Report(info=info, findings=findings, plot=str(plot) if plot is not None else None,
+                  plotted=segments)

@@ -6,8 +6,8 @@ runs them as one batch and answers each request with its own rows. The worker wa
 requests arrive faster than ``max_delay_s`` apart and either the last batch merged several or more than
 one request arrives per forward pass (moving averages of the gaps and of the forward time). A lone
 client cannot send its next request before it has its answer, so its gaps exceed the forward time and
-its requests run at once; under load, batches fill. A request larger than ``max_batch_size`` rows runs alone; a
-request is never split.
+its requests run at once; under load, batches fill. A request larger than ``max_batch_size`` rows runs alone;
+a request is never split.
 
 A request that arrives alone (nothing queued, no batch forming or running, and the arrival pattern
 would not make the worker wait for more) runs in the caller's own thread: no hand-off to the worker and

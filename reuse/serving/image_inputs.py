@@ -37,7 +37,7 @@ import numpy as np
 
 from reuse.errors import InvalidInput
 from reuse.graph.signature import TensorSpec
-from reuse.text import cut, echo
+from reuse.text import cut, echo, first_line
 
 IMAGE_DATATYPES = ("BYTES", "UINT8")
 FORMATS = ("PNG", "JPEG", "BMP", "GIF")
@@ -99,9 +99,11 @@ def image_input(sig: Any) -> tuple[TensorSpec, ImageTarget]:
         InvalidInput: the model has several inputs, or its input is not an image input.
     """
     if len(sig.inputs) != 1 or image_target(sig.inputs[0]) is None:
-        shapes = ", ".join(f"{s.name} {[-1 if d is None else d for d in s.shape]} {s.dtype}" for s in sig.inputs)
-        raise InvalidInput(f"model {sig.ref} takes {shapes}; images need one input of shape [-1, height, width, "
-                           "channels] of floats, with a fixed height and width and 1, 3 or 4 channels")
+        shapes = ", ".join(f"{s.name} {[-1 if d is None else d for d in s.shape]} "
+                           f"{s.dtype}" for s in sig.inputs)
+        raise InvalidInput(f"model {sig.ref} takes {shapes}; images need one input of shape [-1, "
+                           "height, width, channels] of floats, with a fixed height and width and 1, 3 or 4 "
+                           "channels")
     return sig.inputs[0], image_target(sig.inputs[0])  # type: ignore[return-value]
 
 
@@ -125,9 +127,8 @@ def _decode_errors() -> tuple[type[BaseException], ...]:
             Image.DecompressionBombError)
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return cut(text[0], 160) if text else type(exc).__name__
+def _reason(exc: BaseException) -> str:
+    return cut(first_line(exc), 160)
 
 
 def check_image(data: bytes, *, name: str = "input", index: int = 0,
@@ -141,18 +142,20 @@ def check_image(data: bytes, *, name: str = "input", index: int = 0,
     from PIL import Image, UnidentifiedImageError
 
     if len(data) > limits.max_image_bytes:
-        raise _fail(name, index, f"{len(data)} bytes; the most one image may have is {limits.max_image_bytes}")
+        raise _fail(name, index,
+                    f"{len(data)} bytes; the most one image may have is {limits.max_image_bytes}")
     if not data:
         raise _fail(name, index, "empty; expected an encoded PNG, JPEG, BMP or GIF image")
     try:
         with Image.open(io.BytesIO(data), formats=FORMATS) as probe:  # reads the header only
             width, height = probe.size
     except Image.DecompressionBombError as exc:
-        raise _fail(name, index, f"refused as a decompression bomb ({_first_line(exc)})") from None
+        raise _fail(name, index, f"refused as a decompression bomb ({_reason(exc)})") from None
     except UnidentifiedImageError:
-        raise _fail(name, index, f"not a {'/'.join(FORMATS)} image (Pillow does not recognise its bytes)") from None
+        raise _fail(name, index,
+                    f"not a {'/'.join(FORMATS)} image (Pillow does not recognise its bytes)") from None
     except _decode_errors() as exc:
-        raise _fail(name, index, f"not a readable {'/'.join(FORMATS)} image ({_first_line(exc)})") from None
+        raise _fail(name, index, f"not a readable {'/'.join(FORMATS)} image ({_reason(exc)})") from None
     most = _max_pixels(limits)
     if width * height > most:
         raise _fail(name, index, f"{width}x{height} pixels, more than the decompression-bomb limit of {most}")
@@ -176,7 +179,7 @@ def decode_image(data: bytes, target: ImageTarget, *, name: str = "input", index
                                        target_size=(target.height, target.width), interpolation="bilinear")
             arr = keras.utils.img_to_array(img, data_format="channels_last", dtype="float32")
     except _decode_errors() as exc:
-        raise _fail(name, index, f"cannot decode the {width}x{height} image ({_first_line(exc)})") from None
+        raise _fail(name, index, f"cannot decode the {width}x{height} image ({_reason(exc)})") from None
     return arr
 
 
@@ -196,13 +199,14 @@ def resize_pixels(pixels: np.ndarray, target: ImageTarget) -> np.ndarray:
 def _batch_bytes(count: int, target: ImageTarget, name: str, limits: ImageLimits) -> None:
     need = count * target.height * target.width * target.channels * 4
     if need > limits.max_batch_bytes:
-        raise InvalidInput(f"input {name!r}: {count} images of {target.height}x{target.width}x{target.channels} "
-                           f"need {need} bytes decoded, above the limit of {limits.max_batch_bytes}; send fewer "
-                           "per request")
+        raise InvalidInput(f"input {name!r}: {count} images of "
+                           f"{target.height}x{target.width}x{target.channels} need {need} bytes decoded, "
+                           f"above the limit of {limits.max_batch_bytes}; send fewer per request")
 
 
 def decode_images(datatype: str, shape: Sequence[int], elements: Sequence[bytes] | np.ndarray,
-                  target: ImageTarget, *, name: str = "input", limits: ImageLimits = DEFAULT_LIMITS) -> np.ndarray:
+                  target: ImageTarget, *, name: str = "input",
+                  limits: ImageLimits = DEFAULT_LIMITS) -> np.ndarray:
     """The float batch ``(n, height, width, channels)`` for one tensor of images.
 
     Args:
@@ -220,8 +224,8 @@ def decode_images(datatype: str, shape: Sequence[int], elements: Sequence[bytes]
     dims = [int(d) for d in shape]
     if datatype == "BYTES":
         if len(dims) not in (1, 2) or dims[0] < 1 or (len(dims) == 2 and dims[1] != 1):
-            raise InvalidInput(f"input {name!r}: BYTES shape {echo(dims)}; expected [n] or [n, 1]: one encoded "
-                               "image per element")
+            raise InvalidInput(f"input {name!r}: BYTES shape {echo(dims)}; expected [n] or [n, 1]: one "
+                               "encoded image per element")
         if len(elements) != dims[0]:
             raise InvalidInput(f"input {name!r}: {len(elements)} BYTES elements for shape {dims}; expected "
                                f"{dims[0]}")
@@ -259,8 +263,8 @@ def _uint8_pixels(dims: list[int], elements: Any, target: ImageTarget, name: str
     _batch_bytes(dims[0], target, name, limits)
     pixels = np.asarray(elements)
     if pixels.dtype != np.uint8 or list(pixels.shape) != dims:
-        raise InvalidInput(f"input {name!r}: UINT8 pixels of shape {list(pixels.shape)} and dtype {pixels.dtype}; "
-                           f"expected uint8 of shape {dims}")
+        raise InvalidInput(f"input {name!r}: UINT8 pixels of shape {list(pixels.shape)} and dtype "
+                           f"{pixels.dtype}; expected uint8 of shape {dims}")
     return pixels
 
 
@@ -287,8 +291,8 @@ def decode_wire_images(datatype: str, shape: Sequence[int], target: ImageTarget,
         return decode_images("BYTES", dims, list(elements or ()), target, name=name)
     count = math.prod(dims)
     if count > max_bytes:
-        raise InvalidInput(f"input {name!r}: UINT8 shape {dims} has {count} values, above the message size limit "
-                           f"of {max_bytes} bytes")
+        raise InvalidInput(f"input {name!r}: UINT8 shape {dims} has {count} values, above the message "
+                           f"size limit of {max_bytes} bytes")
     if raw is not None:
         if len(raw) != count:
             raise InvalidInput(f"input {name!r}: raw content has {len(raw)} bytes, expected {count} (shape "

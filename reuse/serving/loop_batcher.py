@@ -32,11 +32,13 @@ class LoopBatcher:
     """Merge concurrent ``forward`` calls made from coroutines on one event loop.
 
     Not thread-safe: call :meth:`submit` on the loop only (``close`` and ``stats`` from anywhere).
+    ``inline_s``: the longest moving average of the pass that still runs on the loop (``INLINE_S``).
     """
 
     def __init__(self, forward: Forward, *, max_batch_size: int = 64, max_delay_s: float = 0.001,
-                 name: str = "batcher") -> None:
+                 name: str = "batcher", inline_s: float = INLINE_S) -> None:
         self._forward = forward
+        self.inline_s = float(inline_s)
         self.max_batch_size = max(1, int(max_batch_size))
         self.max_delay_s = max(0.0, float(max_delay_s))
         self._name = name
@@ -83,7 +85,9 @@ class LoopBatcher:
 
     def _under_load(self) -> bool:
         gap = self._gap_s
-        return len(self._queue) > 1 or (gap < self.max_delay_s and (self._last_batch > 1 or gap < self._forward_s))
+        return len(self._queue) > 1 or (
+            gap < self.max_delay_s and (self._last_batch > 1 or gap < self._forward_s)
+        )
 
     def _start(self) -> None:
         self._handle, self._waiting = None, False
@@ -111,7 +115,7 @@ class LoopBatcher:
         self._last_batch = len(batch)
         inputs = batch[0][0] if len(batch) == 1 else [
             np.concatenate(parts) for parts in zip(*(b[0] for b in batch), strict=True)]
-        if self._forward_s <= INLINE_S:
+        if self._forward_s <= self.inline_s:
             t0 = time.perf_counter()
             try:
                 outs = self._forward(inputs)
@@ -132,7 +136,8 @@ class LoopBatcher:
         outs = self._forward(inputs)
         return outs, None, time.perf_counter() - t0
 
-    def _done(self, batch: list, outs: list[np.ndarray] | None, exc: BaseException | None, took: float) -> None:
+    def _done(self, batch: list, outs: list[np.ndarray] | None, exc: BaseException | None,
+              took: float) -> None:
         self._running = False
         if took:  # a failed pass in the thread leaves the average as it was
             self._forward_s = took if self._forward_s == float("inf") else 0.8 * self._forward_s + 0.2 * took

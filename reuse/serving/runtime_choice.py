@@ -79,7 +79,8 @@ def _onnx_forward(model: Any, sig: ModelSignature, cache: OnnxCache, checksum: s
                             lambda tmp: onnx_file.write_onnx(model, sig, tmp))
     session = onnx_file.open_session(path, threads)
     _, problem = onnx_file.check_session(session, model, sig)
-    log.debug("%s: ONNX file %s %s in %.2f s", sig.ref, path, "built" if built else "reused", time.perf_counter() - t0)
+    log.debug("%s: ONNX file %s %s in %.2f s", sig.ref, path, "built" if built else "reused",
+              time.perf_counter() - t0)
     return (None, problem, path) if problem else (OnnxForward(session, model), "", path)
 
 
@@ -106,7 +107,8 @@ def choose(model: Any, sig: ModelSignature, *, mode: str, cache: OnnxCache | Non
             said = str(exc) if isinstance(exc, ReuseError) else f"{type(exc).__name__}: {exc}"
             forward, reason = None, f"ONNX export failed: {cut(said, 300)}"
         if forward is not None:
-            choice = RuntimeChoice("onnx", f"ONNX export matches Keras within {onnx_file.TOLERANCE:g} on a probe "
+            choice = RuntimeChoice("onnx",
+                                   f"ONNX export matches Keras within {onnx_file.TOLERANCE:g} on a probe "
                                            "batch", str(path))
             log.info("%s: serving on ONNX Runtime (%s)", sig.ref, choice.reason)
             return forward, choice

@@ -8,5 +8,5 @@ from reuse.store.model_store import ModelStore
 from reuse.store.records import CheckReport, FileCheck, LayerInfo, ModelInfo
 from reuse.store.s3_store import S3Store  # boto3 is imported only when an s3:// store is opened
 
-__all__ = ["CheckReport", "FileCheck", "FolderStore", "LayerInfo", "ModelInfo", "ModelRef", "ModelStore", "S3Store",
-           "check_name"]
+__all__ = ["CheckReport", "FileCheck", "FolderStore", "LayerInfo", "ModelInfo", "ModelRef", "ModelStore",
+           "S3Store", "check_name"]

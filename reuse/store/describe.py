@@ -25,11 +25,13 @@ class ModelDescription:
                              "layers": [layer.to_dict() for layer in self.layers]}
         if self.selection is not None:
             d["scope"] = {"pattern": self.selection.pattern, "match": self.selection.match,
-                          "matched": list(self.selection.matched), "unmatched": list(self.selection.unmatched)}
+                          "matched": list(self.selection.matched),
+                          "unmatched": list(self.selection.unmatched)}
         return d
 
 
-def describe(store: ModelStore, ref: str, *, scope: str | None = None, match: str = "full") -> ModelDescription:
+def describe(store: ModelStore, ref: str, *,
+             scope: str | None = None, match: str = "full") -> ModelDescription:
     """Describe ``ref``; with ``scope``, preview the layers it selects (no error when none match).
 
     Raises:
@@ -40,6 +42,7 @@ def describe(store: ModelStore, ref: str, *, scope: str | None = None, match: st
     info = store.info(ref)
     table = layer_table(store, info.ref, scope, match)
     versions = tuple(v.version for v in store.versions(info.name))
-    layers = tuple(LayerInfo(name=r.name, class_name=r.class_name, output_shape=r.output_shape, params=r.params,
-                             trainable=r.trainable, depth=r.depth, inputs=tuple(r.inputs)) for r in table.rows)
+    layers = tuple(LayerInfo(name=r.name, class_name=r.class_name, output_shape=r.output_shape,
+                             params=r.params, trainable=r.trainable, depth=r.depth,
+                             inputs=tuple(r.inputs)) for r in table.rows)
     return ModelDescription(info=info, versions=versions, layers=layers, selection=table.selection)

@@ -226,7 +226,8 @@ class FolderStore(ModelStore, kind="folder"):
             final = version_file(d, version)
             put_in_place(tmp, final)
             st = final.stat()
-            row = IndexRow(name, version, st.st_size, st.st_mtime_ns, {**meta, "name": name, "version": version})
+            row = IndexRow(name, version, st.st_size, st.st_mtime_ns,
+                           {**meta, "name": name, "version": version})
             self._index_locked([row], [], f"for {name}:{version}")
         return row
 

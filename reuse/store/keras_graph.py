@@ -106,7 +106,7 @@ def as_graph_model(model: Any) -> tuple[Any, str | None]:
         return model, None
     label = f"{kind.__module__}.{kind.__qualname__}"
     if not (is_functional(model) or isinstance(model, keras.Sequential)):
-        raise InvalidInput(f"model {model.name!r} is a {label}, a subclassed keras.Model with its own call(): "
-                           "its config holds no layer graph, so its layers cannot be reused; build it with "
-                           "the functional API or keras.Sequential")
+        raise InvalidInput(f"model {model.name!r} is a {label}, a subclassed keras.Model with its own "
+                           "call(): its config holds no layer graph, so its layers cannot be reused; build "
+                           "it with the functional API or keras.Sequential")
     return keras.Model(model.input, model.output, name=model.name), label

@@ -61,7 +61,8 @@ def describe_model(model: Any) -> dict[str, Any]:
     try:
         input_shape, output_shape = _shape(model.input_shape), _shape(model.output_shape)
     except (AttributeError, ValueError) as exc:
-        raise InvalidInput(f"model {model.name!r} is not built (call it on data or give it an Input): {exc}") from exc
+        raise InvalidInput(f"model {model.name!r} is not built (call it on data or give it an "
+                           f"Input): {exc}") from exc
     layers = [
         {
             "name": layer.name,
@@ -108,7 +109,9 @@ def find_lambda_layers(config: Any) -> list[str]:
     def walk(node: Any, owner: str) -> None:
         if isinstance(node, dict):
             cls, cfg = node.get("class_name"), node.get("config")
-            here = cfg["name"] if cls and isinstance(cfg, dict) and isinstance(cfg.get("name"), str) else owner
+            here = (
+                cfg["name"] if cls and isinstance(cfg, dict) and isinstance(cfg.get("name"), str) else owner
+            )
             if cls in ("Lambda", "__lambda__"):
                 found.append(here)
             for value in node.values():
@@ -177,7 +180,8 @@ def load_verified(path: Path, *, safe_mode: bool) -> Any:
         weights = layer.trainable_weights + layer.non_trainable_weights
         saved = expected.pop(layer.name, [])
         if len(saved) != len(weights):
-            raise StoreCorrupt(f"{path}: layer {layer.name!r} has {len(weights)} weights, the file {len(saved)}")
+            raise StoreCorrupt(f"{path}: layer {layer.name!r} has {len(weights)} weights, the file "
+                               f"{len(saved)}")
         for var, (ds_name, sha, shape, dtype) in zip(weights, saved, strict=True):
             arr = keras.ops.convert_to_numpy(var)
             if arr.shape != shape or arr.dtype != dtype or h5file.array_sha256(arr) != sha:
@@ -233,7 +237,11 @@ def _inspect_keras_zip(path: Path) -> tuple[Any, str | None]:
             if info.file_size > MAX_CONFIG_BYTES:
                 raise InvalidInput(f"{path}: config.json is {info.file_size} bytes; refused")
             config = _json(z.read(info), path, "config.json")
-            meta = _json(z.read("metadata.json"), path, "metadata.json") if "metadata.json" in z.namelist() else {}
+            meta = (
+                _json(z.read("metadata.json"), path, "metadata.json")
+                if "metadata.json" in z.namelist()
+                else {}
+            )
     except (zipfile.BadZipFile, KeyError, ValueError) as exc:
         raise InvalidInput(f"{path}: not a Keras .keras archive: {exc}") from exc
     return config, meta.get("keras_version") if isinstance(meta, dict) else None
@@ -255,8 +263,11 @@ def _inspect_h5(path: Path) -> tuple[Any, str | None, str | None]:
             raise InvalidInput(f"{path}: no '{h5file.WEIGHTS_GROUP}' group; not a whole-model Keras .h5 file")
         version = f.attrs.get("keras_version")
     try:
-        return _json(keras3 or text, path, "model_config"), h5file.as_text(version) if version is not None else None, \
-            keras3
+        return (
+            _json(keras3 or text, path, "model_config"),
+            h5file.as_text(version) if version is not None else None,
+            keras3,
+        )
     except ValueError as exc:
         raise InvalidInput(f"{path}: model_config is not JSON: {exc}") from exc
 
@@ -287,8 +298,8 @@ def inspect_model_file(path: Path) -> ModelFile:
     else:
         raise InvalidInput(f"{path}: unsupported model file type {suffix or '(none)'!r}; "
                            "expected .keras, .h5 or .hdf5")
-    return ModelFile(path.resolve(), fmt, version, tuple(find_lambda_layers(config)), h5file.file_sha256(path),
-                     config, keras3)
+    return ModelFile(path.resolve(), fmt, version, tuple(find_lambda_layers(config)),
+                     h5file.file_sha256(path), config, keras3)
 
 
 def load_model_file(mf: ModelFile, *, unsafe: bool) -> Any:

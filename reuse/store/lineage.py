@@ -120,7 +120,8 @@ def training_history(store: ModelStore, ref: str) -> list[HistorySegment]:
         op = entry["operation"]
         steps = entry["lineage"].get("steps") or []
         unfrozen = (steps[-1].get("unfrozen") or []) if op == "finetune" and steps else []
-        segments.append(HistorySegment(entry["model"], " ".join([str(op or "as registered"), *unfrozen]), history))
+        segments.append(HistorySegment(entry["model"],
+                                       " ".join([str(op or "as registered"), *unfrozen]), history))
         if op not in CONTINUES_TRAINING:
             break
     return segments[::-1]

@@ -283,7 +283,8 @@ class ModelStore(ABC):
         return self._open(key), self._where(key)
 
     def model_config(self, ref: str | ModelRef) -> dict[str, Any]:
-        """The Keras architecture (the ``model_config`` JSON, checksum verified) without reading any weight."""
+        """The Keras architecture (the ``model_config`` JSON, checksum verified) without reading any
+        weight."""
         opened, where = self._opened(ref)
         with opened as f:
             return h5file.model_config(f, where)

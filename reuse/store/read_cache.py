@@ -81,8 +81,8 @@ class ReadCache:
             fetch(mine)
             got = file_sha256(mine)
             if got != sha256:
-                raise StoreCorrupt(f"{what}: checksum mismatch (object sha256 {got[:12]}..., its metadata says "
-                                   f"{sha256[:12]}...); the object is damaged")
+                raise StoreCorrupt(f"{what}: checksum mismatch (object sha256 {got[:12]}..., its "
+                                   f"metadata says {sha256[:12]}...); the object is damaged")
             tmp = temp_beside(p, ".h5")
             _link(mine, tmp)
             put_in_place(tmp, p)

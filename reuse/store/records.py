@@ -78,7 +78,9 @@ class ModelInfo(StoreEntry, Versioned):
 
 
 # Keys of the stored metadata that become ModelInfo fields (the rest: name, version, path, size).
-META_KEYS = tuple(k for k in ModelInfo.__dataclass_fields__ if k not in ("name", "version", "path", "size_bytes"))
+META_KEYS = tuple(
+    k for k in ModelInfo.__dataclass_fields__ if k not in ("name", "version", "path", "size_bytes")
+)
 
 
 def info_from_meta(name: str, version: int, path: Path, meta: dict[str, Any], size: int | None) -> ModelInfo:
@@ -143,8 +145,8 @@ class CheckReport:
         """What was found that is not damage: temp files of writers that are gone, unless removed."""
         gone = set(self.removed_temp_files)
         return tuple(f"temp file of a writer that is gone: {t} "
-                     + ("(--repair removes it)" if "://" in t else "(the next write to its folder, or --repair, "
-                        "removes it)") for t in self.temp_files if t not in gone)
+                     + ("(--repair removes it)" if "://" in t else "(the next write to its folder, or "
+                        "--repair, removes it)") for t in self.temp_files if t not in gone)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -40,7 +40,8 @@ def _abandoned(store: Any, key: Key, parts: dict[str, Any]) -> bool:
     if claim is None:
         return True  # an object without a claim was not written by a reuse writer in progress
     try:  # a claim is read from the bucket: untrusted, so anything odd counts as no claim body
-        body = json.loads(store.bucket.get(f"{key[0]}/v{key[1]}.claim", limit=CLAIM_MAX_BYTES, what="a claim"))
+        body = json.loads(store.bucket.get(f"{key[0]}/v{key[1]}.claim", limit=CLAIM_MAX_BYTES,
+                                           what="a claim"))
         host, pid, started = str(body["host"]), int(body["pid"]), float(body["started"])
         if host == socket.gethostname() and not pid_alive(pid):
             return True
@@ -50,7 +51,8 @@ def _abandoned(store: Any, key: Key, parts: dict[str, Any]) -> bool:
 
 
 def _verify(store: Any, key: Key, parts: dict[str, Any]) -> tuple[FileCheck, bytes | None]:
-    """The verdict on one version object, and the sidecar it calls for when it differs from the current one."""
+    """The verdict on one version object, and the sidecar it calls for when it differs from the current
+    one."""
     where = store._where(key)
     tmp = temp_file(store._staging(key[0]))
     try:
@@ -60,7 +62,9 @@ def _verify(store: Any, key: Key, parts: dict[str, Any]) -> tuple[FileCheck, byt
             nbytes = h5file.verify_file(tmp, where)
         except (StoreCorrupt, NotFound) as exc:
             return FileCheck(_ref(key), where, False, str(exc).replace(str(tmp), where)), None
-        return FileCheck(_ref(key), where, True, None, nbytes), want if _disagrees(store, key, parts, want) else None
+        return FileCheck(_ref(key), where, True, None, nbytes), want if _disagrees(
+            store, key, parts, want
+        ) else None
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -76,17 +76,19 @@ def sidecar_text(key: Key, local: Path, meta: dict[str, Any]) -> bytes:
     return json.dumps(body, sort_keys=True).encode()
 
 
-def parse_sidecar(text: bytes, key: Key, url: str) -> Sidecar:
-    """A sidecar read from the bucket: untrusted input, so anything but the shape we write is StoreCorrupt."""
-    if len(text) > MAX_SIDECAR_BYTES:
-        raise StoreCorrupt(f"{url}: {len(text)} bytes, more than a sidecar may have ({MAX_SIDECAR_BYTES})")
+def parse_sidecar(text: bytes, key: Key, url: str, *, limit: int = MAX_SIDECAR_BYTES) -> Sidecar:
+    """A sidecar read from the bucket: untrusted input, so anything but the shape we write (of at most
+    ``limit`` bytes) is StoreCorrupt."""
+    if len(text) > limit:
+        raise StoreCorrupt(f"{url}: {len(text)} bytes, more than a sidecar may have ({limit})")
     try:
         body = json.loads(text)
         if not isinstance(body, dict) or not isinstance(body.get("meta"), dict):
             raise TypeError("not a JSON object with a 'meta' object")
         size, sha = int(body["size"]), str(body["sha256"])
         if size < 0 or not SHA256_RE.fullmatch(sha):
-            raise ValueError(f"size {echo(body['size'], 40)} or sha256 {echo(sha, 80)} is not a size or a SHA-256")
+            raise ValueError(f"size {echo(body['size'], 40)} or sha256 {echo(sha, 80)} is not a size or "
+                             "a SHA-256")
         side = Sidecar(IndexRow(key[0], key[1], size, int(body.get("mtime_ns", 0)), body["meta"]),
                        sha, str(body["model_config"]), str(body["model_config_sha256"]))
         layers_from_meta(side.row.meta)  # the rows `reuse layers` and `show` make of it
@@ -94,6 +96,7 @@ def parse_sidecar(text: bytes, key: Key, url: str) -> Sidecar:
         raise StoreCorrupt(f"{url}: unreadable sidecar metadata: {cut(str(exc), 200)}") from None
     if (side.row.meta.get("name"), side.row.meta.get("version")) != key:
         raise StoreCorrupt(f"{url}: the sidecar names {echo(side.row.meta.get('name'), 80)}:"
-                           f"{echo(side.row.meta.get('version'), 40)}, but lies where {key[0]}:{key[1]} belongs")
+                           f"{echo(side.row.meta.get('version'), 40)}, but lies where "
+                           f"{key[0]}:{key[1]} belongs")
     return side
 

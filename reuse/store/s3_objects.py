@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reuse.config import ENV_S3_ENDPOINT, ENV_S3_TIMEOUT, env_number
+from reuse.config import ENV_S3_ENDPOINT, ENV_S3_TIMEOUT, env_number, import_optional
 from reuse.errors import FailedPrecondition, InvalidInput, NotFound, ReuseError, StoreCorrupt, Unauthenticated
 from reuse.text import cut, echo
 
@@ -55,7 +55,7 @@ class Bucket:
     def __init__(self, url: str, bucket: str, prefix: str) -> None:
         self.url, self.bucket, self.prefix = url, bucket, prefix
         try:
-            import boto3
+            boto3 = import_optional("boto3")
             from botocore.config import Config
         except ImportError as exc:
             raise InvalidInput(f"{INSTALL_HINT} (opening {url})") from exc
@@ -64,8 +64,8 @@ class Bucket:
         timeout = s3_timeout()
         # boto3's own AWS_MAX_ATTEMPTS / AWS_RETRY_MODE win; a Config's retries would silently replace them.
         retries = None if _RETRY_VARS & os.environ.keys() else {"max_attempts": 3, "mode": "standard"}
-        config = Config(retries=retries, connect_timeout=min(timeout, CONNECT_TIMEOUT_S), read_timeout=timeout,
-                        max_pool_connections=16)
+        config = Config(retries=retries, connect_timeout=min(timeout, CONNECT_TIMEOUT_S),
+                        read_timeout=timeout, max_pool_connections=16)
         try:
             with errors(self, "/"):  # credentials are read here: partial ones fail here
                 self.client = boto3.session.Session().client("s3", endpoint_url=endpoint, config=config)
@@ -119,12 +119,13 @@ class Bucket:
     def get_range(self, key: str, start: int, end: int) -> bytes:
         """Bytes ``start`` up to (not including) ``end`` of an object, by one HTTP range request."""
         with errors(self, key):
-            resp = self.client.get_object(Bucket=self.bucket, Key=self.full(key), Range=f"bytes={start}-{end - 1}")
+            resp = self.client.get_object(Bucket=self.bucket, Key=self.full(key),
+                                          Range=f"bytes={start}-{end - 1}")
             body = resp["Body"].read()
         self._count(len(body))
         if len(body) != end - start:
-            raise StoreCorrupt(f"{self.url_of(key)}: asked for bytes {start}-{end - 1}, received {len(body)}; "
-                               "the object is shorter than its metadata says")
+            raise StoreCorrupt(f"{self.url_of(key)}: asked for bytes {start}-{end - 1}, received "
+                               f"{len(body)}; the object is shorter than its metadata says")
         return body
 
     def download(self, key: str, dest: Path) -> None:
@@ -204,15 +205,18 @@ def errors(bucket: Bucket, key: str, *, conditional: bool = False) -> Iterator[N
         err = exc.response.get("Error", {})
         code = str(err.get("Code", ""))
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
-        if conditional and (code in ("PreconditionFailed", "ConditionalRequestConflict") or status in (409, 412)):
+        if conditional and (code in ("PreconditionFailed",
+                                     "ConditionalRequestConflict") or status in (409, 412)):
             raise _Exists(where) from exc
         if code in ("NoSuchKey", "404", "NotFound"):
             raise NotFound(f"{where}: no such object") from exc
         if code == "NoSuchBucket":
-            raise NotFound(f"no bucket {bucket.bucket!r} at {_endpoint(bucket)} (store {bucket.url})") from exc
+            raise NotFound(f"no bucket {bucket.bucket!r} at {_endpoint(bucket)} (store "
+                           f"{bucket.url})") from exc
         if code in _CREDENTIAL_CODES:
-            raise Unauthenticated(f"the object store at {_endpoint(bucket)} refused the credentials ({code}): "
-                                  "check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_PROFILE") from exc
+            raise Unauthenticated(f"the object store at {_endpoint(bucket)} refused the credentials "
+                                  f"({code}): check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and "
+                                  "AWS_PROFILE") from exc
         if code in ("AccessDenied", "AllAccessDisabled", "403") or status == 403:
             raise Unauthenticated(f"access denied to {where} at {_endpoint(bucket)} ({code or status}): "
                                   "these credentials may not use this bucket") from exc
@@ -221,18 +225,19 @@ def errors(bucket: Bucket, key: str, *, conditional: bool = False) -> Iterator[N
                 from exc
         if status >= 500 or code in _BUSY_CODES:  # the server's trouble, not damage: say so, hide nothing
             raise Unavailable(f"the object store at {_endpoint(bucket)} is unavailable for {where} "
-                              f"({cut(str(code or status), 80)}: {cut(str(err.get('Message') or exc), 300)}); "
-                              "try again later") from exc
+                              f"({cut(str(code or status), 80)}: "
+                              f"{cut(str(err.get('Message') or exc), 300)}); try again later") from exc
         raise StoreCorrupt(f"{where}: the object store answered {cut(str(code or status), 80)}: "
                            f"{cut(str(err.get('Message') or exc), 300)}") from exc
     except (NoCredentialsError, PartialCredentialsError) as exc:
-        raise Unauthenticated(f"no usable AWS credentials for {bucket.url} ({exc}): set AWS_ACCESS_KEY_ID and "
-                              "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE") from exc
+        raise Unauthenticated(f"no usable AWS credentials for {bucket.url} ({exc}): set "
+                              "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE") from exc
     except (EndpointConnectionError, ConnectionClosedError) as exc:
         raise Unavailable(f"cannot reach the object store at {_endpoint(bucket)} for {bucket.url}: {exc} "
                           f"(set {ENV_S3_ENDPOINT} for an S3-compatible server)") from exc
     except BotoCoreError as exc:
-        raise Unavailable(f"the object store at {_endpoint(bucket)} failed for {where}: {cut(str(exc), 300)}") \
+        raise Unavailable(f"the object store at {_endpoint(bucket)} failed for {where}: "
+                          f"{cut(str(exc), 300)}") \
             from exc
 
 

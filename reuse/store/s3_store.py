@@ -67,16 +67,22 @@ class S3Store(ModelStore, kind="s3"):
     Args:
         root: ``s3://BUCKET`` or ``s3://BUCKET/PREFIX`` (normalised by :func:`reuse.config.store_location`).
         lock_timeout: accepted for the common signature; an object store needs no lock.
+        cache: the local cache of whole version files (default: ``cache/`` in :attr:`state_dir`, bounded by
+            ``REUSE_S3_CACHE_MB``).
+        max_sidecar_bytes: the largest sidecar read; a larger one is refused before its body is read.
     """
 
-    def __init__(self, root: str | os.PathLike[str], *, lock_timeout: float = 120.0) -> None:
+    def __init__(self, root: str | os.PathLike[str], *, lock_timeout: float = 120.0,
+                 cache: ReadCache | None = None,
+                 max_sidecar_bytes: int = s3_layout.MAX_SIDECAR_BYTES) -> None:
         from reuse.config import store_location
 
         self.root = str(store_location(root))
         bucket, _, prefix = self.root[len("s3://"):].partition("/")
         self.bucket = Bucket(self.root, bucket, prefix)
         self._state = default_state_dir(bucket, prefix)
-        self.cache = ReadCache(self._state / "cache")
+        self.cache = cache if cache is not None else ReadCache(self._state / "cache")
+        self.max_sidecar_bytes = max_sidecar_bytes
         self._sidecars: dict[str, tuple[str, Sidecar]] = {}  # relative key -> (etag, sidecar)
         self._recent: dict[str, tuple[float, list[Key]]] = {}  # name -> (when listed, visible versions)
 
@@ -117,8 +123,8 @@ class S3Store(ModelStore, kind="s3"):
         rel = object_key(key, "json")
         if info is not None and (hit := self._sidecars.get(rel)) and hit[0] == info.etag:
             return hit[1]
-        text = self.bucket.get(rel, limit=s3_layout.MAX_SIDECAR_BYTES, what="a sidecar")
-        side = parse_sidecar(text, key, self.bucket.url_of(rel))
+        text = self.bucket.get(rel, limit=self.max_sidecar_bytes, what="a sidecar")
+        side = parse_sidecar(text, key, self.bucket.url_of(rel), limit=self.max_sidecar_bytes)
         if info is not None:
             self._sidecars[rel] = (info.etag, side)
         return side
@@ -197,7 +203,8 @@ class S3Store(ModelStore, kind="s3"):
         if not self.bucket.put(object_key(key, "json"), side, create=True):
             raise StoreCorrupt(f"{self._where(key)}: another writer published version {version}, which this "
                                "writer had claimed; the store's claims were bypassed")
-        return IndexRow(name, version, tmp.stat().st_size, time.time_ns(), {**meta, "name": name, "version": version})
+        return IndexRow(name, version, tmp.stat().st_size, time.time_ns(),
+                        {**meta, "name": name, "version": version})
 
     def _remove(self, key: Key) -> None:
         try:
@@ -244,8 +251,9 @@ class S3Store(ModelStore, kind="s3"):
         key = (r.name, r.version or 0)
         side = self._sidecar(key, self._parts(key)["json"])
         if h5file.sha256_bytes(side.model_config.encode()) != side.model_config_sha256:
-            raise StoreCorrupt(f"{self.bucket.url_of(object_key(key, 'json'))}: checksum mismatch in model_config; "
-                               "the sidecar is damaged (`reuse store check --repair` rewrites it)")
+            raise StoreCorrupt(f"{self.bucket.url_of(object_key(key, 'json'))}: checksum mismatch in "
+                               "model_config; the sidecar is damaged (`reuse store check --repair` "
+                               "rewrites it)")
         return h5file.parse_model_config(side.model_config, self._where(key))
 
     # -- check and repair ------------------------------------------------------------------------

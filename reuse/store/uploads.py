@@ -170,8 +170,8 @@ def _check_dataset(path: Path, fmt: str) -> None:
         try:
             with h5py.File(path, "r") as f:
                 check_tree(f, "uploaded dataset", InvalidInput, max_bytes=MAX_DATA_BYTES)
-                _check_array_names([k for k in f if isinstance(f.get(k), h5py.Dataset)], "h5 dataset has datasets",
-                                   what="dataset")
+                _check_array_names([k for k in f if isinstance(f.get(k), h5py.Dataset)],
+                                   "h5 dataset has datasets", what="dataset")
         except OSError as exc:
             raise InvalidInput(f"uploaded dataset is not a readable HDF5 file: {exc}") from exc
     else:
@@ -185,8 +185,8 @@ def _check_dataset(path: Path, fmt: str) -> None:
         except (UnicodeDecodeError, csv.Error) as exc:
             raise InvalidInput(f"uploaded dataset is not UTF-8 CSV text: {exc}") from exc
         if rows < 2 or len(widths) != 1:
-            raise InvalidInput(f"csv dataset needs a header and at least one row, all with the same number of "
-                               f"columns; got {rows} rows with widths {sorted(widths)}")
+            raise InvalidInput("csv dataset needs a header and at least one row, all with the same "
+                               f"number of columns; got {rows} rows with widths {sorted(widths)}")
 
 
 def _check_npy_header(fh: Any, name: str) -> None:

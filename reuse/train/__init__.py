@@ -30,5 +30,6 @@ __all__ = [
     "DEFAULT_LR", "OPTIMIZERS", "DepthRow", "EpochEnd", "Finding", "Phase", "Predictor", "PretrainConfig",
     "PretrainResult", "ProgressCallback", "SeedsResult",
     "TrainConfig", "TrainEvent", "TrainFinished", "TrainResult", "TrainStarted", "copy_model", "evaluate",
-    "diagnose", "finetune", "make_optimizer", "predict", "pretrain", "train", "train_seeds", "unfreeze_layers",
+    "diagnose", "finetune", "make_optimizer", "predict", "pretrain", "train", "train_seeds",
+    "unfreeze_layers",
 ]

@@ -49,7 +49,8 @@ class AugmentSpec:
         steps: list[tuple[str, str]] = []
         parts = [p.strip() for p in str(text).split(",")]
         if not text or not all(parts):
-            raise InvalidInput(f"invalid --augment {echo(text)}: expected steps separated by commas, e.g. {EXAMPLE}")
+            raise InvalidInput(f"invalid --augment {echo(text)}: expected steps separated by commas, e.g. "
+                               f"{EXAMPLE}")
         for part in parts:
             kind, _, value = part.partition(":")
             if kind not in KINDS:
@@ -60,15 +61,16 @@ class AugmentSpec:
             if kind == "flip":
                 value = value or "horizontal"
                 if value not in FLIP_MODES:
-                    raise InvalidInput(f"invalid flip mode {echo(value)}: expected one of {', '.join(FLIP_MODES)}")
+                    raise InvalidInput(f"invalid flip mode {echo(value)}: expected one of "
+                                       f"{', '.join(FLIP_MODES)}")
             else:
                 try:
                     f = float(value)
                 except ValueError:
                     f = float("nan")
                 if not 0.0 < f <= 1.0:
-                    raise InvalidInput(f"invalid {kind} factor {echo(value)} in --augment {echo(text)}: expected a "
-                                       f"number in (0, 1], e.g. {kind}:0.1")
+                    raise InvalidInput(f"invalid {kind} factor {echo(value)} in --augment {echo(text)}: "
+                                       f"expected a number in (0, 1], e.g. {kind}:0.1")
             steps.append((kind, value))
         return cls(tuple(steps))
 

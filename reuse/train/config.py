@@ -88,7 +88,8 @@ class TrainConfig:
         if not (math.isfinite(self.momentum) and 0.0 <= self.momentum < 1.0):
             raise bad("momentum", self.momentum, "a number in [0, 1)")
         if (self.momentum or self.nesterov) and self.optimizer not in MOMENTUM_OPTIMIZERS:
-            raise InvalidInput(f"momentum applies to {' and '.join(MOMENTUM_OPTIMIZERS)}, not {self.optimizer}")
+            raise InvalidInput(f"momentum applies to {' and '.join(MOMENTUM_OPTIMIZERS)}, not "
+                               f"{self.optimizer}")
         if self.nesterov and self.optimizer != "sgd":
             raise InvalidInput(f"nesterov applies to sgd, not {self.optimizer}")
         if self.clipnorm is not None and self.clipvalue is not None:
@@ -214,6 +215,7 @@ def check_data_parallel() -> None:
 
     name = keras.backend.backend()
     if name != "jax":
-        # Keras 3 models do not train under tf.distribute.MultiWorkerMirroredStrategy (keras-team/keras#20585).
+        # Keras 3 models do not train under tf.distribute.MultiWorkerMirroredStrategy
+        # (keras-team/keras#20585).
         raise InvalidInput(f"data-parallel training needs the JAX backend (KERAS_BACKEND=jax, with the "
                                  f"jax extra: pip install 'reuse[jax]'); this process runs {name!r}")

@@ -1,11 +1,11 @@
 """Learning curves as a PNG (matplotlib, Agg backend: no display needed).
 
-The curves cover the network's whole training along its lineage (:func:`reuse.store.lineage.training_history`):
-a fine-tuned version's plot shows the training before the fine-tuning too, with a dashed vertical line
-where each later segment began. Epoch ticks are whole numbers. The loss axis starts at 0; the accuracy
-axis runs from the chance level (1/classes; 0.5 for one sigmoid output; 0 when unknown), or lower if a
-value dips below it, to 1, so a change of one sample is not drawn as a cliff. Regression's mae axis
-starts at 0.
+The curves cover the network's whole training along its lineage
+(:func:`reuse.store.lineage.training_history`): a fine-tuned version's plot shows the training before the
+fine-tuning too, with a dashed vertical line where each later segment began. Epoch ticks are whole numbers.
+The loss axis starts at 0; the accuracy axis runs from the chance level (1/classes; 0.5 for one sigmoid
+output; 0 when unknown), or lower if a value dips below it, to 1, so a change of one sample is not drawn as a
+cliff. Regression's mae axis starts at 0.
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ from typing import Any
 from reuse.errors import InvalidInput
 
 
-def _segments(history: Mapping[str, list[float]] | Sequence[Any]) -> list[tuple[str, str, dict[str, list[float]]]]:
+def _segments(
+    history: Mapping[str, list[float]] | Sequence[Any],
+) -> list[tuple[str, str, dict[str, list[float]]]]:
     if isinstance(history, Mapping):
         return [("", "", dict(history))]
     return [(s.model, s.operation, dict(s.history)) for s in history]
@@ -40,8 +42,8 @@ def curves_figure(history: Mapping[str, list[float]] | Sequence[Any], *, title: 
     """The learning-curve figure (a matplotlib ``Figure``) of one history or of segments along a lineage.
 
     Args:
-        history: a per-epoch history dict, or :class:`reuse.store.lineage.HistorySegment` objects oldest first.
-        title: the figure's title.
+        history: a per-epoch history dict, or :class:`reuse.store.lineage.HistorySegment` objects oldest
+        first. title: the figure's title.
         chance: the accuracy of guessing, the accuracy axis's floor (None: 0).
 
     Raises:

@@ -94,9 +94,9 @@ def _generalization(history: dict[str, list[float]], metric: str) -> Finding | N
     trained_on = loss[-1] < loss[b] if len(loss) == len(val) else False
     if b < len(val) - 1 and rise > OVERFIT_RISE and trained_on:
         return Finding("generalization", "validation loss worsens while training loss improves",
-                       f"validation loss was lowest at epoch {b + 1} ({val[b]:.4f}) and rose to {val[-1]:.4f} "
-                       f"(+{rise:.0%}) by epoch {len(val)}, while training loss fell from {loss[b]:.4f} "
-                       f"to {loss[-1]:.4f}", GENERALIZATION_REMEDIES)
+                       f"validation loss was lowest at epoch {b + 1} ({val[b]:.4f}) and rose to "
+                       f"{val[-1]:.4f} (+{rise:.0%}) by epoch {len(val)}, while training loss fell from "
+                       f"{loss[b]:.4f} to {loss[-1]:.4f}", GENERALIZATION_REMEDIES)
     acc, vacc = history.get(metric) or [], history.get(f"val_{metric}") or []
     if metric == "accuracy" and acc and vacc and acc[-1] - vacc[-1] > OVERFIT_GAP:
         return Finding("generalization", "training accuracy far above validation accuracy",
@@ -109,9 +109,9 @@ def _ensemble_evidence(check: dict[str, Any]) -> str:
     """How an ensemble of the seeds (or members) does against the mean member (reuse.ensemble.check)."""
     m = check["metric"]
     verdict = "more" if check["beats_spread"] else "not more"
-    return (f"{len(check['members'])} members' {m} on {check['data']}: {check['mean']:.3f} ± {check['std']:.3f}; "
-            f"their ensemble ({check['method']}) {check['ensemble']:.3f}, {check['gain']:+.3f} over the mean member: "
-            f"{verdict} than the spread")
+    return (f"{len(check['members'])} members' {m} on {check['data']}: {check['mean']:.3f} ± "
+            f"{check['std']:.3f}; their ensemble ({check['method']}) {check['ensemble']:.3f}, "
+            f"{check['gain']:+.3f} over the mean member: {verdict} than the spread")
 
 
 def _ensemble_remedies(check: dict[str, Any]) -> tuple[str, ...]:

@@ -84,7 +84,8 @@ class FeatureCache:
         on_disk: put every entry on disk (entries shared between processes).
     """
 
-    def __init__(self, folder: str | Path | None = None, *, keep: bool = False, on_disk: bool = False) -> None:
+    def __init__(self, folder: str | Path | None = None, *, keep: bool = False,
+                 on_disk: bool = False) -> None:
         self._folder = Path(folder) if folder is not None else None
         self.keep = keep
         self.on_disk = on_disk or keep
@@ -127,7 +128,8 @@ class FeatureCache:
         return fp
 
     def key(self, layers: Sequence[Any], x: Any, xv: Any, view: Any = None) -> str:
-        parts = (self._fingerprint(x), self._fingerprint(xv), tuple(v.name for v in layers), weights_digest(layers))
+        parts = (self._fingerprint(x), self._fingerprint(xv), tuple(v.name for v in layers),
+                 weights_digest(layers))
         if view is not None:
             augmenter, k = view
             parts += (augmenter.spec.to_string(), augmenter.seed, k)
@@ -182,7 +184,8 @@ class FeatureCache:
                 t0 = time.perf_counter()
                 fx = feature_pass(prefix, x, None, progress=progress, cancel=cancel, phase=phase, part=part,
                                   view=view)
-                fxv = (feature_pass(prefix, xv, None, progress=progress, cancel=cancel, phase=phase, part="val")
+                fxv = (feature_pass(prefix, xv, None, progress=progress, cancel=cancel,
+                                    phase=phase, part="val")
                        if xv is not None else None)
                 return Features(fx, fxv, False, need, time.perf_counter() - t0)
         folder = self.folder
@@ -203,7 +206,8 @@ class FeatureCache:
                 shutil.rmtree(d)  # a half-written entry of a process that stopped
             d.mkdir(parents=True)
             t0 = time.perf_counter()
-            feature_pass(prefix, x, d / "train", progress=progress, cancel=cancel, phase=phase, part=part, view=view)
+            feature_pass(prefix, x, d / "train", progress=progress, cancel=cancel, phase=phase,
+                         part=part, view=view)
             if xv is not None:
                 feature_pass(prefix, xv, d / "val", progress=progress, cancel=cancel, phase=phase, part="val")
             (d / "done").write_text(f"{time.perf_counter() - t0:.3f}\n")
@@ -308,7 +312,8 @@ def feature_pass(prefix: Any, x: Any, dest: Path | None, *, progress: ProgressCa
             if progress and (now - last >= PROGRESS_SECONDS or hi == n):
                 last = now
                 rate = hi / max(now - t0, 1e-9)
-                progress(FeaturePass(hi, n, now - t0, (n - hi) / rate, f"{label} -> {where}", **_phase(phase)))
+                progress(FeaturePass(hi, n, now - t0, (n - hi) / rate, f"{label} -> {where}",
+                                     **_phase(phase)))
     finally:
         for fh in files:
             fh.close()

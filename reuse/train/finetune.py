@@ -106,8 +106,8 @@ def set_trainable(model: Any, scope: str, trainable: bool, *, match: str = "full
 
     Args:
         model: a Keras model.
-        scope: pattern matched against the names of ``model.layers`` (see :func:`reuse.graph.select.select_layers`).
-        trainable: the new flag.
+        scope: pattern matched against the names of ``model.layers`` (see
+        :func:`reuse.graph.select.select_layers`). trainable: the new flag.
         match: ``"full"`` or ``"prefix"``.
 
     Returns:

@@ -186,8 +186,8 @@ def _train(model: Any, prep: _Prepared, config: TrainConfig, train_vars: list[An
                     chunk_rows=chunk_rows(x, min(config.batch_size, rows_of(raw_x))) if streamed else None)
     predict_rest = Predictor(forward.model, compiled=streamed or not active().EAGER_ONE_SHOT)
     if streamed:
-        outcome = run_stream_loop(spec, metric=prep.task.metric, eval_rows=predict_rest.batch_size, phase=phase,
-                                  cached=cached, progress=progress, cancel=cancel)
+        outcome = run_stream_loop(spec, metric=prep.task.metric, eval_rows=predict_rest.batch_size,
+                                  phase=phase, cached=cached, progress=progress, cancel=cancel)
     else:
         outcome = run_loop(spec, metric=prep.task.metric, phase=phase, cached=cached, progress=progress,
                            cancel=cancel)
@@ -227,7 +227,8 @@ def _cached(cache: FeatureCache, split: Any, x: Any, xv: Any, augmenter: Augment
     if augmenter is None:
         got = cache.features(split.prefix, split.layers, x, xv, **kw)
         return None if got is None else (got.x, got.xv, got.nbytes, got.on_disk)
-    parts = [cache.features(split.prefix, split.layers, x, None, view=(augmenter, k), **kw) for k in range(views)]
+    parts = [cache.features(split.prefix, split.layers, x, None,
+                            view=(augmenter, k), **kw) for k in range(views)]
     val = cache.features(split.prefix, split.layers, xv, None, **kw) if xv is not None else None
     if any(p is None for p in parts) or (xv is not None and val is None):
         return None
@@ -250,7 +251,8 @@ def check_memory(trained: Any, train_vars: list[Any], batch_size: int, *, prefix
 
     parts = [(f"a training batch of {batch_size} rows", batch_size * training_bytes(trained, train_vars))]
     if prefix is not None:
-        parts.append(("one row of the pass through the frozen layers", activation_bytes(prefix) + 2 * input_bytes(prefix)))
+        parts.append(("one row of the pass through the frozen layers",
+                      activation_bytes(prefix) + 2 * input_bytes(prefix)))
     budget = process_budget()
     room = budget.available() * 0.5
     if all(need <= room for _, need in parts):

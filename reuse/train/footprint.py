@@ -3,9 +3,9 @@
 :func:`activation_bytes` walks the network's graph in the order it runs and keeps each tensor alive
 from the call that makes it to the last call that reads it, as a backend's executor does: the most
 bytes alive at once, for one sample, inputs included (a nested model counts what is alive inside it
-while it runs), counted twice for the backend's scratch. :func:`training_bytes` adds what the backward pass keeps: every tensor from the first
-trained layer on, :data:`TRAIN_FACTOR` times (the values kept, their gradients, and scratch). Passes
-divide what the memory budget leaves by these to size their batches
+while it runs), counted twice for the backend's scratch. :func:`training_bytes` adds what the backward pass
+keeps: every tensor from the first trained layer on, :data:`TRAIN_FACTOR` times (the values kept, their
+gradients, and scratch). Passes divide what the memory budget leaves by these to size their batches
 (:meth:`reuse.memory.MemoryBudget.rows_for`).
 """
 

@@ -136,6 +136,7 @@ def predict(model: Any, data: Dataset | np.ndarray | dict[str, np.ndarray], *,
         InvalidInput: the features do not fit the model or hold NaN/inf.
     """
     if not isinstance(data, Dataset):
-        data = Dataset(x=data, y=None, source="input array" if isinstance(data, np.ndarray) else "input arrays")
+        data = Dataset(x=data, y=None,
+                       source="input array" if isinstance(data, np.ndarray) else "input arrays")
     ds = check_for_model(replace(data, y=None), model, require_labels=False)
     return Predictor(model, batch_size=batch_size)(model_inputs(ds))

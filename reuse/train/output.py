@@ -36,7 +36,8 @@ class TrainOutcome:
             "diverged": r.diverged, "seconds": round(r.seconds, 4), "cached_layers": list(r.cached_layers),
             "unfrozen": list(r.unfrozen), "bn_inference": list(r.bn_inference), "seeds": self.seeds,
             "settings": self.info.settings, "class_names": self.info.class_names,
-            "seed_models": self.seed_models, "ensemble": self.ensemble.ref if self.ensemble is not None else None,
+            "seed_models": self.seed_models,
+            "ensemble": self.ensemble.ref if self.ensemble is not None else None,
             "skipped": list(self.skipped),
         }
 
@@ -55,7 +56,8 @@ class PretrainOutcome:
 
 @dataclass
 class Report:
-    """``plotted``: the :class:`reuse.store.lineage.HistorySegment` list the plot drew (empty without a plot)."""
+    """``plotted``: the :class:`reuse.store.lineage.HistorySegment` list the plot drew (empty without a
+    plot)."""
 
     info: Any
     findings: list[Any]

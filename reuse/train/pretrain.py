@@ -81,7 +81,8 @@ class PretrainConfig:
 
     def supervised_config(self, epochs: int | None = None, lr: float | None = None) -> TrainConfig:
         return TrainConfig(epochs=epochs or self.epochs, batch_size=self.batch_size, optimizer=self.optimizer,
-                           lr=lr or self.lr, momentum=self.momentum if self.optimizer in ("sgd", "rmsprop") else 0.0,
+                           lr=lr or self.lr,
+                           momentum=self.momentum if self.optimizer in ("sgd", "rmsprop") else 0.0,
                            clipnorm=self.clipnorm, seed=self.seed, cache=self.cache)
 
     def autoencoder_config(self) -> TrainConfig:
@@ -180,7 +181,9 @@ def _moments(x: Any) -> tuple[np.ndarray, np.ndarray]:
         b = read_range(x, lo, hi).astype(np.float64).reshape(-1, x.shape[-1])
         count, total, squares = count + len(b), total + b.sum(axis=0), squares + np.square(b).sum(axis=0)
     mean = total / max(count, 1)
-    return mean.astype(np.float32), np.maximum(squares / max(count, 1) - np.square(mean), 0.0).astype(np.float32)
+    return mean.astype(np.float32), np.maximum(squares / max(count, 1) - np.square(mean), 0.0).astype(
+        np.float32
+    )
 
 
 def pretrain(data: Dataset, config: PretrainConfig, *, test: Dataset | None = None,

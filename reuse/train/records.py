@@ -12,7 +12,8 @@ def now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def lineage(parent_lineage: dict[str, Any] | None, parent_ref: str | None, step: dict[str, Any]) -> dict[str, Any]:
+def lineage(parent_lineage: dict[str, Any] | None, parent_ref: str | None,
+            step: dict[str, Any]) -> dict[str, Any]:
     """The parent's lineage carried forward, with ``parent`` set and ``step`` appended to ``steps``.
 
     Like every operation that makes a model from another (docs/building.md), it also records

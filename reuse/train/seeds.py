@@ -60,7 +60,8 @@ def train_seeds(model: Any, data: Dataset, config: TrainConfig, n: int, *, val: 
                 r = finetune(m, finetune_scope, data, cfg, match=match, base_lr=base_lr, val=val,
                              progress=progress, cancel=cancel, phase=phase, features=cache)
             else:
-                r = train(m, data, cfg, val=val, progress=progress, cancel=cancel, phase=phase, features=cache)
+                r = train(m, data, cfg, val=val, progress=progress, cancel=cancel, phase=phase,
+                          features=cache)
             runs.append(r)
     keys = [k for k in runs[0].metrics if all(k in r.metrics for r in runs)]
     return SeedsResult(runs, summarize({k: [r.metrics[k] for r in runs] for k in keys}), val)

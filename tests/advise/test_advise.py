@@ -39,17 +39,29 @@ def test_reuse_wins_when_the_base_learned_what_the_task_needs_and_is_registered(
     # Trainable parameters: the head only when frozen; everything when fine-tuned or from scratch.
     head = 32 * 5 + 5
     assert rows["reuse 2 frozen"].trainable_params == head
-    assert rows["reuse 2 fine-tuned"].trainable_params == rows["scratch"].trainable_params == 64 * 32 + 32 + 32 * 32 + 32 + head
+    assert (
+        rows["reuse 2 fine-tuned"].trainable_params
+        == rows["scratch"].trainable_params
+        == 64 * 32 + 32 + 32 * 32 + 32 + head
+    )
     # Frozen runs trained on cached features of the reused layers.
     started = [e for e in events if isinstance(e, RunProgress) and isinstance(e.event, TrainStarted)]
-    assert {e.event.cached_layers for e in started if e.candidate == "reuse 2 frozen"} == {("hidden1", "hidden2")}
+    assert {e.event.cached_layers for e in started if e.candidate == "reuse 2 frozen"} == {
+        ("hidden1", "hidden2")
+    }
     finished = [e for e in events if isinstance(e, RunFinished)]
     assert [e.done for e in finished] == list(range(1, 7)) and isinstance(events[-1], AdviceFinished)
     # The registered network is the run of the first seed, with lineage and the table in its metadata.
     assert a.registered == "mod5:1"
     info = ModelStore(env.store).info("mod5:1")
-    assert info.lineage["operation"] == "advise" and info.lineage["base"] == {"name": "digits10", "version": 1}
-    assert info.lineage["advice"]["candidate"] == rec.choice.candidate.label and info.lineage["advice"]["seed"] == 0
+    assert info.lineage["operation"] == "advise" and info.lineage["base"] == {
+        "name": "digits10",
+        "version": 1,
+    }
+    assert (
+        info.lineage["advice"]["candidate"] == rec.choice.candidate.label
+        and info.lineage["advice"]["seed"] == 0
+    )
     assert [s["op"] for s in info.lineage["steps"]][:2] == ["build", "train"]
     table = info.metrics["advice"]
     assert [r["candidate"] for r in table["rows"]] == list(rows) and table["recommendation"]["reuse_helps"]

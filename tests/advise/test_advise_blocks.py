@@ -18,8 +18,9 @@ STEM = ["Conv1", "bn_Conv1", "Conv1_relu", "expanded_conv_project"]
 MOBILE = [*STEM, "block_1_expand", "block_1_relu", "block_1_project_BN",
           "block_2_expand", "block_2_drop", "block_2_project_BN", "block_2_add",
           "block_3_expand", "block_3_add", "Conv_1", "out_relu", "predictions"]
-RESNET = ["conv1_conv", "conv1_bn", "pool1_pool", "conv2_block1_1_conv", "conv2_block1_out", "conv2_block2_1_conv",
-          "conv2_block2_out", "conv3_block1_1_conv", "conv3_block1_out", "avg_pool", "predictions"]
+RESNET = ["conv1_conv", "conv1_bn", "pool1_pool", "conv2_block1_1_conv", "conv2_block1_out",
+          "conv2_block2_1_conv", "conv2_block2_out", "conv3_block1_1_conv", "conv3_block1_out",
+          "avg_pool", "predictions"]
 VGG = ["block1_conv1", "block1_pool", "transition", "block2_conv1", "block2_pool", "flatten", "fc"]
 STEM_SCOPE = "Conv1|bn_Conv1|Conv1_relu|expanded_conv_project"
 
@@ -42,7 +43,8 @@ BLOCK_CASES = [
         ("conv1_.*|pool1_pool|conv2_.*", "conv2_block2_out"),
         ("conv1_.*|pool1_pool|conv2_.*|conv3_.*", "conv3_block1_out"),
     ]),
-    (RESNET, "conv3_block{1..1}_", set(), "full", [("conv1_.*|pool1_pool|conv2_.*|conv3_.*", "conv3_block1_out")]),
+    (RESNET, "conv3_block{1..1}_", set(), "full",
+     [("conv1_.*|pool1_pool|conv2_.*|conv3_.*", "conv3_block1_out")]),
     (RESNET, "conv2_block{1..2}_", set(), "full", [
         ("conv1_.*|pool1_pool|conv2_block1_.*", "conv2_block1_out"),
         ("conv1_.*|pool1_pool|conv2_.*", "conv2_block2_out"),  # every conv2_ layer is in: conv2_.* says it
@@ -61,23 +63,28 @@ def test_block_candidates(names, pattern, skip, match, expected):
     assert [p.depth for p in plans] == list(range(1, len(expected) + 1)) and notes == []
     for p in plans:
         upto = names[:names.index(p.layers[-1]) + 1]
-        assert p.layers == tuple(n for n in upto if n not in skip)  # everything up to the block, less identity
-        assert select_layers(names, p.scope, match=match).matched == p.layers  # the scope selects exactly that
+        # everything up to the block, less identity
+        assert p.layers == tuple(n for n in upto if n not in skip)
+        # the scope selects exactly that
+        assert select_layers(names, p.scope, match=match).matched == p.layers
 
 
 BLOCK_ERRORS = [
-    (MOBILE, "block_{3..1}_", InvalidInput, "invalid block range {3..1} in 'block_{3..1}_': expected LO <= HI"),
-    (MOBILE, "block_1_", InvalidInput, "invalid block pattern 'block_1_': expected exactly one {LO..HI} range, "
+    (MOBILE, "block_{3..1}_", InvalidInput,
+     "invalid block range {3..1} in 'block_{3..1}_': expected LO <= HI"),
+    (MOBILE, "block_1_", InvalidInput,
+     "invalid block pattern 'block_1_': expected exactly one {LO..HI} range, "
                                        "found 0; e.g. 'block_{1..16}_'"),
     (MOBILE, "b{1..2}_{1..2}", InvalidInput, "expected exactly one {LO..HI} range, found 2"),
     (MOBILE, "block_{1..x}_", InvalidInput, "found 0"),
     (MOBILE, f"block_{{1..{MAX_CANDIDATES + 1}}}_", InvalidInput,
      f"block pattern 'block_{{1..51}}_' gives 51 candidates; at most {MAX_CANDIDATES} are allowed"),
-    (MOBILE, "block_{1..4}_", NoLayersMatched, "block 4 of 'block_{1..4}_': no layer name starts with 'block_4_'; "
+    (MOBILE, "block_{1..4}_", NoLayersMatched,
+     "block 4 of 'block_{1..4}_': no layer name starts with 'block_4_'; "
                                                "layers are: Conv1, bn_Conv1"),
     ([*(f"block{k}_a" for k in range(1, 11)), "top"], "block{1..10}", InvalidInput,
-     "layer block10_a is in block 1 ('block1') and in block 10 ('block10') of 'block{1..10}': end the pattern "
-     "with the separator that follows the number"),
+     "layer block10_a is in block 1 ('block1') and in block 10 ('block10') of 'block{1..10}': end the "
+     "pattern with the separator that follows the number"),
     (["a1_x", "a2_x", "a1_y", "top"], "a{1..2}_", InvalidInput,
      "blocks 1 and 2 of 'a{1..2}_' interleave in the base: layer a2_x of block 2 comes before layer a1_y of "
      "block 1; give the candidates as --scopes instead"),
@@ -140,15 +147,16 @@ def test_plan_candidates_by_block(store):
     assert plan_candidates(store, "blocky", blocks="block_{1..2}_", depths="2").depths == (2,)
     with pytest.raises(InvalidInput, match="give either scopes or a block pattern, not both"):
         plan_candidates(store, "blocky", blocks="block_{1..2}_", scopes=["stem"])
-    with pytest.raises(InvalidInput, match="depth 3 is out of range: block pattern 'block_{1..2}_' \\(2 block"):
+    with pytest.raises(InvalidInput,
+                       match="depth 3 is out of range: block pattern 'block_{1..2}_' \\(2 block"):
         plan_candidates(store, "blocky", blocks="block_{1..2}_", depths="3")
     with pytest.raises(InvalidInput, match=f"51 scopes given; at most {MAX_CANDIDATES} candidates"):
         plan_candidates(store, "blocky", scopes=["stem"] * 51)
 
 
 # -- end to end, on the advisor's tiny chain base ---------------------------------------------------
-QUICK = ["--seeds", "1", "--epochs", "3", "--patience", "2", "--lr", "0.03", "--batch-size", "16", "--no-finetune",
-         "--quiet"]
+QUICK = ["--seeds", "1", "--epochs", "3", "--patience", "2", "--lr", "0.03", "--batch-size", "16",
+         "--no-finetune", "--quiet"]
 
 
 def _advise(env, *args, ok=True):
@@ -173,7 +181,8 @@ def test_advise_with_semicolon_scopes_and_blocks(tmp_path_factory):
 @pytest.mark.parametrize(("args", "error"), [
     (["--blocks", "hidden{2..1}"], "Error: invalid block range {2..1} in 'hidden{2..1}': expected LO <= HI"),
     (["--blocks", "hidden{1..3}"], "Error: block 3 of 'hidden{1..3}': no layer name starts with 'hidden3'"),
-    (["--blocks", "hidden{1..2}", "--scopes", "hidden1"], "Error: give either scopes or a block pattern, not both"),
+    (["--blocks", "hidden{1..2}", "--scopes", "hidden1"],
+     "Error: give either scopes or a block pattern, not both"),
 ])
 def test_advise_block_errors_come_before_any_training(tmp_path_factory, args, error):
     env = shared_env(tmp_path_factory)

@@ -36,7 +36,9 @@ def test_table_recommendation_and_plot(env, tmp_path):
     out = run(env, "--from", "blind", "--data", env.files["b_train"], "--val", env.files["b_val"],
               "--depths", "0,1", "--no-finetune", "--plot", str(plot), "--quiet", *QUICK).stdout
     lines = out.splitlines()
-    assert lines[0].startswith("Advice for blind:1 on ") and "150 training / 150 validation samples" in lines[0]
+    assert (
+        lines[0].startswith("Advice for blind:1 on ") and "150 training / 150 validation samples" in lines[0]
+    )
     assert lines[1].split() == ["candidate", "reuses", "val_accuracy", "time/run", "trainable", "seeds"]
     scratch, frozen = (line.lstrip("* ").split() for line in lines[2:4])
     assert scratch[:4] == ["scratch", "none", "(hidden1", "fresh)"] and scratch[5] == "±"
@@ -65,14 +67,18 @@ def test_json_document(env):
 
 ERRORS = [
     (["--from", "missing"], "Error: no model named 'missing' in store {store}"),
-    (["--from", "blind", "--depths", "0..9"], "Error: depth 3 is out of range: blind:1 (2 reusable layer(s) with "
+    (["--from", "blind", "--depths", "0..9"],
+     "Error: depth 3 is out of range: blind:1 (2 reusable layer(s) with "
      "weights) allows depths 0..2"),
     (["--from", "blind", "--register", "../x"], "Error: invalid model name '../x'"),
-    (["--from", "blind", "--plot", "advice.txt"], "Error: advice.txt: unknown plot format '.txt'; expected .png, "
+    (["--from", "blind", "--plot", "advice.txt"],
+     "Error: advice.txt: unknown plot format '.txt'; expected .png, "
      ".pdf, .svg"),
-    (["--from", "blind", "--val-split", "0.2", "--val", "{b_val}"], "Error: give validation data or a validation "
+    (["--from", "blind", "--val-split", "0.2", "--val", "{b_val}"],
+     "Error: give validation data or a validation "
      "split, not both"),
-    (["--from", "blind", "--scopes", "conv.*"], "Error: scope 'conv.*' (full match) matched no layer; layers are: "
+    (["--from", "blind", "--scopes", "conv.*"],
+     "Error: scope 'conv.*' (full match) matched no layer; layers are: "
      "hidden1, hidden2, output"),
     (["--from", "blind", "--classes", "2"], "Error: {b_train} (train part): labels [2] are out of range"),
 ]
@@ -91,8 +97,8 @@ def test_errors_come_before_any_training(env, args, error):
 def test_ctrl_c_keeps_the_finished_runs(env):
     """A real process: SIGINT after the first finished run prints the partial table and exits 130."""
     cmd = [sys.executable, "cli.py", "advise", "--from", "blind", "--data", env.files["b_train"], "--val",
-           env.files["b_val"], "--store", str(env.store), "--depths", "0..2", "--seeds", "3", "--epochs", "30",
-           "--patience", "30"]
+           env.files["b_val"], "--store", str(env.store), "--depths", "0..2", "--seeds", "3", "--epochs",
+           "30", "--patience", "30"]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     seen = []

@@ -30,15 +30,22 @@ def served(tmp_path_factory):
             data = np.load(env.files[name])
             path = tmp_path_factory.mktemp("up") / f"{name}.npz"
             np.savez(path, x=data["x"], y=data["y"])
-            api.UploadDataset(iter([pb.UploadChunk(header=pb.UploadHeader(name=name.replace("_", "-"), format="npz")),
-                                    pb.UploadChunk(data=path.read_bytes())]))
+            api.UploadDataset(
+                iter(
+                    [
+                        pb.UploadChunk(header=pb.UploadHeader(name=name.replace("_", "-"), format="npz")),
+                        pb.UploadChunk(data=path.read_bytes()),
+                    ]
+                )
+            )
         yield api, env
         channel.close()
 
 
 def test_advise_job_streams_one_event_per_run_and_registers(served):
     api, env = served
-    options = {**FAST, "val": "b-val", "depths": [0, 1], "finetune": False, "epochs": 10, "register": "remote"}
+    options = {**FAST, "val": "b-val", "depths": [0, 1], "finetune": False, "epochs": 10,
+               "register": "remote"}
     job = api.StartAdvise(pb.AdviseRequest(model="blind", data="b-train", options_json=json.dumps(options)))
     events = list(api.WatchJob(pb.WatchJobRequest(id=job.id), timeout=120))
     assert events[-1].state == "succeeded", events[-1].error
@@ -64,14 +71,16 @@ def test_advise_job_streams_one_event_per_run_and_registers(served):
 def test_bad_advise_options_are_refused_before_a_job_starts(served, options, error):
     api, _ = served
     before = len(api.ListJobs(pb.ListJobsRequest()).jobs)
-    err = rpc_error(api.StartAdvise, pb.AdviseRequest(model="blind", data="b-train", options_json=json.dumps(options)))
+    err = rpc_error(api.StartAdvise,
+                    pb.AdviseRequest(model="blind", data="b-train", options_json=json.dumps(options)))
     assert err.code() == CODE.INVALID_ARGUMENT and error in err.details(), err.details()
     assert len(api.ListJobs(pb.ListJobsRequest()).jobs) == before
 
 
 def test_cancelled_advise_job_registers_nothing(served):
     api, env = served
-    options = {**FAST, "val": "b-val", "depths": "0..2", "seeds": 3, "epochs": 60, "register": "cancelled-advice"}
+    options = {**FAST, "val": "b-val", "depths": "0..2", "seeds": 3, "epochs": 60,
+               "register": "cancelled-advice"}
     job = api.StartAdvise(pb.AdviseRequest(model="blind", data="b-train", options_json=json.dumps(options)))
     for event in api.WatchJob(pb.WatchJobRequest(id=job.id), timeout=120):
         if event.epoch >= 1:

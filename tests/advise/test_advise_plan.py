@@ -41,7 +41,8 @@ def test_parse_depths(text, n, expected):
     ("-1", "invalid depths"),
 ])
 def test_parse_depths_refuses(text, message):
-    with pytest.raises(InvalidInput, match=message.replace("(", r"\(").replace(")", r"\)").replace(".", r"\.")):
+    with pytest.raises(InvalidInput,
+                       match=message.replace("(", r"\(").replace(")", r"\)").replace(".", r"\.")):
         parse_depths(text, 3, "base")
 
 

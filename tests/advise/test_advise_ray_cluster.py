@@ -18,7 +18,8 @@ from ray_helpers import ROOT, needs_ray, past_drivers, ray_env
 from reuse.cli import cli
 
 TIMEOUT = 240
-QUICK = ["--depths", "0,1", "--seeds", "1", "--epochs", "8", "--patience", "3", "--lr", "0.03", "--batch-size", "8"]
+QUICK = ["--depths", "0,1", "--seeds", "1", "--epochs", "8", "--patience", "3", "--lr", "0.03",
+         "--batch-size", "8"]
 
 
 @pytest.fixture(scope="module")
@@ -27,15 +28,17 @@ def env(tmp_path_factory):
 
 
 def _args(env) -> list[str]:
-    return ["advise", "--from", "blind", "--data", env.files["b_train"], "--val", env.files["b_val"], "--store",
-            str(env.store), *QUICK, "--json", "--quiet"]
+    return ["advise", "--from", "blind", "--data", env.files["b_train"], "--val", env.files["b_val"],
+            "--store", str(env.store), *QUICK, "--json", "--quiet"]
 
 
 @needs_ray
 def test_cli_joins_a_running_cluster_and_leaves_it_running(env, ray_cluster):
     assert ray_cluster.running()
-    proc = subprocess.Popen([sys.executable, "cli.py", *_args(env), "--jobs", "2", "--ray", ray_cluster.address],
-                            cwd=ROOT, env=ray_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "cli.py", *_args(env), "--jobs", "2", "--ray",
+                             ray_cluster.address],
+                            cwd=ROOT, env=ray_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
     try:
         out, err = proc.communicate(timeout=TIMEOUT)
     finally:
@@ -65,7 +68,8 @@ def test_cli_joins_a_running_cluster_and_leaves_it_running(env, ray_cluster):
 
 
 @needs_ray
-@pytest.mark.skipif(os.environ.get("RAY_AUTH_MODE") != "token", reason="the test cluster runs without a token")
+@pytest.mark.skipif(os.environ.get("RAY_AUTH_MODE") != "token",
+                    reason="the test cluster runs without a token")
 def test_without_the_clusters_token_the_error_says_what_to_set(env, ray_cluster):
     """Ray turns token authentication on by itself only for a cluster it finds, not for an address."""
     no_token = {k: v for k, v in ray_env().items() if k not in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}
@@ -88,8 +92,8 @@ def test_a_tiny_budget_runs_the_first_unit_on_the_cluster_as_on_local_workers(en
     from reuse.service import Service
 
     advice = Service(env.store).advise("blind", env.files["b_train"], val=env.files["b_val"], depths="0,1",
-                                       seeds=2, epochs=5, patience=3, lr=0.03, batch_size=8, budget_minutes=0.0001,
-                                       ray=ray_cluster.address, jobs=1)
+                                       seeds=2, epochs=5, patience=3, lr=0.03, batch_size=8,
+                                       budget_minutes=0.0001, ray=ray_cluster.address, jobs=1)
     assert not ray.is_initialized()
     assert advice.stopped == "budget"
     assert [len(r.scores) for r in advice.rows] == [1, 0, 0]

@@ -11,11 +11,15 @@ def res(depth, ft, *scores):
 
 CASES = [
     # (results, expected (depth, finetune), reuse_helps)
-    ([res(0, False, .80, .82, .81), res(1, False, .90, .91, .90), res(2, False, .91, .90, .92)], (1, False), True),
-    ([res(0, False, .90, .91, .90), res(1, False, .905, .90, .91), res(2, True, .91, .90, .905)], (0, False), False),
-    ([res(0, False, .70, .71, .70), res(1, False, .80, .81, .80), res(2, False, .90, .91, .90)], (2, False), True),
+    ([res(0, False, .80, .82, .81), res(1, False, .90, .91, .90), res(2, False, .91, .90, .92)],
+     (1, False), True),
+    ([res(0, False, .90, .91, .90), res(1, False, .905, .90, .91), res(2, True, .91, .90, .905)],
+     (0, False), False),
+    ([res(0, False, .70, .71, .70), res(1, False, .80, .81, .80), res(2, False, .90, .91, .90)],
+     (2, False), True),
     ([res(0, False, .70, .90, .50), res(1, False, .75, .76, .74)], (0, False), False),  # noisy scratch
-    ([res(0, False, .70, .71, .70), res(1, False, .75, .76, .74), res(1, True, .85, .86, .85)], (1, True), True),
+    ([res(0, False, .70, .71, .70), res(1, False, .75, .76, .74), res(1, True, .85, .86, .85)],
+     (1, True), True),
 ]
 
 

@@ -26,7 +26,10 @@ def test_bucket(rows, cap, padded):
 def test_an_unknown_backend_is_refused_naming_it_and_the_supported_ones():
     with pytest.raises(FailedPrecondition) as err:
         for_name("torch")
-    assert str(err.value) == "Keras backend 'torch' is not supported; supported: tensorflow, jax (set KERAS_BACKEND)"
+    assert (
+        str(err.value)
+        == "Keras backend 'torch' is not supported; supported: tensorflow, jax (set KERAS_BACKEND)"
+    )
 
 
 @pytest.mark.parametrize("name", INSTALLED)
@@ -73,7 +76,8 @@ def test_compiled_forward_of_a_two_input_model_with_an_open_length_axis(rng):
     model = keras.Model([seq, extra], out)
     fwd = CompiledForward(model, max_rows=4)
     for length in (3, 5):
-        arrays = [rng.normal(size=(3, length, 4)).astype("float32"), rng.normal(size=(3, 2)).astype("float32")]
+        arrays = [rng.normal(size=(3, length, 4)).astype("float32"),
+                  rng.normal(size=(3, 2)).astype("float32")]
         (got,) = fwd(arrays)
         assert got.shape == (3, 3)
         np.testing.assert_allclose(got, np.asarray(model(arrays, training=False)), rtol=1e-5, atol=1e-6)

@@ -26,7 +26,9 @@ def sha256(path) -> str:
 
 
 def same_bits(a: list[np.ndarray], b: list[np.ndarray]) -> bool:
-    return len(a) == len(b) and all(x.dtype == y.dtype and x.tobytes() == y.tobytes() for x, y in zip(a, b, strict=False))
+    return len(a) == len(b) and all(
+        x.dtype == y.dtype and x.tobytes() == y.tobytes() for x, y in zip(a, b, strict=False)
+    )
 
 
 def _fit(model, epochs=2, x=X, y=Y):
@@ -145,8 +147,8 @@ def test_set_trainable_marks_uncompilable_models_uncompiled():
 
 
 def test_lineage_records_base_layers_head_scope_and_trainable(bases):
-    built = build_network(bases, "mlp", "hidden[12]|bn[12]", trainable="hidden2", head="dense:4:relu,dropout:0.1",
-                          classes=3)
+    built = build_network(bases, "mlp", "hidden[12]|bn[12]", trainable="hidden2",
+                          head="dense:4:relu,dropout:0.1", classes=3)
     lin = json.loads(json.dumps(built.lineage))  # JSON-safe, as the store keeps it
     assert lin["base"] == {"name": "mlp", "version": 1}
     assert (lin["scope"], lin["match"], lin["trainable"]) == ("hidden[12]|bn[12]", "full", "hidden2")
@@ -155,7 +157,9 @@ def test_lineage_records_base_layers_head_scope_and_trainable(bases):
     assert lin["output"] == {"classes": 3}
     assert lin["input_shape"] == [8]
     assert [(x["name"], x["trainable"], x["from"]) for x in lin["layers"]] == [
-        (n, n == "hidden2", {"name": "mlp", "version": 1, "layer": n}) for n in ["hidden1", "bn1", "hidden2", "bn2"]]
+        (n, n == "hidden2", {"name": "mlp", "version": 1, "layer": n})
+        for n in ["hidden1", "bn1", "hidden2", "bn2"]
+    ]
     assert lin["layers"][0]["params"] == 8 * 16 + 16
     assert lin["skipped"] == [] and lin["head_layers"] == ["head1_dense", "head2_dropout", "output"]
 
@@ -200,12 +204,16 @@ def test_input_shape_override_and_shape_mismatch(bases):
     assert conv_only.model.output_shape == (None, 9, 9, 2)
     with pytest.raises(IncompatibleShapes) as exc:
         build_network(bases, "cnn", "conv1|pool1|reshape", classes=2, input_shape=(20, 20, 1))
-    assert "layer reshape (Reshape) cannot take the output of layer pool1, of shape (None, 9, 9, 4)" in str(exc.value)
+    assert "layer reshape (Reshape) cannot take the output of layer pool1, of shape (None, 9, 9, 4)" in str(
+        exc.value
+    )
     with pytest.raises(IncompatibleShapes) as exc:
         build_network(bases, "mlp", "hidden1", classes=3, input_shape=(5,))
-    assert str(exc.value) == ("layer hidden1 (Dense) gets input of shape (None, 5) here, which gives it weights "
-                              "of shapes [(5, 16), (16,)], but its weights in mlp:1 have shapes [(8, 16), (16,)]")
-    with pytest.raises(IncompatibleShapes, match=r"head layer 'maxout:5' cannot take the output of layer hidden1"):
+    assert str(exc.value) == ("layer hidden1 (Dense) gets input of shape (None, 5) here, which gives it "
+                              "weights of shapes [(5, 16), (16,)], but its weights in mlp:1 have shapes [(8, "
+                              "16), (16,)]")
+    with pytest.raises(IncompatibleShapes,
+                       match=r"head layer 'maxout:5' cannot take the output of layer hidden1"):
         build_network(bases, "mlp", "hidden1", head="maxout:5", classes=3)
     with pytest.raises(InvalidInput, match="invalid input shape"):
         build_network(bases, "mlp", "hidden1", classes=3, input_shape=(0,))
@@ -234,7 +242,8 @@ def test_branches_adds_and_shared_layers_replay(bases):
 def test_a_selection_that_ends_twice_is_refused(bases):
     with pytest.raises(IncompatibleShapes) as exc:
         build_network(bases, "branchy", "a|b|c", classes=2)
-    assert str(exc.value).startswith("the selection ends in 2 tensors (outputs of b, c), but a head reads one")
+    assert str(exc.value).startswith("the selection ends in 2 tensors (outputs of b, c), but a head "
+                                     "reads one")
 
 
 def test_a_chain_inside_a_branching_graph_is_fine(bases):
@@ -277,12 +286,15 @@ def test_pattern_errors(bases):
 def test_head_string_and_file_build_the_same_network(bases, tmp_path):
     from reuse.heads import load_head_file
 
-    text = "dense:6:leaky_relu=0.1:he_normal:l2=0.001,batchnorm,dropout:0.2,dense:4:selu:lecun_normal,maxout:2"
+    text = (
+        "dense:6:leaky_relu=0.1:he_normal:l2=0.001,batchnorm,dropout:0.2,dense:4:selu:lecun_normal,maxout:2"
+    )
     (tmp_path / "head.yaml").write_text(
         "layers:\n"
         "  - {type: dense, units: 6, activation: leaky_relu, slope: 0.1, initializer: he_normal, l2: 0.001}\n"
         "  - {type: batchnorm}\n  - {type: dropout, rate: 0.2}\n"
-        "  - {type: dense, units: 4, activation: selu, initializer: lecun_normal}\n  - {type: maxout, units: 2}\n")
+        "  - {type: dense, units: 4, activation: selu, initializer: lecun_normal}\n  - {type: maxout, "
+        "units: 2}\n")
     a = build_network(bases, "mlp", "hidden1|bn1", head=text, classes=3, seed=7).model
     b = build_network(bases, "mlp", "hidden1|bn1", head=load_head_file(tmp_path / "head.yaml"), classes=3,
                       seed=7).model

@@ -47,7 +47,8 @@ def graphs(tmp_path_factory) -> ModelStore:
     b = keras.layers.Dense(5, name="right_dense")(right)
     j = keras.layers.Concatenate(name="join")([a, b])
     h = keras.layers.Dense(4, activation="relu", name="joint")(j)
-    store.register(keras.Model([left, right], keras.layers.Dense(2, activation="softmax", name="out")(h)), "two")
+    store.register(keras.Model([left, right], keras.layers.Dense(2, activation="softmax", name="out")(h)),
+                   "two")
     # a nested Sequential inside a functional model, called twice (shared)
     enc = keras.Sequential([keras.Input((8,)), keras.layers.Dense(6, name="d1"),
                             keras.layers.BatchNormalization(name="bn")], name="enc")
@@ -55,7 +56,8 @@ def graphs(tmp_path_factory) -> ModelStore:
     m = keras.layers.Multiply(name="mul")([enc(u), enc(v)])
     outer = keras.Model([u, v], keras.layers.Dense(2, name="top")(m))
     outer.get_layer("enc").get_layer("bn").set_weights(
-        [np.full(6, 1.5, "float32"), np.full(6, 0.1, "float32"), np.full(6, 0.2, "float32"), np.full(6, 2.0, "float32")])
+        [np.full(6, 1.5, "float32"), np.full(6, 0.1, "float32"), np.full(6, 0.2, "float32"),
+         np.full(6, 2.0, "float32")])
     store.register(outer, "siamese")
     # a functional residual block inside a Sequential model
     bi = keras.Input((8,), name="block_in")
@@ -97,8 +99,12 @@ def test_scope_over_paths(graphs, pattern, match, expected):
 def test_skip_connection_is_reused_with_its_add(graphs):
     built = build_network(graphs, "skip", "dense[12]|add", classes=3, seed=0)
     base = graphs.load("skip")
-    _same(_cut(keras.Model(built.model.inputs, built.model.get_layer("add").output), "add").predict(X8, verbose=0),
-          _cut(base, "add").predict(X8, verbose=0))
+    _same(
+        _cut(keras.Model(built.model.inputs, built.model.get_layer("add").output), "add").predict(
+            X8, verbose=0
+        ),
+        _cut(base, "add").predict(X8, verbose=0),
+    )
     assert built.lineage["left_out"] == {}
     # without the add the selection ends at dense2, and the lineage says the add also read dense1
     without = build_network(graphs, "skip", "dense[12]", classes=3)
@@ -122,7 +128,8 @@ def test_two_inputs_keep_their_names_and_a_gap_is_named(graphs):
 def test_several_exits_are_refused_or_joined_when_named(graphs):
     with pytest.raises(IncompatibleShapes, match=r"ends in 2 tensors \(outputs of left_dense, right_dense\)"):
         build_network(graphs, "two", "left_dense|right_dense", classes=2)
-    built = build_network(graphs, "two", "left_dense|right_dense", classes=2, exits=["left_dense", "right_dense"])
+    built = build_network(graphs, "two", "left_dense|right_dense", classes=2,
+                          exits=["left_dense", "right_dense"])
     assert built.model.get_layer("exits").output.shape == (None, 10)
     with pytest.raises(InvalidInput, match="exit 'joint' is not one of the selected layers"):
         build_network(graphs, "two", "left_dense|right_dense", classes=2, exits=["joint"])
@@ -168,8 +175,18 @@ def backbones(tmp_path_factory) -> ModelStore:
     keras.utils.set_random_seed(0)
     mnv2 = keras.applications.MobileNetV2(input_shape=(32, 32, 3), weights=None, include_top=False)
     store.register(mnv2, "mobilenet")
-    store.register(keras.Sequential([keras.Input((32, 32, 3)), mnv2, keras.layers.GlobalAveragePooling2D(name="pool"),
-                                     keras.layers.Dense(3, name="logits")], name="classifier"), "wrapped")
+    store.register(
+        keras.Sequential(
+            [
+                keras.Input((32, 32, 3)),
+                mnv2,
+                keras.layers.GlobalAveragePooling2D(name="pool"),
+                keras.layers.Dense(3, name="logits"),
+            ],
+            name="classifier",
+        ),
+        "wrapped",
+    )
     return store
 
 
@@ -208,7 +225,8 @@ def test_resnet50_first_two_stages(tmp_path):
     keras.utils.set_random_seed(0)
     base = keras.applications.ResNet50(input_shape=(32, 32, 3), weights=None, include_top=False)
     store.register(base, "resnet")
-    with pytest.raises(IncompatibleShapes, match=r"pool1_pad \(ZeroPadding2D\), pool1_pool \(MaxPooling2D\) sit"):
+    with pytest.raises(IncompatibleShapes,
+                       match=r"pool1_pad \(ZeroPadding2D\), pool1_pool \(MaxPooling2D\) sit"):
         build_network(store, "resnet", "conv1_.*|conv2_.*", classes=2)
     built = build_network(store, "resnet", "conv1_.*|pool1_.*|conv2_.*", head="gap", classes=2)
     img = RNG.normal(size=(2, 32, 32, 3)).astype("float32")
@@ -223,7 +241,8 @@ def test_cli_layers_show_paths_inputs_and_build_with_exits(graphs):
     from reuse.cli import cli
 
     root = str(graphs.root)
-    out = CliRunner().invoke(cli, ["layers", "wrapped", "--scope", "block", "--store", root], catch_exceptions=False)
+    out = CliRunner().invoke(cli, ["layers", "wrapped", "--scope", "block", "--store", root],
+                             catch_exceptions=False)
     lines = out.output.splitlines()
     assert lines[2].split()[:3] == ["0", "block", "Functional"]
     assert lines[3].split()[:3] == ["1", "block/block_dense", "Dense"]  # indented under its model
@@ -256,7 +275,9 @@ def test_grpc_build_job_on_a_graph(graphs):
         assert job.state == "succeeded", job.error
         desc = api.DescribeModel(pb.DescribeModelRequest(ref="siamese", scope="enc"))
         rows = {x.name: x for x in desc.layers}
-        assert rows["enc/bn"].depth == 1 and list(rows["enc/bn"].inputs) == ["enc/d1"] and rows["enc/bn"].matched
+        assert (
+            rows["enc/bn"].depth == 1 and list(rows["enc/bn"].inputs) == ["enc/d1"] and rows["enc/bn"].matched
+        )
         assert list(rows["mul"].inputs) == ["enc/bn"]
         channel.close()
     finally:
@@ -300,7 +321,9 @@ def test_built_graph_models_serve_with_their_dtypes(graphs, backbones):
             meta = inference.ModelMetadata(ipb.ModelMetadataRequest(name=model))
             assert [(t.name, t.datatype) for t in meta.inputs] == [(name, dtype)]
             resp = inference.ModelInfer(infer_request(x, model=model, name=name, datatype=dtype))
-            got = np.frombuffer(resp.raw_output_contents[0], dtype=np.float32).reshape(tuple(resp.outputs[0].shape))
+            got = np.frombuffer(resp.raw_output_contents[0], dtype=np.float32).reshape(
+                tuple(resp.outputs[0].shape)
+            )
             _same(got, store.load(model).predict(x, verbose=0))
             channel.close()
         finally:
@@ -312,7 +335,9 @@ def test_cli_summary_lines_shorten_long_layer_lists(backbones):
 
     from reuse.cli import cli
 
-    res = CliRunner().invoke(cli, ["build", "short", "--from", "mobilenet", "--reuse", MNV2_LOW, "--head", "gap",
-                                   "--classes", "2", "--store", str(backbones.root)], catch_exceptions=False)
+    res = CliRunner().invoke(cli, ["build", "short", "--from", "mobilenet", "--reuse", MNV2_LOW, "--head",
+                                   "gap", "--classes", "2", "--store", str(backbones.root)],
+                             catch_exceptions=False)
     frozen = next(line for line in res.output.splitlines() if "reused (frozen)" in line)
-    assert frozen.endswith("block_3_project, block_3_project_BN (35 layers)") and "Conv1, bn_Conv1, Conv1_relu, ..." in frozen
+    assert frozen.endswith("block_3_project, block_3_project_BN "
+                           "(35 layers)") and "Conv1, bn_Conv1, Conv1_relu, ..." in frozen

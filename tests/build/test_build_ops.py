@@ -35,13 +35,18 @@ def encoder(maxlen: int = 8, vocab: int = 50, dim: int = 16) -> keras.Model:
     """A Transformer encoder as keras.io writes one: positions from ops.arange, residual ``x + attn``."""
     tokens = keras.Input((maxlen,), dtype="int32", name="tokens")
     positions = tokens * 0 + ops.arange(maxlen, dtype="int32")  # a constant the graph captures
-    x = layers.Embedding(vocab, dim, name="tok_emb")(tokens) + layers.Embedding(maxlen, dim, name="pos_emb")(positions)
+    x = layers.Embedding(vocab, dim, name="tok_emb")(tokens) + layers.Embedding(maxlen, dim, name="pos_emb")(
+        positions
+    )
     for i in range(2):
         attn = layers.MultiHeadAttention(2, dim // 2, name=f"block{i}_attn")(x, x)
-        x = layers.LayerNormalization(name=f"block{i}_ln1")(x + layers.Dropout(0.1, name=f"block{i}_drop")(attn))
+        x = layers.LayerNormalization(name=f"block{i}_ln1")(
+            x + layers.Dropout(0.1, name=f"block{i}_drop")(attn)
+        )
         ff = layers.Dense(32, activation="relu", name=f"block{i}_ff1")(x)
         x = layers.LayerNormalization(name=f"block{i}_ln2")(x + layers.Dense(dim, name=f"block{i}_ff2")(ff))
-    return keras.Model(tokens, layers.Dense(2, activation="softmax", name="cls")(ops.mean(x, axis=1)), name="enc")
+    return keras.Model(tokens,
+                       layers.Dense(2, activation="softmax", name="cls")(ops.mean(x, axis=1)), name="enc")
 
 
 def preprocessed() -> keras.Model:
@@ -59,18 +64,22 @@ def augmented() -> keras.Model:
     x = layers.RandomRotation(0.2, name="rotate")(x)
     x = layers.Conv2D(4, 3, activation="relu", name="conv1")(x)
     x = layers.Conv2D(4, 3, name="conv2")(x)
-    return keras.Model(img, layers.Dense(2, name="out")(layers.GlobalAveragePooling2D(name="pool")(x)), name="aug")
+    return keras.Model(img,
+                       layers.Dense(2, name="out")(layers.GlobalAveragePooling2D(name="pool")(x)), name="aug")
 
 
 # name: (constructor, the first scope a user would try, the base layer the reused part ends at, data)
 BASES = {
-    "convnext": (lambda: keras.applications.ConvNeXtTiny(weights=None, input_shape=(32, 32, 3), include_top=False),
-                 "convnext_tiny_(prestem_normalization|stem|stage_0_.*)", "convnext_tiny_stage_0_block_2_identity",
-                 IMAGES),
-    "mnv3": (lambda: keras.applications.MobileNetV3Small(weights=None, input_shape=(32, 32, 3), include_top=False),
+    "convnext": (lambda: keras.applications.ConvNeXtTiny(weights=None, input_shape=(32, 32, 3),
+                                                         include_top=False),
+                 "convnext_tiny_(prestem_normalization|stem|stage_0_.*)",
+                 "convnext_tiny_stage_0_block_2_identity", IMAGES),
+    "mnv3": (lambda: keras.applications.MobileNetV3Small(weights=None, input_shape=(32, 32, 3),
+                                                         include_top=False),
              r"rescaling(_\d+)?|conv|conv_bn|expanded_conv_[a-z].*|expanded_conv_[1-3]_.*",
              "expanded_conv_3_project_bn", IMAGES),
-    "effv2": (lambda: keras.applications.EfficientNetV2B0(weights=None, input_shape=(32, 32, 3), include_top=False),
+    "effv2": (lambda: keras.applications.EfficientNetV2B0(weights=None, input_shape=(32, 32, 3),
+                                                          include_top=False),
               r"rescaling(_\d+)?|normalization(_\d+)?|stem_.*|block1.*|block2.*", "block2b_add", IMAGES),
     "encoder": (encoder, "OPS|tok_emb|pos_emb|block[01]_.*", "block1_ln2", TOKENS),
 }
@@ -140,10 +149,14 @@ def test_operation_nodes_are_rows_with_paths_and_shapes(modern):
     table = layer_table(store, "encoder", scope="tok_emb|pos_emb")
     rows = {r.name: r for r in table.rows}
     op_rows = [r for r in table.rows if r.op]
-    assert [r.class_name for r in op_rows][:3] == ["Multiply", "Add", "Add"] and op_rows[-1].class_name == "Mean"
+    assert [r.class_name for r in op_rows][:3] == ["Multiply", "Add", "Add"] and op_rows[
+        -1
+    ].class_name == "Mean"
     assert op_rows[2].inputs == ("tok_emb", "pos_emb") and op_rows[2].output_shape == [None, 8, 16]
     as_json = {x["name"]: x for x in table.to_dict()["layers"]}
-    assert rows["tok_emb"].op is False and as_json["tok_emb"]["op"] is False and as_json[op_rows[0].name]["op"]
+    assert (
+        rows["tok_emb"].op is False and as_json["tok_emb"]["op"] is False and as_json[op_rows[0].name]["op"]
+    )
     convnext = layer_table(store, "convnext")
     scale = next(r for r in convnext.rows if r.name.endswith("stage_0_block_0_layer_scale"))
     assert scale.class_name == "LayerScale" and scale.params == 96  # Keras' own internal layer, weights read
@@ -156,8 +169,10 @@ def test_constants_slices_and_ellipsis_are_rebuilt(modern):
     built = build_network(store, "pre", ".*", classes=2, seed=0)
     assert {"GetItem", "Stack", "Add"} <= {e["class_name"] for e in built.lineage["layers"] if e.get("op")}
     assert built.lineage["inputs"][0]["from"] == "img" and len(arch.layers) == len(built.lineage["layers"])
-    _same(keras.Model(built.model.inputs, built.model.get_layer("pool").output).predict(IMAGES[:3], verbose=0),
-          bases["pre"].predict(IMAGES[:3], verbose=0))
+    _same(
+        keras.Model(built.model.inputs, built.model.get_layer("pool").output).predict(IMAGES[:3], verbose=0),
+        bases["pre"].predict(IMAGES[:3], verbose=0),
+    )
 
 
 def test_keras_internal_application_layers_load_where_keras_defines_them(tmp_path):
@@ -224,10 +239,11 @@ def test_selection_cases_with_operation_nodes(modern, pattern, expected):
 
 @pytest.mark.parametrize("cls", sorted(AUGMENTATION))
 def test_every_augmentation_class_is_the_identity_at_inference(cls):
-    args = {"RandomRotation": (0.2,), "RandomZoom": (0.2,), "RandomTranslation": (0.2, 0.2), "RandomContrast": (0.5,),
-            "RandomBrightness": (0.3,), "RandomHue": (0.5,), "RandomSaturation": (0.5,), "RandomSharpness": (0.5,),
-            "RandomShear": (0.3, 0.3), "RandomPosterization": (2,), "RandomColorDegeneration": (0.5,),
-            "RandomGaussianBlur": (0.5,), "Solarization": (0.5,)}
+    args = {"RandomRotation": (0.2,), "RandomZoom": (0.2,), "RandomTranslation": (0.2, 0.2),
+            "RandomContrast": (0.5,), "RandomBrightness": (0.3,), "RandomHue": (0.5,),
+            "RandomSaturation": (0.5,), "RandomSharpness": (0.5,), "RandomShear": (0.3, 0.3),
+            "RandomPosterization": (2,), "RandomColorDegeneration": (0.5,), "RandomGaussianBlur": (0.5,),
+            "Solarization": (0.5,)}
     layer = getattr(keras.layers, cls)(*args.get(cls, ()))
     x = IMAGES[:2, :16, :16]
     assert np.array_equal(np.asarray(layer(x, training=False)), x) and not layer.weights
@@ -240,11 +256,16 @@ def test_augmentation_layers_are_never_copied(modern, tmp_path):
         kinds = {type(x).__name__ for x in built.model.layers}
         assert not kinds & AUGMENTATION, kinds
         assert built.lineage["inputs"][0]["from"] == "image" and built.model.inputs[0].name == "image"
-    built = build_network(store, "aug", "flip|rotate|conv1|conv2", head="gap", classes=2, seed=0, name="aug_built")
+    built = build_network(store, "aug", "flip|rotate|conv1|conv2", head="gap", classes=2, seed=0,
+                          name="aug_built")
     assert [s["name"] for s in built.lineage["skipped"]] == ["flip", "rotate"]
     assert built.lineage["inputs"][0]["from"] == "image"
-    _same(keras.Model(built.model.inputs, built.model.get_layer("conv2").output).predict(IMAGES[:2], verbose=0),
-          keras.Model(bases["aug"].input, bases["aug"].get_layer("conv2").output).predict(IMAGES[:2], verbose=0))
+    _same(
+        keras.Model(built.model.inputs, built.model.get_layer("conv2").output).predict(IMAGES[:2], verbose=0),
+        keras.Model(bases["aug"].input, bases["aug"].get_layer("conv2").output).predict(
+            IMAGES[:2], verbose=0
+        ),
+    )
     result = train(built.model, Dataset(IMAGES, RNG.integers(0, 2, size=16), "synthetic"),
                    TrainConfig(epochs=1, batch_size=8, seed=0))
     assert result.cached_layers  # the frozen part is cached: nothing random in it
@@ -264,13 +285,17 @@ def test_an_operation_graph_answers_over_grpc(modern):
     from tests.grpc_support import infer_request, stubs
 
     store, _ = modern
-    built = build_network(store, "encoder", _scope(store, "encoder"), head="gap", classes=2, seed=0, name="served")
+    built = build_network(store, "encoder", _scope(store, "encoder"), head="gap", classes=2,
+                          seed=0, name="served")
     store.register(built.model, "served", lineage=built.lineage)
     server = start_in_thread(Service(store.root), ServerConfig(port=0))
     try:
         channel, inference, _ = stubs(server.target)
-        resp = inference.ModelInfer(infer_request(TOKENS[:2], model="served", name="tokens", datatype="INT32"))
-        got = np.frombuffer(resp.raw_output_contents[0], dtype=np.float32).reshape(tuple(resp.outputs[0].shape))
+        resp = inference.ModelInfer(infer_request(TOKENS[:2], model="served", name="tokens",
+                                                  datatype="INT32"))
+        got = np.frombuffer(resp.raw_output_contents[0], dtype=np.float32).reshape(
+            tuple(resp.outputs[0].shape)
+        )
         _same(got, built.model.predict(TOKENS[:2], verbose=0))
         channel.close()
     finally:

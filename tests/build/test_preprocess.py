@@ -86,7 +86,8 @@ def test_parse_refusals(text, message):
 
 @pytest.mark.parametrize(("text", "channels", "message"), [
     ("caffe", 1, "preprocessing 'caffe' swaps RGB to BGR, which needs 3 channels; the input has 1"),
-    ("normalize:1,2:1", 3, "preprocessing 'normalize:1,2:1' gives 2 values per channel (sub 1,2), but the input "
+    ("normalize:1,2:1", 3,
+     "preprocessing 'normalize:1,2:1' gives 2 values per channel (sub 1,2), but the input "
                            "has 3 channel(s); give one value or 3"),
     ("torch", 4, "gives 3 values per channel"),
 ])
@@ -103,14 +104,29 @@ def test_one_value_fits_any_channel_count():
 
 # -- the three families the issue names: raw pixels through the stage == preprocess_input + base -----------
 FAMILIES = [
-    ("mnv2", "mobilenet_v2", lambda: keras.applications.MobileNetV2(include_top=False, weights=None, alpha=0.35,
-                                                                    input_shape=(32, 32, 3)),
-     keras.applications.mobilenet_v2.preprocess_input, "Conv1"),
-    ("r50", "resnet50", lambda: keras.applications.ResNet50(include_top=False, weights=None, input_shape=(32, 32, 3)),
-     keras.applications.resnet50.preprocess_input, "conv1_conv"),
-    ("d121", "densenet", lambda: keras.applications.DenseNet121(include_top=False, weights=None,
-                                                                input_shape=(32, 32, 3)),
-     keras.applications.densenet.preprocess_input, "conv1_conv"),
+    (
+        "mnv2",
+        "mobilenet_v2",
+        lambda: keras.applications.MobileNetV2(
+            include_top=False, weights=None, alpha=0.35, input_shape=(32, 32, 3)
+        ),
+        keras.applications.mobilenet_v2.preprocess_input,
+        "Conv1",
+    ),
+    (
+        "r50",
+        "resnet50",
+        lambda: keras.applications.ResNet50(include_top=False, weights=None, input_shape=(32, 32, 3)),
+        keras.applications.resnet50.preprocess_input,
+        "conv1_conv",
+    ),
+    (
+        "d121",
+        "densenet",
+        lambda: keras.applications.DenseNet121(include_top=False, weights=None, input_shape=(32, 32, 3)),
+        keras.applications.densenet.preprocess_input,
+        "conv1_conv",
+    ),
 ]
 
 
@@ -133,18 +149,22 @@ def _scaled_close(got: np.ndarray, want: np.ndarray) -> bool:
 
 
 def _outputs(model, layers, x):
-    """The outputs of ``layers`` of ``model`` on ``x``, in inference mode (one eager call, nothing compiled)."""
+    """The outputs of ``layers`` of ``model`` on ``x``, in inference mode (one eager call, nothing
+    compiled)."""
     sub = keras.Model(model.inputs, [model.get_layer(name).output for name in layers])
     return [keras.ops.convert_to_numpy(t) for t in sub([x], training=False)]
 
 
-@pytest.mark.parametrize(("name", "preset", "make", "preprocess_input", "first"), FAMILIES, ids=[f[0] for f in FAMILIES])
-def test_raw_pixels_through_the_stage_match_the_family_preprocess_input(apps, name, preset, make, preprocess_input,
-                                                                          first):
+@pytest.mark.parametrize(("name", "preset", "make", "preprocess_input", "first"), FAMILIES,
+                         ids=[f[0] for f in FAMILIES])
+def test_raw_pixels_through_the_stage_match_the_family_preprocess_input(
+    apps, name, preset, make, preprocess_input, first
+):
     svc, bases = apps
     base = bases[name]
     last = base.layers[-1].name
-    built = build_network(svc.store, name, ".*", preprocess=preset, head="gap", classes=2, exits=[last], seed=0)
+    built = build_network(svc.store, name, ".*", preprocess=preset, head="gap", classes=2,
+                          exits=[last], seed=0)
     assert built.lineage["preprocess"]["spec"] == preset and built.lineage["warnings"] == []
     raw = np.random.default_rng(1).uniform(0, 255, size=(3, 32, 32, 3)).astype("float32")
     got = _outputs(built.model, [first, last], raw)  # the first reused layer and the reused part's end
@@ -158,10 +178,13 @@ def test_raw_pixels_through_the_stage_match_the_family_preprocess_input(apps, na
 def test_show_and_describe_carry_the_stage_and_the_base_family(apps, tmp_path):
     svc, _ = apps
     svc.build("mnv2-shown", "mnv2", ".*", preprocess="tf", head="gap", classes=2, seed=0)
-    shown = CliRunner().invoke(cli, ["show", "mnv2-shown", "--store", str(svc.store_root)], catch_exceptions=False)
-    assert re.search(r"\n  preprocessing +tf \(x / 127.5 - 1\) in layer preprocess: takes raw pixels 0..255\n",
+    shown = CliRunner().invoke(cli, ["show", "mnv2-shown", "--store", str(svc.store_root)],
+                               catch_exceptions=False)
+    assert re.search(r"\n  preprocessing +tf \(x / 127.5 - 1\) in layer preprocess: takes raw pixels "
+                     r"0..255\n",
                      shown.output), shown.output
-    assert re.search(r"\n  expects +raw pixels: keras.applications MobileNetV2 with its preprocessing layers\n",
+    assert re.search(r"\n  expects +raw pixels: keras.applications MobileNetV2 with its preprocessing "
+                     r"layers\n",
                      shown.output), shown.output
     base = CliRunner().invoke(cli, ["show", "mnv2", "--store", str(svc.store_root)], catch_exceptions=False)
     assert re.search(r"\n  expects +tf preprocessing \(pixels scaled to \[-1, 1\]\), as keras.applications "
@@ -171,7 +194,8 @@ def test_show_and_describe_carry_the_stage_and_the_base_family(apps, tmp_path):
     assert d["base_family"]["family"] == "mobilenet_v2" and d["base_family"]["included"] is True
     layers = CliRunner().invoke(cli, ["layers", "mnv2-shown", "--store", str(svc.store_root)],
                                 catch_exceptions=False)
-    assert re.search(r"\n0 +preprocess +reuse>Preprocess +\(None, 32, 32, 3\) +0 +no +input_layer", layers.output), \
+    assert re.search(r"\n0 +preprocess +reuse>Preprocess +\(None, 32, 32, 3\) +0 +no +input_layer",
+                     layers.output), \
         layers.output
 
 
@@ -183,18 +207,20 @@ def test_cli_build_warns_names_the_preset_and_json_carries_it(apps):
     assert r.exit_code == 0
     warning = [line for line in r.output.splitlines() if line.startswith("Warning: ")]
     assert warning == ["Warning: r50:1 looks like keras.applications ResNet50 (layers conv1_conv, conv1_bn, "
-                       "conv2_block1_0_conv, conv2_block1_add), which expects caffe preprocessing (BGR channel "
-                       "order, ImageNet mean subtracted, unscaled); this build feeds its layers the raw input: pass "
-                       "--preprocess resnet50 to put that stage in the model (or --preprocess none if your data is "
-                       "already preprocessed)"]
-    j = CliRunner().invoke(cli, ["build", "r50-cli", "--from", "r50", "--reuse", "conv1_.*|pool1_.*", "--head", "gap",
-                                 "--classes", "2", "--preprocess", "resnet50", "--json", "--store", store],
+                       "conv2_block1_0_conv, conv2_block1_add), which expects caffe preprocessing (BGR "
+                       "channel order, ImageNet mean subtracted, unscaled); this build feeds its layers "
+                       "the raw input: pass --preprocess resnet50 to put that stage in the model (or "
+                       "--preprocess none if your data is already preprocessed)"]
+    j = CliRunner().invoke(cli, ["build", "r50-cli", "--from", "r50", "--reuse", "conv1_.*|pool1_.*",
+                                 "--head", "gap", "--classes", "2", "--preprocess", "resnet50", "--json",
+                                 "--store", store],
                            catch_exceptions=False)
     out = json.loads(j.output)
     assert out["warnings"] == [] and out["lineage"]["preprocess"]["spec"] == "resnet50"
     assert out["preprocess"]["layer"] == "preprocess" and out["version"] == 2
-    none = CliRunner().invoke(cli, ["build", "r50-cli", "--from", "r50", "--reuse", "conv1_.*", "--head", "gap",
-                                    "--classes", "2", "--preprocess", "none", "--json", "--store", store],
+    none = CliRunner().invoke(cli, ["build", "r50-cli", "--from", "r50", "--reuse", "conv1_.*", "--head",
+                                    "gap", "--classes", "2", "--preprocess", "none", "--json",
+                                    "--store", store],
                               catch_exceptions=False)
     assert json.loads(none.output)["warnings"] == [] and json.loads(none.output)["preprocess"] is None
 
@@ -206,17 +232,19 @@ def test_a_base_with_its_own_preprocessing_gets_no_warning(tmp_path):
                                                            input_shape=(32, 32, 3)), "v3")
     assert svc.model_info("v3").base_family["included"] is True
     built = build_network(svc.store, "v3", ".*", head="gap", classes=2)
-    assert built.lineage["warnings"] == [] and built.lineage["base_family"]["architecture"] == "MobileNetV3Small"
+    assert (
+        built.lineage["warnings"] == [] and built.lineage["base_family"]["architecture"] == "MobileNetV3Small"
+    )
     twice = build_network(svc.store, "v3", ".*", head="gap", classes=2, preprocess="tf")
     assert twice.lineage["warnings"] == [
-        "v3:1 (MobileNetV3Small) carries its own preprocessing and the selection copies it: --preprocess tf is "
-        "applied before it, so twice"]
+        "v3:1 (MobileNetV3Small) carries its own preprocessing and the selection copies it: "
+        "--preprocess tf is applied before it, so twice"]
 
 
 BUILD_REFUSALS = [
     (["--from", "conv", "--reuse", "conv", "--preprocess", "caffe"],
-     "Error: preprocessing 'caffe' swaps RGB to BGR, which needs 3 channels; the input image (shape (8, 8, 1)) "
-     "has 1"),
+     "Error: preprocessing 'caffe' swaps RGB to BGR, which needs 3 channels; the input image (shape "
+     "(8, 8, 1)) has 1"),
     (["--from", "conv", "--reuse", "conv", "--preprocess", "normalize:1,2,3:1"],
      "Error: preprocessing 'normalize:1,2,3:1' gives 3 values per channel (sub 1,2,3), but the input image "
      "(shape (8, 8, 1)) has 1 channel(s); give one value or 1"),
@@ -272,9 +300,13 @@ def test_plain_keras_loads_a_built_model_in_safe_mode_after_import_reuse_layers(
     np.save(tmp_path / "x.npy", x)
     want = svc.load_model(info.ref).predict(x, verbose=0)
     paths = [str(tmp_path / "clf.keras"), str(info.path)]  # the native file and the store's own HDF5 file
-    r = subprocess.run([sys.executable, "-c", SAFE_LOAD, str(tmp_path / "x.npy"), *paths], capture_output=True,
-                       text=True, timeout=120, env={"PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3",
-                                                    "PATH": "/usr/bin:/bin"})
+    r = subprocess.run(
+        [sys.executable, "-c", SAFE_LOAD, str(tmp_path / "x.npy"), *paths],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3", "PATH": "/usr/bin:/bin"},
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     got = json.loads(r.stdout.strip().splitlines()[-1])
     assert "loaded" not in got["before"]  # without the import Keras does not know reuse>Preprocess
@@ -289,7 +321,8 @@ def test_onnx_export_of_a_model_with_a_stage_matches_keras_on_raw_pixels(tmp_pat
     svc = Service(tmp_path / "store")
     keras.utils.set_random_seed(0)
     svc.register_model(keras.Sequential([keras.Input((8, 8, 3), name="pixels"),
-                                         keras.layers.Conv2D(4, 3, activation="relu", name="conv")], name="b"), "b")
+                                         keras.layers.Conv2D(4, 3, activation="relu", name="conv")],
+                                        name="b"), "b")
     info = svc.build("clf", "b", "conv", preprocess="torch", head="gap", classes=3, seed=0)
     result = svc.export_model(info.ref, tmp_path / "clf.onnx")
     assert result.max_difference is not None and result.max_difference <= 1e-5
@@ -310,8 +343,10 @@ def test_build_over_grpc_carries_the_stage_and_the_warning(apps):
                               classes=2)
         assert warned.state == "succeeded"
         assert warned.result["warnings"][0].startswith("mnv2:1 looks like keras.applications MobileNetV2")
-        with pytest.raises(InvalidInput, match="unknown preprocessing 'imagenet'"):  # refused before the job runs
-            client.build(name="mnv2-remote", base="mnv2", reuse="Conv1", head="gap", classes=2, preprocess="imagenet")
+        # refused before the job runs
+        with pytest.raises(InvalidInput, match="unknown preprocessing 'imagenet'"):
+            client.build(name="mnv2-remote", base="mnv2", reuse="Conv1", head="gap", classes=2,
+                         preprocess="imagenet")
         remote = RemoteService(server.target)
         try:
             info = remote.build("mnv2-remote", "mnv2", "Conv1|bn_Conv1|Conv1_relu", head="gap", classes=2,

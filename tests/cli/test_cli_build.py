@@ -38,7 +38,8 @@ def error_of(store_dir, *args) -> str:
 def test_layers_table_and_dry_run(store_dir):
     out = run(store_dir, "layers", "base", "--scope", "hidden[12]|bn1").output.splitlines()
     assert out[0] == "base:1"
-    assert out[1].split() == ["#", "name", "class", "output", "shape", "params", "trainable", "inputs", "matched"]
+    assert out[1].split() == ["#", "name", "class", "output", "shape", "params", "trainable",
+                              "inputs", "matched"]
     assert out[2].split() == ["0", "hidden1", "Dense", "(None,", "16)", "144", "yes", "features", "yes"]
     assert out[5].split()[1] == "bn2" and out[5].split()[-1] == "-"
     assert out[-1] == "3 of 7 layers match 'hidden[12]|bn1' (full match)"
@@ -49,13 +50,14 @@ def test_layers_table_and_dry_run(store_dir):
 
 
 def test_layers_json(store_dir):
-    data = json.loads(run(store_dir, "layers", "base:1", "--scope", "hidden1", "--match", "prefix", "--json").output)
+    data = json.loads(run(store_dir, "layers", "base:1", "--scope", "hidden1", "--match", "prefix",
+                          "--json").output)
     assert set(data) == {"model", "scope", "match", "layers", "matched", "unmatched", "selected"}
     assert (data["model"], data["scope"], data["match"]) == ("base:1", "hidden1", "prefix")
     assert data["matched"] == ["hidden1"]
-    assert data["layers"][0] == {"index": 0, "name": "hidden1", "class_name": "Dense", "output_shape": [None, 16],
-                                 "params": 144, "trainable": True, "matched": True, "depth": 0,
-                                 "inputs": ["features"], "op": False}
+    assert data["layers"][0] == {"index": 0, "name": "hidden1", "class_name": "Dense",
+                                 "output_shape": [None, 16], "params": 144, "trainable": True,
+                                 "matched": True, "depth": 0, "inputs": ["features"], "op": False}
 
 
 def test_layers_errors(store_dir):
@@ -90,8 +92,9 @@ def test_build_then_lineage(store_dir, tmp_path):
         "hidden|bn", "prefix", "dense:4:tanh:glorot_uniform", {"regression": 2})
 
     text = run(store_dir, "lineage", "child").output.splitlines()
-    assert text[0] == ("child:1  built from base:1: reuse 'hidden[12]|bn[12]' (full match), trainable bn2|hidden2, "
-                       "head dense:8:relu:glorot_uniform,dropout:0.1, output 3 classes (softmax)")
+    assert text[0] == ("child:1  built from base:1: reuse 'hidden[12]|bn[12]' (full match), trainable "
+                       "bn2|hidden2, head dense:8:relu:glorot_uniform,dropout:0.1, output 3 classes "
+                       "(softmax)")
     assert text[1].startswith("  base:1  registered ")
     assert text[2:] == ["layers:", "  hidden1 <- base:1/hidden1", "  bn1 <- base:1/bn1",
                         "  hidden2 <- base:1/hidden2", "  bn2 <- base:1/bn2"]
@@ -107,30 +110,32 @@ def test_lineage_json_through_two_generations(store_dir):
     assert [e["operation"] for e in data["ancestry"]] == ["build", "build", None]
     assert data["layer_origins"] == {"hidden1": ["gen1:1/hidden1", "base:1/hidden1"],
                                      "bn1": ["gen1:1/bn1", "base:1/bn1"]}
-    assert set(data["ancestry"][0]) == {"model", "name", "version", "created", "description", "operation", "base",
-                                        "lineage", "missing"}
+    assert set(data["ancestry"][0]) == {"model", "name", "version", "created", "description", "operation",
+                                        "base", "lineage", "missing"}
 
 
 @pytest.mark.parametrize(("args", "line"), [
     (["--reuse", "conv.*", "--classes", "3"],
-     "Error: scope 'conv.*' (full match) matched no layer; layers are: hidden1, bn1, hidden2, bn2, hidden3, bn3, "
-     "output"),
+     "Error: scope 'conv.*' (full match) matched no layer; layers are: hidden1, bn1, hidden2, bn2, "
+     "hidden3, bn3, output"),
     (["--reuse", "(a+", "--classes", "3"], "Error: invalid scope pattern '(a+': missing ): (a+"),
     (["--reuse", "hidden[12]", "--classes", "3"],
-     "Error: unselected layer(s) bn1 (BatchNormalization) sit between selected layers hidden1 and hidden2, and "
-     "hidden2 was trained on their output; select it too, e.g. --reuse 'hidden[12]|bn1', or end the selection "
-     "at hidden1"),
+     "Error: unselected layer(s) bn1 (BatchNormalization) sit between selected layers hidden1 and "
+     "hidden2, and hidden2 was trained on their output; select it too, e.g. --reuse 'hidden[12]|bn1', or "
+     "end the selection at hidden1"),
     (["--reuse", "hidden1", "--head", "dense:64:swish"],
      "Error: unknown field 'swish' in head layer 'dense:64:swish': expected an activation (relu, leaky_relu, "
      "prelu, elu, selu, tanh, sigmoid, hard_sigmoid, softmax, linear), an initializer (glorot_uniform, "
      "glorot_normal, he_uniform, he_normal, lecun_normal), l2=F or maxnorm=F"),
     (["--reuse", "hidden1", "--head", "dense:4", "--head-file", "x.json"],
      "Error: give either a head spec or a head file, not both"),
-    (["--reuse", "hidden1", "--classes", "3", "--regression"], "Error: give either classes or regression, not both"),
+    (["--reuse", "hidden1", "--classes", "3", "--regression"],
+     "Error: give either classes or regression, not both"),
     (["--reuse", "hidden1", "--outputs", "2"], "Error: --outputs needs --regression"),
     (["--reuse", "hidden1", "--regression", "--outputs", "0"],
      "Error: invalid regression targets 0: expected True or an integer >= 1"),
-    (["--reuse", "hidden1"], "Error: nothing to put on top of the reused layers: give a head, classes or regression"),
+    (["--reuse", "hidden1"],
+     "Error: nothing to put on top of the reused layers: give a head, classes or regression"),
     (["--reuse", "hidden1", "--classes", "3", "--input-shape", "8,x"],
      "Error: invalid input shape '8,x': expected positive integers separated by commas, e.g. 64 or 28,28,1"),
     (["--reuse", "hidden1", "--classes", "3", "--input-shape", "5"],
@@ -145,7 +150,8 @@ def test_build_errors(store_dir, args, line):
 
 
 def test_build_refuses_a_bad_new_name_before_any_work(store_dir):
-    assert error_of(store_dir, "build", "Bad/Name", "--from", "base", "--reuse", "hidden1", "--classes", "3") \
+    assert error_of(store_dir, "build", "Bad/Name", "--from", "base", "--reuse", "hidden1",
+                    "--classes", "3") \
         .startswith("Error: invalid model name 'Bad/Name'")
 
 

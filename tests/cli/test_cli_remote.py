@@ -25,8 +25,9 @@ def env(tmp_path_factory):
     with start_in_thread(service, ServerConfig(port=0, token="tok")) as server:
         token = tmp / "token"
         token.write_text("tok\n")
-        yield {"remote": ["--server", server.target, "--token-file", str(token)], "local": ["--store", str(root)],
-               "data": str(blobs(tmp / "blobs.npz")), "tmp": tmp, "service": service}
+        yield {"remote": ["--server", server.target, "--token-file", str(token)],
+               "local": ["--store", str(root)], "data": str(blobs(tmp / "blobs.npz")), "tmp": tmp,
+               "service": service}
 
 
 def run(*args):
@@ -50,20 +51,22 @@ def test_read_commands_print_the_same(env, args):
 
 
 def test_build_remote_records_the_same_lineage(env):
-    args = ["--from", "mlp:1", "--reuse", "hidden[12]", "--head", "dense:4:relu", "--classes", "3", "--seed", "1",
-            "--json"]
+    args = ["--from", "mlp:1", "--reuse", "hidden[12]", "--head", "dense:4:relu", "--classes", "3", "--seed",
+            "1", "--json"]
     remote = json.loads(run("build", "built-r", *args, *env["remote"]))
     local = json.loads(run("build", "built-l", *args, *env["local"]))
     assert remote["ref"] == "built-r:1" and local["ref"] == "built-l:1"
     assert remote["lineage"] == local["lineage"]
     r, lo = both(env, "layers", "built-r")
     assert r == lo and "hidden1" in r and "hidden3" not in r
-    assert run("lineage", "built-r", "--json", *env["remote"]) == run("lineage", "built-r", "--json", *env["local"])
+    assert run("lineage", "built-r", "--json", *env["remote"]) == run(
+        "lineage", "built-r", "--json", *env["local"]
+    )
 
 
 def test_train_finetune_evaluate_predict_remote_match_local(env):
-    opts = ["--data", env["data"], "--epochs", "2", "--batch-size", "20", "--optimizer", "sgd", "--lr", "0.05",
-            "--seed", "0", "--json"]
+    opts = ["--data", env["data"], "--epochs", "2", "--batch-size", "20", "--optimizer", "sgd", "--lr",
+            "0.05", "--seed", "0", "--json"]
     remote = json.loads(run("train", "mlp:1", *opts, *env["remote"]))
     local = json.loads(run("train", "mlp:1", *opts, *env["local"]))
     assert set(remote) == set(local) and remote["parent"] == local["parent"] == "mlp:1"
@@ -108,12 +111,30 @@ def test_register_and_delete_remote(env):
 
 def test_remote_errors_name_the_problem(env, tmp_path):
     r = CliRunner().invoke(cli, ["train", "mlp", "--data", str(tmp_path / "none.npz"), *env["remote"]])
-    assert r.exit_code == 1 and r.output.splitlines()[-1] == f"Error: {tmp_path / 'none.npz'}: no such data file"
+    assert (
+        r.exit_code == 1 and r.output.splitlines()[-1] == f"Error: {tmp_path / 'none.npz'}: no such data file"
+    )
     r = CliRunner().invoke(cli, ["train", "mlp", "--data", env["data"], "--epochs", "1", "--momentum", "0.5",
                                  *env["remote"]])
-    assert r.exit_code == 1 and r.output.splitlines()[-1] == "Error: momentum applies to sgd and rmsprop, not adam"
-    r = CliRunner().invoke(cli, ["build", "x", "--from", "mlp", "--reuse", "zzz", "--classes", "2", *env["remote"]])
+    assert (
+        r.exit_code == 1
+        and r.output.splitlines()[-1] == "Error: momentum applies to sgd and rmsprop, not adam"
+    )
+    r = CliRunner().invoke(cli,
+                           ["build", "x", "--from", "mlp", "--reuse", "zzz", "--classes", "2",
+                            *env["remote"]])
     assert r.exit_code == 1 and "zzz" in r.output.splitlines()[-1]
+
+
+@pytest.mark.parametrize(("args", "line"), [
+    (["--classes", "2", "--outputs", "2"], "Error: --outputs needs --regression"),
+    ([], "Error: nothing to put on top of the reused layers: give a head, classes or regression"),
+])
+def test_build_head_errors_are_the_same_line_remote_and_local(env, args, line):
+    """The head checks live in the core; the CLI and the server's build job only pass values through."""
+    for where in ("remote", "local"):
+        r = CliRunner().invoke(cli, ["build", "x", "--from", "mlp", "--reuse", "hidden1", *args, *env[where]])
+        assert (r.exit_code, r.output.splitlines()[-1]) == (1, line), where
 
 
 def test_data_parallel_with_server_is_refused_as_locally(env):
@@ -123,8 +144,8 @@ def test_data_parallel_with_server_is_refused_as_locally(env):
     jobs = len(json.loads(run("jobs", "--json", *env["remote"])))
     lines = []
     for where in ("remote", "local"):
-        r = CliRunner().invoke(cli, ["train", "mlp", "--data", env["data"], "--epochs", "1", "--data-parallel",
-                                     *env[where]])
+        r = CliRunner().invoke(cli, ["train", "mlp", "--data", env["data"], "--epochs", "1",
+                                     "--data-parallel", *env[where]])
         assert r.exit_code == 1, r.output
         lines.append(r.output.splitlines()[-1])
     assert lines[0] == lines[1] == (
@@ -133,11 +154,17 @@ def test_data_parallel_with_server_is_refused_as_locally(env):
     assert len(json.loads(run("jobs", "--json", *env["remote"]))) == jobs  # refused before a job existed
 
 
-@pytest.mark.parametrize(("args", "command"), [
-    (["export", "mlp", "OUT"], "export"), (["store", "check"], "store check"), (["report", "mlp"], "report"),
-    (["pretrain", "p", "--data", "builtin:digits"], "pretrain"), (["advise", "mlp", "--data", "builtin:digits"],
-                                                                 "advise"), (["quickstart"], "quickstart"),
-])
+@pytest.mark.parametrize(
+    ("args", "command"),
+    [
+        (["export", "mlp", "OUT"], "export"),
+        (["store", "check"], "store check"),
+        (["report", "mlp"], "report"),
+        (["pretrain", "p", "--data", "builtin:digits"], "pretrain"),
+        (["advise", "mlp", "--data", "builtin:digits"], "advise"),
+        (["quickstart"], "quickstart"),
+    ],
+)
 def test_commands_the_server_does_not_offer_say_so_in_one_line(env, tmp_path, args, command):
     out = tmp_path / "out.keras"
     r = CliRunner().invoke(cli, [str(out) if a == "OUT" else a for a in args] + ["--server", "127.0.0.1:1"])

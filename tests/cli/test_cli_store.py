@@ -57,7 +57,8 @@ def test_register_list_versions_show(model_file, root):
     assert set(obj) == VERSION_KEYS and obj["ref"] == "mlp:2" and obj["source"]["format"] == "keras"
 
     lines = run("list", "--store", root).output.splitlines()
-    assert lines[0].split() == ["MODEL", "VERSION", "CREATED", "(UTC)", "PARAMS", "SIZE", "DESCRIPTION", "TAGS"]
+    assert lines[0].split() == ["MODEL", "VERSION", "CREATED", "(UTC)", "PARAMS", "SIZE",
+                                "DESCRIPTION", "TAGS"]
     assert lines[1].split()[:2] == ["mlp", "2"] and len(lines) == 2
     listed = json.loads(run("list", "--json", "--store", root).output)
     assert [set(i) for i in listed] == [VERSION_KEYS] and listed[0]["ref"] == "mlp:2"
@@ -157,4 +158,7 @@ def test_cli_in_a_subprocess_uses_reuse_store_env(tiny_model, tmp_path):
     assert [(i["ref"], i["description"]) for i in json.loads(proc.stdout)] == [("sub:1", "via env")]
     proc = subprocess.run([sys.executable, "cli.py", "show", "nope"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 1 and proc.stderr.strip().splitlines()[-1] == f"Error: no model named 'nope' in store {root}"
+    assert (
+        proc.returncode == 1
+        and proc.stderr.strip().splitlines()[-1] == f"Error: no model named 'nope' in store {root}"
+    )

@@ -50,8 +50,14 @@ def test_train_registers_next_version_with_history_and_settings(env):
                                                                          "val_accuracy"}
     info = ModelStore(env).info("digits:2")
     assert info.class_names == ["5", "6", "7", "8", "9"] and len(info.history["val_loss"]) == 3
-    assert info.settings["optimizer"] == "sgd" and info.settings["lr"] == 0.05 and info.settings["data"] == DIGITS
-    assert [s["op"] for s in info.lineage["steps"]] == ["build", "train"] and info.lineage["parent"] == "digits:1"
+    assert (
+        info.settings["optimizer"] == "sgd"
+        and info.settings["lr"] == 0.05
+        and info.settings["data"] == DIGITS
+    )
+    assert [s["op"] for s in info.lineage["steps"]] == ["build", "train"] and info.lineage[
+        "parent"
+    ] == "digits:1"
     # `reuse lineage` follows the trained version back to the version it was trained from
     chain = json.loads(run(env, "lineage", "digits:2", "--json").output)
     entries = chain["ancestry"] if isinstance(chain, dict) else chain

@@ -63,12 +63,14 @@ def test_h5_features_are_read_by_slice(tmp_path, arr):
 
 def test_refusals_name_the_file(tmp_path, arr):
     np.save(tmp_path / "f.npy", np.asfortranarray(arr))
-    with pytest.raises(InvalidInput, match=r"f\.npy: is stored in Fortran order, which cannot be read by rows"):
+    with pytest.raises(InvalidInput,
+                       match=r"f\.npy: is stored in Fortran order, which cannot be read by rows"):
         load_data(tmp_path / "f.npy", require_labels=False)
     np.save(tmp_path / "t.npy", arr)
     data = (tmp_path / "t.npy").read_bytes()
     (tmp_path / "t.npy").write_bytes(data[:-40])
-    with pytest.raises(InvalidInput, match=r"t\.npy: the file holds \d+ bytes, fewer than the \d+ its array header "
+    with pytest.raises(InvalidInput,
+                       match=r"t\.npy: the file holds \d+ bytes, fewer than the \d+ its array header "
                                            r"promises \(truncated\?\)"):
         load_data(tmp_path / "t.npy", require_labels=False)
     (tmp_path / "junk.npy").write_bytes(b"not numpy")
@@ -110,7 +112,8 @@ def test_reading_a_source_whole_is_refused_past_the_budget(tmp_path):
     src = npy_rows(tmp_path / "big.npy")
     try:
         set_process_budget(str(process_rss() // 2**20 + 4))  # a few MiB left
-        with pytest.raises(ResourceExhausted, match=r"big\.npy: reading all 1000 rows at once needs 3\.8 MiB, "
+        with pytest.raises(ResourceExhausted,
+                           match=r"big\.npy: reading all 1000 rows at once needs 3\.8 MiB, "
                                                     r"more than the memory budget leaves"):
             np.asarray(src)
         assert src[5:7].shape == (2, 1000)  # batches still read

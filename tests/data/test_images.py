@@ -32,7 +32,8 @@ PARSE_ERRORS = [
     ("images:p?size=a,8", "invalid size='a,8'"),
     ("images:p?size=0,8", "each side must be 1..4096 pixels"),
     (f"images:p?size={MAX_SIDE + 1},8", "each side must be 1..4096 pixels"),
-    ("images:p?size=8,8&color=rgba", "invalid color='rgba' in 'images:p?size=8,8&color=rgba': expected one of "
+    ("images:p?size=8,8&color=rgba",
+     "invalid color='rgba' in 'images:p?size=8,8&color=rgba': expected one of "
                                      "rgb, grayscale"),
     ("images:p?size=8,8&shuffle=1", "unknown option 'shuffle' in 'images:p?size=8,8&shuffle=1': expected one "
                                     "of size, color"),
@@ -83,7 +84,11 @@ def test_layout_order_labels_and_exact_pixels(folder):
         ("cat/z.PNG", 0), ("dog/b.png", 1), ("dog/deeper/a.png", 1)]
     ds = load(f"images:{root}?size=4,5")
     assert ds.x.dtype == np.float32 and ds.x.shape == (3, 4, 5, 3)
-    assert ds.y.tolist() == [0, 1, 1] and ds.class_names == ("cat", "dog") and ds.source == f"images:{root}?size=4,5"
+    assert (
+        ds.y.tolist() == [0, 1, 1]
+        and ds.class_names == ("cat", "dog")
+        and ds.source == f"images:{root}?size=4,5"
+    )
     for i, rel in enumerate(["cat/z.PNG", "dog/b.png", "dog/deeper/a.png"]):  # no resize: pixels as saved
         np.testing.assert_array_equal(ds.x[i], images[rel])
 
@@ -114,13 +119,15 @@ def test_folder_refusals(tmp_path, rng):
         load(f"images:{tmp_path / 'file.png'}?size=4,4")
     flat = tmp_path / "flat"
     _save(flat / "a.png", _pixels(rng))
-    with pytest.raises(InvalidInput, match=r"flat: no class sub-folders; expected one sub-folder of images per class"):
+    with pytest.raises(InvalidInput,
+                       match=r"flat: no class sub-folders; expected one sub-folder of images per class"):
         load(f"images:{flat}?size=4,4")
     empty = tmp_path / "empty"
     _save(empty / "cat" / "a.png", _pixels(rng))
     (empty / "dog").mkdir()
     (empty / "dog" / "readme.md").write_text("no images here")
-    with pytest.raises(InvalidInput, match=r"empty/dog: class folder with no images \(expected files ending in "
+    with pytest.raises(InvalidInput,
+                       match=r"empty/dog: class folder with no images \(expected files ending in "
                                            r"\.png, \.jpg"):
         load(f"images:{empty}?size=4,4")
 
@@ -158,7 +165,8 @@ def test_train_and_build_on_an_image_folder_through_the_cli(tmp_path, rng):
     x = keras.layers.Rescaling(1 / 255, name="scale")(inp)
     x = keras.layers.Conv2D(3, 3, activation="relu", name="conv1")(x)
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-    ModelStore(store).register(keras.Model(inp, keras.layers.Dense(2, activation="softmax", name="out")(x)), "tinycnn")
+    ModelStore(store).register(keras.Model(inp, keras.layers.Dense(2, activation="softmax", name="out")(x)),
+                               "tinycnn")
     data = f"images:{root}?size=8,8"
 
     out = json.loads(_run(store, "train", "tinycnn", "--data", data, "--epochs", "2", "--batch-size", "4",
@@ -168,8 +176,8 @@ def test_train_and_build_on_an_image_folder_through_the_cli(tmp_path, rng):
     assert info.class_names == ["bright", "dark"] and info.settings["data"] == data
 
     # A new network from the conv layer with a pooling head, trained on the same folder.
-    _run(store, "build", "fromconv", "--from", "tinycnn:1", "--reuse", "scale|conv1", "--head", "gap,dense:4:relu",
-         "--classes", "2", "--seed", "0")
+    _run(store, "build", "fromconv", "--from", "tinycnn:1", "--reuse", "scale|conv1", "--head",
+         "gap,dense:4:relu", "--classes", "2", "--seed", "0")
     out = json.loads(_run(store, "train", "fromconv", "--data", data, "--epochs", "1", "--json").output)
     assert out["model"] == "fromconv:2"
     assert ModelStore(store).info("fromconv:2").class_names == ["bright", "dark"]
@@ -180,5 +188,6 @@ def test_cli_reports_a_bad_image_spec(tmp_path, tiny_model):
     ModelStore(store).register(tiny_model, "tiny")
     result = CliRunner().invoke(cli, ["train", "tiny", "--data", f"images:{tmp_path}", "--store", str(store)])
     assert result.exit_code == 1
-    assert result.output.splitlines()[-1] == (f"Error: no size in 'images:{tmp_path}': images are resized to one "
-                                              "size, give it as size=HEIGHT,WIDTH, e.g. images:DIR?size=96,96")
+    assert result.output.splitlines()[-1] == (f"Error: no size in 'images:{tmp_path}': images are "
+                                              "resized to one size, give it as size=HEIGHT,WIDTH, e.g. "
+                                              "images:DIR?size=96,96")

@@ -43,7 +43,12 @@ def _chunk(kind: bytes, body: bytes) -> bytes:
 def _bomb_png(side: int = 60_000) -> bytes:
     """A valid PNG header claiming side x side pixels (a few dozen bytes: a decompression bomb's shape)."""
     ihdr = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", zlib.compress(b"\0")) + _chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", ihdr)
+        + _chunk(b"IDAT", zlib.compress(b"\0"))
+        + _chunk(b"IEND", b"")
+    )
 
 
 @pytest.fixture
@@ -88,7 +93,8 @@ def test_skip_leaves_bad_files_out_and_counts_them(tmp_path, good):
     assert sorted(Path(s.split(": ")[0]).name for s in ds.skipped) == sorted(n for n, _, _ in BAD_FILES)
     # A class left with nothing usable is still an error.
     (root / "dog" / "ok.png").write_bytes(b"broken")
-    with pytest.raises(InvalidInput, match=r"dog: class folder with no readable images \(5 files were left out"):
+    with pytest.raises(InvalidInput,
+                       match=r"dog: class folder with no readable images \(5 files were left out"):
         load_data(f"images:{root}?size=4,4&bad=skip")
 
 
@@ -97,7 +103,8 @@ def test_a_symbolic_link_out_of_the_folder_is_refused(tmp_path, good):
     outside.write_bytes(_png_bytes(good))
     root = _folder(tmp_path / "f", good, {})
     os.symlink(outside, root / "cat" / "link.png")
-    with pytest.raises(InvalidInput, match=r"link\.png: cannot read this image: a symbolic link leading out of the "
+    with pytest.raises(InvalidInput,
+                       match=r"link\.png: cannot read this image: a symbolic link leading out of the "
                                            r"folder \(to .*secret\.png\)"):
         load_data(f"images:{root}?size=4,4")
     inside = root / "cat" / "inside.png"
@@ -145,10 +152,11 @@ def test_cli_refuses_a_bad_folder_in_one_line_and_registers_nothing(tmp_path, go
     inp = keras.Input((4, 4, 3))
     x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(2, 3, name="conv")(inp))
     ModelStore(store).register(keras.Model(inp, keras.layers.Dense(2, activation="softmax")(x)), "m")
-    result = CliRunner().invoke(cli, ["train", "m", "--data", f"images:{root}?size=4,4", "--store", str(store)])
+    result = CliRunner().invoke(cli,
+                                ["train", "m", "--data", f"images:{root}?size=4,4", "--store", str(store)])
     assert result.exit_code == 1
-    assert result.output.splitlines()[-1].startswith(f"Error: {root / 'dog' / 'cut.png'}: cannot read this image: "
-                                                     "truncated: no PNG end marker")
+    assert result.output.splitlines()[-1].startswith(f"Error: {root / 'dog' / 'cut.png'}: cannot read "
+                                                     "this image: truncated: no PNG end marker")
     assert [i.version for i in ModelStore(store).versions("m")] == [1]
     ok = CliRunner().invoke(cli, ["train", "m", "--data", f"images:{root}?size=4,4&bad=skip", "--epochs", "1",
                                   "--store", str(store)])

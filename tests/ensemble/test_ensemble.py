@@ -54,15 +54,19 @@ def test_mean_ensemble_equals_mean_of_members(svc):
     np.testing.assert_allclose(np.asarray(svc.load_model(info.ref)(x)), want, atol=1e-6)
     assert info.output_shape == [None, 3] and info.input_shape == [None, N_IN]
     assert output_kind(svc.load_model(info.ref)) == output_kind(svc.load_model("m:1"))
-    assert {x["path"].split("/")[0] for x in svc.store.nested_layers(info.ref)} == {"member1", "member2", "member3"}
+    assert {x["path"].split("/")[0] for x in svc.store.nested_layers(info.ref)} == {
+        "member1",
+        "member2",
+        "member3",
+    }
 
 
 def test_weighted_ensemble_normalises_weights(svc):
     x = batch()
     info = svc.ensemble("ens", ["m:1", "m:2", "m:3"], weights="5,3,2")
     outs = outputs(svc, ["m:1", "m:2", "m:3"], x)
-    np.testing.assert_allclose(np.asarray(svc.load_model(info.ref)(x)), 0.5 * outs[0] + 0.3 * outs[1] + 0.2 * outs[2],
-                               atol=1e-6)
+    np.testing.assert_allclose(np.asarray(svc.load_model(info.ref)(x)),
+                               0.5 * outs[0] + 0.3 * outs[1] + 0.2 * outs[2], atol=1e-6)
     assert [m["weight"] for m in info.lineage["members"]] == pytest.approx([0.5, 0.3, 0.2])
 
 
@@ -107,11 +111,12 @@ def test_vote_needs_classifiers(tmp_path):
     s = Service(tmp_path / "s")
     for seed in range(2):
         keras.utils.set_random_seed(seed)
-        s.register_model(keras.Sequential([keras.Input((4,), name="features"), keras.layers.Dense(1, name="y")]), "r")
+        s.register_model(keras.Sequential([keras.Input((4,), name="features"),
+                                           keras.layers.Dense(1, name="y")]), "r")
     x = np.ones((3, 4), "float32")
     info = s.ensemble("mean", "r:1,r:2")  # regression: the mean
-    np.testing.assert_allclose(np.asarray(s.load_model(info.ref)(x)), np.mean(outputs(s, ["r:1", "r:2"], x), axis=0),
-                               atol=1e-6)
+    np.testing.assert_allclose(np.asarray(s.load_model(info.ref)(x)),
+                               np.mean(outputs(s, ["r:1", "r:2"], x), axis=0), atol=1e-6)
     with pytest.raises(InvalidInput, match="--vote needs classifiers"):
         s.ensemble("vote", "r:1,r:2", vote=True)
 
@@ -133,7 +138,11 @@ def test_average_weights_equals_mean_of_weights_including_bn_statistics(svc):
     got = svc.load_model(info.ref)
     members = [svc.load_model(r) for r in ("m:1", "m:2", "m:3")]
     for i, w in enumerate(got.get_weights()):
-        want = 0.25 * members[0].get_weights()[i] + 0.25 * members[1].get_weights()[i] + 0.5 * members[2].get_weights()[i]
+        want = (
+            0.25 * members[0].get_weights()[i]
+            + 0.25 * members[1].get_weights()[i]
+            + 0.5 * members[2].get_weights()[i]
+        )
         np.testing.assert_allclose(w, want, atol=1e-6)
     bn = [v.path for v in got.non_trainable_weights]
     assert any("moving_mean" in p for p in bn) and any("moving_variance" in p for p in bn)
@@ -143,12 +152,14 @@ def test_average_weights_equals_mean_of_weights_including_bn_statistics(svc):
 
 def test_average_weights_refuses_other_architectures(svc):
     svc.register_model(make_mlp(n_in=N_IN, hidden=(16, 13, 10), seed=5, batchnorm=True), "other")
-    with pytest.raises(InvalidInput, match=r"cannot average weights: member other:1 has another architecture .*13"):
+    with pytest.raises(InvalidInput,
+                       match=r"cannot average weights: member other:1 has another architecture .*13"):
         svc.ensemble("soup", "m:1,other:1", average_weights=True)
     svc.register_model(make_mlp(n_in=N_IN, seed=5), "nobn")  # same ins and outs, no batch normalisation
     with pytest.raises(InvalidInput, match="cannot average weights: member nobn:1 has another architecture"):
         svc.ensemble("soup", "m:1,nobn:1", average_weights=True)
-    assert svc.ensemble("mixed", "m:1,other:1,nobn:1").ref == "mixed:1"  # averaged outputs need no shared architecture
+    # averaged outputs need no shared architecture
+    assert svc.ensemble("mixed", "m:1,other:1,nobn:1").ref == "mixed:1"
 
 
 def test_vote_and_average_are_exclusive(svc):
@@ -159,20 +170,24 @@ def test_vote_and_average_are_exclusive(svc):
 # -- members that do not agree -------------------------------------------------------------------
 def test_members_must_agree(svc):
     svc.register_model(make_mlp(n_in=9), "wide")
-    with pytest.raises(IncompatibleShapes, match=r"member wide:1 takes inputs \(features \[None, 9\] float32\); "
+    with pytest.raises(IncompatibleShapes,
+                       match=r"member wide:1 takes inputs \(features \[None, 9\] float32\); "
                        r"member m:1 takes \(features \[None, 2\] float32\)"):
         svc.ensemble("e", "m:1,wide:1")
     keras.utils.set_random_seed(0)
-    renamed = keras.Sequential([keras.Input((N_IN,), name="pixels"), keras.layers.Dense(3, activation="softmax")])
+    renamed = keras.Sequential([keras.Input((N_IN,), name="pixels"),
+                                keras.layers.Dense(3, activation="softmax")])
     svc.register_model(renamed, "renamed")
     with pytest.raises(IncompatibleShapes, match="member renamed:1 takes inputs \\(pixels"):
         svc.ensemble("e", "m:1,renamed:1")
     svc.register_model(make_mlp(n_in=N_IN, n_out=4), "four")
-    with pytest.raises(IncompatibleShapes, match=r"member four:1 gives output shape \[None, 4\]; member m:1 gives "
+    with pytest.raises(IncompatibleShapes,
+                       match=r"member four:1 gives output shape \[None, 4\]; member m:1 gives "
                        r"\[None, 3\]"):
         svc.ensemble("e", "m:1,four:1")
     svc.register_model(make_mlp(n_in=N_IN), "named", class_names=["a", "b", "c"])
-    with pytest.raises(InvalidInput, match=r"member named:1 has class names \['a', 'b', 'c'\]; member m:1 has None"):
+    with pytest.raises(InvalidInput,
+                       match=r"member named:1 has class names \['a', 'b', 'c'\]; member m:1 has None"):
         svc.ensemble("e", "m:1,named:1")
     with pytest.raises(InvalidInput, match="member m:2 is given twice"):
         svc.ensemble("e", "m:2,m:1,m:2")
@@ -189,7 +204,8 @@ def test_lineage_lists_every_member_and_reuse_lineage_follows_the_first(svc):
     assert [(m["name"], m["version"], m["weight"], m["layer"]) for m in lin["members"]] == [
         ("m", 3, 0.5, "member1"), ("m", 1, 0.5, "member2")]
     assert [e["model"] for e in svc.lineage(info.ref)] == ["ens:1", "m:3"]
-    out = CliRunner().invoke(cli, ["lineage", "ens:1", "--store", str(svc.store_root)], catch_exceptions=False)
+    out = CliRunner().invoke(cli, ["lineage", "ens:1", "--store", str(svc.store_root)],
+                             catch_exceptions=False)
     assert out.exit_code == 0, out.output
     assert out.output.splitlines()[0] == "ens:1  ensemble (mean) of m:3 (0.5), m:1 (0.5); followed: m:3"
 
@@ -208,7 +224,8 @@ def test_evaluate_scores_each_member_and_report_states_the_spread(svc):
     out = CliRunner().invoke(cli, ["evaluate", info.ref, "--data", BLOBS, "--store", str(svc.store_root)],
                              catch_exceptions=False)
     assert out.exit_code == 0 and out.output.count("member m:") == 3, out.output
-    out = CliRunner().invoke(cli, ["report", info.ref, "--store", str(svc.store_root)], catch_exceptions=False)
+    out = CliRunner().invoke(cli, ["report", info.ref, "--store", str(svc.store_root)],
+                             catch_exceptions=False)
     assert "Members and the ensemble:" in out.output and "members (mean ± std)" in out.output, out.output
     assert ("the ensemble beats" if check["beats_spread"] else "does not beat") in out.output
 
@@ -223,17 +240,21 @@ def test_cli_ensemble_json_and_errors(svc):
     assert d["ref"] == "ens:1" and d["lineage"]["operation"] == "ensemble"
     assert [m["weight"] for m in d["lineage"]["members"]] == [0.75, 0.25]
     out = CliRunner().invoke(cli, ["ensemble", "ens", "--members", "m:1,m:2", "--vote", "--store", root])
-    assert out.exit_code == 0 and out.output.startswith("Registered ens:2: majority vote of m:1 (0.5), m:2 (0.5)")
+    assert out.exit_code == 0 and out.output.startswith("Registered ens:2: majority vote of m:1 (0.5), "
+                                                        "m:2 (0.5)")
     out = CliRunner().invoke(cli, ["ensemble", "ens", "--members", "m:1,m:9", "--store", root])
     assert out.exit_code == 1 and out.output.startswith("Error: ") and "m:9" in out.output
     assert len(out.output.strip().splitlines()) == 1
-    out = CliRunner().invoke(cli, ["ensemble", "soup", "--members", "m:1,m:2", "--weights", "1", "--store", root])
-    assert out.exit_code == 1 and out.output.strip() == "Error: 1 weights for 2 members; expected one per member"
+    out = CliRunner().invoke(cli,
+                             ["ensemble", "soup", "--members", "m:1,m:2", "--weights", "1", "--store", root])
+    assert (
+        out.exit_code == 1 and out.output.strip() == "Error: 1 weights for 2 members; expected one per member"
+    )
 
 
 def test_cli_subprocess_ensemble_average_weights(svc):
-    proc = subprocess.run([sys.executable, str(ROOT / "cli.py"), "ensemble", "soup", "--members", "m:1,m:2,m:3",
-                           "--average-weights", "--store", str(svc.store_root)],
+    proc = subprocess.run([sys.executable, str(ROOT / "cli.py"), "ensemble", "soup", "--members",
+                           "m:1,m:2,m:3", "--average-weights", "--store", str(svc.store_root)],
                           capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("Registered soup:1: mean of weights of m:1")
@@ -314,7 +335,8 @@ def test_grpc_ensemble_job_then_model_infer(tmp_path):
         assert err.code() == CODE.INVALID_ARGUMENT and "expected a list of strings" in err.details()
         job = api.StartJob(pb.StartJobRequest(kind="ensemble", params_json=json.dumps(
             {"name": "ens", "members": ["mlp:1", "mlp:2"], "weights": [3, 1]})))
-        wait_until(lambda: api.GetJob(pb.GetJobRequest(id=job.id)).state in ("succeeded", "failed"), timeout=60)
+        wait_until(lambda: api.GetJob(pb.GetJobRequest(id=job.id)).state in ("succeeded", "failed"),
+                   timeout=60)
         done = api.GetJob(pb.GetJobRequest(id=job.id))
         assert done.state == "succeeded" and done.model == "ens:1", done.error
         x = batch(5, n_in=8)
@@ -325,8 +347,9 @@ def test_grpc_ensemble_job_then_model_infer(tmp_path):
         np.testing.assert_allclose(got, 0.75 * outs[0] + 0.25 * outs[1], atol=1e-5)
         # Training with --ensemble over the server: a train job through StartJob.
         service.register_model(make_mlp(n_in=N_IN), "blob")
-        out = CliRunner().invoke(cli, ["train", "blob:1", "--data", BLOBS, "--val-split", "0.3", "--epochs", "1",
-                                       "--seeds", "2", "--ensemble", "--quiet", "--json", "--server", server.target],
+        out = CliRunner().invoke(cli, ["train", "blob:1", "--data", BLOBS, "--val-split", "0.3", "--epochs",
+                                       "1", "--seeds", "2", "--ensemble", "--quiet", "--json", "--server",
+                                       server.target],
                                  catch_exceptions=False)
         assert out.exit_code == 0, out.output
         d = json.loads(out.output)

@@ -39,7 +39,9 @@ def error_line(result) -> str:
 
 
 def store_files(root: Path) -> list[str]:
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and ".reuse" not in p.parts)
+    return sorted(
+        str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and ".reuse" not in p.parts
+    )
 
 
 def keras_answer(root: Path, ref: str, x: np.ndarray) -> np.ndarray:
@@ -74,13 +76,16 @@ def test_savedmodel_and_keras_exports_load_back(mixed_store, tmp_path):
     # the default stays a .keras file, with the line it always printed
     native = tmp_path / "mlp.keras"
     assert run("export", "mlp", native, "--store", mixed_store).output == f"Exported mlp:1 to {native}\n"
-    np.testing.assert_allclose(np.asarray(keras.saving.load_model(native)(x)), keras_answer(mixed_store, "mlp", x),
-                               atol=1e-6)
+    np.testing.assert_allclose(np.asarray(keras.saving.load_model(native)(x)),
+                               keras_answer(mixed_store, "mlp", x), atol=1e-6)
     # --force swaps a whole SavedModel folder in; without it the old one stays
     r = run("export", "mlp", out, "--format", "savedmodel", "--store", mixed_store, code=1)
     assert error_line(r) == f"Error: {out} exists; pass overwrite (--force) to replace it"
     run("export", "mlp", out, "--format", "savedmodel", "--force", "--store", mixed_store)
-    assert (out / "saved_model.pb").is_file() and sorted(p.name for p in tmp_path.iterdir()) == ["mlp.keras", "mlp_sm"]
+    assert (out / "saved_model.pb").is_file() and sorted(p.name for p in tmp_path.iterdir()) == [
+        "mlp.keras",
+        "mlp_sm",
+    ]
 
 
 def _parse_with_tritonclient(config: Path) -> dict:
@@ -98,7 +103,8 @@ def test_triton_repository_and_kserve_manifest(mixed_store, tmp_path):
     r = run("export", "conv", "--triton-repo", repo, "--max-batch-size", "16", "--max-batch-delay-ms", "0.5",
             "--kserve", "s3://bucket/models", "--store", mixed_store)
     config_path, model_path = repo / "conv" / "config.pbtxt", repo / "conv" / "1" / "model.onnx"
-    assert r.stderr.startswith(f"Exported conv:1 to the Triton repository {repo}: {config_path}, {model_path}")
+    assert r.stderr.startswith(f"Exported conv:1 to the Triton repository {repo}: {config_path}, "
+                               f"{model_path}")
     manifest = yaml.safe_load(r.stdout)
     assert manifest["kind"] == "InferenceService" and manifest["metadata"]["name"] == "conv"
     spec = manifest["spec"]["predictor"]["model"]
@@ -152,8 +158,8 @@ def test_cli_refuses_bad_combinations_with_one_line(mixed_store, tmp_path):
         (["export", "mlp", tmp_path / "a.keras", "--format", "onnx"],
          f"Error: an ONNX export path must end in .onnx; received '{tmp_path / 'a.keras'}'"),
         (["export", "mlp", "--triton-repo", tmp_path / "r", "--kserve", "not a uri"],
-         "Error: storage URI 'not a uri': expected a URI of the folder holding the Triton repository, such as "
-         "s3://bucket/models or pvc://claim/models"),
+         "Error: storage URI 'not a uri': expected a URI of the folder holding the Triton repository, "
+         "such as s3://bucket/models or pvc://claim/models"),
         (["export", "nope:1", tmp_path / "a.onnx"], None),
     ]
     for args, line in cases:

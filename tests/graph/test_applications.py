@@ -1,6 +1,6 @@
-"""Recognising keras.applications architectures (reuse.graph.applications): every family the issue names, built
-with ``weights=None`` and small inputs, and the forms a base takes in practice (a renamed or replaced top,
-a cut-off base, a nested backbone, a base built without its own preprocessing, preprocessing put in front
+"""Recognising keras.applications architectures (reuse.graph.applications): every family the issue names,
+built with ``weights=None`` and small inputs, and the forms a base takes in practice (a renamed or replaced
+top, a cut-off base, a nested backbone, a base built without its own preprocessing, preprocessing put in front
 of it by hand), read from the rows the store records at register and from a stored architecture."""
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ def _small(fn, size=32, **kw):
 FAMILY_CASES = [
     ("MobileNet", _small(A.MobileNet, alpha=0.25), "mobilenet", "MobileNet", "tf"),
     ("MobileNetV2", _small(A.MobileNetV2, alpha=0.35), "mobilenet_v2", "MobileNetV2", "tf"),
-    ("MobileNetV3Small", _small(A.MobileNetV3Small, minimalistic=True), "mobilenet_v3", "MobileNetV3Small", None),
+    ("MobileNetV3Small", _small(A.MobileNetV3Small, minimalistic=True), "mobilenet_v3",
+     "MobileNetV3Small", None),
     ("MobileNetV3Small-noprep", _small(A.MobileNetV3Small, minimalistic=True, include_preprocessing=False),
      "mobilenet_v3", "MobileNetV3Small", "tf"),
     ("ResNet50", _small(A.ResNet50), "resnet", "ResNet50", "caffe"),
@@ -36,7 +37,8 @@ FAMILY_CASES = [
     ("EfficientNetB0", _small(A.EfficientNetB0), "efficientnet", "EfficientNet", None),
     ("EfficientNetV2B0", _small(A.EfficientNetV2B0), "efficientnet_v2", "EfficientNetV2", None),
     ("ConvNeXtTiny", _small(A.ConvNeXtTiny), "convnext", "ConvNeXt", None),
-    ("ConvNeXtTiny-noprep", _small(A.ConvNeXtTiny, include_preprocessing=False), "convnext", "ConvNeXt", "torch"),
+    ("ConvNeXtTiny-noprep", _small(A.ConvNeXtTiny, include_preprocessing=False), "convnext",
+     "ConvNeXt", "torch"),
     ("Xception", _small(A.Xception, size=71), "xception", "Xception", "tf"),
     ("InceptionV3", _small(A.InceptionV3, size=75), "inception_v3", "InceptionV3", "tf"),
     ("NASNetMobile", _small(A.NASNetMobile), "nasnet", "NASNet", "tf"),

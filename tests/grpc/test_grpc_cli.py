@@ -50,7 +50,11 @@ def run(args, ok=True):
 def test_list_remote_matches_local(server, token_file):
     remote = json.loads(run(["list", "--server", server.target, "--token-file", token_file, "--json"]).output)
     local = json.loads(run(["list", "--store", str(server.service.store.root), "--json"]).output)
-    assert [(m["name"], m["version"]) for m in remote] == [(m["name"], m["version"]) for m in local] == [("mlp", 1)]
+    assert (
+        [(m["name"], m["version"]) for m in remote]
+        == [(m["name"], m["version"]) for m in local]
+        == [("mlp", 1)]
+    )
     assert remote[0]["input_shape"] == local[0]["input_shape"] == [None, 8]
 
 
@@ -58,13 +62,17 @@ def test_remote_errors_are_one_line(server, token_file, monkeypatch, tmp_path):
     monkeypatch.delenv("REUSE_TOKEN", raising=False)
     r = run(["list", "--server", server.target], ok=False)
     assert r.exit_code == 1
-    assert r.output.splitlines()[-1] == "Error: missing bearer token: send metadata 'authorization: Bearer <token>'"
+    assert (
+        r.output.splitlines()[-1]
+        == "Error: missing bearer token: send metadata 'authorization: Bearer <token>'"
+    )
     monkeypatch.setenv("REUSE_TOKEN", "tok")
     np.save(tmp_path / "x.npy", np.zeros((1, 8), np.float32))
     r = run(["infer", "nope", "--input", str(tmp_path / "x.npy"), "--server", server.target], ok=False)
     assert r.exit_code == 1 and r.output.splitlines()[-1].startswith("Error: no model named 'nope'")
     r = run(["infer", "mlp", "--input", __file__, "--server", server.target], ok=False)
-    assert r.exit_code == 1 and r.output.splitlines()[-1].startswith(f"Error: {__file__}: expected a .npy or .npz")
+    assert r.exit_code == 1 and r.output.splitlines()[-1].startswith(f"Error: {__file__}: expected a "
+                                                                     ".npy or .npz")
     r = run(["list", "--server", "127.0.0.1:1"], ok=False)
     assert r.exit_code == 1 and r.output.splitlines()[-1].startswith("Error: UNAVAILABLE: ")
 
@@ -76,7 +84,8 @@ def test_infer_help_says_how_to_make_the_input_and_its_commands_work(server, tmp
     np.savez(tmp_path / "data.npz", x=rng.normal(size=(7, 8)), y=np.zeros(7))  # float64, as files often are
     for example, shape in zip(examples, [(5, 8), (5, 64)], strict=True):
         code = example.removeprefix("python -c ").strip('"')
-        proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                              text=True, timeout=120)
         assert proc.returncode == 0, proc.stderr[-2000:]
         x = np.load(tmp_path / "x.npy")
         assert x.shape == shape and x.dtype == np.float32
@@ -90,7 +99,8 @@ def test_infer_remote_and_local(server, token_file, tmp_path, rng):
     x = rng.normal(size=(4, 8)).astype("float32")
     np.save(tmp_path / "x.npy", x)
     expected = make_mlp().predict(x, verbose=0)
-    for where in (["--server", server.target, "--token-file", token_file], ["--store", str(server.service.store.root)]):
+    for where in (["--server", server.target, "--token-file", token_file],
+                  ["--store", str(server.service.store.root)]):
         out = json.loads(run(["infer", "mlp", "--input", str(tmp_path / "x.npy"), "--json", *where]).output)
         assert out["model"] == "mlp:1"
         np.testing.assert_allclose(np.asarray(out["outputs"]["output"]), expected, rtol=1e-5, atol=1e-6)
@@ -98,7 +108,8 @@ def test_infer_remote_and_local(server, token_file, tmp_path, rng):
 
 def test_jobs_and_watch_remote(server, token_file):
     job = server.service.start_job("verify", {})
-    lines = run(["job", job.id, "--watch", "--json", "--server", server.target, "--token-file", token_file]).output
+    lines = run(["job", job.id, "--watch", "--json", "--server", server.target, "--token-file",
+                 token_file]).output
     events = [json.loads(line) for line in lines.splitlines()]
     assert events[-1]["state"] == "succeeded" and events[0]["job_id"] == job.id
     listed = json.loads(run(["jobs", "--json", "--server", server.target, "--token-file", token_file]).output)
@@ -114,7 +125,8 @@ def test_serve_subprocess_exits_0_on_sigterm(tmp_path):
     Service(store).register_model(make_mlp(), "mlp")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)}
     env.pop("REUSE_TOKEN", None)
-    proc = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "serve", "--port", "0", "--store", str(store)],
+    proc = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "serve", "--port", "0",
+                             "--store", str(store)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
     try:
         line = proc.stdout.readline()

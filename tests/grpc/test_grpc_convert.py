@@ -29,8 +29,11 @@ EVENT = JobEvent(job_id="0123456789ab", seq=7, state="running", epoch=3, epochs=
 
 def test_every_event_field_is_set_in_the_example_and_crosses_the_wire():
     defaults = JobEvent(job_id="", seq=0, state="")
-    unset = [f.name for f in dataclasses.fields(JobEvent)
-             if f.name not in ("job_id", "seq", "state") and getattr(EVENT, f.name) == getattr(defaults, f.name)]
+    unset = [
+        f.name
+        for f in dataclasses.fields(JobEvent)
+        if f.name not in ("job_id", "seq", "state") and getattr(EVENT, f.name) == getattr(defaults, f.name)
+    ]
     assert unset == []
     assert cm.event_of(cm.event_pb(EVENT)) == EVENT
     assert cm.event_of(cm.event_pb(defaults)) == defaults
@@ -38,8 +41,8 @@ def test_every_event_field_is_set_in_the_example_and_crosses_the_wire():
 
 def test_job_record_round_trip_with_and_without_last_event():
     record = JobRecord(id="0123456789ab", kind="train", params={"model": "m", "epochs": 3}, state="succeeded",
-                       created="c", started="s", finished="f", result={"model": "m:2", "metrics": {"loss": 0.1}},
-                       error="", last_event=EVENT)
+                       created="c", started="s", finished="f",
+                       result={"model": "m:2", "metrics": {"loss": 0.1}}, error="", last_event=EVENT)
     assert cm.job_of(cm.job_pb(record)) == record
     bare = dataclasses.replace(record, last_event=None, result={})
     assert cm.job_of(cm.job_pb(bare)) == bare
@@ -47,9 +50,9 @@ def test_job_record_round_trip_with_and_without_last_event():
 
 def test_model_description_and_dataset_round_trip():
     info = ModelInfo(name="m", version=2, path=Path("/store/m/v2.h5"), created="now", description="d",
-                     tags={"k": "v"}, input_shape=[None, 8], output_shape=[None, 3], class_names=["a", "b", "c"],
-                     metrics={"accuracy": 0.5}, lineage={"parent": "m:1"}, settings={"epochs": 3}, params=99,
-                     size_bytes=1234)
+                     tags={"k": "v"}, input_shape=[None, 8], output_shape=[None, 3],
+                     class_names=["a", "b", "c"], metrics={"accuracy": 0.5}, lineage={"parent": "m:1"},
+                     settings={"epochs": 3}, params=99, size_bytes=1234)
     assert cm.model_of(cm.model_pb(info)) == info
     layers = (LayerInfo("hidden1", "Dense", [None, 16], 144, True, 0, ("features",)),
               LayerInfo("backbone/conv", "Conv2D", [None, 4, 4, 2], 20, False, 1, ()))
@@ -58,7 +61,8 @@ def test_model_description_and_dataset_round_trip():
         assert cm.description_of(cm.description_pb(d)) == d
     ds = DatasetInfo(name="blobs", format="npz", size_bytes=10, sha256="ab", created="c", description="x",
                      tags={"a": "b"}, path="/server/only")
-    assert cm.dataset_of(cm.dataset_pb(ds)) == dataclasses.replace(ds, path="")  # the server's path stays there
+    # the server's path stays there
+    assert cm.dataset_of(cm.dataset_pb(ds)) == dataclasses.replace(ds, path="")
 
 
 @pytest.mark.parametrize("scope", [None, "hidden[12]"])

@@ -48,20 +48,24 @@ def test_train_on_uploaded_dataset_streams_epochs_and_registers(served):
     api, store = served["api"], served["store"]
     before = [i.version for i in store.versions("mlp")]
     val = str(store.state_dir / "datasets" / "blobs.npz")  # a path inside the datasets folder is allowed
-    job = api.StartTrain(pb.TrainRequest(model="mlp:1", data="blobs", val=val, epochs=3, batch_size=16, seed=0,
-                                         optimizer="sgd", lr=0.05, description="trained remotely"))
+    job = api.StartTrain(pb.TrainRequest(model="mlp:1", data="blobs", val=val, epochs=3, batch_size=16,
+                                         seed=0, optimizer="sgd", lr=0.05, description="trained remotely"))
     assert job.kind == "train" and job.state in ("queued", "running")
     events = watch(api, job.id)
     epochs = [e for e in events if e.state == "running" and e.epoch > 0 and "finished" not in e.message]
     assert [e.epoch for e in epochs] == [1, 2, 3] and {e.epochs for e in epochs} == {3}
-    assert set(epochs[-1].losses) == {"loss", "val_loss"} and set(epochs[-1].metrics) == {"accuracy", "val_accuracy"}
+    assert set(epochs[-1].losses) == {"loss", "val_loss"} and set(epochs[-1].metrics) == {
+        "accuracy",
+        "val_accuracy",
+    }
     assert epochs[-1].eta_seconds == pytest.approx(0.0, abs=1e-6) and epochs[0].eta_seconds >= 0
     # Each training event travels as fields (docs/grpc-api.md), the message is for people.
     stages = [(e.stage, e.epoch) for e in events if e.stage]
     assert stages == [("train_started", 0), ("epoch_end", 1), ("epoch_end", 2), ("epoch_end", 3),
                       ("train_finished", 3)]
     started = next(e for e in events if e.stage == "train_started")
-    assert (started.task, started.phase, started.phases, started.samples, started.epochs) == ("train", 1, 1, 60, 3)
+    assert (started.task, started.phase, started.phases,
+            started.samples, started.epochs) == ("train", 1, 1, 60, 3)
     assert started.val_samples == 60 and started.steps_per_epoch == 4
     finished = next(e for e in events if e.stage == "train_finished")
     assert not finished.stopped_early and finished.best_epoch == 0
@@ -123,8 +127,8 @@ def test_remote_train_feeds_the_local_progress_callback_and_honours_cancel(serve
 def test_build_rpc_registers_with_lineage(served):
     api, store = served["api"], served["store"]
     head = json.dumps({"layers": [{"type": "dense", "units": 6, "activation": "relu"}]})
-    job = api.Build(pb.BuildRequest(name="child", base="mlp:1", reuse="hidden[12]", trainable="hidden2", head=head,
-                                    classes=2, seed=1, tags={"team": "a"}), timeout=120)
+    job = api.Build(pb.BuildRequest(name="child", base="mlp:1", reuse="hidden[12]", trainable="hidden2",
+                                    head=head, classes=2, seed=1, tags={"team": "a"}), timeout=120)
     assert job.state == "succeeded" and job.model == "child:1", job.error
     info = store.info("child:1")
     assert info.lineage["base"] == {"name": "mlp", "version": 1} and info.lineage["scope"] == "hidden[12]"
@@ -137,7 +141,8 @@ def test_build_rpc_registers_with_lineage(served):
     assert err.code() == CODE.INVALID_ARGUMENT and "nothing.*" in err.details()
     assert len(api.ListJobs(pb.ListJobsRequest()).jobs) == jobs
     # So is a selection that is not a part of the graph that can stand alone (a gap), naming the layer.
-    err = rpc_error(api.Build, pb.BuildRequest(name="child", base="mlp:1", reuse="hidden1|hidden3", classes=2))
+    err = rpc_error(api.Build,
+                    pb.BuildRequest(name="child", base="mlp:1", reuse="hidden1|hidden3", classes=2))
     assert err.code() == CODE.INVALID_ARGUMENT and "hidden2" in err.details()
     assert len(api.ListJobs(pb.ListJobsRequest()).jobs) == jobs
     # Errors found only while building (the weights do not fit the new input) fail the job and name it.
@@ -149,15 +154,16 @@ def test_build_rpc_registers_with_lineage(served):
 
 def test_data_parallel_is_carried_to_training(served):
     """The TrainRequest's data_parallel reaches the job's TrainConfig: refused at start on TensorFlow, as
-    `reuse train --data-parallel` is refused locally, and recorded in the trained version's settings on JAX."""
+    `reuse train --data-parallel` is refused locally, and recorded in the trained version's settings on
+    JAX."""
     api, store = served["api"], served["store"]
     request = pb.TrainRequest(model="mlp:1", data="blobs", epochs=1, batch_size=30, data_parallel=True)
     if keras.backend.backend() != "jax":
         jobs = len(api.ListJobs(pb.ListJobsRequest()).jobs)
         err = rpc_error(api.StartTrain, request)
         assert err.code() == CODE.INVALID_ARGUMENT, err.details()
-        assert err.details() == ("data-parallel training needs the JAX backend (KERAS_BACKEND=jax, with the jax "
-                                 "extra: pip install 'reuse[jax]'); this process runs 'tensorflow'")
+        assert err.details() == ("data-parallel training needs the JAX backend (KERAS_BACKEND=jax, with "
+                                 "the jax extra: pip install 'reuse[jax]'); this process runs 'tensorflow'")
         assert len(api.ListJobs(pb.ListJobsRequest()).jobs) == jobs
         return
     job = api.StartTrain(request)
@@ -169,19 +175,24 @@ def test_data_parallel_is_carried_to_training(served):
 @pytest.mark.parametrize(("call", "code", "text"), [
     (lambda api: api.StartTrain(pb.TrainRequest(model="mlp", data="blobs", epochs=0)),
      CODE.INVALID_ARGUMENT, "parameter 'epochs' is 0"),
-    (lambda api: api.StartJob(pb.StartJobRequest(kind="train", params_json='{"model": "mlp", "data": "blobs", '
+    (lambda api: api.StartJob(pb.StartJobRequest(kind="train",
+                                                 params_json='{"model": "mlp", "data": "blobs", '
                                                                            '"epochz": 3}')),
      CODE.INVALID_ARGUMENT, "unknown parameter 'epochz'"),
-    (lambda api: api.StartJob(pb.StartJobRequest(kind="train", params_json='{"model": "mlp", "data": "blobs", '
+    (lambda api: api.StartJob(pb.StartJobRequest(kind="train",
+                                                 params_json='{"model": "mlp", "data": "blobs", '
                                                                            '"epochs": "ten"}')),
      CODE.INVALID_ARGUMENT, "parameter 'epochs' is 'ten'; expected an integer"),
     (lambda api: api.StartTrain(pb.TrainRequest(model="mlp", data="/etc/passwd")),
      CODE.INVALID_ARGUMENT, "parameter 'data' is '/etc/passwd'"),
     (lambda api: api.StartTrain(pb.TrainRequest(model="mlp", data="blobs", val="../../blobs.npz")),
      CODE.INVALID_ARGUMENT, "parameter 'val' is '../../blobs.npz'"),
-    (lambda api: api.StartTrain(pb.TrainRequest(model="mlp", data="nosuch")), CODE.NOT_FOUND, "no dataset named"),
-    (lambda api: api.StartTrain(pb.TrainRequest(model="nope", data="blobs")), CODE.NOT_FOUND, "no model named"),
-    (lambda api: api.StartTrain(pb.TrainRequest(data="blobs")), CODE.INVALID_ARGUMENT, "parameter 'model' is required"),
+    (lambda api: api.StartTrain(pb.TrainRequest(model="mlp", data="nosuch")), CODE.NOT_FOUND,
+     "no dataset named"),
+    (lambda api: api.StartTrain(pb.TrainRequest(model="nope", data="blobs")), CODE.NOT_FOUND,
+     "no model named"),
+    (lambda api: api.StartTrain(pb.TrainRequest(data="blobs")), CODE.INVALID_ARGUMENT,
+     "parameter 'model' is required"),
     (lambda api: api.StartTrain(pb.TrainRequest(model="mlp", data="blobs", optimizer="bogus")),
      CODE.INVALID_ARGUMENT, "invalid optimizer 'bogus'"),
     (lambda api: api.StartFinetune(pb.FinetuneRequest(train=pb.TrainRequest(model="mlp", data="blobs"))),

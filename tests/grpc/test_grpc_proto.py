@@ -21,8 +21,8 @@ def _normalise(text: str) -> str:
 
 
 def test_generated_code_is_current(tmp_path):
-    subprocess.run([sys.executable, str(ROOT / "scripts" / "gen_proto.py"), "--out", str(tmp_path)], check=True,
-                   capture_output=True)
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "gen_proto.py"), "--out", str(tmp_path)],
+                   check=True, capture_output=True)
     fresh = tmp_path / "reuse" / "grpc" / "_proto"
     names = sorted(p.name for p in fresh.iterdir() if p.suffix in (".py", ".pyi"))
     assert names == sorted(p.name for p in GEN.iterdir() if p.suffix in (".py", ".pyi"))
@@ -31,7 +31,8 @@ def test_generated_code_is_current(tmp_path):
 
 
 @pytest.mark.parametrize(("message", "field", "number"), [
-    ("InferParameter", "bool_param", 1), ("InferParameter", "int64_param", 2), ("InferParameter", "string_param", 3),
+    ("InferParameter", "bool_param", 1), ("InferParameter", "int64_param", 2),
+    ("InferParameter", "string_param", 3),
     ("InferParameter", "double_param", 4), ("InferParameter", "uint64_param", 5),
     ("InferTensorContents", "bool_contents", 1), ("InferTensorContents", "int_contents", 2),
     ("InferTensorContents", "int64_contents", 3), ("InferTensorContents", "uint_contents", 4),
@@ -59,8 +60,8 @@ def test_v2_service_methods():
 
 
 def test_core_does_not_import_grpc():
-    code = ("import sys; import reuse.service, reuse.serving.engine, reuse.jobs, reuse.store.uploads, reuse.store.describe; "
-            "bad = [m for m in sys.modules if m == 'grpc' or m.startswith(('grpc.', 'reuse.grpc', 'click'))]; "
-            "print(bad); sys.exit(1 if bad else 0)")
+    code = ("import sys; import reuse.service, reuse.serving.engine, reuse.jobs, reuse.store.uploads, "
+            "reuse.store.describe; bad = [m for m in sys.modules if m == 'grpc' or m.startswith(('grpc.', "
+            "'reuse.grpc', 'click'))]; print(bad); sys.exit(1 if bad else 0)")
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -16,6 +17,7 @@ from grpc_support import infer_request, rpc_error, slow_kind, stubs, wait_until
 from reuse.grpc._proto import inference_pb2 as ipb
 from reuse.grpc._proto import reuse_v1_pb2 as pb
 from reuse.grpc.server import ServerConfig, start_in_thread
+from reuse.jobs.kinds import resolve_data
 from reuse.service import Service
 from reuse.serving.engine import ServingOptions
 
@@ -118,7 +120,10 @@ def test_wrong_shape_and_raw_length_name_the_expectation(served):
     req = infer_request(np.zeros((2, 8), np.float32), raw=False)
     del req.inputs[0].contents.fp32_contents[-1]
     err = rpc_error(inf.ModelInfer, req)
-    assert err.code() == CODE.INVALID_ARGUMENT and "15 values in contents.fp32_contents, expected 16" in err.details()
+    assert (
+        err.code() == CODE.INVALID_ARGUMENT
+        and "15 values in contents.fp32_contents, expected 16" in err.details()
+    )
 
 
 def test_new_version_is_served_as_latest_without_restart(served, rng):
@@ -172,7 +177,8 @@ def test_upload_model_registers_atomically(served, tmp_path):
 
     before = store_files()
     bad = [(pb.UploadHeader(name="uploaded"), b"not a model" * 100, "not a h5 file"),
-           (pb.UploadHeader(name="uploaded"), path.read_bytes()[:3000], "uploaded model: not a readable HDF5 file"),
+           (pb.UploadHeader(name="uploaded"), path.read_bytes()[:3000],
+            "uploaded model: not a readable HDF5 file"),
            (pb.UploadHeader(name="Bad/Name"), path.read_bytes(), "invalid model name"),
            (pb.UploadHeader(name="uploaded", format="zip"), path.read_bytes(), "expected one of h5, keras")]
     for header, data, details in bad:
@@ -180,7 +186,8 @@ def test_upload_model_registers_atomically(served, tmp_path):
         assert err.code() == CODE.INVALID_ARGUMENT and details in err.details(), err.details()
     err = rpc_error(api.UploadModel, iter([pb.UploadChunk(data=b"x")]))
     assert err.code() == CODE.INVALID_ARGUMENT and "must start with a header" in err.details()
-    err = rpc_error(api.UploadModel, _chunks(pb.UploadHeader(name="uploaded", unsafe=True), path.read_bytes()))
+    err = rpc_error(api.UploadModel,
+                    _chunks(pb.UploadHeader(name="uploaded", unsafe=True), path.read_bytes()))
     assert err.code() == CODE.FAILED_PRECONDITION and "--allow-unsafe-uploads" in err.details()
     assert store_files() == before
     assert [v.version for v in service.store.versions("uploaded")] == [1]
@@ -192,12 +199,15 @@ def test_upload_dataset(served, tmp_path):
     np.savez(path, x=np.zeros((4, 8), np.float32), y=np.arange(4))
     d = api.UploadDataset(_chunks(pb.UploadHeader(name="digits", format="npz"), path.read_bytes()))
     assert (d.name, d.format, d.size_bytes) == ("digits", "npz", path.stat().st_size)
-    assert served["service"].dataset_path("digits").read_bytes() == path.read_bytes()
+    # stored where a job naming the dataset reads it
+    assert Path(resolve_data(served["service"].store.root, "digits")).read_bytes() == path.read_bytes()
     assert [x.name for x in api.ListDatasets(pb.ListDatasetsRequest()).datasets] == ["digits"]
-    err = rpc_error(api.UploadDataset, _chunks(pb.UploadHeader(name="digits", format="npz"), path.read_bytes()))
+    err = rpc_error(api.UploadDataset,
+                    _chunks(pb.UploadHeader(name="digits", format="npz"), path.read_bytes()))
     assert err.code() == CODE.ALREADY_EXISTS
     np.savez(path, z=np.zeros(3))
-    err = rpc_error(api.UploadDataset, _chunks(pb.UploadHeader(name="other", format="npz"), path.read_bytes()))
+    err = rpc_error(api.UploadDataset,
+                    _chunks(pb.UploadHeader(name="other", format="npz"), path.read_bytes()))
     assert err.code() == CODE.INVALID_ARGUMENT and "expected at least 'x'" in err.details()
 
 
@@ -218,7 +228,8 @@ def test_job_start_watch_and_result(served):
 
 def test_job_cancel_registers_nothing(served):
     api = served["api"]
-    job = api.StartJob(pb.StartJobRequest(kind="slow", params_json='{"epochs": 100000, "name": "cancelled-job"}'))
+    job = api.StartJob(pb.StartJobRequest(kind="slow",
+                                          params_json='{"epochs": 100000, "name": "cancelled-job"}'))
     stream = api.WatchJob(pb.WatchJobRequest(id=job.id))
     for event in stream:
         if event.epoch >= 1:
@@ -246,9 +257,13 @@ def test_health_and_reflection(served):
     with channel:
         health = health_pb2_grpc.HealthStub(channel)
         assert health.Check(health_pb2.HealthCheckRequest()).status == health_pb2.HealthCheckResponse.SERVING
-        assert health.Check(health_pb2.HealthCheckRequest(service="inference.GRPCInferenceService")).status == 1
+        assert (
+            health.Check(health_pb2.HealthCheckRequest(service="inference.GRPCInferenceService")).status == 1
+        )
         refl = reflection_pb2_grpc.ServerReflectionStub(channel)
-        (answer,) = refl.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
+        (answer,) = refl.ServerReflectionInfo(
+            iter([reflection_pb2.ServerReflectionRequest(list_services="")])
+        )
         names = {s.name for s in answer.list_services_response.service}
         assert {"inference.GRPCInferenceService", "reuse.v1.ReuseService", "grpc.health.v1.Health"} <= names
 
@@ -274,7 +289,8 @@ def test_token_required_on_every_rpc_but_health(served):
                 assert err.code() == CODE.UNAUTHENTICATED and "missing bearer token" in err.details()
                 err = rpc_error(call, req, metadata=[("authorization", "Bearer wrong")])
                 assert err.code() == CODE.UNAUTHENTICATED and err.details() == "invalid bearer token"
-            assert inference.ServerLive(ipb.ServerLiveRequest(), metadata=[("authorization", "Bearer s3cret")]).live
+            assert inference.ServerLive(ipb.ServerLiveRequest(),
+                                        metadata=[("authorization", "Bearer s3cret")]).live
             # Every kind of call: ModelInfer (a coroutine), a response stream, a request stream, reflection.
             x = np.zeros((1, 8), np.float32)
             refl = reflection_pb2_grpc.ServerReflectionStub(channel)
@@ -289,7 +305,9 @@ def test_token_required_on_every_rpc_but_health(served):
             ok = inference.ModelInfer(infer_request(x), metadata=[("authorization", "Bearer s3cret")])
             assert ok.model_name == "mlp"
             health = health_pb2_grpc.HealthStub(channel)
-            assert health.Check(health_pb2.HealthCheckRequest()).status == health_pb2.HealthCheckResponse.SERVING
+            assert (
+                health.Check(health_pb2.HealthCheckRequest()).status == health_pb2.HealthCheckResponse.SERVING
+            )
 
 
 def test_stop_marks_running_jobs_interrupted(tmp_path):
@@ -298,7 +316,8 @@ def test_stop_marks_running_jobs_interrupted(tmp_path):
     server = start_in_thread(service)
     channel, _, api = stubs(server.target)
     with channel:
-        job = api.StartJob(pb.StartJobRequest(kind="slow", params_json='{"epochs": 100000, "name": "partial"}'))
+        job = api.StartJob(pb.StartJobRequest(kind="slow",
+                                              params_json='{"epochs": 100000, "name": "partial"}'))
         wait_until(lambda: api.GetJob(pb.GetJobRequest(id=job.id)).state == "running")
     assert server.stop() == [job.id]
     restarted = Service(tmp_path / "store")
@@ -307,11 +326,11 @@ def test_stop_marks_running_jobs_interrupted(tmp_path):
 
 
 def test_unexpected_errors_are_internal_and_logged(caplog):
-    """The interceptor on a real server: our errors by MRO, anything else INTERNAL and logged."""
+    """The error mapping on a real server: our errors by MRO, anything else INTERNAL and logged."""
     from concurrent.futures import ThreadPoolExecutor
 
     from reuse.errors import InvalidName
-    from reuse.grpc.interceptor import ServerInterceptor
+    from reuse.grpc.interceptor import map_errors
 
     def boom(request, context):
         raise RuntimeError("secret internals")
@@ -319,9 +338,9 @@ def test_unexpected_errors_are_internal_and_logged(caplog):
     def bad_name(request, context):
         raise InvalidName("invalid model name 'X'")
 
-    handlers = {"Boom": grpc.unary_unary_rpc_method_handler(boom),
-                "BadName": grpc.unary_unary_rpc_method_handler(bad_name)}
-    server = grpc.server(ThreadPoolExecutor(2), interceptors=[ServerInterceptor()])
+    handlers = {name: map_errors(grpc.unary_unary_rpc_method_handler(fn), f"/t.T/{name}")
+                for name, fn in (("Boom", boom), ("BadName", bad_name))}
+    server = grpc.server(ThreadPoolExecutor(2))
     server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("t.T", handlers)])
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
@@ -346,8 +365,9 @@ def test_tls(served, tmp_path):
     if shutil.which("openssl") is None:
         pytest.skip("openssl is not installed: cannot make a test certificate")
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-                    "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "1", "-subj", "/CN=localhost", "-addext",
+                    "subjectAltName=IP:127.0.0.1,DNS:localhost"],
                    check=True, capture_output=True)
     with start_in_thread(served["service"], ServerConfig(port=0, tls_cert=cert, tls_key=key)) as secure:
         with ReuseClient(secure.target, tls_ca=cert) as c:

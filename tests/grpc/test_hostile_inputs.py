@@ -93,8 +93,8 @@ def _shape_request(shape, raw=True, model="mlp"):
                          ids=["wraps-to-0", "wraps-to-0b", "wraps-negative", "max-int64-rows", "huge-dim"])
 def test_shapes_too_large_for_any_message_are_refused_naming_the_shape(served, shape, raw):
     if shape[1] != 8:  # the signature refuses a wrong feature count before any counting
-        _refused(served, lambda s: s["inference"].ModelInfer(_shape_request(shape, raw)), CODE.INVALID_ARGUMENT,
-                 f"shape {shape}")
+        _refused(served, lambda s: s["inference"].ModelInfer(_shape_request(shape, raw)),
+                 CODE.INVALID_ARGUMENT, f"shape {shape}")
         return
     _refused(served, lambda s: s["inference"].ModelInfer(_shape_request(shape, raw)), CODE.INVALID_ARGUMENT,
              f"shape {shape}", "message size limit")
@@ -143,7 +143,8 @@ LONG = "a" * 10_000
     (lambda s: s["inference"].ModelInfer(infer_request(np.zeros((1, 8), np.float32), datatype=LONG)),
      CODE.INVALID_ARGUMENT),
     (lambda s: s["api"].DescribeModel(pb.DescribeModelRequest(ref=LONG)), CODE.INVALID_ARGUMENT),
-    (lambda s: s["api"].DescribeModel(pb.DescribeModelRequest(ref="mlp", scope="(" + LONG)), CODE.INVALID_ARGUMENT),
+    (lambda s: s["api"].DescribeModel(pb.DescribeModelRequest(ref="mlp", scope="(" + LONG)),
+     CODE.INVALID_ARGUMENT),
     (lambda s: s["api"].DescribeModel(pb.DescribeModelRequest(ref="mlp", match=LONG, scope="hidden1")),
      CODE.INVALID_ARGUMENT),
     (lambda s: s["api"].GetJob(pb.GetJobRequest(id=LONG)), CODE.NOT_FOUND),
@@ -168,14 +169,14 @@ def test_long_values_are_clipped_in_error_messages(served, call, code):
 def test_interceptor_caps_any_long_details():
     """The safety net: even a message the core builds whole is cut to a size every client accepts."""
     from reuse.errors import InvalidInput
-    from reuse.grpc.interceptor import ServerInterceptor
+    from reuse.grpc.interceptor import map_errors
 
     def long(request, context):
         raise InvalidInput("x" * 20_000)
 
-    server = grpc.server(ThreadPoolExecutor(1), interceptors=[ServerInterceptor()])
+    server = grpc.server(ThreadPoolExecutor(1))
     server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(
-        "t.T", {"Long": grpc.unary_unary_rpc_method_handler(long)})])
+        "t.T", {"Long": map_errors(grpc.unary_unary_rpc_method_handler(long), "/t.T/Long")})])
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     try:
@@ -203,7 +204,8 @@ def _finetune(unfreeze, data="blobs"):
 
 
 def _build(**kw):
-    return lambda s: s["api"].Build(pb.BuildRequest(**{"name": "child", "base": "mlp", "reuse": "hidden1", **kw}))
+    return lambda s: s["api"].Build(pb.BuildRequest(**{"name": "child", "base": "mlp",
+                                                       "reuse": "hidden1", **kw}))
 
 
 @pytest.mark.parametrize(("call", "text"), [
@@ -214,6 +216,8 @@ def _build(**kw):
     (_build(trainable="hidden["), "invalid scope pattern 'hidden['"),
     (_build(classes=1), "invalid classes 1"),
     (_build(head="dense:8:softmax", classes=3), "already ends in an output layer"),
+    (_build(outputs=2), "--outputs needs --regression"),
+    (_build(), "nothing to put on top of the reused layers"),
     (_train(data="badlabels"), "out of range"),
     (_train(data="nanx"), "3 NaN feature value(s)"),
     (_train(data="wide"), "samples have shape (7,)"),
@@ -229,9 +233,9 @@ def _build(**kw):
     (_advise(classes=2), "out of range"),
     (_advise(head="dense:zero"), "dense:zero"),
 ], ids=["regex", "100k-pattern", "no-match", "match-mode", "trainable-regex", "classes", "head-output",
-        "train-labels", "train-nan", "train-shape", "train-val-nan", "finetune-regex", "finetune-no-match",
-        "finetune-labels", "advise-regex", "advise-no-match", "advise-depths", "advise-nan", "advise-shape",
-        "advise-labels", "advise-head"])
+        "outputs-alone", "no-head", "train-labels", "train-nan", "train-shape", "train-val-nan",
+        "finetune-regex", "finetune-no-match", "finetune-labels", "advise-regex", "advise-no-match",
+        "advise-depths", "advise-nan", "advise-shape", "advise-labels", "advise-head"])
 def test_jobs_are_refused_before_they_start(served, call, text):
     _refused(served, call, CODE.INVALID_ARGUMENT, text)
 
@@ -240,8 +244,9 @@ def test_cli_train_against_the_server_refuses_nan_data_in_one_line_and_starts_no
     api = served["api"]
     jobs = len(api.ListJobs(pb.ListJobsRequest()).jobs)
     nanx = str(served["data"] / "nanx.npz")  # a local file: the CLI uploads it, then starts the job
-    out = subprocess.run([sys.executable, str(ROOT / "cli.py"), "train", "mlp", "--data", nanx, "--epochs", "1",
-                          "--server", served["server"].target], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, str(ROOT / "cli.py"), "train", "mlp", "--data", nanx, "--epochs",
+                          "1", "--server", served["server"].target], capture_output=True,
+                         text=True, timeout=120)
     assert out.returncode == 1, out.stdout + out.stderr[-2000:]
     last = out.stderr.strip().splitlines()[-1]
     assert last.startswith("Error: ") and "3 NaN feature value(s)" in last, out.stderr[-2000:]
@@ -267,11 +272,13 @@ def _upload(kind, header, data=b"PK\x03\x04" + b"\0" * 2000):
 
 
 @pytest.mark.parametrize(("call", "code", "text"), [
-    (_upload("UploadDataset", pb.UploadHeader(name=LONG, format="npz")), CODE.INVALID_ARGUMENT, "invalid model name"),
-    (_upload("UploadDataset", pb.UploadHeader(name="d", format=LONG)), CODE.INVALID_ARGUMENT, "dataset format"),
+    (_upload("UploadDataset", pb.UploadHeader(name=LONG, format="npz")), CODE.INVALID_ARGUMENT,
+     "invalid model name"),
+    (_upload("UploadDataset", pb.UploadHeader(name="d", format=LONG)), CODE.INVALID_ARGUMENT,
+     "dataset format"),
     (_upload("UploadModel", pb.UploadHeader(name="m", format=LONG)), CODE.INVALID_ARGUMENT, "model format"),
-    (_upload("UploadDataset", pb.UploadHeader(name="big", format="npz"), b"\0" * 300_000), CODE.RESOURCE_EXHAUSTED,
-     "upload limit"),
+    (_upload("UploadDataset", pb.UploadHeader(name="big", format="npz"), b"\0" * 300_000),
+     CODE.RESOURCE_EXHAUSTED, "upload limit"),
     (_upload("UploadModel", pb.UploadHeader(name="big")), CODE.INVALID_ARGUMENT, "not a h5 file"),
 ], ids=["long-name", "long-dataset-format", "long-model-format", "over-limit", "not-hdf5"])
 def test_hostile_uploads_store_nothing(served, call, code, text):
@@ -307,7 +314,8 @@ def test_soak_200_concurrent_requests_mixed_with_hostile_ones(served):
     xs = [rng.normal(size=(1 + i % 3, 8)).astype("float32") for i in range(200)]
     expected = [served["model"].predict(x, verbose=0) for x in xs[:3]]
     hostile = [infer_request(np.zeros((1, 8), np.float32), version="²"), _shape_request([2**61, 8]),
-               infer_request(np.full((1, 8), np.nan, np.float32)), infer_request(np.zeros((1, 8)), datatype="FP64")]
+               infer_request(np.full((1, 8), np.nan, np.float32)),
+               infer_request(np.zeros((1, 8)), datatype="FP64")]
     errors: list[str] = []
     lock = threading.Lock()
     channel, inference, _ = stubs(served["server"].target)

@@ -58,9 +58,9 @@ def test_two_processes_on_one_port(tmp_path):
     svc.close()
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)}
     env.pop("REUSE_TOKEN", None)
-    proc = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "serve", "--port", "0", "--store", str(store),
-                             "--processes", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            cwd=ROOT)
+    proc = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "serve", "--port", "0", "--store",
+                             str(store), "--processes", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env, cwd=ROOT)
     try:
         out = _lines(proc)
         line = out.get(timeout=START_S)
@@ -85,11 +85,15 @@ def test_two_processes_on_one_port(tmp_path):
         assert counts != list(range(1, 17)), counts  # one process alone would have counted 1, 2, ..., 16
 
         # Jobs: started through one connection, followed and cancelled through fresh ones.
-        job = call(rgrpc.ReuseServiceStub, "StartTrain", pb.TrainRequest(model="mlp", data="blobs", epochs=100000,
-                                                                          batch_size=60))
+        job = call(
+            rgrpc.ReuseServiceStub,
+            "StartTrain",
+            pb.TrainRequest(model="mlp", data="blobs", epochs=100000, batch_size=60),
+        )
         seen = [call(rgrpc.ReuseServiceStub, "GetJob", pb.GetJobRequest(id=job.id)) for _ in range(6)]
         assert {j.id for j in seen} == {job.id} and {j.state for j in seen} <= {"queued", "running"}
-        wait_until(lambda: call(rgrpc.ReuseServiceStub, "GetJob", pb.GetJobRequest(id=job.id)).last_event.epoch > 0,
+        wait_until(lambda: call(rgrpc.ReuseServiceStub, "GetJob",
+                                pb.GetJobRequest(id=job.id)).last_event.epoch > 0,
                    timeout=120)
         with grpc.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)]) as ch:
             stream = rgrpc.ReuseServiceStub(ch).WatchJob(pb.WatchJobRequest(id=job.id), timeout=120)
@@ -125,4 +129,7 @@ def test_two_processes_on_one_port(tmp_path):
 
 def test_processes_must_be_a_count_or_auto(tmp_path):
     r = CliRunner().invoke(cli, ["serve", "--store", str(tmp_path / "s"), "--processes", "0"])
-    assert r.exit_code == 1 and r.output.splitlines()[-1] == "Error: --processes is '0'; expected an integer >= 1 or 'auto'"
+    assert (
+        r.exit_code == 1
+        and r.output.splitlines()[-1] == "Error: --processes is '0'; expected an integer >= 1 or 'auto'"
+    )

@@ -56,7 +56,8 @@ def test_both_serve_the_same_answers_and_a_new_version_on_the_next_request(two, 
     # A new version registered through one server (here: an upload to the first) ...
     buf = first.service.store.root.parent / "v2.h5"
     make_mlp(seed=2).save(buf)
-    chunks = [pb.UploadChunk(header=pb.UploadHeader(name="mlp", format="h5")), pb.UploadChunk(data=buf.read_bytes())]
+    chunks = [pb.UploadChunk(header=pb.UploadHeader(name="mlp", format="h5")),
+              pb.UploadChunk(data=buf.read_bytes())]
     assert stubs(first.target)[2].UploadModel(iter(chunks), timeout=60).version == 2
     # ... is what "mlp" means on the other from its next request: a bare name is resolved per request.
     version, c = _outputs(infers[1], x)
@@ -88,7 +89,8 @@ def test_jobs_are_the_same_whichever_server_is_asked(two):
 
 def test_the_replica_takes_over_the_jobs_when_the_first_server_stops(two):
     first, second, _, apis = two
-    running = apis[0].StartJob(pb.StartJobRequest(kind="slow", params_json='{"epochs": 10000, "name": "never"}'))
+    running = apis[0].StartJob(pb.StartJobRequest(kind="slow",
+                                                  params_json='{"epochs": 10000, "name": "never"}'))
     wait_until(lambda: apis[1].GetJob(pb.GetJobRequest(id=running.id)).state == "running", timeout=30)
     assert first.stop() == [running.id]
     wait_until(lambda: second.service.state.jobs.runs_jobs, timeout=30)

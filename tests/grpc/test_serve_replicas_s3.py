@@ -62,7 +62,8 @@ def test_two_hosts_serve_the_same_versions_and_see_a_new_one(hosts, rng, tmp_pat
 
     buf = tmp_path / "v2.h5"
     make_mlp(seed=2).save(buf)
-    chunks = [pb.UploadChunk(header=pb.UploadHeader(name="mlp", format="h5")), pb.UploadChunk(data=buf.read_bytes())]
+    chunks = [pb.UploadChunk(header=pb.UploadHeader(name="mlp", format="h5")),
+              pb.UploadChunk(data=buf.read_bytes())]
     assert chans[0][2].UploadModel(iter(chunks), timeout=60).version == 2
     assert _answer(chans[0][1], x)[0] == "2"  # the writer sees its own write at once
     registered = time.monotonic()

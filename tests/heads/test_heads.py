@@ -10,7 +10,14 @@ import pytest
 import yaml
 
 from reuse.errors import IncompatibleShapes, InvalidInput
-from reuse.heads import head_from_dict, load_head_file, parse_head
+from reuse.heads import (
+    MAX_HEAD_FILE_BYTES,
+    head_from_dict,
+    head_from_text,
+    load_head_file,
+    parse_head,
+    read_head,
+)
 from reuse.heads.layers import apply_head, head_layers
 from reuse.heads.spec import (
     ActivationSpec,
@@ -40,7 +47,8 @@ VALID = [
     ("dense:8:prelu:lecun_normal", HeadSpec((DenseSpec(8, "prelu", initializer="lecun_normal"),))),
     ("dense:8:elu:glorot_normal:l2=1e-4:maxnorm=3",
      HeadSpec((DenseSpec(8, "elu", initializer="glorot_normal", l2=1e-4, max_norm=3.0),))),
-    ("dense:8:hard_sigmoid,dense:1:sigmoid", HeadSpec((DenseSpec(8, "hard_sigmoid"), DenseSpec(1, "sigmoid")))),
+    ("dense:8:hard_sigmoid,dense:1:sigmoid",
+     HeadSpec((DenseSpec(8, "hard_sigmoid"), DenseSpec(1, "sigmoid")))),
     ("dense:32:linear,batchnorm:momentum=0.9:epsilon=1e-5,relu",
      HeadSpec((DenseSpec(32), BatchNormSpec(0.9, 1e-5), ActivationSpec("relu")))),
     ("dense:32,maxout:8", HeadSpec((DenseSpec(32), MaxoutSpec(8)))),
@@ -103,7 +111,10 @@ def test_parse_invalid_names_the_token(text, message):
 def test_canonical_string():
     assert parse_head("dense:64:he_normal:relu, batchnorm ,dropout:0.20,dense:5:softmax").to_string() == (
         "dense:64:relu:he_normal,batchnorm,dropout:0.2,dense:5:softmax:glorot_uniform")
-    assert parse_head("dense:8:leaky_relu:l2=0.001").to_string() == "dense:8:leaky_relu=0.2:glorot_uniform:l2=0.001"
+    assert (
+        parse_head("dense:8:leaky_relu:l2=0.001").to_string()
+        == "dense:8:leaky_relu=0.2:glorot_uniform:l2=0.001"
+    )
 
 
 def test_too_many_layers():
@@ -124,7 +135,8 @@ def test_json_and_yaml_files_equal_the_string(tmp_path):
     (tmp_path / "h.yaml").write_text(yaml.safe_dump(FILE_DOC))
     (tmp_path / "h.yml").write_text(
         "layers:\n  - {type: dense, units: 64, activation: relu, initializer: he_normal}\n"
-        "  - type: batchnorm\n  - {type: dropout, rate: 0.2}\n  - {type: dense, units: 5, activation: softmax}\n")
+        "  - type: batchnorm\n  - {type: dropout, rate: 0.2}\n  - {type: dense, units: 5, activation: "
+        "softmax}\n")
     for name in ("h.json", "h.yaml", "h.yml"):
         assert load_head_file(tmp_path / name) == parse_head(EXAMPLE) == EXAMPLE_SPEC
 
@@ -172,6 +184,48 @@ def test_invalid_head_files(tmp_path):
         load_head_file(tmp_path / "missing.json")
 
 
+# Text that may hold either form (BuildRequest.head, a job's "head"): what each text is read as.
+HEAD_TEXTS = [
+    (EXAMPLE, EXAMPLE_SPEC),
+    ("  gap,dense:64:relu\n", parse_head("gap,dense:64:relu")),
+    ("", parse_head("")),
+    (json.dumps(FILE_DOC), EXAMPLE_SPEC),
+    (json.dumps(FILE_DOC, indent=2), EXAMPLE_SPEC),
+    (yaml.safe_dump(FILE_DOC), EXAMPLE_SPEC),
+    ("# a head file\n---\n" + yaml.safe_dump(FILE_DOC), EXAMPLE_SPEC),
+    ("{layers: [{type: gap}, {type: dense, units: 3}]}", parse_head("gap,dense:3")),
+]
+
+
+@pytest.mark.parametrize(("text", "spec"), HEAD_TEXTS)
+def test_head_text_in_either_form(text, spec):
+    assert head_from_text(text) == spec
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("dense:zero", "invalid units 'zero' in head layer 'dense:zero'"),
+    ("{}", 'invalid head file: expected a mapping with exactly one key, "layers"'),
+    ("{layers: [", "job: parameter 'head' is neither a head spec nor valid JSON/YAML: "),
+    ("layers:\n  - type: dense\n", "missing units in head layer 'layer 1 (dense)'"),
+    ("layers: " + "x" * MAX_HEAD_FILE_BYTES,
+     f"job: parameter 'head' is larger than {MAX_HEAD_FILE_BYTES} bytes"),
+])
+def test_head_text_errors(text, message):
+    with pytest.raises(InvalidInput) as exc:
+        head_from_text(text, where="job: parameter 'head'")
+    assert message in str(exc.value)
+
+
+def test_read_head_takes_a_spec_or_a_file_not_both(tmp_path):
+    (tmp_path / "h.json").write_text(json.dumps(FILE_DOC))
+    assert (
+        read_head(EXAMPLE) == read_head(None, tmp_path / "h.json") == read_head(EXAMPLE_SPEC) == EXAMPLE_SPEC
+    )
+    assert read_head() == parse_head("")
+    with pytest.raises(InvalidInput, match="^give either a head spec or a head file, not both$"):
+        read_head("dense:3", tmp_path / "h.json")
+
+
 def test_with_output():
     head = parse_head("dense:8:relu")
     assert head.with_output() is head
@@ -185,7 +239,8 @@ def test_with_output():
         head.with_output(classes=1)
     with pytest.raises(InvalidInput, match="invalid regression targets 0"):
         head.with_output(regression=0)
-    with pytest.raises(InvalidInput, match=r"already ends in an output layer \('dense:5:softmax:glorot_uniform'\)"):
+    with pytest.raises(InvalidInput,
+                       match=r"already ends in an output layer \('dense:5:softmax:glorot_uniform'\)"):
         parse_head(EXAMPLE).with_output(classes=5)
 
 
@@ -309,7 +364,8 @@ APPLY_REFUSALS = [
     ((16,), "gap", None, "head layer 'gap' cannot take the output of the reused layers, of shape (None, 16): "
                          "global pooling needs an input of rank 3, 4 or 5 (batch, steps or spatial axes, "
                          "channels), got rank 2; the tensor is already (batch, features), so leave it out"),
-    ((6, 6, 2), "gap,gmp", None, "head layer 'gmp' cannot take the output of head layer 'gap', of shape (None, 2)"),
+    ((6, 6, 2), "gap,gmp", None,
+     "head layer 'gmp' cannot take the output of head layer 'gap', of shape (None, 2)"),
     ((2, 2, 2, 2, 2), "gmp", None, "global pooling needs an input of rank 3, 4 or 5"),
     ((6, 6, 2), "dense:4,maxout:3", None,
      "head layer 'maxout:3' cannot take the output of head layer 'dense:4:linear:glorot_uniform', of shape "
@@ -339,7 +395,10 @@ def test_apply_head_without_output_leaves_the_shape_alone():
 def test_head_layers_refuses_pooling_it_cannot_size():
     with pytest.raises(InvalidInput, match="head layer 'gap' needs the rank of its input"):
         head_layers(parse_head("dense:4,gap"))
-    assert [i.layer.name for i in head_layers(parse_head("flatten,dense:2"))] == ["head1_flatten", "head2_dense"]
+    assert [i.layer.name for i in head_layers(parse_head("flatten,dense:2"))] == [
+        "head1_flatten",
+        "head2_dense",
+    ]
 
 
 # -- through build_network: a conv base and the build-time output check -------------------------------
@@ -374,7 +433,8 @@ def test_build_on_a_conv_base(conv_store, head, out_shape, pool_class):
 @pytest.mark.parametrize(("head", "kw", "message"), [
     ("", {"classes": 3}, "the head's output has shape (None, 4, 4, 3), but a classes output must have shape "
                          "(batch, units): add gap or flatten to the head, e.g. --head gap,dense:64:relu"),
-    ("dense:8:relu", {"regression": True}, "the head's output has shape (None, 4, 4, 1), but a regression output"),
+    ("dense:8:relu", {"regression": True},
+     "the head's output has shape (None, 4, 4, 1), but a regression output"),
 ])
 def test_build_refuses_a_conv_output_without_pooling(conv_store, head, kw, message):
     from reuse.build import build_network

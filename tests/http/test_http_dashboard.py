@@ -110,9 +110,11 @@ def severe_logs(browser) -> list[dict]:
 
 
 def wait(browser, find, timeout: float = 60):
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(browser, timeout).until(find)
+    # a polling page replaces its rows: an element found just before that is stale, so look again
+    return WebDriverWait(browser, timeout, ignored_exceptions=(StaleElementReferenceException,)).until(find)
 
 
 def test_model_list_renders_and_filters(browser, served, shots):

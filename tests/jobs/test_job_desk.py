@@ -1,4 +1,5 @@
-"""Jobs across the servers of one store: the runner (a JobManager) and replicas (JobDesk) see the same jobs."""
+"""Jobs across the servers of one store: the runner (a JobManager) and replicas (JobDesk) see the same
+jobs."""
 
 from __future__ import annotations
 
@@ -111,7 +112,8 @@ def test_a_request_left_while_no_server_runs_jobs_is_listed_queued_then_run(stor
     replica = JobDesk(jobs, store.root, kinds=_kinds(), takeover_every_s=3600)  # never takes over here
     runner.shutdown(5)
     try:
-        files.write_request(jobs, "00000000abcd", "start", {"kind": "slow", "params": {"epochs": 1, "name": "late"},
+        files.write_request(jobs, "00000000abcd", "start", {"kind": "slow",
+                                                            "params": {"epochs": 1, "name": "late"},
                                                               "created": "2026-01-01T00:00:00.000+00:00"})
         assert [(r.id, r.state) for r in replica.list()] == [("00000000abcd", "queued")]
         assert replica.get("00000000abcd").kind == "slow"

@@ -36,8 +36,7 @@ def test_registry():
     kinds.register("tmp-kind", slow_kind)
     with pytest.raises(InvalidInput, match="already registered"):
         kinds.register("tmp-kind", lambda p, pr, c: {})
-    kinds.unregister("tmp-kind")
-    assert "tmp-kind" not in kinds.names()
+    assert "tmp-kind" in kinds.names()
     assert "tmp-kind" not in builtin_kinds(Service).names()  # each table is its own: no global registry
 
 

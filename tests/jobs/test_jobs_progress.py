@@ -16,8 +16,10 @@ from reuse.train.events import EpochEnd, TrainFinished, TrainStarted
 ONE_PHASE = [
     TrainStarted(task="finetune", epochs=3, samples=60, val_samples=12, steps_per_epoch=4,
                  cached_layers=("hidden1",)),
-    EpochEnd(1, 3, {"loss": 0.9, "val_loss": 1.0}, {"accuracy": 0.5, "val_accuracy": 0.4}, elapsed=0.0, eta=2.0),
-    EpochEnd(2, 3, {"loss": 0.7, "val_loss": 1.1}, {"accuracy": 0.6, "val_accuracy": 0.4}, elapsed=0.0, eta=1.0),
+    EpochEnd(1, 3, {"loss": 0.9, "val_loss": 1.0}, {"accuracy": 0.5, "val_accuracy": 0.4},
+             elapsed=0.0, eta=2.0),
+    EpochEnd(2, 3, {"loss": 0.7, "val_loss": 1.1}, {"accuracy": 0.6, "val_accuracy": 0.4},
+             elapsed=0.0, eta=1.0),
     TrainFinished(epochs_run=2, stopped_early=True, best_epoch=1, metrics={"accuracy": 0.55}),
 ]
 SECOND_SEED = [
@@ -34,8 +36,16 @@ def _as_job_events(training_events):
     forward = job_progress(sent.append, threading.Event())
     for ev in training_events:
         forward(ev)
-    return sent, [JobEvent(job_id="0123456789ab", seq=i + 1, state="running", eta_s=float(d.get("eta_s", -1.0)),
-                           **progress_fields(d)) for i, d in enumerate(sent)]
+    return sent, [
+        JobEvent(
+            job_id="0123456789ab",
+            seq=i + 1,
+            state="running",
+            eta_s=float(d.get("eta_s", -1.0)),
+            **progress_fields(d),
+        )
+        for i, d in enumerate(sent)
+    ]
 
 
 @pytest.mark.parametrize("training_events", [ONE_PHASE, SECOND_SEED], ids=["one phase", "a seed of three"])

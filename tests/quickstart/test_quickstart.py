@@ -73,7 +73,8 @@ def test_the_runs_bar_counts_training_and_advisor_runs(capsys, monkeypatch):
         bar(TrainStarted("train", 2, 10, 0, 1))
         bar(EpochEnd(2, 2, {"loss": 0.5}, {"accuracy": 0.9}, elapsed=0.1, eta=0.0))
         bar(TrainFinished(2, False, None))
-        bar(AdviceStarted(runs=3, candidates=("scratch", "hidden1"), seeds=(0,), jobs=1, metric="val_accuracy"))
+        bar(AdviceStarted(runs=3, candidates=("scratch", "hidden1"), seeds=(0,), jobs=1,
+                          metric="val_accuracy"))
         for i, cand in enumerate(("scratch", "hidden1", "hidden1+ft"), start=1):
             bar(RunFinished(cand, 0, False, 0, 0.9, 0.1, done=i, total=3))
     assert bar.done == bar.total == 4  # the advisor planned one run more than guessed
@@ -95,11 +96,13 @@ def test_models_are_registered_with_lineage(walk):
     result, _, store = walk
     svc = Service(store)
     names = {i.name for i in svc.list_models()}
-    assert {"digits-base", "digits-5to9", "digits-5to9-seed1", "digits-scratch", "digits-scratch-seed1"} <= names
+    assert {"digits-base", "digits-5to9", "digits-5to9-seed1", "digits-scratch",
+            "digits-scratch-seed1"} <= names
     built = svc.model_info(result.built)
     assert built.lineage["base"] == {"name": "digits-base", "version": 1}
-    assert [(la.name, la.trainable) for la in svc.model_layers(built.ref) if la.name.startswith("hidden")] == [
-        ("hidden1", False), ("hidden2", False), ("hidden3", False)]
+    assert [
+        (la.name, la.trainable) for la in svc.model_layers(built.ref) if la.name.startswith("hidden")
+    ] == [("hidden1", False), ("hidden2", False), ("hidden3", False)]
     tuned = svc.model_info(result.run.finetuned.info.ref)
     assert tuned.ref == "digits-5to9:3" and tuned.class_names == ["5", "6", "7", "8", "9"]
     assert [(s["op"], s["from"]) for s in tuned.lineage["steps"]] == [("train", "digits-5to9:1"),
@@ -119,7 +122,8 @@ def test_accuracies_are_in_a_sane_range(walk):
     for acc in (run.frozen_accuracy, run.finetuned_accuracy):
         assert CHANCE + 0.3 < acc <= 1.0
     by = cmp_.by_label()
-    assert set(by) == {"scratch (same architecture)", "reuse hidden1-3 frozen", "reuse, then fine-tune hidden3"}
+    assert set(by) == {"scratch (same architecture)", "reuse hidden1-3 frozen",
+                       "reuse, then fine-tune hidden3"}
     assert all(len(a.scores) == 2 and all(CHANCE + 0.3 < s <= 1.0 for s in a.scores) for a in cmp_.approaches)
     assert by["reuse hidden1-3 frozen"].scores[0] == run.frozen_accuracy
     assert by["reuse hidden1-3 frozen"].trainable_params == 5 * 100 + 5
@@ -157,7 +161,8 @@ def test_cli_exits_1_with_one_error_line(tmp_path):
 
 def test_subprocess_quick_run(tmp_path):
     store = tmp_path / "models"
-    out = subprocess.run([sys.executable, "cli.py", "quickstart", "--quick", "--epochs", "5", "--store", str(store)],
+    out = subprocess.run([sys.executable, "cli.py", "quickstart", "--quick", "--epochs", "5",
+                          "--store", str(store)],
                          cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "[6/6] Serve over gRPC" in out.stdout and "stopped cleanly" in out.stdout
@@ -167,7 +172,8 @@ def test_subprocess_quick_run(tmp_path):
 
 def test_make_run_ends_by_saying_how_to_reach_the_reuse_command():
     # -n prints the recipes without running them (no install, no walk-through).
-    recipe = subprocess.run(["make", "-n", "run"], cwd=ROOT, capture_output=True, text=True, timeout=60).stdout
+    recipe = subprocess.run(["make", "-n", "run"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=60).stdout
     lines = recipe.splitlines()
     walk = next(i for i, line in enumerate(lines) if line.endswith("reuse quickstart"))
     after = "\n".join(lines[walk + 1:])

@@ -112,7 +112,8 @@ def test_json_keys_are_stable(env):
     (["--data", "target", "--cuts", "hidden1", "--blocks", "b{1..2}_"], "give either cut scopes or a block"),
     (["--data", "target", "--models", "all10:9"], "model 'all10' has no version 9 (versions: 1)"),
     (["--data", "target", "--plot", "rank.gif"], "unknown plot format '.gif'"),
-    (["--data", "target", "--memory-mb", "1"], "but the memory budget (--memory-mb 1: 1.0 MiB) leaves 0 bytes"),
+    (["--data", "target", "--memory-mb", "1"],
+     "but the memory budget (--memory-mb 1: 1.0 MiB) leaves 0 bytes"),
 ])
 def test_bad_input_is_refused_before_any_pass_and_the_store_is_untouched(env, args, error):
     store, files = env
@@ -128,7 +129,8 @@ def test_when_nothing_can_be_ranked_the_table_says_why_and_the_exit_code_is_3(en
     store, files = env
     d = json.loads(run(store, "--data", files["target"], "--json", "--budget", "0.000001", code=3).stdout)
     assert d["candidates"] == [] and d["recommendation"] is None and d["baseline"]["scores"]["knn"] > 0
-    assert d["not_ranked"] and all("not started: the time budget ran out" in n["reason"] for n in d["not_ranked"])
+    assert d["not_ranked"] and all("not started: the time "
+                                   "budget ran out" in n["reason"] for n in d["not_ranked"])
 
 
 def test_rank_own_memory_limit_refuses_and_skips_with_the_figure(env):

@@ -95,7 +95,8 @@ def test_a_differing_signature_is_found():
     assert mismatches(Wrong, "store_root") == ["returns int"]
     assert mismatches(Wrong, "model_info") == ["lacks parameter 'ref'", "requires parameter 'reference' the "
                                                "Protocol does not have", "returns str, expected ModelInfo"]
-    assert mismatches(Wrong, "list_jobs") == ["parameter 'state' is keyword-only='queued', expected keyword-only=''"]
+    assert mismatches(Wrong, "list_jobs") == ["parameter 'state' is keyword-only='queued', expected "
+                                              "keyword-only=''"]
     assert mismatches(Wrong, "model_layers") == ["parameter 'ref' is annotated int, expected str"]
     assert mismatches(Wrong, "get_job") == ["requires parameter 'strict' the Protocol does not have"]
     assert mismatches(Wrong, "close") == ["missing"]

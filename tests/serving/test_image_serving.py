@@ -83,7 +83,8 @@ def test_decoded_images_equal_what_the_training_data_path_reads(folder):
     got = decode_images("BYTES", [len(paths)], [p.read_bytes() for p in paths], RGB16)
     np.testing.assert_array_equal(got, data.x)  # alpha dropped, gray made RGB, 1x1 scaled up: as in training
     gray = load_data(f"images:{folder}?size=16,16&color=grayscale")
-    got = decode_images("BYTES", [len(paths), 1], [p.read_bytes() for p in paths], ImageTarget(16, 16, 1, "float32"))
+    got = decode_images("BYTES", [len(paths), 1], [p.read_bytes() for p in paths],
+                        ImageTarget(16, 16, 1, "float32"))
     np.testing.assert_array_equal(got, gray.x)
 
 
@@ -116,18 +117,23 @@ DECODE_REFUSALS = [
      "input 'x': element 0: 8001 bytes; the most one image may have is 8000"),
     ("request-cap", lambda px: ("BYTES", [2], [b"x" * 7000, b"x" * 7000]),
      "input 'x': 14000 bytes of images; the most one request may carry is 12000"),
-    ("batch-cap", lambda px: ("BYTES", [4], [b"x"] * 4), "input 'x': 4 images of 16x16x3 need 12288 bytes decoded"),
-    ("bytes-shape", lambda px: ("BYTES", [2, 2], [b"x"] * 4), "input 'x': BYTES shape [2, 2]; expected [n] or [n, 1]"),
-    ("bytes-count", lambda px: ("BYTES", [3], [b"x"] * 2), "input 'x': 2 BYTES elements for shape [3]; expected 3"),
+    ("batch-cap", lambda px: ("BYTES", [4], [b"x"] * 4),
+     "input 'x': 4 images of 16x16x3 need 12288 bytes decoded"),
+    ("bytes-shape", lambda px: ("BYTES", [2, 2], [b"x"] * 4),
+     "input 'x': BYTES shape [2, 2]; expected [n] or [n, 1]"),
+    ("bytes-count", lambda px: ("BYTES", [3], [b"x"] * 2),
+     "input 'x': 2 BYTES elements for shape [3]; expected 3"),
     ("uint8-channels", lambda px: ("UINT8", [1, 9, 7, 4], px["rgba"][None]),
      "input 'x': UINT8 shape [1, 9, 7, 4]; expected [n, height, width, 3] (rgb pixels"),
-    ("uint8-rank", lambda px: ("UINT8", [20, 24, 3], px["rgb"]), "input 'x': UINT8 shape [20, 24, 3]; expected"),
+    ("uint8-rank", lambda px: ("UINT8", [20, 24, 3], px["rgb"]),
+     "input 'x': UINT8 shape [20, 24, 3]; expected"),
     ("uint8-bomb", lambda px: ("UINT8", [1, 60_000, 60_000, 3], np.zeros(1, np.uint8)),
      "input 'x': UINT8 images of 60000x60000 pixels, more than the decompression-bomb limit"),
 ]
 
 
-@pytest.mark.parametrize(("make", "message"), [c[1:] for c in DECODE_REFUSALS], ids=[c[0] for c in DECODE_REFUSALS])
+@pytest.mark.parametrize(("make", "message"), [c[1:] for c in DECODE_REFUSALS],
+                         ids=[c[0] for c in DECODE_REFUSALS])
 def test_bad_images_are_refused_naming_the_element(pixels, make, message):
     datatype, shape, elements = make(pixels)
     with pytest.raises(InvalidInput) as exc:
@@ -143,7 +149,8 @@ def served(tmp_path_factory, folder):
     svc = Service(tmp_path_factory.mktemp("served") / "store")
     keras.utils.set_random_seed(0)
     svc.register_model(keras.Sequential([keras.Input((16, 16, 3), name="pixels"),
-                                         keras.layers.Conv2D(4, 3, activation="relu", name="conv")], name="b"), "b")
+                                         keras.layers.Conv2D(4, 3, activation="relu", name="conv")],
+                                        name="b"), "b")
     svc.build("pets", "b", "conv", preprocess="tf", head="gap", classes=3, seed=0)
     svc.train_model("pets", f"images:{folder}?size=16,16", options={"epochs": 2, "seed": 0})
     svc.register_model(make_mlp(), "mlp")
@@ -161,9 +168,11 @@ def test_a_png_sent_as_bytes_gets_the_probabilities_of_local_predict(served, fol
     svc, server = served
     image = (folder / "cat" / "a.png").read_bytes()
     want = _local(svc, image)
-    assert svc.model_info("pets").settings["cached_layers"][0] == "preprocess"  # trained on raw pixels, cached
+    # trained on raw pixels, cached
+    assert svc.model_info("pets").settings["cached_layers"][0] == "preprocess"
     with ReuseClient(server.target) as client:
-        for got in (client.infer("pets", [image])["output"], client.infer("pets", folder / "cat" / "a.png")["output"],
+        for got in (client.infer("pets", [image])["output"],
+                    client.infer("pets", folder / "cat" / "a.png")["output"],
                     client.infer("pets", [image], raw=False)["output"]):
             np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
         u8 = client.infer("pets", {"pixels": pixels["rgb"][None]})["output"]
@@ -180,9 +189,9 @@ def test_metadata_advertises_the_image_forms_and_the_class_names(served):
         server_meta = inference.ServerMetadata(ipb.ServerMetadataRequest())
     assert json.loads(meta.parameters["class_names"].string_param) == ["cat", "dog", "fox"]
     params = {k: v.string_param for k, v in meta.inputs[0].parameters.items()}
-    assert params == {"image_datatypes": "BYTES,UINT8", "image_formats": "PNG,JPEG,BMP,GIF", "image_size": "16,16",
-                      "image_channels": "3", "color_mode": "rgb", "bytes_shape": "[-1]",
-                      "uint8_shape": "[-1,-1,-1,3]", "preprocess": "tf"}
+    assert params == {"image_datatypes": "BYTES,UINT8", "image_formats": "PNG,JPEG,BMP,GIF",
+                      "image_size": "16,16", "image_channels": "3", "color_mode": "rgb",
+                      "bytes_shape": "[-1]", "uint8_shape": "[-1,-1,-1,3]", "preprocess": "tf"}
     assert (meta.inputs[0].datatype, list(meta.inputs[0].shape)) == ("FP32", [-1, 16, 16, 3])
     assert "classification" in server_meta.extensions
     sig = convert.signature_of(meta)
@@ -205,7 +214,8 @@ def test_classification_returns_the_top_classes_by_name(served, folder):
     assert top[0, 0].decode().count(":") == 2
 
 
-def _raw_bytes_request(elements: list[bytes], model: str = "pets", name: str = "pixels") -> ipb.ModelInferRequest:
+def _raw_bytes_request(elements: list[bytes],
+                       model: str = "pets", name: str = "pixels") -> ipb.ModelInferRequest:
     return convert.infer_request(model, "", {name: elements})
 
 
@@ -231,7 +241,8 @@ SERVED_REFUSALS = [
     ("png-bomb", lambda ok: _raw_bytes_request([ok, ok, png_bomb()]),
      "input 'pixels': element 2: refused as a decompression bomb"),
     ("length-prefix", lambda ok: _bad_prefix(), "input 'pixels': element 0 says 99 bytes but only 3 remain"),
-    ("uint8-shape", lambda ok: _uint8([2, 8, 8]), "input 'pixels': UINT8 shape [2, 8, 8]; expected [n, height, width, 3]"),
+    ("uint8-shape", lambda ok: _uint8([2, 8, 8]),
+     "input 'pixels': UINT8 shape [2, 8, 8]; expected [n, height, width, 3]"),
     ("uint8-channels", lambda ok: _uint8([1, 8, 8, 4]), "input 'pixels': UINT8 shape [1, 8, 8, 4]"),
     ("not-an-image-model", lambda ok: _raw_bytes_request([ok], model="mlp", name="features"),
      "input 'features': datatype BYTES, expected FP32"),
@@ -242,7 +253,8 @@ SERVED_REFUSALS = [
 ]
 
 
-@pytest.mark.parametrize(("make", "message"), [c[1:] for c in SERVED_REFUSALS], ids=[c[0] for c in SERVED_REFUSALS])
+@pytest.mark.parametrize(("make", "message"), [c[1:] for c in SERVED_REFUSALS],
+                         ids=[c[0] for c in SERVED_REFUSALS])
 def test_bad_requests_are_invalid_argument_and_the_server_goes_on(served, folder, make, message):
     _, server = served
     ok = (folder / "cat" / "a.png").read_bytes()
@@ -259,15 +271,17 @@ def test_a_stock_tritonclient_sends_bytes_and_asks_for_classes(served, folder, t
     py = triton_python()
     svc, server = served
     image = folder / "cat" / "a.png"
-    r = subprocess.run([str(py), str(ROOT / "tests" / "triton_image_check.py"), server.target, "pets", str(image),
-                        "2"], capture_output=True, text=True, timeout=120)
+    r = subprocess.run([str(py), str(ROOT / "tests" / "triton_image_check.py"), server.target, "pets",
+                        str(image), "2"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     got = json.loads(r.stdout)
     want = _local(svc, image.read_bytes())
     np.testing.assert_allclose(np.asarray(got["output"]), np.concatenate([want, want]), rtol=1e-5, atol=1e-6)
     best = int(np.argmax(want[0]))
     assert got["classification"][0][0].endswith(f":{best}:{['cat', 'dog', 'fox'][best]}")
-    assert got["metadata"]["inputs"][0]["datatype"] == "FP32" and "classification" in got["server"]["extensions"]
+    assert (
+        got["metadata"]["inputs"][0]["datatype"] == "FP32" and "classification" in got["server"]["extensions"]
+    )
 
 
 def test_cli_infer_takes_image_files_and_folders_locally_and_over_grpc(served, folder):
@@ -277,11 +291,13 @@ def test_cli_infer_takes_image_files_and_folders_locally_and_over_grpc(served, f
     best = ["cat", "dog", "fox"][int(np.argmax(want))]
     for where in (["--store", store], ["--server", server.target]):
         r = CliRunner().invoke(cli, ["infer", "pets", "--input", str(folder / "cat"), "--input",
-                                     str(folder / "fox" / "e.bmp"), "--top", "2", *where], catch_exceptions=False)
+                                     str(folder / "fox" / "e.bmp"), "--top", "2", *where],
+                               catch_exceptions=False)
         lines = r.output.splitlines()
         assert lines[0] == "pets:2: 3 image(s)"
         assert lines[1].startswith(f"  {folder / 'cat' / 'a.png'}  {best} {want.max():.3f}, ")
-        j = CliRunner().invoke(cli, ["infer", "pets", "--input", str(folder), "--json", *where], catch_exceptions=False)
+        j = CliRunner().invoke(cli, ["infer", "pets", "--input", str(folder), "--json", *where],
+                               catch_exceptions=False)
         out = json.loads(j.output)
         assert [x["input"] for x in out["images"]] == [str(p) for p in sorted(folder.rglob("*.*"))]
         assert out["images"][0]["top"][0]["class"] == best and len(out["images"][0]["top"]) == 3
@@ -299,5 +315,6 @@ def test_cli_infer_names_the_file_that_is_not_an_image(served, folder, tmp_path)
                             "recognise its bytes)\n")
     r = CliRunner().invoke(cli, ["infer", "mlp", "--input", str(folder / "cat" / "a.png"), "--store",
                                  str(svc.store_root)])
-    assert r.exit_code == 1 and r.output.startswith("Error: model mlp:1 takes features [-1, 8] float32; images need "
-                                                    "one input of shape [-1, height, width, channels]")
+    assert r.exit_code == 1 and r.output.startswith("Error: model mlp:1 takes features [-1, 8] float32; "
+                                                    "images need one input of shape [-1, height, width, "
+                                                    "channels]")

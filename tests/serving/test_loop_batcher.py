@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from reuse.errors import FailedPrecondition
-from reuse.serving import loop_batcher
 from reuse.serving.loop_batcher import LoopBatcher
 
 
@@ -34,10 +33,10 @@ def rows(n: int, value: float) -> list[np.ndarray]:
     return [np.full((n, 2), value, np.float32)]
 
 
-def test_concurrent_requests_merge_into_one_pass_and_each_gets_its_rows(monkeypatch):
-    monkeypatch.setattr(loop_batcher, "INLINE_S", 0.05)  # a busy CI machine may stretch a tiny pass
+def test_concurrent_requests_merge_into_one_pass_and_each_gets_its_rows():
     fwd = Double()
-    b = LoopBatcher(fwd, max_batch_size=64, max_delay_s=0.0)
+    # inline_s: a busy CI machine may stretch a tiny pass past the default
+    b = LoopBatcher(fwd, max_batch_size=64, max_delay_s=0.0, inline_s=0.05)
 
     async def main():
         await b.submit(rows(1, 0))  # the first pass (unmeasured) runs in the batcher's thread
@@ -88,10 +87,9 @@ def test_under_load_a_batch_waits_for_more_but_starts_once_full():
     b.close()
 
 
-def test_a_slow_pass_runs_off_the_loop_and_passes_never_overlap(monkeypatch):
-    monkeypatch.setattr(loop_batcher, "INLINE_S", 0.001)
+def test_a_slow_pass_runs_off_the_loop_and_passes_never_overlap():
     fwd = Double(delay=0.05)
-    b = LoopBatcher(fwd, max_batch_size=64, max_delay_s=0.0)
+    b = LoopBatcher(fwd, max_batch_size=64, max_delay_s=0.0, inline_s=0.001)
     ticks = []
 
     async def ticker():

@@ -1,4 +1,5 @@
-"""Serving core without a transport: dynamic batcher, model cache, engine (compiled forward: test_backend.py)."""
+"""Serving core without a transport: dynamic batcher, model cache, engine (compiled forward:
+test_backend.py)."""
 
 from __future__ import annotations
 

@@ -61,10 +61,13 @@ def test_metadata_is_complete_and_every_weight_has_a_checksum(store, tiny_model)
     got = store.info("base:1")
     assert got == info
     assert (got.description, got.tags, got.class_names) == ("tiny", {"team": "a"}, ["x", "y", "z"])
-    assert (got.metrics, got.history, got.settings) == ({"accuracy": 0.5}, {"loss": [1.0, 0.5]}, {"epochs": 2})
+    assert (got.metrics, got.history, got.settings) == ({"accuracy": 0.5},
+                                                        {"loss": [1.0, 0.5]}, {"epochs": 2})
     assert got.lineage == {"parent": "other:2", "layers": {"hidden1": "hidden1"}}
     assert got.input_shape == [None, 8] and got.output_shape == [None, 3]
-    assert got.keras_version == keras.__version__ and got.tensorflow_version and got.created.endswith("+00:00")
+    assert (
+        got.keras_version == keras.__version__ and got.tensorflow_version and got.created.endswith("+00:00")
+    )
     assert got.params == tiny_model.count_params() and got.size_bytes == info.path.stat().st_size
     with h5py.File(info.path) as f:
         assert f["reuse"].attrs["name"] == "base" and int(f["reuse"].attrs["version"]) == 1
@@ -111,7 +114,8 @@ def test_read_layer_weights_reads_only_named_layers(store, bn_model):
     assert store.model_config("bn")["class_name"] == "Sequential"
 
 
-@pytest.mark.parametrize("bad", ["../x", "a/b", "", "a" * 65, "Upper", "..", "a..b", ".hidden", "a b", "-x", "a:b"])
+@pytest.mark.parametrize("bad",
+                         ["../x", "a/b", "", "a" * 65, "Upper", "..", "a..b", ".hidden", "a b", "-x", "a:b"])
 def test_bad_names_are_refused(store, tiny_model, bad):
     with pytest.raises(InvalidName):
         check_name(bad)
@@ -148,8 +152,8 @@ def test_export_is_atomic_and_opens_in_keras(store, tiny_model, x, tmp_path):
     store.register(tiny_model, "base")
     out = tmp_path / "out" / "base.keras"
     assert store.export("base", out) == out
-    np.testing.assert_allclose(predict(keras.models.load_model(out, compile=False), x), predict(tiny_model, x),
-                               atol=1e-6)
+    np.testing.assert_allclose(predict(keras.models.load_model(out, compile=False), x),
+                               predict(tiny_model, x), atol=1e-6)
     with pytest.raises(AlreadyExists, match="exists"):
         store.export("base", out)
     store.export("base", out, overwrite=True)
@@ -199,7 +203,8 @@ def test_lambda_models_are_refused_in_every_format_unless_unsafe(store, tmp_path
         store.load("lam")
     xin = np.ones((2, 4), "float32")
     for ref in ("lam:1", "lam:2"):  # from the .keras and the Keras 3 .h5 file
-        np.testing.assert_allclose(predict(store.load(ref, safe_mode=False), xin), predict(model, xin), atol=1e-6)
+        np.testing.assert_allclose(predict(store.load(ref, safe_mode=False), xin),
+                                   predict(model, xin), atol=1e-6)
 
 
 def test_unsafe_hdf5_layouts_are_refused(store, tiny_model, tmp_path):

@@ -13,13 +13,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from conftest import make_mlp
-from s3_server import moto_missing
+from s3_server import S3Proxy, moto_missing
 
 from reuse.cli import cli
 from reuse.errors import StoreCorrupt
 from reuse.store import ModelStore
 from reuse.store.read_cache import ReadCache
-from reuse.store.s3_objects import errors
 
 pytestmark = pytest.mark.skipif(moto_missing() is not None, reason=moto_missing() or "")
 
@@ -76,22 +75,20 @@ def test_malformed_sidecar_is_store_corrupt_not_a_crash(url, s3, case):
     assert code == 0, line
 
 
-def test_huge_sidecar_is_refused_without_reading_it(url, s3, monkeypatch):
-    import reuse.store.s3_layout as layout
-
+def test_huge_sidecar_is_refused_without_reading_it(url, s3):
     store = ModelStore(url)
     store.register(make_mlp(), "m")
-    monkeypatch.setattr(layout, "MAX_SIDECAR_BYTES", 4096)
     body = _sidecar(s3, url, "m/v1.json")
     _put(s3, url, "m/v1.json", json.dumps({**body, "padding": "x" * 100_000}).encode())
-    fresh = ModelStore(url)
+    fresh = ModelStore(url, max_sidecar_bytes=4096)  # the default is 64 MiB: too much to upload in a test
     before = fresh.bucket.bytes_read
     with pytest.raises(StoreCorrupt, match=r"/m/v1\.json: .*bytes, more than a sidecar may have"):
         fresh._sidecar(("m", 1))
     assert fresh.bucket.bytes_read - before < 4096 * 2
 
 
-@pytest.mark.parametrize("evil", ["../../../victim", "/tmp/victim", "a" * 63 + "/"], ids=["up", "absolute", "nested"])
+@pytest.mark.parametrize("evil", ["../../../victim", "/tmp/victim", "a" * 63 + "/"],
+                         ids=["up", "absolute", "nested"])
 def test_sidecar_checksum_that_is_a_path_touches_no_local_file(url, s3, tmp_path, evil):
     """The sidecar's sha256 names the read-cache entry; one that is a path must not reach the file system."""
     store = ModelStore(url)
@@ -111,34 +108,34 @@ def test_sidecar_checksum_that_is_a_path_touches_no_local_file(url, s3, tmp_path
 def test_malformed_claim_does_not_crash_check(url, s3):
     store = ModelStore(url)
     store.register(make_mlp(), "m")
-    _put(s3, url, "m/v2.claim", json.dumps({"host": socket.gethostname(), "pid": 1e999, "started": 0}).encode())
+    _put(s3, url, "m/v2.claim",
+         json.dumps({"host": socket.gethostname(), "pid": 1e999, "started": 0}).encode())
     _put(s3, url, "m/v2.h5", b"orphan")
     _put(s3, url, "m/v3.claim", b"[" * 200_000)
     _put(s3, url, "m/v3.h5", b"orphan")
-    _put(s3, url, "m/v4.claim", json.dumps({"host": socket.gethostname(), "pid": 2**70, "started": 0}).encode())
+    _put(s3, url, "m/v4.claim",
+         json.dumps({"host": socket.gethostname(), "pid": 2**70, "started": 0}).encode())
     _put(s3, url, "m/v4.h5", b"orphan")
     report = store.check()  # unreadable claims count by their age: these are new, so not yet abandoned
     assert report.ok and report.notes == () and [f.ref for f in report.files] == ["m:1"]
 
 
-def test_a_cache_entry_trimmed_by_another_process_is_still_loaded(url, s3, monkeypatch):
+def test_a_cache_entry_trimmed_by_another_process_is_still_loaded(url, s3):
     """Two processes share REUSE_STATE: one's trim must not pull a verified file from under the other."""
     store = ModelStore(url)
     store.register(make_mlp(), "a")
     store.register(make_mlp(hidden=(32, 32)), "b")
-    first, other = ModelStore(url), ModelStore(url)
-    first.cache.limit = other.cache.limit = 1  # each keeps only its newest entry
-    real = type(first.cache).get
+    folder = store.state_dir / "cache"
+    other = ModelStore(url, cache=ReadCache(folder, limit=1))  # each keeps only its newest entry
 
-    def then_the_other_loads(cache, *args, **kwargs):
-        got = real(cache, *args, **kwargs)
-        if cache is first.cache:
-            other.load("b")  # the other process fetches b and trims: a's entry goes
-        return got
+    class OtherLoadsMeanwhile(ReadCache):
+        def get(self, *args, **kwargs):
+            got = super().get(*args, **kwargs)
+            other.load("b")  # right after a's file is handed out, the other process fetches b and trims
+            return got
 
-    monkeypatch.setattr(type(first.cache), "get", then_the_other_loads)
+    first = ModelStore(url, cache=OtherLoadsMeanwhile(folder, limit=1))
     assert first.load("a").name == make_mlp().name
-    monkeypatch.undo()
     other.load("b")
     left = sorted(p.name for p in (first.state_dir / "cache").iterdir())
     assert len(left) == 1 and len(left[0]) == 64 + 3  # the bound holds, and no private link is left behind
@@ -210,32 +207,28 @@ def test_bad_timeout_setting_is_one_line(url, monkeypatch):
         assert code == 1 and line.startswith("Error: REUSE_S3_CACHE_MB must be"), line
 
 
-def test_a_busy_server_is_unavailable_not_damage_and_hides_no_version(url, monkeypatch):
+def test_a_busy_server_is_unavailable_not_damage_and_hides_no_version(url, s3, monkeypatch):
     """A 503 SlowDown (after boto3's retries) on a sidecar must fail the listing, not drop the version as
     damaged; its long message is cut."""
-    from botocore.exceptions import ClientError
-
-    from reuse.store.s3_objects import Bucket, Unavailable
+    from reuse.store.s3_objects import Unavailable
 
     store = ModelStore(url)
     store.register(make_mlp(), "m")
-    exc = ClientError({"Error": {"Code": "SlowDown", "Message": "x" * 20_000},
-                       "ResponseMetadata": {"HTTPStatusCode": 503}}, "GetObject")
-    real = Bucket.get
 
-    def busy(bucket, key, **kwargs):
-        if key.endswith(".json"):
-            with errors(bucket, key):
-                raise exc
-        return real(bucket, key, **kwargs)
+    def busy(method, path):  # the endpoint answers every sidecar read with 503 SlowDown
+        return (503, "SlowDown", "x" * 20_000) if method == "GET" and path.endswith(".json") else None
 
-    monkeypatch.setattr(Bucket, "get", busy)
-    with pytest.raises(Unavailable, match=r"unavailable for .*/m/v1\.json \(SlowDown: x+… \(20000 characters\)\)") \
-            as info:
-        ModelStore(url).list()
-    assert len(str(info.value)) < 1000
-    code, line = _last_line(url, "versions", "m")
-    assert code == 1 and "SlowDown" in line and len(line) < 1000, line
+    with S3Proxy(s3.endpoint, busy) as proxy:
+        monkeypatch.setenv("REUSE_S3_ENDPOINT", proxy.endpoint)
+        monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")  # boto3 retries a 503 once, then gives up
+        with pytest.raises(Unavailable,
+                           match=r"unavailable for .*/m/v1\.json \(SlowDown: x+… \(20000 characters\)\)") \
+                as info:
+            ModelStore(url).list()
+        assert len(str(info.value)) < 1000
+        assert len(proxy.paths("/m/v1.json")) == 2
+        code, line = _last_line(url, "versions", "m")
+        assert code == 1 and "SlowDown" in line and len(line) < 1000, line
 
 
 
@@ -246,7 +239,8 @@ def test_listing_past_one_page_and_odd_foreign_keys(url, s3):
     keys = [_key(s3, url, f"aa/v{n}.claim") for n in range(1, 1006)]
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(lambda k: client.put_object(Bucket=s3.bucket, Key=k, Body=b"{}"), keys))
-    odd = ["m/v1.json ", "m/ v1.h5", "zz/v1.json\t", "zz/ünï code.h5", "zz/v1.json/x", "zz/a+b%20c?.h5"]  # moto refuses "\n"
+    # moto refuses "\n"
+    odd = ["m/v1.json ", "m/ v1.h5", "zz/v1.json\t", "zz/ünï code.h5", "zz/v1.json/x", "zz/a+b%20c?.h5"]
     for rel in odd:
         _put(s3, url, rel, b"{}")
     store.register(make_mlp(), "zz")  # sorts after the first page
@@ -283,7 +277,8 @@ def test_a_sidecar_moved_to_another_version_is_refused(url, s3):
     store.register(make_mlp(), "m")
     store.register(make_mlp(seed=1), "m")
     _put(s3, url, "m/v2.json", json.dumps(_sidecar(s3, url, "m/v1.json")).encode())
-    with pytest.raises(StoreCorrupt, match=r"/m/v2\.json: the sidecar names 'm':1, but lies where m:2 belongs"):
+    with pytest.raises(StoreCorrupt,
+                       match=r"/m/v2\.json: the sidecar names 'm':1, but lies where m:2 belongs"):
         ModelStore(url).load("m:2")
 
 
@@ -296,11 +291,13 @@ def test_refused_credentials_never_print_the_secret(url, s3, monkeypatch):
     assert secret not in res.output and s3.env["AWS_SECRET_ACCESS_KEY"] not in res.output
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     res = CliRunner().invoke(cli, ["list", "--store", url])
-    assert res.exit_code == 1 and res.output.strip().splitlines()[-1].startswith("Error: no usable AWS credentials"), \
+    assert res.exit_code == 1 and res.output.strip().splitlines()[-1].startswith("Error: no usable AWS "
+                                                                                 "credentials"), \
         (res.output, res.exception)
 
 
 def test_a_malformed_endpoint_is_one_line(url, monkeypatch):
     monkeypatch.setenv("REUSE_S3_ENDPOINT", "not a url")
     code, line = _last_line(url, "list")
-    assert code == 1 and line.startswith("Error: REUSE_S3_ENDPOINT must be an http(s):// URL; received 'not a url'")
+    assert code == 1 and line.startswith("Error: REUSE_S3_ENDPOINT must be an http(s):// URL; received "
+                                         "'not a url'")

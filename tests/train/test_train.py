@@ -101,7 +101,10 @@ def test_events_in_order():
     assert isinstance(events[0], TrainStarted) and isinstance(events[-1], TrainFinished)
     ends = [e for e in events if isinstance(e, EpochEnd)]
     assert [e.epoch for e in ends] == [1, 2, 3, 4] and all(e.epochs == 4 for e in ends)
-    assert set(ends[0].losses) == {"loss", "val_loss"} and set(ends[0].metrics) == {"accuracy", "val_accuracy"}
+    assert set(ends[0].losses) == {"loss", "val_loss"} and set(ends[0].metrics) == {
+        "accuracy",
+        "val_accuracy",
+    }
     assert ends[-1].eta == 0.0 and all(e.eta >= 0 and e.elapsed > 0 for e in ends)
     assert [e.elapsed for e in ends] == sorted(e.elapsed for e in ends)
     assert events[0].samples == 60 and events[0].val_samples == 12 and events[0].steps_per_epoch == 4

@@ -39,7 +39,8 @@ PARSE = [("flip", (("flip", "horizontal"),)), ("flip:both,rotate:0.1", (("flip",
           (("zoom", "0.2"), ("translate", "0.1"), ("contrast", "0.3"), ("brightness", "0.2")))]
 REFUSED = [("spin:0.1", "unknown augmentation 'spin'"), ("rotate", "invalid rotate factor ''"),
            ("rotate:2", "invalid rotate factor '2'"), ("flip:sideways", "invalid flip mode 'sideways'"),
-           ("flip,flip", "augmentation 'flip' given twice"), ("flip,,zoom:0.1", "expected steps separated by commas")]
+           ("flip,flip", "augmentation 'flip' given twice"),
+           ("flip,,zoom:0.1", "expected steps separated by commas")]
 
 
 @pytest.mark.parametrize(("text", "steps"), PARSE)

@@ -64,7 +64,8 @@ print("RESULT " + json.dumps(out))
 def test_two_devices_give_the_weights_of_one(tmp_path):
     dump = tmp_path / "hlo"  # XLA writes every compiled module here: the data-parallel one must all-reduce
     env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu",
-           "XLA_FLAGS": f"--xla_force_host_platform_device_count=2 --xla_dump_to={dump} --xla_dump_hlo_as_text"}
+           "XLA_FLAGS": f"--xla_force_host_platform_device_count=2 --xla_dump_to={dump} "
+                        "--xla_dump_hlo_as_text"}
     proc = subprocess.run([sys.executable, "-c", SCRIPT], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -88,7 +88,8 @@ def test_check_matches_arrays_to_inputs_by_name():
         "d: no array for input(s) 'x_right' of model 'pair' (inputs: x_left, x_right; arrays found: x_left)")
     assert err({**arrays, "x_right": np.zeros((6, 5))}) == (
         "d: input 'x_right': samples have shape (5,) (5 values); model 'pair' expects samples of shape (3,)")
-    assert err(np.zeros((6, 7))).startswith("d: model 'pair' takes 2 inputs (x_left, x_right); the data has one")
+    assert err(np.zeros((6, 7))).startswith("d: model 'pair' takes 2 inputs (x_left, x_right); the "
+                                            "data has one")
     nan = {**arrays, "x_left": np.full((6, 4), np.nan)}
     assert err(nan).startswith("d: input 'x_left': 24 NaN feature value(s)")
 
@@ -126,7 +127,8 @@ def test_two_input_model_trains_evaluates_and_predicts():
     local = evaluate(model, ds)
     assert local["samples"] == 40 and 0.0 <= local["accuracy"] <= 1.0
     out = predict(model, arrays)
-    np.testing.assert_allclose(out, model.predict([arrays["x_left"], arrays["x_right"]], verbose=0), atol=1e-5)
+    np.testing.assert_allclose(out,
+                               model.predict([arrays["x_left"], arrays["x_right"]], verbose=0), atol=1e-5)
 
 
 def test_frozen_recurrent_layers_are_cached_their_dropout_off_unless_asked():
@@ -212,7 +214,9 @@ def test_a_partly_unfrozen_nested_model_is_cached_up_to_its_trained_layers():
     for wa, wb in zip(a.get_weights(), b.get_weights(), strict=True):
         np.testing.assert_allclose(wa, wb, rtol=1e-4, atol=1e-5)
     after = weights_by_layer(a.get_layer("base"))
-    assert all(np.array_equal(p, q) for n in ("b1", "bbn", "b2") for p, q in zip(before[n], after[n], strict=True))
+    assert all(
+        np.array_equal(p, q) for n in ("b1", "bbn", "b2") for p, q in zip(before[n], after[n], strict=True)
+    )
     assert not np.array_equal(before["b3"][0], after["b3"][0])
 
 
@@ -312,7 +316,9 @@ def test_string_labels_are_named_in_errors_and_their_mapping_is_shown(tmp_path):
     run = CliRunner().invoke
     ok = run(cli, ["train", "m", "--store", str(store), "--data", str(tmp_path / "few.csv"), "--epochs", "1",
                    "--quiet"], catch_exceptions=False)
-    assert ok.exit_code == 0 and "labels mapped to classes (recorded with the model): 0 cat, 1 dog" in ok.output
+    assert (
+        ok.exit_code == 0 and "labels mapped to classes (recorded with the model): 0 cat, 1 dog" in ok.output
+    )
     assert Service(store).store.info("m:2").class_names == ["cat", "dog"]
     bad = run(cli, ["train", "m:1", "--store", str(store), "--data", str(tmp_path / "many.csv")])
     assert bad.exit_code == 1

@@ -69,8 +69,9 @@ def test_the_chunked_loop_gives_the_in_memory_loops_weights(chunk):
         state_vars = [v for v in m.variables if all(v is not t for t in train_vars)]
         lazy = (lambda a: IndexedRows(a, np.arange(len(a)))) if streamed else (lambda a: a)
         spec = LoopSpec(forward=Forward(m), train_vars=train_vars, state_vars=state_vars,
-                        optimizer=make_optimizer(cfg), task=Task("multiclass"), x=lazy(x), y=y, xv=lazy(xv), yv=yv,
-                        batch_size=8, epochs=4, seed=0, patience=2, chunk_rows=chunk if streamed else None)
+                        optimizer=make_optimizer(cfg), task=Task("multiclass"), x=lazy(x), y=y, xv=lazy(xv),
+                        yv=yv, batch_size=8, epochs=4, seed=0, patience=2,
+                        chunk_rows=chunk if streamed else None)
         out = (run_stream_loop(spec, metric="accuracy", eval_rows=16) if streamed
                else run_loop(spec, metric="accuracy"))
         weights.append(m.get_weights())
@@ -127,7 +128,8 @@ def test_the_feature_pass_reports_rows_and_travels_as_job_events():
     assert passes[0].rows_done == 0 and passes[-1].rows_done == passes[-1].rows_total == 200
     assert passes[-1].message == "frozen features (train) -> memory"
     fields = progress_of(passes[-1], None)
-    assert fields["stage"] == "feature_pass" and fields["message"].startswith("frozen features (train) -> memory: 200/200")
+    assert fields["stage"] == "feature_pass" and fields["message"].startswith("frozen features (train) -> "
+                                                                              "memory: 200/200")
     back = train_event(JobEvent.from_dict({"job_id": "j", "seq": 1, "state": "running", **fields}))
     assert isinstance(back, FeaturePass) and (back.rows_done, back.rows_total) == (200, 200)
 
@@ -146,7 +148,8 @@ def test_frozen_dropout_is_off_while_the_head_trains():
     # As plain Keras (frozen_mode=training) the frozen dropout is live: nothing after it is cached, and
     # the head learns from dropped-out features.
     live = _mlp(frozen=2, dropout=0.9)
-    assert train(live, ds, TrainConfig(epochs=2, batch_size=8, frozen_mode="training")).cached_layers == ("hidden1",)
+    assert train(live, ds,
+                 TrainConfig(epochs=2, batch_size=8, frozen_mode="training")).cached_layers == ("hidden1",)
     assert not np.allclose(live.get_weights()[-2], cached.get_weights()[-2])
 
 
@@ -167,7 +170,8 @@ def _conv_store(store: Path, side: int) -> None:
     x = keras.layers.Conv2D(8, 5, strides=4, activation="relu", name="conv1", trainable=False)(x)
     x = keras.layers.Conv2D(8, 3, strides=2, activation="relu", name="conv2", trainable=False)(x)
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-    ModelStore(store).register(keras.Model(inp, keras.layers.Dense(2, activation="softmax", name="out")(x)), "conv")
+    ModelStore(store).register(keras.Model(inp, keras.layers.Dense(2, activation="softmax", name="out")(x)),
+                               "conv")
 
 
 def test_a_budget_too_small_is_refused_with_the_number_needed(tmp_path):
@@ -177,7 +181,10 @@ def test_a_budget_too_small_is_refused_with_the_number_needed(tmp_path):
                                       "--memory-mb", "64", "--store", str(tmp_path / "store")])
     assert result.exit_code == 1
     line = result.output.splitlines()[-1]
-    assert line.startswith("Error: ") and "but the memory budget (--memory-mb 64: 64.0 MiB) leaves 0 bytes" in line
+    assert (
+        line.startswith("Error: ")
+        and "but the memory budget (--memory-mb 64: 64.0 MiB) leaves 0 bytes" in line
+    )
     assert "give at least --memory-mb " in line
     assert [i.version for i in ModelStore(tmp_path / "store").versions("conv")] == [1]
 
