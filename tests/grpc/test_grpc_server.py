@@ -77,9 +77,10 @@ def test_32_concurrent_clients_get_their_answers_in_batches(served, rng):
     def client(i: int) -> None:
         channel, inference, _ = stubs(served["server"].target)
         with channel:
-            barrier.wait()
-            for _ in range(5):
-                results[i] = _out(inference.ModelInfer(infer_request(xs[i])))
+            barrier.wait()  # five calls in flight per client at once: 160 arrive while batches run
+            calls = [inference.ModelInfer.future(infer_request(xs[i])) for _ in range(5)]
+            for call in calls:
+                results[i] = _out(call.result())
 
     threads = [threading.Thread(target=client, args=(i,)) for i in range(32)]
     for t in threads:
