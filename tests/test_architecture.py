@@ -339,3 +339,13 @@ def test_the_order_check_finds_a_deliberate_upward_import(tmp_path):
         f.write("\n\ndef _late():\n    from reuse.serving import engine\n    return engine\n")
     assert upward_imports(copy) == ["reuse.store.meta -> reuse.serving",
                                     "reuse.store.meta -> reuse.serving.engine"]
+
+
+MAX_MODULE_LINES = 400
+
+
+def test_no_module_is_longer_than_a_reader_can_hold():
+    """A module past 400 lines holds two concepts; split it where they part (generated code excluded)."""
+    long = {str(p.relative_to(PACKAGE)): n for p in _modules(PACKAGE)
+            if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES}
+    assert long == {}

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import keras
 import numpy as np
 
 from reuse.data import Dataset
+from reuse.store import ModelStore
 
 
 def toy_data(n: int = 60, n_in: int = 8, k: int = 3, seed: int = 0, noise: float = 1.0,
@@ -24,3 +28,15 @@ def layer_weights(model) -> dict[str, list[np.ndarray]]:
 def changed(before: dict, after: dict) -> set[str]:
     return {name for name in before
             if any(not np.array_equal(a, b) for a, b in zip(before[name], after[name], strict=True))}
+
+
+def conv_store(store: Path, side: int) -> None:
+    """Register ``conv``: a frozen two-layer conv prefix on ``side``×``side`` RGB pixels, a 2-class head."""
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((side, side, 3), name="image")
+    x = keras.layers.Rescaling(1 / 255, name="scale")(inp)
+    x = keras.layers.Conv2D(8, 5, strides=4, activation="relu", name="conv1", trainable=False)(x)
+    x = keras.layers.Conv2D(8, 3, strides=2, activation="relu", name="conv2", trainable=False)(x)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    ModelStore(store).register(keras.Model(inp, keras.layers.Dense(2, activation="softmax", name="out")(x)),
+                               "conv")

@@ -46,3 +46,15 @@ class JobCalls:
     def watch_job(self, job_id: str, *, after_seq: int = 0) -> Iterator[JobEvent]:
         """The job's events until it finishes (locally without a started job manager: its last event)."""
         return self.job_host.watch_job(job_id, after_seq=after_seq)
+
+    def start_train(self, params: dict[str, Any]) -> JobRecord:
+        return self.start_job("train", params)
+
+    def start_finetune(self, params: dict[str, Any]) -> JobRecord:
+        return self.start_job("finetune", params)
+
+    def start_advise(self, params: dict[str, Any]) -> JobRecord:
+        return self.start_job("advise", params)
+
+    def start_rank(self, params: dict[str, Any]) -> JobRecord:
+        return self.start_job("rank", params)

@@ -17,14 +17,13 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from reuse.errors import InvalidInput, NotFound
-from reuse.graph.select import Selection
 from reuse.graph.signature import ModelSignature
 from reuse.jobs import JobRecord
 from reuse.jobs.calls import JobCalls
@@ -79,8 +78,8 @@ class RemoteService(JobCalls):
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "model.h5"
             keras.saving.save_model(model, str(path))
-            return self.upload_model(_read_chunks(path), name, description=meta.get("description", ""),
-                                     tags=meta.get("tags"))
+            return self.client.upload_model(path, name, description=meta.get("description", ""),
+                                            tags=meta.get("tags"), format="h5")
 
     def describe_model(self, ref: str, *, scope: str | None = None, match: str = "full") -> ModelDescription:
         return self.client.describe_model(ref, scope=scope, match=match)
@@ -114,21 +113,9 @@ class RemoteService(JobCalls):
     # -- selection and building --------------------------------------------------------------------
     def layer_table(self, ref: str, scope: str | None = None, match: str = "full") -> LayerTable:
         """As the local one: the non-input layers, with the scope's dry run when given."""
-        from reuse.store.layer_table import LayerRow, LayerTable
+        from reuse.store.describe import table_of
 
-        d = self.describe_model(ref, scope=scope, match=match)
-        if scope is not None and d.selection is None:  # an empty scope: the server previews nothing
-            d = ModelDescription(d.info, d.versions, d.layers, Selection(scope, match, (), tuple(
-                x.name for x in d.layers if x.class_name != "InputLayer")))
-        chosen = set(d.selection.matched) if d.selection else set()
-        rows = tuple(LayerRow(index=i, name=x.name, class_name=x.class_name,
-                              output_shape=list(x.output_shape) if x.output_shape is not None else None,
-                              params=x.params, trainable=x.trainable,
-                              matched=(x.name in chosen or _held(x, chosen)) if d.selection else None,
-                              depth=x.depth, inputs=tuple(x.inputs))
-                     for i, x in enumerate(x for x in d.layers if x.class_name != "InputLayer"))
-        selected = tuple(r.name for r in rows if r.matched and r.class_name not in _MODEL_CLASSES)
-        return LayerTable(d.info.ref, rows, d.selection, selected)
+        return table_of(self.describe_model(ref, scope=scope, match=match), scope, match)
 
     def build(self, new_name: str, base_ref: str, reuse: str, *, head: str | HeadSpec | None = None,
               head_file: str | os.PathLike[str] | None = None, classes: int | None = None,
@@ -377,9 +364,6 @@ class RemoteService(JobCalls):
         params = dict(params)
         return self.client.start_advise(params.pop("model", ""), params.pop("data", ""), **params)
 
-    def start_rank(self, params: dict[str, Any]) -> JobRecord:
-        return self.start_job("rank", params)
-
     def serving_stats(self) -> dict[str, Any]:
         return self.client.stats()
 
@@ -395,12 +379,6 @@ class _InfoSource:
 
     def info(self, ref: str | ModelRef) -> ModelInfo:
         return self.remote.model_info(str(ref))
-
-
-def _read_chunks(path: Path, size: int = 1024 * 1024) -> Iterator[bytes]:
-    with open(path, "rb") as f:
-        while block := f.read(size):
-            yield block
 
 
 class _spooled:
@@ -419,11 +397,3 @@ class _spooled:
 
     def __exit__(self, *exc: object) -> None:
         self._dir.cleanup()
-
-
-_MODEL_CLASSES = ("Sequential", "Functional", "Model")
-
-
-def _held(row: LayerInfo, matched: set[str]) -> bool:
-    """Whether a matched nested model holds ``row`` (a nested model's path selects what it holds)."""
-    return any(row.name.startswith(m + "/") for m in matched)

@@ -7,8 +7,7 @@ no gRPC, no printing here. Sections are grouped by area so they grow independent
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -18,6 +17,7 @@ from reuse.errors import InvalidInput
 from reuse.jobs.calls import JobCalls
 from reuse.jobs.kinds import builtin_kinds
 from reuse.service.state import ServerState, StateSettings
+from reuse.service.uploads import UploadCalls
 from reuse.store import CheckReport, LayerInfo, ModelInfo, ModelStore, check_name
 from reuse.train.output import Prediction, PretrainOutcome, Report, TrainOutcome
 
@@ -38,12 +38,11 @@ if TYPE_CHECKING:
     from reuse.store.describe import ModelDescription
     from reuse.store.layer_table import LayerTable
     from reuse.store.lineage import HistorySegment
-    from reuse.store.uploads import DatasetInfo, Upload
 
 D = TypeVar("D")
 
 
-class Service(JobCalls):
+class Service(JobCalls, UploadCalls):
     """Operations on one model store (the job operations go to its server state)."""
 
     def __init__(self, store: str | os.PathLike[str] | None = None, *,
@@ -376,67 +375,11 @@ class Service(JobCalls):
         from reuse.store.describe import describe
         return describe(self.store, ref, scope=scope, match=match)
 
-    def open_upload(self) -> Upload:
-        """A staging file in the store for a model or dataset being received."""
-        return self.state.open_upload()
-
-    def register_upload(self, upload: Upload, name: str, *, format: str = "h5", description: str = "",
-                        tags: dict[str, str] | None = None, unsafe: bool = False) -> ModelInfo:
-        """Validate a received model file and register it as the next version of ``name``."""
-        from reuse.store.uploads import register_model_file
-
-        self.state.check_unsafe_upload(unsafe)
-        return register_model_file(self.store, upload.finish(), name, fmt=format or "h5", unsafe=unsafe,
-                                   description=description, tags=tags)
-
-    def store_dataset_upload(self, upload: Upload, name: str, *, format: str, description: str = "",
-                             tags: dict[str, str] | None = None, overwrite: bool = False) -> DatasetInfo:
-        from reuse.store.uploads import DatasetStore
-        return DatasetStore(self.store).put(upload, name, fmt=format, description=description, tags=tags,
-                                            overwrite=overwrite)
-
-    def upload_model(self, chunks: Iterable[bytes], name: str, *, format: str = "h5", description: str = "",
-                     tags: Mapping[str, str] | None = None, unsafe: bool = False) -> ModelInfo:
-        with self._received(chunks) as up:
-            return self.register_upload(up, name, format=format, description=description,
-                                        tags=dict(tags) if tags is not None else None, unsafe=unsafe)
-
-    def upload_dataset(self, chunks: Iterable[bytes], name: str, *, format: str, description: str = "",
-                       tags: Mapping[str, str] | None = None, overwrite: bool = False) -> DatasetInfo:
-        with self._received(chunks) as up:
-            return self.store_dataset_upload(up, name, format=format, description=description,
-                                             tags=dict(tags) if tags is not None else None,
-                                             overwrite=overwrite)
-
-    @contextmanager
-    def _received(self, chunks: Iterable[bytes]) -> Iterator[Upload]:
-        """A staged upload holding every chunk (removed on leaving unless it was stored)."""
-        with self.open_upload() as up:
-            for chunk in chunks:
-                up.write(chunk)
-            yield up
-
-    def list_datasets(self) -> list[DatasetInfo]:
-        from reuse.store.uploads import DatasetStore
-        return DatasetStore(self.store).list()
-
     def build_job(self, params: dict[str, Any], *, wait: bool = True,
                   timeout: float | None = None) -> JobRecord:
         """Run the ``build`` job kind; by default wait for it and return the finished record."""
         record = self.start_job("build", params)
         return self.state.jobs.wait(record.id, timeout) if wait else record
-
-    def start_train(self, params: dict[str, Any]) -> JobRecord:
-        return self.start_job("train", params)
-
-    def start_finetune(self, params: dict[str, Any]) -> JobRecord:
-        return self.start_job("finetune", params)
-
-    def start_advise(self, params: dict[str, Any]) -> JobRecord:
-        return self.start_job("advise", params)
-
-    def start_rank(self, params: dict[str, Any]) -> JobRecord:
-        return self.start_job("rank", params)
 
     def job_events(self, job_id: str, *, after_seq: int = 0, timeout: float | None = None
                    ) -> tuple[list[JobEvent], bool]:

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from reuse.errors import InvalidInput, StoreCorrupt
+from reuse.graph.arch import MODEL_CLASSES
 from reuse.graph.select import Selection
 from reuse.store import LayerInfo, ModelStore
 
@@ -52,10 +53,7 @@ class LayerTable:
     @property
     def leaves(self) -> int:
         """How many rows are layers (not nested models)."""
-        return sum(1 for r in self.rows if r.class_name not in _MODELS)
-
-
-_MODELS = ("Sequential", "Functional", "Model")
+        return sum(1 for r in self.rows if r.class_name not in MODEL_CLASSES)
 
 
 def layer_table(store: ModelStore, ref: str, scope: str | None = None, match: str = "full") -> LayerTable:

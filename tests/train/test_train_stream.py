@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
+from train_helpers import conv_store
 
 from reuse.backend.spec import Forward, LoopSpec
 from reuse.cli import cli
@@ -163,20 +164,9 @@ def _image_folder(root: Path, n: int, side: int) -> None:
                                                                               quality=90)
 
 
-def _conv_store(store: Path, side: int) -> None:
-    keras.utils.set_random_seed(0)
-    inp = keras.Input((side, side, 3), name="image")
-    x = keras.layers.Rescaling(1 / 255, name="scale")(inp)
-    x = keras.layers.Conv2D(8, 5, strides=4, activation="relu", name="conv1", trainable=False)(x)
-    x = keras.layers.Conv2D(8, 3, strides=2, activation="relu", name="conv2", trainable=False)(x)
-    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-    ModelStore(store).register(keras.Model(inp, keras.layers.Dense(2, activation="softmax", name="out")(x)),
-                               "conv")
-
-
 def test_a_budget_too_small_is_refused_with_the_number_needed(tmp_path):
     _image_folder(tmp_path / "imgs", 8, 32)
-    _conv_store(tmp_path / "store", 32)
+    conv_store(tmp_path / "store", 32)
     result = CliRunner().invoke(cli, ["train", "conv", "--data", f"images:{tmp_path / 'imgs'}?size=32,32",
                                       "--memory-mb", "64", "--store", str(tmp_path / "store")])
     assert result.exit_code == 1
@@ -202,7 +192,7 @@ _PEAK = textwrap.dedent("""
 def test_training_on_a_folder_several_times_the_budget_stays_within_it(tmp_path):
     side, n, budget_mb = 512, 1100, 1000
     _image_folder(tmp_path / "imgs", n, side)
-    _conv_store(tmp_path / "store", side)
+    conv_store(tmp_path / "store", side)
     decoded_mb = n * side * side * 3 * 4 / 2**20
     assert decoded_mb > 3 * budget_mb  # the folder as float32 pixels: several times the budget
     env = {**os.environ, "TMPDIR": str(tmp_path)}
