@@ -324,9 +324,8 @@ def advise(store: ModelStore, base_ref: str, data: Dataset, *, val: Dataset | No
         if (c, s) not in finished:
             missing.setdefault(c, []).append(s)
     rows = [_row(c, [r for r in records if r.candidate == c], plan.plans[c.depth]) for c in candidates]
-    rec = None
-    if any(r.scores for r in rows):
-        rec = recommend(rows, higher_is_better=higher, min_margin=_margin(config, rows, higher, len(val_ds)))
+    margin = noise_margin(config, rows, higher, len(val_ds))
+    rec = recommend(rows, higher_is_better=higher, min_margin=margin) if any(r.scores for r in rows) else None
     kept: dict[Candidate, RunRecord] = {}
     for r in sorted(records, key=lambda r: r.seed):
         if r.weights is not None:
@@ -375,7 +374,8 @@ def _row(c: Candidate, runs: list[RunRecord], p: DepthPlan) -> CandidateResult:
     return CandidateResult(c, tuple(r.score for r in runs), seconds, params, extra)
 
 
-def _margin(config: AdviseConfig, rows: list[CandidateResult], higher: bool, n_val: int) -> float:
+def noise_margin(config: AdviseConfig, rows: list[CandidateResult], higher: bool, n_val: int) -> float:
+    """The noise to beat: ``min_margin``; else one validation row (scores) or a share of the least loss."""
     if config.min_margin is not None:
         return config.min_margin
     if higher:

@@ -15,17 +15,15 @@ simplest candidate that nothing beats by more than the noise) to every row toget
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from reuse.advise.advice import (
-    DEFAULT_MARGIN,
-    REGRESSION_MARGIN,
     Advice,
     AdviseConfig,
     advise,
+    noise_margin,
     resolve_output,
 )
 from reuse.advise.recommend import Candidate, CandidateResult, Recommendation, recommend
@@ -125,15 +123,6 @@ def shortlist_advice(store: ModelStore, data: Dataset, *, k: int, base: str | No
     return out
 
 
-def _margin(config: AdviseConfig, rows: list[CandidateResult], higher: bool, n_val: int) -> float:
-    if config.min_margin is not None:
-        return config.min_margin
-    if higher:
-        return max(DEFAULT_MARGIN, 1.0 / max(n_val, 1))
-    means = [abs(r.mean) for r in rows if r.scores and math.isfinite(r.mean)]
-    return REGRESSION_MARGIN * min(means) if means else 0.0
-
-
 def _joined(advices: list[Advice], config: AdviseConfig) -> Advice:
     """One advice over the rows of several bases' advice runs (see the module docstring)."""
     first = advices[0]
@@ -152,7 +141,7 @@ def _joined(advices: list[Advice], config: AdviseConfig) -> Advice:
     rec = None
     if any(r.scores for r in rows):
         rec = recommend(rows, higher_is_better=first.higher_is_better,
-                        min_margin=_margin(config, rows, first.higher_is_better, first.val_samples))
+                        min_margin=noise_margin(config, rows, first.higher_is_better, first.val_samples))
     stopped = next((a.stopped for a in advices if a.stopped == "cancelled"), None) or next(
         (a.stopped for a in advices if a.stopped), None)
     not_run = [(BaseCandidate(c.depth, c.finetune, a.base), s) for a in advices for c, s in a.not_run]

@@ -101,6 +101,12 @@ class AugmentSpec:
         return out
 
 
+# The rows one draw of the augmentation covers when views are computed (--augment-views): a random
+# layer draws its transforms for a whole batch, so a view's batches have this fixed size, not one chosen
+# from the memory budget (which depends on what the process holds at the time).
+VIEW_ROWS = 32
+
+
 class Augmenter:
     """The spec's layers as one callable on an image batch, with its random state (seed generators)."""
 

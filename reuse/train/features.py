@@ -257,7 +257,8 @@ def feature_pass(prefix: Any, x: Any, dest: Path | None, *, progress: ProgressCa
                  view: tuple[Any, int] | None = None) -> Any:
     """``prefix``'s outputs for every row of ``x``, in one streaming pass: into memory (``dest`` None)
     or into ``dest-<i>.npy`` files (one per output), returned as row sources over them. ``view``:
-    ``(augmenter, k)`` augments each batch first, its random state set from ``(k, batch number)``.
+    ``(augmenter, k)`` augments each batch of VIEW_ROWS rows first, its random state set from ``(k,
+    batch number)``, so a view does not depend on the memory budget (unless not even VIEW_ROWS fit).
 
     Raises:
         ResourceExhausted: not even one row fits the memory budget.
@@ -268,6 +269,10 @@ def feature_pass(prefix: Any, x: Any, dest: Path | None, *, progress: ProgressCa
 
     n = rows_of(x)
     rows = rows_for_pass(prefix)
+    if view is not None:  # one draw of the augmentation per VIEW_ROWS rows: the same views at any budget
+        from reuse.train.augment import VIEW_ROWS
+
+        rows = min(rows, VIEW_ROWS)
     # A single short pass is cheaper eager on backends that trace slowly; a long one compiled.
     compiled = not active().EAGER_ONE_SHOT or n > 2 * rows
     forward, before = None, None

@@ -14,9 +14,13 @@ from click.testing import CliRunner
 from reuse.cli import cli
 from reuse.data import Dataset
 from reuse.errors import InvalidInput
+from reuse.memory import process_budget
 from reuse.store import ModelStore
 from reuse.train import TrainConfig, train
-from reuse.train.augment import AugmentedForward, Augmenter, AugmentSpec
+from reuse.train.augment import VIEW_ROWS, AugmentedForward, Augmenter, AugmentSpec
+from reuse.train.features import feature_pass
+from reuse.train.footprint import activation_bytes, input_bytes
+from reuse.train.infer import rows_for_pass
 
 
 def _images(n: int = 48, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -88,6 +92,26 @@ def test_augmented_training_is_reproducible_and_differs_from_plain(views):
     train(plain, ds, TrainConfig(epochs=3, batch_size=16))
     assert not np.allclose(plain.get_weights()[-2], runs[0][-2])
     assert [layer.name for layer in plain.layers] == [layer.name for layer in _model().layers]
+
+
+def test_a_view_does_not_depend_on_how_many_rows_the_pass_runs_at_once():
+    """A view is drawn per VIEW_ROWS rows, from the view number and the block, so a longer data set's view
+    starts with the shorter one's rows: the pass's batch size (which the memory budget sets, and which
+    depends on what the process holds) changes nothing. Same seed, same views, same weights."""
+    x, _ = _images(3 * VIEW_ROWS)
+    m = _model()
+    prefix = keras.Model(m.inputs, m.get_layer("gap").output)
+    aug = Augmenter(AugmentSpec.parse("flip,rotate:0.2"), 3, (12, 12, 3))
+    long = feature_pass(prefix, x, None, view=(aug, 1))
+    short = feature_pass(prefix, x[:2 * VIEW_ROWS], None, view=(aug, 1))
+    np.testing.assert_allclose(long[:2 * VIEW_ROWS], short, rtol=1e-6, atol=1e-6)
+    # A budget that lets a pass hold about 60 rows (fewer than the data, more than VIEW_ROWS): the same view.
+    budget, per_row = process_budget(), activation_bytes(prefix) + 2 * input_bytes(prefix)
+    with budget.reserve(budget.available() - 2 * 60 * per_row):
+        assert VIEW_ROWS < rows_for_pass(prefix) < len(x)
+        np.testing.assert_allclose(feature_pass(prefix, x, None, view=(aug, 1)), long, rtol=1e-6, atol=1e-6)
+    assert not np.allclose(long, feature_pass(prefix, x, None, view=(aug, 2)))
+    assert not np.allclose(long, feature_pass(prefix, x, None))
 
 
 def test_augmenting_a_non_image_input_is_refused():
