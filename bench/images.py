@@ -21,7 +21,7 @@ whose only child it is: ``RUSAGE_CHILDREN``):
 Targets (issue 22/23): reuse's peak RSS <= 2 GiB and flat from 3k to 23k; >= 3x faster than the guide's
 pipeline at the same final loss (within noise); augmented >= 2x faster at the same final loss.
 
-    python bench/images.py --out bench/out/images.json                 # everything (about an hour on 2 cores)
+    python bench/images.py --out bench/out/images.json                 # everything (about 30 min on 2 cores)
     python bench/images.py --sizes 3000 --cases plain --out /tmp/i.json # a quick look
 """
 
