@@ -143,7 +143,7 @@ def report_version(store: ModelStore, ref: str, *, plot: str | os.PathLike[str] 
 
     info = store.info(ref)
     units = info.output_shape[-1] if info.output_shape else None
-    findings = diagnose(info.history or {}, info.metrics or {}, n_outputs=units)
+    findings = diagnose(info.history or {}, info.metrics or {}, n_outputs=units, settings=info.settings or {})
     segments: list[Any] = []
     if plot is not None:
         from reuse.store.lineage import training_history

@@ -8,7 +8,7 @@ Public API (what the CLI, the service and the gRPC server call)::
     train_seeds(model, data, config, n, *, finetune_scope=None, ...) -> SeedsResult
     evaluate(model, data) -> dict;  predict(model, data) -> np.ndarray;  Predictor(model)
     pretrain(data, PretrainConfig(...), *, test=None, progress=None, cancel=None) -> PretrainResult
-    diagnose(history, metrics, *, n_outputs=None) -> list[Finding]
+    diagnose(history, metrics, *, n_outputs=None, settings=None) -> list[Finding]
 
 Modules import Keras lazily where they can; the compiled loop and forward pass come from the backend
 seam (:mod:`reuse.backend`), chosen by ``keras.backend.backend()``.

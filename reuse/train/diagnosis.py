@@ -1,6 +1,7 @@
 """Diagnosis of a training run in the practitioner's three-way framework.
 
-- Learning problem: the training loss diverges, is stuck, or stays at chance level.
+- Learning problem: the training loss diverges, is stuck, or stays at chance level; or the frozen
+  reused layers give every input (almost) the same output, so the head has nothing to learn from.
 - Generalization problem: validation loss worsens while training loss improves, or a large gap.
 - Prediction problem: the final metric varies a lot across seeds.
 
@@ -19,12 +20,19 @@ OVERFIT_RISE = 0.10  # validation loss rose 10 % above its best ...
 OVERFIT_GAP = 0.15  # ... or training accuracy beats validation accuracy by 15 points
 SPREAD_STD = 0.02  # standard deviation of accuracy across seeds above 2 points
 SPREAD_LOSS_CV = 0.10  # or of the loss above 10 % of its mean (regression)
+FLAT_FEATURES = 1e-4  # the frozen features' standard deviation across rows (settings' feature_std) below
 
 LEARNING_REMEDIES = (
     "change the learning rate (try 10x larger if the loss barely moves, 10x smaller if it jumps or diverges)",
     "check the weight initialisation (he_uniform/he_normal for relu, glorot for tanh/sigmoid)",
     "add batch normalisation before the activations",
     "change the activation (leaky_relu or elu if relu units may have died)",
+)
+FEATURE_REMEDIES = (
+    "check the base: untrained weights, or batch normalisation whose moving statistics were never "
+    "measured (a base saved before training), make a deep frozen part's output almost constant",
+    "check that inputs reach the base as it expects (reuse build --preprocess)",
+    "reuse fewer layers (a shallower --reuse scope), or unfreeze some (reuse finetune --unfreeze)",
 )
 GENERALIZATION_REMEDIES = (
     "regularise: dropout, weight decay (adamw) or a smaller network",
@@ -83,6 +91,17 @@ def _learning(history: dict[str, list[float]], n_outputs: int | None) -> Finding
                        f"training loss went from {first:.4f} (epoch 1) to {last:.4f} (epoch {len(loss)}), "
                        f"best {best:.4f}: {improvement:.1%} better", LEARNING_REMEDIES)
     return None
+
+
+def _flat_features(settings: dict[str, Any]) -> Finding | None:
+    std = settings.get("feature_std")
+    if std is None or not math.isfinite(std) or std >= FLAT_FEATURES:
+        return None
+    cut = (settings.get("cached_layers") or ["?"])[-1]
+    return Finding("learning", "the frozen layers give every input almost the same output",
+                   f"the cached features (the output of {cut}) vary by a standard deviation of {std:.2g} "
+                   f"between training rows (below {FLAT_FEATURES:g}): the head cannot tell the inputs apart",
+                   FEATURE_REMEDIES)
 
 
 def _generalization(history: dict[str, list[float]], metric: str) -> Finding | None:
@@ -157,7 +176,7 @@ def _seed_spread(metrics: dict[str, Any], metric: str) -> Finding | None:
 
 
 def diagnose(history: dict[str, list[float]], metrics: dict[str, Any] | None = None, *,
-             n_outputs: int | None = None) -> list[Finding]:
+             n_outputs: int | None = None, settings: dict[str, Any] | None = None) -> list[Finding]:
     """Findings for a run's per-epoch ``history`` and final ``metrics`` (``metrics["seeds"]`` holds
     the spread over seeds when trained with ``--seeds N``). An empty list means no problem found.
 
@@ -165,8 +184,9 @@ def diagnose(history: dict[str, list[float]], metrics: dict[str, Any] | None = N
         history: ``loss``, ``accuracy`` (or ``mae``), ``val_loss``, ``val_accuracy`` per epoch.
         metrics: final metrics, optionally with ``seeds`` -> metric -> {mean, std, values}.
         n_outputs: units of the output layer (for the chance-level loss ln(k) of a k-class softmax).
+        settings: the version's training settings (``feature_std``: how much the frozen features vary).
     """
     metric = "mae" if "mae" in history else "accuracy"
-    found = [_learning(history, n_outputs), _generalization(history, metric),
+    found = [_flat_features(settings or {}), _learning(history, n_outputs), _generalization(history, metric),
              _prediction(metrics or {}, metric)]
     return [f for f in found if f is not None]

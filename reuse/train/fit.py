@@ -14,7 +14,7 @@ from reuse.backend import active
 from reuse.backend.spec import Forward, LoopSpec
 from reuse.data import Dataset, check_for_model, output_kind, split_validation
 from reuse.data.checks import OutputKind, model_inputs
-from reuse.data.rows import is_lazy, rows_of
+from reuse.data.rows import is_lazy, read_rows, rows_of
 from reuse.errors import InvalidInput
 from reuse.keras_compat import all_layers
 from reuse.train.augment import AugmentedForward, Augmenter, AugmentSpec, check_images
@@ -59,6 +59,7 @@ class TrainResult:
     feature_bytes: int = 0
     feature_seconds: float = 0.0  # the pass that computed them (0: found in the cache)
     final_seconds: float = 0.0  # the final figures (inference mode) on the training and validation rows
+    feature_std: float | None = None  # how much the cached features vary between rows (feature_spread)
 
     def settings(self) -> dict[str, Any]:
         """The settings to record with the registered model."""
@@ -69,6 +70,8 @@ class TrainResult:
         if self.features:
             out.update(features=self.features, feature_bytes=self.feature_bytes,
                        feature_seconds=round(self.feature_seconds, 3))
+        if self.feature_std is not None:
+            out["feature_std"] = float(f"{self.feature_std:.4g}")
         if self.unfrozen:
             out.update(unfrozen=list(self.unfrozen), bn_inference=list(self.bn_inference))
         return out
@@ -162,7 +165,7 @@ def _train(model: Any, prep: _Prepared, config: TrainConfig, train_vars: list[An
     xv = model_inputs(prep.val) if prep.val is not None else None
     raw_x = x
     forward: Forward = AugmentedForward(model, augmenter) if augmenter is not None else Forward(model)
-    cached, where, nbytes, fseconds = (), "", 0, 0.0
+    cached, where, nbytes, fseconds, spread = (), "", 0, 0.0, None
     if split is not None and (augmenter is None or config.augment_views):
         check_memory(split.rest, train_vars, config.batch_size, prefix=split.prefix)
         t0 = time.perf_counter()
@@ -172,6 +175,7 @@ def _train(model: Any, prep: _Prepared, config: TrainConfig, train_vars: list[An
             (x, xv, fbytes, on_disk) = got
             forward, cached = Forward(split.rest), split.prefix_names
             where, nbytes = ("disk" if on_disk else "memory"), fbytes
+            spread = feature_spread(x)
     check_memory(forward.model, train_vars, config.batch_size)
     trained = {id(v) for v in train_vars}
     state_vars = [v for v in forward.variables if id(v) not in trained]
@@ -207,7 +211,25 @@ def _train(model: Any, prep: _Prepared, config: TrainConfig, train_vars: list[An
                        seconds=outcome.seconds, samples=len(prep.train),
                        val_samples=0 if prep.val is None else len(prep.val), class_names=prep.class_names,
                        compiled_calls=outcome.calls, features=where, feature_bytes=nbytes,
-                       feature_seconds=fseconds if cached else 0.0, final_seconds=final_seconds)
+                       feature_seconds=fseconds if cached else 0.0, final_seconds=final_seconds,
+                       feature_std=spread)
+
+
+SPREAD_ROWS = 2048  # rows, spread evenly over the data, that feature_spread reads
+
+
+def feature_spread(x: Any) -> float:
+    """How much the cached features of the frozen part vary between rows: the standard deviation of
+    each feature value across up to SPREAD_ROWS rows (of the first view and output), averaged. Near 0
+    the frozen part gives every input the same output and the head cannot learn (reuse.train.diagnosis)."""
+    if isinstance(x, EpochViews):
+        x = x.view(0)
+    if isinstance(x, tuple):
+        x = x[0]
+    n = rows_of(x)
+    index = np.unique(np.linspace(0, n - 1, min(n, SPREAD_ROWS)).astype(np.int64))
+    sample = np.asarray(read_rows(x, index), dtype=np.float64).reshape(len(index), -1)
+    return float(sample.std(axis=0).mean())
 
 
 def _augmenter(model: Any, config: TrainConfig) -> Augmenter | None:

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import math
 
+import keras
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from conftest import make_mlp
 from train_helpers import toy_data
 
+from reuse.cli import cli
 from reuse.data import Dataset
 from reuse.errors import InvalidInput
+from reuse.store import ModelStore
 from reuse.store.lineage import HistorySegment
 from reuse.train import TrainConfig, train
 from reuse.train.curves import curves_figure, plot_curves
@@ -24,6 +29,46 @@ def test_a_network_that_cannot_learn_is_a_learning_problem():
     assert [f.problem for f in findings] == ["learning"]
     assert "not improving" in findings[0].summary or "chance" in findings[0].summary
     assert "epoch" in findings[0].evidence and any("learning rate" in r for r in findings[0].remedies)
+
+
+def _frozen(kernel: str) -> keras.Model:
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((8,))
+    h = keras.layers.Dense(16, activation="relu", kernel_initializer=kernel, bias_initializer="ones",
+                           trainable=False, name="frozen")(inp)
+    return keras.Model(inp, keras.layers.Dense(3, activation="softmax", name="out")(h))
+
+
+def test_frozen_layers_whose_output_never_varies_are_named_as_the_learning_problem():
+    """A frozen part that gives every input the same output (here a zero kernel; in practice a deep
+    untrained base whose batch-norm statistics were never measured) is diagnosed as such, from the spread
+    of its cached features recorded with the version, not as a learning rate to tune."""
+    flat = train(_frozen("zeros"), toy_data(), TrainConfig(epochs=3, batch_size=16))
+    settings = flat.settings()
+    assert flat.cached_layers == ("frozen",) and settings["feature_std"] == 0.0
+    findings = diagnose(flat.history, flat.metrics, n_outputs=3, settings=settings)
+    assert findings[0].problem == "learning" and "almost the same output" in findings[0].summary
+    assert "output of frozen" in findings[0].evidence and "0 between training rows" in findings[0].evidence
+    assert any("batch normalisation" in r for r in findings[0].remedies)
+    alive = train(_frozen("glorot_uniform"), toy_data(), TrainConfig(epochs=3, batch_size=16))
+    assert alive.settings()["feature_std"] > 0.1
+    assert not any("same output" in f.summary for f in diagnose(alive.history, alive.metrics, n_outputs=3,
+                                                                settings=alive.settings()))
+
+
+def test_train_warns_and_report_diagnoses_flat_frozen_features(tmp_path):
+    data = toy_data()
+    np.savez(tmp_path / "d.npz", x=data.x, y=data.y)
+    ModelStore(tmp_path / "store").register(_frozen("zeros"), "flat")
+    store = ["--store", str(tmp_path / "store")]
+    out = CliRunner().invoke(cli, ["train", "flat", "--data", str(tmp_path / "d.npz"), "--epochs", "2",
+                                   *store])
+    assert out.exit_code == 0, out.output
+    assert ("  warning: the frozen layers give every input almost the same output (their features' standard "
+            "deviation across rows is 0); see `reuse report`") in out.output.splitlines()
+    report = CliRunner().invoke(cli, ["report", "flat:2", "--json", *store])
+    findings = json.loads(report.output)["findings"]
+    assert findings[0]["summary"] == "the frozen layers give every input almost the same output"
 
 
 def test_a_big_network_on_a_tiny_training_set_is_a_generalization_problem():
