@@ -39,9 +39,11 @@ def _finite(x: Any) -> float | None:
     return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) else None
 
 
-def curves(segments: list[Any]) -> dict[str, Any]:
+def curves(segments: list[Any], units: int | None = None) -> dict[str, Any]:
     """The learning curves along the lineage as chart data: one series per recorded key over the epochs
-    of every segment, and where each segment starts."""
+    of every segment, and where each segment starts. With accuracy curves of a ``units``-way output,
+    ``metric_min``: the axis starts at chance (1/units, 0.5 for one unit) or the lowest value, and ends
+    at 1, as the PNG plots draw it (reuse.train.curves)."""
     keys: list[str] = []
     for s in segments:
         keys += [k for k in s.history if k not in keys and isinstance(s.history[k], list)]
@@ -54,14 +56,20 @@ def curves(segments: list[Any]) -> dict[str, Any]:
             values = list(s.history.get(k) or [])[:n]
             series[k] += [_finite(v) for v in values] + [None] * (n - len(values))
     total = sum(s.epochs for s in segments)
+    accuracy = [v for k, vs in series.items() if k.endswith("accuracy") for v in vs if v is not None]
+    floor = None
+    if accuracy and units and all(k.endswith("accuracy") for k in series if _axis(k) == "metric"):
+        floor = min(1.0 / units if units > 1 else 0.5, *accuracy)
     return {
         "epochs": list(range(1, total + 1)),
-        "series": [
-            {"key": k, "axis": "loss" if k in LOSS_KEYS or k.endswith("loss") else "metric", "values": v}
-            for k, v in series.items()
-        ],
+        "series": [{"key": k, "axis": _axis(k), "values": v} for k, v in series.items()],
         "segments": starts,
+        "metric_min": floor,
     }
+
+
+def _axis(key: str) -> str:
+    return "loss" if key in LOSS_KEYS or key.endswith("loss") else "metric"
 
 
 def advice_chart(advice: dict[str, Any]) -> dict[str, Any]:
@@ -123,7 +131,8 @@ def version(service: Service, name: str, number: str) -> dict[str, Any]:
         else None,
         "advice": advice,
         "advice_chart": advice_chart(advice) if advice else None,
-        "curves": curves(service.training_history(info.ref)),
+        "curves": curves(service.training_history(info.ref),
+                         info.output_shape[-1] if info.output_shape else None),
         "findings": [f.to_dict() for f in report.findings],
         "graph": layout(graph),
         "ancestry": service.lineage(info.ref),

@@ -80,9 +80,12 @@
         animation: false, maintainAspectRatio: false, interaction: { mode: "index", intersect: false },
         scales: {
           x: { title: { display: true, text: "epoch" }, ticks: { maxTicksLimit: 20 } },
-          y: { position: "left", title: { display: true, text: "loss" } },
+          // From 0, as the PNG plots draw it: a flat loss looks flat, not like noise magnified.
+          y: { position: "left", beginAtZero: true, title: { display: true, text: "loss" } },
           y1: { display: hasMetric, position: "right", title: { display: true, text: "metric" },
-                grid: { drawOnChartArea: false } }
+                grid: { drawOnChartArea: false },
+                min: d.metric_min === null ? undefined : d.metric_min,
+                max: d.metric_min === null ? undefined : 1 }
         },
         plugins: { segmentLines: { starts: d.segments } }
       },
