@@ -21,6 +21,20 @@ import pytest  # noqa: E402
 from reuse.store import ModelStore  # noqa: E402
 
 
+def _onnx_export_missing() -> list[str]:
+    from reuse.export.onnx_file import missing_packages
+
+    return missing_packages()
+
+
+# ONNX export and ONNX Runtime serving: with TensorFlow every install has what they need (core
+# dependencies); on JAX, Keras converts through jax2onnx, which no extra installs (`make test-jax`).
+needs_onnx_export = pytest.mark.skipif(
+    bool(_onnx_export_missing()),
+    reason=f"ONNX export on the {keras.backend.backend()} backend needs "
+    f"{', '.join(_onnx_export_missing())} (not installed)")
+
+
 def make_mlp(n_in: int = 8, hidden: tuple[int, ...] = (16, 12, 10), n_out: int = 3, seed: int = 0,
              batchnorm: bool = False) -> keras.Model:
     """A small Sequential MLP whose hidden layers are named hidden1, hidden2, ..."""

@@ -69,10 +69,12 @@ class Backend(Protocol):
         NAME: the ``keras.backend.backend()`` name it serves.
         EAGER_ONE_SHOT: whether a single pass over data (caching features, final metrics) is cheaper
             run eagerly than compiled.
+        ONNX_CONVERTER: the package Keras' ONNX export converts through on this backend.
     """
 
     NAME: str
     EAGER_ONE_SHOT: bool
+    ONNX_CONVERTER: str
 
     def compile_forward(self, forward: Forward, on_trace: Callable[[], None] | None = None
                         ) -> tuple[ForwardFn, bool]:

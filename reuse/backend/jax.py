@@ -26,6 +26,7 @@ from reuse.backend.spec import ChunkResult, Forward, LoopSpec, bucket, eval_batc
 from reuse.keras_compat import all_layers
 
 NAME = "jax"
+ONNX_CONVERTER = "jax2onnx"  # the package Keras' ONNX export converts through here
 
 # Eager JAX compiles every primitive per shape, so even a single pass over data is faster jitted.
 EAGER_ONE_SHOT = False

@@ -20,6 +20,7 @@ from reuse.backend.spec import ChunkResult, Forward, LoopSpec, eval_batches, map
 from reuse.backend.tf_updates import FusedUpdate
 
 NAME = "tensorflow"
+ONNX_CONVERTER = "tf2onnx"  # the package Keras' ONNX export converts through here
 
 
 class _NoRetraceWarning(logging.Filter):

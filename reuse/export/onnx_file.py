@@ -1,9 +1,11 @@
 """A stored Keras model as an ONNX file, checked against Keras before anyone relies on it.
 
-Keras 3 writes the file (``model.export(path, format="onnx")``; on TensorFlow and JAX it converts
-through ``tf2onnx``). We then name the graph's outputs after the model's output layers, so that a
-KServe v2 client asks an ONNX engine for the same tensor names as ``reuse serve`` (Keras leaves
-``Identity:0``...). Needs onnx, onnxruntime and tf2onnx (core dependencies; an install may leave them out).
+Keras 3 writes the file (``model.export(path, format="onnx")``; it converts through the backend's
+converter, ``tf2onnx`` on TensorFlow and ``jax2onnx`` on JAX: :attr:`reuse.backend.Backend.ONNX_CONVERTER`).
+We then name the graph's outputs after the model's output layers, so that a KServe v2 client asks an ONNX
+engine for the same tensor names as ``reuse serve`` (Keras leaves ``Identity:0``...). Needs onnx,
+onnxruntime and the converter (core dependencies on TensorFlow; jax2onnx is not installed by any extra:
+on JAX, export and the ONNX runtime say so, and serving runs Keras).
 """
 
 from __future__ import annotations
@@ -25,12 +27,22 @@ from reuse.graph.signature import ModelSignature
 log = logging.getLogger(__name__)
 TOLERANCE = 1e-5  # most |onnx - keras| (absolute, and relative to |keras|) accepted on the probe batch
 PROBE_ROWS = 5
-EXTRA_HINT = "pip install onnx onnxruntime tf2onnx"
+
+
+def converter() -> str:
+    """The package Keras' ONNX export converts through on the active backend."""
+    from reuse.backend import active
+
+    return active().ONNX_CONVERTER
 
 
 def missing_packages() -> list[str]:
-    """The packages of the ``onnx`` extra that are not installed (empty: ONNX export and serving work)."""
-    return [p for p in ("onnx", "onnxruntime", "tf2onnx") if not _installed(p)]
+    """The packages ONNX export and serving need that are not installed (empty: they work)."""
+    return [p for p in ("onnx", "onnxruntime", converter()) if not _installed(p)]
+
+
+def install_hint() -> str:
+    return f"pip install onnx onnxruntime {converter()}"
 
 
 def _installed(package: str) -> bool:
@@ -46,7 +58,8 @@ def require_packages(purpose: str) -> None:
     """Raises FailedPrecondition naming the missing packages and the extra that brings them."""
     missing = missing_packages()
     if missing:
-        raise FailedPrecondition(f"{purpose} needs {', '.join(missing)} (not installed): {EXTRA_HINT}")
+        raise FailedPrecondition(f"{purpose} needs {', '.join(missing)} (not installed): "
+                                 f"{install_hint()}")
 
 
 def exporter_versions() -> str:
@@ -55,7 +68,7 @@ def exporter_versions() -> str:
 
     import keras
 
-    return " ".join(f"{p}={version(p)}" for p in ("onnx", "tf2onnx")) + f" keras={keras.__version__}"
+    return " ".join(f"{p}={version(p)}" for p in ("onnx", converter())) + f" keras={keras.__version__}"
 
 
 def probe_inputs(sig: ModelSignature, rows: int = PROBE_ROWS, seed: int = 0) -> list[np.ndarray]:
@@ -100,11 +113,12 @@ def difference(got: Sequence[np.ndarray], want: Sequence[np.ndarray]) -> tuple[f
 
 @contextmanager
 def _quiet_converter():
-    # tf2onnx logs every conversion step, and ops it cannot convert at ERROR; we report those ourselves.
-    import tf2onnx  # noqa: F401 - creates its loggers, which it sets to INFO itself
-
-    names = [n for n in logging.root.manager.loggerDict if n.split(".")[0] == "tf2onnx"]
-    loggers = [logging.getLogger(n) for n in ("tf2onnx", "absl", *names)]
+    # The converter (tf2onnx) logs every conversion step, and ops it cannot convert at ERROR; we report
+    # those ourselves. Importing it creates its loggers, which it sets to INFO itself.
+    package = converter()
+    importlib.import_module(package)
+    names = [n for n in logging.root.manager.loggerDict if n.split(".")[0] == package]
+    loggers = [logging.getLogger(n) for n in (package, "absl", *names)]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.CRITICAL)

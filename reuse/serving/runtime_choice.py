@@ -56,7 +56,7 @@ def describe_mode(mode: str) -> str:
         return "runtime keras (forced)"
     missing = onnx_file.missing_packages()
     if missing:
-        return f"runtime keras: {', '.join(missing)} not installed ({onnx_file.EXTRA_HINT})"
+        return f"runtime keras: {', '.join(missing)} not installed ({onnx_file.install_hint()})"
     if mode == "onnx":
         return "runtime onnx (forced)"
     return "runtime auto: ONNX Runtime for each version that exports and matches Keras, else Keras"
@@ -95,7 +95,7 @@ def choose(model: Any, sig: ModelSignature, *, mode: str, cache: OnnxCache | Non
     if mode == "keras":
         reason = "forced by --runtime keras"
     elif missing := onnx_file.missing_packages():
-        reason = f"{', '.join(missing)} not installed ({onnx_file.EXTRA_HINT})"
+        reason = f"{', '.join(missing)} not installed ({onnx_file.install_hint()})"
     elif cache is None:
         reason = "no store folder for the ONNX file"
     else:

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import yaml
 from click.testing import CliRunner
-from conftest import make_conv
+from conftest import make_conv, needs_onnx_export
 
 from reuse.cli import cli
 from reuse.errors import AlreadyExists, FailedPrecondition, InvalidInput
@@ -49,6 +49,7 @@ def keras_answer(root: Path, ref: str, x: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize(("ref", "shape"), [("mlp", (8,)), ("conv", (8, 8, 1))])
+@needs_onnx_export
 def test_onnx_export_runs_in_onnxruntime_and_matches_keras(mixed_store, tmp_path, ref, shape):
     out = tmp_path / f"{ref}.onnx"
     line = run("export", ref, out, "--store", mixed_store).output
@@ -98,6 +99,7 @@ def _parse_with_tritonclient(config: Path) -> dict:
     return json.loads(done.stdout)
 
 
+@needs_onnx_export
 def test_triton_repository_and_kserve_manifest(mixed_store, tmp_path):
     repo = tmp_path / "repo"
     r = run("export", "conv", "--triton-repo", repo, "--max-batch-size", "16", "--max-batch-delay-ms", "0.5",
@@ -130,6 +132,7 @@ def test_triton_repository_and_kserve_manifest(mixed_store, tmp_path):
     Service(mixed_store).delete_version("conv:2")
 
 
+@needs_onnx_export
 def test_a_model_onnx_cannot_express_is_refused_and_nothing_is_written(mixed_store, tmp_path):
     svc = Service(mixed_store)
     with pytest.raises(FailedPrecondition, match="no ONNX equivalent: Bucketize"):

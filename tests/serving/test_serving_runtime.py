@@ -9,9 +9,10 @@ from __future__ import annotations
 import shutil
 
 import grpc
+import keras
 import numpy as np
 from click.testing import CliRunner
-from conftest import make_mlp
+from conftest import make_mlp, needs_onnx_export
 from grpc_support import infer_request, rpc_error, stubs
 
 from reuse.cli import cli
@@ -43,6 +44,7 @@ CASES = [("mlp", "features", (8,), "onnx"), ("conv", "image", (8, 8, 1), "onnx")
          ("binned", "features", (8,), "keras")]
 
 
+@needs_onnx_export
 def test_auto_picks_per_version_and_answers_equal_keras_over_grpc(mixed_store):
     auto, auto_server = serve(mixed_store, "auto")
     keras_only, keras_server = serve(mixed_store, "keras")
@@ -77,6 +79,7 @@ def test_auto_picks_per_version_and_answers_equal_keras_over_grpc(mixed_store):
     assert [f.split("-")[0] for f in onnx_files(auto)] == ["conv/v1", "mlp/v1"]
 
 
+@needs_onnx_export
 def test_forced_onnx_refuses_a_model_that_cannot_run_there(mixed_store):
     service, server = serve(mixed_store, "onnx")
     channel, inference, _ = stubs(server.target)
@@ -92,6 +95,7 @@ def test_forced_onnx_refuses_a_model_that_cannot_run_there(mixed_store):
         server.stop()
 
 
+@needs_onnx_export
 def test_onnx_cache_follows_the_version_file(tmp_path):
     """Rebuilt when missing; a version file replaced on disk gets a new file (the old one is removed and
     never served); deleting the version removes its files."""
@@ -135,14 +139,14 @@ def test_without_the_extra_auto_serves_keras_and_forced_onnx_is_an_error(tmp_pat
     service.register_model(make_mlp(), "mlp")
     service.configure_serving(ServingOptions(runtime="auto"))
     service.infer("mlp", np.zeros((1, 8), np.float32))
-    assert (
-        service.serving_runtime("mlp").reason
-        == "onnxruntime not installed (pip install onnx onnxruntime tf2onnx)"
-    )
+    # The converter is the backend's: tf2onnx (a core dependency) on TensorFlow, jax2onnx on JAX.
+    tf = keras.backend.backend() == "tensorflow"
+    missing = "onnxruntime" if tf else "onnxruntime, jax2onnx"
+    hint = "pip install onnx onnxruntime " + ("tf2onnx" if tf else "jax2onnx")
+    assert service.serving_runtime("mlp").reason == f"{missing} not installed ({hint})"
     result = CliRunner().invoke(cli, ["serve", "--store", str(tmp_path / "store"), "--runtime", "onnx"])
     assert result.exit_code == 1
-    assert result.output.splitlines()[-1] == ("Error: --runtime onnx needs onnxruntime (not installed): "
-                                              "pip install onnx onnxruntime tf2onnx")
+    assert result.output.splitlines()[-1] == f"Error: --runtime onnx needs {missing} (not installed): {hint}"
 
 
 def test_serve_refuses_an_unknown_runtime(tmp_path):
@@ -151,6 +155,7 @@ def test_serve_refuses_an_unknown_runtime(tmp_path):
     assert "Invalid value for '--runtime': 'tensorrt' is not one of 'auto', 'onnx', 'keras'." in result.output
 
 
+@needs_onnx_export
 def test_a_request_that_does_not_fit_is_refused_before_any_onnx_file_is_made(tmp_path):
     """Validate, then run: `reuse infer` with the wrong number of columns names the problem and leaves no
     ONNX conversion behind; a right request then converts and answers."""
