@@ -14,6 +14,7 @@ from reuse.cli.common import (
     json_option,
     load_options,
     memory_option,
+    option_group,
     read_token,
     server_option,
     store_option,
@@ -21,6 +22,14 @@ from reuse.cli.common import (
 from reuse.config import ENV_TOKEN, ENV_TRUSTED_MODULES, ServerSettings
 
 _D = ServerSettings()
+
+
+_tls_options = option_group(
+    click.option("--tls-cert", type=click.Path(dir_okay=False, exists=True), default=None,
+                 help="TLS certificate (PEM)."),
+    click.option("--tls-key", type=click.Path(dir_okay=False, exists=True), default=None,
+                 help="TLS private key (PEM)."),
+)
 
 
 @click.command("serve")
@@ -53,10 +62,7 @@ _D = ServerSettings()
               help="Server processes on the one port, each with its own model cache (auto: one per core).")
 @click.option("--token-file", type=click.Path(dir_okay=False, exists=True), default=None,
               help=f"Require this bearer token on every RPC but health (default: ${ENV_TOKEN}).")
-@click.option("--tls-cert", type=click.Path(dir_okay=False, exists=True), default=None,
-              help="TLS certificate (PEM).")
-@click.option("--tls-key", type=click.Path(dir_okay=False, exists=True), default=None,
-              help="TLS private key (PEM).")
+@_tls_options
 @click.option("--allow-unsafe-uploads", is_flag=True,
               help="Accept uploaded models that run code when loaded.")
 @memory_option
@@ -137,10 +143,7 @@ def serve_cmd(store: str | None, host: str, port: int, http_port: int | None, ma
               help="Port (0: any free port).")
 @click.option("--token-file", type=click.Path(dir_okay=False, exists=True), default=None,
               help=f"Ask for this bearer token (default: ${ENV_TOKEN}; none: no login).")
-@click.option("--tls-cert", type=click.Path(dir_okay=False, exists=True), default=None,
-              help="TLS certificate (PEM).")
-@click.option("--tls-key", type=click.Path(dir_okay=False, exists=True), default=None,
-              help="TLS private key (PEM).")
+@_tls_options
 @click.option("--max-message-mb", default=_D.max_message_bytes // 2**20, show_default=True,
               type=click.IntRange(1), help="Largest request body (larger: 413).")
 @click.option("--open", "open_browser", is_flag=True, help="Also open the dashboard in a web browser.")
