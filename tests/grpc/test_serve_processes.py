@@ -133,3 +133,46 @@ def test_processes_must_be_a_count_or_auto(tmp_path):
         r.exit_code == 1
         and r.output.splitlines()[-1] == "Error: --processes is '0'; expected an integer >= 1 or 'auto'"
     )
+
+
+def test_two_processes_serve_http_on_one_port_too(tmp_path):
+    """`--processes 2 --http-port 0`: the REST port is shared as the gRPC one is; readiness and inference
+    answer over fresh HTTP connections with the one-process answer; SIGTERM stops every process."""
+    import urllib.request
+
+    store = tmp_path / "store"
+    svc = Service(store)
+    svc.register_model(make_mlp(seed=3), "mlp")
+    x = np.random.default_rng(0).normal(size=(2, 8)).astype("float32")
+    expected = svc.infer("mlp", x).outputs[0]
+    svc.close()
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)}
+    env.pop("REUSE_TOKEN", None)
+    proc = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "serve", "--port", "0", "--http-port", "0",
+                             "--store", str(store), "--processes", "2"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    try:
+        out = _lines(proc)
+        line = out.get(timeout=START_S)
+        assert line.startswith("listening on 127.0.0.1:") and "2 processes, pids" in line, line
+        http = out.get(timeout=10)
+        assert http.startswith("http on http://127.0.0.1:")
+        assert http.rstrip().endswith("(KServe v2 REST under /v2)")
+        base = http.split()[2].removesuffix("/ui/")
+        body = json.dumps({"inputs": [{"name": "features", "datatype": "FP32", "shape": [2, 8],
+                                       "data": x.ravel().tolist()}]}).encode()
+        for _ in range(8):  # a new connection each time: the kernel picks a process
+            with urllib.request.urlopen(base + "/v2/health/ready", timeout=60) as r:
+                assert r.status == 200
+            req = urllib.request.Request(base + "/v2/models/mlp/infer", data=body,
+                                         headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=60) as r:
+                got = json.loads(r.read())["outputs"][0]
+            np.testing.assert_allclose(np.asarray(got["data"], np.float32).reshape(got["shape"]), expected,
+                                       rtol=1e-5, atol=1e-6)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=90) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
