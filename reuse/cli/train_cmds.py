@@ -148,13 +148,13 @@ def _print_training(o: Any, verb: str) -> None:
     click.echo(f"  final (inference mode): {_figures(r.metrics)}")
     if r.diverged:
         click.echo("  warning: the training loss diverged (NaN/inf); see `reuse report`")
-    std = (o.info.settings or {}).get("feature_std")
-    if std is not None:
-        from reuse.train.diagnosis import FLAT_FEATURES
+    settings = o.info.settings or {}
+    if "feature_std" in settings:
+        from reuse.train.diagnosis import flat_features
 
-        if std < FLAT_FEATURES:
-            click.echo(f"  warning: the frozen layers give every input almost the same output (their "
-                       f"features' standard deviation across rows is {std:.2g}); see `reuse report`")
+        if (flat := flat_features(settings)) is not None:
+            click.echo(f"  warning: {flat.summary} (their features' standard deviation across rows is "
+                       f"{settings['feature_std']:.2g}); see `reuse report`")
     if o.seeds:
         n = len(next(iter(o.seeds.values()))["values"])
         click.echo(f"  over {n} seeds: " + "  ".join(f"{k} {s['mean']:.4f} ± {s['std']:.4f}"

@@ -93,7 +93,9 @@ def _learning(history: dict[str, list[float]], n_outputs: int | None) -> Finding
     return None
 
 
-def _flat_features(settings: dict[str, Any]) -> Finding | None:
+def flat_features(settings: dict[str, Any]) -> Finding | None:
+    """The finding for a run whose frozen features hardly vary between rows (``settings["feature_std"]``
+    below FLAT_FEATURES), else None."""
     std = settings.get("feature_std")
     if std is None or not math.isfinite(std) or std >= FLAT_FEATURES:
         return None
@@ -187,6 +189,6 @@ def diagnose(history: dict[str, list[float]], metrics: dict[str, Any] | None = N
         settings: the version's training settings (``feature_std``: how much the frozen features vary).
     """
     metric = "mae" if "mae" in history else "accuracy"
-    found = [_flat_features(settings or {}), _learning(history, n_outputs), _generalization(history, metric),
+    found = [flat_features(settings or {}), _learning(history, n_outputs), _generalization(history, metric),
              _prediction(metrics or {}, metric)]
     return [f for f in found if f is not None]
